@@ -1,0 +1,1 @@
+//! Measured compute-time tables: loading, interpolation, model layers -> time.
