@@ -1,1 +1,226 @@
-fn main() {}
+//! The afdsim command line: a thin shell over the library.
+//!
+//! Exit status: 0 success, 1 a validation case failed, 2 bad input or usage.
+
+use afdsim::config::Scenario;
+use afdsim::error::InputError;
+use afdsim::report::{PacketMetrics, RunOutput, write_out_dir};
+use afdsim::validation::{self, Check, CheckRow};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "afdsim",
+    version,
+    about = "Network-fabric simulator for Attention-FFN-disaggregated MoE serving"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one scenario (the embedded default when no file is given).
+    Run {
+        /// Scenario file (TOML); see README.md for the format.
+        scenario: Option<PathBuf>,
+        /// Seed of the run's random numbers (overrides the file's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print one JSON object {scenario, seed, level, metrics} and nothing else on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Also write metrics.json, messages.csv and links.csv into this directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Run every validation case and print the comparison table.
+    Validate {
+        /// Print a JSON array of rows instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Only the cases whose name contains TEXT.
+        #[arg(long, value_name = "TEXT")]
+        filter: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            scenario,
+            seed,
+            json,
+            out,
+        } => cmd_run(scenario, seed, json, out),
+        Command::Validate { json, filter } => cmd_validate(json, filter.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A progress indicator on a terminal; hidden when stdout is not one or output is JSON.
+fn progress_bar(json: bool) -> ProgressBar {
+    if json || !std::io::stdout().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("valid template"),
+    );
+    bar
+}
+
+fn cmd_run(
+    path: Option<PathBuf>,
+    seed: Option<u64>,
+    json: bool,
+    out: Option<PathBuf>,
+) -> Result<ExitCode, InputError> {
+    let scenario = match &path {
+        Some(p) => Scenario::load(p, seed)?,
+        None => Scenario::embedded_default(seed),
+    };
+    let bar = progress_bar(json);
+    let run = afdsim::packet::simulate(
+        &scenario.topology,
+        &scenario.packet,
+        &scenario.messages,
+        &mut |events, now| bar.set_message(format!("{events} events, simulated {now}")),
+    );
+    bar.finish_and_clear();
+    let metrics = PacketMetrics::of(&scenario, &run);
+    let output = RunOutput {
+        scenario: &scenario.name,
+        seed: scenario.seed,
+        level: scenario.level.as_str(),
+        metrics: &metrics,
+    };
+    if let Some(dir) = &out {
+        write_out_dir(dir, &output, &scenario, &run).map_err(|e| {
+            InputError::for_path(dir, "--out", format!("cannot write results: {e}"))
+        })?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    let written = if json {
+        writeln!(stdout, "{}", output.to_json())
+    } else {
+        output.write_human(&mut stdout)
+    };
+    // A closed pipe (e.g. `| head`) is not an error worth a message.
+    let _ = written;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_validate(json: bool, filter: Option<&str>) -> Result<ExitCode, InputError> {
+    let cases: Vec<_> = validation::cases()
+        .into_iter()
+        .filter(|c| filter.is_none_or(|f| c.name.contains(f)))
+        .collect();
+    if cases.is_empty() {
+        return Err(InputError::new(
+            "<command line>",
+            "--filter",
+            format!("no validation case matches `{}`", filter.unwrap_or("")),
+        ));
+    }
+    let bar = if json || !std::io::stdout().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(cases.len() as u64)
+    };
+    let mut checks: Vec<Check> = Vec::new();
+    for case in &cases {
+        bar.set_message(case.name);
+        checks.extend((case.run)()?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let failed = checks.iter().filter(|c| !c.pass()).count();
+    let mut stdout = std::io::stdout().lock();
+    let _ = if json {
+        let rows: Vec<CheckRow> = checks.iter().map(CheckRow::from).collect();
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("rows serialize")
+        )
+    } else {
+        print_table(&mut stdout, &checks, failed)
+    };
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_table(w: &mut dyn Write, checks: &[Check], failed: usize) -> std::io::Result<()> {
+    let header = [
+        "case",
+        "metric",
+        "expected",
+        "simulated",
+        "error %",
+        "tol %",
+        "result",
+        "source",
+    ];
+    let fmt_pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+    let rows: Vec<[String; 8]> = checks
+        .iter()
+        .map(|c| {
+            let tol = match c.compare {
+                validation::Compare::Within { tolerance_pct } => format!("{tolerance_pct}"),
+                validation::Compare::AtLeast => ">= exp".to_string(),
+                validation::Compare::AtMost => "<= exp".to_string(),
+            };
+            [
+                c.case.clone(),
+                c.metric.clone(),
+                format!("{:.4}", c.expected),
+                format!("{:.4}", c.simulated),
+                fmt_pct(c.error_pct()),
+                tol,
+                if c.pass() { "pass" } else { "FAIL" }.to_string(),
+                c.source.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (i, cell) in r.iter().enumerate().take(7) {
+            widths[i] = widths[i].max(cell.len());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i == 7 {
+                s.push_str(c);
+            } else if (2..6).contains(&i) {
+                s.push_str(&format!("{c:>w$}  ", w = widths[i]));
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s
+    };
+    writeln!(w, "{}", line(&header))?;
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        writeln!(w, "{}", line(&cells))?;
+    }
+    writeln!(w, "{} passed, {} failed", checks.len() - failed, failed)
+}

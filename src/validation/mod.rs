@@ -6,6 +6,7 @@
 //! at the top of the repository and are embedded in the binary.
 
 mod check;
+mod packet_cases;
 
 pub use check::{Check, CheckRow, Compare};
 
@@ -19,7 +20,9 @@ pub struct Case {
 
 /// Every case, in the order the table prints them.
 pub fn cases() -> Vec<Case> {
-    vec![]
+    let mut all = packet_cases::cases();
+    all.sort_by_key(|c| c.name);
+    all
 }
 
 /// Runs the cases whose name contains `filter` (all when `None`).

@@ -1,0 +1,72 @@
+//! The scenario file as written: serde structs that mirror the TOML one to one.
+//!
+//! Nothing here is validated beyond types; `resolve` turns these into a [`super::Scenario`].
+//! Units are part of every key name so a file reads unambiguously.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// A short name, echoed in every output.
+    pub name: String,
+    /// The run's seed when `--seed` is not given.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// The simulation level; only `packet` exists so far.
+    #[serde(default)]
+    pub level: Option<String>,
+    pub fabric: FabricFile,
+    /// Traffic generators, combined.
+    #[serde(default)]
+    pub traffic: Vec<TrafficFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FabricFile {
+    /// Topology kind: `star` (every GPU has one full-duplex link to one switch).
+    pub kind: String,
+    pub gpus: i64,
+    pub link_rate_gbps: f64,
+    pub link_latency_ns: f64,
+    /// Fixed time from a packet's last bit arriving at a switch to it being queued at the
+    /// egress port (store-and-forward plus pipeline latency).
+    #[serde(default)]
+    pub switch_latency_ns: Option<f64>,
+    /// Payload bytes per packet (the RDMA MTU).
+    #[serde(default)]
+    pub mtu_bytes: Option<i64>,
+    /// Bytes each packet adds on the wire (headers, framing).
+    #[serde(default)]
+    pub header_bytes: Option<i64>,
+}
+
+/// One traffic generator. Which keys apply depends on `pattern`; `resolve` rejects keys that
+/// the pattern does not use rather than silently ignoring them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficFile {
+    /// `message`, `all-to-all`, `incast` or `permutation`.
+    pub pattern: String,
+    /// Bytes of each message (per pair for all-to-all).
+    pub bytes: i64,
+    #[serde(default)]
+    pub start_ns: Option<f64>,
+    /// Each message starts at `start_ns` plus a uniform draw in [0, start_jitter_ns].
+    #[serde(default)]
+    pub start_jitter_ns: Option<f64>,
+    /// `message`: source and destination GPU.
+    #[serde(default)]
+    pub src: Option<i64>,
+    #[serde(default)]
+    pub dst: Option<i64>,
+    /// `incast`: the GPUs that send and the one that receives.
+    #[serde(default)]
+    pub senders: Option<Vec<i64>>,
+    #[serde(default)]
+    pub receiver: Option<i64>,
+    /// `permutation`: GPU i sends to GPU (i + shift) mod N; a random derangement when absent.
+    #[serde(default)]
+    pub shift: Option<i64>,
+}

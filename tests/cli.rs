@@ -1,0 +1,185 @@
+//! The command line as a user meets it: exit codes, stdout shape, determinism, bad input.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn afdsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_afdsim"))
+        .args(args)
+        .output()
+        .expect("the afdsim binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("utf-8 stderr")
+}
+
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("afdsim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const JITTERED: &str = r#"
+name = "jittered"
+[fabric]
+kind = "star"
+gpus = 6
+link_rate_gbps = 200
+link_latency_ns = 500
+[[traffic]]
+pattern = "all-to-all"
+bytes = 65536
+start_jitter_ns = 20000
+"#;
+
+#[test]
+fn run_json_is_one_object_with_the_documented_keys() {
+    let o = afdsim(&["run", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("stdout is one JSON value");
+    let obj = v.as_object().expect("an object");
+    let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["level", "metrics", "scenario", "seed"]);
+    assert_eq!(v["scenario"], "star-8gpu-all-to-all");
+    assert_eq!(v["level"], "packet");
+    assert_eq!(v["seed"], 1);
+    assert!(v["metrics"]["makespan_us"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn same_seed_gives_byte_identical_json() {
+    let a = afdsim(&["run", "--json", "--seed", "7"]);
+    let b = afdsim(&["run", "--json", "--seed", "7"]);
+    assert!(a.status.success());
+    assert_eq!(a.stdout, b.stdout);
+
+    let f = temp_file("jittered.toml", JITTERED);
+    let f = f.to_str().unwrap();
+    let a = afdsim(&["run", f, "--json", "--seed", "1"]);
+    let b = afdsim(&["run", f, "--json", "--seed", "1"]);
+    let c = afdsim(&["run", f, "--json", "--seed", "2"]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert_eq!(a.stdout, b.stdout);
+    // The seed draws the start jitter, so another seed gives another run.
+    assert_ne!(a.stdout, c.stdout);
+}
+
+#[test]
+fn human_output_names_scenario_and_seed() {
+    let o = afdsim(&["run", "--seed", "42"]);
+    assert!(o.status.success());
+    let s = stdout(&o);
+    assert!(
+        s.contains("star-8gpu-all-to-all") && s.contains("seed 42"),
+        "{s}"
+    );
+}
+
+#[test]
+fn out_dir_holds_metrics_and_tables() {
+    let dir = std::env::temp_dir().join(format!("afdsim-out-{}", std::process::id()));
+    let o = afdsim(&["run", "--json", "--out", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let metrics = std::fs::read_to_string(dir.join("metrics.json")).unwrap();
+    assert_eq!(metrics, stdout(&o));
+    let messages = std::fs::read_to_string(dir.join("messages.csv")).unwrap();
+    assert_eq!(messages.lines().count(), 1 + 56);
+    let links = std::fs::read_to_string(dir.join("links.csv")).unwrap();
+    assert_eq!(links.lines().count(), 1 + 16);
+}
+
+/// Bad input: exit status 2, one line on stderr naming the file and key, never a panic.
+#[test]
+fn bad_input_is_a_clear_one_line_error() {
+    let check = |name: &str, text: Option<&str>, needles: &[&str]| {
+        let path = match text {
+            Some(t) => temp_file(name, t),
+            None => PathBuf::from("/nonexistent/afdsim/missing.toml"),
+        };
+        let o = afdsim(&["run", path.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: {err}");
+        assert!(err.contains(path.to_str().unwrap()), "{name}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{name}: {err} lacks {n}");
+        }
+        assert!(o.stdout.is_empty(), "{name}: stdout not empty");
+    };
+    let base = JITTERED;
+    check("missing", None, &["cannot read"]);
+    check(
+        "malformed.toml",
+        Some("name = \"x\"\n[fabric"),
+        &["line 2", "unclosed table"],
+    );
+    check(
+        "unknown.toml",
+        Some(&base.replace("gpus = 6", "gpus = 6\nspeed = 3")),
+        &["fabric", "unknown field `speed`"],
+    );
+    check(
+        "zero-rate.toml",
+        Some(&base.replace("link_rate_gbps = 200", "link_rate_gbps = 0")),
+        &["fabric.link_rate_gbps", "> 0"],
+    );
+    check(
+        "negative-rate.toml",
+        Some(&base.replace("link_rate_gbps = 200", "link_rate_gbps = -200")),
+        &["fabric.link_rate_gbps", "> 0"],
+    );
+    check(
+        "negative-bytes.toml",
+        Some(&base.replace("bytes = 65536", "bytes = -1")),
+        &["traffic[0].bytes"],
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = afdsim(&["run", "--seed", "minus-one"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = afdsim(&["validate", "--filter", "no-such-case-anywhere"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--filter"));
+}
+
+#[test]
+fn validate_json_rows_have_the_documented_keys_and_pass() {
+    let o = afdsim(&["validate", "--json"]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(!rows.is_empty());
+    for r in &rows {
+        for k in [
+            "case",
+            "metric",
+            "expected",
+            "simulated",
+            "error_pct",
+            "tolerance_pct",
+            "pass",
+            "source",
+        ] {
+            assert!(r.get(k).is_some(), "row lacks {k}: {r}");
+        }
+        assert_eq!(r["pass"], true, "{r}");
+    }
+}
+
+#[test]
+fn validate_table_ends_with_the_count_line() {
+    let o = afdsim(&["validate", "--filter", "closed-form"]);
+    assert!(o.status.success());
+    let s = stdout(&o);
+    let last = s.trim_end().lines().last().unwrap();
+    assert!(last.ends_with("passed, 0 failed"), "{last}");
+}
