@@ -1,0 +1,50 @@
+//! Packet-level speed: simulated packet-hops and events per wall second, and wall time per
+//! scenario. Run: `cargo bench --bench packet`.
+
+use afdsim::config::Scenario;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+fn star_all_to_all(gpus: u32, bytes: u64) -> Scenario {
+    let text = format!(
+        r#"
+name = "bench-star-{gpus}"
+[fabric]
+kind = "star"
+gpus = {gpus}
+link_rate_gbps = 400
+link_latency_ns = 1000
+switch_latency_ns = 300
+[[traffic]]
+pattern = "all-to-all"
+bytes = {bytes}
+start_jitter_ns = 1000
+"#
+    );
+    Scenario::parse(&text, "<bench>", Some(1)).expect("valid bench scenario")
+}
+
+fn bench_packet(c: &mut Criterion) {
+    let mut g = c.benchmark_group("packet");
+    g.sample_size(10);
+    let scenarios = [
+        ("default", Scenario::embedded_default(None)),
+        ("star-64-a2a-256KiB", star_all_to_all(64, 256 * 1024)),
+    ];
+    for (name, s) in &scenarios {
+        let run = afdsim::packet::simulate(&s.topology, &s.packet, &s.messages, &mut |_, _| {});
+        eprintln!(
+            "{name}: {} packet-hops, {} events, {:.2} events per packet-hop",
+            run.packet_hops,
+            run.queue.processed,
+            run.queue.processed as f64 / run.packet_hops as f64
+        );
+        g.throughput(Throughput::Elements(run.packet_hops));
+        g.bench_with_input(BenchmarkId::new("packet-hops", name), s, |b, s| {
+            b.iter(|| afdsim::packet::simulate(&s.topology, &s.packet, &s.messages, &mut |_, _| {}))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_packet);
+criterion_main!(benches);
