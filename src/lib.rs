@@ -12,3 +12,37 @@ pub mod packet;
 pub mod report;
 pub mod topology;
 pub mod validation;
+
+use config::Scenario;
+use engine::Time;
+
+/// What one scenario run produced: the raw run and its metrics.
+pub struct Outcome {
+    pub run: packet::PacketRun,
+    pub metrics: report::PacketMetrics,
+}
+
+impl Outcome {
+    /// The object `afdsim run --json` prints: `{scenario, seed, level, metrics}`.
+    pub fn output<'a>(&'a self, scenario: &'a Scenario) -> report::RunOutput<'a> {
+        report::RunOutput {
+            scenario: &scenario.name,
+            seed: scenario.seed,
+            level: scenario.level.as_str(),
+            metrics: &self.metrics,
+        }
+    }
+}
+
+/// Runs a resolved scenario at its level. `progress` is called now and then with the events
+/// processed and the simulated time (for a progress bar; it must not affect the run).
+pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(u64, Time)) -> Outcome {
+    let run = packet::simulate(
+        &scenario.topology,
+        &scenario.packet,
+        &scenario.messages,
+        progress,
+    );
+    let metrics = report::PacketMetrics::of(scenario, &run);
+    Outcome { run, metrics }
+}

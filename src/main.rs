@@ -4,7 +4,7 @@
 
 use afdsim::config::Scenario;
 use afdsim::error::InputError;
-use afdsim::report::{PacketMetrics, RunOutput, write_out_dir};
+use afdsim::report::write_out_dir;
 use afdsim::validation::{self, Check, CheckRow};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -93,22 +93,13 @@ fn cmd_run(
         None => Scenario::embedded_default(seed),
     };
     let bar = progress_bar(json);
-    let run = afdsim::packet::simulate(
-        &scenario.topology,
-        &scenario.packet,
-        &scenario.messages,
-        &mut |events, now| bar.set_message(format!("{events} events, simulated {now}")),
-    );
+    let outcome = afdsim::run(&scenario, &mut |events, now| {
+        bar.set_message(format!("{events} events, simulated {now}"))
+    });
     bar.finish_and_clear();
-    let metrics = PacketMetrics::of(&scenario, &run);
-    let output = RunOutput {
-        scenario: &scenario.name,
-        seed: scenario.seed,
-        level: scenario.level.as_str(),
-        metrics: &metrics,
-    };
+    let output = outcome.output(&scenario);
     if let Some(dir) = &out {
-        write_out_dir(dir, &output, &scenario, &run).map_err(|e| {
+        write_out_dir(dir, &output, &scenario, &outcome.run).map_err(|e| {
             InputError::for_path(dir, "--out", format!("cannot write results: {e}"))
         })?;
     }
