@@ -9,11 +9,16 @@ fn star_all_to_all(gpus: u32, bytes: u64) -> Scenario {
         r#"
 name = "bench-star-{gpus}"
 [fabric]
-kind = "star"
-gpus = {gpus}
-link_rate_gbps = 400
-link_latency_ns = 1000
-switch_latency_ns = 300
+nodes = {gpus}
+gpus_per_node = 1
+[fabric.nic]
+rate_gbps = 400
+latency_ns = 1000
+[fabric.scale_out]
+topology = "single-switch"
+radix = 128
+[fabric.switch]
+latency_ns = 300
 [[traffic]]
 pattern = "all-to-all"
 bytes = {bytes}
@@ -31,7 +36,8 @@ fn bench_packet(c: &mut Criterion) {
         ("star-64-a2a-256KiB", star_all_to_all(64, 256 * 1024)),
     ];
     for (name, s) in &scenarios {
-        let run = afdsim::packet::simulate(&s.topology, &s.packet, &s.messages, &mut |_, _| {});
+        let run = afdsim::packet::simulate(&s.fabric, &s.packet, &s.messages, &mut |_, _| {})
+            .expect("no deadlock");
         eprintln!(
             "{name}: {} packet-hops, {} events, {:.2} events per packet-hop",
             run.packet_hops,
@@ -40,7 +46,7 @@ fn bench_packet(c: &mut Criterion) {
         );
         g.throughput(Throughput::Elements(run.packet_hops));
         g.bench_with_input(BenchmarkId::new("packet-hops", name), s, |b, s| {
-            b.iter(|| afdsim::packet::simulate(&s.topology, &s.packet, &s.messages, &mut |_, _| {}))
+            b.iter(|| afdsim::packet::simulate(&s.fabric, &s.packet, &s.messages, &mut |_, _| {}))
         });
     }
     g.finish();

@@ -36,13 +36,17 @@ impl Outcome {
 
 /// Runs a resolved scenario at its level. `progress` is called now and then with the events
 /// processed and the simulated time (for a progress bar; it must not affect the run).
-pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(u64, Time)) -> Outcome {
+/// A run that stalls in a cycle of pauses is returned as a [`packet::Deadlock`].
+pub fn run(
+    scenario: &Scenario,
+    progress: &mut dyn FnMut(u64, Time),
+) -> Result<Outcome, packet::Deadlock> {
     let run = packet::simulate(
-        &scenario.topology,
+        &scenario.fabric,
         &scenario.packet,
         &scenario.messages,
         progress,
-    );
+    )?;
     let metrics = report::PacketMetrics::of(scenario, &run);
-    Outcome { run, metrics }
+    Ok(Outcome { run, metrics })
 }

@@ -1,6 +1,7 @@
 //! The afdsim command line: a thin shell over the library.
 //!
-//! Exit status: 0 success, 1 a validation case failed, 2 bad input or usage.
+//! Exit status: 0 success, 1 a validation case failed, 2 bad input or usage, 3 the
+//! simulation deadlocked (a cycle of PFC or credit pauses).
 
 use afdsim::config::Scenario;
 use afdsim::error::InputError;
@@ -39,6 +40,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Inspect fabric files.
+    Fabric {
+        #[command(subcommand)]
+        command: FabricCommand,
+    },
     /// Run every validation case and print the comparison table.
     Validate {
         /// Print a JSON array of rows instead of the table.
@@ -47,6 +53,21 @@ enum Command {
         /// Only the cases whose name contains TEXT.
         #[arg(long, value_name = "TEXT")]
         filter: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum FabricCommand {
+    /// Print what a fabric resolves to: counts of GPUs, switches and links, bisection.
+    Show {
+        /// An embedded fabric (hgx-h100, hgx-h200, hgx-h800, gb200-nvl72) or a file.
+        fabric: String,
+        /// Override the file's node count.
+        #[arg(long)]
+        nodes: Option<u32>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -60,6 +81,14 @@ fn main() -> ExitCode {
             out,
         } => cmd_run(scenario, seed, json, out),
         Command::Validate { json, filter } => cmd_validate(json, filter.as_deref()),
+        Command::Fabric {
+            command:
+                FabricCommand::Show {
+                    fabric,
+                    nodes,
+                    json,
+                },
+        } => cmd_fabric_show(&fabric, nodes, json),
     };
     match result {
         Ok(code) => code,
@@ -97,6 +126,16 @@ fn cmd_run(
         bar.set_message(format!("{events} events, simulated {now}"))
     });
     bar.finish_and_clear();
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(deadlock) => {
+            eprintln!(
+                "error: {}: the simulation deadlocked: {deadlock}",
+                scenario.origin
+            );
+            return Ok(ExitCode::from(3));
+        }
+    };
     let output = outcome.output(&scenario);
     if let Some(dir) = &out {
         write_out_dir(dir, &output, &scenario, &outcome.run).map_err(|e| {
@@ -111,6 +150,22 @@ fn cmd_run(
     };
     // A closed pipe (e.g. `| head`) is not an error worth a message.
     let _ = written;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_fabric_show(fabric: &str, nodes: Option<u32>, json: bool) -> Result<ExitCode, InputError> {
+    let (rf, built, cc) = afdsim::config::load_fabric(fabric, nodes)?;
+    let summary = afdsim::report::fabric::summarize(&rf, &built, cc);
+    let mut stdout = std::io::stdout().lock();
+    let _ = if json {
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&summary).expect("summary serializes")
+        )
+    } else {
+        summary.write_human(&mut stdout)
+    };
     Ok(ExitCode::SUCCESS)
 }
 

@@ -29,10 +29,13 @@ fn temp_file(name: &str, text: &str) -> PathBuf {
 const JITTERED: &str = r#"
 name = "jittered"
 [fabric]
-kind = "star"
-gpus = 6
-link_rate_gbps = 200
-link_latency_ns = 500
+nodes = 6
+gpus_per_node = 1
+[fabric.nic]
+rate_gbps = 200
+latency_ns = 500
+[fabric.scale_out]
+topology = "single-switch"
 [[traffic]]
 pattern = "all-to-all"
 bytes = 65536
@@ -123,18 +126,18 @@ fn bad_input_is_a_clear_one_line_error() {
     );
     check(
         "unknown.toml",
-        Some(&base.replace("gpus = 6", "gpus = 6\nspeed = 3")),
+        Some(&base.replace("nodes = 6", "nodes = 6\nspeed = 3")),
         &["fabric", "unknown field `speed`"],
     );
     check(
         "zero-rate.toml",
-        Some(&base.replace("link_rate_gbps = 200", "link_rate_gbps = 0")),
-        &["fabric.link_rate_gbps", "> 0"],
+        Some(&base.replace("rate_gbps = 200", "rate_gbps = 0")),
+        &["fabric.nic.rate_gbps", "> 0"],
     );
     check(
         "negative-rate.toml",
-        Some(&base.replace("link_rate_gbps = 200", "link_rate_gbps = -200")),
-        &["fabric.link_rate_gbps", "> 0"],
+        Some(&base.replace("rate_gbps = 200", "rate_gbps = -200")),
+        &["fabric.nic.rate_gbps", "> 0"],
     );
     check(
         "negative-bytes.toml",

@@ -1,18 +1,26 @@
 //! Scenario files: TOML as written -> a validated, resolved [`Scenario`].
 //!
-//! Invariant: this is the only module that reads scenario files, and everything it hands on
-//! is valid (positive rates, routes between all GPUs, in-range indices, integral units).
-//! Every error names the file, the key and what is allowed.
+//! Invariant: this is the only module that reads scenario and fabric files, and everything
+//! it hands on is valid (positive rates, a connected fabric, in-range indices, integral
+//! units). Every error names the file, the key and what is allowed.
+//!
+//! Two stages: the text is parsed into a TOML table (syntax errors carry a line); a
+//! `fabric.file` is expanded (an embedded fabric or a path) with the scenario's own
+//! `[fabric]` keys merged over it; the table is deserialized into the `raw` structs (type
+//! and unknown-key errors carry the key path and the file that holds the key); then
+//! `resolve` checks values and builds the fabric and the traffic.
 
+mod fabric;
 mod raw;
 
-pub use raw::{FabricFile, ScenarioFile, TrafficFile};
+pub use fabric::{EMBEDDED_FABRICS, FabricFile, ResolvedFabric, embedded as embedded_fabric};
+pub use raw::{ScenarioFile, TrafficFile};
 
 use crate::engine::{Bandwidth, Dur, SimRng, Time};
 use crate::error::InputError;
-use crate::packet::{MessageSpec, PacketParams};
-use crate::topology::{NodeId, Topology};
-use std::path::Path;
+use crate::packet::{Buffers, CongestionControl, DcqcnParams, MessageSpec, PacketParams};
+use crate::topology::{Fabric, NodeId, NodeKind};
+use std::path::{Path, PathBuf};
 
 /// The embedded default scenario: `afdsim run` with no file runs this.
 pub const DEFAULT_SCENARIO: &str = include_str!("../../workloads/scenarios/default.toml");
@@ -39,7 +47,7 @@ impl Level {
     }
 }
 
-/// A resolved scenario: what the simulation runs. Built only by [`Scenario::parse`].
+/// A resolved scenario: what the simulation runs. Built only by this module.
 #[derive(Clone, Debug)]
 pub struct Scenario {
     pub name: String,
@@ -47,17 +55,21 @@ pub struct Scenario {
     pub origin: String,
     pub seed: u64,
     pub level: Level,
-    pub topology: Topology,
+    /// The fabric's name (from its file) and the built fabric.
+    pub fabric_name: String,
+    pub fabric: Fabric,
     pub packet: PacketParams,
     pub messages: Vec<MessageSpec>,
 }
 
 impl Scenario {
-    /// Reads and resolves a scenario file. `seed` overrides the file's seed.
+    /// Reads and resolves a scenario file. `seed` overrides the file's seed. A relative
+    /// `fabric.file` path is taken relative to the scenario file's folder.
     pub fn load(path: &Path, seed: Option<u64>) -> Result<Scenario, InputError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| InputError::for_path(path, "", format!("cannot read file: {e}")))?;
-        Scenario::parse(&text, &path.display().to_string(), seed)
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Scenario::parse_in(&text, &path.display().to_string(), &dir, seed)
     }
 
     /// The embedded default scenario.
@@ -66,31 +78,159 @@ impl Scenario {
             .expect("the embedded default scenario is valid (checked by a test)")
     }
 
-    /// Parses and resolves scenario text; `origin` names it in errors.
+    /// Parses and resolves scenario text; `origin` names it in errors. Relative fabric
+    /// paths are taken from the current folder.
     pub fn parse(text: &str, origin: &str, seed: Option<u64>) -> Result<Scenario, InputError> {
-        let raw: ScenarioFile = parse_toml(text, origin)?;
-        resolve(&raw, origin, seed)
+        Scenario::parse_in(text, origin, Path::new(""), seed)
+    }
+
+    /// Parses scenario text whose relative fabric paths are relative to `dir`.
+    pub fn parse_in(
+        text: &str,
+        origin: &str,
+        dir: &Path,
+        seed: Option<u64>,
+    ) -> Result<Scenario, InputError> {
+        let table = parse_table(text, origin)?;
+        Scenario::from_table(table, origin, dir, seed)
+    }
+
+    /// Resolves a scenario from its TOML table (as a sweep builds it, with overrides).
+    pub fn from_table(
+        mut table: toml::Table,
+        origin: &str,
+        dir: &Path,
+        seed: Option<u64>,
+    ) -> Result<Scenario, InputError> {
+        let fabric_origin = expand_fabric_file(&mut table, origin, dir)?;
+        let raw: ScenarioFile =
+            from_value(toml::Value::Table(table), origin, fabric_origin.as_ref())?;
+        resolve(&raw, origin, fabric_origin.as_ref(), seed)
     }
 }
 
-/// Deserializes TOML, reporting the key path and line of the first problem.
-pub fn parse_toml<T: serde::de::DeserializeOwned>(
-    text: &str,
+/// Parses TOML text into a table, reporting the line of a syntax error.
+pub fn parse_table(text: &str, origin: &str) -> Result<toml::Table, InputError> {
+    text.parse::<toml::Table>()
+        .map_err(|e| InputError::new(origin, line_of(text, e.span()), one_line(e.message())))
+}
+
+/// Where a scenario's fabric keys came from, to blame the right file for an error.
+struct FabricOrigin {
+    file: String,
+    /// The keys the scenario itself set under `[fabric]` (dotted, relative to `fabric`).
+    scenario_keys: Vec<String>,
+}
+
+impl FabricOrigin {
+    /// The file to name for an error at `key` (a full dotted key such as `fabric.nic.x`).
+    fn file_for<'a>(&'a self, key: &str, scenario: &'a str) -> &'a str {
+        match key.strip_prefix("fabric.") {
+            Some(rest)
+                if !self
+                    .scenario_keys
+                    .iter()
+                    .any(|k| rest == k || rest.starts_with(&format!("{k}."))) =>
+            {
+                &self.file
+            }
+            _ => scenario,
+        }
+    }
+}
+
+/// Replaces `fabric.file = NAME|PATH` by that file's table with the scenario's own
+/// `[fabric]` keys merged over it.
+fn expand_fabric_file(
+    table: &mut toml::Table,
     origin: &str,
-) -> Result<T, InputError> {
-    let de = toml::Deserializer::parse(text)
-        .map_err(|e| InputError::new(origin, line_of(text, e.span()), one_line(e.message())))?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let key = if path == "." { String::new() } else { path };
-        let at = line_of(text, inner.span());
-        let key = match (key.is_empty(), at.is_empty()) {
-            (true, _) => at,
-            (false, true) => key,
-            (false, false) => format!("{key} ({at})"),
+    dir: &Path,
+) -> Result<Option<FabricOrigin>, InputError> {
+    let Some(toml::Value::Table(fab)) = table.get_mut("fabric") else {
+        return Ok(None);
+    };
+    let Some(file) = fab.remove("file") else {
+        return Ok(None);
+    };
+    let toml::Value::String(file) = file else {
+        return Err(InputError::new(
+            origin,
+            "fabric.file",
+            "must be a string: an embedded fabric name or a path",
+        ));
+    };
+    let (text, shown) = match fabric::embedded(&file) {
+        Some(t) => (
+            t.to_string(),
+            format!("<embedded fabric {file}: fabrics/{file}.toml>"),
+        ),
+        None => {
+            let path: PathBuf = if Path::new(&file).is_absolute() {
+                PathBuf::from(&file)
+            } else {
+                dir.join(&file)
+            };
+            let t = std::fs::read_to_string(&path).map_err(|e| {
+                let names: Vec<&str> = EMBEDDED_FABRICS.iter().map(|(n, _)| *n).collect();
+                InputError::new(
+                    origin,
+                    "fabric.file",
+                    format!(
+                        "`{file}` is neither an embedded fabric ({}) nor a readable file: {e}",
+                        names.join(", ")
+                    ),
+                )
+            })?;
+            (t, path.display().to_string())
+        }
+    };
+    let mut base = parse_table(&text, &shown)?;
+    if base.contains_key("file") {
+        return Err(InputError::new(
+            shown,
+            "file",
+            "a fabric file cannot name another fabric file",
+        ));
+    }
+    let mut scenario_keys = Vec::new();
+    merge(&mut base, fab, "", &mut scenario_keys);
+    *fab = base;
+    Ok(Some(FabricOrigin {
+        file: shown,
+        scenario_keys,
+    }))
+}
+
+/// Deep-merges `over` into `base`, recording the dotted keys it set.
+fn merge(base: &mut toml::Table, over: &toml::Table, prefix: &str, keys: &mut Vec<String>) {
+    for (k, v) in over {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
         };
-        InputError::new(origin, key, one_line(inner.message()))
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o, &path, keys),
+            _ => {
+                base.insert(k.clone(), v.clone());
+                keys.push(path);
+            }
+        }
+    }
+}
+
+/// Deserializes a TOML value, naming the key path of the first problem and the file
+/// that holds the key.
+fn from_value<T: serde::de::DeserializeOwned>(
+    value: toml::Value,
+    origin: &str,
+    fabric: Option<&FabricOrigin>,
+) -> Result<T, InputError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path == "." { String::new() } else { path };
+        let file = fabric.map_or(origin, |f| f.file_for(&key, origin));
+        InputError::new(file, key.clone(), one_line(e.into_inner().message()))
     })
 }
 
@@ -151,7 +291,12 @@ impl Ctx<'_> {
     }
 }
 
-fn resolve(raw: &ScenarioFile, origin: &str, seed: Option<u64>) -> Result<Scenario, InputError> {
+fn resolve(
+    raw: &ScenarioFile,
+    origin: &str,
+    fabric_origin: Option<&FabricOrigin>,
+    seed: Option<u64>,
+) -> Result<Scenario, InputError> {
     let cx = Ctx { origin };
     if raw.name.trim().is_empty() {
         return Err(cx.err("name", "must not be empty"));
@@ -169,28 +314,17 @@ fn resolve(raw: &ScenarioFile, origin: &str, seed: Option<u64>) -> Result<Scenar
         }
     };
 
-    let f = &raw.fabric;
-    if f.kind != "star" {
-        return Err(cx.err(
-            "fabric.kind",
-            format!("`{}` is not a fabric kind; allowed: star", f.kind),
-        ));
-    }
-    let gpus = cx.int_in("fabric.gpus", f.gpus, 2, 65_536)? as u32;
-    let rate = cx.rate("fabric.link_rate_gbps", f.link_rate_gbps)?;
-    let latency = cx.dur_ns("fabric.link_latency_ns", f.link_latency_ns)?;
-    let switch_latency = cx.dur_ns(
-        "fabric.switch_latency_ns",
-        f.switch_latency_ns.unwrap_or(0.0),
-    )?;
-    let mtu_bytes = cx.int_in("fabric.mtu_bytes", f.mtu_bytes.unwrap_or(4096), 64, 65_536)? as u32;
-    let header_bytes =
-        cx.int_in("fabric.header_bytes", f.header_bytes.unwrap_or(64), 0, 4096)? as u32;
-    let topology = Topology::star(gpus, rate, latency);
+    let (rf, built, congestion_control) = resolve_fabric(&raw.fabric, origin, fabric_origin)?;
+    let largest_packet = [rf.nic_wire, rf.nvlink_wire]
+        .iter()
+        .map(|w| (w.mtu_bytes + w.header_bytes) as u64)
+        .max()
+        .expect("two");
 
     if raw.traffic.is_empty() {
         return Err(cx.err("traffic", "at least one [[traffic]] entry is required"));
     }
+    let gpus = built.topology.gpus();
     let mut rng = SimRng::stream(seed, STREAM_TRAFFIC);
     let mut messages = Vec::new();
     for (i, t) in raw.traffic.iter().enumerate() {
@@ -209,14 +343,128 @@ fn resolve(raw: &ScenarioFile, origin: &str, seed: Option<u64>) -> Result<Scenar
         origin: origin.to_string(),
         seed,
         level,
-        topology,
+        fabric_name: rf.name.clone(),
+        fabric: built,
         packet: PacketParams {
-            mtu_bytes,
-            header_bytes,
-            switch_latency,
+            nic_wire: rf.nic_wire,
+            nvlink_wire: rf.nvlink_wire,
+            switch: rf.switch,
+            routing: rf.routing,
+            congestion_control,
+            // Four of the largest packets: enough to keep a link busy across a credit
+            // round trip of a few hundred ns at NVLink and PCIe rates.
+            credit_bytes: 4 * largest_packet,
+            seed,
         },
         messages,
     })
+}
+
+/// Resolves and builds a fabric table, naming the file that holds each bad key.
+fn resolve_fabric(
+    f: &FabricFile,
+    origin: &str,
+    fabric_origin: Option<&FabricOrigin>,
+) -> Result<(ResolvedFabric, Fabric, CongestionControl), InputError> {
+    let cx = Ctx { origin };
+    let file_for = |key: &str| -> String {
+        fabric_origin.map_or(origin.to_string(), |f| f.file_for(key, origin).to_string())
+    };
+    let blame = |mut e: InputError| {
+        e.file = file_for(&e.key);
+        e
+    };
+    let rf = fabric::resolve(&cx, f).map_err(blame)?;
+    let built = crate::topology::build(&rf.spec).map_err(|e| {
+        let key = if e.key.is_empty() {
+            "fabric".to_string()
+        } else {
+            format!("fabric.{}", e.key)
+        };
+        InputError::new(file_for(&key), key, e.message)
+    })?;
+    check_headroom(&rf, &built).map_err(blame)?;
+    let congestion_control = match f.nic.as_ref().and_then(|n| n.congestion_control.as_deref()) {
+        None | Some("none") => CongestionControl::None,
+        Some("dcqcn") => CongestionControl::Dcqcn(DcqcnParams::default()),
+        Some(other) => {
+            let key = "fabric.nic.congestion_control";
+            return Err(InputError::new(
+                file_for(key),
+                key,
+                format!("`{other}` is not a congestion control; allowed: none, dcqcn"),
+            ));
+        }
+    };
+    Ok((rf, built, congestion_control))
+}
+
+/// Loads a fabric alone (for `afdsim fabric show`): an embedded name or a path, with
+/// `nodes` overriding the file's node count.
+pub fn load_fabric(
+    file: &str,
+    nodes: Option<u32>,
+) -> Result<(ResolvedFabric, Fabric, CongestionControl), InputError> {
+    let origin = "<command line>";
+    let mut fab = toml::Table::new();
+    fab.insert("file".into(), toml::Value::String(file.to_string()));
+    if let Some(n) = nodes {
+        fab.insert("nodes".into(), toml::Value::Integer(n as i64));
+    }
+    let mut table = toml::Table::new();
+    table.insert("fabric".into(), toml::Value::Table(fab));
+    let fabric_origin = expand_fabric_file(&mut table, origin, Path::new(""))?;
+    let value = table.remove("fabric").expect("inserted above");
+    // Key paths from here on are relative to the fabric table: prefix them.
+    let f: FabricFile = serde_path_to_error::deserialize(value).map_err(|e| {
+        let key = format!("fabric.{}", e.path());
+        let file = fabric_origin
+            .as_ref()
+            .map_or(origin, |f| f.file_for(&key, origin))
+            .to_string();
+        InputError::new(file, key, one_line(e.into_inner().message()))
+    })?;
+    resolve_fabric(&f, origin, fabric_origin.as_ref())
+}
+
+/// In lossless mode with a finite per-ingress buffer, XOFF plus the headroom the worst
+/// link needs must fit: after XOFF, bytes keep arriving for a pause round trip
+/// (2 x latency x rate) plus a packet being sent and a packet being received.
+fn check_headroom(rf: &ResolvedFabric, fabric: &Fabric) -> Result<(), InputError> {
+    let Buffers::Lossless {
+        pfc,
+        ingress_bytes: Some(buffer),
+    } = rf.switch.buffers
+    else {
+        return Ok(());
+    };
+    let packet = (rf.nic_wire.mtu_bytes + rf.nic_wire.header_bytes) as u64;
+    let t = &fabric.topology;
+    let headroom = t
+        .links()
+        .iter()
+        .filter(|l| t.kind(l.to) == NodeKind::Switch)
+        .map(|l| {
+            let flight = (2 * l.latency.as_ps() as u128 * l.rate.bps() as u128)
+                .div_ceil(8 * crate::engine::PS_PER_S as u128) as u64;
+            flight + 2 * packet
+        })
+        .max()
+        .unwrap_or(0);
+    if pfc.xoff_bytes + headroom > buffer {
+        return Err(InputError::new(
+            "",
+            "fabric.switch.buffer_kib",
+            format!(
+                "{} KiB cannot hold XOFF ({} B) plus the headroom the links need ({headroom} B): \
+                 at least {} KiB, or a lower pfc_xoff_kib",
+                buffer as f64 / 1024.0,
+                pfc.xoff_bytes,
+                (pfc.xoff_bytes + headroom).div_ceil(1024)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The keys of a traffic entry other than `pattern`, `bytes` and the start times, with
@@ -372,54 +620,72 @@ mod tests {
         }
     }
 
-    /// Each bad input gives an error naming the key; checked through one helper.
-    #[test]
-    fn bad_inputs_name_their_key() {
-        let base = r#"
+    const BASE: &str = r#"
 name = "t"
 [fabric]
-kind = "star"
-gpus = 4
-link_rate_gbps = 400
-link_latency_ns = 100
+nodes = 4
+gpus_per_node = 1
+[fabric.nic]
+rate_gbps = 400
+latency_ns = 100
+[fabric.scale_out]
+topology = "single-switch"
+[fabric.switch]
+latency_ns = 100
 [[traffic]]
 pattern = "all-to-all"
 bytes = 4096
 "#;
+
+    /// Replaces `from` by `to` in BASE (which must apply) and expects an error in `file`
+    /// naming `key` with `words` in its message.
+    fn check_err(base: &str, from: &str, to: &str, file: &str, key: &str, words: &str) {
+        let text = base.replacen(from, to, 1);
+        assert_ne!(text, base, "replacement {from:?} did not apply");
+        let Err(e) = Scenario::parse(&text, "f.toml", None) else {
+            panic!("{from:?} -> {to:?} was accepted");
+        };
+        assert!(
+            e.file.contains(file),
+            "file {:?} is not {file:?} ({e})",
+            e.file
+        );
+        assert!(e.key.contains(key), "key {:?} lacks {key:?} ({e})", e.key);
+        assert!(
+            e.message.contains(words),
+            "message {:?} lacks {words:?}",
+            e.message
+        );
+    }
+
+    /// Each bad input gives an error naming the file and the key.
+    #[test]
+    fn bad_inputs_name_their_key() {
         let check = |from: &str, to: &str, key: &str, words: &str| {
-            let text = base.replacen(from, to, 1);
-            assert_ne!(text, base, "replacement {from:?} did not apply");
-            let e = Scenario::parse(&text, "f.toml", None).unwrap_err();
-            assert_eq!(e.file, "f.toml");
-            assert!(e.key.contains(key), "key {:?} lacks {key:?} ({e})", e.key);
-            assert!(
-                e.message.contains(words),
-                "message {:?} lacks {words:?}",
-                e.message
-            );
+            check_err(BASE, from, to, "f.toml", key, words)
         };
         check(
-            "link_rate_gbps = 400",
-            "link_rate_gbps = 0",
-            "fabric.link_rate_gbps",
+            "rate_gbps = 400",
+            "rate_gbps = 0",
+            "fabric.nic.rate_gbps",
             "> 0",
         );
         check(
-            "link_rate_gbps = 400",
-            "link_rate_gbps = -5",
-            "fabric.link_rate_gbps",
+            "rate_gbps = 400",
+            "rate_gbps = -5",
+            "fabric.nic.rate_gbps",
             "> 0",
         );
-        check("gpus = 4", "gpus = 1", "fabric.gpus", "between 2");
+        check("nodes = 4", "nodes = 1", "fabric.nodes", "between 2");
         check(
-            "kind = \"star\"",
-            "kind = \"ring\"",
-            "fabric.kind",
-            "allowed: star",
+            "\"single-switch\"",
+            "\"ring\"",
+            "fabric.scale_out.topology",
+            "allowed",
         );
         check(
-            "gpus = 4",
-            "gpus = 4\nbogus = 1",
+            "gpus_per_node = 1",
+            "gpus_per_node = 1\nbogus = 1",
             "fabric",
             "unknown field `bogus`",
         );
@@ -436,7 +702,109 @@ bytes = 4096
             "traffic[0].src",
             "not used",
         );
-        check("gpus = 4", "gpus = \"four\"", "fabric.gpus", "invalid type");
+        check(
+            "nodes = 4",
+            "nodes = \"four\"",
+            "fabric.nodes",
+            "invalid type",
+        );
         check("name = \"t\"", "name = ", "line 2", "");
+        check(
+            "\"single-switch\"",
+            "\"none\"",
+            "fabric.scale_out.topology",
+            "more than one node",
+        );
+        check(
+            "latency_ns = 100\n[[",
+            "latency_ns = 100\nbuffer_kib = 2\npfc_xoff_kib = 1\npfc_xon_kib = 0.5\n[[",
+            "fabric.switch.buffer_kib",
+            "smaller than one packet",
+        );
+        check(
+            "latency_ns = 100\n[[",
+            "latency_ns = 100\npfc_xoff_kib = 100\npfc_xon_kib = 200\n[[",
+            "fabric.switch.pfc_xon_kib",
+            "below pfc_xoff_kib",
+        );
+        check(
+            "latency_ns = 100\n[[",
+            "latency_ns = 100\nbuffer_kib = 64\npfc_xoff_kib = 60\npfc_xon_kib = 30\n[[",
+            "fabric.switch.buffer_kib",
+            "headroom",
+        );
+        check(
+            "latency_ns = 100\n[[",
+            "latency_ns = 100\nbuffer_kib = 64\n[[",
+            "fabric.switch.pfc_xoff_kib",
+            "needs PFC",
+        );
+        check(
+            "latency_ns = 100\n[[",
+            "latency_ns = 100\nmode = \"lossy\"\n[[",
+            "fabric.switch.buffer_kib",
+            "finite",
+        );
+        check(
+            "latency_ns = 100\n[fabric.scale",
+            "latency_ns = 100\ncongestion_control = \"tcp\"\n[fabric.scale",
+            "fabric.nic.congestion_control",
+            "allowed: none, dcqcn",
+        );
+        check(
+            "[fabric]\n",
+            "[fabric]\nfile = \"no-such-fabric\"\n",
+            "fabric.file",
+            "neither an embedded fabric",
+        );
+    }
+
+    /// Keys from an embedded fabric file are blamed on that file; overrides on the scenario.
+    #[test]
+    fn fabric_file_errors_name_the_file_that_holds_the_key() {
+        let base = "name = \"t\"\n[fabric]\nfile = \"hgx-h100\"\nnodes = 2\n[[traffic]]\npattern = \"all-to-all\"\nbytes = 4096\n";
+        let s = Scenario::parse(base, "f.toml", None).unwrap();
+        assert_eq!(s.fabric.topology.gpus(), 16);
+        check_err(
+            base,
+            "nodes = 2",
+            "nodes = 2\n[fabric.nic]\nrate_gbps = 0",
+            "f.toml",
+            "fabric.nic.rate_gbps",
+            "> 0",
+        );
+        check_err(
+            base,
+            "nodes = 2",
+            "nodes = 2\n[fabric.scale_out]\nradix = 4",
+            "f.toml",
+            "fabric.scale_out.radix",
+            "radix",
+        );
+        check_err(
+            base,
+            "nodes = 2",
+            "nodes = 100000",
+            "f.toml",
+            "fabric.nodes",
+            "between 1",
+        );
+        // A key the scenario did not set is blamed on the fabric file.
+        check_err(
+            base,
+            "nodes = 2",
+            "nodes = 2\n[fabric.switch]\npfc_xoff_kib = 10",
+            "hgx-h100",
+            "fabric.switch.pfc_xon_kib",
+            "both",
+        );
+    }
+
+    #[test]
+    fn every_embedded_fabric_builds() {
+        for (name, _) in EMBEDDED_FABRICS {
+            let (_, f, _) = load_fabric(name, Some(2)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(f.topology.gpus() >= 16, "{name}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! Nothing here is validated beyond types; `resolve` turns these into a [`super::Scenario`].
 //! Units are part of every key name so a file reads unambiguously.
 
+use super::fabric::FabricFile;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -16,30 +17,11 @@ pub struct ScenarioFile {
     /// The simulation level; only `packet` exists so far.
     #[serde(default)]
     pub level: Option<String>,
+    /// The fabric: `file = NAME|PATH` and keys that override it, or a whole fabric inline.
     pub fabric: FabricFile,
     /// Traffic generators, combined.
     #[serde(default)]
     pub traffic: Vec<TrafficFile>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FabricFile {
-    /// Topology kind: `star` (every GPU has one full-duplex link to one switch).
-    pub kind: String,
-    pub gpus: i64,
-    pub link_rate_gbps: f64,
-    pub link_latency_ns: f64,
-    /// Fixed time from a packet's last bit arriving at a switch to it being queued at the
-    /// egress port (store-and-forward plus pipeline latency).
-    #[serde(default)]
-    pub switch_latency_ns: Option<f64>,
-    /// Payload bytes per packet (the RDMA MTU).
-    #[serde(default)]
-    pub mtu_bytes: Option<i64>,
-    /// Bytes each packet adds on the wire (headers, framing).
-    #[serde(default)]
-    pub header_bytes: Option<i64>,
 }
 
 /// One traffic generator. Which keys apply depends on `pattern`; `resolve` rejects keys that

@@ -1,29 +1,41 @@
-//! The packet-level network: every packet on every hop is an event.
+//! The packet level: every packet on every hop is an event.
 //!
-//! Model (a first version; ECN/PFC, congestion control, finite buffers, ECMP and NVLink
-//! come with the packet-level issue):
-//! - A GPU's NIC cuts each active message into packets of at most `mtu_bytes` payload plus
-//!   `header_bytes` on the wire, and serves its active messages round-robin, one packet at
-//!   a time (as an RDMA NIC serves its queue pairs).
-//! - A link serializes one packet at a time at its rate, then the packet propagates for the
-//!   link latency. Store-and-forward: a switch sees a packet once its last bit has arrived.
-//! - A switch is output-queued with unbounded FIFO queues; a packet becomes eligible at its
-//!   egress port `switch_latency` after it arrived.
+//! - A GPU's sources (its NIC queue pairs and its NVLink copy engines) serve active messages
+//!   round-robin, one packet at a time, on whichever allowed first-hop link is idle. A
+//!   message crossing NVLink is cut with the NVLink packetization; one leaving through a NIC
+//!   with the NIC's (MTU payload + header bytes).
+//! - A link serializes one packet at a time at its rate; the packet then propagates for the
+//!   link latency. Store-and-forward: a node sees a packet once its last bit arrived. A
+//!   scale-out switch adds its forwarding latency before the packet joins an egress FIFO.
+//! - Equal-cost next hops are chosen per [`Routing`] in the scale-out network; NVLink
+//!   traffic is always spread over the parallel links and switch chips.
+//! - Hop-by-hop backpressure: a node that holds more than a threshold of bytes received on
+//!   one link pauses that link's sender until it drains below a lower threshold, the pause
+//!   taking the link latency to arrive. Scale-out switches do this with PFC (lossless
+//!   mode); NICs and NVSwitch chips always do it with small credit windows. Lossy switches
+//!   drop a packet that does not fit its egress buffer.
+//! - ECN marks at enqueue (RED on egress depth); a receiver returns at most one CNP per flow
+//!   per interval; DCQCN cuts and recovers the flow's rate, and the source paces to it.
+//!   CNPs are not queued: they reach the sender after the reverse path's latency,
+//!   serialization of a 64 B frame per hop and switch latencies (they travel at high
+//!   priority in real deployments).
 //!
-//! Invariants, asserted at the end of every run: bytes injected = bytes delivered, every
-//! message completed, no packet left in the pool, no queue left non-empty.
+//! Invariants, asserted at the end of every run: bytes injected = bytes delivered + bytes
+//! dropped; no packet left in the pool; every message without a dropped packet completed.
+//! A run that stalls with packets held (a PFC/credit cycle) is reported as a [`Deadlock`].
 
-use crate::engine::{Dur, EventQueue, QueueStats, Time};
-use crate::topology::{LinkId, NodeId, NodeKind, Topology};
-use std::collections::VecDeque;
+mod dcqcn;
+mod params;
 
-/// Packetization and switch parameters of the packet level.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PacketParams {
-    pub mtu_bytes: u32,
-    pub header_bytes: u32,
-    pub switch_latency: Dur,
-}
+pub use dcqcn::ReactionPoint;
+pub use params::{
+    Buffers, CongestionControl, DcqcnParams, EcnParams, PacketParams, PfcParams, Routing,
+    SwitchParams, Wire,
+};
+
+use crate::engine::{Dur, EventQueue, QueueStats, SimRng, Time};
+use crate::topology::{Fabric, LinkClass, LinkId, NodeId, NodeKind, Topology};
+use std::collections::{HashMap, VecDeque};
 
 /// A message to deliver: `bytes` from GPU `src` to GPU `dst`, becoming ready at `start`.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,22 +49,37 @@ pub struct MessageSpec {
 /// Every thing that can happen at the packet level.
 #[derive(Clone, Copy, Debug)]
 enum Event {
-    /// A message becomes ready at its source NIC.
+    /// A message becomes ready at its source GPU.
     MessageStart(u32),
-    /// A link finished serializing its current packet and may start the next.
+    /// A link finished serializing its current packet.
     TxDone(LinkId),
-    /// A packet is fully received at the far end of `link` (and, at a switch, has passed
-    /// the switch's forwarding latency).
+    /// A packet is fully received at the far end of `link` (past a switch's latency).
     Arrive { link: LinkId, pkt: u32 },
+    /// A pause (`on`) or resume frame from the receiver of `link` reaches its sender.
+    Pause { link: LinkId, on: bool },
+    /// A paced source on `link` may have become eligible.
+    Wake(LinkId),
+    /// A CNP for message `m` reaches its sender.
+    Cnp(u32),
+    /// The DCQCN timer of message `m` fires.
+    DcqcnTimer(u32),
 }
+
+const NONE: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug)]
 struct Packet {
     msg: u32,
     payload_bytes: u32,
+    wire_bytes: u32,
+    /// Index of this packet within its message (for spraying).
+    seq: u32,
+    /// The link it arrived on at the node that holds it; NONE at its source.
+    in_link: u32,
+    ecn: bool,
 }
 
-/// A fixed-size slot pool so that the hot path never allocates per packet.
+/// Fixed-size slots so that the hot path never allocates per packet.
 #[derive(Default)]
 struct PacketPool {
     slots: Vec<Packet>,
@@ -69,43 +96,59 @@ impl PacketPool {
             (self.slots.len() - 1) as u32
         }
     }
-    fn release(&mut self, i: u32) -> Packet {
+    fn release(&mut self, i: u32) {
         self.free.push(i);
-        self.slots[i as usize]
     }
     fn in_use(&self) -> usize {
         self.slots.len() - self.free.len()
     }
 }
 
-#[derive(Default)]
-struct LinkState {
-    busy: bool,
-    /// Packets forwarded by a switch and waiting for this link.
-    fifo: VecDeque<u32>,
-    fifo_bytes: u64,
-    /// Messages whose first hop is this link, served round-robin (GPU egress only).
-    sources: VecDeque<u32>,
-    stats: LinkStats,
-}
-
-/// What one link carried.
+/// What one link carried and suffered.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LinkStats {
     pub wire_bytes: u64,
     pub packets: u64,
     pub busy: Dur,
+    /// Largest egress FIFO (bytes waiting, not counting the packet on the wire).
     pub peak_queue_bytes: u64,
+    /// Largest number of bytes received on this link and held by its receiver.
+    pub peak_held_bytes: u64,
+    /// Pause frames its receiver sent to stop it (PFC or credit).
+    pub pause_frames: u64,
+    pub paused: Dur,
+    pub ecn_marks: u64,
+    pub drops: u64,
+    pub dropped_bytes: u64,
 }
 
-/// The outcome of one message.
+struct LinkState {
+    busy: bool,
+    on_wire: u32,
+    /// The receiver has paused this link's sender.
+    paused: bool,
+    paused_since: Time,
+    fifo: VecDeque<u32>,
+    fifo_bytes: u64,
+    /// Source groups this link serves (GPU egress only), and where round-robin resumes.
+    groups: Vec<u32>,
+    group_cursor: usize,
+    wake_at: Option<Time>,
+    /// Bytes received on this link still held by its receiver, and its thresholds.
+    held_bytes: u64,
+    pause: Option<(u64, u64)>,
+    pause_sent: bool,
+    stats: LinkStats,
+}
+
+/// The outcome of one message; `finish` is `None` when a packet of it was dropped.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MessageResult {
     pub src: NodeId,
     pub dst: NodeId,
     pub bytes: u64,
     pub start: Time,
-    pub finish: Time,
+    pub finish: Option<Time>,
 }
 
 /// Everything a packet-level run measured.
@@ -118,49 +161,147 @@ pub struct PacketRun {
     pub packet_hops: u64,
     pub bytes_injected: u64,
     pub bytes_delivered: u64,
-    /// Time of the last event.
+    pub bytes_dropped: u64,
+    pub cnps: u64,
+    /// Bytes by which a lossless ingress exceeded its configured buffer (headroom too
+    /// small); zero when the configuration is sound.
+    pub lossless_overflow_bytes: u64,
     pub end: Time,
+}
+
+/// A run that stopped with packets still held: a cycle of pauses (or credits) that can
+/// never clear.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deadlock {
+    pub time: Time,
+    pub paused_links: Vec<LinkId>,
+    pub packets_stuck: usize,
+}
+
+impl std::fmt::Display for Deadlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "deadlock at {}: {} packets stuck, {} links paused (first: {:?})",
+            self.time,
+            self.packets_stuck,
+            self.paused_links.len(),
+            &self.paused_links[..self.paused_links.len().min(8)]
+        )
+    }
 }
 
 struct MsgState {
     unsent_bytes: u64,
     undelivered_bytes: u64,
     finish: Option<Time>,
+    next_seq: u32,
+    wire: Wire,
+    hash: u64,
+    rp: Option<ReactionPoint>,
+    next_send: Time,
+    timer_armed: bool,
+    last_cnp_sent: Option<Time>,
+    cnp_delay: Option<Dur>,
+    dropped: bool,
 }
 
-/// Simulates `messages` on `topo` to completion. `progress` is called now and then with the
-/// events processed so far and the simulated time.
+/// SplitMix64: a fixed, portable mix for ECMP hashes.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Random streams of the packet level (see `config` for the traffic stream).
+const STREAM_ECN: u64 = 101;
+
+/// Simulates `messages` on `fabric` until every message completes, is lost, or the run
+/// deadlocks. `progress` is called now and then with the events processed and the
+/// simulated time.
 pub fn simulate(
-    topo: &Topology,
+    fabric: &Fabric,
     params: &PacketParams,
     messages: &[MessageSpec],
     progress: &mut dyn FnMut(u64, Time),
-) -> PacketRun {
-    assert!(params.mtu_bytes > 0, "validated by config");
+) -> Result<PacketRun, Deadlock> {
+    let topo = &fabric.topology;
+    let links = topo
+        .links()
+        .iter()
+        .map(|l| LinkState {
+            busy: false,
+            on_wire: NONE,
+            paused: false,
+            paused_since: Time::ZERO,
+            fifo: VecDeque::new(),
+            fifo_bytes: 0,
+            groups: Vec::new(),
+            group_cursor: 0,
+            wake_at: None,
+            held_bytes: 0,
+            pause: match topo.kind(l.to) {
+                NodeKind::Gpu => None,
+                NodeKind::Nic | NodeKind::NvSwitch => {
+                    Some((params.credit_bytes, params.credit_bytes / 2))
+                }
+                NodeKind::Switch => match params.switch.buffers {
+                    Buffers::Lossless { pfc, .. } => Some((pfc.xoff_bytes, pfc.xon_bytes)),
+                    Buffers::Unbounded | Buffers::Lossy { .. } => None,
+                },
+            },
+            pause_sent: false,
+            stats: LinkStats::default(),
+        })
+        .collect();
     let mut sim = Sim {
         topo,
         params,
         specs: messages,
-        queue: EventQueue::with_capacity(messages.len() + topo.links().len()),
+        queue: EventQueue::new(),
         pool: PacketPool::default(),
-        links: (0..topo.links().len())
-            .map(|_| LinkState::default())
-            .collect(),
-        msgs: messages
-            .iter()
-            .map(|m| MsgState {
-                unsent_bytes: m.bytes,
-                undelivered_bytes: m.bytes,
-                finish: None,
-            })
-            .collect(),
+        links,
+        groups: Vec::new(),
+        group_index: HashMap::new(),
+        msgs: Vec::with_capacity(messages.len()),
+        ecn_rng: SimRng::stream(params.seed, STREAM_ECN),
         packets: 0,
         packet_hops: 0,
         bytes_injected: 0,
         bytes_delivered: 0,
+        bytes_dropped: 0,
+        cnps: 0,
+        lossless_overflow_bytes: 0,
     };
     for (i, m) in messages.iter().enumerate() {
         assert!(m.src != m.dst && m.bytes > 0, "validated by config");
+        let nvlink = fabric.same_domain(m.src, m.dst);
+        let rp = match (nvlink, params.congestion_control) {
+            (false, CongestionControl::Dcqcn(_)) => {
+                let line = fabric.spec.nic.as_ref().map(|n| n.rate);
+                line.map(ReactionPoint::new)
+            }
+            _ => None,
+        };
+        sim.msgs.push(MsgState {
+            unsent_bytes: m.bytes,
+            undelivered_bytes: m.bytes,
+            finish: None,
+            next_seq: 0,
+            wire: if nvlink {
+                params.nvlink_wire
+            } else {
+                params.nic_wire
+            },
+            hash: mix(params.seed ^ mix(i as u64)),
+            rp,
+            next_send: Time::ZERO,
+            timer_armed: false,
+            last_cnp_sent: None,
+            cnp_delay: None,
+            dropped: false,
+        });
         sim.queue
             .schedule_at(m.start, Event::MessageStart(i as u32));
     }
@@ -169,6 +310,10 @@ pub fn simulate(
             Event::MessageStart(m) => sim.on_message_start(now, m),
             Event::TxDone(l) => sim.on_tx_done(now, l),
             Event::Arrive { link, pkt } => sim.on_arrive(now, link, pkt),
+            Event::Pause { link, on } => sim.on_pause(now, link, on),
+            Event::Wake(l) => sim.on_wake(now, l),
+            Event::Cnp(m) => sim.on_cnp(now, m),
+            Event::DcqcnTimer(m) => sim.on_dcqcn_timer(now, m),
         }
         let processed = sim.queue.stats().processed;
         if processed & 0xF_FFFF == 0 {
@@ -178,6 +323,10 @@ pub fn simulate(
     sim.finish()
 }
 
+struct Group {
+    msgs: VecDeque<u32>,
+}
+
 struct Sim<'a> {
     topo: &'a Topology,
     params: &'a PacketParams,
@@ -185,29 +334,59 @@ struct Sim<'a> {
     queue: EventQueue<Event>,
     pool: PacketPool,
     links: Vec<LinkState>,
+    groups: Vec<Group>,
+    group_index: HashMap<Vec<LinkId>, u32>,
     msgs: Vec<MsgState>,
+    ecn_rng: SimRng,
     packets: u64,
     packet_hops: u64,
     bytes_injected: u64,
     bytes_delivered: u64,
+    bytes_dropped: u64,
+    cnps: u64,
+    lossless_overflow_bytes: u64,
 }
 
 impl Sim<'_> {
     fn on_message_start(&mut self, now: Time, m: u32) {
         let spec = &self.specs[m as usize];
-        let first = self
-            .topo
-            .next_hop(spec.src, spec.dst)
-            .expect("routes exist between all GPU pairs");
-        let ls = &mut self.links[first.0 as usize];
-        ls.sources.push_back(m);
-        if !ls.busy {
-            self.start_next(now, first);
+        let hops = self.topo.next_hops(spec.src, spec.dst);
+        debug_assert!(!hops.is_empty(), "routes exist between all GPU pairs");
+        let spread = self.topo.link(hops[0]).class == LinkClass::NvLink
+            || self.params.routing != Routing::Ecmp;
+        let set: Vec<LinkId> = if spread {
+            hops.to_vec()
+        } else {
+            vec![hops[(self.msgs[m as usize].hash % hops.len() as u64) as usize]]
+        };
+        let g = match self.group_index.get(&set) {
+            Some(&g) => g,
+            None => {
+                let g = self.groups.len() as u32;
+                self.groups.push(Group {
+                    msgs: VecDeque::new(),
+                });
+                for &l in &set {
+                    self.links[l.0 as usize].groups.push(g);
+                }
+                self.group_index.insert(set.clone(), g);
+                g
+            }
+        };
+        self.groups[g as usize].msgs.push_back(m);
+        for &l in &set {
+            self.start_next(now, l);
         }
     }
 
     fn on_tx_done(&mut self, now: Time, l: LinkId) {
-        self.links[l.0 as usize].busy = false;
+        let ls = &mut self.links[l.0 as usize];
+        ls.busy = false;
+        let pkt = std::mem::replace(&mut ls.on_wire, NONE);
+        let p = self.pool.slots[pkt as usize];
+        if p.in_link != NONE {
+            self.release_held(now, LinkId(p.in_link), p.wire_bytes as u64);
+        }
         self.start_next(now, l);
     }
 
@@ -216,95 +395,358 @@ impl Sim<'_> {
         let p = self.pool.slots[pkt as usize];
         let dst = self.specs[p.msg as usize].dst;
         if at == dst {
-            self.pool.release(pkt);
-            self.bytes_delivered += p.payload_bytes as u64;
-            let ms = &mut self.msgs[p.msg as usize];
-            ms.undelivered_bytes -= p.payload_bytes as u64;
-            if ms.undelivered_bytes == 0 {
-                ms.finish = Some(now);
-            }
+            self.deliver(now, pkt);
             return;
         }
-        debug_assert_eq!(self.topo.kind(at), NodeKind::Switch);
-        let next = self
-            .topo
-            .next_hop(at, dst)
-            .expect("routes exist between all GPU pairs");
-        let wire = (p.payload_bytes + self.params.header_bytes) as u64;
+        // Hold it here, accounted against the link it came on.
+        self.pool.slots[pkt as usize].in_link = l.0;
+        self.hold(now, l, p.wire_bytes as u64);
+        let next = self.choose(at, dst, &p);
+        if self.topo.kind(at) == NodeKind::Switch {
+            let q = self.links[next.0 as usize].fifo_bytes;
+            if let Buffers::Lossy { egress_bytes } = self.params.switch.buffers
+                && q + p.wire_bytes as u64 > egress_bytes
+            {
+                self.drop_packet(now, next, pkt);
+                return;
+            }
+            if let Some(ecn) = &self.params.switch.ecn {
+                let prob = ecn.mark_probability(q);
+                if prob > 0.0 && (prob >= 1.0 || self.ecn_rng.unit_f64() < prob) {
+                    self.pool.slots[pkt as usize].ecn = true;
+                    self.links[next.0 as usize].stats.ecn_marks += 1;
+                }
+            }
+        }
         let ls = &mut self.links[next.0 as usize];
         ls.fifo.push_back(pkt);
-        ls.fifo_bytes += wire;
+        ls.fifo_bytes += p.wire_bytes as u64;
         ls.stats.peak_queue_bytes = ls.stats.peak_queue_bytes.max(ls.fifo_bytes);
-        if !ls.busy {
-            self.start_next(now, next);
+        self.start_next(now, next);
+    }
+
+    fn deliver(&mut self, now: Time, pkt: u32) {
+        let p = self.pool.slots[pkt as usize];
+        self.pool.release(pkt);
+        self.bytes_delivered += p.payload_bytes as u64;
+        let m = p.msg as usize;
+        let ms = &mut self.msgs[m];
+        ms.undelivered_bytes -= p.payload_bytes as u64;
+        if ms.undelivered_bytes == 0 && !ms.dropped {
+            ms.finish = Some(now);
+        }
+        // Notification point: at most one CNP per flow per interval.
+        if p.ecn
+            && let CongestionControl::Dcqcn(dp) = self.params.congestion_control
+            && ms.rp.is_some()
+            && ms
+                .last_cnp_sent
+                .is_none_or(|t| now.since(t) >= dp.cnp_interval)
+        {
+            ms.last_cnp_sent = Some(now);
+            let delay = match ms.cnp_delay {
+                Some(d) => d,
+                None => {
+                    let d = self.reverse_delay(m);
+                    self.msgs[m].cnp_delay = Some(d);
+                    d
+                }
+            };
+            self.cnps += 1;
+            self.queue.schedule_at(now + delay, Event::Cnp(m as u32));
         }
     }
 
-    /// Starts serializing the next packet on idle link `l`: forwarded packets first, then a
-    /// new packet of the next source message in round-robin order.
-    fn start_next(&mut self, now: Time, l: LinkId) {
-        let header = self.params.header_bytes;
-        let ls = &mut self.links[l.0 as usize];
-        debug_assert!(!ls.busy);
-        let pkt = if let Some(pkt) = ls.fifo.pop_front() {
-            ls.fifo_bytes -= (self.pool.slots[pkt as usize].payload_bytes + header) as u64;
-            pkt
-        } else if let Some(m) = ls.sources.pop_front() {
-            let ms = &mut self.msgs[m as usize];
-            let payload = ms.unsent_bytes.min(self.params.mtu_bytes as u64);
-            ms.unsent_bytes -= payload;
-            if ms.unsent_bytes > 0 {
-                ls.sources.push_back(m);
+    /// Latency of a 64 B CNP from the message's destination back to its source.
+    fn reverse_delay(&self, m: usize) -> Dur {
+        let s = &self.specs[m];
+        let mut d = Dur::ZERO;
+        for l in self.topo.first_route(s.dst, s.src) {
+            let link = self.topo.link(l);
+            d += link.rate.serialize(64) + link.latency;
+            if self.topo.kind(link.to) == NodeKind::Switch {
+                d += self.params.switch.latency;
             }
-            self.packets += 1;
-            self.bytes_injected += payload;
-            self.pool.alloc(Packet {
-                msg: m,
-                payload_bytes: payload as u32,
-            })
-        } else {
+        }
+        d
+    }
+
+    fn drop_packet(&mut self, now: Time, at_link: LinkId, pkt: u32) {
+        let p = self.pool.slots[pkt as usize];
+        self.release_held(now, LinkId(p.in_link), p.wire_bytes as u64);
+        self.pool.release(pkt);
+        let st = &mut self.links[at_link.0 as usize].stats;
+        st.drops += 1;
+        st.dropped_bytes += p.payload_bytes as u64;
+        self.bytes_dropped += p.payload_bytes as u64;
+        let ms = &mut self.msgs[p.msg as usize];
+        ms.dropped = true;
+        ms.undelivered_bytes -= p.payload_bytes as u64;
+    }
+
+    /// The next link from `at` for packet `p` bound for `dst`.
+    fn choose(&self, at: NodeId, dst: NodeId, p: &Packet) -> LinkId {
+        let hops = self.topo.next_hops(at, dst);
+        let n = hops.len() as u64;
+        if n == 1 {
+            return hops[0];
+        }
+        let h = mix(self.msgs[p.msg as usize].hash ^ at.0 as u64);
+        let nvlink = self.topo.link(hops[0]).class == LinkClass::NvLink;
+        match (nvlink, self.params.routing) {
+            (true, _) | (false, Routing::Spray) => hops[((h + p.seq as u64) % n) as usize],
+            (false, Routing::Ecmp) => hops[(h % n) as usize],
+            (false, Routing::Adaptive) => {
+                let first = (h + p.seq as u64) % n;
+                (0..n)
+                    .map(|i| hops[((first + i) % n) as usize])
+                    .min_by_key(|l| {
+                        let ls = &self.links[l.0 as usize];
+                        ls.fifo_bytes + if ls.busy { 1 } else { 0 }
+                    })
+                    .expect("n > 1")
+            }
+        }
+    }
+
+    fn hold(&mut self, now: Time, l: LinkId, bytes: u64) {
+        let ls = &mut self.links[l.0 as usize];
+        ls.held_bytes += bytes;
+        ls.stats.peak_held_bytes = ls.stats.peak_held_bytes.max(ls.held_bytes);
+        if let Buffers::Lossless {
+            ingress_bytes: Some(limit),
+            ..
+        } = self.params.switch.buffers
+            && self.topo.kind(self.topo.link(l).to) == NodeKind::Switch
+            && ls.held_bytes > limit
+        {
+            self.lossless_overflow_bytes = self.lossless_overflow_bytes.max(ls.held_bytes - limit);
+        }
+        if let Some((xoff, _)) = ls.pause
+            && !ls.pause_sent
+            && ls.held_bytes >= xoff
+        {
+            ls.pause_sent = true;
+            ls.stats.pause_frames += 1;
+            let d = self.topo.link(l).latency;
+            self.queue
+                .schedule_at(now + d, Event::Pause { link: l, on: true });
+        }
+    }
+
+    fn release_held(&mut self, now: Time, l: LinkId, bytes: u64) {
+        let ls = &mut self.links[l.0 as usize];
+        ls.held_bytes -= bytes;
+        if let Some((_, xon)) = ls.pause
+            && ls.pause_sent
+            && ls.held_bytes <= xon
+        {
+            ls.pause_sent = false;
+            let d = self.topo.link(l).latency;
+            self.queue
+                .schedule_at(now + d, Event::Pause { link: l, on: false });
+        }
+    }
+
+    fn on_pause(&mut self, now: Time, l: LinkId, on: bool) {
+        let ls = &mut self.links[l.0 as usize];
+        if on {
+            if !ls.paused {
+                ls.paused = true;
+                ls.paused_since = now;
+            }
+        } else if ls.paused {
+            ls.paused = false;
+            ls.stats.paused += now.since(ls.paused_since);
+            self.start_next(now, l);
+        }
+    }
+
+    fn on_wake(&mut self, now: Time, l: LinkId) {
+        let ls = &mut self.links[l.0 as usize];
+        if ls.wake_at == Some(now) {
+            ls.wake_at = None;
+            self.start_next(now, l);
+        }
+    }
+
+    fn on_cnp(&mut self, now: Time, m: u32) {
+        let CongestionControl::Dcqcn(dp) = self.params.congestion_control else {
             return;
         };
+        let ms = &mut self.msgs[m as usize];
+        let Some(rp) = ms.rp.as_mut() else { return };
+        if ms.unsent_bytes == 0 {
+            return;
+        }
+        rp.on_cnp(&dp);
+        if !ms.timer_armed {
+            ms.timer_armed = true;
+            self.queue.schedule_at(now + dp.timer, Event::DcqcnTimer(m));
+        }
+    }
+
+    fn on_dcqcn_timer(&mut self, now: Time, m: u32) {
+        let CongestionControl::Dcqcn(dp) = self.params.congestion_control else {
+            return;
+        };
+        let ms = &mut self.msgs[m as usize];
+        ms.timer_armed = false;
+        let Some(rp) = ms.rp.as_mut() else { return };
+        if ms.unsent_bytes == 0 {
+            return;
+        }
+        rp.on_timer(&dp);
+        if rp.limited() {
+            ms.timer_armed = true;
+            self.queue.schedule_at(now + dp.timer, Event::DcqcnTimer(m));
+        }
+    }
+
+    /// Starts the next packet on link `l` if it is idle and not paused: a queued packet
+    /// first, else a new packet from the source groups the link serves.
+    fn start_next(&mut self, now: Time, l: LinkId) {
+        let ls = &mut self.links[l.0 as usize];
+        if ls.busy || ls.paused {
+            return;
+        }
+        let pkt = if let Some(pkt) = ls.fifo.pop_front() {
+            ls.fifo_bytes -= self.pool.slots[pkt as usize].wire_bytes as u64;
+            pkt
+        } else {
+            match self.pull_source(now, l) {
+                Some(pkt) => pkt,
+                None => return,
+            }
+        };
         let link = self.topo.link(l);
-        let wire = (self.pool.slots[pkt as usize].payload_bytes + header) as u64;
+        let wire = self.pool.slots[pkt as usize].wire_bytes as u64;
         let tx = link.rate.serialize(wire);
+        let ls = &mut self.links[l.0 as usize];
         ls.busy = true;
+        ls.on_wire = pkt;
         ls.stats.wire_bytes += wire;
         ls.stats.packets += 1;
         ls.stats.busy += tx;
         self.packet_hops += 1;
         let mut arrive = now + tx + link.latency;
         if self.topo.kind(link.to) == NodeKind::Switch {
-            arrive += self.params.switch_latency;
+            arrive += self.params.switch.latency;
         }
         self.queue.schedule_at(now + tx, Event::TxDone(l));
         self.queue
             .schedule_at(arrive, Event::Arrive { link: l, pkt });
     }
 
-    fn finish(self) -> PacketRun {
+    /// Cuts the next packet of the first eligible message, round-robin over the groups
+    /// link `l` serves and over the messages of each. Paced messages not yet eligible are
+    /// skipped, and a wake-up is scheduled for the earliest of them.
+    fn pull_source(&mut self, now: Time, l: LinkId) -> Option<u32> {
+        let li = l.0 as usize;
+        let ngroups = self.links[li].groups.len();
+        let mut earliest: Option<Time> = None;
+        for i in 0..ngroups {
+            let gi = (self.links[li].group_cursor + i) % ngroups;
+            let g = self.links[li].groups[gi] as usize;
+            for _ in 0..self.groups[g].msgs.len() {
+                let m = self.groups[g].msgs.pop_front().expect("non-empty");
+                let ms = &mut self.msgs[m as usize];
+                let paced = ms.rp.as_ref().is_some_and(|rp| rp.limited());
+                if paced && ms.next_send > now {
+                    earliest = Some(earliest.map_or(ms.next_send, |e| e.min(ms.next_send)));
+                    self.groups[g].msgs.push_back(m);
+                    continue;
+                }
+                let payload = ms.unsent_bytes.min(ms.wire.mtu_bytes as u64);
+                ms.unsent_bytes -= payload;
+                let wire_bytes = payload + ms.wire.header_bytes as u64;
+                if let Some(rp) = ms.rp.as_mut() {
+                    if let CongestionControl::Dcqcn(dp) = self.params.congestion_control {
+                        rp.on_sent(payload, &dp);
+                    }
+                    if rp.limited() {
+                        let gap_ps = (wire_bytes as f64 * 8e12 / rp.rate_bps()).ceil() as u64;
+                        ms.next_send = now + Dur::from_ps(gap_ps);
+                    }
+                }
+                let seq = ms.next_seq;
+                ms.next_seq += 1;
+                if ms.unsent_bytes > 0 {
+                    self.groups[g].msgs.push_back(m);
+                }
+                self.links[li].group_cursor = (gi + 1) % ngroups;
+                self.packets += 1;
+                self.bytes_injected += payload;
+                return Some(self.pool.alloc(Packet {
+                    msg: m,
+                    payload_bytes: payload as u32,
+                    wire_bytes: wire_bytes as u32,
+                    seq,
+                    in_link: NONE,
+                    ecn: false,
+                }));
+            }
+        }
+        if let Some(t) = earliest {
+            let ls = &mut self.links[li];
+            if ls.wake_at.is_none_or(|w| t < w) {
+                ls.wake_at = Some(t);
+                self.queue.schedule_at(t, Event::Wake(l));
+            }
+        }
+        None
+    }
+
+    fn finish(mut self) -> Result<PacketRun, Deadlock> {
+        let end = self.queue.now();
+        let stuck = self.pool.in_use();
+        let unsent = self.msgs.iter().any(|m| m.unsent_bytes > 0);
+        if stuck > 0 || unsent {
+            return Err(Deadlock {
+                time: end,
+                paused_links: (0..self.links.len())
+                    .filter(|&i| self.links[i].paused)
+                    .map(|i| LinkId(i as u32))
+                    .collect(),
+                packets_stuck: stuck,
+            });
+        }
         // Conservation: cheap, so checked in release builds too.
-        assert_eq!(self.bytes_injected, self.bytes_delivered, "bytes lost");
-        assert_eq!(self.pool.in_use(), 0, "packets left in flight");
+        assert_eq!(
+            self.bytes_injected,
+            self.bytes_delivered + self.bytes_dropped,
+            "bytes lost"
+        );
         assert!(
             self.links
                 .iter()
-                .all(|l| l.fifo.is_empty() && l.sources.is_empty() && l.fifo_bytes == 0),
+                .all(|l| l.fifo.is_empty() && l.held_bytes == 0),
             "queues left non-empty"
         );
+        for ls in &mut self.links {
+            if ls.paused {
+                ls.stats.paused += end.since(ls.paused_since);
+            }
+        }
         let messages = self
             .specs
             .iter()
             .zip(&self.msgs)
-            .map(|(s, m)| MessageResult {
-                src: s.src,
-                dst: s.dst,
-                bytes: s.bytes,
-                start: s.start,
-                finish: m.finish.expect("every message completes"),
+            .map(|(s, m)| {
+                assert!(
+                    m.dropped || m.finish.is_some(),
+                    "a message neither completed nor lost"
+                );
+                MessageResult {
+                    src: s.src,
+                    dst: s.dst,
+                    bytes: s.bytes,
+                    start: s.start,
+                    finish: m.finish,
+                }
             })
             .collect();
-        PacketRun {
+        Ok(PacketRun {
             messages,
             links: self.links.into_iter().map(|l| l.stats).collect(),
             queue: self.queue.stats(),
@@ -312,98 +754,10 @@ impl Sim<'_> {
             packet_hops: self.packet_hops,
             bytes_injected: self.bytes_injected,
             bytes_delivered: self.bytes_delivered,
-            end: self.queue.now(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::Bandwidth;
-
-    fn params() -> PacketParams {
-        PacketParams {
-            mtu_bytes: 4096,
-            header_bytes: 64,
-            switch_latency: Dur::from_ns(300),
-        }
-    }
-
-    /// One message of P full packets over GPU -> switch -> GPU finishes at
-    /// (P + 1) * t_pkt + 2 * latency + switch latency, exactly.
-    #[test]
-    fn single_message_closed_form() {
-        let rate = Bandwidth::from_gbps(400).unwrap();
-        let lat = Dur::from_ns(1000);
-        let topo = Topology::star(2, rate, lat);
-        let bytes = 256 * 4096;
-        let run = simulate(
-            &topo,
-            &params(),
-            &[MessageSpec {
-                src: NodeId(0),
-                dst: NodeId(1),
-                bytes,
-                start: Time::ZERO,
-            }],
-            &mut |_, _| {},
-        );
-        let t_pkt = rate.serialize(4160);
-        let expected = Time::ZERO + t_pkt.saturating_mul(257) + lat + lat + Dur::from_ns(300);
-        assert_eq!(run.messages[0].finish, expected);
-        assert_eq!(run.packets, 256);
-        assert_eq!(run.packet_hops, 512);
-    }
-
-    /// A partial last packet is serialized with its real size.
-    #[test]
-    fn partial_last_packet() {
-        let rate = Bandwidth::from_gbps(100).unwrap();
-        let topo = Topology::star(2, rate, Dur::ZERO);
-        let p = PacketParams {
-            switch_latency: Dur::ZERO,
-            ..params()
-        };
-        let run = simulate(
-            &topo,
-            &p,
-            &[MessageSpec {
-                src: NodeId(1),
-                dst: NodeId(0),
-                bytes: 4096 + 100,
-                start: Time::from_ps(5),
-            }],
-            &mut |_, _| {},
-        );
-        // Full packet then a 164-byte packet on the first hop. The small one reaches the switch
-        // while the full one still occupies the second hop, so it waits for it:
-        // finish = start + 2 * t(4160 B) + t(164 B).
-        let expected =
-            Time::from_ps(5) + rate.serialize(4160).saturating_mul(2) + rate.serialize(164);
-        assert_eq!(run.messages[0].finish, expected);
-    }
-
-    /// Two senders into one receiver: the receiver's link is the bottleneck and stays busy
-    /// from the first packet's arrival at the switch to the end.
-    #[test]
-    fn incast_closed_form() {
-        let rate = Bandwidth::from_gbps(400).unwrap();
-        let lat = Dur::from_ns(500);
-        let topo = Topology::star(3, rate, lat);
-        let m = |s| MessageSpec {
-            src: NodeId(s),
-            dst: NodeId(0),
-            bytes: 64 * 4096,
-            start: Time::ZERO,
-        };
-        let run = simulate(&topo, &params(), &[m(1), m(2)], &mut |_, _| {});
-        let t_pkt = rate.serialize(4160);
-        let expected =
-            Time::ZERO + t_pkt + lat + Dur::from_ns(300) + t_pkt.saturating_mul(128) + lat;
-        let last = run.messages.iter().map(|r| r.finish).max().unwrap();
-        assert_eq!(last, expected);
-        // The switch egress to GPU 0 queued packets: one from each sender arrives per t_pkt.
-        assert!(run.links.iter().any(|l| l.peak_queue_bytes > 0));
+            bytes_dropped: self.bytes_dropped,
+            cnps: self.cnps,
+            lossless_overflow_bytes: self.lossless_overflow_bytes,
+            end,
+        })
     }
 }

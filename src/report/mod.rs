@@ -3,10 +3,14 @@
 //! Invariant: output is a pure function of the run (no wall-clock time, no host names, no
 //! hash-map iteration order), so the same scenario and seed give byte-identical output.
 
+pub mod fabric;
+
 use crate::config::Scenario;
-use crate::engine::Time;
+use crate::engine::{Dur, Time};
 use crate::packet::PacketRun;
+use crate::topology::{LinkClass, NodeKind};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -51,30 +55,52 @@ fn nearest_rank(sorted: &[u64], q: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Mean and max of link utilization (busy time / makespan) over the links of one class
+/// that carried traffic.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Utilization {
+    pub links: u64,
+    pub mean: f64,
+    pub max: f64,
+}
+
 /// Metrics of a packet-level run.
 #[derive(Clone, Debug, Serialize)]
 pub struct PacketMetrics {
     /// From the earliest message start to the last message completion.
     pub makespan_us: f64,
     pub messages: u64,
+    /// Messages that lost a packet (lossy switches only); they never complete.
+    pub messages_lost: u64,
     pub bytes_delivered: u64,
-    /// Per message: completion time minus start time.
+    pub bytes_dropped: u64,
+    /// Per completed message: completion time minus start time.
     pub message_time_us: Summary,
-    /// Mean over GPUs that receive anything: bytes received / makespan, in 1e9 B/s.
+    /// Mean over GPUs that receive anything: payload bytes received / makespan, 1e9 B/s.
     pub rx_gbytes_per_s_per_gpu: f64,
+    /// By link class (nvlink, pcie, access, fabric); classes without traffic are absent.
+    pub link_utilization: BTreeMap<&'static str, Utilization>,
+    /// Largest egress queue seen anywhere, bytes waiting (not the packet on the wire).
+    pub peak_queue_bytes: u64,
+    /// PFC pause frames sent by scale-out switches.
+    pub pfc_pauses: u64,
+    /// Total time links were paused by PFC, summed over links.
+    pub pfc_paused_us: f64,
+    /// Credit stalls into NICs and NVSwitch chips (hop-by-hop flow control).
+    pub credit_pauses: u64,
+    pub ecn_marks: u64,
+    pub cnps: u64,
+    pub drops: u64,
+    pub lossless_overflow_bytes: u64,
     pub packets: u64,
     pub packet_hops: u64,
     pub events: u64,
     pub peak_pending_events: u64,
-    /// Busy time / makespan over links that carried traffic.
-    pub link_utilization_mean: f64,
-    pub link_utilization_max: f64,
-    /// Largest switch egress queue seen, bytes waiting (not counting the packet on the wire).
-    pub peak_queue_bytes: u64,
 }
 
 impl PacketMetrics {
     pub fn of(scenario: &Scenario, run: &PacketRun) -> PacketMetrics {
+        let topo = &scenario.fabric.topology;
         let first_start = run
             .messages
             .iter()
@@ -84,12 +110,12 @@ impl PacketMetrics {
         let last_finish = run
             .messages
             .iter()
-            .map(|m| m.finish)
+            .filter_map(|m| m.finish)
             .max()
-            .unwrap_or(Time::ZERO);
+            .unwrap_or(first_start);
         let makespan = last_finish.since(first_start);
-        let mut rx = vec![0u64; scenario.topology.gpus() as usize];
-        for m in &run.messages {
+        let mut rx = vec![0u64; topo.gpus() as usize];
+        for m in run.messages.iter().filter(|m| m.finish.is_some()) {
             rx[m.dst.0 as usize] += m.bytes;
         }
         let receivers: Vec<u64> = rx.into_iter().filter(|&b| b > 0).collect();
@@ -101,71 +127,122 @@ impl PacketMetrics {
                 / makespan.as_secs_f64()
                 / 1e9
         };
-        let used: Vec<f64> = run
-            .links
-            .iter()
-            .filter(|l| l.packets > 0)
-            .map(|l| l.busy.as_ps() as f64 / makespan.as_ps().max(1) as f64)
-            .collect();
+        let mut link_utilization = BTreeMap::new();
+        for class in LinkClass::ALL {
+            let used: Vec<f64> = topo
+                .links()
+                .iter()
+                .zip(&run.links)
+                .filter(|(l, s)| l.class == class && s.packets > 0)
+                .map(|(_, s)| s.busy.as_ps() as f64 / makespan.as_ps().max(1) as f64)
+                .collect();
+            if !used.is_empty() {
+                link_utilization.insert(
+                    class.as_str(),
+                    Utilization {
+                        links: used.len() as u64,
+                        mean: used.iter().sum::<f64>() / used.len() as f64,
+                        max: used.iter().copied().fold(0.0, f64::max),
+                    },
+                );
+            }
+        }
+        let into_switch = |i: usize| topo.kind(topo.links()[i].to) == NodeKind::Switch;
+        let (mut pfc_pauses, mut pfc_paused, mut credit_pauses) = (0, Dur::ZERO, 0);
+        for (i, s) in run.links.iter().enumerate() {
+            if into_switch(i) {
+                pfc_pauses += s.pause_frames;
+                pfc_paused += s.paused;
+            } else {
+                credit_pauses += s.pause_frames;
+            }
+        }
         PacketMetrics {
             makespan_us: makespan.as_us_f64(),
             messages: run.messages.len() as u64,
+            messages_lost: run.messages.iter().filter(|m| m.finish.is_none()).count() as u64,
             bytes_delivered: run.bytes_delivered,
+            bytes_dropped: run.bytes_dropped,
             message_time_us: Summary::of_ps(
-                run.messages.iter().map(|m| m.finish.since(m.start).as_ps()),
+                run.messages
+                    .iter()
+                    .filter_map(|m| m.finish.map(|f| f.since(m.start).as_ps())),
             ),
             rx_gbytes_per_s_per_gpu,
-            packets: run.packets,
-            packet_hops: run.packet_hops,
-            events: run.queue.processed,
-            peak_pending_events: run.queue.peak_pending,
-            link_utilization_mean: if used.is_empty() {
-                0.0
-            } else {
-                used.iter().sum::<f64>() / used.len() as f64
-            },
-            link_utilization_max: used.iter().copied().fold(0.0, f64::max),
+            link_utilization,
             peak_queue_bytes: run
                 .links
                 .iter()
                 .map(|l| l.peak_queue_bytes)
                 .max()
                 .unwrap_or(0),
+            pfc_pauses,
+            pfc_paused_us: pfc_paused.as_us_f64(),
+            credit_pauses,
+            ecn_marks: run.links.iter().map(|l| l.ecn_marks).sum(),
+            cnps: run.cnps,
+            drops: run.links.iter().map(|l| l.drops).sum(),
+            lossless_overflow_bytes: run.lossless_overflow_bytes,
+            packets: run.packets,
+            packet_hops: run.packet_hops,
+            events: run.queue.processed,
+            peak_pending_events: run.queue.peak_pending,
         }
     }
 
     /// Rows of the human-readable table: (metric, value, unit).
-    fn rows(&self) -> Vec<(&'static str, String, &'static str)> {
+    fn rows(&self) -> Vec<(String, String, &'static str)> {
         let s = &self.message_time_us;
-        vec![
-            ("makespan", format!("{:.3}", self.makespan_us), "us"),
-            ("messages", self.messages.to_string(), ""),
-            ("bytes delivered", self.bytes_delivered.to_string(), "B"),
-            ("message time min", format!("{:.3}", s.min), "us"),
-            ("message time mean", format!("{:.3}", s.mean), "us"),
-            ("message time p50", format!("{:.3}", s.p50), "us"),
-            ("message time p99", format!("{:.3}", s.p99), "us"),
-            ("message time max", format!("{:.3}", s.max), "us"),
+        let mut rows = vec![
+            ("makespan".into(), format!("{:.3}", self.makespan_us), "us"),
+            ("messages".into(), self.messages.to_string(), ""),
             (
-                "rx per GPU",
+                "bytes delivered".into(),
+                self.bytes_delivered.to_string(),
+                "B",
+            ),
+            ("message time min".into(), format!("{:.3}", s.min), "us"),
+            ("message time mean".into(), format!("{:.3}", s.mean), "us"),
+            ("message time p50".into(), format!("{:.3}", s.p50), "us"),
+            ("message time p99".into(), format!("{:.3}", s.p99), "us"),
+            ("message time max".into(), format!("{:.3}", s.max), "us"),
+            (
+                "rx per GPU".into(),
                 format!("{:.2}", self.rx_gbytes_per_s_per_gpu),
                 "GB/s",
             ),
+        ];
+        for (class, u) in &self.link_utilization {
+            rows.push((
+                format!("{class} utilization mean/max"),
+                format!("{:.3} / {:.3}", u.mean, u.max),
+                "",
+            ));
+        }
+        rows.extend([
+            ("peak queue".into(), self.peak_queue_bytes.to_string(), "B"),
+            ("PFC pauses".into(), self.pfc_pauses.to_string(), ""),
             (
-                "link utilization mean",
-                format!("{:.3}", self.link_utilization_mean),
+                "PFC paused time".into(),
+                format!("{:.3}", self.pfc_paused_us),
+                "us",
+            ),
+            ("credit stalls".into(), self.credit_pauses.to_string(), ""),
+            (
+                "ECN marks / CNPs".into(),
+                format!("{} / {}", self.ecn_marks, self.cnps),
                 "",
             ),
             (
-                "link utilization max",
-                format!("{:.3}", self.link_utilization_max),
+                "drops / lost messages".into(),
+                format!("{} / {}", self.drops, self.messages_lost),
                 "",
             ),
-            ("peak switch queue", self.peak_queue_bytes.to_string(), "B"),
-            ("packets", self.packets.to_string(), ""),
-            ("packet hops", self.packet_hops.to_string(), ""),
-            ("events", self.events.to_string(), ""),
-        ]
+            ("packets".into(), self.packets.to_string(), ""),
+            ("packet hops".into(), self.packet_hops.to_string(), ""),
+            ("events".into(), self.events.to_string(), ""),
+        ]);
+        rows
     }
 }
 
@@ -192,7 +269,7 @@ impl RunOutput<'_> {
         let rows = self.metrics.rows();
         let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
         for (name, value, unit) in rows {
-            writeln!(w, "  {name:<width$}  {value:>14} {unit}")?;
+            writeln!(w, "  {name:<width$}  {value:>20} {unit}")?;
         }
         Ok(())
     }
@@ -211,13 +288,21 @@ pub fn write_out_dir(
     let mut w = csv::Writer::from_path(dir.join("messages.csv"))?;
     w.write_record(["src", "dst", "bytes", "start_us", "finish_us", "time_us"])?;
     for m in &run.messages {
+        let (finish, time) = match m.finish {
+            Some(f) => (
+                format!("{:.6}", f.as_us_f64()),
+                format!("{:.6}", f.since(m.start).as_us_f64()),
+            ),
+            // Lost (a packet was dropped): empty cells, never a made-up time.
+            None => (String::new(), String::new()),
+        };
         w.write_record([
             m.src.0.to_string(),
             m.dst.0.to_string(),
             m.bytes.to_string(),
             format!("{:.6}", m.start.as_us_f64()),
-            format!("{:.6}", m.finish.as_us_f64()),
-            format!("{:.6}", m.finish.since(m.start).as_us_f64()),
+            finish,
+            time,
         ])?;
     }
     w.flush()?;
@@ -225,6 +310,7 @@ pub fn write_out_dir(
     let mut w = csv::Writer::from_path(dir.join("links.csv"))?;
     w.write_record([
         "link",
+        "class",
         "from",
         "to",
         "rate_gbps",
@@ -232,17 +318,29 @@ pub fn write_out_dir(
         "packets",
         "busy_us",
         "peak_queue_bytes",
+        "peak_held_bytes",
+        "pause_frames",
+        "paused_us",
+        "ecn_marks",
+        "drops",
     ])?;
-    for (i, (l, s)) in scenario.topology.links().iter().zip(&run.links).enumerate() {
+    let topo = &scenario.fabric.topology;
+    for (i, (l, s)) in topo.links().iter().zip(&run.links).enumerate() {
         w.write_record([
             i.to_string(),
-            l.from.0.to_string(),
-            l.to.0.to_string(),
+            l.class.as_str().to_string(),
+            format!("{}{}", topo.kind(l.from).as_str(), l.from.0),
+            format!("{}{}", topo.kind(l.to).as_str(), l.to.0),
             format!("{}", l.rate.gbps_f64()),
             s.wire_bytes.to_string(),
             s.packets.to_string(),
             format!("{:.6}", s.busy.as_us_f64()),
             s.peak_queue_bytes.to_string(),
+            s.peak_held_bytes.to_string(),
+            s.pause_frames.to_string(),
+            format!("{:.6}", s.paused.as_us_f64()),
+            s.ecn_marks.to_string(),
+            s.drops.to_string(),
         ])?;
     }
     w.flush()?;

@@ -1,0 +1,471 @@
+//! Fabric files (`fabrics/*.toml`): as written, and resolved into a [`FabricSpec`] plus the
+//! packet-level parameters of switches, NICs and NVLink.
+
+use super::Ctx;
+use crate::engine::{Bandwidth, Dur};
+use crate::error::InputError;
+use crate::packet::{Buffers, EcnParams, PfcParams, Routing, SwitchParams, Wire};
+use crate::topology::{FabricSpec, NicSpec, NvlinkSpec, ScaleOutKind, ScaleOutSpec};
+use serde::Deserialize;
+
+/// Fabric files compiled into the binary, by the name a scenario uses in `fabric.file`.
+pub const EMBEDDED_FABRICS: &[(&str, &str)] = &[
+    ("hgx-h100", include_str!("../../fabrics/hgx-h100.toml")),
+    ("hgx-h200", include_str!("../../fabrics/hgx-h200.toml")),
+    ("hgx-h800", include_str!("../../fabrics/hgx-h800.toml")),
+    (
+        "gb200-nvl72",
+        include_str!("../../fabrics/gb200-nvl72.toml"),
+    ),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FabricFile {
+    /// In a scenario: an embedded fabric name or a path; the other keys override it.
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Nodes (servers or racks) joined by the scale-out network; default 1.
+    #[serde(default)]
+    pub nodes: Option<i64>,
+    pub gpus_per_node: i64,
+    #[serde(default)]
+    pub nvlink: Option<NvlinkFile>,
+    #[serde(default)]
+    pub nic: Option<NicFile>,
+    #[serde(default)]
+    pub scale_out: Option<ScaleOutFile>,
+    #[serde(default)]
+    pub switch: Option<SwitchFile>,
+    #[serde(default)]
+    pub routing: Option<RoutingFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NvlinkFile {
+    pub links_per_gpu: i64,
+    pub switch_chips: i64,
+    /// Per link, per direction.
+    pub link_rate_gbps: f64,
+    /// GPU to NVSwitch, one way.
+    pub latency_ns: f64,
+    /// Packetization of NVLink transfers: payload per packet and the overhead bytes that
+    /// together give the achievable fraction of the line rate.
+    #[serde(default)]
+    pub mtu_bytes: Option<i64>,
+    #[serde(default)]
+    pub header_bytes: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NicFile {
+    #[serde(default)]
+    pub per_gpu: Option<i64>,
+    pub rate_gbps: f64,
+    /// NIC to its switch, one way (NIC pipeline + cable).
+    pub latency_ns: f64,
+    /// GPU-to-NIC PCIe rate; absent: the NIC is integrated and there is no PCIe hop.
+    #[serde(default)]
+    pub pcie_gbps: Option<f64>,
+    #[serde(default)]
+    pub pcie_latency_ns: Option<f64>,
+    #[serde(default)]
+    pub mtu_bytes: Option<i64>,
+    #[serde(default)]
+    pub header_bytes: Option<i64>,
+    /// none (PFC only) or dcqcn.
+    #[serde(default)]
+    pub congestion_control: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleOutFile {
+    /// none, single-switch, leaf-spine, rail-leaf-spine, fat-tree.
+    pub topology: String,
+    #[serde(default)]
+    pub radix: Option<i64>,
+    #[serde(default)]
+    pub oversubscription: Option<f64>,
+    /// Switch-to-switch links; default: the NIC rate.
+    #[serde(default)]
+    pub link_rate_gbps: Option<f64>,
+    #[serde(default)]
+    pub latency_ns: Option<f64>,
+    #[serde(default)]
+    pub fat_tree_k: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchFile {
+    #[serde(default)]
+    pub latency_ns: Option<f64>,
+    /// Egress buffer per port; absent: unbounded.
+    #[serde(default)]
+    pub buffer_kib: Option<f64>,
+    /// lossless (PFC) or lossy (drop at a full buffer).
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub pfc_xoff_kib: Option<f64>,
+    #[serde(default)]
+    pub pfc_xon_kib: Option<f64>,
+    #[serde(default)]
+    pub ecn_kmin_kib: Option<f64>,
+    #[serde(default)]
+    pub ecn_kmax_kib: Option<f64>,
+    #[serde(default)]
+    pub ecn_pmax: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingFile {
+    /// ecmp (per-flow hash), spray (per packet), adaptive (least-occupied egress).
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
+/// A resolved fabric: the topology spec and the packet-level parameters.
+#[derive(Clone, Debug)]
+pub struct ResolvedFabric {
+    pub name: String,
+    pub spec: FabricSpec,
+    pub nic_wire: Wire,
+    pub nvlink_wire: Wire,
+    pub switch: SwitchParams,
+    pub routing: Routing,
+}
+
+/// Looks up an embedded fabric by name.
+pub fn embedded(name: &str) -> Option<&'static str> {
+    EMBEDDED_FABRICS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
+}
+
+pub(super) fn resolve(cx: &Ctx, f: &FabricFile) -> Result<ResolvedFabric, InputError> {
+    let key = |k: &str| format!("fabric.{k}");
+    let nodes = cx.int_in(&key("nodes"), f.nodes.unwrap_or(1), 1, 65_536)? as u32;
+    let gpus_per_node = cx.int_in(&key("gpus_per_node"), f.gpus_per_node, 1, 1024)? as u32;
+
+    let mut nvlink_wire = Wire {
+        mtu_bytes: 4096,
+        header_bytes: 0,
+    };
+    let nvlink = match &f.nvlink {
+        None => None,
+        Some(n) => {
+            nvlink_wire = wire(cx, "fabric.nvlink", n.mtu_bytes, n.header_bytes, 0)?;
+            Some(NvlinkSpec {
+                links_per_gpu: cx.int_in(&key("nvlink.links_per_gpu"), n.links_per_gpu, 1, 64)?
+                    as u32,
+                switch_chips: cx.int_in(&key("nvlink.switch_chips"), n.switch_chips, 1, 64)? as u32,
+                link_rate: cx.rate(&key("nvlink.link_rate_gbps"), n.link_rate_gbps)?,
+                latency: cx.dur_ns(&key("nvlink.latency_ns"), n.latency_ns)?,
+            })
+        }
+    };
+
+    let mut nic_wire = Wire {
+        mtu_bytes: 4096,
+        header_bytes: 64,
+    };
+    let nic = match &f.nic {
+        None => None,
+        Some(n) => {
+            nic_wire = wire(cx, "fabric.nic", n.mtu_bytes, n.header_bytes, 64)?;
+            let pcie = match n.pcie_gbps {
+                None => {
+                    if n.pcie_latency_ns.is_some() {
+                        return Err(cx.err(
+                            key("nic.pcie_latency_ns"),
+                            "needs nic.pcie_gbps (without it the NIC is integrated)",
+                        ));
+                    }
+                    None
+                }
+                Some(g) => Some((
+                    cx.rate(&key("nic.pcie_gbps"), g)?,
+                    cx.dur_ns(
+                        &key("nic.pcie_latency_ns"),
+                        n.pcie_latency_ns.unwrap_or(0.0),
+                    )?,
+                )),
+            };
+            Some(NicSpec {
+                per_gpu: cx.int_in(&key("nic.per_gpu"), n.per_gpu.unwrap_or(1), 1, 16)? as u32,
+                rate: cx.rate(&key("nic.rate_gbps"), n.rate_gbps)?,
+                latency: cx.dur_ns(&key("nic.latency_ns"), n.latency_ns)?,
+                pcie,
+            })
+        }
+    };
+
+    let scale_out = match &f.scale_out {
+        None => ScaleOutSpec {
+            kind: ScaleOutKind::None,
+            radix: 64,
+            oversubscription: 1.0,
+            link_rate: Bandwidth::from_gbps(400).expect("nonzero"),
+            latency: Dur::ZERO,
+            fat_tree_k: 0,
+        },
+        Some(s) => {
+            let kind = match s.topology.as_str() {
+                "none" => ScaleOutKind::None,
+                "single-switch" => ScaleOutKind::SingleSwitch,
+                "leaf-spine" => ScaleOutKind::LeafSpine,
+                "rail-leaf-spine" => ScaleOutKind::RailLeafSpine,
+                "fat-tree" => ScaleOutKind::FatTree,
+                other => {
+                    return Err(cx.err(
+                        key("scale_out.topology"),
+                        format!(
+                            "`{other}` is not a topology; allowed: none, single-switch, leaf-spine, rail-leaf-spine, fat-tree"
+                        ),
+                    ));
+                }
+            };
+            let o = s.oversubscription.unwrap_or(1.0);
+            if !(o.is_finite() && (1.0..=16.0).contains(&o)) {
+                return Err(cx.err(
+                    key("scale_out.oversubscription"),
+                    format!("{o} is not allowed: downlinks per uplink, 1.0 ..= 16.0"),
+                ));
+            }
+            let nic_rate = nic.as_ref().map(|n| n.rate);
+            let link_rate = match (s.link_rate_gbps, nic_rate) {
+                (Some(g), _) => cx.rate(&key("scale_out.link_rate_gbps"), g)?,
+                (None, Some(r)) => r,
+                (None, None) => {
+                    return Err(cx.err(key("nic"), "a scale-out network needs a [nic] table"));
+                }
+            };
+            ScaleOutSpec {
+                kind,
+                radix: cx.int_in(&key("scale_out.radix"), s.radix.unwrap_or(64), 2, 1024)? as u32,
+                oversubscription: o,
+                link_rate,
+                latency: cx.dur_ns(&key("scale_out.latency_ns"), s.latency_ns.unwrap_or(0.0))?,
+                fat_tree_k: cx.int_in(
+                    &key("scale_out.fat_tree_k"),
+                    s.fat_tree_k.unwrap_or(0),
+                    0,
+                    128,
+                )? as u32,
+            }
+        }
+    };
+
+    let switch = resolve_switch(cx, f.switch.as_ref(), &nic_wire)?;
+    let routing = match f.routing.as_ref().and_then(|r| r.policy.as_deref()) {
+        None | Some("ecmp") => Routing::Ecmp,
+        Some("spray") => Routing::Spray,
+        Some("adaptive") => Routing::Adaptive,
+        Some(other) => {
+            return Err(cx.err(
+                key("routing.policy"),
+                format!("`{other}` is not a policy; allowed: ecmp, spray, adaptive"),
+            ));
+        }
+    };
+    Ok(ResolvedFabric {
+        name: f.name.clone().unwrap_or_else(|| "fabric".to_string()),
+        spec: FabricSpec {
+            nodes,
+            gpus_per_node,
+            nvlink,
+            nic,
+            scale_out,
+        },
+        nic_wire,
+        nvlink_wire,
+        switch,
+        routing,
+    })
+}
+
+fn wire(
+    cx: &Ctx,
+    at: &str,
+    mtu: Option<i64>,
+    header: Option<i64>,
+    default_header: i64,
+) -> Result<Wire, InputError> {
+    Ok(Wire {
+        mtu_bytes: cx.int_in(&format!("{at}.mtu_bytes"), mtu.unwrap_or(4096), 64, 65_536)? as u32,
+        header_bytes: cx.int_in(
+            &format!("{at}.header_bytes"),
+            header.unwrap_or(default_header),
+            0,
+            4096,
+        )? as u32,
+    })
+}
+
+fn kib(cx: &Ctx, key: &str, v: f64) -> Result<u64, InputError> {
+    if !(v.is_finite() && v > 0.0 && v <= 1024.0 * 1024.0) {
+        return Err(cx.err(
+            key,
+            format!("{v} is not allowed: KiB must be > 0 and <= 1048576"),
+        ));
+    }
+    Ok((v * 1024.0).round() as u64)
+}
+
+fn resolve_switch(
+    cx: &Ctx,
+    s: Option<&SwitchFile>,
+    nic_wire: &Wire,
+) -> Result<SwitchParams, InputError> {
+    let default = SwitchFile {
+        latency_ns: None,
+        buffer_kib: None,
+        mode: None,
+        pfc_xoff_kib: None,
+        pfc_xon_kib: None,
+        ecn_kmin_kib: None,
+        ecn_kmax_kib: None,
+        ecn_pmax: None,
+    };
+    let s = s.unwrap_or(&default);
+    let latency = cx.dur_ns("fabric.switch.latency_ns", s.latency_ns.unwrap_or(0.0))?;
+    let packet_bytes = (nic_wire.mtu_bytes + nic_wire.header_bytes) as u64;
+    let buffer_bytes = match s.buffer_kib {
+        None => None,
+        Some(v) => {
+            let b = kib(cx, "fabric.switch.buffer_kib", v)?;
+            if b < packet_bytes {
+                return Err(cx.err(
+                    "fabric.switch.buffer_kib",
+                    format!("{v} KiB is smaller than one packet ({packet_bytes} B)"),
+                ));
+            }
+            Some(b)
+        }
+    };
+    let lossless = match s.mode.as_deref() {
+        None | Some("lossless") => true,
+        Some("lossy") => false,
+        Some(other) => {
+            return Err(cx.err(
+                "fabric.switch.mode",
+                format!("`{other}` is not a mode; allowed: lossless, lossy"),
+            ));
+        }
+    };
+    let pfc = match (s.pfc_xoff_kib, s.pfc_xon_kib) {
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(cx.err(
+                "fabric.switch.pfc_xon_kib",
+                "PFC needs both pfc_xoff_kib and pfc_xon_kib",
+            ));
+        }
+        (Some(off), Some(on)) => {
+            if !lossless {
+                return Err(cx.err(
+                    "fabric.switch.mode",
+                    "PFC thresholds need mode = \"lossless\"",
+                ));
+            }
+            let xoff = kib(cx, "fabric.switch.pfc_xoff_kib", off)?;
+            let xon = kib(cx, "fabric.switch.pfc_xon_kib", on)?;
+            if xon >= xoff {
+                return Err(cx.err(
+                    "fabric.switch.pfc_xon_kib",
+                    format!("{on} KiB must be below pfc_xoff_kib ({off} KiB)"),
+                ));
+            }
+            Some(PfcParams {
+                xoff_bytes: xoff,
+                xon_bytes: xon,
+            })
+        }
+    };
+    if !lossless && buffer_bytes.is_none() {
+        return Err(cx.err(
+            "fabric.switch.buffer_kib",
+            "mode = \"lossy\" needs a finite buffer_kib",
+        ));
+    }
+    if lossless && buffer_bytes.is_some() && pfc.is_none() {
+        return Err(cx.err(
+            "fabric.switch.pfc_xoff_kib",
+            "a finite buffer in lossless mode needs PFC thresholds (pfc_xoff_kib, pfc_xon_kib)",
+        ));
+    }
+    if let (Some(p), Some(b)) = (&pfc, buffer_bytes)
+        && p.xoff_bytes >= b
+    {
+        return Err(cx.err(
+            "fabric.switch.pfc_xoff_kib",
+            format!(
+                "XOFF ({} B) must be below buffer_kib ({b} B), leaving headroom",
+                p.xoff_bytes
+            ),
+        ));
+    }
+    let ecn = match (s.ecn_kmin_kib, s.ecn_kmax_kib) {
+        (None, None) => {
+            if s.ecn_pmax.is_some() {
+                return Err(cx.err(
+                    "fabric.switch.ecn_pmax",
+                    "needs ecn_kmin_kib and ecn_kmax_kib",
+                ));
+            }
+            None
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(cx.err(
+                "fabric.switch.ecn_kmax_kib",
+                "ECN needs both ecn_kmin_kib and ecn_kmax_kib",
+            ));
+        }
+        (Some(lo), Some(hi)) => {
+            let kmin = kib(cx, "fabric.switch.ecn_kmin_kib", lo)?;
+            let kmax = kib(cx, "fabric.switch.ecn_kmax_kib", hi)?;
+            if kmax < kmin {
+                return Err(cx.err(
+                    "fabric.switch.ecn_kmax_kib",
+                    format!("{hi} KiB must be at least ecn_kmin_kib ({lo} KiB)"),
+                ));
+            }
+            let pmax = s.ecn_pmax.unwrap_or(0.2);
+            if !(pmax.is_finite() && pmax > 0.0 && pmax <= 1.0) {
+                return Err(cx.err(
+                    "fabric.switch.ecn_pmax",
+                    format!("{pmax} is not allowed: 0 < pmax <= 1"),
+                ));
+            }
+            Some(EcnParams {
+                kmin_bytes: kmin,
+                kmax_bytes: kmax,
+                pmax,
+            })
+        }
+    };
+    Ok(SwitchParams {
+        latency,
+        buffers: match (lossless, pfc) {
+            (true, None) => Buffers::Unbounded,
+            (true, Some(pfc)) => Buffers::Lossless {
+                pfc,
+                ingress_bytes: buffer_bytes,
+            },
+            (false, _) => Buffers::Lossy {
+                egress_bytes: buffer_bytes.expect("checked above"),
+            },
+        },
+        ecn,
+    })
+}

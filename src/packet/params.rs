@@ -1,0 +1,138 @@
+//! Parameters of the packet level, resolved and valid (built by `config`).
+
+use crate::engine::{Bandwidth, Dur};
+
+/// How a transfer is cut into packets: payload per packet and bytes added on the wire.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Wire {
+    pub mtu_bytes: u32,
+    pub header_bytes: u32,
+}
+
+/// PFC thresholds on a switch ingress port's occupancy (one priority class).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PfcParams {
+    pub xoff_bytes: u64,
+    pub xon_bytes: u64,
+}
+
+/// RED-style ECN marking on egress queue depth at enqueue: no mark at or below `kmin`,
+/// probability rising linearly to `pmax` at `kmax`, always above `kmax`.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct EcnParams {
+    pub kmin_bytes: u64,
+    pub kmax_bytes: u64,
+    pub pmax: f64,
+}
+
+impl EcnParams {
+    pub fn mark_probability(&self, queue_bytes: u64) -> f64 {
+        if queue_bytes <= self.kmin_bytes {
+            0.0
+        } else if queue_bytes > self.kmax_bytes {
+            1.0
+        } else {
+            self.pmax * (queue_bytes - self.kmin_bytes) as f64
+                / (self.kmax_bytes - self.kmin_bytes).max(1) as f64
+        }
+    }
+}
+
+/// Scale-out switch buffering.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum Buffers {
+    /// Infinite queues, nothing paused or dropped.
+    Unbounded,
+    /// PFC on each ingress port; queues are views of a shared buffer and nothing is
+    /// dropped. `ingress_bytes`, when given, is the per-ingress-port buffer that XOFF plus
+    /// headroom must fit in (checked when the scenario is resolved; overshoot is counted).
+    Lossless {
+        pfc: PfcParams,
+        ingress_bytes: Option<u64>,
+    },
+    /// A packet that finds its egress queue with less than its size free is dropped.
+    Lossy { egress_bytes: u64 },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct SwitchParams {
+    /// Last bit in to eligible at the egress port.
+    pub latency: Dur,
+    pub buffers: Buffers,
+    pub ecn: Option<EcnParams>,
+}
+
+/// Path choice among equal-cost next hops in the scale-out network. NVLink traffic is
+/// always spread over the parallel links and switch planes, as the hardware does.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Routing {
+    /// One path per message, by a seeded hash of the message and the switch.
+    Ecmp,
+    /// Packets of a message rotate over the equal-cost paths.
+    Spray,
+    /// Each packet takes the equal-cost egress with the fewest queued bytes.
+    Adaptive,
+}
+
+impl Routing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Routing::Ecmp => "ecmp",
+            Routing::Spray => "spray",
+            Routing::Adaptive => "adaptive",
+        }
+    }
+}
+
+/// DCQCN (Zhu et al., "Congestion Control for Large-Scale RDMA Deployments", SIGCOMM 2015).
+/// Defaults are the paper's: g = 1/256, a 55 us timer for alpha decay and rate increase,
+/// byte counter 10 MB, F = 5 fast-recovery steps, additive increase 40 Mb/s, hyper increase
+/// 400 Mb/s, and at the notification point at most one CNP per flow per 50 us.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct DcqcnParams {
+    pub g: f64,
+    pub timer: Dur,
+    pub byte_counter_bytes: u64,
+    pub fast_recovery_steps: u32,
+    pub rate_ai: Bandwidth,
+    pub rate_hai: Bandwidth,
+    pub min_rate: Bandwidth,
+    pub cnp_interval: Dur,
+}
+
+impl Default for DcqcnParams {
+    fn default() -> Self {
+        DcqcnParams {
+            g: 1.0 / 256.0,
+            timer: Dur::from_us(55),
+            byte_counter_bytes: 10 * 1024 * 1024,
+            fast_recovery_steps: 5,
+            rate_ai: Bandwidth::from_bps(40_000_000).expect("nonzero"),
+            rate_hai: Bandwidth::from_bps(400_000_000).expect("nonzero"),
+            min_rate: Bandwidth::from_bps(100_000_000).expect("nonzero"),
+            cnp_interval: Dur::from_us(50),
+        }
+    }
+}
+
+/// NIC congestion control, dispatched through an enum (no boxing), smoltcp style.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum CongestionControl {
+    /// Line rate always; PFC alone keeps the fabric lossless (as Step-3's deployment runs).
+    None,
+    Dcqcn(DcqcnParams),
+}
+
+/// Everything the packet level needs beyond the topology.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PacketParams {
+    pub nic_wire: Wire,
+    pub nvlink_wire: Wire,
+    pub switch: SwitchParams,
+    pub routing: Routing,
+    pub congestion_control: CongestionControl,
+    /// Credit flow control into NICs and NVSwitch chips (lossless, hop by hop): a link into
+    /// one pauses while that node holds more than this many bytes from it.
+    pub credit_bytes: u64,
+    pub seed: u64,
+}
