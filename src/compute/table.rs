@@ -446,7 +446,7 @@ const EMBEDDED: [(&str, &str); 2] = [
 /// Column positions of the query/size columns in a CSV header; `None` where absent.
 pub(crate) struct Header {
     pub op: usize,
-    pub dtype: usize,
+    pub dtype: Option<usize>,
     pub sizes: [Option<usize>; 10],
     pub time_us: Option<usize>,
     pub device: Option<usize>,
@@ -467,7 +467,7 @@ impl Header {
         }
         Ok(Header {
             op: need("op")?,
-            dtype: need("dtype")?,
+            dtype: find("dtype"),
             sizes,
             time_us: find("time_us"),
             device: find("device"),
@@ -482,7 +482,7 @@ impl Header {
             let known: Vec<&str> = Op::ALL.iter().map(|o| o.name()).collect();
             format!("unknown op `{op_s}` (known: {})", known.join(", "))
         })?;
-        let dt_s = cell(self.dtype);
+        let dt_s = self.dtype.map_or("", cell);
         let dtype = if dt_s.is_empty() {
             Dtype::Bf16
         } else {
