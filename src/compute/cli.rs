@@ -367,6 +367,19 @@ fn loo_report(t: &ComputeTable, out: Option<&Path>) -> Result<String, InputError
         .map(|p| p.abs_err_pct())
         .collect();
     line(&mut s, "(edges, extrap.)", edge);
+    let loso = t.leave_one_shape_out();
+    let _ = writeln!(
+        s,
+        "\nleave-one-shape-out: each shape hidden, its points answered by the roofline fallback"
+    );
+    for op in Op::ALL {
+        let e = loso
+            .iter()
+            .filter(|p| p.query.op == op)
+            .map(|p| p.abs_err_pct())
+            .collect();
+        line(&mut s, op.name(), e);
+    }
     if let Some(path) = out {
         let file = path.display().to_string();
         let werr = |e: csv::Error| InputError::new(&file, "", format!("cannot write: {e}"));

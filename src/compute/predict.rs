@@ -88,8 +88,30 @@ pub fn across_first(op: Op) -> bool {
     matches!(op, Op::GroupedGemm | Op::DsaIndexer)
 }
 
-/// A point to leave out: (family, row, point).
+/// A point to leave out: (family, row, point); (family, WHOLE, WHOLE) hides a whole family.
 type Skip = Option<(usize, usize, usize)>;
+const WHOLE: usize = usize::MAX;
+
+/// How far apart two shapes of one op are: summed |log ratio| of their fixed sizes.
+fn shape_distance(a: &FamilyKey, b: &FamilyKey) -> f64 {
+    let l = |v: u64| (v.max(1) as f64).ln();
+    (l(a.n) - l(b.n)).abs()
+        + (l(a.k) - l(b.k)).abs()
+        + (l(a.heads) - l(b.heads)).abs()
+        + (l(a.kv_heads) - l(b.kv_heads)).abs()
+        + (l(a.head_dim) - l(b.head_dim)).abs()
+}
+
+/// `q` with the fixed sizes of family `k`.
+fn with_shape(q: &OpQuery, k: &FamilyKey) -> OpQuery {
+    let mut a = *q;
+    match q.op {
+        Op::Gemm | Op::GroupedGemm | Op::GroupedGemmSkew => (a.n, a.k) = (k.n, k.k),
+        Op::HbmCopy => {}
+        _ => (a.heads, a.kv_heads, a.head_dim) = (k.heads, k.kv_heads, k.head_dim),
+    }
+    a
+}
 
 impl ComputeTable {
     /// The time of one operator. Never allocates on the hot path.
@@ -126,6 +148,7 @@ impl ComputeTable {
             let (key, x, y) = FamilyKey::of(q);
             self.index
                 .get(&key)
+                .filter(|&&fi| skip != Some((fi, WHOLE, WHOLE)))
                 .and_then(|&fi| {
                     let skip_here = skip.filter(|s| s.0 == fi).map(|s| (s.1, s.2));
                     eval_family(
@@ -144,7 +167,7 @@ impl ComputeTable {
         };
         let answer = match answer {
             Some(p) => p,
-            None => self.roofline_prediction(q)?,
+            None => self.roofline_prediction(q, scheme, skip)?,
         };
         if !(answer.time_us.is_finite() && answer.time_us > 0.0) {
             // Unreachable with times > 0 in the table; kept as a guard against NaN leaking out.
@@ -157,7 +180,17 @@ impl ComputeTable {
         Ok(answer)
     }
 
-    fn roofline_prediction(&self, q: &OpQuery) -> Result<Prediction, QueryError> {
+    /// The fitted roofline, anchored to the nearest measured shape of the same op and dtype:
+    /// that shape's (interpolated) time at the query's sizes, scaled by the ratio of the two
+    /// shapes' roofline times. The anchor keeps what the roofline cannot see (kernel overheads,
+    /// tile effects at this token count); the ratio carries the shape change. Without any
+    /// measured shape of the kind, the plain roofline.
+    fn roofline_prediction(
+        &self,
+        q: &OpQuery,
+        scheme: Scheme,
+        skip: Skip,
+    ) -> Result<Prediction, QueryError> {
         let fit_op = if q.op == Op::GroupedGemmSkew {
             Op::GroupedGemm
         } else {
@@ -165,17 +198,72 @@ impl ComputeTable {
         };
         let mut fq = *q;
         fq.op = fit_op;
-        self.roofline
-            .predict(&fq)
-            .map(|t| Prediction {
-                time_us: t,
-                method: Method::Roofline,
-            })
+        let fit = self
+            .roofline
+            .get(fit_op, q.dtype)
             .ok_or_else(|| QueryError::NoData {
                 table: self.name().to_string(),
                 op: q.op.name(),
                 dtype: q.dtype.name(),
-            })
+            })?;
+        let roof = |qq: &OpQuery| {
+            let (f, b) = qq.flops_and_bytes();
+            fit.time_us(f, b)
+        };
+        let plain = roof(&fq);
+        let (key, x, y) = FamilyKey::of(&fq);
+        let mut best: Option<(f64, FamilyKey, usize)> = None;
+        for (k, &fi) in &self.index {
+            if k.op != key.op || k.dtype != key.dtype || skip == Some((fi, WHOLE, WHOLE)) {
+                continue;
+            }
+            let d = shape_distance(&key, k);
+            let better = match &best {
+                None => true,
+                Some((bd, bk, _)) => d < *bd || (d == *bd && k < bk),
+            };
+            if better {
+                best = Some((d, *k, fi));
+            }
+        }
+        if let Some((_, k, fi)) = best {
+            let anchored =
+                eval_family(&self.families[fi], x, y, scheme, None, across_first(fit_op));
+            if let Some((t, _)) = anchored {
+                let aq = with_shape(&fq, &k);
+                return Ok(Prediction {
+                    time_us: t * plain / roof(&aq),
+                    method: Method::Roofline,
+                });
+            }
+        }
+        Ok(Prediction {
+            time_us: plain,
+            method: Method::Roofline,
+        })
+    }
+
+    /// Leave-one-shape-out: every family is hidden in turn and its points are predicted by the
+    /// roofline fallback (anchored to the nearest other shape). Measures the fallback.
+    pub fn leave_one_shape_out(&self) -> Vec<LooPoint> {
+        let mut out = Vec::new();
+        let mut keys: Vec<(&FamilyKey, &usize)> = self.index.iter().collect();
+        keys.sort();
+        for (key, &fi) in keys {
+            if key.op == Op::GroupedGemmSkew {
+                continue;
+            }
+            for row in &self.families[fi].rows {
+                for &(x, t) in &row.pts {
+                    let q = query_at(key, x, row.y);
+                    let skip = Some((fi, WHOLE, WHOLE));
+                    if let Ok(p) = self.predict_inner(&q, scheme_for(key.op), skip) {
+                        out.push(LooPoint::new(q, t, p));
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Skewed grouped GEMM: the balanced grouped GEMM at the mean load, times a skew factor
@@ -205,13 +293,30 @@ impl ComputeTable {
         };
         let skip_here = skip.filter(|s| s.0 == fi).map(|s| (s.1, s.2));
         let groups = q.groups as f64;
+        let imb = q.m_max as f64 / q.m as f64;
+        // A measured point: its own time, bit for bit.
+        for (ri, row) in fam.skew_rows.iter().enumerate() {
+            if row.y != groups || row.m != q.m as f64 {
+                continue;
+            }
+            for (pi, (&(i, _), &measured)) in row.pts.iter().zip(&row.measured).enumerate() {
+                if let Some(t) = measured
+                    && i == imb
+                    && skip_here != Some((ri, pi))
+                {
+                    return Ok(Some(Prediction {
+                        time_us: t,
+                        method: Method::Exact,
+                    }));
+                }
+            }
+        }
         // Rows measured at this expert count, else at the nearest one (in ratio).
         let nearest = fam
             .skew_rows
             .iter()
             .map(|r| (r.y.ln() - groups.ln()).abs())
             .fold(f64::INFINITY, f64::min);
-        let imb = q.m_max as f64 / q.m as f64;
         // skew_rows are sorted by (groups, m); keep up to 4 m-rows around the query's m.
         let mut pts = [(0.0, 0.0); 4];
         let mut count = 0;
@@ -428,12 +533,18 @@ fn eval_family(
 ) -> Option<(f64, Path)> {
     let rows = &fam.rows;
     let skip_pt = |ri: usize| skip.and_then(|(r, p)| (r == ri).then_some(p));
+    let at = rows.binary_search_by(|r| r.y.total_cmp(&y));
+    let own = at
+        .ok()
+        .and_then(|ri| eval_row(&rows[ri], x, scheme, skip_pt(ri)));
+    if let Some(v) = own.filter(|v| v.1 == Path::Exact) {
+        return Some(v);
+    }
     if across_first && let Some(v) = across_exact_column(rows, x, y, scheme, skip) {
         return Some(v);
     }
-    let (lo, hi, own) = match rows.binary_search_by(|r| r.y.total_cmp(&y)) {
+    let (lo, hi, own) = match at {
         Ok(ri) => {
-            let own = eval_row(&rows[ri], x, scheme, skip_pt(ri));
             if let Some(v) = own.filter(|v| v.1 != Path::Extrapolated) {
                 return Some(v);
             }
