@@ -10,6 +10,7 @@ use clap::{Subcommand, ValueEnum};
 
 use crate::error::InputError;
 
+use super::interp::Scheme;
 use super::layer::{AttentionKernel, LayerBreakdown};
 use super::model::Model;
 use super::predict::{ErrorSummary, Method};
@@ -21,6 +22,23 @@ pub enum KernelArg {
     Measured,
     /// The `hbm_read` memory floor divided by --efficiency (FlashMLA-class kernels).
     Floor,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SchemeArg {
+    Linear,
+    LogLog,
+    Secant,
+}
+
+impl From<SchemeArg> for Scheme {
+    fn from(s: SchemeArg) -> Scheme {
+        match s {
+            SchemeArg::Linear => Scheme::Linear,
+            SchemeArg::LogLog => Scheme::LogLog,
+            SchemeArg::Secant => Scheme::Secant,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Subcommand)]
@@ -88,6 +106,9 @@ pub enum ComputeCommand {
         /// Write every left-out point (query, measured, predicted, method) to this CSV.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Use one scheme for every op instead of each op's own (for comparisons).
+        #[arg(long, value_enum)]
+        scheme: Option<SchemeArg>,
     },
 }
 
@@ -143,9 +164,9 @@ pub fn run_command(cmd: &ComputeCommand, out: &mut dyn Write) -> Result<(), Inpu
             };
             layer_report(&m, &ta, &tf, &args)?
         }
-        ComputeCommand::Loo { table, out } => {
+        ComputeCommand::Loo { table, out, scheme } => {
             let t = ComputeTable::by_name_or_path(table)?;
-            loo_report(&t, out.as_deref())?
+            loo_report(&t, out.as_deref(), scheme.map(Scheme::from))?
         }
     };
     out.write_all(text.as_bytes())
@@ -324,14 +345,19 @@ fn print_breakdown(s: &mut String, b: &LayerBreakdown) {
     );
 }
 
-fn loo_report(t: &ComputeTable, out: Option<&Path>) -> Result<String, InputError> {
-    let loo = t.leave_one_out(None);
+fn loo_report(
+    t: &ComputeTable,
+    out: Option<&Path>,
+    scheme: Option<Scheme>,
+) -> Result<String, InputError> {
+    let loo = t.leave_one_out(scheme);
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "leave-one-out on {} ({}): each grid point removed and predicted from the rest",
+        "leave-one-out on {} ({}), scheme: {}: each grid point removed and predicted from the rest",
         t.name(),
-        t.device()
+        t.device(),
+        scheme.map_or("per op", |s| s.name())
     );
     let _ = writeln!(
         s,

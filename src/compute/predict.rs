@@ -311,26 +311,26 @@ impl ComputeTable {
                 }
             }
         }
-        // Rows measured at this expert count, else at the nearest one (in ratio).
-        let nearest = fam
-            .skew_rows
-            .iter()
-            .map(|r| (r.y.ln() - groups.ln()).abs())
-            .fold(f64::INFINITY, f64::min);
-        // skew_rows are sorted by (groups, m); keep up to 4 m-rows around the query's m.
+        // Rows measured at this expert count, else at the nearest one (in ratio; ties go to the
+        // smaller count). skew_rows are sorted by (groups, m), so one count's rows are a run.
+        let mut g_sel = fam.skew_rows[0].y;
+        for r in &fam.skew_rows {
+            if (r.y.ln() - groups.ln()).abs() < (g_sel.ln() - groups.ln()).abs() {
+                g_sel = r.y;
+            }
+        }
+        let start = fam.skew_rows.partition_point(|r| r.y < g_sel);
+        let end = fam.skew_rows.partition_point(|r| r.y <= g_sel);
+        let run = &fam.skew_rows[start..end];
+        // Up to 4 m-rows around the query's m.
         let mut pts = [(0.0, 0.0); 4];
         let mut count = 0;
         let mut worst = Path::Exact;
-        let candidates = fam
-            .skew_rows
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| ((r.y.ln() - groups.ln()).abs() - nearest).abs() < 1e-12);
-        let rows: Vec<(usize, &SkewRow)> = candidates.collect();
-        let j = rows.partition_point(|(_, r)| r.m < q.m as f64);
+        let j = run.partition_point(|r| r.m < q.m as f64);
         let lo = j.saturating_sub(2);
-        let hi = (j + 2).min(rows.len());
-        for &(ri, row) in &rows[lo..hi] {
+        let hi = (j + 2).min(run.len());
+        for (off, row) in run[lo..hi].iter().enumerate() {
+            let ri = start + lo + off;
             let skip_pt = skip_here.and_then(|(r, p)| (r == ri).then_some(p));
             let owned;
             let row_pts: &[(f64, f64)] = match skip_pt {
@@ -354,7 +354,7 @@ impl ComputeTable {
             return Ok(None);
         };
         let mut path = worst.max(pm);
-        if nearest > 1e-12 {
+        if g_sel != groups {
             path = Path::Extrapolated;
         }
         let method = match (base.method, path) {
