@@ -124,8 +124,17 @@ fn profiler_smoke_run_writes_a_table_afdsim_loads() {
         );
     }
     for r in t.rows() {
+        // A smoke grid may time one point twice (two Zipf draws alike): the loader averages.
+        let same: Vec<f64> = t
+            .rows()
+            .iter()
+            .filter(|o| o.query == r.query)
+            .map(|o| o.time_us)
+            .collect();
+        let mean = same.iter().sum::<f64>() / same.len() as f64;
         let p = t.predict(&r.query).unwrap();
-        assert_eq!((p.method, p.time_us), (Method::Exact, r.time_us));
+        assert_eq!(p.method, Method::Exact, "{:?}", r.query);
+        assert!((p.time_us - mean).abs() <= 1e-9 * mean, "{:?}", r.query);
     }
     assert!(dir.join("env.json").exists());
 }

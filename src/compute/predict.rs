@@ -392,9 +392,6 @@ impl ComputeTable {
             if key.op == Op::GroupedGemmSkew {
                 for (ri, row) in fam.skew_rows.iter().enumerate() {
                     for (pi, &(imb, _)) in row.pts.iter().enumerate() {
-                        if imb == 1.0 {
-                            continue; // the balanced anchor, not a measurement
-                        }
                         let m = row.m.round() as u64;
                         let m_max = (imb * row.m).round() as u64;
                         let q = OpQuery::grouped_gemm_skew(row.y as u64, m, m_max, key.n, key.k);
@@ -443,34 +440,49 @@ impl ComputeTable {
             .collect();
         for (key, fi) in keys {
             let mut rows: Vec<SkewRow> = Vec::new();
-            let points = self.families[fi].skew.clone();
-            for sp in points {
+            // Repeats of one (groups, m, m_max) are averaged, as grid rows are.
+            let mut points: Vec<(f64, f64, f64, f64, u32)> = Vec::new();
+            for sp in &self.families[fi].skew {
+                match points
+                    .iter_mut()
+                    .find(|p| (p.0, p.1, p.2) == (sp.groups, sp.m, sp.m_max))
+                {
+                    Some(p) => {
+                        p.3 += sp.time_us;
+                        p.4 += 1;
+                    }
+                    None => points.push((sp.groups, sp.m, sp.m_max, sp.time_us, 1)),
+                }
+            }
+            for (groups, m, m_max, sum, n) in points {
+                let time_us = sum / n as f64;
                 let balanced =
-                    OpQuery::grouped_gemm(Dtype::Bf16, sp.groups as u64, sp.m as u64, key.n, key.k);
+                    OpQuery::grouped_gemm(Dtype::Bf16, groups as u64, m as u64, key.n, key.k);
                 let Ok(base) = self.predict(&balanced) else {
                     continue;
                 };
-                let idx = match rows.iter().position(|r| r.y == sp.groups && r.m == sp.m) {
+                let idx = match rows.iter().position(|r| r.y == groups && r.m == m) {
                     Some(i) => i,
                     None => {
                         rows.push(SkewRow {
-                            y: sp.groups,
-                            m: sp.m,
+                            y: groups,
+                            m,
                             pts: vec![(1.0, 1.0)],
                             measured: vec![None],
                         });
                         rows.len() - 1
                     }
                 };
-                let imb = sp.m_max / sp.m;
                 let r = &mut rows[idx];
-                if let Some(i) = r.pts.iter().position(|p| p.0 == imb) {
-                    // A repeat of the same point: keep the first (rare; documented).
-                    let _ = i;
+                let imb = m_max / m;
+                if imb == 1.0 {
+                    // A perfectly balanced draw: the measurement replaces the anchor.
+                    r.pts[0].1 = time_us / base.time_us;
+                    r.measured[0] = Some(time_us);
                     continue;
                 }
-                r.pts.push((imb, sp.time_us / base.time_us));
-                r.measured.push(Some(sp.time_us));
+                r.pts.push((imb, time_us / base.time_us));
+                r.measured.push(Some(time_us));
             }
             for r in &mut rows {
                 let mut both: Vec<((f64, f64), Option<f64>)> = r
