@@ -543,3 +543,58 @@ fn compute_validation_cases_pass_except_the_missed_p90_goal() {
         }
     }
 }
+
+#[test]
+fn a_table_fed_back_as_queries_comes_back_exact_with_its_times() {
+    let output = scratch("fed-back.csv");
+    let input = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("workloads/compute/h200-sxm.csv");
+    let report = run(ComputeCommand::Query {
+        table: input.to_str().unwrap().into(),
+        input,
+        out: output.clone(),
+    })
+    .unwrap();
+    assert!(
+        report.contains("2288 queries") && report.contains("2288 exact"),
+        "{report}"
+    );
+    let mut rdr = csv::Reader::from_path(&output).unwrap();
+    let h = rdr.headers().unwrap().clone();
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+    let (given, got) = (col("input_time_us"), col("time_us"));
+    for r in rdr.records() {
+        let r = r.unwrap();
+        let (a, b): (f64, f64) = (r[given].parse().unwrap(), r[got].parse().unwrap());
+        assert!((a - b).abs() < 5e-4, "{a} vs {b}");
+    }
+}
+
+/// Context the attention of `layer` of `model` reads at `ctx` cached tokens.
+fn check_attended(model: &str, layer: u64, ctx: u64, expected: u64) {
+    let m = Model::embedded(model).unwrap();
+    assert_eq!(
+        m.attended_ctx(layer, ctx),
+        expected,
+        "{model} layer {layer}"
+    );
+}
+
+#[test]
+fn sliding_and_sparse_layers_read_less_context() {
+    check_attended("gpt-oss-120b", 0, 8192, 128);
+    check_attended("gpt-oss-120b", 1, 8192, 8192);
+    check_attended("gpt-oss-120b", 2, 100, 100);
+    check_attended("deepseek-v3.2", 5, 8192, 2048);
+    check_attended("deepseek-v3", 5, 8192, 8192);
+    check_attended("qwen3-235b-a22b", 0, 8192, 8192);
+    // The breakdown uses it: gpt-oss's default layer is a full-attention one.
+    let m = Model::embedded("gpt-oss-120b").unwrap();
+    assert_eq!(m.first_full_moe_layer(), 1);
+    let slide = m
+        .attention_side_at(h100(), 0, 64, 32768, AttentionKernel::Measured)
+        .unwrap();
+    let full = m
+        .attention_side_at(h100(), 1, 64, 32768, AttentionKernel::Measured)
+        .unwrap();
+    assert!(slide.total_us() < full.total_us() / 2.0);
+}

@@ -148,6 +148,12 @@ pub fn run_command(cmd: &ComputeCommand, out: &mut dyn Write) -> Result<(), Inpu
                 Some(s) => ComputeTable::by_name_or_path(s)?,
                 None => ta.clone(),
             };
+            if !(*efficiency > 0.0 && *efficiency <= 1.0) {
+                return Err(cli_err(
+                    "--efficiency",
+                    format!("{efficiency} is outside (0, 1]"),
+                ));
+            }
             let kernel = match kernel {
                 KernelArg::Measured => AttentionKernel::Measured,
                 KernelArg::Floor => AttentionKernel::MemoryFloor {

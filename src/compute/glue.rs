@@ -25,6 +25,8 @@ pub enum Glue {
     ResidualAdd { rows: u64, width: u64 },
     /// Read BF16, write FP8 plus one fp32 scale per 128 values.
     Fp8Quant { rows: u64, width: u64 },
+    /// Read FP8 plus scales, write BF16 (FP8 dispatch into BF16 expert GEMMs).
+    Fp8Dequant { rows: u64, width: u64 },
     /// Router scores (fp32) -> softmax/sigmoid -> top-k ids and weights.
     RouterTopk { rows: u64, experts: u64, top_k: u64 },
     /// Rotary embedding applied in place on `width` values.
@@ -42,6 +44,7 @@ impl Glue {
             Glue::SiluMul { .. } => "silu_mul",
             Glue::ResidualAdd { .. } => "residual_add",
             Glue::Fp8Quant { .. } => "fp8_quant",
+            Glue::Fp8Dequant { .. } => "fp8_dequant",
             Glue::RouterTopk { .. } => "router_topk",
             Glue::Rope { .. } => "rope",
             Glue::Bmm { .. } => "bmm",
@@ -56,7 +59,7 @@ impl Glue {
             Glue::RmsNorm { rows, width } => (0.0, (2.0 * f(rows) + 1.0) * f(width) * 2.0),
             Glue::SiluMul { rows, width } => (0.0, 3.0 * f(rows) * f(width) * 2.0),
             Glue::ResidualAdd { rows, width } => (0.0, 3.0 * f(rows) * f(width) * 2.0),
-            Glue::Fp8Quant { rows, width } => (
+            Glue::Fp8Quant { rows, width } | Glue::Fp8Dequant { rows, width } => (
                 0.0,
                 f(rows) * f(width) * (2.0 + 1.0) + f(rows) * f(width.div_ceil(128)) * 4.0,
             ),

@@ -489,14 +489,15 @@ impl Model {
                 ops: Vec::with_capacity(8),
             },
         };
-        if dt == Dtype::Fp8 && self.dispatch_dtype != Dtype::Fp8 {
-            b.glue(
-                "fp8 quant (input)",
-                Glue::Fp8Quant {
-                    rows: e * x,
-                    width: h,
-                },
-            );
+        let rows = e * x;
+        match (self.dispatch_dtype, dt) {
+            (Dtype::Bf16, Dtype::Fp8) => {
+                b.glue("fp8 quant (input)", Glue::Fp8Quant { rows, width: h })
+            }
+            (Dtype::Fp8, Dtype::Bf16) => {
+                b.glue("fp8 dequant (input)", Glue::Fp8Dequant { rows, width: h })
+            }
+            _ => {}
         }
         b.op("experts up+gate", OpQuery::grouped_gemm(dt, e, x, 2 * f, h))?;
         b.glue(
