@@ -399,20 +399,19 @@ impl Model {
 
     /// KV bytes one decode step of one sequence reads over all layers, at `ctx` cached tokens.
     pub fn kv_bytes_read_per_token(&self, ctx: u64) -> f64 {
+        // The DSA indexer reads every cached token's keys; the attention reads only the
+        // context it attends to (sliding window, or the selected top-k).
+        let indexer_bytes = match &self.attention {
+            Attention::Mla(Mla {
+                sparse: Some(s), ..
+            }) => s.indexer_kv_bytes,
+            _ => 0,
+        };
+        let attention_bytes = (self.kv_bytes_per_token_per_layer() - indexer_bytes) as f64;
         (0..self.layers)
             .map(|l| {
-                let mut b = self.attended_ctx(l, ctx) as f64
-                    * ((self.kv_bytes_per_token_per_layer()) as f64);
-                if let Attention::Mla(Mla {
-                    sparse: Some(s), ..
-                }) = &self.attention
-                {
-                    // The indexer reads every token's keys; the MLA only the selected latents.
-                    b = self.attended_ctx(l, ctx) as f64
-                        * (self.kv_bytes_per_token_per_layer() - s.indexer_kv_bytes) as f64
-                        + ctx as f64 * s.indexer_kv_bytes as f64;
-                }
-                b
+                self.attended_ctx(l, ctx) as f64 * attention_bytes
+                    + ctx as f64 * indexer_bytes as f64
             })
             .sum()
     }
@@ -496,6 +495,21 @@ mod tests {
         check_bytes("qwen3-30b-a3b", 2112, 4096, 2048);
         // 2880 + ceil(2880/128)=23 scales * 4; 2*8*64*2.
         check_bytes("gpt-oss-120b", 2972, 5760, 2048);
+    }
+
+    #[test]
+    fn kv_bytes_read_per_token_counts_the_indexer_over_the_whole_context() {
+        let v3 = Model::embedded("deepseek-v3").unwrap();
+        assert_eq!(v3.kv_bytes_read_per_token(8192), 61.0 * 8192.0 * 576.0);
+        let v32 = Model::embedded("deepseek-v3.2").unwrap();
+        let want = 61.0 * (2048.0 * 576.0 + 8192.0 * 132.0);
+        assert_eq!(v32.kv_bytes_read_per_token(8192), want);
+        // gpt-oss: 18 sliding layers read 128 tokens, 18 full ones all of them.
+        let oss = Model::embedded("gpt-oss-120b").unwrap();
+        assert_eq!(
+            oss.kv_bytes_read_per_token(4096),
+            18.0 * (128.0 + 4096.0) * 2048.0
+        );
     }
 
     #[test]

@@ -350,9 +350,16 @@ impl ComputeTable {
                 worst = worst.max(p);
             }
         }
-        let Some((rho, pm)) = interp1(&pts[..count], (q.m as f64).ln(), Scheme::Linear) else {
-            return Ok(None);
+        let ln_m = (q.m as f64).ln();
+        let (rho, pm) = match interp1(&pts[..count], ln_m, Scheme::Linear) {
+            Some(v) => v,
+            // One measured load level only: its factor, carried over.
+            None if count == 1 => (pts[0].1, Path::Extrapolated),
+            None => return Ok(None),
         };
+        // Extrapolation never takes the factor below the smallest one used (or 1, the
+        // balanced kernel), whichever is lower.
+        let rho = rho.max(pts[..count].iter().map(|p| p.1).fold(1.0, f64::min));
         let mut path = worst.max(pm);
         if g_sel != groups {
             path = Path::Extrapolated;
@@ -363,7 +370,7 @@ impl ComputeTable {
             (b, p) => b.max(Method::from_path(p)).max(Method::Interpolated),
         };
         Ok(Some(Prediction {
-            time_us: base.time_us * rho.max(1e-3),
+            time_us: base.time_us * rho,
             method,
         }))
     }
