@@ -517,7 +517,7 @@ fn layer_command_prints_both_sides_with_model_name_or_file() {
 #[test]
 fn leave_one_out_medians_meet_the_goal() {
     // Goal: median ≤ 3 %, p90 ≤ 10 % on in-between sizes. The median is met on both tables;
-    // the p90 is not (11.8 % / 12.5 %, see docs/compute.md: kernel-regime jumps that no
+    // the p90 is not (11.0 % / 11.9 %, see docs/compute.md: kernel-regime jumps that no
     // interpolation from neighbours can see); `afdsim validate` reports it as a failing check.
     for t in [h100(), h200()] {
         let e = t

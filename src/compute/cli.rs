@@ -29,6 +29,7 @@ pub enum SchemeArg {
     Linear,
     LogLog,
     Secant,
+    Midpoint,
 }
 
 impl From<SchemeArg> for Scheme {
@@ -37,6 +38,7 @@ impl From<SchemeArg> for Scheme {
             SchemeArg::Linear => Scheme::Linear,
             SchemeArg::LogLog => Scheme::LogLog,
             SchemeArg::Secant => Scheme::Secant,
+            SchemeArg::Midpoint => Scheme::Midpoint,
         }
     }
 }

@@ -2,13 +2,13 @@
 //!
 //! GPU kernel times along one size axis (tokens, context, groups, batch) look like a roofline:
 //! flat while the kernel is launch- or weight-bound, then affine once compute or the activation
-//! traffic dominates, with a knee where the regime changes. Such a curve is convex, so between two
-//! grid points the truth lies below the chord and above the extensions of the neighbouring
-//! secants. [`Scheme::Secant`] takes the larger of the two secant extensions, kept within the
-//! chord and the two end values. It is exact on any affine piece and on a knee that falls at a
-//! grid point, which is why it beats plain linear (which overshoots every knee by up to half a
-//! doubling) and log-log interpolation (exact only on power laws). The leave-one-out figures in
-//! docs/compute.md compare all three on both tables.
+//! traffic dominates, with a knee where the regime changes. Such a curve is convex, so between
+//! two grid points the truth lies below the chord and above the extensions of the neighbouring
+//! secants. [`Scheme::Secant`] takes that lower bound (exact on affine pieces and on a knee at a
+//! grid point); [`Scheme::Midpoint`] takes the middle of the bracket, the least worst-case error
+//! when the knee may fall anywhere in the gap. Plain linear (the chord) overshoots a knee by up
+//! to half a doubling; log-log is exact only on power laws (causal prefill). Which op uses which
+//! was chosen by leave-one-out on both shipped tables: docs/compute.md.
 
 /// How to fill in between grid points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,16 +19,25 @@ pub enum Scheme {
     LogLog,
     /// Convex: max of the neighbouring secants' extensions, clipped to the chord.
     Secant,
+    /// Convex bracket midpoint: halfway between the chord (an upper bound on a convex curve)
+    /// and the secant lower bound; the smallest worst-case error inside the bracket.
+    Midpoint,
 }
 
 impl Scheme {
-    pub const ALL: [Scheme; 3] = [Scheme::Linear, Scheme::LogLog, Scheme::Secant];
+    pub const ALL: [Scheme; 4] = [
+        Scheme::Linear,
+        Scheme::LogLog,
+        Scheme::Secant,
+        Scheme::Midpoint,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Scheme::Linear => "linear",
             Scheme::LogLog => "log-log",
             Scheme::Secant => "secant",
+            Scheme::Midpoint => "midpoint",
         }
     }
 }
@@ -74,15 +83,20 @@ pub fn interp1(pts: &[(f64, f64)], x: f64, scheme: Scheme) -> Option<(f64, Path)
             let f = (x.ln() - a.0.ln()) / (b.0.ln() - a.0.ln());
             (a.1.ln() + f * (b.1.ln() - a.1.ln())).exp()
         }
-        Scheme::Secant => {
+        Scheme::Secant | Scheme::Midpoint => {
             let left = (i >= 2).then(|| line(pts[i - 2], a, x));
             let right = (i + 1 < n).then(|| line(b, pts[i + 1], x));
             let lower = match (left, right) {
                 (Some(l), Some(r)) => l.max(r),
                 (Some(v), None) | (None, Some(v)) => v,
                 (None, None) => chord,
-            };
-            lower.min(chord)
+            }
+            .min(chord);
+            if scheme == Scheme::Midpoint {
+                0.5 * (lower + chord)
+            } else {
+                lower
+            }
         }
     };
     let (lo, hi) = if a.1 <= b.1 { (a.1, b.1) } else { (b.1, a.1) };

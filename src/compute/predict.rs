@@ -71,12 +71,13 @@ pub enum QueryError {
 /// shipped tables; see docs/compute.md).
 pub fn scheme_for(op: Op) -> Scheme {
     match op {
-        // Kernel-regime jumps along m dominate the error; the chord was best on both tables.
-        Op::Gemm | Op::HbmCopy => Scheme::Linear,
+        // Flat-then-affine along tokens with knees between grid points: the middle of the
+        // convex bracket had the lowest p90 on both tables.
+        Op::Gemm | Op::GroupedGemm | Op::GroupedGemmSkew => Scheme::Midpoint,
         // Affine in batch × context (memory-bound) within a cache regime.
-        Op::MlaDecode | Op::GqaDecode | Op::DsaIndexer => Scheme::Linear,
-        // Flat-then-affine (roofline) curves.
-        Op::GroupedGemm | Op::GroupedGemmSkew | Op::HbmRead => Scheme::Secant,
+        Op::MlaDecode | Op::GqaDecode | Op::DsaIndexer | Op::HbmCopy => Scheme::Linear,
+        // L2-resident, then a step down in bandwidth past the L2, then affine.
+        Op::HbmRead => Scheme::Secant,
         // Causal prefill is quadratic in length: a power law.
         Op::MlaPrefill | Op::GqaPrefill => Scheme::LogLog,
     }
