@@ -84,7 +84,8 @@ pub fn scheme_for(op: Op) -> Scheme {
 }
 
 /// Whether to interpolate across the secondary axis (groups, batch) first when the query's
-/// primary size is a grid value (see [`across_exact_column`]). Chosen by leave-one-out.
+/// primary size is a grid value: kernels are chosen by tokens per group, so a column at a
+/// measured m stays in one kernel regime. Chosen by leave-one-out.
 pub fn across_first(op: Op) -> bool {
     matches!(op, Op::GroupedGemm | Op::DsaIndexer)
 }
