@@ -40,6 +40,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Measured compute-time tables: queries, layer breakdowns, accuracy.
+    #[command(subcommand)]
+    Compute(afdsim::compute::cli::ComputeCommand),
     /// Inspect fabric files.
     Fabric {
         #[command(subcommand)]
@@ -81,6 +84,8 @@ fn main() -> ExitCode {
             out,
         } => cmd_run(scenario, seed, json, out),
         Command::Validate { json, filter } => cmd_validate(json, filter.as_deref()),
+        Command::Compute(c) => afdsim::compute::cli::run_command(&c, &mut std::io::stdout().lock())
+            .map(|()| ExitCode::SUCCESS),
         Command::Fabric {
             command:
                 FabricCommand::Show {
@@ -239,7 +244,12 @@ fn print_table(w: &mut dyn Write, checks: &[Check], failed: usize) -> std::io::R
                 format!("{:.4}", c.simulated),
                 fmt_pct(c.error_pct()),
                 tol,
-                if c.pass() { "pass" } else { "FAIL" }.to_string(),
+                match (c.pass(), validation::known_gap(c).is_some()) {
+                    (true, _) => "pass",
+                    (false, false) => "FAIL",
+                    (false, true) => "FAIL*",
+                }
+                .to_string(),
                 c.source.clone(),
             ]
         })
@@ -267,6 +277,17 @@ fn print_table(w: &mut dyn Write, checks: &[Check], failed: usize) -> std::io::R
     for r in &rows {
         let cells: Vec<&str> = r.iter().map(String::as_str).collect();
         writeln!(w, "{}", line(&cells))?;
+    }
+    let gaps: Vec<&Check> = checks
+        .iter()
+        .filter(|c| !c.pass() && validation::known_gap(c).is_some())
+        .collect();
+    if !gaps.is_empty() {
+        writeln!(w, "* known gaps (documented, still failing):")?;
+        for c in gaps {
+            let why = validation::known_gap(c).unwrap_or_default();
+            writeln!(w, "  {} / {}: {why}", c.case, c.metric)?;
+        }
     }
     writeln!(w, "{} passed, {} failed", checks.len() - failed, failed)
 }

@@ -1,1 +1,31 @@
 //! Measured compute-time tables: loading, interpolation, model layers -> time.
+//!
+//! Invariant: every time this module returns is finite and > 0, or an error that says why;
+//! input problems never panic. Prediction does no I/O and no allocation per query (indices are
+//! built when a table loads); files are read only by the `load`/`embedded` constructors and
+//! the CLI shell in [`cli`].
+//!
+//! API boundary: [`ComputeTable`] (`load`, `embedded`, `predict`, `read_floor`,
+//! `leave_one_out`), [`Model`] (`embedded`, `load`, byte and FLOP accounting) and the layer
+//! assembly [`Model::attention_side`] / [`Model::ffn_side`] returning a [`LayerBreakdown`].
+//! Method and figures: docs/compute.md.
+
+pub mod cli;
+mod glue;
+mod interp;
+mod layer;
+mod model;
+mod predict;
+mod roofline;
+mod table;
+pub mod validation;
+
+pub use glue::Glue;
+pub use interp::{Path, Scheme};
+pub use layer::{AttentionKernel, LayerBreakdown, OpTime, Source, Work};
+pub use model::{Attention, DecodeFlops, Gqa, Mla, Model, Side, Sparse};
+pub use predict::{
+    ErrorSummary, LooPoint, Method, Prediction, QueryError, across_first, scheme_for,
+};
+pub use roofline::{Roofline, RooflineFit};
+pub use table::{ComputeTable, Dtype, Field, Op, OpQuery, TableRow};

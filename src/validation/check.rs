@@ -105,6 +105,8 @@ pub struct CheckRow<'a> {
     pub compare: &'static str,
     pub pass: bool,
     pub source: &'a str,
+    /// Why this check is a documented known gap (it fails), or null.
+    pub known_gap: Option<&'static str>,
 }
 
 impl<'a> From<&'a Check> for CheckRow<'a> {
@@ -123,6 +125,7 @@ impl<'a> From<&'a Check> for CheckRow<'a> {
             },
             pass: c.pass(),
             source: &c.source,
+            known_gap: super::known_gap(c),
         }
     }
 }

@@ -12,6 +12,33 @@ pub use check::{Check, CheckRow, Compare};
 
 use crate::error::InputError;
 
+/// Checks that fail today, each with what was found out about why. `afdsim validate`
+/// still prints them as FAIL and exits 1; the test suite requires every other check to
+/// pass and every check listed here to still fail, so that a fix must remove its entry.
+/// (case, metric, reason)
+pub const KNOWN_GAPS: &[(&str, &str, &str)] = &[
+    (
+        "compute-loo-h100-sxm",
+        "p90 |error| %, in-between points",
+        "kernel-regime jumps between power-of-two grid points (e.g. fp8 gemm 2112x7168 flat at \
+         20 us to m=512, 39 us at m=1024) that leave-one-out (a 4x gap) cannot see; a denser \
+         grid from tools/profiler --grid dense is the fix (docs/compute.md)",
+    ),
+    (
+        "compute-loo-h200-sxm",
+        "p90 |error| %, in-between points",
+        "as for h100-sxm: regime jumps between power-of-two grid points (docs/compute.md)",
+    ),
+];
+
+/// Why `check` is a known gap, if it is one.
+pub fn known_gap(check: &Check) -> Option<&'static str> {
+    KNOWN_GAPS
+        .iter()
+        .find(|(case, metric, _)| check.case == *case && check.metric == *metric)
+        .map(|(_, _, why)| *why)
+}
+
 /// A named validation case.
 pub struct Case {
     pub name: &'static str,
@@ -21,6 +48,7 @@ pub struct Case {
 /// Every case, in the order the table prints them.
 pub fn cases() -> Vec<Case> {
     let mut all = packet_cases::cases();
+    all.extend(crate::compute::validation::cases());
     all.sort_by_key(|c| c.name);
     all
 }

@@ -1,0 +1,457 @@
+//! `afdsim compute …`: batch queries, layer breakdowns, leave-one-out figures.
+//!
+//! A thin shell over the library: parse arguments, load inputs, call the API, print.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Subcommand, ValueEnum};
+
+use crate::error::InputError;
+
+use super::interp::Scheme;
+use super::layer::{AttentionKernel, LayerBreakdown};
+use super::model::Model;
+use super::predict::{ErrorSummary, Method};
+use super::table::{ComputeTable, Header, Op};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KernelArg {
+    /// The table's measured decode-attention kernel (unfused for MLA).
+    Measured,
+    /// The `hbm_read` memory floor divided by --efficiency (FlashMLA-class kernels).
+    Floor,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SchemeArg {
+    Linear,
+    LogLog,
+    Secant,
+    Midpoint,
+}
+
+impl From<SchemeArg> for Scheme {
+    fn from(s: SchemeArg) -> Scheme {
+        match s {
+            SchemeArg::Linear => Scheme::Linear,
+            SchemeArg::LogLog => Scheme::LogLog,
+            SchemeArg::Secant => Scheme::Secant,
+            SchemeArg::Midpoint => Scheme::Midpoint,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Subcommand)]
+pub enum ComputeCommand {
+    /// Predict the time of every operator in a CSV of queries.
+    Query {
+        /// Compute table: a CSV path, or an embedded name (h100-sxm, h200-sxm).
+        #[arg(long)]
+        table: String,
+        /// Queries: the table's columns op,dtype,m,n,k,groups,batch,ctx,heads,kv_heads,head_dim,m_max
+        /// (unused ones empty, extra columns kept).
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Output CSV: each query row plus time_us and method.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Per-operator times of one decode layer: attention side and FFN side.
+    Layer {
+        /// Embedded model name (deepseek-v3, deepseek-v3.2, kimi-k2, qwen3-235b-a22b,
+        /// qwen3-30b-a3b, gpt-oss-120b).
+        #[arg(
+            long,
+            conflicts_with = "model_file",
+            required_unless_present = "model_file"
+        )]
+        model: Option<String>,
+        /// A model TOML file instead of an embedded model.
+        #[arg(long)]
+        model_file: Option<PathBuf>,
+        /// Compute table of the attention GPUs (path or embedded name).
+        #[arg(long, default_value = "h100-sxm")]
+        table: String,
+        /// Compute table of the FFN GPUs (default: the same as --table).
+        #[arg(long)]
+        ffn_table: Option<String>,
+        /// Decoding sequences in the micro-batch (one new token each).
+        #[arg(long)]
+        tokens: u64,
+        /// Cached context per sequence.
+        #[arg(long)]
+        ctx: u64,
+        /// Routed experts on one FFN GPU (default: 8, at most the model's experts).
+        #[arg(long)]
+        experts_per_gpu: Option<u64>,
+        /// Tokens at each expert (default: tokens × top_k / routed experts, rounded up).
+        #[arg(long)]
+        tokens_per_expert: Option<u64>,
+        /// Core attention timing.
+        #[arg(long, value_enum, default_value = "floor")]
+        kernel: KernelArg,
+        /// Fraction of the memory floor's bandwidth the attention kernel reaches (floor only).
+        #[arg(long, default_value_t = 0.9)]
+        efficiency: f64,
+        /// Layer index (0-based) for the attention side; default: the first full-attention MoE
+        /// layer.
+        #[arg(long)]
+        layer: Option<u64>,
+    },
+    /// Leave-one-out accuracy of the interpolation on a table.
+    Loo {
+        /// Compute table: a CSV path, or an embedded name.
+        #[arg(long)]
+        table: String,
+        /// Write every left-out point (query, measured, predicted, method) to this CSV.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Use one scheme for every op instead of each op's own (for comparisons).
+        #[arg(long, value_enum)]
+        scheme: Option<SchemeArg>,
+    },
+}
+
+/// Runs one `afdsim compute` command, printing its report to `out`.
+pub fn run_command(cmd: &ComputeCommand, out: &mut dyn Write) -> Result<(), InputError> {
+    let text = match cmd {
+        ComputeCommand::Query { table, input, out } => {
+            let t = ComputeTable::by_name_or_path(table)?;
+            query(&t, input, out)?
+        }
+        ComputeCommand::Layer {
+            model,
+            model_file,
+            table,
+            ffn_table,
+            tokens,
+            ctx,
+            experts_per_gpu,
+            tokens_per_expert,
+            kernel,
+            efficiency,
+            layer,
+        } => {
+            let m = match (model, model_file) {
+                (_, Some(p)) => Model::load(p)?,
+                (Some(n), None) => Model::embedded(n)?,
+                (None, None) => {
+                    return Err(InputError::new(
+                        "<command line>",
+                        "--model",
+                        "give --model NAME or --model-file PATH",
+                    ));
+                }
+            };
+            let ta = ComputeTable::by_name_or_path(table)?;
+            let tf = match ffn_table {
+                Some(s) => ComputeTable::by_name_or_path(s)?,
+                None => ta.clone(),
+            };
+            if !(*efficiency > 0.0 && *efficiency <= 1.0) {
+                return Err(cli_err(
+                    "--efficiency",
+                    format!("{efficiency} is outside (0, 1]"),
+                ));
+            }
+            let kernel = match kernel {
+                KernelArg::Measured => AttentionKernel::Measured,
+                KernelArg::Floor => AttentionKernel::MemoryFloor {
+                    efficiency: *efficiency,
+                },
+            };
+            let args = LayerArgs {
+                tokens: *tokens,
+                ctx: *ctx,
+                experts_per_gpu: *experts_per_gpu,
+                tokens_per_expert: *tokens_per_expert,
+                kernel,
+                layer: *layer,
+            };
+            layer_report(&m, &ta, &tf, &args)?
+        }
+        ComputeCommand::Loo { table, out, scheme } => {
+            let t = ComputeTable::by_name_or_path(table)?;
+            loo_report(&t, out.as_deref(), scheme.map(Scheme::from))?
+        }
+    };
+    out.write_all(text.as_bytes())
+        .map_err(|e| InputError::new("<stdout>", "", format!("cannot write: {e}")))
+}
+
+fn cli_err(key: &str, msg: impl Into<String>) -> InputError {
+    InputError::new("<command line>", key, msg)
+}
+
+/// Answers every row of `input` into `output`; row problems go into the `method` column.
+fn query(table: &ComputeTable, input: &Path, output: &Path) -> Result<String, InputError> {
+    let file = input.display().to_string();
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(input)
+        .map_err(|e| InputError::new(&file, "", format!("cannot read queries: {e}")))?;
+    let headers = rdr
+        .headers()
+        .map_err(|e| InputError::new(&file, "line 1", format!("bad CSV header: {e}")))?
+        .clone();
+    let header = Header::parse(&file, &headers)?;
+    let ofile = output.display().to_string();
+    let mut w = csv::Writer::from_path(output)
+        .map_err(|e| InputError::new(&ofile, "", format!("cannot write predictions: {e}")))?;
+    let werr = |e: csv::Error| InputError::new(&ofile, "", format!("cannot write: {e}"));
+    // An input `time_us` / `method` column (e.g. a table fed back in) keeps its values under
+    // `input_…`, so that the added columns are unambiguous.
+    let mut out_headers: Vec<String> = headers
+        .iter()
+        .map(|h| match h.trim() {
+            "time_us" | "method" => format!("input_{}", h.trim()),
+            _ => h.to_string(),
+        })
+        .collect();
+    out_headers.push("time_us".into());
+    out_headers.push("method".into());
+    w.write_record(&out_headers).map_err(werr)?;
+    let mut counts = [0usize; 5];
+    let mut n = 0;
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| {
+            let line = e.position().map(|p| p.line()).unwrap_or(0);
+            InputError::new(&file, format!("line {line}"), format!("bad CSV: {e}"))
+        })?;
+        n += 1;
+        let (time, method) = match header.query(&rec) {
+            Err(why) => (String::new(), format!("error: {why}")),
+            Ok(q) => match table.predict(&q) {
+                Ok(p) => {
+                    counts[p.method as usize] += 1;
+                    (format!("{:.3}", p.time_us), p.method.name().to_string())
+                }
+                Err(e) => (String::new(), format!("error: {e}")),
+            },
+        };
+        if time.is_empty() {
+            counts[4] += 1;
+        }
+        let mut row: Vec<&str> = (0..headers.len())
+            .map(|i| rec.get(i).unwrap_or(""))
+            .collect();
+        row.push(&time);
+        row.push(&method);
+        w.write_record(&row).map_err(werr)?;
+    }
+    w.flush()
+        .map_err(|e| InputError::new(&ofile, "", format!("cannot write: {e}")))?;
+    Ok(format!(
+        "{n} queries on {} -> {ofile}: {} exact, {} interpolated, {} extrapolated, {} roofline, {} unanswered\n",
+        table.name(),
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3],
+        counts[4]
+    ))
+}
+
+struct LayerArgs {
+    tokens: u64,
+    ctx: u64,
+    experts_per_gpu: Option<u64>,
+    tokens_per_expert: Option<u64>,
+    kernel: AttentionKernel,
+    layer: Option<u64>,
+}
+
+fn layer_report(
+    m: &Model,
+    ta: &ComputeTable,
+    tf: &ComputeTable,
+    a: &LayerArgs,
+) -> Result<String, InputError> {
+    let qerr = |key: &str, e: super::QueryError| cli_err(key, e.to_string());
+    let layer = a.layer.unwrap_or_else(|| m.first_full_moe_layer());
+    let e = a.experts_per_gpu.unwrap_or(8.min(m.routed_experts));
+    let x = a
+        .tokens_per_expert
+        .unwrap_or_else(|| m.balanced_tokens_per_expert(a.tokens));
+    let att = m
+        .attention_side_at(ta, layer, a.tokens, a.ctx, a.kernel)
+        .map_err(|e| qerr("--tokens", e))?;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "model {} | decode {} tokens at ctx {} | attention kernel: {}",
+        m.name, a.tokens, a.ctx, a.kernel
+    );
+    let _ = writeln!(
+        s,
+        "bytes per token: dispatch {} {} B, combine {} {} B, KV {} B per layer",
+        m.dispatch_dtype.name(),
+        m.dispatch_bytes_per_token(m.dispatch_dtype),
+        m.combine_dtype.name(),
+        m.combine_bytes_per_token(m.combine_dtype),
+        m.kv_bytes_per_token_per_layer()
+    );
+    let kind = if layer < m.dense_layers {
+        "dense"
+    } else {
+        "MoE"
+    };
+    let _ = writeln!(
+        s,
+        "\nattention side, layer {layer} ({kind}), on {} ({})",
+        ta.name(),
+        ta.device()
+    );
+    print_breakdown(&mut s, &att);
+    if layer >= m.dense_layers {
+        let ffn = m
+            .ffn_side(tf, e, x)
+            .map_err(|e| qerr("--experts-per-gpu", e))?;
+        let _ = writeln!(
+            s,
+            "\nffn side: {e} experts x {x} tokens each, on {} ({})",
+            tf.name(),
+            tf.device()
+        );
+        print_breakdown(&mut s, &ffn);
+    }
+    if m.dense_layers > 0 && layer >= m.dense_layers {
+        let dense = m
+            .attention_side_at(ta, 0, a.tokens, a.ctx, a.kernel)
+            .map_err(|e| qerr("--tokens", e))?;
+        let _ = writeln!(
+            s,
+            "\ndense layers 0..{} (attention GPUs, no dispatch): {:.2} us each (--layer 0 for the breakdown)",
+            m.dense_layers,
+            dense.total_us()
+        );
+    }
+    Ok(s)
+}
+
+fn print_breakdown(s: &mut String, b: &LayerBreakdown) {
+    let _ = writeln!(s, "  {:<30} {:>10}  {:<13} work", "op", "time_us", "method");
+    for o in &b.ops {
+        let _ = writeln!(
+            s,
+            "  {:<30} {:>10.2}  {:<13} {}",
+            o.name,
+            o.time_us,
+            o.source.to_string(),
+            o.work
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  {:<30} {:>10.2}  (table {:.2}, glue {:.2})",
+        format!("total {}", b.side),
+        b.total_us(),
+        b.table_us(),
+        b.glue_us()
+    );
+}
+
+fn loo_report(
+    t: &ComputeTable,
+    out: Option<&Path>,
+    scheme: Option<Scheme>,
+) -> Result<String, InputError> {
+    let loo = t.leave_one_out(scheme);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "leave-one-out on {} ({}), scheme: {}: each grid point removed and predicted from the rest",
+        t.name(),
+        t.device(),
+        scheme.map_or("per op", |s| s.name())
+    );
+    let _ = writeln!(
+        s,
+        "{:<18} {:>6} {:>8} {:>8} {:>8}   (in-between points: method = interpolated)",
+        "op", "points", "median%", "p90%", "max%"
+    );
+    let line = |s: &mut String, name: &str, e: Vec<f64>| {
+        if let Some(x) = ErrorSummary::of(e) {
+            let _ = writeln!(
+                s,
+                "{name:<18} {:>6} {:>8.2} {:>8.2} {:>8.1}",
+                x.count, x.median_pct, x.p90_pct, x.max_pct
+            );
+        }
+    };
+    for op in Op::ALL {
+        let e = loo
+            .iter()
+            .filter(|p| p.query.op == op && p.method == Method::Interpolated)
+            .map(|p| p.abs_err_pct())
+            .collect();
+        line(&mut s, op.name(), e);
+    }
+    let all = loo
+        .iter()
+        .filter(|p| p.method == Method::Interpolated)
+        .map(|p| p.abs_err_pct())
+        .collect();
+    line(&mut s, "all", all);
+    let edge = loo
+        .iter()
+        .filter(|p| p.method == Method::Extrapolated)
+        .map(|p| p.abs_err_pct())
+        .collect();
+    line(&mut s, "(edges, extrap.)", edge);
+    let loso = t.leave_one_shape_out();
+    let _ = writeln!(
+        s,
+        "\nleave-one-shape-out: each shape hidden, its points answered by the roofline fallback"
+    );
+    for op in Op::ALL {
+        let e = loso
+            .iter()
+            .filter(|p| p.query.op == op)
+            .map(|p| p.abs_err_pct())
+            .collect();
+        line(&mut s, op.name(), e);
+    }
+    if let Some(path) = out {
+        let file = path.display().to_string();
+        let werr = |e: csv::Error| InputError::new(&file, "", format!("cannot write: {e}"));
+        let mut w = csv::Writer::from_path(path).map_err(werr)?;
+        w.write_record([
+            "op",
+            "dtype",
+            "m",
+            "n",
+            "k",
+            "groups",
+            "batch",
+            "ctx",
+            "heads",
+            "kv_heads",
+            "head_dim",
+            "m_max",
+            "measured_us",
+            "predicted_us",
+            "method",
+            "abs_err_pct",
+        ])
+        .map_err(werr)?;
+        for p in &loo {
+            let q = p.query;
+            let mut row = vec![q.op.name().to_string(), q.dtype.name().to_string()];
+            for f in super::table::Field::ALL {
+                let v = q.get(f);
+                row.push(if v == 0 { String::new() } else { v.to_string() });
+            }
+            row.push(format!("{:.3}", p.measured_us));
+            row.push(format!("{:.3}", p.predicted_us));
+            row.push(p.method.name().to_string());
+            row.push(format!("{:.2}", p.abs_err_pct()));
+            w.write_record(&row).map_err(werr)?;
+        }
+        w.flush()
+            .map_err(|e| InputError::new(&file, "", format!("cannot write: {e}")))?;
+    }
+    Ok(s)
+}

@@ -1,0 +1,556 @@
+//! Model definitions: `workloads/models/*.toml` as written -> a validated [`Model`].
+//!
+//! A model file holds the config.json figures that set operator shapes (hidden size, attention
+//! geometry, experts); [`crate::compute::layer`] maps them to operators. Byte and FLOP
+//! accounting lives here so that the AFD pipeline and the validation cases share one copy.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::InputError;
+
+use super::table::Dtype;
+
+/// Values per FP8 scale in DeepEP-style dispatch (one fp32 scale per 128 values).
+pub const FP8_SCALE_BLOCK: u64 = 128;
+const FP8_SCALE_BYTES: u64 = 4;
+
+const EMBEDDED: [(&str, &str); 6] = [
+    (
+        "deepseek-v3",
+        include_str!("../../workloads/models/deepseek-v3.toml"),
+    ),
+    (
+        "deepseek-v3.2",
+        include_str!("../../workloads/models/deepseek-v3.2.toml"),
+    ),
+    (
+        "kimi-k2",
+        include_str!("../../workloads/models/kimi-k2.toml"),
+    ),
+    (
+        "qwen3-235b-a22b",
+        include_str!("../../workloads/models/qwen3-235b-a22b.toml"),
+    ),
+    (
+        "qwen3-30b-a3b",
+        include_str!("../../workloads/models/qwen3-30b-a3b.toml"),
+    ),
+    (
+        "gpt-oss-120b",
+        include_str!("../../workloads/models/gpt-oss-120b.toml"),
+    ),
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: String,
+    hidden: u64,
+    layers: u64,
+    dense_layers: u64,
+    dense_ffn: u64,
+    gemm_dtype: String,
+    shared_expert_side: String,
+    attention: RawAttention,
+    moe: RawMoe,
+    comm: RawComm,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAttention {
+    kind: String,
+    heads: u64,
+    kv_bytes_per_value: u64,
+    // MLA
+    q_lora_rank: Option<u64>,
+    kv_lora_rank: Option<u64>,
+    qk_rope_head_dim: Option<u64>,
+    qk_nope_head_dim: Option<u64>,
+    v_head_dim: Option<u64>,
+    sparse: Option<RawSparse>,
+    // GQA
+    kv_heads: Option<u64>,
+    head_dim: Option<u64>,
+    qk_norm: Option<bool>,
+    sliding_window: Option<u64>,
+    sliding_every: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSparse {
+    indexer_heads: u64,
+    indexer_head_dim: u64,
+    topk: u64,
+    indexer_kv_bytes: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMoe {
+    routed_experts: u64,
+    shared_experts: u64,
+    top_k: u64,
+    expert_ffn: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawComm {
+    dispatch_dtype: String,
+    combine_dtype: String,
+}
+
+/// Multi-head latent attention (DeepSeek-V3 family).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mla {
+    pub heads: u64,
+    pub q_lora_rank: u64,
+    pub kv_lora_rank: u64,
+    pub qk_rope_head_dim: u64,
+    pub qk_nope_head_dim: u64,
+    pub v_head_dim: u64,
+    pub sparse: Option<Sparse>,
+}
+
+/// DeepSeek Sparse Attention: indexer over all tokens, MLA over the top `topk`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sparse {
+    pub indexer_heads: u64,
+    pub indexer_head_dim: u64,
+    pub topk: u64,
+    pub indexer_kv_bytes: u64,
+}
+
+/// Grouped-query attention.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gqa {
+    pub heads: u64,
+    pub kv_heads: u64,
+    pub head_dim: u64,
+    pub qk_norm: bool,
+    /// `Some((window, every))`: layers 0, every, 2·every … attend to the last `window` tokens.
+    pub sliding: Option<(u64, u64)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Attention {
+    Mla(Mla),
+    Gqa(Gqa),
+}
+
+/// Where the shared expert runs in AFD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Attention,
+    Ffn,
+}
+
+/// A validated model definition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    pub name: String,
+    pub hidden: u64,
+    pub layers: u64,
+    pub dense_layers: u64,
+    pub dense_ffn: u64,
+    pub gemm_dtype: Dtype,
+    pub shared_expert_side: Side,
+    pub attention: Attention,
+    pub kv_bytes_per_value: u64,
+    pub routed_experts: u64,
+    pub shared_experts: u64,
+    pub top_k: u64,
+    pub expert_ffn: u64,
+    pub dispatch_dtype: Dtype,
+    pub combine_dtype: Dtype,
+}
+
+/// FLOPs of decoding one token, summed over all layers, in the Step-3 report's categories.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DecodeFlops {
+    /// Score and value products against the KV cache (plus the DSA indexer).
+    pub attention: f64,
+    /// Attention projections, including MLA's absorbed up-projections.
+    pub linear: f64,
+    /// Routed + shared experts and dense FFN layers (the router excluded).
+    pub ffn: f64,
+}
+
+impl Model {
+    /// A model shipped with the binary (see [`Model::embedded_names`]).
+    pub fn embedded(name: &str) -> Result<Model, InputError> {
+        let (n, text) = EMBEDDED.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+            InputError::new(
+                "<command line>",
+                "--model",
+                format!(
+                    "unknown model `{name}` (known: {})",
+                    Model::embedded_names().join(", ")
+                ),
+            )
+        })?;
+        Model::parse(&format!("<embedded {n}.toml>"), text)
+    }
+
+    pub fn embedded_names() -> Vec<&'static str> {
+        EMBEDDED.iter().map(|(n, _)| *n).collect()
+    }
+
+    pub fn load(path: &Path) -> Result<Model, InputError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| InputError::for_path(path, "", format!("cannot read model file: {e}")))?;
+        Model::parse(&path.display().to_string(), &text)
+    }
+
+    /// Parses and validates TOML text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Model, InputError> {
+        let raw: RawModel = toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_string();
+            let key = e
+                .span()
+                .map(|s| {
+                    format!(
+                        "line {}",
+                        text[..s.start.min(text.len())].lines().count().max(1)
+                    )
+                })
+                .unwrap_or_default();
+            InputError::new(file, key, msg)
+        })?;
+        let err = |key: &str, msg: String| InputError::new(file, key, msg);
+        let pos = |key: &str, v: u64| {
+            if v == 0 {
+                Err(err(key, "must be ≥ 1".into()))
+            } else {
+                Ok(v)
+            }
+        };
+        let need = |key: &str, v: Option<u64>| match v {
+            Some(v) if v > 0 => Ok(v),
+            Some(_) => Err(err(key, "must be ≥ 1".into())),
+            None => Err(err(key, "is required for this attention kind".into())),
+        };
+        let dtype = |key: &str, s: &str| {
+            Dtype::parse(s).ok_or_else(|| err(key, format!("`{s}` is not a dtype (bf16 or fp8)")))
+        };
+        let a = &raw.attention;
+        let attention = match a.kind.as_str() {
+            "mla" => Attention::Mla(Mla {
+                heads: pos("attention.heads", a.heads)?,
+                q_lora_rank: need("attention.q_lora_rank", a.q_lora_rank)?,
+                kv_lora_rank: need("attention.kv_lora_rank", a.kv_lora_rank)?,
+                qk_rope_head_dim: need("attention.qk_rope_head_dim", a.qk_rope_head_dim)?,
+                qk_nope_head_dim: need("attention.qk_nope_head_dim", a.qk_nope_head_dim)?,
+                v_head_dim: need("attention.v_head_dim", a.v_head_dim)?,
+                sparse: match &a.sparse {
+                    None => None,
+                    Some(s) => Some(Sparse {
+                        indexer_heads: pos("attention.sparse.indexer_heads", s.indexer_heads)?,
+                        indexer_head_dim: pos(
+                            "attention.sparse.indexer_head_dim",
+                            s.indexer_head_dim,
+                        )?,
+                        topk: pos("attention.sparse.topk", s.topk)?,
+                        indexer_kv_bytes: s.indexer_kv_bytes,
+                    }),
+                },
+            }),
+            "gqa" => {
+                let heads = pos("attention.heads", a.heads)?;
+                let kv_heads = need("attention.kv_heads", a.kv_heads)?;
+                if heads % kv_heads != 0 {
+                    return Err(err(
+                        "attention.kv_heads",
+                        format!("{kv_heads} does not divide heads = {heads}"),
+                    ));
+                }
+                let sliding = match (a.sliding_window, a.sliding_every) {
+                    (None, None) => None,
+                    (Some(w), Some(e)) => Some((
+                        pos("attention.sliding_window", w)?,
+                        pos("attention.sliding_every", e)?,
+                    )),
+                    _ => {
+                        return Err(err(
+                            "attention.sliding_window",
+                            "sliding_window and sliding_every go together".into(),
+                        ));
+                    }
+                };
+                Attention::Gqa(Gqa {
+                    heads,
+                    kv_heads,
+                    head_dim: need("attention.head_dim", a.head_dim)?,
+                    qk_norm: a.qk_norm.unwrap_or(false),
+                    sliding,
+                })
+            }
+            other => {
+                return Err(err(
+                    "attention.kind",
+                    format!("`{other}` is not an attention kind (mla or gqa)"),
+                ));
+            }
+        };
+        let side = match raw.shared_expert_side.as_str() {
+            "attention" => Side::Attention,
+            "ffn" => Side::Ffn,
+            other => {
+                return Err(err(
+                    "shared_expert_side",
+                    format!("`{other}`: expected attention or ffn"),
+                ));
+            }
+        };
+        let layers = pos("layers", raw.layers)?;
+        if raw.dense_layers > layers {
+            return Err(err(
+                "dense_layers",
+                format!("{} exceeds layers = {layers}", raw.dense_layers),
+            ));
+        }
+        let routed = pos("moe.routed_experts", raw.moe.routed_experts)?;
+        let top_k = pos("moe.top_k", raw.moe.top_k)?;
+        if top_k > routed {
+            return Err(err(
+                "moe.top_k",
+                format!("{top_k} exceeds routed_experts = {routed}"),
+            ));
+        }
+        if !(1..=4).contains(&a.kv_bytes_per_value) {
+            return Err(err(
+                "attention.kv_bytes_per_value",
+                format!("{} is outside 1..=4", a.kv_bytes_per_value),
+            ));
+        }
+        Ok(Model {
+            name: raw.name,
+            hidden: pos("hidden", raw.hidden)?,
+            layers,
+            dense_layers: raw.dense_layers,
+            dense_ffn: pos("dense_ffn", raw.dense_ffn)?,
+            gemm_dtype: dtype("gemm_dtype", &raw.gemm_dtype)?,
+            shared_expert_side: side,
+            attention,
+            kv_bytes_per_value: a.kv_bytes_per_value,
+            routed_experts: routed,
+            shared_experts: raw.moe.shared_experts,
+            top_k,
+            expert_ffn: pos("moe.expert_ffn", raw.moe.expert_ffn)?,
+            dispatch_dtype: dtype("comm.dispatch_dtype", &raw.comm.dispatch_dtype)?,
+            combine_dtype: dtype("comm.combine_dtype", &raw.comm.combine_dtype)?,
+        })
+    }
+
+    /// Bytes of one token's hidden vector sent to one destination: BF16 = 2 B per value; FP8 =
+    /// 1 B per value + one 4-byte scale per 128 values (DeepSeek-V3: 7,168 + 224 = 7,392 B;
+    /// DeepEP's 7,408 adds 16 B of routing metadata, not counted here).
+    pub fn activation_bytes_per_token(&self, dtype: Dtype) -> u64 {
+        match dtype {
+            Dtype::Bf16 => self.hidden * 2,
+            Dtype::Fp8 => self.hidden + self.hidden.div_ceil(FP8_SCALE_BLOCK) * FP8_SCALE_BYTES,
+        }
+    }
+
+    /// Dispatch bytes per (token, destination) in `dtype`.
+    pub fn dispatch_bytes_per_token(&self, dtype: Dtype) -> u64 {
+        self.activation_bytes_per_token(dtype)
+    }
+
+    /// Combine bytes per (token, destination) in `dtype`.
+    pub fn combine_bytes_per_token(&self, dtype: Dtype) -> u64 {
+        self.activation_bytes_per_token(dtype)
+    }
+
+    /// KV-cache bytes one token adds to one layer (MLA: latent + rope, plus the DSA indexer's
+    /// keys; GQA: K and V of every KV head).
+    pub fn kv_bytes_per_token_per_layer(&self) -> u64 {
+        match &self.attention {
+            Attention::Mla(m) => {
+                (m.kv_lora_rank + m.qk_rope_head_dim) * self.kv_bytes_per_value
+                    + m.sparse.as_ref().map_or(0, |s| s.indexer_kv_bytes)
+            }
+            Attention::Gqa(g) => 2 * g.kv_heads * g.head_dim * self.kv_bytes_per_value,
+        }
+    }
+
+    /// Number of MoE layers.
+    pub fn moe_layers(&self) -> u64 {
+        self.layers - self.dense_layers
+    }
+
+    /// Context the attention of layer `layer` reads for a sequence of `ctx` cached tokens.
+    pub fn attended_ctx(&self, layer: u64, ctx: u64) -> u64 {
+        match &self.attention {
+            Attention::Gqa(Gqa {
+                sliding: Some((w, every)),
+                ..
+            }) if layer.is_multiple_of(*every) => ctx.min(*w),
+            Attention::Mla(Mla {
+                sparse: Some(s), ..
+            }) => ctx.min(s.topk),
+            _ => ctx,
+        }
+    }
+
+    /// KV bytes one decode step of one sequence reads over all layers, at `ctx` cached tokens.
+    pub fn kv_bytes_read_per_token(&self, ctx: u64) -> f64 {
+        // The DSA indexer reads every cached token's keys; the attention reads only the
+        // context it attends to (sliding window, or the selected top-k).
+        let indexer_bytes = match &self.attention {
+            Attention::Mla(Mla {
+                sparse: Some(s), ..
+            }) => s.indexer_kv_bytes,
+            _ => 0,
+        };
+        let attention_bytes = (self.kv_bytes_per_token_per_layer() - indexer_bytes) as f64;
+        (0..self.layers)
+            .map(|l| {
+                self.attended_ctx(l, ctx) as f64 * attention_bytes
+                    + ctx as f64 * indexer_bytes as f64
+            })
+            .sum()
+    }
+
+    /// FLOPs of decoding one token at `ctx` cached tokens, all layers. Convention: a
+    /// multiply-add is 2 FLOPs; MLA in absorbed form scores over kv_lora + rope and sums values
+    /// over kv_lora; GQA scores and sums over head_dim.
+    pub fn decode_flops_per_token(&self, ctx: u64) -> DecodeFlops {
+        let h = self.hidden as f64;
+        let (mut attention, mut linear) = (0.0, 0.0);
+        for l in 0..self.layers {
+            let c = self.attended_ctx(l, ctx) as f64;
+            match &self.attention {
+                Attention::Mla(m) => {
+                    let (heads, qlr, kvl, rope, nope, v) = (
+                        m.heads as f64,
+                        m.q_lora_rank as f64,
+                        m.kv_lora_rank as f64,
+                        m.qk_rope_head_dim as f64,
+                        m.qk_nope_head_dim as f64,
+                        m.v_head_dim as f64,
+                    );
+                    attention += 2.0 * heads * c * ((kvl + rope) + kvl);
+                    let params = h * (qlr + kvl + rope)   // q_a + kv_a
+                        + qlr * heads * (nope + rope)     // q_b
+                        + heads * nope * kvl              // absorbed k up-projection
+                        + heads * kvl * v                 // absorbed v up-projection
+                        + heads * v * h; // o_proj
+                    linear += 2.0 * params;
+                    if let Some(s) = &m.sparse {
+                        let (ih, id) = (s.indexer_heads as f64, s.indexer_head_dim as f64);
+                        attention += 2.0 * ih * id * ctx as f64;
+                        linear += 2.0 * (qlr * ih * id + h * id + h * ih);
+                    }
+                }
+                Attention::Gqa(g) => {
+                    let (heads, kvh, d) = (g.heads as f64, g.kv_heads as f64, g.head_dim as f64);
+                    attention += 4.0 * heads * c * d;
+                    linear += 2.0 * (h * (heads + 2.0 * kvh) * d + heads * d * h);
+                }
+            }
+        }
+        let moe =
+            2.0 * 3.0 * h * self.expert_ffn as f64 * (self.top_k + self.shared_experts) as f64;
+        let dense = 2.0 * 3.0 * h * self.dense_ffn as f64;
+        DecodeFlops {
+            attention,
+            linear,
+            ffn: moe * self.moe_layers() as f64 + dense * self.dense_layers as f64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_bytes(name: &str, dispatch_fp8: u64, combine_bf16: u64, kv_per_layer: u64) {
+        let m = Model::embedded(name).unwrap();
+        assert_eq!(
+            m.dispatch_bytes_per_token(Dtype::Fp8),
+            dispatch_fp8,
+            "{name}"
+        );
+        assert_eq!(
+            m.combine_bytes_per_token(Dtype::Bf16),
+            combine_bf16,
+            "{name}"
+        );
+        assert_eq!(m.kv_bytes_per_token_per_layer(), kv_per_layer, "{name}");
+    }
+
+    #[test]
+    fn byte_accounting() {
+        // 7168 + 7168/128*4; 7168*2; (512 + 64) * 1.
+        check_bytes("deepseek-v3", 7392, 14336, 576);
+        check_bytes("deepseek-v3.2", 7392, 14336, 576 + 132);
+        check_bytes("kimi-k2", 7392, 14336, 576);
+        // 4096 + 32*4; 2*4*128*2.
+        check_bytes("qwen3-235b-a22b", 4224, 8192, 2048);
+        check_bytes("qwen3-30b-a3b", 2112, 4096, 2048);
+        // 2880 + ceil(2880/128)=23 scales * 4; 2*8*64*2.
+        check_bytes("gpt-oss-120b", 2972, 5760, 2048);
+    }
+
+    #[test]
+    fn kv_bytes_read_per_token_counts_the_indexer_over_the_whole_context() {
+        let v3 = Model::embedded("deepseek-v3").unwrap();
+        assert_eq!(v3.kv_bytes_read_per_token(8192), 61.0 * 8192.0 * 576.0);
+        let v32 = Model::embedded("deepseek-v3.2").unwrap();
+        let want = 61.0 * (2048.0 * 576.0 + 8192.0 * 132.0);
+        assert_eq!(v32.kv_bytes_read_per_token(8192), want);
+        // gpt-oss: 18 sliding layers read 128 tokens, 18 full ones all of them.
+        let oss = Model::embedded("gpt-oss-120b").unwrap();
+        assert_eq!(
+            oss.kv_bytes_read_per_token(4096),
+            18.0 * (128.0 + 4096.0) * 2048.0
+        );
+    }
+
+    #[test]
+    fn every_embedded_model_parses_under_its_own_name() {
+        for n in Model::embedded_names() {
+            assert_eq!(Model::embedded(n).unwrap().name, n);
+        }
+    }
+
+    fn check_error(text: &str, key: &str, fragment: &str) {
+        let e = Model::parse("m.toml", text).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.message.contains(fragment), "{e}");
+    }
+
+    #[test]
+    fn bad_model_files_name_the_key() {
+        let good = include_str!("../../workloads/models/qwen3-30b-a3b.toml");
+        check_error(
+            &good.replace("top_k = 8", "top_k = 800"),
+            "moe.top_k",
+            "exceeds",
+        );
+        check_error(
+            &good.replace("kind = \"gqa\"", "kind = \"mqa\""),
+            "attention.kind",
+            "mqa",
+        );
+        check_error(
+            &good.replace("kv_heads = 4 ", "kv_heads = 5 "),
+            "attention.kv_heads",
+            "divide",
+        );
+        check_error(
+            &good.replace("hidden = 2048", "hidden = 0"),
+            "hidden",
+            "≥ 1",
+        );
+        let e = Model::parse("m.toml", &good.replace("hidden = 2048", "hidden = -3")).unwrap_err();
+        assert!(e.key.starts_with("line "), "{e}");
+        let e = Model::parse("m.toml", &format!("{good}\nbogus = 1\n")).unwrap_err();
+        assert!(e.message.contains("bogus"), "{e}");
+    }
+}

@@ -1,0 +1,711 @@
+//! Prediction: a query -> a time and the path that answered it; leave-one-out accuracy.
+//!
+//! Order of paths: an exact grid point; interpolation within the query's family (same op,
+//! dtype and fixed shape) along its grid axes; extrapolation beyond the family's grid; the
+//! roofline fitted on the table's rows of the same op and dtype. Every answer is finite and
+//! > 0 or an error that says why.
+
+use super::interp::{Path, Scheme, interp1};
+use super::table::{ComputeTable, Dtype, Family, FamilyKey, GridRow, Op, OpQuery};
+
+/// Which path produced a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Method {
+    /// The query is a grid point of the table.
+    Exact,
+    /// Between grid points of the query's own shape.
+    Interpolated,
+    /// Beyond the grid of the query's own shape.
+    Extrapolated,
+    /// The table lacks the shape: fitted roofline of the same operator kind.
+    Roofline,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Exact => "exact",
+            Method::Interpolated => "interpolated",
+            Method::Extrapolated => "extrapolated",
+            Method::Roofline => "roofline",
+        }
+    }
+
+    fn from_path(p: Path) -> Method {
+        match p {
+            Path::Exact => Method::Exact,
+            Path::Interpolated => Method::Interpolated,
+            Path::Extrapolated => Method::Extrapolated,
+        }
+    }
+}
+
+/// A predicted time: finite, > 0.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Prediction {
+    pub time_us: f64,
+    pub method: Method,
+}
+
+/// Why a query has no answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("op `{op}` needs `{field}` ≥ 1")]
+    MissingSize {
+        op: &'static str,
+        field: &'static str,
+    },
+    #[error(
+        "table `{table}` has no `{op}` {dtype} rows, so neither interpolation nor a roofline fallback is possible"
+    )]
+    NoData {
+        table: String,
+        op: &'static str,
+        dtype: &'static str,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The interpolation scheme used for each operator kind (chosen by leave-one-out on both
+/// shipped tables; see docs/compute.md).
+pub fn scheme_for(op: Op) -> Scheme {
+    match op {
+        // Flat-then-affine along tokens with knees between grid points: the middle of the
+        // convex bracket had the lowest p90 on both tables.
+        Op::Gemm | Op::GroupedGemm | Op::GroupedGemmSkew => Scheme::Midpoint,
+        // Affine in batch × context (memory-bound) within a cache regime.
+        Op::MlaDecode | Op::GqaDecode | Op::DsaIndexer | Op::HbmCopy => Scheme::Linear,
+        // L2-resident, then a step down in bandwidth past the L2, then affine.
+        Op::HbmRead => Scheme::Secant,
+        // Causal prefill is quadratic in length: a power law.
+        Op::MlaPrefill | Op::GqaPrefill => Scheme::LogLog,
+    }
+}
+
+/// Whether to interpolate across the secondary axis (groups, batch) first when the query's
+/// primary size is a grid value: kernels are chosen by tokens per group, so a column at a
+/// measured m stays in one kernel regime. Chosen by leave-one-out.
+pub fn across_first(op: Op) -> bool {
+    matches!(op, Op::GroupedGemm | Op::DsaIndexer)
+}
+
+/// A point to leave out: (family, row, point); (family, WHOLE, WHOLE) hides a whole family.
+type Skip = Option<(usize, usize, usize)>;
+const WHOLE: usize = usize::MAX;
+
+/// How far apart two shapes of one op are: summed |log ratio| of their fixed sizes.
+fn shape_distance(a: &FamilyKey, b: &FamilyKey) -> f64 {
+    let l = |v: u64| (v.max(1) as f64).ln();
+    (l(a.n) - l(b.n)).abs()
+        + (l(a.k) - l(b.k)).abs()
+        + (l(a.heads) - l(b.heads)).abs()
+        + (l(a.kv_heads) - l(b.kv_heads)).abs()
+        + (l(a.head_dim) - l(b.head_dim)).abs()
+}
+
+/// `q` with the fixed sizes of family `k`.
+fn with_shape(q: &OpQuery, k: &FamilyKey) -> OpQuery {
+    let mut a = *q;
+    match q.op {
+        Op::Gemm | Op::GroupedGemm | Op::GroupedGemmSkew => (a.n, a.k) = (k.n, k.k),
+        Op::HbmCopy => {}
+        _ => (a.heads, a.kv_heads, a.head_dim) = (k.heads, k.kv_heads, k.head_dim),
+    }
+    a
+}
+
+impl ComputeTable {
+    /// The time of one operator. Never allocates on the hot path.
+    pub fn predict(&self, q: &OpQuery) -> Result<Prediction, QueryError> {
+        self.predict_inner(q, scheme_for(q.op), None)
+    }
+
+    /// As [`predict`](Self::predict) with a chosen interpolation scheme (for comparisons).
+    pub fn predict_with(&self, q: &OpQuery, scheme: Scheme) -> Result<Prediction, QueryError> {
+        self.predict_inner(q, scheme, None)
+    }
+
+    fn predict_inner(
+        &self,
+        q: &OpQuery,
+        scheme: Scheme,
+        skip: Skip,
+    ) -> Result<Prediction, QueryError> {
+        if let Some(f) = q.missing_field() {
+            return Err(QueryError::MissingSize {
+                op: q.op.name(),
+                field: f.name(),
+            });
+        }
+        if q.op == Op::GroupedGemmSkew && q.m_max < q.m {
+            return Err(QueryError::Invalid(format!(
+                "m_max {} is below the mean m {}",
+                q.m_max, q.m
+            )));
+        }
+        let answer = if q.op == Op::GroupedGemmSkew {
+            self.predict_skew(q, scheme, skip)?
+        } else {
+            let (key, x, y) = FamilyKey::of(q);
+            self.index
+                .get(&key)
+                .filter(|&&fi| skip != Some((fi, WHOLE, WHOLE)))
+                .and_then(|&fi| {
+                    let skip_here = skip.filter(|s| s.0 == fi).map(|s| (s.1, s.2));
+                    eval_family(
+                        &self.families[fi],
+                        x,
+                        y,
+                        scheme,
+                        skip_here,
+                        across_first(q.op),
+                    )
+                })
+                .map(|(t, p)| Prediction {
+                    time_us: t,
+                    method: Method::from_path(p),
+                })
+        };
+        let answer = match answer {
+            Some(p) => p,
+            None => self.roofline_prediction(q, scheme, skip)?,
+        };
+        if !(answer.time_us.is_finite() && answer.time_us > 0.0) {
+            // Unreachable with times > 0 in the table; kept as a guard against NaN leaking out.
+            return Err(QueryError::Invalid(format!(
+                "prediction for `{}` is not a positive time ({})",
+                q.op.name(),
+                answer.time_us
+            )));
+        }
+        Ok(answer)
+    }
+
+    /// The fitted roofline, anchored to the nearest measured shape of the same op and dtype:
+    /// that shape's (interpolated) time at the query's sizes, scaled by the ratio of the two
+    /// shapes' roofline times. The anchor keeps what the roofline cannot see (kernel overheads,
+    /// tile effects at this token count); the ratio carries the shape change. Without any
+    /// measured shape of the kind, the plain roofline.
+    fn roofline_prediction(
+        &self,
+        q: &OpQuery,
+        scheme: Scheme,
+        skip: Skip,
+    ) -> Result<Prediction, QueryError> {
+        let fit_op = if q.op == Op::GroupedGemmSkew {
+            Op::GroupedGemm
+        } else {
+            q.op
+        };
+        let mut fq = *q;
+        fq.op = fit_op;
+        let fit = self
+            .roofline
+            .get(fit_op, q.dtype)
+            .ok_or_else(|| QueryError::NoData {
+                table: self.name().to_string(),
+                op: q.op.name(),
+                dtype: q.dtype.name(),
+            })?;
+        let roof = |qq: &OpQuery| {
+            let (f, b) = qq.flops_and_bytes();
+            fit.time_us(f, b)
+        };
+        let plain = roof(&fq);
+        let (key, x, y) = FamilyKey::of(&fq);
+        let mut best: Option<(f64, FamilyKey, usize)> = None;
+        for (k, &fi) in &self.index {
+            if k.op != key.op || k.dtype != key.dtype || skip == Some((fi, WHOLE, WHOLE)) {
+                continue;
+            }
+            let d = shape_distance(&key, k);
+            let better = match &best {
+                None => true,
+                Some((bd, bk, _)) => d < *bd || (d == *bd && k < bk),
+            };
+            if better {
+                best = Some((d, *k, fi));
+            }
+        }
+        if let Some((_, k, fi)) = best {
+            let anchored =
+                eval_family(&self.families[fi], x, y, scheme, None, across_first(fit_op));
+            if let Some((t, _)) = anchored {
+                let aq = with_shape(&fq, &k);
+                return Ok(Prediction {
+                    time_us: t * plain / roof(&aq),
+                    method: Method::Roofline,
+                });
+            }
+        }
+        Ok(Prediction {
+            time_us: plain,
+            method: Method::Roofline,
+        })
+    }
+
+    /// Leave-one-shape-out: every family is hidden in turn and its points are predicted by the
+    /// roofline fallback (anchored to the nearest other shape). Measures the fallback.
+    pub fn leave_one_shape_out(&self) -> Vec<LooPoint> {
+        let mut out = Vec::new();
+        let mut keys: Vec<(&FamilyKey, &usize)> = self.index.iter().collect();
+        keys.sort();
+        for (key, &fi) in keys {
+            if key.op == Op::GroupedGemmSkew {
+                continue;
+            }
+            for row in &self.families[fi].rows {
+                for &(x, t) in &row.pts {
+                    let q = query_at(key, x, row.y);
+                    let skip = Some((fi, WHOLE, WHOLE));
+                    if let Ok(p) = self.predict_inner(&q, scheme_for(key.op), skip) {
+                        out.push(LooPoint::new(q, t, p));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Skewed grouped GEMM: the balanced grouped GEMM at the mean load, times a skew factor
+    /// interpolated from the measured skew rows (factor = measured / balanced prediction) over
+    /// imbalance = m_max / m and over m (log). Without skew rows for the shape, the kernel is
+    /// bounded by the busiest expert: the balanced time at m_max, marked `extrapolated`.
+    fn predict_skew(
+        &self,
+        q: &OpQuery,
+        scheme: Scheme,
+        skip: Skip,
+    ) -> Result<Option<Prediction>, QueryError> {
+        let balanced = OpQuery::grouped_gemm(Dtype::Bf16, q.groups, q.m, q.n, q.k);
+        let base = self.predict_inner(&balanced, scheme, None)?;
+        let (key, _, _) = FamilyKey::of(q);
+        let fam = self.index.get(&key).map(|&fi| (fi, &self.families[fi]));
+        let Some((fi, fam)) = fam.filter(|(_, f)| !f.skew_rows.is_empty()) else {
+            let at_max = OpQuery {
+                m: q.m_max,
+                ..balanced
+            };
+            let p = self.predict_inner(&at_max, scheme, None)?;
+            return Ok(Some(Prediction {
+                time_us: p.time_us,
+                method: p.method.max(Method::Extrapolated),
+            }));
+        };
+        let skip_here = skip.filter(|s| s.0 == fi).map(|s| (s.1, s.2));
+        let groups = q.groups as f64;
+        let imb = q.m_max as f64 / q.m as f64;
+        // A measured point: its own time, bit for bit.
+        for (ri, row) in fam.skew_rows.iter().enumerate() {
+            if row.y != groups || row.m != q.m as f64 {
+                continue;
+            }
+            for (pi, (&(i, _), &measured)) in row.pts.iter().zip(&row.measured).enumerate() {
+                if let Some(t) = measured
+                    && i == imb
+                    && skip_here != Some((ri, pi))
+                {
+                    return Ok(Some(Prediction {
+                        time_us: t,
+                        method: Method::Exact,
+                    }));
+                }
+            }
+        }
+        // Rows measured at this expert count, else at the nearest one (in ratio; ties go to the
+        // smaller count). skew_rows are sorted by (groups, m), so one count's rows are a run.
+        let mut g_sel = fam.skew_rows[0].y;
+        for r in &fam.skew_rows {
+            if (r.y.ln() - groups.ln()).abs() < (g_sel.ln() - groups.ln()).abs() {
+                g_sel = r.y;
+            }
+        }
+        let start = fam.skew_rows.partition_point(|r| r.y < g_sel);
+        let end = fam.skew_rows.partition_point(|r| r.y <= g_sel);
+        let run = &fam.skew_rows[start..end];
+        // Up to 4 m-rows around the query's m.
+        let mut pts = [(0.0, 0.0); 4];
+        let mut count = 0;
+        let mut worst = Path::Exact;
+        let j = run.partition_point(|r| r.m < q.m as f64);
+        let lo = j.saturating_sub(2);
+        let hi = (j + 2).min(run.len());
+        for (off, row) in run[lo..hi].iter().enumerate() {
+            let ri = start + lo + off;
+            let skip_pt = skip_here.and_then(|(r, p)| (r == ri).then_some(p));
+            let owned;
+            let row_pts: &[(f64, f64)] = match skip_pt {
+                Some(p) => {
+                    let mut v = row.pts.clone();
+                    v.remove(p);
+                    owned = v;
+                    &owned
+                }
+                None => &row.pts,
+            };
+            if let Some((rho, p)) = interp1(row_pts, imb, Scheme::Linear)
+                && count < 4
+            {
+                pts[count] = (row.m.ln(), rho);
+                count += 1;
+                worst = worst.max(p);
+            }
+        }
+        let ln_m = (q.m as f64).ln();
+        let (rho, pm) = match interp1(&pts[..count], ln_m, Scheme::Linear) {
+            Some(v) => v,
+            // One measured load level only: its factor, carried over.
+            None if count == 1 => (pts[0].1, Path::Extrapolated),
+            None => return Ok(None),
+        };
+        // Extrapolation never takes the factor below the smallest one used (or 1, the
+        // balanced kernel), whichever is lower.
+        let rho = rho.max(pts[..count].iter().map(|p| p.1).fold(1.0, f64::min));
+        let mut path = worst.max(pm);
+        if g_sel != groups {
+            path = Path::Extrapolated;
+        }
+        let method = match (base.method, path) {
+            (Method::Roofline, _) => Method::Roofline,
+            (Method::Exact, Path::Exact) => Method::Exact,
+            (b, p) => b.max(Method::from_path(p)).max(Method::Interpolated),
+        };
+        Ok(Some(Prediction {
+            time_us: base.time_us * rho,
+            method,
+        }))
+    }
+
+    /// The memory floor: reading `hbm_bytes` once, interpolated over the `hbm_read` rows by
+    /// byte count. `None` when the table has fewer than two `hbm_read` sizes.
+    pub fn read_floor(&self, hbm_bytes: f64) -> Option<Prediction> {
+        if !(hbm_bytes.is_finite() && hbm_bytes > 0.0) {
+            return None;
+        }
+        interp1(&self.read_floor, hbm_bytes, Scheme::Secant).map(|(t, p)| Prediction {
+            time_us: t,
+            method: Method::from_path(p),
+        })
+    }
+
+    /// Leave-one-out over every grid point (and skew point): the point is removed, then
+    /// predicted from the rest with `scheme` (or each op's own scheme).
+    pub fn leave_one_out(&self, scheme: Option<Scheme>) -> Vec<LooPoint> {
+        let mut out = Vec::new();
+        let mut keys: Vec<(&FamilyKey, &usize)> = self.index.iter().collect();
+        keys.sort();
+        for (key, &fi) in keys {
+            let fam = &self.families[fi];
+            let s = scheme.unwrap_or_else(|| scheme_for(key.op));
+            if key.op == Op::GroupedGemmSkew {
+                for (ri, row) in fam.skew_rows.iter().enumerate() {
+                    for (pi, &(imb, _)) in row.pts.iter().enumerate() {
+                        let m = row.m.round() as u64;
+                        let m_max = (imb * row.m).round() as u64;
+                        let q = OpQuery::grouped_gemm_skew(row.y as u64, m, m_max, key.n, key.k);
+                        let Some(measured) = row.measured.get(pi).copied().flatten() else {
+                            continue;
+                        };
+                        if let Ok(p) = self.predict_inner(&q, s, Some((fi, ri, pi))) {
+                            out.push(LooPoint::new(q, measured, p));
+                        }
+                    }
+                }
+                continue;
+            }
+            for (ri, row) in fam.rows.iter().enumerate() {
+                for (pi, &(x, t)) in row.pts.iter().enumerate() {
+                    let q = query_at(key, x, row.y);
+                    if let Ok(p) = self.predict_inner(&q, s, Some((fi, ri, pi))) {
+                        out.push(LooPoint::new(q, t, p));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A skew row: one (groups, mean m) with skew factors over imbalance, anchored at (1, 1).
+#[derive(Clone, Debug)]
+pub(crate) struct SkewRow {
+    pub y: f64,
+    pub m: f64,
+    /// (m_max / m, measured / balanced prediction), sorted by imbalance.
+    pub pts: Vec<(f64, f64)>,
+    /// The measured time behind each point (None for the anchor).
+    pub measured: Vec<Option<f64>>,
+}
+
+impl ComputeTable {
+    /// Builds the skew rows of every skew family (called once, after the grid is indexed).
+    pub(crate) fn index_skew(&mut self) {
+        let keys: Vec<(FamilyKey, usize)> = self
+            .index
+            .iter()
+            .filter(|(k, _)| k.op == Op::GroupedGemmSkew)
+            .map(|(k, &i)| (*k, i))
+            .collect();
+        for (key, fi) in keys {
+            let mut rows: Vec<SkewRow> = Vec::new();
+            // Repeats of one (groups, m, m_max) are averaged, as grid rows are.
+            let mut points: Vec<(f64, f64, f64, f64, u32)> = Vec::new();
+            for sp in &self.families[fi].skew {
+                match points
+                    .iter_mut()
+                    .find(|p| (p.0, p.1, p.2) == (sp.groups, sp.m, sp.m_max))
+                {
+                    Some(p) => {
+                        p.3 += sp.time_us;
+                        p.4 += 1;
+                    }
+                    None => points.push((sp.groups, sp.m, sp.m_max, sp.time_us, 1)),
+                }
+            }
+            for (groups, m, m_max, sum, n) in points {
+                let time_us = sum / n as f64;
+                let balanced =
+                    OpQuery::grouped_gemm(Dtype::Bf16, groups as u64, m as u64, key.n, key.k);
+                let Ok(base) = self.predict(&balanced) else {
+                    continue;
+                };
+                let idx = match rows.iter().position(|r| r.y == groups && r.m == m) {
+                    Some(i) => i,
+                    None => {
+                        rows.push(SkewRow {
+                            y: groups,
+                            m,
+                            pts: vec![(1.0, 1.0)],
+                            measured: vec![None],
+                        });
+                        rows.len() - 1
+                    }
+                };
+                let r = &mut rows[idx];
+                let imb = m_max / m;
+                if imb == 1.0 {
+                    // A perfectly balanced draw: the measurement replaces the anchor.
+                    r.pts[0].1 = time_us / base.time_us;
+                    r.measured[0] = Some(time_us);
+                    continue;
+                }
+                r.pts.push((imb, time_us / base.time_us));
+                r.measured.push(Some(time_us));
+            }
+            for r in &mut rows {
+                let mut both: Vec<((f64, f64), Option<f64>)> = r
+                    .pts
+                    .iter()
+                    .copied()
+                    .zip(r.measured.iter().copied())
+                    .collect();
+                both.sort_by(|a, b| a.0.0.total_cmp(&b.0.0));
+                r.pts = both.iter().map(|b| b.0).collect();
+                r.measured = both.iter().map(|b| b.1).collect();
+            }
+            rows.sort_by(|a, b| a.y.total_cmp(&b.y).then(a.m.total_cmp(&b.m)));
+            self.families[fi].skew_rows = rows;
+        }
+    }
+}
+
+fn query_at(key: &FamilyKey, x: f64, y: f64) -> OpQuery {
+    let (xu, yu) = (x.round() as u64, y.round() as u64);
+    let mut q = match key.op {
+        Op::Gemm => OpQuery::gemm(key.dtype, xu, key.n, key.k),
+        Op::GroupedGemm | Op::GroupedGemmSkew => {
+            OpQuery::grouped_gemm(key.dtype, yu, xu, key.n, key.k)
+        }
+        Op::HbmRead => OpQuery::hbm_read(yu, xu, key.head_dim),
+        Op::HbmCopy => {
+            let mut q = OpQuery::gemm(key.dtype, 0, 0, xu);
+            q.op = Op::HbmCopy;
+            q
+        }
+        op => OpQuery::attention(op, yu, xu, key.heads, key.kv_heads, key.head_dim),
+    };
+    q.dtype = key.dtype;
+    q.op = key.op;
+    q
+}
+
+fn eval_row(row: &GridRow, x: f64, scheme: Scheme, skip_pt: Option<usize>) -> Option<(f64, Path)> {
+    match skip_pt {
+        None => interp1(&row.pts, x, scheme),
+        Some(i) => {
+            // Leave-one-out only: a copy without the point.
+            let mut v = row.pts.clone();
+            v.remove(i);
+            interp1(&v, x, scheme)
+        }
+    }
+}
+
+/// A family's value at (x, y): along x within the row at y when there is one; otherwise along
+/// x in up to four rows around y, then along y.
+fn eval_family(
+    fam: &Family,
+    x: f64,
+    y: f64,
+    scheme: Scheme,
+    skip: Option<(usize, usize)>,
+    across_first: bool,
+) -> Option<(f64, Path)> {
+    let rows = &fam.rows;
+    let skip_pt = |ri: usize| skip.and_then(|(r, p)| (r == ri).then_some(p));
+    let at = rows.binary_search_by(|r| r.y.total_cmp(&y));
+    let own = at
+        .ok()
+        .and_then(|ri| eval_row(&rows[ri], x, scheme, skip_pt(ri)));
+    if let Some(v) = own.filter(|v| v.1 == Path::Exact) {
+        return Some(v);
+    }
+    if across_first && let Some(v) = across_exact_column(rows, x, y, scheme, skip) {
+        return Some(v);
+    }
+    let (lo, hi, own) = match at {
+        Ok(ri) => {
+            if let Some(v) = own.filter(|v| v.1 != Path::Extrapolated) {
+                return Some(v);
+            }
+            (ri.saturating_sub(2), (ri + 3).min(rows.len()), own)
+        }
+        Err(j) => (j.saturating_sub(2), (j + 2).min(rows.len()), None),
+    };
+    let mut pts = [(0.0, 0.0); 4];
+    let mut count = 0;
+    let mut worst = Path::Exact;
+    for (ri, row) in rows.iter().enumerate().take(hi).skip(lo) {
+        if row.y == y || count == 4 {
+            continue;
+        }
+        if let Some((t, p)) = eval_row(row, x, scheme, skip_pt(ri)) {
+            pts[count] = (row.y, t);
+            count += 1;
+            worst = worst.max(p);
+        }
+    }
+    let across = interp1(&pts[..count], y, scheme).map(|(t, p)| (t, p.max(worst)));
+    match (across, own) {
+        (Some(a), _) if a.1 == Path::Interpolated => Some(a),
+        (_, Some(o)) => Some(o),
+        (a, None) => a,
+    }
+}
+
+/// Interpolation along y through rows that hold x exactly, when such rows lie on both sides of
+/// y (up to two on each side). Kernel libraries pick a kernel by the per-group token count, so a
+/// column at fixed x stays in one kernel regime while a row along x may cross several.
+fn across_exact_column(
+    rows: &[GridRow],
+    x: f64,
+    y: f64,
+    scheme: Scheme,
+    skip: Option<(usize, usize)>,
+) -> Option<(f64, Path)> {
+    let j = rows.partition_point(|r| r.y < y);
+    let has_x = |ri: usize| {
+        let skipped = skip.and_then(|(r, p)| (r == ri).then_some(p));
+        match rows[ri].pts.binary_search_by(|p| p.0.total_cmp(&x)) {
+            Ok(pi) if Some(pi) != skipped => Some(rows[ri].pts[pi].1),
+            _ => None,
+        }
+    };
+    let mut pts = [(0.0, 0.0); 4];
+    let mut count = 0;
+    // Two rows below y (nearest first, then reversed into order).
+    let mut below = [(0.0, 0.0); 2];
+    let mut nb = 0;
+    for ri in (0..j).rev() {
+        if nb == 2 {
+            break;
+        }
+        match has_x(ri) {
+            Some(t) => {
+                below[nb] = (rows[ri].y, t);
+                nb += 1;
+            }
+            None => break,
+        }
+    }
+    for i in (0..nb).rev() {
+        pts[count] = below[i];
+        count += 1;
+    }
+    let start = if rows.get(j).is_some_and(|r| r.y == y) {
+        j + 1
+    } else {
+        j
+    };
+    let mut na = 0;
+    for (ri, row) in rows.iter().enumerate().skip(start) {
+        if na == 2 {
+            break;
+        }
+        match has_x(ri) {
+            Some(t) => {
+                pts[count] = (row.y, t);
+                count += 1;
+                na += 1;
+            }
+            None => break,
+        }
+    }
+    if nb == 0 || na == 0 {
+        return None;
+    }
+    interp1(&pts[..count], y, scheme)
+}
+
+/// One leave-one-out result.
+#[derive(Clone, Copy, Debug)]
+pub struct LooPoint {
+    pub query: OpQuery,
+    pub measured_us: f64,
+    pub predicted_us: f64,
+    pub method: Method,
+}
+
+impl LooPoint {
+    fn new(query: OpQuery, measured_us: f64, p: Prediction) -> LooPoint {
+        LooPoint {
+            query,
+            measured_us,
+            predicted_us: p.time_us,
+            method: p.method,
+        }
+    }
+
+    /// |predicted - measured| / measured, percent.
+    pub fn abs_err_pct(&self) -> f64 {
+        (self.predicted_us - self.measured_us).abs() / self.measured_us * 100.0
+    }
+}
+
+/// Median and 90th percentile of absolute percent errors.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ErrorSummary {
+    pub count: usize,
+    pub median_pct: f64,
+    pub p90_pct: f64,
+    pub max_pct: f64,
+}
+
+impl ErrorSummary {
+    /// `None` for an empty set. Percentiles by nearest rank.
+    pub fn of(errors_pct: impl IntoIterator<Item = f64>) -> Option<ErrorSummary> {
+        let mut v: Vec<f64> = errors_pct.into_iter().collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let rank = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        Some(ErrorSummary {
+            count: v.len(),
+            median_pct: rank(0.5),
+            p90_pct: rank(0.9),
+            max_pct: v[v.len() - 1],
+        })
+    }
+}

@@ -1,0 +1,600 @@
+//! Compute tables: loading, prediction paths, bad input, the query and layer commands.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use afdsim::compute::cli::{ComputeCommand, KernelArg, run_command};
+use afdsim::compute::{
+    AttentionKernel, ComputeTable, Dtype, ErrorSummary, Method, Model, Op, OpQuery, QueryError,
+    Source,
+};
+
+fn h100() -> &'static ComputeTable {
+    static T: OnceLock<ComputeTable> = OnceLock::new();
+    T.get_or_init(|| ComputeTable::embedded("h100-sxm").unwrap())
+}
+
+fn h200() -> &'static ComputeTable {
+    static T: OnceLock<ComputeTable> = OnceLock::new();
+    T.get_or_init(|| ComputeTable::embedded("h200-sxm").unwrap())
+}
+
+const HEADER: &str = "device,op,dtype,m,n,k,groups,batch,ctx,heads,kv_heads,head_dim,m_max,time_us,tflops,gbps,reps,impl\n";
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("afdsim-compute-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+// ---------------------------------------------------------------- loader
+
+/// A table made of `body` rows (after the header) fails at `line` with `fragment`.
+fn check_load_error(body: &str, line: u64, fragment: &str) {
+    let text = format!("{HEADER}{body}");
+    let e = ComputeTable::parse("t", "t.csv", &text).unwrap_err();
+    assert_eq!(e.file, "t.csv");
+    assert_eq!(e.key, format!("line {line}"), "{e}");
+    assert!(e.message.contains(fragment), "{e}");
+}
+
+#[test]
+fn malformed_rows_are_errors_naming_the_line() {
+    let good = "X,gemm,bf16,1,64,32,,,,,,,,3.5,,,10,graph\n";
+    check_load_error(
+        &format!("{good}X,conv2d,bf16,1,64,32,,,,,,,,3.5,,,10,g\n"),
+        3,
+        "unknown op `conv2d`",
+    );
+    check_load_error(
+        "X,gemm,int4,1,64,32,,,,,,,,3.5,,,10,g\n",
+        2,
+        "unknown dtype `int4`",
+    );
+    check_load_error("X,gemm,bf16,-1,64,32,,,,,,,,3.5,,,10,g\n", 2, "negative");
+    check_load_error(
+        "X,gemm,bf16,1.5,64,32,,,,,,,,3.5,,,10,g\n",
+        2,
+        "not a whole number",
+    );
+    check_load_error(
+        "X,gemm,bf16,1,,32,,,,,,,,3.5,,,10,g\n",
+        2,
+        "needs column `n`",
+    );
+    check_load_error(
+        "X,gemm,bf16,1,64,32,,,,,,,,abc,,,10,g\n",
+        2,
+        "time_us `abc`",
+    );
+    check_load_error("X,gemm,bf16,1,64,32,,,,,,,,0,,,10,g\n", 2, "> 0");
+    check_load_error("X,gemm,bf16,1,64,32,,,,,,,,NaN,,,10,g\n", 2, "> 0");
+    check_load_error(
+        "X,mla_decode,bf16,,,,,4,512,128,1,,,7.0,,,10,g\n",
+        2,
+        "head_dim",
+    );
+    check_load_error(
+        "X,grouped_gemm_skew,bf16,64,64,32,8,,,,,,10,7.0,,,10,g\n",
+        2,
+        "m_max 10 is below",
+    );
+}
+
+#[test]
+fn missing_table_and_missing_columns() {
+    let e = ComputeTable::load(std::path::Path::new("/nonexistent/t.csv")).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/t.csv") && e.message.contains("cannot read"));
+    let e = ComputeTable::parse("t", "t.csv", "op,dtype,m\ngemm,bf16,1\n").unwrap_err();
+    assert_eq!(e.key, "line 1");
+    assert!(e.message.contains("lacks the `n` column"), "{e}");
+    let e = ComputeTable::parse("t", "t.csv", HEADER).unwrap_err();
+    assert!(e.message.contains("no rows"), "{e}");
+    let e = ComputeTable::embedded("b300").unwrap_err();
+    assert!(e.message.contains("h100-sxm"), "{e}");
+}
+
+#[test]
+fn shipped_tables_load_with_their_row_counts_and_devices() {
+    assert_eq!(h100().rows().len(), 2288);
+    assert_eq!(h200().rows().len(), 2288);
+    assert_eq!(h100().device(), "NVIDIA H100 80GB HBM3");
+    assert_eq!(h200().device(), "NVIDIA H200");
+}
+
+// ---------------------------------------------------------------- prediction
+
+#[test]
+fn every_grid_point_is_reproduced_exactly() {
+    for t in [h100(), h200()] {
+        for r in t.rows() {
+            let p = t.predict(&r.query).unwrap();
+            assert_eq!(p.method, Method::Exact, "{:?}", r.query);
+            assert_eq!(p.time_us, r.time_us, "line {}", r.line);
+        }
+    }
+}
+
+/// The time of `q` on `t` lies within [lo, hi] and came from `method`.
+fn check_between(t: &ComputeTable, q: OpQuery, lo: f64, hi: f64, method: Method) {
+    let p = t.predict(&q).unwrap();
+    assert_eq!(p.method, method, "{q:?}");
+    assert!(
+        p.time_us.is_finite() && p.time_us >= lo && p.time_us <= hi,
+        "{q:?}: {} not in [{lo}, {hi}]",
+        p.time_us
+    );
+}
+
+fn exact(t: &ComputeTable, q: OpQuery) -> f64 {
+    let p = t.predict(&q).unwrap();
+    assert_eq!(p.method, Method::Exact, "{q:?}");
+    p.time_us
+}
+
+#[test]
+fn in_between_sizes_interpolate_between_their_neighbours() {
+    let t = h100();
+    let g = |m| OpQuery::gemm(Dtype::Bf16, m, 7168, 16384);
+    let (a, b) = (exact(t, g(1024)), exact(t, g(2048)));
+    check_between(t, g(1500), a, b, Method::Interpolated);
+    let gg = |g, m| OpQuery::grouped_gemm(Dtype::Fp8, g, m, 4096, 7168);
+    let (a, b) = (exact(t, gg(8, 512)), exact(t, gg(16, 512)));
+    check_between(t, gg(12, 512), a.min(b), a.max(b), Method::Interpolated);
+    let mla = |b, c| OpQuery::attention(Op::MlaDecode, b, c, 128, 1, 576);
+    let (a, b) = (exact(t, mla(16, 4096)), exact(t, mla(32, 8192)));
+    check_between(t, mla(24, 6000), a, b, Method::Interpolated);
+}
+
+#[test]
+fn sizes_beyond_the_grid_extrapolate_monotonically() {
+    let t = h100();
+    let g = |m| OpQuery::gemm(Dtype::Fp8, m, 2112, 7168);
+    let last = exact(t, g(8192));
+    // At most proportional growth, at least no shrinking.
+    check_between(t, g(16384), last, 2.0 * last, Method::Extrapolated);
+    let gqa = |b, c| OpQuery::attention(Op::GqaDecode, b, c, 64, 4, 128);
+    let last = exact(t, gqa(256, 32768));
+    check_between(t, gqa(512, 32768), last, 2.0 * last, Method::Extrapolated);
+}
+
+#[test]
+fn shapes_the_table_lacks_fall_back_to_the_fitted_roofline() {
+    for t in [h100(), h200()] {
+        // Kimi K2's router: 384 experts.
+        let q = OpQuery::gemm(Dtype::Bf16, 64, 384, 7168);
+        let p = t.predict(&q).unwrap();
+        assert_eq!(p.method, Method::Roofline);
+        // Close to the measured 256-expert router at the same m, and above it.
+        let near = exact(t, OpQuery::gemm(Dtype::Bf16, 64, 256, 7168));
+        assert!(
+            p.time_us > near * 0.8 && p.time_us < near * 2.0,
+            "{} vs {near}",
+            p.time_us
+        );
+    }
+}
+
+#[test]
+fn leave_one_shape_out_roofline_error_is_bounded() {
+    // The roofline must be a usable fallback, not just a finite number: over every GEMM row the
+    // fitted model stays within a factor of two for 90 % of rows.
+    for t in [h100(), h200()] {
+        for dtype in [Dtype::Bf16, Dtype::Fp8] {
+            let fit = *t.roofline().get(Op::Gemm, dtype).unwrap();
+            let errs = t
+                .rows()
+                .iter()
+                .filter(|r| r.query.op == Op::Gemm && r.query.dtype == dtype)
+                .map(|r| {
+                    let (f, b) = r.query.flops_and_bytes();
+                    (fit.time_us(f, b) / r.time_us).ln().abs()
+                });
+            let s = ErrorSummary::of(errs).unwrap();
+            assert!(s.p90_pct < 2f64.ln(), "{} {dtype:?}: {s:?}", t.name());
+        }
+    }
+}
+
+#[test]
+fn bad_queries_are_errors_not_nan_or_zero() {
+    let t = h100();
+    let e = t
+        .predict(&OpQuery::gemm(Dtype::Bf16, 0, 64, 64))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        QueryError::MissingSize {
+            op: "gemm",
+            field: "m"
+        }
+    );
+    // A table with only gemm rows has no attention data and no roofline for it.
+    let only_gemm = ComputeTable::parse(
+        "g",
+        "g.csv",
+        &format!(
+            "{HEADER}X,gemm,bf16,1,64,32,,,,,,,,3.5,,,10,g\nX,gemm,bf16,2,64,32,,,,,,,,3.6,,,10,g\n"
+        ),
+    )
+    .unwrap();
+    let e = only_gemm
+        .predict(&OpQuery::attention(Op::MlaDecode, 4, 512, 128, 1, 576))
+        .unwrap_err();
+    assert!(matches!(e, QueryError::NoData { .. }), "{e}");
+    assert!(e.to_string().contains("mla_decode"), "{e}");
+}
+
+#[test]
+fn skewed_grouped_gemm_is_at_least_the_balanced_time() {
+    let t = h100();
+    let balanced = exact(t, OpQuery::grouped_gemm(Dtype::Bf16, 8, 256, 4096, 7168));
+    let p = t
+        .predict(&OpQuery::grouped_gemm_skew(8, 256, 800, 4096, 7168))
+        .unwrap();
+    assert_eq!(p.method, Method::Interpolated);
+    assert!(p.time_us >= balanced * 0.95, "{} vs {balanced}", p.time_us);
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn any_valid_query_gives_a_positive_finite_time(
+            op_i in 0usize..10, m in 1u64..100_000, n in 1u64..50_000, k in 1u64..50_000,
+            g in 1u64..300, b in 1u64..2000, c in 1u64..200_000, heads in 1u64..200,
+            kvh in 1u64..16, d in 1u64..1024, extra in 0u64..1000, fp8 in any::<bool>(),
+        ) {
+            let op = Op::ALL[op_i];
+            let q = OpQuery {
+                op, dtype: if fp8 { Dtype::Fp8 } else { Dtype::Bf16 },
+                m, n, k, groups: g, batch: b, ctx: c, heads, kv_heads: kvh, head_dim: d,
+                m_max: m + extra,
+            };
+            for t in [h100(), h200()] {
+                match t.predict(&q) {
+                    Ok(p) => prop_assert!(p.time_us.is_finite() && p.time_us > 0.0, "{q:?}: {p:?}"),
+                    // Only fp8 kinds the table never measured may be unanswerable.
+                    Err(e) => prop_assert!(matches!(e, QueryError::NoData { .. }) && fp8, "{q:?}: {e}"),
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- query command
+
+fn run(cmd: ComputeCommand) -> Result<String, afdsim::error::InputError> {
+    let mut out = Vec::new();
+    run_command(&cmd, &mut out)?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+#[test]
+fn query_command_answers_rows_and_explains_the_rest() {
+    let input = scratch("queries.csv");
+    let output = scratch("predictions.csv");
+    std::fs::write(
+        &input,
+        "label,op,dtype,m,n,k,groups,batch,ctx,heads,kv_heads,head_dim,m_max\n\
+         grid,gemm,bf16,1024,7168,16384,,,,,,,\n\
+         between,gemm,bf16,1500,7168,16384,,,,,,,\n\
+         beyond,gemm,bf16,20000,7168,16384,,,,,,,\n\
+         unknown-shape,gemm,bf16,64,384,7168,,,,,,,\n\
+         negative,gemm,bf16,-5,7168,16384,,,,,,,\n\
+         bad-op,softmax,bf16,1,1,1,,,,,,,\n\
+         missing,mla_decode,bf16,,,,,4,512,128,1,,\n",
+    )
+    .unwrap();
+    let report = run(ComputeCommand::Query {
+        table: "h100-sxm".into(),
+        input: input.clone(),
+        out: output.clone(),
+    })
+    .unwrap();
+    assert!(report.contains("7 queries"), "{report}");
+    let mut rdr = csv::Reader::from_path(&output).unwrap();
+    let h = rdr.headers().unwrap().clone();
+    assert_eq!(h.get(0), Some("label"));
+    assert_eq!(
+        h.iter().rev().take(2).collect::<Vec<_>>(),
+        vec!["method", "time_us"]
+    );
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    let expect = [
+        ("grid", "exact"),
+        ("between", "interpolated"),
+        ("beyond", "extrapolated"),
+        ("unknown-shape", "roofline"),
+        ("negative", "error: column `m`"),
+        ("bad-op", "error: unknown op `softmax`"),
+        ("missing", "error: op `mla_decode` needs column `head_dim`"),
+    ];
+    assert_eq!(rows.len(), expect.len());
+    for (row, (label, method)) in rows.iter().zip(expect) {
+        let n = row.len();
+        assert_eq!(&row[0], label);
+        assert!(row[n - 1].starts_with(method), "{label}: {}", &row[n - 1]);
+        let time = &row[n - 2];
+        if method.starts_with("error") {
+            assert_eq!(time, "", "{label}");
+        } else {
+            let v: f64 = time.parse().unwrap();
+            assert!(v > 0.0 && v.is_finite(), "{label}: {v}");
+        }
+    }
+}
+
+#[test]
+fn query_command_fails_on_bad_files() {
+    let missing = run(ComputeCommand::Query {
+        table: "h100-sxm".into(),
+        input: scratch("does-not-exist.csv"),
+        out: scratch("o.csv"),
+    })
+    .unwrap_err();
+    assert!(missing.message.contains("cannot read queries"), "{missing}");
+    let input = scratch("no-op-column.csv");
+    std::fs::write(&input, "m,n,k\n1,2,3\n").unwrap();
+    let e = run(ComputeCommand::Query {
+        table: "h100-sxm".into(),
+        input,
+        out: scratch("o2.csv"),
+    })
+    .unwrap_err();
+    assert!(e.message.contains("`op`"), "{e}");
+    let e = run(ComputeCommand::Query {
+        table: "/nonexistent/table.csv".into(),
+        input: scratch("queries.csv"),
+        out: scratch("o3.csv"),
+    })
+    .unwrap_err();
+    assert!(e.message.contains("cannot read compute table"), "{e}");
+}
+
+// ---------------------------------------------------------------- layers
+
+#[test]
+fn layer_breakdowns_sum_and_use_the_table_where_it_has_the_shape() {
+    for name in Model::embedded_names() {
+        let m = Model::embedded(name).unwrap();
+        for kernel in [AttentionKernel::Measured, AttentionKernel::FLASH_MLA] {
+            let a = m.attention_side(h100(), 64, 8192, kernel).unwrap();
+            let sum: f64 = a.ops.iter().map(|o| o.time_us).sum();
+            assert_eq!(a.total_us(), sum);
+            assert!(
+                a.ops
+                    .iter()
+                    .all(|o| o.time_us.is_finite() && o.time_us > 0.0),
+                "{name}"
+            );
+            assert!(
+                a.glue_us() > 0.0 && a.table_us() > a.glue_us(),
+                "{name}: {a:?}"
+            );
+            let f = m.ffn_side(h200(), 8, 32).unwrap();
+            assert!(f.total_us() > 0.0);
+            assert!(f.ops.iter().any(|o| o.name == "experts up+gate"));
+        }
+    }
+}
+
+/// Names of the attention-side operators of `model` at `ctx`.
+fn op_names(model: &str, ctx: u64) -> Vec<&'static str> {
+    let m = Model::embedded(model).unwrap();
+    m.attention_side(h100(), 32, ctx, AttentionKernel::Measured)
+        .unwrap()
+        .ops
+        .iter()
+        .map(|o| o.name)
+        .collect()
+}
+
+#[test]
+fn sparse_attention_runs_the_indexer_only_beyond_topk() {
+    assert!(op_names("deepseek-v3.2", 8192).contains(&"dsa indexer + topk"));
+    assert!(!op_names("deepseek-v3.2", 2048).contains(&"dsa indexer + topk"));
+    assert!(!op_names("deepseek-v3", 8192).contains(&"dsa indexer + topk"));
+    // V3.2's MLA reads min(ctx, 2048): at 32K it costs what V3's costs at 2K.
+    let core = |model: &str, ctx| {
+        let m = Model::embedded(model).unwrap();
+        let a = m
+            .attention_side(h100(), 32, ctx, AttentionKernel::Measured)
+            .unwrap();
+        a.ops
+            .iter()
+            .find(|o| o.name == "mla decode")
+            .unwrap()
+            .time_us
+    };
+    assert_eq!(core("deepseek-v3.2", 32768), core("deepseek-v3", 2048));
+}
+
+#[test]
+fn memory_floor_kernel_is_the_read_floor_over_efficiency() {
+    let m = Model::embedded("deepseek-v3").unwrap();
+    let (t, c) = (64u64, 8192u64);
+    let a = m
+        .attention_side(
+            h100(),
+            t,
+            c,
+            AttentionKernel::MemoryFloor { efficiency: 0.5 },
+        )
+        .unwrap();
+    let core = a.ops.iter().find(|o| o.name == "mla decode").unwrap();
+    let floor = h100().read_floor((t * c * 576) as f64).unwrap().time_us;
+    assert_eq!(core.time_us, floor / 0.5);
+    // The unfused measured kernel is several times slower than a FlashMLA-class one.
+    let measured = m
+        .attention_side(h100(), t, c, AttentionKernel::Measured)
+        .unwrap();
+    let mcore = measured
+        .ops
+        .iter()
+        .find(|o| o.name == "mla decode")
+        .unwrap();
+    assert!(
+        mcore.time_us > 3.0 * floor / 0.9,
+        "{} vs {}",
+        mcore.time_us,
+        floor
+    );
+    assert!(matches!(mcore.source, Source::Table(Method::Exact)));
+    let e = m.attention_side(
+        h100(),
+        t,
+        c,
+        AttentionKernel::MemoryFloor { efficiency: 0.0 },
+    );
+    assert!(e.is_err());
+}
+
+#[test]
+fn h200_attention_is_faster_than_h100_for_memory_bound_decode() {
+    let m = Model::embedded("qwen3-235b-a22b").unwrap();
+    let a100 = m
+        .attention_side(h100(), 128, 16384, AttentionKernel::Measured)
+        .unwrap();
+    let a200 = m
+        .attention_side(h200(), 128, 16384, AttentionKernel::Measured)
+        .unwrap();
+    let r = a200.total_us() / a100.total_us();
+    assert!(r > 0.6 && r < 0.95, "{r}");
+}
+
+#[test]
+fn layer_inputs_out_of_range_are_errors() {
+    let m = Model::embedded("deepseek-v3").unwrap();
+    assert!(
+        m.attention_side(h100(), 0, 100, AttentionKernel::Measured)
+            .is_err()
+    );
+    assert!(
+        m.attention_side(h100(), 1, 0, AttentionKernel::Measured)
+            .is_err()
+    );
+    assert!(m.ffn_side(h100(), 0, 4).is_err());
+    assert!(m.ffn_side(h100(), 300, 4).is_err());
+}
+
+#[test]
+fn layer_command_prints_both_sides_with_model_name_or_file() {
+    let cmd = |model: Option<&str>, file: Option<PathBuf>| ComputeCommand::Layer {
+        model: model.map(String::from),
+        model_file: file,
+        table: "h200-sxm".into(),
+        ffn_table: Some("h100-sxm".into()),
+        tokens: 64,
+        ctx: 4096,
+        experts_per_gpu: Some(4),
+        tokens_per_expert: None,
+        kernel: KernelArg::Floor,
+        efficiency: 0.9,
+        layer: None,
+    };
+    let s = run(cmd(Some("kimi-k2"), None)).unwrap();
+    for needle in [
+        "attention side, layer 1 (MoE), on h200-sxm",
+        "ffn side: 4 experts x 2 tokens each, on h100-sxm",
+        "total attention",
+        "total ffn",
+        "dense layers 0..1",
+    ] {
+        assert!(s.contains(needle), "missing `{needle}` in\n{s}");
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("workloads/models/kimi-k2.toml");
+    assert_eq!(run(cmd(None, Some(path))).unwrap(), s);
+    let e = run(cmd(Some("llama"), None)).unwrap_err();
+    assert!(e.message.contains("deepseek-v3.2"), "{e}");
+}
+
+// ---------------------------------------------------------------- accuracy
+
+#[test]
+fn leave_one_out_medians_meet_the_goal() {
+    // Goal: median ≤ 3 %, p90 ≤ 10 % on in-between sizes. The median is met on both tables;
+    // the p90 is not (11.0 % / 11.9 %, see docs/compute.md: kernel-regime jumps that no
+    // interpolation from neighbours can see); `afdsim validate` reports it as a failing check.
+    for t in [h100(), h200()] {
+        let e = t
+            .leave_one_out(None)
+            .into_iter()
+            .filter(|p| p.method == Method::Interpolated)
+            .map(|p| p.abs_err_pct());
+        let s = ErrorSummary::of(e).unwrap();
+        assert!(s.count > 2000, "{s:?}");
+        assert!(s.median_pct <= 3.0, "{}: {s:?}", t.name());
+    }
+}
+
+#[test]
+fn compute_validation_cases_pass_except_the_missed_p90_goal() {
+    let checks = afdsim::validation::run(Some("compute-")).unwrap();
+    assert!(checks.len() >= 10);
+    for c in &checks {
+        let missed_goal = c.metric.starts_with("p90");
+        assert!(c.simulated.is_finite(), "{c:?}");
+        if !missed_goal {
+            assert!(c.pass(), "{c:?}");
+        }
+    }
+}
+
+#[test]
+fn a_table_fed_back_as_queries_comes_back_exact_with_its_times() {
+    let output = scratch("fed-back.csv");
+    let input = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("workloads/compute/h200-sxm.csv");
+    let report = run(ComputeCommand::Query {
+        table: input.to_str().unwrap().into(),
+        input,
+        out: output.clone(),
+    })
+    .unwrap();
+    assert!(
+        report.contains("2288 queries") && report.contains("2288 exact"),
+        "{report}"
+    );
+    let mut rdr = csv::Reader::from_path(&output).unwrap();
+    let h = rdr.headers().unwrap().clone();
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+    let (given, got) = (col("input_time_us"), col("time_us"));
+    for r in rdr.records() {
+        let r = r.unwrap();
+        let (a, b): (f64, f64) = (r[given].parse().unwrap(), r[got].parse().unwrap());
+        assert!((a - b).abs() < 5e-4, "{a} vs {b}");
+    }
+}
+
+/// Context the attention of `layer` of `model` reads at `ctx` cached tokens.
+fn check_attended(model: &str, layer: u64, ctx: u64, expected: u64) {
+    let m = Model::embedded(model).unwrap();
+    assert_eq!(
+        m.attended_ctx(layer, ctx),
+        expected,
+        "{model} layer {layer}"
+    );
+}
+
+#[test]
+fn sliding_and_sparse_layers_read_less_context() {
+    check_attended("gpt-oss-120b", 0, 8192, 128);
+    check_attended("gpt-oss-120b", 1, 8192, 8192);
+    check_attended("gpt-oss-120b", 2, 100, 100);
+    check_attended("deepseek-v3.2", 5, 8192, 2048);
+    check_attended("deepseek-v3", 5, 8192, 8192);
+    check_attended("qwen3-235b-a22b", 0, 8192, 8192);
+    // The breakdown uses it: gpt-oss's default layer is a full-attention one.
+    let m = Model::embedded("gpt-oss-120b").unwrap();
+    assert_eq!(m.first_full_moe_layer(), 1);
+    let slide = m
+        .attention_side_at(h100(), 0, 64, 32768, AttentionKernel::Measured)
+        .unwrap();
+    let full = m
+        .attention_side_at(h100(), 1, 64, 32768, AttentionKernel::Measured)
+        .unwrap();
+    assert!(slide.total_us() < full.total_us() / 2.0);
+}
