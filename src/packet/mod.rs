@@ -206,6 +206,18 @@ struct MsgState {
     dropped: bool,
 }
 
+/// The ECMP hash of message `index` in a run with `seed`. Every level uses it, so a
+/// message takes the same hashed path at the packet and the flow level.
+pub fn message_hash(seed: u64, index: u32) -> u64 {
+    mix(seed ^ mix(index as u64))
+}
+
+/// Which of `n` equal-cost next hops a message with `hash` takes at node `at` under ECMP
+/// (and where its packets start rotating under spraying).
+pub fn ecmp_pick(hash: u64, at: NodeId, n: usize) -> usize {
+    (mix(hash ^ at.0 as u64) % n as u64) as usize
+}
+
 /// SplitMix64: a fixed, portable mix for ECMP hashes.
 fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -294,7 +306,7 @@ pub fn simulate(
             } else {
                 params.nic_wire
             },
-            hash: mix(params.seed ^ mix(i as u64)),
+            hash: message_hash(params.seed, i as u32),
             rp,
             next_send: Time::ZERO,
             timer_armed: false,
@@ -357,7 +369,7 @@ impl Sim<'_> {
         let set: Vec<LinkId> = if spread {
             hops.to_vec()
         } else {
-            vec![hops[(self.msgs[m as usize].hash % hops.len() as u64) as usize]]
+            vec![hops[ecmp_pick(self.msgs[m as usize].hash, spec.src, hops.len())]]
         };
         let g = match self.group_index.get(&set) {
             Some(&g) => g,
@@ -491,11 +503,11 @@ impl Sim<'_> {
         if n == 1 {
             return hops[0];
         }
-        let h = mix(self.msgs[p.msg as usize].hash ^ at.0 as u64);
+        let h = ecmp_pick(self.msgs[p.msg as usize].hash, at, hops.len()) as u64;
         let nvlink = self.topo.link(hops[0]).class == LinkClass::NvLink;
         match (nvlink, self.params.routing) {
             (true, _) | (false, Routing::Spray) => hops[((h + p.seq as u64) % n) as usize],
-            (false, Routing::Ecmp) => hops[(h % n) as usize],
+            (false, Routing::Ecmp) => hops[h as usize],
             (false, Routing::Adaptive) => {
                 let first = (h + p.seq as u64) % n;
                 (0..n)
