@@ -72,7 +72,7 @@ struct Packet {
     msg: u32,
     payload_bytes: u32,
     wire_bytes: u32,
-    /// Index of this packet within its message (for spraying).
+    /// Index of this packet within its message.
     seq: u32,
     /// The link it arrived on at the node that holds it; NONE at its source.
     in_link: u32,
@@ -256,7 +256,13 @@ pub fn simulate(
             pause: match topo.kind(l.to) {
                 NodeKind::Gpu => None,
                 NodeKind::Nic | NodeKind::NvSwitch => {
-                    Some((params.credit_bytes, params.credit_bytes / 2))
+                    // The window covers the pause round trip at line rate plus the
+                    // configured packets, so credits alone never idle an uncongested link.
+                    let bdp = (2 * l.latency.as_ps() as u128 * l.rate.bps() as u128)
+                        .div_ceil(8 * crate::engine::PS_PER_S as u128)
+                        as u64;
+                    let xoff = bdp + params.credit_bytes;
+                    Some((xoff, xoff / 2))
                 }
                 NodeKind::Switch => match params.switch.buffers {
                     Buffers::Lossless { pfc, .. } => Some((pfc.xoff_bytes, pfc.xon_bytes)),
@@ -277,6 +283,7 @@ pub fn simulate(
         groups: Vec::new(),
         group_index: HashMap::new(),
         msgs: Vec::with_capacity(messages.len()),
+        spray: vec![0; topo.nodes()],
         ecn_rng: SimRng::stream(params.seed, STREAM_ECN),
         packets: 0,
         packet_hops: 0,
@@ -349,6 +356,9 @@ struct Sim<'a> {
     groups: Vec<Group>,
     group_index: HashMap<Vec<LinkId>, u32>,
     msgs: Vec<MsgState>,
+    /// Per node, a rotating counter for spraying: each node deals packets round-robin
+    /// over the equal-cost next hops, independently of how earlier hops dealt them.
+    spray: Vec<u32>,
     ecn_rng: SimRng,
     packets: u64,
     packet_hops: u64,
@@ -497,7 +507,7 @@ impl Sim<'_> {
     }
 
     /// The next link from `at` for packet `p` bound for `dst`.
-    fn choose(&self, at: NodeId, dst: NodeId, p: &Packet) -> LinkId {
+    fn choose(&mut self, at: NodeId, dst: NodeId, p: &Packet) -> LinkId {
         let hops = self.topo.next_hops(at, dst);
         let n = hops.len() as u64;
         if n == 1 {
@@ -505,11 +515,14 @@ impl Sim<'_> {
         }
         let h = ecmp_pick(self.msgs[p.msg as usize].hash, at, hops.len()) as u64;
         let nvlink = self.topo.link(hops[0]).class == LinkClass::NvLink;
+        let turn = &mut self.spray[at.0 as usize];
+        *turn = turn.wrapping_add(1);
+        let turn = *turn as u64;
         match (nvlink, self.params.routing) {
-            (true, _) | (false, Routing::Spray) => hops[((h + p.seq as u64) % n) as usize],
+            (true, _) | (false, Routing::Spray) => hops[((h + turn) % n) as usize],
             (false, Routing::Ecmp) => hops[h as usize],
             (false, Routing::Adaptive) => {
-                let first = (h + p.seq as u64) % n;
+                let first = (h + turn) % n;
                 (0..n)
                     .map(|i| hops[((first + i) % n) as usize])
                     .min_by_key(|l| {
@@ -657,9 +670,21 @@ impl Sim<'_> {
         let li = l.0 as usize;
         let ngroups = self.links[li].groups.len();
         let mut earliest: Option<Time> = None;
+        let src = self.topo.link(l).from.0 as usize;
+        let nvlink = self.topo.link(l).class == LinkClass::NvLink;
         for i in 0..ngroups {
             let gi = (self.links[li].group_cursor + i) % ngroups;
             let g = self.links[li].groups[gi] as usize;
+            // NVLink: 18 links that free up in lockstep would otherwise always take the same
+            // message (link k gets message k mod 3), a pattern real striping by address does
+            // not have; start at a rotating offset instead. NIC queue pairs stay strictly
+            // round-robin, as RDMA NICs serve them.
+            let len = self.groups[g].msgs.len();
+            if nvlink && len > 1 {
+                let turn = &mut self.spray[src];
+                *turn = turn.wrapping_add(1);
+                self.groups[g].msgs.rotate_left(*turn as usize % len);
+            }
             for _ in 0..self.groups[g].msgs.len() {
                 let m = self.groups[g].msgs.pop_front().expect("non-empty");
                 let ms = &mut self.msgs[m as usize];

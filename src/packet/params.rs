@@ -132,7 +132,8 @@ pub struct PacketParams {
     pub routing: Routing,
     pub congestion_control: CongestionControl,
     /// Credit flow control into NICs and NVSwitch chips (lossless, hop by hop): a link into
-    /// one pauses while that node holds more than this many bytes from it.
+    /// one pauses while that node holds more than the link's round-trip bandwidth-delay
+    /// product plus this many bytes from it, and resumes below half of that.
     pub credit_bytes: u64,
     pub seed: u64,
 }
