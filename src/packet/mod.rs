@@ -72,8 +72,6 @@ struct Packet {
     msg: u32,
     payload_bytes: u32,
     wire_bytes: u32,
-    /// Index of this packet within its message.
-    seq: u32,
     /// The link it arrived on at the node that holds it; NONE at its source.
     in_link: u32,
     ecn: bool,
@@ -195,7 +193,6 @@ struct MsgState {
     unsent_bytes: u64,
     undelivered_bytes: u64,
     finish: Option<Time>,
-    next_seq: u32,
     wire: Wire,
     hash: u64,
     rp: Option<ReactionPoint>,
@@ -307,7 +304,6 @@ pub fn simulate(
             unsent_bytes: m.bytes,
             undelivered_bytes: m.bytes,
             finish: None,
-            next_seq: 0,
             wire: if nvlink {
                 params.nvlink_wire
             } else {
@@ -706,8 +702,6 @@ impl Sim<'_> {
                         ms.next_send = now + Dur::from_ps(gap_ps);
                     }
                 }
-                let seq = ms.next_seq;
-                ms.next_seq += 1;
                 if ms.unsent_bytes > 0 {
                     self.groups[g].msgs.push_back(m);
                 }
@@ -718,7 +712,6 @@ impl Sim<'_> {
                     msg: m,
                     payload_bytes: payload as u32,
                     wire_bytes: wire_bytes as u32,
-                    seq,
                     in_link: NONE,
                     ecn: false,
                 }));
