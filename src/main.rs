@@ -233,7 +233,7 @@ fn print_table(w: &mut dyn Write, checks: &[Check], failed: usize) -> std::io::R
         .iter()
         .map(|c| {
             let tol = match c.compare {
-                validation::Compare::Within { tolerance_pct } => format!("{tolerance_pct}"),
+                validation::Compare::Within { tolerance_pct } => format!("{tolerance_pct:.3}"),
                 validation::Compare::AtLeast => ">= exp".to_string(),
                 validation::Compare::AtMost => "<= exp".to_string(),
             };

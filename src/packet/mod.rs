@@ -808,3 +808,92 @@ impl Sim<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Bandwidth;
+    use crate::topology::Link;
+
+    fn params(buffers: Buffers) -> PacketParams {
+        PacketParams {
+            nic_wire: Wire {
+                mtu_bytes: 4096,
+                header_bytes: 64,
+            },
+            nvlink_wire: Wire {
+                mtu_bytes: 4096,
+                header_bytes: 0,
+            },
+            switch: SwitchParams {
+                latency: Dur::from_ns(100),
+                buffers,
+                ecn: None,
+            },
+            routing: Routing::Ecmp,
+            congestion_control: CongestionControl::None,
+            credit_bytes: 4 * 4160,
+            seed: 1,
+        }
+    }
+
+    /// Five switches in a ring, one GPU on each; GPU i sends to GPU i+2, whose only
+    /// shortest path runs clockwise through two ring links. Every ring link carries two
+    /// flows and every switch's ring ingress waits on the next switch: a cyclic buffer
+    /// dependency. With small PFC thresholds the run must stop as a reported deadlock.
+    fn ring(buffers: Buffers) -> Result<PacketRun, Deadlock> {
+        let n = 5u32;
+        let rate = Bandwidth::from_gbps(100).unwrap();
+        let mut kinds = vec![NodeKind::Gpu; n as usize];
+        kinds.extend(std::iter::repeat_n(NodeKind::Switch, n as usize));
+        let mut links = Vec::new();
+        let mut cable = |a: u32, b: u32, class| {
+            for (from, to) in [(a, b), (b, a)] {
+                links.push(Link {
+                    from: NodeId(from),
+                    to: NodeId(to),
+                    rate,
+                    latency: Dur::from_ns(1000),
+                    class,
+                });
+            }
+        };
+        for i in 0..n {
+            cable(i, n + i, LinkClass::Access);
+            cable(n + i, n + (i + 1) % n, LinkClass::Fabric);
+        }
+        let fabric = Fabric::from_topology(Topology::new(kinds, links).unwrap());
+        let messages: Vec<MessageSpec> = (0..n)
+            .map(|i| MessageSpec {
+                src: NodeId(i),
+                dst: NodeId((i + 2) % n),
+                bytes: 4 << 20,
+                start: Time::ZERO,
+            })
+            .collect();
+        simulate(&fabric, &params(buffers), &messages, &mut |_, _| {})
+    }
+
+    #[test]
+    fn pfc_cycle_is_reported_as_a_deadlock() {
+        let pfc = PfcParams {
+            xoff_bytes: 3 * 4160,
+            xon_bytes: 4160,
+        };
+        let d = ring(Buffers::Lossless {
+            pfc,
+            ingress_bytes: None,
+        })
+        .expect_err("a PFC cycle deadlocks");
+        assert!(d.packets_stuck > 0);
+        assert!(!d.paused_links.is_empty());
+        assert!(d.to_string().contains("deadlock"));
+    }
+
+    #[test]
+    fn the_same_ring_without_pfc_completes() {
+        let r = ring(Buffers::Unbounded).expect("no pauses, no deadlock");
+        assert!(r.messages.iter().all(|m| m.finish.is_some()));
+        assert_eq!(r.bytes_delivered, 5 * (4 << 20));
+    }
+}

@@ -111,6 +111,34 @@ pub struct Tier {
 }
 
 impl Fabric {
+    /// A fabric from a hand-built graph (library users, tests): every GPU its own node, no
+    /// NVLink domain, no scale-out tiers to report.
+    pub fn from_topology(topology: Topology) -> Fabric {
+        let gpus = topology.gpus();
+        Fabric {
+            spec: FabricSpec {
+                nodes: gpus,
+                gpus_per_node: 1,
+                nvlink: None,
+                nic: None,
+                scale_out: ScaleOutSpec {
+                    kind: ScaleOutKind::None,
+                    radix: 0,
+                    oversubscription: 1.0,
+                    link_rate: topology
+                        .links()
+                        .first()
+                        .map_or(Bandwidth::from_gbps(1).expect("nonzero"), |l| l.rate),
+                    latency: Dur::ZERO,
+                    fat_tree_k: 0,
+                },
+            },
+            domain_of_gpu: vec![None; gpus as usize],
+            tiers: Vec::new(),
+            topology,
+        }
+    }
+
     /// Whether two GPUs share an NVLink domain.
     pub fn same_domain(&self, a: NodeId, b: NodeId) -> bool {
         match (

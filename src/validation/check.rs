@@ -59,9 +59,12 @@ impl Check {
         }
     }
 
-    /// Relative error in percent; `None` where it is undefined (expected is zero and the
-    /// simulated value is not) or not finite.
+    /// Relative error in percent for `Within` checks; `None` for bounds (where it means
+    /// nothing) and where it is undefined (expected zero, simulated not) or not finite.
     pub fn error_pct(&self) -> Option<f64> {
+        if !matches!(self.compare, Compare::Within { .. }) {
+            return None;
+        }
         if self.expected == self.simulated {
             return Some(0.0);
         }

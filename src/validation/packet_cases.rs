@@ -20,11 +20,38 @@ pub fn cases() -> Vec<Case> {
             name: "closed-form-incast",
             run: incast,
         },
+        Case {
+            name: "closed-form-incast-lossless",
+            run: incast_lossless,
+        },
+        Case {
+            name: "closed-form-incast-lossy",
+            run: incast_lossy,
+        },
+        Case {
+            name: "calibration-nvlink-pairwise",
+            run: nvlink_pairwise,
+        },
+        Case {
+            name: "nccl-h100-nvlink",
+            run: nccl_h100_nvlink,
+        },
+        Case {
+            name: "ecmp-vs-spray",
+            run: ecmp_vs_spray,
+        },
     ]
 }
 
 const SINGLE_FLOW: &str = include_str!("../../validation/closed-form-single-flow.toml");
 const INCAST: &str = include_str!("../../validation/closed-form-incast.toml");
+const INCAST_LOSSLESS: &str = include_str!("../../validation/closed-form-incast-lossless.toml");
+const INCAST_LOSSY: &str = include_str!("../../validation/closed-form-incast-lossy.toml");
+const PAIRWISE: &str = include_str!("../../validation/calibration-nvlink-pairwise.toml");
+const NCCL_8: &str = include_str!("../../validation/nccl-h100-nvlink-8gpu.toml");
+const NCCL_4: &str = include_str!("../../validation/nccl-h100-nvlink-4gpu.toml");
+const ECMP: &str = include_str!("../../validation/ecmp-vs-spray-ecmp.toml");
+const SPRAY: &str = include_str!("../../validation/ecmp-vs-spray-spray.toml");
 
 fn run(s: &Scenario) -> PacketRun {
     crate::packet::simulate(&s.fabric, &s.packet, &s.messages, &mut |_, _| {})
@@ -145,6 +172,213 @@ fn incast() -> Result<Vec<Check>, InputError> {
             (pkts[0].saturating_mul(n)).as_us_f64(),
             last_done.since(first_done).as_us_f64(),
             "equal shares: all senders finish within one round of N packets",
+        ),
+    ])
+}
+
+fn parse(text: &str, file: &str) -> Result<Scenario, InputError> {
+    Scenario::parse(text, &format!("validation/{file}.toml"), None)
+}
+
+fn first_start(r: &PacketRun) -> Time {
+    r.messages
+        .iter()
+        .map(|m| m.start)
+        .min()
+        .unwrap_or(Time::ZERO)
+}
+
+/// Mean over sending GPUs of bytes sent / makespan, GB/s: nccl-tests' bus bandwidth for
+/// all-to-all (algbw x (n-1)/n) and the plain throughput of a single transfer.
+fn send_gbytes_per_s(r: &PacketRun) -> f64 {
+    let makespan = last_finish(r).since(first_start(r)).as_secs_f64();
+    let mut sent = std::collections::BTreeMap::new();
+    for m in &r.messages {
+        *sent.entry(m.src).or_insert(0u64) += m.bytes;
+    }
+    sent.values().sum::<u64>() as f64 / sent.len() as f64 / makespan / 1e9
+}
+
+fn incast_lossless() -> Result<Vec<Check>, InputError> {
+    let case = "closed-form-incast-lossless";
+    let s = parse(INCAST_LOSSLESS, case)?;
+    let n = s.messages.len() as u64;
+    let pkts = packet_times(&s, s.messages[0].bytes);
+    let expected = pkts[0] + sum(&pkts).saturating_mul(n) + path_latency(&s);
+    let r = run(&s);
+    let m = crate::report::PacketMetrics::of(&s, &r);
+    // Within one packet time of the closed form.
+    let one_packet_pct = pkts[0].as_ps() as f64 / expected.as_ps() as f64 * 100.0;
+    Ok(vec![
+        Check::within(
+            case,
+            "finish_us",
+            expected.as_us_f64(),
+            last_finish(&r).as_us_f64(),
+            one_packet_pct,
+            "closed form (PFC pauses senders, the bottleneck never idles); within one packet time",
+        ),
+        Check::within(
+            case,
+            "drops",
+            0.0,
+            m.drops as f64,
+            0.0,
+            "lossless mode drops nothing",
+        ),
+        Check::at_least(
+            case,
+            "pfc_pauses",
+            1.0,
+            m.pfc_pauses as f64,
+            "16:1 incast must trip XOFF",
+        ),
+        Check::at_most(
+            case,
+            "lossless_overflow_bytes",
+            0.0,
+            m.lossless_overflow_bytes as f64,
+            "headroom check: no ingress exceeds its buffer",
+        ),
+    ])
+}
+
+fn incast_lossy() -> Result<Vec<Check>, InputError> {
+    let case = "closed-form-incast-lossy";
+    let s = parse(INCAST_LOSSY, case)?;
+    let r = run(&s);
+    let m = crate::report::PacketMetrics::of(&s, &r);
+    Ok(vec![
+        Check::at_least(
+            case,
+            "drops",
+            1.0,
+            m.drops as f64,
+            "16:1 incast overflows 64 KiB",
+        ),
+        Check::at_least(
+            case,
+            "messages_lost",
+            1.0,
+            m.messages_lost as f64,
+            "no retransmission yet",
+        ),
+        Check::within(
+            case,
+            "bytes_injected",
+            (r.bytes_delivered + r.bytes_dropped) as f64,
+            r.bytes_injected as f64,
+            0.0,
+            "conservation: injected = delivered + dropped",
+        ),
+    ])
+}
+
+fn nvlink_pairwise() -> Result<Vec<Check>, InputError> {
+    let case = "calibration-nvlink-pairwise";
+    let s = parse(PAIRWISE, case)?;
+    let r = run(&s);
+    Ok(vec![Check::within(
+        case,
+        "copy_gbytes_per_s",
+        396.4,
+        send_gbytes_per_s(&r),
+        1.0,
+        "calibration target: 8x H200 nvbandwidth pairwise 396.4 GB/s (stas00/ml-engineering)",
+    )])
+}
+
+fn nccl_h100_nvlink() -> Result<Vec<Check>, InputError> {
+    let case = "nccl-h100-nvlink";
+    let s8 = parse(NCCL_8, "nccl-h100-nvlink-8gpu")?;
+    let s4 = parse(NCCL_4, "nccl-h100-nvlink-4gpu")?;
+    Ok(vec![
+        Check::within(
+            case,
+            "busbw_gbytes_per_s (8 GPUs)",
+            370.0,
+            send_gbytes_per_s(&run(&s8)),
+            10.0,
+            "NVIDIA/nccl-tests #212: ~370 GB/s NCCL bus bandwidth on 8x H100",
+        ),
+        Check::within(
+            case,
+            "busbw_gbytes_per_s (4 GPUs)",
+            334.9,
+            send_gbytes_per_s(&run(&s4)),
+            10.0,
+            "NVIDIA/nccl #2169: 4x H100 alltoall_perf 500 MiB, busbw 334.9 GB/s",
+        ),
+    ])
+}
+
+/// The flows each link carries when every message follows its ECMP hash.
+fn ecmp_link_loads(s: &Scenario) -> Vec<u32> {
+    let t = &s.fabric.topology;
+    let mut load = vec![0u32; t.links().len()];
+    for (i, m) in s.messages.iter().enumerate() {
+        let hash = crate::packet::message_hash(s.seed, i as u32);
+        let mut at = m.src;
+        while at != m.dst {
+            let hops = t.next_hops(at, m.dst);
+            let l = hops[crate::packet::ecmp_pick(hash, at, hops.len())];
+            load[l.0 as usize] += 1;
+            at = t.link(l).to;
+        }
+    }
+    load
+}
+
+fn ecmp_vs_spray() -> Result<Vec<Check>, InputError> {
+    let case = "ecmp-vs-spray";
+    let ecmp = parse(ECMP, "ecmp-vs-spray-ecmp")?;
+    let spray = parse(SPRAY, "ecmp-vs-spray-spray")?;
+    let t = &spray.fabric.topology;
+    let pkts = packet_times(&spray, spray.messages[0].bytes);
+    let stream = sum(&pkts);
+    // Ideal: each flow alone on its path, store-and-forward; the longest path sets it.
+    let link_lat = spray.fabric.topology.links()[0].latency;
+    let ideal = spray
+        .messages
+        .iter()
+        .map(|m| {
+            let hops = t.hops(m.src, m.dst) as u64;
+            stream
+                + pkts[pkts.len() - 1].saturating_mul(hops - 1)
+                + link_lat.saturating_mul(hops)
+                + spray.packet.switch.latency.saturating_mul(hops - 1)
+        })
+        .max()
+        .expect("messages");
+    let k_max = *ecmp_link_loads(&ecmp).iter().max().expect("links") as u64;
+    let spray_span = last_finish(&run(&spray)).since(first_start(&run(&spray)));
+    let r_ecmp = run(&ecmp);
+    let ecmp_span = last_finish(&r_ecmp).since(first_start(&r_ecmp));
+    // ECMP: the link with k_max flows serializes k_max streams; then the longest tail.
+    let ecmp_expected = stream.saturating_mul(k_max) + (ideal - stream);
+    Ok(vec![
+        Check::at_most(
+            case,
+            "spray makespan / ideal",
+            1.2,
+            spray_span.as_ps() as f64 / ideal.as_ps() as f64,
+            "random packet spraying leaves only transient queues: within 20 % of ideal \
+             (htsim EQDS, 128-host fat tree: 49.0 vs 33.7 us ideal, shared/reference §5)",
+        ),
+        Check::at_least(
+            case,
+            "ecmp makespan / spray makespan",
+            1.5,
+            ecmp_span.as_ps() as f64 / spray_span.as_ps() as f64,
+            "direction: hash collisions (most-loaded link carries k_max >= 2 flows)",
+        ),
+        Check::within(
+            case,
+            "ecmp makespan_us vs k_max x stream + tail",
+            ecmp_expected.as_us_f64(),
+            ecmp_span.as_us_f64(),
+            10.0,
+            "size: the most-loaded link (k_max flows from the hashed paths) sets the makespan",
         ),
     ])
 }
