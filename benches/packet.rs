@@ -31,9 +31,19 @@ start_jitter_ns = 1000
 fn bench_packet(c: &mut Criterion) {
     let mut g = c.benchmark_group("packet");
     g.sample_size(10);
+    // Issue 3's speed scenario: 128 GPUs on 16 HGX nodes, 1 MiB all-to-all, DCQCN.
+    let hgx16 = Scenario::load(
+        std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/workloads/scenarios/hgx16-a2a-dcqcn.toml"
+        )),
+        None,
+    )
+    .expect("valid scenario");
     let scenarios = [
         ("default", Scenario::embedded_default(None)),
         ("star-64-a2a-256KiB", star_all_to_all(64, 256 * 1024)),
+        ("hgx16-a2a-1MiB-dcqcn", hgx16),
     ];
     for (name, s) in &scenarios {
         let run = afdsim::packet::simulate(&s.fabric, &s.packet, &s.messages, &mut |_, _| {})

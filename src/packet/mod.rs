@@ -70,6 +70,8 @@ const NONE: u32 = u32::MAX;
 #[derive(Clone, Copy, Debug)]
 struct Packet {
     msg: u32,
+    /// Destination GPU (copied from the message: read at every hop).
+    dst: NodeId,
     payload_bytes: u32,
     wire_bytes: u32,
     /// The link it arrived on at the node that holds it; NONE at its source.
@@ -121,6 +123,15 @@ pub struct LinkStats {
 }
 
 struct LinkState {
+    /// Static data of the link, kept here so one cache line serves a hop.
+    to: NodeId,
+    rate: crate::engine::Bandwidth,
+    latency: Dur,
+    /// Whether the far end is a scale-out switch (its latency applies).
+    to_switch: bool,
+    nvlink: bool,
+    /// Serialization time of the last packet size sent (nearly always a full packet).
+    tx_cache: (u64, Dur),
     busy: bool,
     on_wire: u32,
     /// The receiver has paused this link's sender.
@@ -240,6 +251,12 @@ pub fn simulate(
         .links()
         .iter()
         .map(|l| LinkState {
+            to: l.to,
+            rate: l.rate,
+            latency: l.latency,
+            to_switch: topo.kind(l.to) == NodeKind::Switch,
+            nvlink: l.class == LinkClass::NvLink,
+            tx_cache: (0, Dur::ZERO),
             busy: false,
             on_wire: NONE,
             paused: false,
@@ -421,9 +438,9 @@ impl Sim<'_> {
     }
 
     fn on_arrive(&mut self, now: Time, l: LinkId, pkt: u32) {
-        let at = self.topo.link(l).to;
+        let at = self.links[l.0 as usize].to;
         let p = self.pool.slots[pkt as usize];
-        let dst = self.specs[p.msg as usize].dst;
+        let dst = p.dst;
         if at == dst {
             self.deliver(now, pkt);
             return;
@@ -432,7 +449,7 @@ impl Sim<'_> {
         self.pool.slots[pkt as usize].in_link = l.0;
         self.hold(now, l, p.wire_bytes as u64);
         let next = self.choose(at, dst, &p);
-        if self.topo.kind(at) == NodeKind::Switch {
+        if self.links[l.0 as usize].to_switch {
             let q = self.links[next.0 as usize].fifo_bytes;
             if let Buffers::Lossy { egress_bytes } = self.params.switch.buffers
                 && q + p.wire_bytes as u64 > egress_bytes
@@ -657,18 +674,23 @@ impl Sim<'_> {
                 None => return,
             }
         };
-        let link = self.topo.link(l);
         let wire = self.pool.slots[pkt as usize].wire_bytes as u64;
-        let tx = link.rate.serialize(wire);
         let ls = &mut self.links[l.0 as usize];
+        let tx = if ls.tx_cache.0 == wire {
+            ls.tx_cache.1
+        } else {
+            let tx = ls.rate.serialize(wire);
+            ls.tx_cache = (wire, tx);
+            tx
+        };
         ls.busy = true;
         ls.on_wire = pkt;
         ls.stats.wire_bytes += wire;
         ls.stats.packets += 1;
         ls.stats.busy += tx;
         self.packet_hops += 1;
-        let mut arrive = now + tx + link.latency;
-        if self.topo.kind(link.to) == NodeKind::Switch {
+        let mut arrive = now + tx + ls.latency;
+        if ls.to_switch {
             arrive += self.params.switch.latency;
         }
         self.queue.schedule_at(now + tx, Event::TxDone(l));
@@ -684,7 +706,7 @@ impl Sim<'_> {
         let ngroups = self.links[li].groups.len();
         let mut earliest: Option<Time> = None;
         let src = self.topo.link(l).from.0 as usize;
-        let nvlink = self.topo.link(l).class == LinkClass::NvLink;
+        let nvlink = self.links[li].nvlink;
         for i in 0..ngroups {
             let gi = (self.links[li].group_cursor + i) % ngroups;
             let g = self.links[li].groups[gi] as usize;
@@ -725,8 +747,10 @@ impl Sim<'_> {
                 self.links[li].group_cursor = (gi + 1) % ngroups;
                 self.packets += 1;
                 self.bytes_injected += payload;
+                let dst = self.specs[m as usize].dst;
                 return Some(self.pool.alloc(Packet {
                     msg: m,
+                    dst,
                     payload_bytes: payload as u32,
                     wire_bytes: wire_bytes as u32,
                     in_link: NONE,
