@@ -4,7 +4,7 @@
 use super::Ctx;
 use crate::engine::{Bandwidth, Dur};
 use crate::error::InputError;
-use crate::packet::{Buffers, EcnParams, PfcParams, Routing, SwitchParams, Wire};
+use crate::packet::{Buffers, DcqcnParams, EcnParams, PfcParams, Routing, SwitchParams, Wire};
 use crate::topology::{FabricSpec, NicSpec, NvlinkSpec, ScaleOutKind, ScaleOutSpec};
 use serde::Deserialize;
 
@@ -82,6 +82,73 @@ pub struct NicFile {
     /// none (PFC only) or dcqcn.
     #[serde(default)]
     pub congestion_control: Option<String>,
+    /// DCQCN parameters; each key absent keeps the default (`DcqcnParams::for_line_rate`).
+    #[serde(default)]
+    pub dcqcn: Option<DcqcnFile>,
+}
+
+/// DCQCN reaction- and notification-point parameters (see `packet::DcqcnParams`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DcqcnFile {
+    #[serde(default)]
+    pub g: Option<f64>,
+    #[serde(default)]
+    pub timer_us: Option<f64>,
+    #[serde(default)]
+    pub byte_counter_kib: Option<f64>,
+    #[serde(default)]
+    pub fast_recovery_steps: Option<i64>,
+    #[serde(default)]
+    pub rate_ai_mbps: Option<f64>,
+    #[serde(default)]
+    pub rate_hai_mbps: Option<f64>,
+    #[serde(default)]
+    pub min_rate_mbps: Option<f64>,
+    #[serde(default)]
+    pub cnp_interval_us: Option<f64>,
+}
+
+/// Resolves DCQCN parameters: the defaults for `line`, with each given key overriding.
+pub(super) fn resolve_dcqcn(
+    cx: &Ctx,
+    d: Option<&DcqcnFile>,
+    line: Bandwidth,
+) -> Result<DcqcnParams, InputError> {
+    let mut p = DcqcnParams::for_line_rate(line);
+    let Some(d) = d else { return Ok(p) };
+    let key = |k: &str| format!("fabric.nic.dcqcn.{k}");
+    if let Some(g) = d.g {
+        if !(g.is_finite() && g > 0.0 && g < 1.0) {
+            return Err(cx.err(key("g"), format!("{g} is not allowed: 0 < g < 1")));
+        }
+        p.g = g;
+    }
+    if let Some(t) = d.timer_us {
+        p.timer = cx.dur_ns(&key("timer_us"), t * 1e3)?;
+        if p.timer == Dur::ZERO {
+            return Err(cx.err(key("timer_us"), "must be > 0"));
+        }
+    }
+    if let Some(b) = d.byte_counter_kib {
+        p.byte_counter_bytes = kib(cx, &key("byte_counter_kib"), b)?;
+    }
+    if let Some(f) = d.fast_recovery_steps {
+        p.fast_recovery_steps = cx.int_in(&key("fast_recovery_steps"), f, 0, 1000)? as u32;
+    }
+    if let Some(r) = d.rate_ai_mbps {
+        p.rate_ai = cx.rate(&key("rate_ai_mbps"), r / 1e3)?;
+    }
+    if let Some(r) = d.rate_hai_mbps {
+        p.rate_hai = cx.rate(&key("rate_hai_mbps"), r / 1e3)?;
+    }
+    if let Some(r) = d.min_rate_mbps {
+        p.min_rate = cx.rate(&key("min_rate_mbps"), r / 1e3)?;
+    }
+    if let Some(t) = d.cnp_interval_us {
+        p.cnp_interval = cx.dur_ns(&key("cnp_interval_us"), t * 1e3)?;
+    }
+    Ok(p)
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -18,7 +18,7 @@ pub use raw::{ScenarioFile, TrafficFile};
 
 use crate::engine::{Bandwidth, Dur, SimRng, Time};
 use crate::error::InputError;
-use crate::packet::{Buffers, CongestionControl, DcqcnParams, MessageSpec, PacketParams};
+use crate::packet::{Buffers, CongestionControl, MessageSpec, PacketParams};
 use crate::topology::{Fabric, NodeId, NodeKind};
 use std::path::{Path, PathBuf};
 
@@ -384,9 +384,27 @@ fn resolve_fabric(
         InputError::new(file_for(&key), key, e.message)
     })?;
     check_headroom(&rf, &built).map_err(blame)?;
-    let congestion_control = match f.nic.as_ref().and_then(|n| n.congestion_control.as_deref()) {
+    let cc_name = f.nic.as_ref().and_then(|n| n.congestion_control.as_deref());
+    if cc_name != Some("dcqcn") && f.nic.as_ref().is_some_and(|n| n.dcqcn.is_some()) {
+        let key = "fabric.nic.dcqcn";
+        return Err(InputError::new(
+            file_for(key),
+            key,
+            "DCQCN parameters need congestion_control = \"dcqcn\"",
+        ));
+    }
+    let congestion_control = match cc_name {
         None | Some("none") => CongestionControl::None,
-        Some("dcqcn") => CongestionControl::Dcqcn(DcqcnParams::default()),
+        Some("dcqcn") => {
+            let line = rf
+                .spec
+                .nic
+                .as_ref()
+                .map(|n| n.rate)
+                .expect("a [nic] table was read");
+            let d = f.nic.as_ref().and_then(|n| n.dcqcn.as_ref());
+            CongestionControl::Dcqcn(fabric::resolve_dcqcn(&cx, d, line).map_err(blame)?)
+        }
         Some(other) => {
             let key = "fabric.nic.congestion_control";
             return Err(InputError::new(

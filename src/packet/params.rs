@@ -86,8 +86,11 @@ impl Routing {
 
 /// DCQCN (Zhu et al., "Congestion Control for Large-Scale RDMA Deployments", SIGCOMM 2015).
 /// Defaults are the paper's: g = 1/256, a 55 us timer for alpha decay and rate increase,
-/// byte counter 10 MB, F = 5 fast-recovery steps, additive increase 40 Mb/s, hyper increase
-/// 400 Mb/s, and at the notification point at most one CNP per flow per 50 us.
+/// byte counter 10 MB, F = 5 fast-recovery steps, additive increase 40 Mb/s and hyper
+/// increase 400 Mb/s on its 40 Gb/s NICs, and at the notification point at most one CNP
+/// per flow per 50 us. [`DcqcnParams::for_line_rate`] keeps the increase steps at the
+/// paper's fraction of line rate (1/1000 and 1/100): at 400 Gb/s the absolute 40 Mb/s step
+/// takes ten times longer to recover the same share of the link.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub struct DcqcnParams {
     pub g: f64,
@@ -98,6 +101,19 @@ pub struct DcqcnParams {
     pub rate_hai: Bandwidth,
     pub min_rate: Bandwidth,
     pub cnp_interval: Dur,
+}
+
+impl DcqcnParams {
+    /// The paper's parameters with the increase steps scaled to `line` as they relate to
+    /// 40 Gb/s in the paper.
+    pub fn for_line_rate(line: Bandwidth) -> DcqcnParams {
+        let d = DcqcnParams::default();
+        DcqcnParams {
+            rate_ai: Bandwidth::from_bps((line.bps() / 1000).max(1)).expect("nonzero"),
+            rate_hai: Bandwidth::from_bps((line.bps() / 100).max(1)).expect("nonzero"),
+            ..d
+        }
+    }
 }
 
 impl Default for DcqcnParams {

@@ -40,6 +40,10 @@ pub fn cases() -> Vec<Case> {
             name: "ecmp-vs-spray",
             run: ecmp_vs_spray,
         },
+        Case {
+            name: "dcqcn-incast",
+            run: dcqcn_incast,
+        },
     ]
 }
 
@@ -50,6 +54,8 @@ const INCAST_LOSSY: &str = include_str!("../../validation/closed-form-incast-los
 const PAIRWISE: &str = include_str!("../../validation/calibration-nvlink-pairwise.toml");
 const NCCL_8: &str = include_str!("../../validation/nccl-h100-nvlink-8gpu.toml");
 const NCCL_4: &str = include_str!("../../validation/nccl-h100-nvlink-4gpu.toml");
+const DCQCN_OFF: &str = include_str!("../../validation/dcqcn-incast-none.toml");
+const DCQCN_ON: &str = include_str!("../../validation/dcqcn-incast-dcqcn.toml");
 const ECMP: &str = include_str!("../../validation/ecmp-vs-spray-ecmp.toml");
 const SPRAY: &str = include_str!("../../validation/ecmp-vs-spray-spray.toml");
 
@@ -379,6 +385,50 @@ fn ecmp_vs_spray() -> Result<Vec<Check>, InputError> {
             ecmp_span.as_us_f64(),
             10.0,
             "size: the most-loaded link (k_max flows from the hashed paths) sets the makespan",
+        ),
+    ])
+}
+
+fn dcqcn_incast() -> Result<Vec<Check>, InputError> {
+    let case = "dcqcn-incast";
+    let off = parse(DCQCN_OFF, "dcqcn-incast-none")?;
+    let on = parse(DCQCN_ON, "dcqcn-incast-dcqcn")?;
+    let n = off.messages.len() as u64;
+    let pkts = packet_times(&off, off.messages[0].bytes);
+    let line_rate_finish = pkts[0] + sum(&pkts).saturating_mul(n) + path_latency(&off);
+    let r_off = run(&off);
+    let r_on = run(&on);
+    let m_off = crate::report::PacketMetrics::of(&off, &r_off);
+    let m_on = crate::report::PacketMetrics::of(&on, &r_on);
+    Ok(vec![
+        Check::at_least(
+            case,
+            "cnps",
+            1.0,
+            m_on.cnps as f64,
+            "ECN marks must return CNPs",
+        ),
+        Check::at_most(
+            case,
+            "pfc_pauses with dcqcn / without",
+            1.0,
+            m_on.pfc_pauses as f64 / m_off.pfc_pauses.max(1) as f64,
+            "direction: DCQCN exists to rely less on PFC (Zhu et al. 2015)",
+        ),
+        Check::at_least(
+            case,
+            "finish_us with dcqcn",
+            line_rate_finish.as_us_f64(),
+            last_finish(&r_on).as_us_f64(),
+            "no congestion control beats the bottleneck's line rate (closed form)",
+        ),
+        Check::within(
+            case,
+            "finish_us without dcqcn (PFC only)",
+            line_rate_finish.as_us_f64(),
+            last_finish(&r_off).as_us_f64(),
+            pkts[0].as_ps() as f64 / line_rate_finish.as_ps() as f64 * 100.0,
+            "closed form: PFC alone keeps the bottleneck busy; within one packet time",
         ),
     ])
 }
