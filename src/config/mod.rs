@@ -487,8 +487,10 @@ fn check_headroom(rf: &ResolvedFabric, fabric: &Fabric) -> Result<(), InputError
 
 /// The keys of a traffic entry other than `pattern`, `bytes` and the start times, with
 /// whether they are set, so a pattern can reject the ones it does not use.
-fn set_keys(t: &TrafficFile) -> [(&'static str, bool); 5] {
+fn set_keys(t: &TrafficFile) -> [(&'static str, bool); 7] {
     [
+        ("bytes", t.bytes.is_some()),
+        ("matrix_bytes", t.matrix_bytes.is_some()),
         ("src", t.src.is_some()),
         ("dst", t.dst.is_some()),
         ("senders", t.senders.is_some()),
@@ -506,7 +508,16 @@ fn resolve_traffic(
     out: &mut Vec<MessageSpec>,
 ) -> Result<(), InputError> {
     let key = |k: &str| format!("{at}.{k}");
-    let bytes = cx.int_in(&key("bytes"), t.bytes, 1, 1 << 40)? as u64;
+    let bytes = match (t.pattern.as_str(), t.bytes) {
+        ("matrix", _) => 0,
+        (_, Some(b)) => cx.int_in(&key("bytes"), b, 1, 1 << 40)? as u64,
+        (_, None) => {
+            return Err(cx.err(
+                key("bytes"),
+                format!("required for pattern `{}`", t.pattern),
+            ));
+        }
+    };
     let start = Time::ZERO + cx.dur_ns(&key("start_ns"), t.start_ns.unwrap_or(0.0))?;
     let jitter = cx.dur_ns(&key("start_jitter_ns"), t.start_jitter_ns.unwrap_or(0.0))?;
     let gpu = |k: &str, v: i64| -> Result<NodeId, InputError> {
@@ -516,15 +527,16 @@ fn resolve_traffic(
         v.ok_or_else(|| cx.err(key(k), format!("required for pattern `{}`", t.pattern)))
     };
     let uses: &[&str] = match t.pattern.as_str() {
-        "message" => &["src", "dst"],
-        "all-to-all" => &[],
-        "incast" => &["senders", "receiver"],
-        "permutation" => &["shift"],
+        "message" => &["bytes", "src", "dst"],
+        "all-to-all" => &["bytes"],
+        "incast" => &["bytes", "senders", "receiver"],
+        "permutation" => &["bytes", "shift"],
+        "matrix" => &["matrix_bytes"],
         other => {
             return Err(cx.err(
                 key("pattern"),
                 format!(
-                    "`{other}` is not a pattern; allowed: message, all-to-all, incast, permutation"
+                    "`{other}` is not a pattern; allowed: message, all-to-all, incast, permutation, matrix"
                 ),
             ));
         }
@@ -543,7 +555,47 @@ fn resolve_traffic(
     }
 
     let mut pairs: Vec<(NodeId, NodeId)> = Vec::new();
+    // Per-pair sizes where a pattern has them (matrix); else every pair sends `bytes`.
+    let mut sizes: Vec<u64> = Vec::new();
     match t.pattern.as_str() {
+        "matrix" => {
+            let rows = t
+                .matrix_bytes
+                .as_ref()
+                .ok_or_else(|| cx.err(key("matrix_bytes"), "required for pattern `matrix`"))?;
+            if rows.len() != gpus as usize {
+                return Err(cx.err(
+                    key("matrix_bytes"),
+                    format!(
+                        "has {} rows; the fabric has {gpus} GPUs (one row each)",
+                        rows.len()
+                    ),
+                ));
+            }
+            for (i, row) in rows.iter().enumerate() {
+                let at = key(&format!("matrix_bytes[{i}]"));
+                if row.len() != gpus as usize {
+                    return Err(cx.err(
+                        &at,
+                        format!("has {} entries; the fabric has {gpus} GPUs", row.len()),
+                    ));
+                }
+                for (j, &b) in row.iter().enumerate() {
+                    let at = format!("{at}[{j}]");
+                    let b = cx.int_in(&at, b, 0, 1 << 40)? as u64;
+                    if i == j && b > 0 {
+                        return Err(cx.err(
+                            at,
+                            "a GPU sends nothing to itself over the fabric: must be 0",
+                        ));
+                    }
+                    if b > 0 {
+                        pairs.push((NodeId(i as u32), NodeId(j as u32)));
+                        sizes.push(b);
+                    }
+                }
+            }
+        }
         "message" => {
             let s = gpu("src", required("src", t.src)?)?;
             let d = gpu("dst", required("dst", t.dst)?)?;
@@ -590,7 +642,8 @@ fn resolve_traffic(
         }
         _ => unreachable!("pattern checked above"),
     }
-    for (src, dst) in pairs {
+    for (k, (src, dst)) in pairs.into_iter().enumerate() {
+        let bytes = sizes.get(k).copied().unwrap_or(bytes);
         let j = if jitter == Dur::ZERO {
             Dur::ZERO
         } else {
@@ -816,6 +869,21 @@ bytes = 4096
             "fabric.switch.pfc_xon_kib",
             "both",
         );
+    }
+
+    #[test]
+    fn matrix_traffic_sends_each_nonzero_entry() {
+        let text = BASE.replace(
+            "pattern = \"all-to-all\"\nbytes = 4096",
+            "pattern = \"matrix\"\nmatrix_bytes = [[0,7,0,0],[0,0,0,0],[9,0,0,0],[0,0,3,0]]",
+        );
+        let s = Scenario::parse(&text, "f.toml", None).unwrap();
+        let got: Vec<(u32, u32, u64)> = s
+            .messages
+            .iter()
+            .map(|m| (m.src.0, m.dst.0, m.bytes))
+            .collect();
+        assert_eq!(got, [(0, 1, 7), (2, 0, 9), (3, 2, 3)]);
     }
 
     #[test]

@@ -29,10 +29,14 @@ pub struct ScenarioFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrafficFile {
-    /// `message`, `all-to-all`, `incast` or `permutation`.
+    /// `message`, `all-to-all`, `incast`, `permutation` or `matrix`.
     pub pattern: String,
-    /// Bytes of each message (per pair for all-to-all).
-    pub bytes: i64,
+    /// Bytes of each message (per pair for all-to-all); not used by `matrix`.
+    #[serde(default)]
+    pub bytes: Option<i64>,
+    /// `matrix`: bytes from GPU row to GPU column, N x N; zero entries send nothing.
+    #[serde(default)]
+    pub matrix_bytes: Option<Vec<Vec<i64>>>,
     #[serde(default)]
     pub start_ns: Option<f64>,
     /// Each message starts at `start_ns` plus a uniform draw in [0, start_jitter_ns].
