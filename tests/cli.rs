@@ -187,3 +187,31 @@ fn validate_table_ends_with_the_count_line() {
     let last = s.trim_end().lines().last().unwrap();
     assert!(last.ends_with("passed, 0 failed"), "{last}");
 }
+
+#[test]
+fn fabric_show_reports_counts_and_bisection() {
+    let o = afdsim(&["fabric", "show", "hgx-h100", "--nodes", "16", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["gpus"], 128);
+    assert_eq!(v["nics"], 128);
+    assert_eq!(v["nvswitch_chips"], 64);
+    // 8 rails x 1 leaf + 16 spines (16 downlinks and 16 uplinks per leaf).
+    assert_eq!(v["switches"], 24);
+    assert_eq!(v["nvlink_per_gpu_gbytes_per_s"], 450.0);
+    // Non-blocking: half of 128 x 50 GB/s.
+    assert_eq!(v["scale_out_bisection_gbytes_per_s"], 3200.0);
+    let human = afdsim(&["fabric", "show", "gb200-nvl72"]);
+    assert!(stdout(&human).contains("72 GPUs"), "{}", stdout(&human));
+}
+
+#[test]
+fn fabric_show_unknown_fabric_is_a_clear_error() {
+    let o = afdsim(&["fabric", "show", "no-such-fabric"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("fabric.file") && err.contains("hgx-h100"),
+        "{err}"
+    );
+}
