@@ -11,6 +11,7 @@
 //! `resolve` checks values and builds the fabric and the traffic.
 
 mod fabric;
+mod moe;
 mod raw;
 
 pub use fabric::{EMBEDDED_FABRICS, FabricFile, ResolvedFabric, embedded as embedded_fabric};
@@ -333,6 +334,7 @@ fn resolve(
             &format!("traffic[{i}]"),
             t,
             gpus,
+            built.spec.gpus_per_node,
             &mut rng,
             &mut messages,
         )?;
@@ -487,8 +489,16 @@ fn check_headroom(rf: &ResolvedFabric, fabric: &Fabric) -> Result<(), InputError
 
 /// The keys of a traffic entry other than `pattern`, `bytes` and the start times, with
 /// whether they are set, so a pattern can reject the ones it does not use.
-fn set_keys(t: &TrafficFile) -> [(&'static str, bool); 7] {
+fn set_keys(t: &TrafficFile) -> [(&'static str, bool); 15] {
     [
+        ("tokens_per_gpu", t.tokens_per_gpu.is_some()),
+        ("experts", t.experts.is_some()),
+        ("top_k", t.top_k.is_some()),
+        ("hidden", t.hidden.is_some()),
+        ("dtype", t.dtype.is_some()),
+        ("dedup", t.dedup.is_some()),
+        ("node_groups", t.node_groups.is_some()),
+        ("metadata_bytes", t.metadata_bytes.is_some()),
         ("bytes", t.bytes.is_some()),
         ("matrix_bytes", t.matrix_bytes.is_some()),
         ("src", t.src.is_some()),
@@ -504,12 +514,13 @@ fn resolve_traffic(
     at: &str,
     t: &TrafficFile,
     gpus: u32,
+    gpus_per_node: u32,
     rng: &mut SimRng,
     out: &mut Vec<MessageSpec>,
 ) -> Result<(), InputError> {
     let key = |k: &str| format!("{at}.{k}");
     let bytes = match (t.pattern.as_str(), t.bytes) {
-        ("matrix", _) => 0,
+        ("matrix" | "moe-dispatch", _) => 0,
         (_, Some(b)) => cx.int_in(&key("bytes"), b, 1, 1 << 40)? as u64,
         (_, None) => {
             return Err(cx.err(
@@ -532,11 +543,21 @@ fn resolve_traffic(
         "incast" => &["bytes", "senders", "receiver"],
         "permutation" => &["bytes", "shift"],
         "matrix" => &["matrix_bytes"],
+        "moe-dispatch" => &[
+            "tokens_per_gpu",
+            "experts",
+            "top_k",
+            "hidden",
+            "dtype",
+            "dedup",
+            "node_groups",
+            "metadata_bytes",
+        ],
         other => {
             return Err(cx.err(
                 key("pattern"),
                 format!(
-                    "`{other}` is not a pattern; allowed: message, all-to-all, incast, permutation, matrix"
+                    "`{other}` is not a pattern; allowed: message, all-to-all, incast, permutation, matrix, moe-dispatch"
                 ),
             ));
         }
@@ -558,6 +579,12 @@ fn resolve_traffic(
     // Per-pair sizes where a pattern has them (matrix); else every pair sends `bytes`.
     let mut sizes: Vec<u64> = Vec::new();
     match t.pattern.as_str() {
+        "moe-dispatch" => {
+            for (s, d, b) in moe::dispatch(cx, at, t, gpus, gpus_per_node, rng)? {
+                pairs.push((NodeId(s), NodeId(d)));
+                sizes.push(b);
+            }
+        }
         "matrix" => {
             let rows = t
                 .matrix_bytes

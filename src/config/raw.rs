@@ -55,4 +55,23 @@ pub struct TrafficFile {
     /// `permutation`: GPU i sends to GPU (i + shift) mod N; a random derangement when absent.
     #[serde(default)]
     pub shift: Option<i64>,
+    /// `moe-dispatch` (see `config/moe.rs`): tokens per GPU, experts, top-k, hidden size,
+    /// `dtype` (fp8 | bf16), `dedup` (expert | gpu | node), routing limited to
+    /// `node_groups` nodes, and metadata bytes per token.
+    #[serde(default)]
+    pub tokens_per_gpu: Option<i64>,
+    #[serde(default)]
+    pub experts: Option<i64>,
+    #[serde(default)]
+    pub top_k: Option<i64>,
+    #[serde(default)]
+    pub hidden: Option<i64>,
+    #[serde(default)]
+    pub dtype: Option<String>,
+    #[serde(default)]
+    pub dedup: Option<String>,
+    #[serde(default)]
+    pub node_groups: Option<i64>,
+    #[serde(default)]
+    pub metadata_bytes: Option<i64>,
 }

@@ -129,7 +129,6 @@ struct LinkState {
     latency: Dur,
     /// Whether the far end is a scale-out switch (its latency applies).
     to_switch: bool,
-    nvlink: bool,
     /// Serialization time of the last packet size sent (nearly always a full packet).
     tx_cache: (u64, Dur),
     busy: bool,
@@ -139,9 +138,11 @@ struct LinkState {
     paused_since: Time,
     fifo: VecDeque<u32>,
     fifo_bytes: u64,
-    /// Source groups this link serves (GPU egress only), and where round-robin resumes.
+    /// Source groups this link serves (GPU egress only), where round-robin over them
+    /// resumes, and this link's own round-robin position in each group's messages.
     groups: Vec<u32>,
     group_cursor: usize,
+    msg_cursor: Vec<usize>,
     wake_at: Option<Time>,
     /// Bytes received on this link still held by its receiver, and its thresholds.
     held_bytes: u64,
@@ -255,7 +256,6 @@ pub fn simulate(
             rate: l.rate,
             latency: l.latency,
             to_switch: topo.kind(l.to) == NodeKind::Switch,
-            nvlink: l.class == LinkClass::NvLink,
             tx_cache: (0, Dur::ZERO),
             busy: false,
             on_wire: NONE,
@@ -265,6 +265,7 @@ pub fn simulate(
             fifo_bytes: 0,
             groups: Vec::new(),
             group_cursor: 0,
+            msg_cursor: Vec::new(),
             wake_at: None,
             held_bytes: 0,
             pause: match topo.kind(l.to) {
@@ -360,8 +361,9 @@ pub fn simulate(
     sim.finish()
 }
 
+/// Active messages that may leave a GPU on the same set of first-hop links.
 struct Group {
-    msgs: VecDeque<u32>,
+    msgs: Vec<u32>,
 }
 
 struct Sim<'a> {
@@ -410,17 +412,20 @@ impl Sim<'_> {
             Some(&g) => g,
             None => {
                 let g = self.groups.len() as u32;
-                self.groups.push(Group {
-                    msgs: VecDeque::new(),
-                });
-                for &l in &set {
-                    self.links[l.0 as usize].groups.push(g);
+                self.groups.push(Group { msgs: Vec::new() });
+                // Each link of a multi-link (NVLink) group starts its round-robin at its
+                // own position, so the links pull different messages and every message is
+                // spread over all of them, as NVLink stripes a transfer by address.
+                for (k, &l) in set.iter().enumerate() {
+                    let ls = &mut self.links[l.0 as usize];
+                    ls.groups.push(g);
+                    ls.msg_cursor.push(k);
                 }
                 self.group_index.insert(set.clone(), g);
                 g
             }
         };
-        self.groups[g as usize].msgs.push_back(m);
+        self.groups[g as usize].msgs.push(m);
         for &l in &set {
             self.start_next(now, l);
         }
@@ -698,35 +703,29 @@ impl Sim<'_> {
             .schedule_at(arrive, Event::Arrive { link: l, pkt });
     }
 
-    /// Cuts the next packet of the first eligible message, round-robin over the groups
-    /// link `l` serves and over the messages of each. Paced messages not yet eligible are
+    /// Cuts the next packet of the first eligible message: round-robin over the groups link
+    /// `l` serves, and within a group from this link's own cursor (an RDMA NIC's single link
+    /// serves its queue pairs strictly round-robin). Paced messages not yet eligible are
     /// skipped, and a wake-up is scheduled for the earliest of them.
     fn pull_source(&mut self, now: Time, l: LinkId) -> Option<u32> {
         let li = l.0 as usize;
         let ngroups = self.links[li].groups.len();
         let mut earliest: Option<Time> = None;
-        let src = self.topo.link(l).from.0 as usize;
-        let nvlink = self.links[li].nvlink;
         for i in 0..ngroups {
             let gi = (self.links[li].group_cursor + i) % ngroups;
             let g = self.links[li].groups[gi] as usize;
-            // NVLink: 18 links that free up in lockstep would otherwise always take the same
-            // message (link k gets message k mod 3), a pattern real striping by address does
-            // not have; start at a rotating offset instead. NIC queue pairs stay strictly
-            // round-robin, as RDMA NICs serve them.
-            let len = self.groups[g].msgs.len();
-            if nvlink && len > 1 {
-                let turn = &mut self.spray[src];
-                *turn = turn.wrapping_add(1);
-                self.groups[g].msgs.rotate_left(*turn as usize % len);
+            let n = self.groups[g].msgs.len();
+            if n == 0 {
+                continue;
             }
-            for _ in 0..self.groups[g].msgs.len() {
-                let m = self.groups[g].msgs.pop_front().expect("non-empty");
+            let start = self.links[li].msg_cursor[gi] % n;
+            for j in 0..n {
+                let idx = (start + j) % n;
+                let m = self.groups[g].msgs[idx];
                 let ms = &mut self.msgs[m as usize];
                 let paced = ms.rp.as_ref().is_some_and(|rp| rp.limited());
                 if paced && ms.next_send > now {
                     earliest = Some(earliest.map_or(ms.next_send, |e| e.min(ms.next_send)));
-                    self.groups[g].msgs.push_back(m);
                     continue;
                 }
                 let payload = ms.unsent_bytes.min(ms.wire.mtu_bytes as u64);
@@ -741,9 +740,15 @@ impl Sim<'_> {
                         ms.next_send = now + Dur::from_ps(gap_ps);
                     }
                 }
-                if ms.unsent_bytes > 0 {
-                    self.groups[g].msgs.push_back(m);
-                }
+                // The next message in turn is the one after this, or the one that slides
+                // into this slot when this message has nothing left to send.
+                let next = if ms.unsent_bytes == 0 {
+                    self.groups[g].msgs.remove(idx);
+                    idx
+                } else {
+                    idx + 1
+                };
+                self.links[li].msg_cursor[gi] = next;
                 self.links[li].group_cursor = (gi + 1) % ngroups;
                 self.packets += 1;
                 self.bytes_injected += payload;

@@ -44,6 +44,22 @@ pub fn cases() -> Vec<Case> {
             name: "dcqcn-incast",
             run: dcqcn_incast,
         },
+        Case {
+            name: "deepep-intranode-ep8",
+            run: || deepep(DEEPEP_8, "deepep-intranode-ep8", 153.0, 15.0),
+        },
+        Case {
+            name: "deepep-internode-ep16",
+            run: || deepep(DEEPEP_16, "deepep-internode-ep16", 43.0, 20.0),
+        },
+        Case {
+            name: "deepep-internode-ep32",
+            run: || deepep(DEEPEP_32, "deepep-internode-ep32", 58.0, 20.0),
+        },
+        Case {
+            name: "deepep-internode-ep64",
+            run: || deepep(DEEPEP_64, "deepep-internode-ep64", 51.0, 20.0),
+        },
     ]
 }
 
@@ -56,6 +72,10 @@ const NCCL_8: &str = include_str!("../../validation/nccl-h100-nvlink-8gpu.toml")
 const NCCL_4: &str = include_str!("../../validation/nccl-h100-nvlink-4gpu.toml");
 const DCQCN_OFF: &str = include_str!("../../validation/dcqcn-incast-none.toml");
 const DCQCN_ON: &str = include_str!("../../validation/dcqcn-incast-dcqcn.toml");
+const DEEPEP_8: &str = include_str!("../../validation/deepep-intranode-ep8.toml");
+const DEEPEP_16: &str = include_str!("../../validation/deepep-internode-ep16.toml");
+const DEEPEP_32: &str = include_str!("../../validation/deepep-internode-ep32.toml");
+const DEEPEP_64: &str = include_str!("../../validation/deepep-internode-ep64.toml");
 const ECMP: &str = include_str!("../../validation/ecmp-vs-spray-ecmp.toml");
 const SPRAY: &str = include_str!("../../validation/ecmp-vs-spray-spray.toml");
 
@@ -431,4 +451,53 @@ fn dcqcn_incast() -> Result<Vec<Check>, InputError> {
             "closed form: PFC alone keeps the bottleneck busy; within one packet time",
         ),
     ])
+}
+
+/// Probability that none of `k` experts drawn without replacement from `total` lands in a
+/// given set of `pool`: C(total - pool, k) / C(total, k).
+fn miss_probability(total: u64, pool: u64, k: u64) -> f64 {
+    (0..k)
+        .map(|i| (total - pool - i) as f64 / (total - i) as f64)
+        .product()
+}
+
+/// DeepEP normal dispatch in DeepEP's own byte convention (tests/legacy/test_internode.py):
+/// intranode, the tokens a rank receives (its own included); internode, each token counted
+/// once per distinct node among its experts, its own node included (num_rdma_token_sent).
+/// The expected byte count is closed form over the routing; the time is the simulation's.
+fn deepep(
+    text: &str,
+    case: &str,
+    published: f64,
+    tolerance_pct: f64,
+) -> Result<Vec<Check>, InputError> {
+    let s = parse(text, case)?;
+    let t = s.fabric.topology.gpus() as u64;
+    let nodes = s.fabric.spec.nodes as u64;
+    // Setting shared by every DeepEP case (the scenario files): 4096 tokens, 256 experts,
+    // top-8, FP8 with per-128 scales.
+    let (tokens, experts, k) = (4096.0, 256u64, 8u64);
+    let per_token = 7168.0 * (1.0 + 4.0 / 128.0);
+    let r = run(&s);
+    let time_s = last_finish(&r).since(first_start(&r)).as_secs_f64();
+    let (metric, bytes) = if nodes == 1 {
+        let hit = 1.0 - miss_probability(experts, experts / t, k);
+        ("nvl_recv_gbytes_per_s", t as f64 * tokens * hit * per_token)
+    } else {
+        let groups = nodes.min(4);
+        let per_node = experts / nodes;
+        let hit = 1.0 - miss_probability(groups * per_node, per_node, k);
+        (
+            "rdma_gbytes_per_s (DeepEP count)",
+            tokens * groups as f64 * hit * per_token,
+        )
+    };
+    Ok(vec![Check::within(
+        case,
+        metric,
+        published,
+        bytes / time_s / 1e9,
+        tolerance_pct,
+        "DeepEP README (2025-04-22) normal dispatch on H800 + CX7 400G, FP8",
+    )])
 }

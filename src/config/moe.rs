@@ -1,0 +1,167 @@
+//! The `moe-dispatch` traffic pattern: expert-parallel dispatch bytes from a seeded routing
+//! draw, under a stated deduplication convention (shared/DOMAIN.md, "Byte accounting").
+//!
+//! Every GPU holds `tokens_per_gpu` tokens; each picks `top_k` distinct experts uniformly at
+//! random, from all experts or, with `node_groups`, from the experts of that many randomly
+//! chosen nodes (DeepSeek-V3's group-limited routing, as DeepEP's benchmarks run it).
+//! Experts are placed contiguously: GPU g hosts experts [g E/N, (g+1) E/N).
+//!
+//! Conventions (which one a published figure used decides what it means):
+//! - `expert`: one send per (token, expert) — DeepEP low-latency kernels;
+//! - `gpu`: one send per (token, destination GPU) — DeepEP normal kernels inside a node;
+//! - `node`: one RDMA send per (token, remote node) to the GPU of the same local rank there,
+//!   which forwards over NVLink to each GPU of its node that hosts one of the token's experts;
+//!   GPUs of the token's own node get it over NVLink directly — DeepEP normal internode.
+//!   Forwarding is pipelined in DeepEP; here both stages start at once (the forwarded
+//!   volume is small next to NVLink's rate, so the RDMA stage sets the time).
+//! A GPU's tokens for its own experts do not cross the fabric and make no message.
+
+use super::{Ctx, TrafficFile};
+use crate::engine::SimRng;
+use crate::error::InputError;
+
+/// (source GPU, destination GPU, bytes) of every message, in (source, destination) order.
+pub(super) type Sends = Vec<(u32, u32, u64)>;
+
+pub(super) fn dispatch(
+    cx: &Ctx,
+    at: &str,
+    t: &TrafficFile,
+    gpus: u32,
+    gpus_per_node: u32,
+    rng: &mut SimRng,
+) -> Result<Sends, InputError> {
+    let key = |k: &str| format!("{at}.{k}");
+    let need = |k: &str, v: Option<i64>| {
+        v.ok_or_else(|| cx.err(key(k), "required for pattern `moe-dispatch`"))
+    };
+    let tokens = cx.int_in(
+        &key("tokens_per_gpu"),
+        need("tokens_per_gpu", t.tokens_per_gpu)?,
+        1,
+        1 << 20,
+    )? as u32;
+    let experts = cx.int_in(&key("experts"), need("experts", t.experts)?, 1, 1 << 16)? as u32;
+    let top_k = cx.int_in(&key("top_k"), need("top_k", t.top_k)?, 1, experts as i64)? as u32;
+    let hidden = cx.int_in(&key("hidden"), need("hidden", t.hidden)?, 1, 1 << 20)? as u64;
+    if experts % gpus != 0 {
+        return Err(cx.err(
+            key("experts"),
+            format!("{experts} experts do not divide over {gpus} GPUs (contiguous placement)"),
+        ));
+    }
+    let per_token = match t.dtype.as_deref().unwrap_or("fp8") {
+        // e4m3 values plus one fp32 scale per 128 values.
+        "fp8" => hidden + hidden.div_ceil(128) * 4,
+        "bf16" => hidden * 2,
+        other => {
+            return Err(cx.err(
+                key("dtype"),
+                format!("`{other}` is not allowed: fp8 or bf16"),
+            ));
+        }
+    } + cx.int_in(
+        &key("metadata_bytes"),
+        t.metadata_bytes.unwrap_or(0),
+        0,
+        4096,
+    )? as u64;
+    let nodes = gpus / gpus_per_node;
+    let groups = match t.node_groups {
+        None => nodes,
+        Some(g) => cx.int_in(&key("node_groups"), g, 1, nodes as i64)? as u32,
+    };
+    let per_gpu = experts / gpus;
+    let per_node = per_gpu * gpus_per_node;
+    if groups * per_node < top_k {
+        return Err(cx.err(
+            key("node_groups"),
+            format!(
+                "{groups} nodes hold {} experts, fewer than top_k = {top_k}",
+                groups * per_node
+            ),
+        ));
+    }
+    #[derive(Clone, Copy, PartialEq)]
+    enum Dedup {
+        Expert,
+        Gpu,
+        Node,
+    }
+    let dedup = match t.dedup.as_deref().unwrap_or("gpu") {
+        "expert" => Dedup::Expert,
+        "gpu" => Dedup::Gpu,
+        "node" => Dedup::Node,
+        other => {
+            return Err(cx.err(
+                key("dedup"),
+                format!("`{other}` is not allowed: expert, gpu or node"),
+            ));
+        }
+    };
+
+    let g = gpus as usize;
+    let mut count = vec![0u64; g * g];
+    let mut node_order: Vec<u32> = (0..nodes).collect();
+    let mut candidates: Vec<u32> = Vec::with_capacity(experts as usize);
+    let mut hit_gpu = vec![false; g];
+    let mut hit_node = vec![false; nodes as usize];
+    for src in 0..gpus {
+        let src_node = src / gpus_per_node;
+        for _ in 0..tokens {
+            // Choose the nodes, then top_k distinct experts among theirs (partial shuffles).
+            for i in 0..groups as usize {
+                let j = i + rng.below((nodes as usize - i) as u64) as usize;
+                node_order.swap(i, j);
+            }
+            candidates.clear();
+            for &n in &node_order[..groups as usize] {
+                candidates.extend(n * per_node..(n + 1) * per_node);
+            }
+            for i in 0..top_k as usize {
+                let j = i + rng.below((candidates.len() - i) as u64) as usize;
+                candidates.swap(i, j);
+            }
+            hit_gpu.iter_mut().for_each(|h| *h = false);
+            hit_node.iter_mut().for_each(|h| *h = false);
+            for &e in &candidates[..top_k as usize] {
+                let dst = e / per_gpu;
+                match dedup {
+                    Dedup::Expert => count[src as usize * g + dst as usize] += 1,
+                    Dedup::Gpu | Dedup::Node => hit_gpu[dst as usize] = true,
+                }
+            }
+            if dedup == Dedup::Expert {
+                continue;
+            }
+            for dst in 0..gpus {
+                if !hit_gpu[dst as usize] {
+                    continue;
+                }
+                let dst_node = dst / gpus_per_node;
+                if dedup == Dedup::Gpu || dst_node == src_node {
+                    count[src as usize * g + dst as usize] += 1;
+                } else {
+                    // One RDMA send to the same local rank of the destination node...
+                    let peer = dst_node * gpus_per_node + src % gpus_per_node;
+                    if !hit_node[dst_node as usize] {
+                        hit_node[dst_node as usize] = true;
+                        count[src as usize * g + peer as usize] += 1;
+                    }
+                    // ...which forwards it over NVLink.
+                    count[peer as usize * g + dst as usize] += 1;
+                }
+            }
+        }
+    }
+    let mut sends = Vec::new();
+    for s in 0..gpus {
+        for d in 0..gpus {
+            let c = count[s as usize * g + d as usize];
+            if s != d && c > 0 {
+                sends.push((s, d, c * per_token));
+            }
+        }
+    }
+    Ok(sends)
+}
