@@ -14,6 +14,7 @@
 //!   GPUs of the token's own node get it over NVLink directly — DeepEP normal internode.
 //!   Forwarding is pipelined in DeepEP; here both stages start at once (the forwarded
 //!   volume is small next to NVLink's rate, so the RDMA stage sets the time).
+//!
 //! A GPU's tokens for its own experts do not cross the fabric and make no message.
 
 use super::{Ctx, TrafficFile};
@@ -44,7 +45,7 @@ pub(super) fn dispatch(
     let experts = cx.int_in(&key("experts"), need("experts", t.experts)?, 1, 1 << 16)? as u32;
     let top_k = cx.int_in(&key("top_k"), need("top_k", t.top_k)?, 1, experts as i64)? as u32;
     let hidden = cx.int_in(&key("hidden"), need("hidden", t.hidden)?, 1, 1 << 20)? as u64;
-    if experts % gpus != 0 {
+    if !experts.is_multiple_of(gpus) {
         return Err(cx.err(
             key("experts"),
             format!("{experts} experts do not divide over {gpus} GPUs (contiguous placement)"),
