@@ -12,8 +12,9 @@
 //! - `node`: one RDMA send per (token, remote node) to the GPU of the same local rank there,
 //!   which forwards over NVLink to each GPU of its node that hosts one of the token's experts;
 //!   GPUs of the token's own node get it over NVLink directly — DeepEP normal internode.
-//!   Forwarding is pipelined in DeepEP; here both stages start at once (the forwarded
-//!   volume is small next to NVLink's rate, so the RDMA stage sets the time).
+//!   DeepEP pipelines forwarding behind the RDMA stage in chunks; here both stages start at
+//!   once, which assumes that pipeline is perfect (on few nodes the NVLink stage, carrying
+//!   both forwarded and local tokens, can be the slower one).
 //!
 //! A GPU's tokens for its own experts do not cross the fabric and make no message.
 
