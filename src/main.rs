@@ -48,6 +48,10 @@ enum Command {
         #[arg(long, value_name = "TEXT")]
         filter: Option<String>,
     },
+    /// Run a sweep's points in parallel into an output folder (resumable; shardable).
+    Sweep(afdsim::sweep::cli::SweepArgs),
+    /// Merge sweep output folders (shards) into one CSV, checking that no point is missing.
+    Merge(afdsim::sweep::cli::MergeArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +64,8 @@ fn main() -> ExitCode {
             out,
         } => cmd_run(scenario, seed, json, out),
         Command::Validate { json, filter } => cmd_validate(json, filter.as_deref()),
+        Command::Sweep(args) => afdsim::sweep::cli::run_sweep(&args),
+        Command::Merge(args) => afdsim::sweep::cli::run_merge(&args),
     };
     match result {
         Ok(code) => code,
