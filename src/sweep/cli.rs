@@ -68,7 +68,10 @@ pub fn run_sweep(args: &SweepArgs) -> Result<ExitCode, InputError> {
     if args.list {
         return list(&sweep, shard);
     }
-    let out = args.out.as_deref().expect("clap requires --out unless --list");
+    let out = args
+        .out
+        .as_deref()
+        .expect("clap requires --out unless --list");
     let plan = Plan::new(&sweep, out, shard)?;
     let r = plan.report();
     eprintln!(
@@ -163,7 +166,10 @@ pub fn run_merge(args: &MergeArgs) -> Result<ExitCode, InputError> {
 }
 
 /// Writes a whole file or none (a temporary beside it, then a rename).
-pub(crate) fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), InputError> {
+pub(crate) fn write_file_atomically(
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> Result<(), InputError> {
     let err = |e: std::io::Error| InputError::for_path(path, "--out", format!("cannot write: {e}"));
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(err)?;

@@ -90,7 +90,10 @@ mod tests {
         assert_eq!(canonical(&a), canonical(&b));
         assert_eq!(canonical(&a), r#"{"a":{"x":"s","y":1.5},"b":400}"#);
         // Pinned: a change here changes every point id, so every resume and merge.
-        assert_eq!(point_id(&canonical(&a)), point_id(r#"{"a":{"x":"s","y":1.5},"b":400}"#));
+        assert_eq!(
+            point_id(&canonical(&a)),
+            point_id(r#"{"a":{"x":"s","y":1.5},"b":400}"#)
+        );
         assert_eq!(point_id("x"), format!("{:016x}", fnv1a64(b"x")));
     }
 }

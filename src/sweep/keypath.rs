@@ -174,7 +174,10 @@ mod tests {
         check("fabric..gpus", "bare key");
         check("traffic[x].bytes", "non-negative integer");
         check("traffic[0", "unclosed");
-        check("traffic[2].bytes", "index 2 is out of range: `traffic` has 2 entries");
+        check(
+            "traffic[2].bytes",
+            "index 2 is out of range: `traffic` has 2 entries",
+        );
         check("fabric[0]", "`fabric` is not an array");
         check("name.x", "`name` is not a table");
         check("flows[0].bytes", "`flows` is not in the base scenario");

@@ -18,8 +18,8 @@ use crate::error::InputError;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The afdsim version written into every row.
@@ -71,9 +71,8 @@ impl Manifest {
                 format!("cannot read the sweep manifest ({e}); is this the --out folder of `afdsim sweep`?"),
             )
         })?;
-        serde_json::from_str(&text).map_err(|e| {
-            InputError::for_path(&path, "", format!("not a sweep manifest: {e}"))
-        })
+        serde_json::from_str(&text)
+            .map_err(|e| InputError::for_path(&path, "", format!("not a sweep manifest: {e}")))
     }
 
     /// The parameters of a point as `key=value, ...` (for messages).
@@ -193,7 +192,11 @@ impl<'a> Plan<'a> {
             .num_threads(jobs.max(1))
             .build()
             .map_err(|e| {
-                InputError::new("<command line>", "--jobs", format!("cannot start threads: {e}"))
+                InputError::new(
+                    "<command line>",
+                    "--jobs",
+                    format!("cannot start threads: {e}"),
+                )
             })?;
         let failed = AtomicBool::new(false);
         let times = Mutex::new((Duration::ZERO, Duration::ZERO, Duration::ZERO, 0usize));

@@ -54,10 +54,8 @@ impl Shard {
     /// the shard index is (id - min) / step and the count `SLURM_ARRAY_TASK_COUNT`.
     /// `var` reads an environment variable (a parameter so tests need not set the process's).
     pub fn from_slurm(var: impl Fn(&str) -> Option<String>) -> Result<Option<Shard>, InputError> {
-        let (Some(id), Some(count)) = (
-            var("SLURM_ARRAY_TASK_ID"),
-            var("SLURM_ARRAY_TASK_COUNT"),
-        ) else {
+        let (Some(id), Some(count)) = (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT"))
+        else {
             return Ok(None);
         };
         let num = |name: &str, v: &str| {
@@ -120,8 +118,18 @@ mod tests {
         let e = Shard::parse("3/3").unwrap_err();
         assert_eq!(e.key, "--shard");
         assert!(e.message.contains("out of range"), "{e}");
-        assert!(Shard::parse("1/0").unwrap_err().message.contains("at least 1"));
-        assert!(Shard::parse("x/2").unwrap_err().message.contains("not a whole number"));
+        assert!(
+            Shard::parse("1/0")
+                .unwrap_err()
+                .message
+                .contains("at least 1")
+        );
+        assert!(
+            Shard::parse("x/2")
+                .unwrap_err()
+                .message
+                .contains("not a whole number")
+        );
         assert!(Shard::parse("1").unwrap_err().message.contains("not I/N"));
         let s = Shard::new(1, 3).unwrap();
         let mine: Vec<usize> = (0..10).filter(|&i| s.contains(i)).collect();
@@ -138,28 +146,31 @@ mod tests {
             }
         };
         assert_eq!(Shard::from_slurm(env(&[])).unwrap(), None);
-        let one_based = [
+        const ONE_BASED: &[(&str, &str)] = &[
             ("SLURM_ARRAY_TASK_ID", "3"),
             ("SLURM_ARRAY_TASK_COUNT", "3"),
             ("SLURM_ARRAY_TASK_MIN", "1"),
         ];
         assert_eq!(
-            Shard::from_slurm(env(&one_based)).unwrap(),
+            Shard::from_slurm(env(ONE_BASED)).unwrap(),
             Some(Shard::new(2, 3).unwrap())
         );
-        let stepped = [
+        const STEPPED: &[(&str, &str)] = &[
             ("SLURM_ARRAY_TASK_ID", "6"),
             ("SLURM_ARRAY_TASK_COUNT", "4"),
             ("SLURM_ARRAY_TASK_MIN", "0"),
             ("SLURM_ARRAY_TASK_STEP", "2"),
         ];
         assert_eq!(
-            Shard::from_slurm(env(&stepped)).unwrap(),
+            Shard::from_slurm(env(STEPPED)).unwrap(),
             Some(Shard::new(3, 4).unwrap())
         );
         // 1-based ids read as 0-based would give shard 3 of 3: out of range, said clearly.
-        let no_min = [("SLURM_ARRAY_TASK_ID", "3"), ("SLURM_ARRAY_TASK_COUNT", "3")];
-        let e = Shard::from_slurm(env(&no_min)).unwrap_err();
+        const NO_MIN: &[(&str, &str)] = &[
+            ("SLURM_ARRAY_TASK_ID", "3"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ];
+        let e = Shard::from_slurm(env(NO_MIN)).unwrap_err();
         assert_eq!(e.key, "SLURM_ARRAY_TASK_ID");
         assert!(e.message.contains("out of range"), "{e}");
     }

@@ -139,9 +139,8 @@ impl Sweep {
         let base = match raw.base {
             toml::Value::String(p) => {
                 let path = dir.unwrap_or(Path::new(".")).join(&p);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    err("base", format!("cannot read `{}`: {e}", path.display()))
-                })?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| err("base", format!("cannot read `{}`: {e}", path.display())))?;
                 // Errors in a base file name that file and its lines.
                 Scenario::parse(&text, &path.display().to_string(), None)?;
                 toml::from_str::<toml::Value>(&text).expect("parsed above")
@@ -174,14 +173,20 @@ impl Sweep {
             let columns = match (&a.key, &a.zip) {
                 (Some(k), None) => vec![column(origin, &at, k, &a.source)?],
                 (None, Some(zip)) => {
-                    if a.source.values.is_some() || a.source.linear.is_some() || a.source.log.is_some() {
+                    if a.source.values.is_some()
+                        || a.source.linear.is_some()
+                        || a.source.log.is_some()
+                    {
                         return Err(err(
                             &at,
                             "a zipped axis gives its values inside `zip`, not beside it".into(),
                         ));
                     }
                     if zip.is_empty() {
-                        return Err(err(&format!("{at}.zip"), "is empty: list at least one { key, values }".into()));
+                        return Err(err(
+                            &format!("{at}.zip"),
+                            "is empty: list at least one { key, values }".into(),
+                        ));
                     }
                     let cols = zip
                         .iter()
@@ -189,7 +194,8 @@ impl Sweep {
                         .map(|(j, z)| column(origin, &format!("{at}.zip[{j}]"), &z.key, &z.source))
                         .collect::<Result<Vec<_>, _>>()?;
                     let n = cols[0].values.len();
-                    if let Some((j, c)) = cols.iter().enumerate().find(|(_, c)| c.values.len() != n) {
+                    if let Some((j, c)) = cols.iter().enumerate().find(|(_, c)| c.values.len() != n)
+                    {
                         return Err(err(
                             &format!("{at}.zip[{j}]"),
                             format!(
@@ -272,8 +278,12 @@ impl Sweep {
         let v = self
             .point_value(&point.params)
             .map_err(|m| self.point_error(point, "", m))?;
-        Scenario::parse(&toml::to_string(&v).expect("TOML value"), &self.origin, None)
-            .map_err(|e| self.point_error(point, &e.key, e.message))
+        Scenario::parse(
+            &toml::to_string(&v).expect("TOML value"),
+            &self.origin,
+            None,
+        )
+        .map_err(|e| self.point_error(point, &e.key, e.message))
     }
 
     fn point_error(&self, point: &Point, key: &str, msg: String) -> InputError {
@@ -329,7 +339,9 @@ impl Sweep {
                 return Err(InputError::new(
                     &self.origin,
                     "axis",
-                    format!("points {other} and {index} have the same scenario (id {id}): an axis repeats a value"),
+                    format!(
+                        "points {other} and {index} have the same scenario (id {id}): an axis repeats a value"
+                    ),
                 ));
             }
             by_id.insert(id.clone(), index);
@@ -369,7 +381,8 @@ impl Sweep {
                         .map(|c| format!("{} = {}", c.key, cell(&c.values[i])))
                         .collect();
                     let inner = without_line(&e.key);
-                    let msg = if inner.is_empty() {
+                    let names_axis = axis.columns.iter().any(|c| c.key.as_str() == inner);
+                    let msg = if inner.is_empty() || names_axis {
                         format!("with {}: {}", values.join(", "), e.message)
                     } else {
                         format!("with {}: `{inner}`: {}", values.join(", "), e.message)
@@ -458,7 +471,10 @@ fn column(origin: &str, at: &str, key: &str, src: &SourceFile) -> Result<Column,
     let values = match (&src.values, &src.linear, &src.log) {
         (Some(v), None, None) => {
             if v.is_empty() {
-                return Err(err(".values", "is empty: an axis needs at least one value".into()));
+                return Err(err(
+                    ".values",
+                    "is empty: an axis needs at least one value".into(),
+                ));
             }
             v.clone()
         }
@@ -467,7 +483,9 @@ fn column(origin: &str, at: &str, key: &str, src: &SourceFile) -> Result<Column,
         (None, None, None) => {
             return Err(err(
                 "",
-                format!("`{key}` needs its values: `values = [...]`, `linear = {{ from, to, count }}` or `log = {{ from, to, count }}`"),
+                format!(
+                    "`{key}` needs its values: `values = [...]`, `linear = {{ from, to, count }}` or `log = {{ from, to, count }}`"
+                ),
             ));
         }
         _ => {
@@ -621,8 +639,14 @@ zip = [ { key = "fabric.gpus", values = [2, 3, 4] },
         };
         assert_eq!(r("100", "800", 4, true).unwrap(), "100 200 400 800");
         assert_eq!(r("0.5", "2.0", 4, false).unwrap(), "0.5 1 1.5 2");
-        assert_eq!(r("100.0", "200.0", 4, true).unwrap(), "100 125.992104989 158.740105197 200");
-        assert_eq!(r("1", "3", 1, false).unwrap_err(), "count = 1 needs from = to");
+        assert_eq!(
+            r("100.0", "200.0", 4, true).unwrap(),
+            "100 125.992104989 158.740105197 200"
+        );
+        assert_eq!(
+            r("1", "3", 1, false).unwrap_err(),
+            "count = 1 needs from = to"
+        );
         assert!(r("1", "3", 0, false).unwrap_err().contains("empty"));
         assert!(r("1", "2", 5, false).unwrap_err().contains("repeat"));
         assert!(r("0", "2", 3, true).unwrap_err().contains("from > 0"));
@@ -654,15 +678,31 @@ zip = [ { key = "fabric.gpus", values = [2, 3, 4] },
             assert_eq!(e.key, key, "{e}");
             assert!(e.message.contains(words), "{e}");
         };
-        check("[[axis]]\nkey = \"fabric.gpus\"\nvalues = []", "axis[0].values", "empty");
+        check(
+            "[[axis]]\nkey = \"fabric.gpus\"\nvalues = []",
+            "axis[0].values",
+            "empty",
+        );
         check(
             "[[axis]]\nkey = \"fabric.link_rate_gbs\"\nvalues = [1]",
             "axis[0].key",
             "unknown field `link_rate_gbs`",
         );
-        check("[[axis]]\nkey = \"fabric.gpus\"\nvalues = [\"x\"]", "axis[0].key", "invalid type");
-        check("[[axis]]\nkey = \"traffic[3].bytes\"\nvalues = [1]", "axis[0].key", "out of range");
-        check("[[axis]]\nkey = \"fabric.gpus\"", "axis[0]", "needs its values");
+        check(
+            "[[axis]]\nkey = \"fabric.gpus\"\nvalues = [\"x\"]",
+            "axis[0].key",
+            "invalid type",
+        );
+        check(
+            "[[axis]]\nkey = \"traffic[3].bytes\"\nvalues = [1]",
+            "axis[0].key",
+            "out of range",
+        );
+        check(
+            "[[axis]]\nkey = \"fabric.gpus\"",
+            "axis[0]",
+            "needs its values",
+        );
         check(
             "[[axis]]\nkey = \"fabric.gpus\"\nvalues = [2]\nlog = { from = 1, to = 2, count = 2 }",
             "axis[0]",
@@ -674,7 +714,11 @@ zip = [ { key = "fabric.gpus", values = [2, 3, 4] },
             "axis[0]",
             "inside `zip`",
         );
-        check("[[axis]]\nkye = \"x\"", "axis[0] (line 2)", "unknown field `kye`");
+        check(
+            "[[axis]]\nkye = \"x\"",
+            "axis[0] (line 2)",
+            "unknown field `kye`",
+        );
         check(
             "[[axis]]\nzip = [{ key = \"fabric.gpus\", values = [2, 3] }, { key = \"seed\", values = [1] }]",
             "axis[0].zip[1]",
@@ -704,7 +748,14 @@ zip = [ { key = "fabric.gpus", values = [2, 3, 4] },
         let s = Sweep::parse(&text, "s.toml", None).unwrap();
         assert!(s.scenario(&s.points()[2]).is_ok());
         let e = s.scenario(&s.points()[3]).unwrap_err();
-        assert_eq!((e.file.as_str(), e.key.as_str()), ("s.toml", "traffic[0].dst"));
-        assert!(e.message.contains("point 3 [fabric.gpus=2, traffic[0].dst=3]"), "{e}");
+        assert_eq!(
+            (e.file.as_str(), e.key.as_str()),
+            ("s.toml", "traffic[0].dst")
+        );
+        assert!(
+            e.message
+                .contains("point 3 [fabric.gpus=2, traffic[0].dst=3]"),
+            "{e}"
+        );
     }
 }
