@@ -52,6 +52,10 @@ enum Command {
     Sweep(afdsim::sweep::cli::SweepArgs),
     /// Merge sweep output folders (shards) into one CSV, checking that no point is missing.
     Merge(afdsim::sweep::cli::MergeArgs),
+    /// Plot two columns of a result table as SVG.
+    Plot(afdsim::sweep::cli::PlotArgs),
+    /// Draw the standard figures of a merged sweep as SVG files.
+    Report(afdsim::sweep::cli::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +70,8 @@ fn main() -> ExitCode {
         Command::Validate { json, filter } => cmd_validate(json, filter.as_deref()),
         Command::Sweep(args) => afdsim::sweep::cli::run_sweep(&args),
         Command::Merge(args) => afdsim::sweep::cli::run_merge(&args),
+        Command::Plot(args) => afdsim::sweep::cli::run_plot(&args),
+        Command::Report(args) => afdsim::sweep::cli::run_report(&args),
     };
     match result {
         Ok(code) => code,

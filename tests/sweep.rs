@@ -498,3 +498,95 @@ fn shipped_sweep_files_are_valid() {
     }
     assert!(n >= 2);
 }
+
+/// `plot` and `report` from a merged sweep: SVG files with labelled axes; figures whose
+/// columns are missing are named as skipped; plotting errors are one clear line.
+#[test]
+fn plot_and_report_draw_labelled_svgs() {
+    let t = temp_dir("plot");
+    let axes = r#"
+[[axis]]
+key = "fabric.link_rate_gbps"
+values = [100, 200, 400]
+[[axis]]
+key = "fabric.gpus"
+values = [2, 4]
+"#;
+    let sweep = sweep_file(&t, 4, 8192, axes);
+    let out = t.join("out");
+    ok(afdsim(&["sweep", s(&sweep), "--out", s(&out)]));
+    let csv = t.join("r.csv");
+    merged(&[&out], &csv);
+
+    let svg = t.join("p.svg");
+    let args = [
+        "plot",
+        s(&csv),
+        "--x",
+        "fabric.link_rate_gbps",
+        "--y",
+        "makespan_us",
+        "--series",
+        "fabric.gpus",
+        "--log-x",
+        "--out",
+        s(&svg),
+    ];
+    ok(afdsim(&args));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"));
+    for label in [
+        "fabric link rate (Gb/s)",
+        "makespan (µs)",
+        "GPUs = 2",
+        "GPUs = 4",
+    ] {
+        assert!(text.contains(label), "`{label}` not in the SVG");
+    }
+    ok(afdsim(&args));
+    assert_eq!(
+        std::fs::read_to_string(&svg).unwrap(),
+        text,
+        "same table, same SVG"
+    );
+
+    // Without --series, two rows share each x: the error says which column differs.
+    let o = afdsim(&[
+        "plot",
+        s(&csv),
+        "--x",
+        "fabric.link_rate_gbps",
+        "--y",
+        "makespan_us",
+        "--out",
+        s(&svg),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("they differ in: fabric.gpus"),
+        "{}",
+        stderr(&o)
+    );
+    let o = afdsim(&[
+        "plot",
+        s(&csv),
+        "--x",
+        "nope",
+        "--y",
+        "makespan_us",
+        "--out",
+        s(&svg),
+    ]);
+    assert!(stderr(&o).contains("no column `nope`"), "{}", stderr(&o));
+
+    let figs = t.join("figs");
+    let o = ok(afdsim(&["report", s(&csv), "--out", s(&figs)]));
+    let e = stderr(&o);
+    assert!(figs.join("bandwidth-makespan.svg").exists(), "{e}");
+    assert!(figs.join("bandwidth-message-p99.svg").exists(), "{e}");
+    assert!(
+        e.contains("skipped bandwidth-tpot.svg: needs columns the table lacks (y: tpot_ms)"),
+        "{e}"
+    );
+    assert!(e.contains("skipped exposed-comm-micro-batches.svg"), "{e}");
+}

@@ -3,6 +3,9 @@
 //! Invariant: output is a pure function of the run (no wall-clock time, no host names, no
 //! hash-map iteration order), so the same scenario and seed give byte-identical output.
 
+pub mod figures;
+pub mod plot;
+
 use crate::config::Scenario;
 use crate::engine::Time;
 use crate::packet::PacketRun;

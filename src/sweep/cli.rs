@@ -7,6 +7,8 @@ use super::run::Plan;
 use super::shard::Shard;
 use super::spec::{Sweep, cell};
 use crate::error::InputError;
+use crate::report::figures::standard_figures;
+use crate::report::plot::{Mark, Plot, Table, axis_label, render_svg, series_of};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -46,6 +48,131 @@ pub struct MergeArgs {
     /// Write the finished points even if some are missing (they are listed on stderr).
     #[arg(long)]
     pub allow_missing: bool,
+}
+
+/// `afdsim plot results.csv --x COL --y COL [--series COL] [--log-x] --out FILE.svg`
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// A result table (the CSV of `afdsim merge`, or any CSV with a header).
+    pub table: PathBuf,
+    /// Column for the x axis.
+    #[arg(long, value_name = "COL")]
+    pub x: String,
+    /// Column for the y axis.
+    #[arg(long, value_name = "COL")]
+    pub y: String,
+    /// One line per value of this column (repeat for combinations).
+    #[arg(long, value_name = "COL")]
+    pub series: Vec<String>,
+    /// Keep only rows where COL equals VALUE (repeatable).
+    #[arg(long = "where", value_name = "COL=VALUE")]
+    pub filters: Vec<String>,
+    /// Average y over rows that share x and series (e.g. over seeds).
+    #[arg(long)]
+    pub mean: bool,
+    #[arg(long)]
+    pub log_x: bool,
+    #[arg(long)]
+    pub log_y: bool,
+    /// Title (default: "Y vs X").
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Axis labels (default: the column names, with units spelled out from their suffix).
+    #[arg(long, value_name = "TEXT")]
+    pub x_label: Option<String>,
+    #[arg(long, value_name = "TEXT")]
+    pub y_label: Option<String>,
+    /// The SVG file to write.
+    #[arg(long, value_name = "FILE.svg")]
+    pub out: PathBuf,
+}
+
+/// `afdsim report results.csv --out DIR`
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A merged sweep table (`afdsim merge`).
+    pub table: PathBuf,
+    /// Folder for the figures (SVG).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+fn read_table(path: &std::path::Path) -> Result<Table, InputError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| InputError::for_path(path, "", format!("cannot read: {e}")))?;
+    Table::parse(&text).map_err(|m| InputError::for_path(path, "", m))
+}
+
+pub fn run_plot(args: &PlotArgs) -> Result<ExitCode, InputError> {
+    let mut table = read_table(&args.table)?;
+    let err = |key: &str, m: String| InputError::for_path(&args.table, key, m);
+    for f in &args.filters {
+        let (col, value) = f.split_once('=').ok_or_else(|| {
+            InputError::new(
+                "<command line>",
+                "--where",
+                format!("`{f}` is not COL=VALUE"),
+            )
+        })?;
+        table = table.filter(col, value).map_err(|m| err("--where", m))?;
+        if table.rows.is_empty() {
+            return Err(err("--where", format!("no row has {col} = {value}")));
+        }
+    }
+    let series: Vec<&str> = args.series.iter().map(String::as_str).collect();
+    let series = series_of(&table, &args.x, &args.y, &series, args.mean, Mark::Lines)
+        .map_err(|m| err("", m))?;
+    let plot = Plot {
+        title: args.title.clone().unwrap_or_else(|| {
+            let t = format!("{} vs {}", args.y, args.x);
+            if args.filters.is_empty() {
+                t
+            } else {
+                format!("{t} ({})", args.filters.join(", "))
+            }
+        }),
+        x_label: args.x_label.clone().unwrap_or_else(|| axis_label(&args.x)),
+        y_label: args.y_label.clone().unwrap_or_else(|| axis_label(&args.y)),
+        log_x: args.log_x,
+        log_y: args.log_y,
+        series,
+    };
+    let svg = render_svg(&plot).map_err(|m| err("", m))?;
+    write_file_atomically(&args.out, svg.as_bytes())?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_report(args: &ReportArgs) -> Result<ExitCode, InputError> {
+    let table = read_table(&args.table)?;
+    let made = standard_figures(&table);
+    let mut written = 0;
+    let mut skipped = Vec::new();
+    for m in &made {
+        match &m.svg {
+            Ok(svg) => {
+                let path = args.out.join(m.file);
+                write_file_atomically(&path, svg.as_bytes())?;
+                eprintln!("wrote   {}", path.display());
+                written += 1;
+            }
+            Err(why) => {
+                eprintln!("skipped {}: {why}", m.file);
+                skipped.push(format!("{}: {why}", m.file));
+            }
+        }
+    }
+    if written == 0 {
+        return Err(InputError::for_path(
+            &args.table,
+            "",
+            format!(
+                "no standard figure can be drawn from this table: {}",
+                skipped.join("; ")
+            ),
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn run_sweep(args: &SweepArgs) -> Result<ExitCode, InputError> {
