@@ -340,7 +340,7 @@ impl Sweep {
                     &self.origin,
                     "axis",
                     format!(
-                        "points {other} and {index} have the same scenario (id {id}): an axis repeats a value"
+                        "points {other} and {index} have the same scenario (id {id}): an axis repeats a value, or a later axis overwrites what an earlier one sets"
                     ),
                 ));
             }
