@@ -226,7 +226,8 @@ fn slurm_array_variables_choose_the_shard_and_arrays_may_start_at_1() {
 #[test]
 fn a_killed_sweep_resumes_to_the_uninterrupted_result() {
     let t = temp_dir("kill");
-    // Points of some milliseconds each (32 GPUs, 64 KiB all-to-all), 16 of them.
+    // 16 points of ~12 ms each in a release build (32 GPUs, 256 KiB all-to-all): the kill
+    // lands with over 100 ms to spare even when the polling thread is slow to wake.
     let axes = r#"
 [[axis]]
 key = "fabric.link_rate_gbps"
@@ -235,7 +236,7 @@ values = [100, 200, 400, 800]
 key = "seed"
 values = [1, 2, 3, 4]
 "#;
-    let sweep = sweep_file(&t, 32, 65536, axes);
+    let sweep = sweep_file(&t, 32, 262_144, axes);
     let whole = t.join("whole");
     ok(afdsim(&[
         "sweep",
