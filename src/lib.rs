@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod packet;
 pub mod report;
+pub mod sweep;
 pub mod topology;
 pub mod validation;
 

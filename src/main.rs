@@ -57,6 +57,14 @@ enum Command {
         #[arg(long, value_name = "TEXT")]
         filter: Option<String>,
     },
+    /// Run a sweep's points in parallel into an output folder (resumable; shardable).
+    Sweep(afdsim::sweep::cli::SweepArgs),
+    /// Merge sweep output folders (shards) into one CSV, checking that no point is missing.
+    Merge(afdsim::sweep::cli::MergeArgs),
+    /// Plot two columns of a result table as SVG.
+    Plot(afdsim::sweep::cli::PlotArgs),
+    /// Draw the standard figures of a merged sweep as SVG files.
+    Report(afdsim::sweep::cli::ReportArgs),
 }
 
 #[derive(Subcommand)]
@@ -94,6 +102,10 @@ fn main() -> ExitCode {
                     json,
                 },
         } => cmd_fabric_show(&fabric, nodes, json),
+        Command::Sweep(args) => afdsim::sweep::cli::run_sweep(&args),
+        Command::Merge(args) => afdsim::sweep::cli::run_merge(&args),
+        Command::Plot(args) => afdsim::sweep::cli::run_plot(&args),
+        Command::Report(args) => afdsim::sweep::cli::run_report(&args),
     };
     match result {
         Ok(code) => code,

@@ -116,6 +116,28 @@ pub fn parse_table(text: &str, origin: &str) -> Result<toml::Table, InputError> 
         .map_err(|e| InputError::new(origin, line_of(text, e.span()), one_line(e.message())))
 }
 
+/// Deserializes TOML text into `T` (a sweep file, say), naming the key path and line of
+/// the first problem.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+) -> Result<T, InputError> {
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| InputError::new(origin, line_of(text, e.span()), one_line(e.message())))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let key = if path == "." { String::new() } else { path };
+        let at = line_of(text, inner.span());
+        let key = match (key.is_empty(), at.is_empty()) {
+            (true, _) => at,
+            (false, true) => key,
+            (false, false) => format!("{key} ({at})"),
+        };
+        InputError::new(origin, key, one_line(inner.message()))
+    })
+}
+
 /// Where a scenario's fabric keys came from, to blame the right file for an error.
 struct FabricOrigin {
     file: String,

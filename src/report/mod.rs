@@ -4,6 +4,8 @@
 //! hash-map iteration order), so the same scenario and seed give byte-identical output.
 
 pub mod fabric;
+pub mod figures;
+pub mod plot;
 
 use crate::config::Scenario;
 use crate::engine::{Dur, Time};

@@ -1,0 +1,21 @@
+//! Batch runs: sweep files, parallel local runs, shards (Slurm job arrays), resume, merge.
+//!
+//! Invariant: a point's result row is a pure function of its resolved scenario (its id) and
+//! the afdsim version; every finished row is one file written whole and renamed into place,
+//! so a kill at any moment loses no finished row and leaves no partial one; merged output is
+//! in sweep order, so equal inputs give byte-identical files whatever `--jobs` or sharding.
+//! The module sits above `config` and the models and below the CLI (`cli.rs` holds the clap
+//! arguments and `run_*` functions that `main.rs` wires in).
+
+pub mod cli;
+pub mod id;
+pub mod keypath;
+pub mod merge;
+pub mod run;
+pub mod shard;
+pub mod spec;
+
+pub use merge::{Merged, merge};
+pub use run::{Manifest, Plan, RunReport};
+pub use shard::Shard;
+pub use spec::{Axis, Column, Point, Sweep};

@@ -1,0 +1,596 @@
+//! `afdsim sweep` and `afdsim merge` as a user meets them: sharding, resume after SIGKILL,
+//! byte-identical merges whatever --jobs or shards, clear errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn afdsim(args: &[&str]) -> Output {
+    afdsim_env(args, &[])
+}
+
+fn afdsim_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_afdsim"));
+    c.args(args);
+    for k in [
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_COUNT",
+        "SLURM_ARRAY_TASK_MIN",
+    ] {
+        c.env_remove(k);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("the afdsim binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "afdsim failed: {}", stderr(&o));
+    o
+}
+
+/// A fresh folder per test.
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("afdsim-sweep-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A sweep with an inline base: `gpus` GPUs, all-to-all of `bytes`, and the given axes.
+fn sweep_file(dir: &Path, gpus: u32, bytes: u64, axes: &str) -> PathBuf {
+    let text = format!(
+        r#"name = "t"
+{axes}
+[base]
+name = "tiny-star"
+[base.fabric]
+nodes = {gpus}
+gpus_per_node = 1
+[base.fabric.nic]
+rate_gbps = 100
+latency_ns = 500
+[base.fabric.scale_out]
+topology = "single-switch"
+[[base.traffic]]
+pattern = "all-to-all"
+bytes = {bytes}
+start_jitter_ns = 2000
+"#
+    );
+    let p = dir.join("sweep.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// 12 points of a few milliseconds: 3 rates x 2 sizes x 2 seeds (the jitter uses the seed).
+const AXES: &str = r#"
+[[axis]]
+key = "fabric.nic.rate_gbps"
+log = { from = 100, to = 400, count = 3 }
+[[axis]]
+key = "traffic[0].bytes"
+values = [4096, 16384]
+[[axis]]
+key = "seed"
+values = [1, 2]
+"#;
+
+fn merged(dirs: &[&Path], out: &Path) -> Vec<u8> {
+    let mut args = vec!["merge"];
+    args.extend(dirs.iter().map(|d| s(d)));
+    args.extend(["--out", s(out)]);
+    ok(afdsim(&args));
+    std::fs::read(out).unwrap()
+}
+
+#[test]
+fn shards_and_jobs_merge_to_the_same_bytes_as_one_run() {
+    let t = temp_dir("shards");
+    let sweep = sweep_file(&t, 4, 8192, AXES);
+    let whole = t.join("whole");
+    ok(afdsim(&[
+        "sweep",
+        s(&sweep),
+        "--out",
+        s(&whole),
+        "--jobs",
+        "1",
+    ]));
+    let reference = merged(&[&whole], &t.join("whole.csv"));
+    let text = String::from_utf8(reference.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 13, "{text}");
+    assert!(
+        lines[0].starts_with(
+            "point,index,fabric.nic.rate_gbps,traffic[0].bytes,seed,scenario,level,afdsim_version,"
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains(",makespan_us,") && lines[0].contains(",message_time_us.p99,"));
+    // Sweep order: first axis outermost; the version is in every row.
+    assert!(
+        lines[1].contains(",0,100,4096,1,tiny-star,packet,"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[12].contains(",11,400,16384,2,tiny-star,packet,"),
+        "{}",
+        lines[12]
+    );
+    assert!(lines[1].contains(env!("CARGO_PKG_VERSION")));
+
+    // More threads: the same bytes.
+    let jobs2 = t.join("jobs2");
+    ok(afdsim(&[
+        "sweep",
+        s(&sweep),
+        "--out",
+        s(&jobs2),
+        "--jobs",
+        "2",
+    ]));
+    assert_eq!(merged(&[&jobs2], &t.join("jobs2.csv")), reference);
+
+    // N = 1, 2, 3 shards, each in its own folder, and all shards into one folder.
+    for n in 1..=3 {
+        let shared = t.join(format!("shared-{n}"));
+        let mut dirs = Vec::new();
+        for i in 0..n {
+            let d = t.join(format!("shard-{i}-of-{n}"));
+            let shard = format!("{i}/{n}");
+            ok(afdsim(&[
+                "sweep",
+                s(&sweep),
+                "--out",
+                s(&d),
+                "--shard",
+                &shard,
+            ]));
+            ok(afdsim(&[
+                "sweep",
+                s(&sweep),
+                "--out",
+                s(&shared),
+                "--shard",
+                &shard,
+            ]));
+            let files = std::fs::read_dir(d.join("points")).unwrap().count();
+            assert_eq!(files, (12 + n - 1 - i) / n, "shard {shard}");
+            dirs.push(d);
+        }
+        let refs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+        assert_eq!(
+            merged(&refs, &t.join(format!("m{n}.csv"))),
+            reference,
+            "N = {n}"
+        );
+        assert_eq!(
+            merged(&[&shared], &t.join(format!("s{n}.csv"))),
+            reference,
+            "N = {n}, one folder"
+        );
+    }
+}
+
+#[test]
+fn slurm_array_variables_choose_the_shard_and_arrays_may_start_at_1() {
+    let t = temp_dir("slurm-env");
+    let sweep = sweep_file(&t, 4, 8192, AXES);
+    let whole = t.join("whole");
+    ok(afdsim(&["sweep", s(&sweep), "--out", s(&whole)]));
+    let reference = merged(&[&whole], &t.join("whole.csv"));
+    // --array=1-3: ids 1, 2, 3 with SLURM_ARRAY_TASK_MIN=1 are shards 0, 1, 2 of 3.
+    let d = t.join("array");
+    for id in ["1", "2", "3"] {
+        let o = ok(afdsim_env(
+            &["sweep", s(&sweep), "--out", s(&d)],
+            &[
+                ("SLURM_ARRAY_TASK_ID", id),
+                ("SLURM_ARRAY_TASK_COUNT", "3"),
+                ("SLURM_ARRAY_TASK_MIN", "1"),
+            ],
+        ));
+        let shard = format!("shard {}/3: 4 points", id.parse::<u32>().unwrap() - 1);
+        assert!(stderr(&o).contains(&shard), "{}", stderr(&o));
+    }
+    assert_eq!(merged(&[&d], &t.join("array.csv")), reference);
+    // --shard wins over the environment.
+    let o = ok(afdsim_env(
+        &[
+            "sweep",
+            s(&sweep),
+            "--out",
+            s(&t.join("x")),
+            "--shard",
+            "0/4",
+        ],
+        &[
+            ("SLURM_ARRAY_TASK_ID", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ],
+    ));
+    assert!(stderr(&o).contains("shard 0/4: 3 points"), "{}", stderr(&o));
+}
+
+/// SIGKILL a sweep while it runs, run it again: the result equals an uninterrupted run,
+/// nothing lost, nothing duplicated, and the rerun skipped the finished points.
+#[test]
+fn a_killed_sweep_resumes_to_the_uninterrupted_result() {
+    let t = temp_dir("kill");
+    // 16 points of ~12 ms each in a release build (32 GPUs, 256 KiB all-to-all): the kill
+    // lands with over 100 ms to spare even when the polling thread is slow to wake.
+    let axes = r#"
+[[axis]]
+key = "fabric.nic.rate_gbps"
+values = [100, 200, 400, 800]
+[[axis]]
+key = "seed"
+values = [1, 2, 3, 4]
+"#;
+    let sweep = sweep_file(&t, 32, 262_144, axes);
+    let whole = t.join("whole");
+    ok(afdsim(&[
+        "sweep",
+        s(&sweep),
+        "--out",
+        s(&whole),
+        "--jobs",
+        "2",
+    ]));
+    let reference = merged(&[&whole], &t.join("whole.csv"));
+
+    let killed = t.join("killed");
+    let points = killed.join("points");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_afdsim"))
+        .args(["sweep", s(&sweep), "--out", s(&killed), "--jobs", "1"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let finished = |p: &Path| {
+        std::fs::read_dir(p).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while finished(&points) < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let done = finished(&points);
+    assert!(
+        (3..16).contains(&done),
+        "kill landed after {done} of 16 points; the test needs it midway"
+    );
+    // A partial merge names what is missing.
+    let o = afdsim(&["merge", s(&killed), "--out", s(&t.join("partial.csv"))]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(&format!("{} of 16 point(s) are not finished", 16 - done)),
+        "{}",
+        stderr(&o)
+    );
+    // What a power loss could leave: a renamed but empty file, and a stray temporary.
+    let victim = std::fs::read_dir(&points)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .unwrap();
+    std::fs::write(&victim, "").unwrap();
+    std::fs::write(points.join(".0123456789abcdef.csv.tmp-1"), "point,ind").unwrap();
+
+    let o = ok(afdsim(&[
+        "sweep",
+        s(&sweep),
+        "--out",
+        s(&killed),
+        "--jobs",
+        "2",
+    ]));
+    let msg = stderr(&o);
+    assert!(
+        msg.contains(&format!(
+            "{} already finished (1 unfinished files redone)",
+            done - 1
+        )),
+        "{msg}"
+    );
+    assert_eq!(merged(&[&killed], &t.join("resumed.csv")), reference);
+    // A third run has nothing to do.
+    let o = ok(afdsim(&["sweep", s(&sweep), "--out", s(&killed)]));
+    assert!(
+        stderr(&o).contains("16 already finished, 0 to run"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn merge_names_missing_duplicated_and_foreign_points() {
+    let t = temp_dir("merge");
+    let sweep = sweep_file(&t, 4, 8192, AXES);
+    let (a, b) = (t.join("a"), t.join("b"));
+    ok(afdsim(&[
+        "sweep",
+        s(&sweep),
+        "--out",
+        s(&a),
+        "--shard",
+        "0/2",
+    ]));
+    ok(afdsim(&[
+        "sweep",
+        s(&sweep),
+        "--out",
+        s(&b),
+        "--shard",
+        "1/2",
+    ]));
+    let out = t.join("m.csv");
+
+    let o = afdsim(&["merge", s(&a), "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("6 of 12 point(s) are not finished"), "{e}");
+    assert!(
+        e.contains("point 1 (id ")
+            && e.contains("fabric.nic.rate_gbps=100, traffic[0].bytes=4096, seed=2"),
+        "{e}"
+    );
+    assert!(!out.exists(), "nothing is written on error");
+
+    let o = ok(afdsim(&[
+        "merge",
+        s(&a),
+        "--out",
+        s(&out),
+        "--allow-missing",
+    ]));
+    assert!(stderr(&o).contains("6 point(s) not finished, left out: 1 3 5 7 9 11"));
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 7);
+
+    // The same point finished in two folders.
+    let f = std::fs::read_dir(a.join("points"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    std::fs::copy(f.path(), b.join("points").join(f.file_name())).unwrap();
+    let o = afdsim(&["merge", s(&a), s(&b), "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("1 point(s) are finished in more than one folder: point "),
+        "{e}"
+    );
+    std::fs::remove_file(b.join("points").join(f.file_name())).unwrap();
+    ok(afdsim(&["merge", s(&a), s(&b), "--out", s(&out)]));
+
+    // A folder of another sweep.
+    let other = sweep_file(&t, 3, 8192, AXES);
+    let c = t.join("c");
+    ok(afdsim(&[
+        "sweep",
+        s(&other),
+        "--out",
+        s(&c),
+        "--shard",
+        "1/2",
+    ]));
+    let o = afdsim(&["merge", s(&a), s(&c), "--out", s(&out)]);
+    assert!(
+        stderr(&o).contains("is not the same sweep"),
+        "{}",
+        stderr(&o)
+    );
+    // Nor may a sweep resume into another sweep's folder.
+    let o = afdsim(&["sweep", s(&other), "--out", s(&a)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("holds results of another sweep"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Bad input: exit 2, one line naming the file and the key.
+#[test]
+fn bad_sweeps_and_shards_are_clear_errors() {
+    let t = temp_dir("errors");
+    let check = |args: &[&str], words: &[&str]| {
+        let o = afdsim(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+        for w in words {
+            assert!(e.contains(w), "{args:?}: `{w}` not in: {e}");
+        }
+    };
+    let out = t.join("out");
+    let out = s(&out);
+    let unknown = sweep_file(
+        &t,
+        4,
+        8192,
+        "[[axis]]\nkey = \"fabric.link_rate_gbs\"\nvalues = [1]",
+    );
+    check(
+        &["sweep", s(&unknown), "--out", out],
+        &["sweep.toml: axis[0].key: with fabric.link_rate_gbs = 1: unknown field `link_rate_gbs`"],
+    );
+    let empty = sweep_file(&t, 4, 8192, "[[axis]]\nkey = \"fabric.nodes\"\nvalues = []");
+    check(
+        &["sweep", s(&empty), "--out", out],
+        &["sweep.toml: axis[0].values: is empty"],
+    );
+    let typo = sweep_file(&t, 4, 8192, "[[axis]]\nkey = \"seed\"\nvalue = [1]");
+    check(
+        &["sweep", s(&typo), "--out", out],
+        &["sweep.toml: axis[0]", "unknown field `value`"],
+    );
+    let good = sweep_file(&t, 4, 8192, AXES);
+    check(
+        &["sweep", s(&good), "--out", out, "--shard", "3/3"],
+        &["--shard: shard index 3 is out of range"],
+    );
+    check(
+        &["sweep", s(&good), "--out", out, "--shard", "1/0"],
+        &["--shard"],
+    );
+    check(
+        &["sweep", s(&good), "--out", out, "--jobs", "0"],
+        &["--jobs"],
+    );
+    let o = afdsim_env(
+        &["sweep", s(&good), "--out", out],
+        &[
+            ("SLURM_ARRAY_TASK_ID", "3"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("SLURM_ARRAY_TASK_ID"), "{}", stderr(&o));
+    check(
+        &["merge", s(&t.join("nowhere")), "--out", out],
+        &["sweep.json"],
+    );
+}
+
+#[test]
+fn list_shows_the_points_of_a_shard() {
+    let t = temp_dir("list");
+    let sweep = sweep_file(&t, 4, 8192, AXES);
+    let o = ok(afdsim(&["sweep", s(&sweep), "--list", "--shard", "1/5"]));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let idx: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(idx, ["1", "6", "11"]);
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .ends_with("fabric.nic.rate_gbps=100 traffic[0].bytes=4096 seed=2")
+    );
+}
+
+/// The sweep files shipped in workloads/sweeps are valid.
+#[test]
+fn shipped_sweep_files_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/sweeps");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        afdsim::sweep::Sweep::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        n += 1;
+    }
+    assert!(n >= 2);
+}
+
+/// `plot` and `report` from a merged sweep: SVG files with labelled axes; figures whose
+/// columns are missing are named as skipped; plotting errors are one clear line.
+#[test]
+fn plot_and_report_draw_labelled_svgs() {
+    let t = temp_dir("plot");
+    let axes = r#"
+[[axis]]
+key = "fabric.nic.rate_gbps"
+values = [100, 200, 400]
+[[axis]]
+key = "fabric.nodes"
+values = [2, 4]
+"#;
+    let sweep = sweep_file(&t, 4, 8192, axes);
+    let out = t.join("out");
+    ok(afdsim(&["sweep", s(&sweep), "--out", s(&out)]));
+    let csv = t.join("r.csv");
+    merged(&[&out], &csv);
+
+    let svg = t.join("p.svg");
+    let args = [
+        "plot",
+        s(&csv),
+        "--x",
+        "fabric.nic.rate_gbps",
+        "--y",
+        "makespan_us",
+        "--series",
+        "fabric.nodes",
+        "--log-x",
+        "--out",
+        s(&svg),
+    ];
+    ok(afdsim(&args));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"));
+    for label in [
+        "fabric NIC rate (Gb/s)",
+        "makespan (µs)",
+        "nodes = 2",
+        "nodes = 4",
+    ] {
+        assert!(text.contains(label), "`{label}` not in the SVG");
+    }
+    ok(afdsim(&args));
+    assert_eq!(
+        std::fs::read_to_string(&svg).unwrap(),
+        text,
+        "same table, same SVG"
+    );
+
+    // Without --series, two rows share each x: the error says which column differs.
+    let o = afdsim(&[
+        "plot",
+        s(&csv),
+        "--x",
+        "fabric.nic.rate_gbps",
+        "--y",
+        "makespan_us",
+        "--out",
+        s(&svg),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("they differ in: fabric.nodes"),
+        "{}",
+        stderr(&o)
+    );
+    let o = afdsim(&[
+        "plot",
+        s(&csv),
+        "--x",
+        "nope",
+        "--y",
+        "makespan_us",
+        "--out",
+        s(&svg),
+    ]);
+    assert!(stderr(&o).contains("no column `nope`"), "{}", stderr(&o));
+
+    let figs = t.join("figs");
+    let o = ok(afdsim(&["report", s(&csv), "--out", s(&figs)]));
+    let e = stderr(&o);
+    assert!(figs.join("bandwidth-makespan.svg").exists(), "{e}");
+    assert!(figs.join("bandwidth-message-p99.svg").exists(), "{e}");
+    assert!(
+        e.contains("skipped bandwidth-tpot.svg: needs columns the table lacks (y: tpot_ms)"),
+        "{e}"
+    );
+    assert!(e.contains("skipped exposed-comm-micro-batches.svg"), "{e}");
+}
