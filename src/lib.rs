@@ -13,6 +13,7 @@ pub mod report;
 pub mod sweep;
 pub mod topology;
 pub mod validation;
+pub mod workload;
 
 use config::Scenario;
 use engine::Time;

@@ -35,6 +35,7 @@ pub use params::{
 
 use crate::engine::{Dur, EventQueue, QueueStats, SimRng, Time};
 use crate::topology::{Fabric, LinkClass, LinkId, NodeId, NodeKind, Topology};
+use crate::workload::{TaskRef, Workload};
 use std::collections::{HashMap, VecDeque};
 
 /// A message to deliver: `bytes` from GPU `src` to GPU `dst`, becoming ready at `start`.
@@ -63,6 +64,10 @@ enum Event {
     Cnp(u32),
     /// The DCQCN timer of message `m` fires.
     DcqcnTimer(u32),
+    /// Compute task `c` may run (its dependencies are done): it joins its GPU's stream.
+    ComputeReady(u32),
+    /// Compute task `c` finished on its GPU's stream.
+    ComputeDone(u32),
 }
 
 const NONE: u32 = u32::MAX;
@@ -151,7 +156,17 @@ struct LinkState {
     stats: LinkStats,
 }
 
-/// The outcome of one message; `finish` is `None` when a packet of it was dropped.
+/// The outcome of one compute task; `None` when it never ran (a task it waited for was a
+/// message that lost a packet).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComputeResult {
+    pub gpu: NodeId,
+    pub start: Option<Time>,
+    pub finish: Option<Time>,
+}
+
+/// The outcome of one message: `start` is when it became ready (its dependencies done);
+/// `finish` is `None` when a packet of it (or of a message it waited for) was dropped.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MessageResult {
     pub src: NodeId,
@@ -165,6 +180,7 @@ pub struct MessageResult {
 #[derive(Clone, Debug)]
 pub struct PacketRun {
     pub messages: Vec<MessageResult>,
+    pub computes: Vec<ComputeResult>,
     pub links: Vec<LinkStats>,
     pub queue: QueueStats,
     pub packets: u64,
@@ -202,6 +218,8 @@ impl std::fmt::Display for Deadlock {
 }
 
 struct MsgState {
+    /// When it became ready; `None` until then.
+    started: Option<Time>,
     unsent_bytes: u64,
     undelivered_bytes: u64,
     finish: Option<Time>,
@@ -238,8 +256,8 @@ fn mix(mut x: u64) -> u64 {
 /// Random streams of the packet level (see `config` for the traffic stream).
 const STREAM_ECN: u64 = 101;
 
-/// Simulates `messages` on `fabric` until every message completes, is lost, or the run
-/// deadlocks. `progress` is called now and then with the events processed and the
+/// Simulates independent `messages` on `fabric` until every message completes, is lost, or
+/// the run deadlocks. `progress` is called now and then with the events processed and the
 /// simulated time.
 pub fn simulate(
     fabric: &Fabric,
@@ -247,6 +265,23 @@ pub fn simulate(
     messages: &[MessageSpec],
     progress: &mut dyn FnMut(u64, Time),
 ) -> Result<PacketRun, Deadlock> {
+    simulate_workload(
+        fabric,
+        params,
+        &Workload::from_messages(messages.to_vec()),
+        progress,
+    )
+}
+
+/// Simulates a workload: messages through the fabric and compute tasks on the GPUs'
+/// streams, each starting once the tasks it waits for are done.
+pub fn simulate_workload(
+    fabric: &Fabric,
+    params: &PacketParams,
+    workload: &Workload,
+    progress: &mut dyn FnMut(u64, Time),
+) -> Result<PacketRun, Deadlock> {
+    let messages = &workload.messages[..];
     let topo = &fabric.topology;
     let links = topo
         .links()
@@ -292,6 +327,19 @@ pub fn simulate(
         topo,
         params,
         specs: messages,
+        workload,
+        waiting: Vec::new(),
+        dependents: HashMap::new(),
+        streams: (0..topo.gpus()).map(|_| Stream::default()).collect(),
+        computes: workload
+            .computes
+            .iter()
+            .map(|c| ComputeResult {
+                gpu: c.gpu,
+                start: None,
+                finish: None,
+            })
+            .collect(),
         queue: EventQueue::new(),
         pool: PacketPool::default(),
         links,
@@ -324,6 +372,7 @@ pub fn simulate(
             _ => None,
         };
         sim.msgs.push(MsgState {
+            started: None,
             unsent_bytes: m.bytes,
             undelivered_bytes: m.bytes,
             finish: None,
@@ -340,8 +389,17 @@ pub fn simulate(
             cnp_delay: None,
             dropped: false,
         });
-        sim.queue
-            .schedule_at(m.start, Event::MessageStart(i as u32));
+    }
+    // Dependencies: a count of unfinished prerequisites per task, and who waits on whom.
+    for t in workload.tasks() {
+        let after = workload.after(t);
+        for &a in after {
+            sim.dependents.entry(a).or_insert_with(Vec::new).push(t);
+        }
+        sim.waiting.push(after.len() as u32);
+        if after.is_empty() {
+            sim.make_ready(Time::ZERO, t);
+        }
     }
     while let Some((now, ev)) = sim.queue.pop() {
         match ev {
@@ -352,6 +410,8 @@ pub fn simulate(
             Event::Wake(l) => sim.on_wake(now, l),
             Event::Cnp(m) => sim.on_cnp(now, m),
             Event::DcqcnTimer(m) => sim.on_dcqcn_timer(now, m),
+            Event::ComputeReady(c) => sim.on_compute_ready(now, c),
+            Event::ComputeDone(c) => sim.on_compute_done(now, c),
         }
         let processed = sim.queue.stats().processed;
         if processed & 0xF_FFFF == 0 {
@@ -366,10 +426,23 @@ struct Group {
     msgs: Vec<u32>,
 }
 
+/// A GPU's compute stream: one task at a time, in the order tasks became ready.
+#[derive(Default)]
+struct Stream {
+    busy: bool,
+    ready: VecDeque<u32>,
+}
+
 struct Sim<'a> {
     topo: &'a Topology,
     params: &'a PacketParams,
     specs: &'a [MessageSpec],
+    workload: &'a Workload,
+    /// Unfinished prerequisites per task, in `Workload::tasks` order (messages first).
+    waiting: Vec<u32>,
+    dependents: HashMap<TaskRef, Vec<TaskRef>>,
+    streams: Vec<Stream>,
+    computes: Vec<ComputeResult>,
     queue: EventQueue<Event>,
     pool: PacketPool,
     links: Vec<LinkState>,
@@ -397,7 +470,69 @@ struct Sim<'a> {
 }
 
 impl Sim<'_> {
+    fn task_index(&self, t: TaskRef) -> usize {
+        match t {
+            TaskRef::Message(i) => i as usize,
+            TaskRef::Compute(i) => self.specs.len() + i as usize,
+        }
+    }
+
+    /// Schedules a task whose prerequisites are all done, not before its own start time.
+    fn make_ready(&mut self, now: Time, t: TaskRef) {
+        match t {
+            TaskRef::Message(m) => {
+                let at = now.max(self.specs[m as usize].start);
+                self.queue.schedule_at(at, Event::MessageStart(m));
+            }
+            TaskRef::Compute(c) => {
+                let at = now.max(self.workload.computes[c as usize].start);
+                self.queue.schedule_at(at, Event::ComputeReady(c));
+            }
+        }
+    }
+
+    /// Task `t` finished: release the tasks that waited only for it.
+    fn complete(&mut self, now: Time, t: TaskRef) {
+        let Some(deps) = self.dependents.remove(&t) else {
+            return;
+        };
+        for d in deps {
+            let i = self.task_index(d);
+            self.waiting[i] -= 1;
+            if self.waiting[i] == 0 {
+                self.make_ready(now, d);
+            }
+        }
+    }
+
+    fn on_compute_ready(&mut self, now: Time, c: u32) {
+        let gpu = self.workload.computes[c as usize].gpu.0 as usize;
+        self.streams[gpu].ready.push_back(c);
+        if !self.streams[gpu].busy {
+            self.start_compute(now, gpu);
+        }
+    }
+
+    fn start_compute(&mut self, now: Time, gpu: usize) {
+        let Some(c) = self.streams[gpu].ready.pop_front() else {
+            return;
+        };
+        self.streams[gpu].busy = true;
+        self.computes[c as usize].start = Some(now);
+        let d = self.workload.computes[c as usize].duration;
+        self.queue.schedule_at(now + d, Event::ComputeDone(c));
+    }
+
+    fn on_compute_done(&mut self, now: Time, c: u32) {
+        self.computes[c as usize].finish = Some(now);
+        let gpu = self.workload.computes[c as usize].gpu.0 as usize;
+        self.streams[gpu].busy = false;
+        self.start_compute(now, gpu);
+        self.complete(now, TaskRef::Compute(c));
+    }
+
     fn on_message_start(&mut self, now: Time, m: u32) {
+        self.msgs[m as usize].started = Some(now);
         let spec = &self.specs[m as usize];
         let hops = self.topo.next_hops(spec.src, spec.dst);
         debug_assert!(!hops.is_empty(), "routes exist between all GPU pairs");
@@ -484,7 +619,8 @@ impl Sim<'_> {
         let m = p.msg as usize;
         let ms = &mut self.msgs[m];
         ms.undelivered_bytes -= p.payload_bytes as u64;
-        if ms.undelivered_bytes == 0 && !ms.dropped {
+        let completed = ms.undelivered_bytes == 0 && !ms.dropped;
+        if completed {
             ms.finish = Some(now);
         }
         // Notification point: at most one CNP per flow per interval.
@@ -506,6 +642,9 @@ impl Sim<'_> {
             };
             self.cnps += 1;
             self.queue.schedule_at(now + delay, Event::Cnp(m as u32));
+        }
+        if completed {
+            self.complete(now, TaskRef::Message(m as u32));
         }
     }
 
@@ -776,8 +915,13 @@ impl Sim<'_> {
     fn finish(mut self) -> Result<PacketRun, Deadlock> {
         let end = self.queue.now();
         let stuck = self.pool.in_use();
-        let unsent = self.msgs.iter().any(|m| m.unsent_bytes > 0);
-        if stuck > 0 || unsent {
+        // A message never started waited for a lost one (lossy mode): not a deadlock.
+        let unsent = self
+            .msgs
+            .iter()
+            .any(|m| m.started.is_some() && m.unsent_bytes > 0);
+        let stream_stuck = self.streams.iter().any(|s| s.busy || !s.ready.is_empty());
+        if stuck > 0 || unsent || stream_stuck {
             return Err(Deadlock {
                 time: end,
                 paused_links: (0..self.links.len())
@@ -810,20 +954,21 @@ impl Sim<'_> {
             .zip(&self.msgs)
             .map(|(s, m)| {
                 assert!(
-                    m.dropped || m.finish.is_some(),
-                    "a message neither completed nor lost"
+                    m.dropped || m.finish.is_some() || m.started.is_none(),
+                    "a started message neither completed nor lost"
                 );
                 MessageResult {
                     src: s.src,
                     dst: s.dst,
                     bytes: s.bytes,
-                    start: s.start,
+                    start: m.started.unwrap_or(s.start),
                     finish: m.finish,
                 }
             })
             .collect();
         Ok(PacketRun {
             messages,
+            computes: self.computes,
             links: self.links.into_iter().map(|l| l.stats).collect(),
             queue: self.queue.stats(),
             packets: self.packets,

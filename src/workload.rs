@@ -1,0 +1,130 @@
+//! What a simulation executes: messages and compute tasks, with dependencies.
+//!
+//! This is the seam between the studies (AFD decode, serving) and the network levels: a study
+//! builds a [`Workload`] (send n bytes from GPU a to GPU b; run a kernel on GPU g for t; each
+//! after the tasks it depends on), and every level executes the same workload.
+//!
+//! Invariants: a task may only depend on tasks added before it, so a workload is acyclic by
+//! construction; every GPU has one compute stream that runs one task at a time, in the order
+//! tasks become ready (ties in the order they were added).
+
+use crate::engine::{Dur, Time};
+use crate::packet::MessageSpec;
+use crate::topology::NodeId;
+
+/// A task of a workload.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TaskRef {
+    Message(u32),
+    Compute(u32),
+}
+
+/// A kernel on a GPU's compute stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComputeSpec {
+    pub gpu: NodeId,
+    pub duration: Dur,
+    /// Earliest start (it also waits for its dependencies and its stream).
+    pub start: Time,
+}
+
+/// Messages and compute tasks; `after[t]` lists what task `t` waits for.
+#[derive(Clone, Debug, Default)]
+pub struct Workload {
+    pub messages: Vec<MessageSpec>,
+    pub computes: Vec<ComputeSpec>,
+    message_after: Vec<Vec<TaskRef>>,
+    compute_after: Vec<Vec<TaskRef>>,
+}
+
+impl Workload {
+    /// Independent messages, each starting at its own time.
+    pub fn from_messages(messages: Vec<MessageSpec>) -> Workload {
+        let n = messages.len();
+        Workload {
+            messages,
+            message_after: vec![Vec::new(); n],
+            ..Workload::default()
+        }
+    }
+
+    /// Adds a message that starts once every task in `after` has completed (and not before
+    /// `spec.start`). Panics if `after` names a task not yet added: that is a bug in the
+    /// code building the workload, which would otherwise make a cycle possible.
+    pub fn message(&mut self, spec: MessageSpec, after: &[TaskRef]) -> TaskRef {
+        self.check(after);
+        self.messages.push(spec);
+        self.message_after.push(after.to_vec());
+        TaskRef::Message(self.messages.len() as u32 - 1)
+    }
+
+    /// Adds a compute task on `gpu` of `duration`, after the tasks in `after`.
+    pub fn compute(&mut self, gpu: NodeId, duration: Dur, after: &[TaskRef]) -> TaskRef {
+        self.check(after);
+        self.computes.push(ComputeSpec {
+            gpu,
+            duration,
+            start: Time::ZERO,
+        });
+        self.compute_after.push(after.to_vec());
+        TaskRef::Compute(self.computes.len() as u32 - 1)
+    }
+
+    fn check(&self, after: &[TaskRef]) {
+        for t in after {
+            let ok = match *t {
+                TaskRef::Message(i) => (i as usize) < self.messages.len(),
+                TaskRef::Compute(i) => (i as usize) < self.computes.len(),
+            };
+            assert!(ok, "a task may only depend on tasks added before it: {t:?}");
+        }
+    }
+
+    pub fn after(&self, t: TaskRef) -> &[TaskRef] {
+        match t {
+            TaskRef::Message(i) => &self.message_after[i as usize],
+            TaskRef::Compute(i) => &self.compute_after[i as usize],
+        }
+    }
+
+    /// Every task, messages first.
+    pub fn tasks(&self) -> impl Iterator<Item = TaskRef> + '_ {
+        (0..self.messages.len() as u32)
+            .map(TaskRef::Message)
+            .chain((0..self.computes.len() as u32).map(TaskRef::Compute))
+    }
+
+    pub fn has_dependencies(&self) -> bool {
+        !self.computes.is_empty() || self.message_after.iter().any(|a| !a.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "only depend on tasks added before")]
+    fn forward_dependencies_are_refused() {
+        let mut w = Workload::default();
+        w.compute(NodeId(0), Dur::from_ns(1), &[TaskRef::Compute(3)]);
+    }
+
+    #[test]
+    fn tasks_and_their_dependencies() {
+        let mut w = Workload::default();
+        let c = w.compute(NodeId(0), Dur::from_ns(5), &[]);
+        let m = w.message(
+            MessageSpec {
+                src: NodeId(0),
+                dst: NodeId(1),
+                bytes: 10,
+                start: Time::ZERO,
+            },
+            &[c],
+        );
+        assert_eq!(w.after(m), &[c]);
+        assert_eq!(w.tasks().count(), 2);
+        assert!(w.has_dependencies());
+    }
+}
