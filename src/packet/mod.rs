@@ -394,7 +394,7 @@ pub fn simulate_workload(
     for t in workload.tasks() {
         let after = workload.after(t);
         for &a in after {
-            sim.dependents.entry(a).or_insert_with(Vec::new).push(t);
+            sim.dependents.entry(a).or_default().push(t);
         }
         sim.waiting.push(after.len() as u32);
         if after.is_empty() {
