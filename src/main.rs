@@ -127,13 +127,12 @@ fn cmd_run(
     out: Option<PathBuf>,
     level: Option<&str>,
 ) -> Result<ExitCode, InputError> {
-    let mut scenario = match &path {
-        Some(p) => Scenario::load(p, seed)?,
-        None => Scenario::embedded_default(seed),
+    let level = level.and_then(afdsim::config::Level::parse);
+    let scenario = match (&path, level) {
+        (Some(p), _) => Scenario::load_at_level(p, seed, level)?,
+        (None, None) => Scenario::embedded_default(seed),
+        (None, Some(l)) => Scenario::embedded_default(seed).with_level(l)?,
     };
-    if let Some(l) = level.and_then(afdsim::config::Level::parse) {
-        scenario = scenario.with_level(l)?;
-    }
     let bar = progress_bar(json);
     let outcome = afdsim::run(&scenario, &mut |events, now| {
         bar.set_message(format!("{events} events, simulated {now}"))

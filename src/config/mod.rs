@@ -119,7 +119,29 @@ impl Scenario {
         let fabric_origin = expand_fabric_file(&mut table, origin, dir)?;
         let raw: ScenarioFile =
             from_value(toml::Value::Table(table), origin, fabric_origin.as_ref())?;
-        resolve(&raw, origin, fabric_origin.as_ref(), seed)
+        resolve(&raw, origin, fabric_origin.as_ref(), seed, "level")
+    }
+
+    /// [`Scenario::load`] with the file's `level` replaced by `level` when given (as
+    /// `afdsim run --level` asks); the level's input checks apply to the replacement.
+    pub fn load_at_level(
+        path: &Path,
+        seed: Option<u64>,
+        level: Option<Level>,
+    ) -> Result<Scenario, InputError> {
+        let Some(level) = level else {
+            return Scenario::load(path, seed);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| InputError::for_path(path, "", format!("cannot read file: {e}")))?;
+        let origin = path.display().to_string();
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut table = parse_table(&text, &origin)?;
+        table.insert("level".into(), toml::Value::String(level.as_str().into()));
+        let fabric_origin = expand_fabric_file(&mut table, &origin, &dir)?;
+        let raw: ScenarioFile =
+            from_value(toml::Value::Table(table), &origin, fabric_origin.as_ref())?;
+        resolve(&raw, &origin, fabric_origin.as_ref(), seed, "--level")
     }
 }
 
@@ -310,6 +332,7 @@ fn resolve(
     origin: &str,
     fabric_origin: Option<&FabricOrigin>,
     seed: Option<u64>,
+    level_chosen_by: &str,
 ) -> Result<Scenario, InputError> {
     let cx = Ctx { origin };
     if raw.name.trim().is_empty() {
@@ -370,7 +393,7 @@ fn resolve(
         },
         messages,
     };
-    check_level(&scenario, "level")?;
+    check_level(&scenario, level_chosen_by)?;
     Ok(scenario)
 }
 

@@ -6,6 +6,7 @@
 //! at the top of the repository and are embedded in the binary.
 
 mod check;
+mod flow_cases;
 mod packet_cases;
 
 pub use check::{Check, CheckRow, Compare};
@@ -17,6 +18,15 @@ use crate::error::InputError;
 /// pass and every check listed here to still fail, so that a fix must remove its entry.
 /// (case, metric, reason)
 pub const KNOWN_GAPS: &[(&str, &str, &str)] = &[
+    (
+        "flow-vs-packet-nvlink-all-to-all",
+        "makespan_us",
+        "the packet level's NVLink copy is slower than its calibration: one GPU-to-GPU copy \
+         reaches 305 GB/s, not the 396 GB/s hgx-h100.toml is calibrated to (the flow level \
+         gives 395); NVSwitch egress is picked by packet sequence, independent of the ingress \
+         link the GPU used, so egress links collide and queue (8x credits do not help). \
+         A packet-level fix (issue 3); docs/flow.md",
+    ),
     (
         "compute-loo-h100-sxm",
         "p90 |error| %, in-between points",
@@ -49,6 +59,7 @@ pub struct Case {
 pub fn cases() -> Vec<Case> {
     let mut all = packet_cases::cases();
     all.extend(crate::compute::validation::cases());
+    all.extend(flow_cases::cases());
     all.sort_by_key(|c| c.name);
     all
 }
