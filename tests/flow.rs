@@ -167,3 +167,79 @@ fn cli_level_flag_overrides_the_file_and_is_checked() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("fabric.switch.pfc_xoff_kib"), "{err}");
 }
+
+/// Two messages into one receiver, the second starting when the first is a quarter done:
+/// the first runs alone at the link rate, then both share the receiver link, then the
+/// second runs alone. Checked against that arithmetic, done here independently.
+#[test]
+fn staggered_flows_follow_the_fluid_closed_form() {
+    let text = r#"
+name = "staggered"
+level = "flow"
+[fabric]
+nodes = 3
+gpus_per_node = 1
+[fabric.nic]
+rate_gbps = 400
+latency_ns = 1000
+[fabric.scale_out]
+topology = "single-switch"
+[fabric.switch]
+latency_ns = 300
+[[traffic]]
+pattern = "message"
+src = 1
+dst = 0
+bytes = 4194304
+[[traffic]]
+pattern = "message"
+src = 2
+dst = 0
+bytes = 4194304
+start_ns = 20970
+"#;
+    let s = Scenario::parse(text, "staggered.toml", None).unwrap();
+    let r = afdsim::run(&s, &mut |_, _| {}).unwrap().run;
+    // Wire bytes: 1024 packets of 4096 + 64 B; 400 Gb/s = 0.05 B/ps.
+    let wire = 1024.0 * 4160.0;
+    let c = 0.05;
+    let t1 = 20_970_000.0; // ps
+    let left_a = wire - c * t1;
+    let a_done = t1 + left_a / (c / 2.0);
+    let b_left = wire - (c / 2.0) * (a_done - t1);
+    let b_done = a_done + b_left / c;
+    // Tail: two 1 us links, 300 ns of switch, one 83.2 ns packet of store-and-forward.
+    let tail = 2_000_000.0 + 300_000.0 + 83_200.0;
+    let got_a = r.messages[0].finish.unwrap().as_ps() as f64;
+    let got_b = r.messages[1].finish.unwrap().as_ps() as f64;
+    assert!(
+        (got_a - (a_done + tail)).abs() <= 2.0,
+        "{got_a} vs {}",
+        a_done + tail
+    );
+    assert!(
+        (got_b - (b_done + tail)).abs() <= 2.0,
+        "{got_b} vs {}",
+        b_done + tail
+    );
+}
+
+/// `--level packet` on a file written for the flow level that studies PFC: the packet
+/// level runs it (the override applies before the level's checks).
+#[test]
+fn level_override_applies_before_the_checks() {
+    let dir = std::env::temp_dir().join(format!("afdsim-flow-ovr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("pfc-flow.toml");
+    let text = BASE.replace("LEVEL", "flow").replacen(
+        "latency_ns = 100\n[[",
+        "latency_ns = 100\nbuffer_kib = 1024\npfc_xoff_kib = 512\npfc_xon_kib = 256\n[[",
+        1,
+    );
+    std::fs::write(&p, text).unwrap();
+    assert!(Scenario::load(&p, None).is_err());
+    let s = Scenario::load_at_level(&p, None, Some(Level::Packet)).unwrap();
+    assert_eq!(s.level, Level::Packet);
+    let e = Scenario::load_at_level(&p, None, Some(Level::Analytical)).unwrap_err();
+    assert!(e.message.contains("--level"), "{e}");
+}

@@ -35,6 +35,11 @@ pub struct Allocator {
     /// Active entries on each link (entry ids) and the sum of their weights.
     on_link: Vec<Vec<u32>>,
     weight_sum: Vec<f64>,
+    /// Rates of the active flows on each link (f64 bits of positive rates order like the
+    /// rates), with counts: a link whose fastest flow is below theta is not scanned.
+    /// Sorted ascending; a link carries few distinct rates, so a sorted vector beats a
+    /// tree here.
+    rates_on: Vec<Vec<(u64, u32)>>,
     /// Entries of every flow ever added (CSR): flow f owns `off[f]..off[f + 1]`.
     off: Vec<u32>,
     e_link: Vec<u32>,
@@ -47,8 +52,11 @@ pub struct Allocator {
     // Scratch, reused across updates (stamped with `epoch` instead of cleared).
     epoch: u32,
     link_stamp: Vec<u32>,
+    region_stamp: Vec<u32>,
     flow_stamp: Vec<u32>,
     frozen_stamp: Vec<u32>,
+    touch_stamp: Vec<u32>,
+    step_stamp: u32,
     rem: Vec<f64>,
     n: Vec<f64>,
     unfrozen: Vec<u32>,
@@ -86,6 +94,7 @@ impl Allocator {
         Allocator {
             on_link: vec![Vec::new(); n],
             weight_sum: vec![0.0; n],
+            rates_on: vec![Vec::new(); n],
             off: vec![0],
             e_link: Vec::new(),
             e_w: Vec::new(),
@@ -95,8 +104,11 @@ impl Allocator {
             active: Vec::new(),
             epoch: 0,
             link_stamp: vec![0; n],
+            region_stamp: vec![0; n],
             flow_stamp: Vec::new(),
             frozen_stamp: Vec::new(),
+            touch_stamp: vec![u32::MAX; n],
+            step_stamp: 0,
             rem: vec![0.0; n],
             n: vec![0.0; n],
             unfrozen: vec![0; n],
@@ -178,6 +190,7 @@ impl Allocator {
             }
             self.e_pos[e as usize] = u32::MAX;
             self.weight_sum[l] -= self.e_w[e as usize];
+            count_rate(&mut self.rates_on[l], self.rate[fi], false);
             self.pending_links.push(l as u32);
         }
     }
@@ -194,6 +207,7 @@ impl Allocator {
         if self.epoch == 0 {
             // Stamps wrapped: clear them once every 4 billion updates.
             self.link_stamp.iter_mut().for_each(|s| *s = 0);
+            self.region_stamp.iter_mut().for_each(|s| *s = 0);
             self.flow_stamp.iter_mut().for_each(|s| *s = 0);
             self.frozen_stamp.iter_mut().for_each(|s| *s = 0);
             self.epoch = 1;
@@ -212,44 +226,49 @@ impl Allocator {
                 theta = theta.min(self.cap[l] / self.weight_sum[l].max(f64::MIN_POSITIVE));
             }
         }
-        self.pending_new.clear();
         self.theta = f64::INFINITY;
         let keep_below = theta * (1.0 - THETA_SLACK);
 
         // The flows to refill: new ones and those at or above theta, reachable from a
-        // changed link through links they share.
+        // changed link through links they share. `scan` holds the links to look for such
+        // flows on (the changed links and the region's); `region_links` only the links that
+        // carry a flow of the region, the ones whose capacity is handed out again.
+        let mut scan: Vec<u32> = Vec::new();
         let mut region_links: Vec<u32> = Vec::new();
         let mut region_flows: Vec<u32> = Vec::new();
         for &l in &seeds {
             if self.link_stamp[l as usize] != epoch {
                 self.link_stamp[l as usize] = epoch;
-                region_links.push(l);
+                scan.push(l);
+            }
+        }
+        // New flows are in the region by definition (rate 0: not yet in `rates_on`).
+        let new = std::mem::take(&mut self.pending_new);
+        for &f in &new {
+            if self.active[f as usize] && self.flow_stamp[f as usize] != epoch {
+                self.enroll(f, &mut region_flows, &mut region_links, &mut scan);
             }
         }
         let mut i = 0;
-        while i < region_links.len() {
-            let l = region_links[i] as usize;
+        while i < scan.len() {
+            let l = scan[i] as usize;
             i += 1;
-            for &e in &self.on_link[l] {
-                let f = self.e_flow[e as usize] as usize;
-                if self.flow_stamp[f] == epoch {
-                    continue;
-                }
-                let r = self.rate[f];
-                if r != 0.0 && r < keep_below {
-                    continue;
-                }
-                self.flow_stamp[f] = epoch;
-                region_flows.push(f as u32);
-                for e2 in self.off[f]..self.off[f + 1] {
-                    let l2 = self.e_link[e2 as usize];
-                    if self.link_stamp[l2 as usize] != epoch {
-                        self.link_stamp[l2 as usize] = epoch;
-                        region_links.push(l2);
-                    }
+            // Skip the scan where no flow is at or above theta.
+            let fastest = self.rates_on[l]
+                .last()
+                .map_or(0.0, |&(bits, _)| f64::from_bits(bits));
+            if fastest < keep_below {
+                continue;
+            }
+            for k in 0..self.on_link[l].len() {
+                let f = self.e_flow[self.on_link[l][k] as usize];
+                if self.flow_stamp[f as usize] != epoch && self.rate[f as usize] >= keep_below {
+                    self.enroll(f, &mut region_flows, &mut region_links, &mut scan);
                 }
             }
         }
+        self.pending_new = new;
+        self.pending_new.clear();
         self.refilled += region_flows.len() as u64;
         self.links_visited += region_links.len() as u64;
 
@@ -277,6 +296,9 @@ impl Allocator {
 
         // Progressive filling over the region.
         let mut level = 0.0f64;
+        let mut touched: Vec<u32> = Vec::new();
+        // Stamps for `touched`, distinct per freezing step across updates.
+        let mut step = self.step_stamp.wrapping_add(1);
         while let Some(Key(key, l)) = heap.pop() {
             let l = l as usize;
             if self.unfrozen[l] == 0 || key != self.rem[l] / self.n[l] {
@@ -291,6 +313,12 @@ impl Allocator {
             } else {
                 self.cap[l] * 1e-12
             };
+            touched.clear();
+            if step == u32::MAX {
+                // Stamps wrapped (after 4 billion freezing steps): start them over.
+                self.touch_stamp.iter_mut().for_each(|s| *s = u32::MAX);
+                step = 0;
+            }
             let list_len = self.on_link[l].len();
             for k in 0..list_len {
                 let e = self.on_link[l][k] as usize;
@@ -307,21 +335,83 @@ impl Allocator {
                     self.rem[l2] = (self.rem[l2] - r * w).max(0.0);
                     self.n[l2] -= w;
                     self.unfrozen[l2] -= 1;
-                    if l2 != l && self.unfrozen[l2] > 0 {
-                        self.n[l2] = self.n[l2].max(f64::MIN_POSITIVE);
-                        heap.push(Key(self.rem[l2] / self.n[l2], l2 as u32));
+                    if l2 != l && self.touch_stamp[l2] != step {
+                        self.touch_stamp[l2] = step;
+                        touched.push(l2 as u32);
                     }
                 }
                 if old != r {
                     changed.push((f as u32, old));
+                    for e2 in self.off[f] as usize..self.off[f + 1] as usize {
+                        let rates = &mut self.rates_on[self.e_link[e2] as usize];
+                        count_rate(rates, old, false);
+                        count_rate(rates, r, true);
+                    }
                 }
             }
+            // One new key per link whose level moved (not one per flow frozen on it).
+            for &l2 in &touched {
+                let l2 = l2 as usize;
+                if self.unfrozen[l2] > 0 {
+                    self.n[l2] = self.n[l2].max(f64::MIN_POSITIVE);
+                    heap.push(Key(self.rem[l2] / self.n[l2], l2 as u32));
+                }
+            }
+            step = step.wrapping_add(1);
         }
+        self.step_stamp = step;
         debug_assert!(
             region_flows
                 .iter()
                 .all(|&f| self.frozen_stamp[f as usize] == epoch)
         );
+    }
+}
+
+impl Allocator {
+    /// Puts flow `f` in this update's region, and its links in the region and the scan.
+    fn enroll(
+        &mut self,
+        f: u32,
+        region_flows: &mut Vec<u32>,
+        region_links: &mut Vec<u32>,
+        scan: &mut Vec<u32>,
+    ) {
+        let epoch = self.epoch;
+        let fi = f as usize;
+        self.flow_stamp[fi] = epoch;
+        region_flows.push(f);
+        for e in self.off[fi] as usize..self.off[fi + 1] as usize {
+            let l = self.e_link[e] as usize;
+            if self.region_stamp[l] != epoch {
+                self.region_stamp[l] = epoch;
+                region_links.push(l as u32);
+            }
+            if self.link_stamp[l] != epoch {
+                self.link_stamp[l] = epoch;
+                scan.push(l as u32);
+            }
+        }
+    }
+}
+
+/// Adds (or removes) one flow at `rate` to a link's rate counts; rate 0 (a flow not yet
+/// rated) is not counted.
+fn count_rate(rates: &mut Vec<(u64, u32)>, rate: f64, add: bool) {
+    if rate <= 0.0 {
+        return;
+    }
+    let key = rate.to_bits();
+    match (rates.binary_search_by_key(&key, |&(k, _)| k), add) {
+        (Ok(i), true) => rates[i].1 += 1,
+        (Err(i), true) => rates.insert(i, (key, 1)),
+        (Ok(i), false) => {
+            rates[i].1 -= 1;
+            if rates[i].1 == 0 {
+                rates.remove(i);
+            }
+        }
+        (Err(_), false) => panic!("removing a rate that was never counted"),
     }
 }
 

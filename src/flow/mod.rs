@@ -50,8 +50,11 @@ pub struct FlowStats {
     /// `updates x active flows`).
     pub flows_refilled: u64,
     pub links_visited: u64,
-    /// Drain events that found the flow's rate changed since they were scheduled.
+    /// Drain events superseded by an earlier drain of the same flow.
     pub stale_events: u64,
+    /// Drain events that fired before the flow was done (its rate fell since) and
+    /// rescheduled themselves.
+    pub early_events: u64,
     /// (link, share) entries over all routes: the size of the flow-link graph.
     pub route_entries: u64,
 }
@@ -102,6 +105,8 @@ pub fn simulate_with_stats(
     let mut left: Vec<f64> = routes.iter().map(|r| r.0 as f64).collect();
     let mut since: Vec<Time> = messages.iter().map(|m| m.start).collect();
     let mut version: Vec<u32> = vec![0; messages.len()];
+    // When the flow's live drain event fires (Time::MAX: none yet).
+    let mut pending_at: Vec<Time> = vec![Time::MAX; messages.len()];
     let mut drained: Vec<Option<Time>> = vec![None; messages.len()];
 
     let mut batch: Vec<Event> = Vec::new();
@@ -118,12 +123,24 @@ pub fn simulate_with_stats(
             match ev {
                 Event::Start(m) => alloc.start(m),
                 Event::Drain { flow, version: v } => {
-                    if v != version[flow as usize] || !alloc.is_active(flow) {
+                    let fi = flow as usize;
+                    if v != version[fi] || !alloc.is_active(flow) {
                         stats.stale_events += 1;
                         continue;
                     }
-                    drained[flow as usize] = Some(now);
-                    left[flow as usize] = 0.0;
+                    // Drain events are scheduled lazily (see below): this one may be early.
+                    let rate = alloc.rate(flow);
+                    left[fi] = (left[fi] - rate * now.since(since[fi]).as_ps() as f64).max(0.0);
+                    since[fi] = now;
+                    let ps = (left[fi] / rate).ceil() as u64;
+                    if ps > 0 {
+                        stats.early_events += 1;
+                        pending_at[fi] = now + Dur::from_ps(ps);
+                        queue.schedule_at(pending_at[fi], Event::Drain { flow, version: v });
+                        continue;
+                    }
+                    drained[fi] = Some(now);
+                    left[fi] = 0.0;
                     alloc.stop(flow);
                 }
             }
@@ -136,17 +153,23 @@ pub fn simulate_with_stats(
             let elapsed = now.since(since[fi]).as_ps() as f64;
             left[fi] = (left[fi] - old_rate * elapsed).max(0.0);
             since[fi] = now;
-            version[fi] = version[fi].wrapping_add(1);
             let ps = (left[fi] / alloc.rate(f)).ceil();
             // Bounded by config (bytes <= 2^40, rates >= 1 bit/s): far below u64 ps.
             let at = now + Dur::from_ps(ps as u64);
-            queue.schedule_at(
-                at,
-                Event::Drain {
-                    flow: f,
-                    version: version[fi],
-                },
-            );
+            // Lazy: a drain already pending at or before `at` stays; when it fires early it
+            // reschedules itself. Only a drain that moves earlier needs a new event, so a
+            // slowed flow costs no event, and stale events stay few.
+            if at < pending_at[fi] {
+                version[fi] = version[fi].wrapping_add(1);
+                pending_at[fi] = at;
+                queue.schedule_at(
+                    at,
+                    Event::Drain {
+                        flow: f,
+                        version: version[fi],
+                    },
+                );
+            }
         }
         let processed = queue.stats().processed;
         if processed & 0xFFFF < batch.len() as u64 {
