@@ -8,6 +8,7 @@ pub mod compute;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod flow;
 pub mod packet;
 pub mod report;
 pub mod sweep;
@@ -36,19 +37,20 @@ impl Outcome {
     }
 }
 
-/// Runs a resolved scenario at its level. `progress` is called now and then with the events
+/// Runs a resolved scenario at its level (packet, flow or analytical; all return the
+/// packet level's result type, so the metrics are computed the same way). `progress` is called now and then with the events
 /// processed and the simulated time (for a progress bar; it must not affect the run).
 /// A run that stalls in a cycle of pauses is returned as a [`packet::Deadlock`].
 pub fn run(
     scenario: &Scenario,
     progress: &mut dyn FnMut(u64, Time),
 ) -> Result<Outcome, packet::Deadlock> {
-    let run = packet::simulate(
-        &scenario.fabric,
-        &scenario.packet,
-        &scenario.messages,
-        progress,
-    )?;
+    let (f, p, m) = (&scenario.fabric, &scenario.packet, &scenario.messages);
+    let run = match scenario.level {
+        config::Level::Packet => packet::simulate(f, p, m, progress)?,
+        config::Level::Flow => flow::simulate(f, p, m, progress),
+        config::Level::Analytical => flow::analytical::simulate(f, p, m),
+    };
     let metrics = report::PacketMetrics::of(scenario, &run);
     Ok(Outcome { run, metrics })
 }

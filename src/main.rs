@@ -39,6 +39,9 @@ enum Command {
         /// Also write metrics.json, messages.csv and links.csv into this directory.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Simulation level (overrides the file's `level`).
+        #[arg(long, value_parser = ["packet", "flow", "analytical"])]
+        level: Option<String>,
     },
     /// Measured compute-time tables: queries, layer breakdowns, accuracy.
     #[command(subcommand)]
@@ -90,7 +93,8 @@ fn main() -> ExitCode {
             seed,
             json,
             out,
-        } => cmd_run(scenario, seed, json, out),
+            level,
+        } => cmd_run(scenario, seed, json, out, level.as_deref()),
         Command::Validate { json, filter } => cmd_validate(json, filter.as_deref()),
         Command::Compute(c) => afdsim::compute::cli::run_command(&c, &mut std::io::stdout().lock())
             .map(|()| ExitCode::SUCCESS),
@@ -133,10 +137,13 @@ fn cmd_run(
     seed: Option<u64>,
     json: bool,
     out: Option<PathBuf>,
+    level: Option<&str>,
 ) -> Result<ExitCode, InputError> {
-    let scenario = match &path {
-        Some(p) => Scenario::load(p, seed)?,
-        None => Scenario::embedded_default(seed),
+    let level = level.and_then(afdsim::config::Level::parse);
+    let scenario = match (&path, level) {
+        (Some(p), _) => Scenario::load_at_level(p, seed, level)?,
+        (None, None) => Scenario::embedded_default(seed),
+        (None, Some(l)) => Scenario::embedded_default(seed).with_level(l)?,
     };
     let bar = progress_bar(json);
     let outcome = afdsim::run(&scenario, &mut |events, now| {

@@ -37,14 +37,28 @@ const STREAM_TRAFFIC: u64 = 1;
 /// Simulation fidelity.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Level {
+    /// Every packet on every hop (`packet`).
     Packet,
+    /// Fluid flows sharing links max-min fairly (`flow`, `src/flow/`).
+    Flow,
+    /// Bytes over bottleneck bandwidth plus latency per message (`flow/analytical.rs`).
+    Analytical,
 }
 
 impl Level {
+    pub const ALL: [Level; 3] = [Level::Packet, Level::Flow, Level::Analytical];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Packet => "packet",
+            Level::Flow => "flow",
+            Level::Analytical => "analytical",
         }
+    }
+
+    /// The level named `s` (as in a scenario's `level` key or `--level`).
+    pub fn parse(s: &str) -> Option<Level> {
+        Level::ALL.into_iter().find(|l| l.as_str() == s)
     }
 }
 
@@ -106,7 +120,29 @@ impl Scenario {
         let fabric_origin = expand_fabric_file(&mut table, origin, dir)?;
         let raw: ScenarioFile =
             from_value(toml::Value::Table(table), origin, fabric_origin.as_ref())?;
-        resolve(&raw, origin, fabric_origin.as_ref(), seed)
+        resolve(&raw, origin, fabric_origin.as_ref(), seed, "level")
+    }
+
+    /// [`Scenario::load`] with the file's `level` replaced by `level` when given (as
+    /// `afdsim run --level` asks); the level's input checks apply to the replacement.
+    pub fn load_at_level(
+        path: &Path,
+        seed: Option<u64>,
+        level: Option<Level>,
+    ) -> Result<Scenario, InputError> {
+        let Some(level) = level else {
+            return Scenario::load(path, seed);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| InputError::for_path(path, "", format!("cannot read file: {e}")))?;
+        let origin = path.display().to_string();
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut table = parse_table(&text, &origin)?;
+        table.insert("level".into(), toml::Value::String(level.as_str().into()));
+        let fabric_origin = expand_fabric_file(&mut table, &origin, &dir)?;
+        let raw: ScenarioFile =
+            from_value(toml::Value::Table(table), &origin, fabric_origin.as_ref())?;
+        resolve(&raw, &origin, fabric_origin.as_ref(), seed, "--level")
     }
 }
 
@@ -319,6 +355,7 @@ fn resolve(
     origin: &str,
     fabric_origin: Option<&FabricOrigin>,
     seed: Option<u64>,
+    level_chosen_by: &str,
 ) -> Result<Scenario, InputError> {
     let cx = Ctx { origin };
     if raw.name.trim().is_empty() {
@@ -326,15 +363,13 @@ fn resolve(
     }
     let seed = seed.or(raw.seed).unwrap_or(DEFAULT_SEED);
     let level = match raw.level.as_deref() {
-        None | Some("packet") => Level::Packet,
-        Some(other) => {
-            return Err(cx.err(
+        None => Level::Packet,
+        Some(name) => Level::parse(name).ok_or_else(|| {
+            cx.err(
                 "level",
-                format!(
-                    "`{other}` is not a level; allowed: packet (flow and analytical come later)"
-                ),
-            ));
-        }
+                format!("`{name}` is not a level; allowed: packet, flow, analytical"),
+            )
+        })?,
     };
 
     let (rf, built, congestion_control) = resolve_fabric(&raw.fabric, origin, fabric_origin)?;
@@ -362,7 +397,7 @@ fn resolve(
         )?;
     }
 
-    Ok(Scenario {
+    let scenario = Scenario {
         name: raw.name.clone(),
         origin: origin.to_string(),
         seed,
@@ -381,7 +416,57 @@ fn resolve(
             seed,
         },
         messages,
-    })
+    };
+    check_level(&scenario, level_chosen_by)?;
+    Ok(scenario)
+}
+
+impl Scenario {
+    /// The same scenario at another level (as `afdsim run --level` asks), checked as if
+    /// the file had said so.
+    pub fn with_level(mut self, level: Level) -> Result<Scenario, InputError> {
+        self.level = level;
+        check_level(&self, "--level")?;
+        Ok(self)
+    }
+}
+
+/// Rejects scenario features that only exist at the packet level when the scenario runs at
+/// the flow or analytical level: those levels have no queues, buffers, pauses, marks or
+/// rate control, and ignoring the keys would answer a different question silently.
+/// `chosen_by` names where the level came from (`level` or `--level`).
+fn check_level(s: &Scenario, chosen_by: &str) -> Result<(), InputError> {
+    if s.level == Level::Packet {
+        return Ok(());
+    }
+    let sw = &s.packet.switch;
+    let found = if matches!(sw.buffers, Buffers::Lossy { .. }) {
+        Some((
+            "fabric.switch.mode",
+            "dropping at a full buffer (mode = \"lossy\")",
+        ))
+    } else if matches!(sw.buffers, Buffers::Lossless { .. }) {
+        Some(("fabric.switch.pfc_xoff_kib", "PFC on finite switch buffers"))
+    } else if sw.ecn.is_some() {
+        Some(("fabric.switch.ecn_kmin_kib", "ECN marking"))
+    } else if matches!(s.packet.congestion_control, CongestionControl::Dcqcn(_)) {
+        Some(("fabric.nic.congestion_control", "DCQCN rate control"))
+    } else {
+        None
+    };
+    match found {
+        None => Ok(()),
+        Some((key, what)) => Err(InputError::new(
+            s.origin.clone(),
+            key,
+            format!(
+                "{what} is a packet-level feature; the {lvl} level (chosen by `{chosen_by}`) \
+                 has no packets or queues to apply it to: run with level = \"packet\" to study \
+                 it, or remove the key to get the {lvl} level's answer without it",
+                lvl = s.level.as_str()
+            ),
+        )),
+    }
 }
 
 /// Resolves and builds a fabric table, naming the file that holds each bad key.

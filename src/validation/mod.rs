@@ -6,6 +6,7 @@
 //! at the top of the repository and are embedded in the binary.
 
 mod check;
+mod flow_cases;
 mod packet_cases;
 
 pub use check::{Check, CheckRow, Compare};
@@ -17,6 +18,15 @@ use crate::error::InputError;
 /// pass and every check listed here to still fail, so that a fix must remove its entry.
 /// (case, metric, reason)
 pub const KNOWN_GAPS: &[(&str, &str, &str)] = &[
+    (
+        "flow-vs-packet-permutation-spray",
+        "makespan_us",
+        "the packet level sprays each packet to a seeded random spine (a rotation locks onto \
+         periodic arrivals, see packet::Sim::spray); random picks collide for a packet time \
+         and leave transient queues the fluid model cannot see: makespan +5.9 %, mean \
+         message time +4.8 %. Spraying with less variance (per-flow shuffled rounds) is the \
+         packet-level fix to try",
+    ),
     (
         "compute-loo-h100-sxm",
         "p90 |error| %, in-between points",
@@ -71,6 +81,7 @@ pub struct Case {
 pub fn cases() -> Vec<Case> {
     let mut all = packet_cases::cases();
     all.extend(crate::compute::validation::cases());
+    all.extend(flow_cases::cases());
     all.sort_by_key(|c| c.name);
     all
 }

@@ -1,0 +1,66 @@
+//! The analytical level: an instant sanity bound, no simulation.
+//!
+//! Each message is one stage: its wire bytes over the bandwidth it gets from its most
+//! loaded link, plus its route's fixed tail (the flow level's, see [`super::paths`]). A
+//! link's load is the wire bytes every message puts on it; a message's bandwidth at the
+//! link is its share of the link's capacity in proportion to its bytes there, so its
+//! transfer takes `load(l) / capacity(l)` on its worst link. For traffic that starts
+//! together this is the time the bottleneck link needs to carry everything it must, the
+//! lower bound of any schedule that keeps that link busy, and it is exact for one flow,
+//! a contention-free all-to-all and an incast. It ignores start times except as offsets,
+//! and flows that finish early freeing capacity: use the flow level for those.
+
+use super::paths::route;
+use crate::engine::{Dur, QueueStats, Time};
+use crate::packet::{MessageSpec, PacketParams, PacketRun};
+use crate::topology::Fabric;
+
+/// Runs `messages` on `fabric` at the analytical level.
+pub fn simulate(fabric: &Fabric, params: &PacketParams, messages: &[MessageSpec]) -> PacketRun {
+    let topo = &fabric.topology;
+    let routes: Vec<_> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| route(fabric, params, i as u32, m))
+        .collect();
+    let mut load = vec![0.0f64; topo.links().len()];
+    let mut packets = vec![0.0f64; topo.links().len()];
+    for r in &routes {
+        for &(l, w) in &r.links {
+            load[l.0 as usize] += r.wire_bytes as f64 * w;
+            packets[l.0 as usize] += r.packets as f64 * w;
+        }
+    }
+    // Time each link needs for its load, in ps (rounded up: never faster than the rate).
+    let drain: Vec<Dur> = topo
+        .links()
+        .iter()
+        .zip(&load)
+        .map(|(link, &b)| link.rate.serialize(b.round() as u64))
+        .collect();
+    let finish: Vec<Time> = messages
+        .iter()
+        .zip(&routes)
+        .map(|(m, r)| {
+            let worst = r
+                .links
+                .iter()
+                .map(|&(l, _)| drain[l.0 as usize])
+                .max()
+                .unwrap_or(Dur::ZERO);
+            m.start + worst + r.tail
+        })
+        .collect();
+    let links = topo
+        .links()
+        .iter()
+        .enumerate()
+        .map(|(i, _)| crate::packet::LinkStats {
+            wire_bytes: load[i].round() as u64,
+            packets: packets[i].ceil() as u64,
+            busy: drain[i],
+            ..Default::default()
+        })
+        .collect();
+    super::assemble(messages, finish, links, QueueStats::default())
+}

@@ -1,0 +1,254 @@
+//! The flow level: every message is a fluid flow sharing link capacity max-min fairly.
+//!
+//! - Routes are the packet level's (same `Fabric`, same `PacketParams`, same
+//!   `MessageSpec`s): ECMP picks one path with the packet level's hash; NVLink traffic,
+//!   spraying, and adaptive routing (treated as spraying: the fluid model has no queues to
+//!   adapt to) split a flow evenly over the equal-cost next links ([`paths`]).
+//! - A flow's size is its bytes on the wire: payload plus one header per packet, with the
+//!   NVLink packetization inside an NVLink domain and the NIC's elsewhere. Link capacity is
+//!   the line rate, so packetization overhead and PCIe/NIC rates act as capacity factors
+//!   exactly as at the packet level.
+//! - Rates are the weighted max-min fair allocation ([`maxmin`]), recomputed when flows
+//!   start or end, once per distinct event time, and only over the flows the change can
+//!   touch (the incremental rule is stated and tested in `maxmin.rs`).
+//! - A message completes at its fluid finish plus its route's fixed tail: propagation,
+//!   switch latency and the store-and-forward of one packet per hop, so an uncongested
+//!   message lands where the packet level's closed form puts it.
+//!
+//! Invariant: the flow level never sees packets. It is blind to queues, buffers, PFC,
+//! ECN and congestion control; `config` rejects scenarios that set them for this level.
+//! The result is a [`PacketRun`] (the packet level's type): messages with start and
+//! finish, per-link wire bytes and busy time; the packet counters of the run are zero,
+//! and a link's `packets` counts the packets of the messages it carried (fractions of a
+//! split message rounded up), so that utilization reports treat the link as used.
+
+pub mod analytical;
+pub mod maxmin;
+pub mod paths;
+
+use crate::engine::{Dur, EventQueue, PS_PER_S, Time};
+use crate::packet::{LinkStats, MessageResult, MessageSpec, PacketParams, PacketRun};
+use crate::topology::Fabric;
+use maxmin::Allocator;
+pub use paths::{Route, route};
+
+/// Every thing that happens at the flow level.
+#[derive(Clone, Copy, Debug)]
+enum Event {
+    /// Message `m` starts.
+    Start(u32),
+    /// Flow `m` drains, if its rate has not changed since (`version`).
+    Drain { flow: u32, version: u32 },
+}
+
+/// What the flow engine did, beyond the run itself (for benchmarks and `docs/flow.md`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FlowStats {
+    /// Distinct event times at which rates were recomputed.
+    pub updates: u64,
+    /// Flows refilled over all updates (a full recompute every time would be
+    /// `updates x active flows`).
+    pub flows_refilled: u64,
+    pub links_visited: u64,
+    /// Drain events superseded by an earlier drain of the same flow.
+    pub stale_events: u64,
+    /// Drain events that fired before the flow was done (its rate fell since) and
+    /// rescheduled themselves.
+    pub early_events: u64,
+    /// (link, share) entries over all routes: the size of the flow-link graph.
+    pub route_entries: u64,
+}
+
+/// Capacity of a link in wire bytes per picosecond.
+fn bytes_per_ps(bps: u64) -> f64 {
+    bps as f64 / 8.0 / PS_PER_S as f64
+}
+
+/// Runs `messages` on `fabric` at the flow level.
+pub fn simulate(
+    fabric: &Fabric,
+    params: &PacketParams,
+    messages: &[MessageSpec],
+    progress: &mut dyn FnMut(u64, Time),
+) -> PacketRun {
+    simulate_with_stats(fabric, params, messages, progress).0
+}
+
+/// [`simulate`], also returning what the engine did.
+pub fn simulate_with_stats(
+    fabric: &Fabric,
+    params: &PacketParams,
+    messages: &[MessageSpec],
+    progress: &mut dyn FnMut(u64, Time),
+) -> (PacketRun, FlowStats) {
+    let topo = &fabric.topology;
+    let caps: Vec<f64> = topo
+        .links()
+        .iter()
+        .map(|l| bytes_per_ps(l.rate.bps()))
+        .collect();
+    let mut alloc = Allocator::new(caps);
+    let mut queue: EventQueue<Event> = EventQueue::new();
+    let mut routes: Vec<(u64, u64, Dur)> = Vec::with_capacity(messages.len());
+    let mut stats = FlowStats::default();
+    for (i, m) in messages.iter().enumerate() {
+        assert!(m.src != m.dst && m.bytes > 0, "validated by config");
+        let r = route(fabric, params, i as u32, m);
+        stats.route_entries += r.links.len() as u64;
+        let id = alloc.register(r.links.iter().map(|&(l, w)| (l.0, w)));
+        debug_assert_eq!(id, i as u32);
+        routes.push((r.wire_bytes, r.packets, r.tail));
+        queue.schedule_at(m.start, Event::Start(i as u32));
+    }
+
+    // Per flow: wire bytes left as of `since`, the version of its pending drain event.
+    let mut left: Vec<f64> = routes.iter().map(|r| r.0 as f64).collect();
+    let mut since: Vec<Time> = messages.iter().map(|m| m.start).collect();
+    let mut version: Vec<u32> = vec![0; messages.len()];
+    // When the flow's live drain event fires (Time::MAX: none yet).
+    let mut pending_at: Vec<Time> = vec![Time::MAX; messages.len()];
+    let mut drained: Vec<Option<Time>> = vec![None; messages.len()];
+
+    let mut batch: Vec<Event> = Vec::new();
+    let mut changed: Vec<(u32, f64)> = Vec::new();
+    while let Some((now, first)) = queue.pop() {
+        // Gather every event at this time, then change the allocation once. (Peeking, not
+        // popping ahead: the update may schedule drains before the next pending event.)
+        batch.clear();
+        batch.push(first);
+        while queue.peek_time() == Some(now) {
+            batch.push(queue.pop().expect("peeked").1);
+        }
+        for &ev in &batch {
+            match ev {
+                Event::Start(m) => alloc.start(m),
+                Event::Drain { flow, version: v } => {
+                    let fi = flow as usize;
+                    if v != version[fi] || !alloc.is_active(flow) {
+                        stats.stale_events += 1;
+                        continue;
+                    }
+                    // Drain events are scheduled lazily (see below): this one may be early.
+                    let rate = alloc.rate(flow);
+                    left[fi] = (left[fi] - rate * now.since(since[fi]).as_ps() as f64).max(0.0);
+                    since[fi] = now;
+                    let ps = (left[fi] / rate).ceil() as u64;
+                    if ps > 0 {
+                        stats.early_events += 1;
+                        pending_at[fi] = now + Dur::from_ps(ps);
+                        queue.schedule_at(pending_at[fi], Event::Drain { flow, version: v });
+                        continue;
+                    }
+                    drained[fi] = Some(now);
+                    left[fi] = 0.0;
+                    alloc.stop(flow);
+                }
+            }
+        }
+        changed.clear();
+        alloc.update(&mut changed);
+        for &(f, old_rate) in &changed {
+            let fi = f as usize;
+            // Settle the bytes sent at the old rate, then schedule the drain at the new.
+            let elapsed = now.since(since[fi]).as_ps() as f64;
+            left[fi] = (left[fi] - old_rate * elapsed).max(0.0);
+            since[fi] = now;
+            let ps = (left[fi] / alloc.rate(f)).ceil();
+            // Bounded by config (bytes <= 2^40, rates >= 1 bit/s): far below u64 ps.
+            let at = now + Dur::from_ps(ps as u64);
+            // Lazy: a drain already pending at or before `at` stays; when it fires early it
+            // reschedules itself. Only a drain that moves earlier needs a new event, so a
+            // slowed flow costs no event, and stale events stay few.
+            if at < pending_at[fi] {
+                version[fi] = version[fi].wrapping_add(1);
+                pending_at[fi] = at;
+                queue.schedule_at(
+                    at,
+                    Event::Drain {
+                        flow: f,
+                        version: version[fi],
+                    },
+                );
+            }
+        }
+        let processed = queue.stats().processed;
+        if processed & 0xFFFF < batch.len() as u64 {
+            progress(processed, now);
+        }
+    }
+    stats.updates = alloc.updates;
+    stats.flows_refilled = alloc.refilled;
+    stats.links_visited = alloc.links_visited;
+
+    let finish: Vec<Time> = drained
+        .iter()
+        .zip(&routes)
+        .map(|(d, r)| d.expect("every flow drains: rates are positive") + r.2)
+        .collect();
+    let links = link_stats(fabric, &alloc, &routes);
+    let run = assemble(messages, finish, links, queue.stats());
+    (run, stats)
+}
+
+/// Link statistics of a fluid run: the wire bytes each flow put on each link.
+fn link_stats(fabric: &Fabric, alloc: &Allocator, routes: &[(u64, u64, Dur)]) -> Vec<LinkStats> {
+    let topo = &fabric.topology;
+    let mut bytes = vec![0.0f64; topo.links().len()];
+    let mut packets = vec![0.0f64; topo.links().len()];
+    for (f, &(wire, pkts, _)) in routes.iter().enumerate() {
+        for (l, w) in alloc.entries(f as u32) {
+            bytes[l as usize] += wire as f64 * w;
+            packets[l as usize] += pkts as f64 * w;
+        }
+    }
+    topo.links()
+        .iter()
+        .zip(bytes.iter().zip(&packets))
+        .map(|(link, (&b, &p))| {
+            let wire_bytes = b.round() as u64;
+            LinkStats {
+                wire_bytes,
+                packets: p.ceil() as u64,
+                busy: link.rate.serialize(wire_bytes),
+                ..LinkStats::default()
+            }
+        })
+        .collect()
+}
+
+/// Assembles the packet level's result type from per-message completions.
+fn assemble(
+    messages: &[MessageSpec],
+    finish: Vec<Time>,
+    links: Vec<LinkStats>,
+    queue: crate::engine::QueueStats,
+) -> PacketRun {
+    let bytes: u64 = messages.iter().map(|m| m.bytes).sum();
+    let end = finish.iter().copied().max().unwrap_or(Time::ZERO);
+    PacketRun {
+        // Independent messages only, so far: workloads with compute tasks and dependencies
+        // run at packet level (packet::simulate_workload).
+        computes: Vec::new(),
+        messages: messages
+            .iter()
+            .zip(finish)
+            .map(|(m, f)| MessageResult {
+                src: m.src,
+                dst: m.dst,
+                bytes: m.bytes,
+                start: m.start,
+                finish: Some(f),
+            })
+            .collect(),
+        links,
+        queue,
+        packets: 0,
+        packet_hops: 0,
+        bytes_injected: bytes,
+        bytes_delivered: bytes,
+        bytes_dropped: 0,
+        cnps: 0,
+        lossless_overflow_bytes: 0,
+        end,
+    }
+}
