@@ -99,6 +99,102 @@ impl Workload {
     }
 }
 
+/// Execution state of a workload that every level drives the same way: which tasks still
+/// wait for prerequisites, and each GPU's compute stream (one task at a time, in ready
+/// order). A level tells it when tasks complete and runs what it says is ready.
+pub struct Tracker<'a> {
+    workload: &'a Workload,
+    /// Unfinished prerequisites per task, in `Workload::tasks` order (messages first).
+    waiting: Vec<u32>,
+    dependents: std::collections::HashMap<TaskRef, Vec<TaskRef>>,
+    busy: Vec<bool>,
+    queued: Vec<std::collections::VecDeque<u32>>,
+}
+
+impl<'a> Tracker<'a> {
+    /// `gpus`: how many GPU streams there are (every compute task's GPU is below it).
+    pub fn new(workload: &'a Workload, gpus: u32) -> Tracker<'a> {
+        let mut dependents: std::collections::HashMap<TaskRef, Vec<TaskRef>> =
+            std::collections::HashMap::new();
+        let mut waiting = Vec::new();
+        for t in workload.tasks() {
+            let after = workload.after(t);
+            for &a in after {
+                dependents.entry(a).or_default().push(t);
+            }
+            waiting.push(after.len() as u32);
+        }
+        Tracker {
+            workload,
+            waiting,
+            dependents,
+            busy: vec![false; gpus as usize],
+            queued: (0..gpus).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// Tasks without prerequisites, in `Workload::tasks` order.
+    pub fn initially_ready(&self) -> Vec<TaskRef> {
+        self.workload
+            .tasks()
+            .filter(|&t| self.workload.after(t).is_empty())
+            .collect()
+    }
+
+    /// When a task whose prerequisites are done at `now` may start: not before its own
+    /// start time.
+    pub fn ready_at(&self, t: TaskRef, now: Time) -> Time {
+        now.max(match t {
+            TaskRef::Message(m) => self.workload.messages[m as usize].start,
+            TaskRef::Compute(c) => self.workload.computes[c as usize].start,
+        })
+    }
+
+    /// Task `t` completed: the tasks that waited only for it, in the order they were added.
+    pub fn complete(&mut self, t: TaskRef) -> Vec<TaskRef> {
+        let Some(deps) = self.dependents.remove(&t) else {
+            return Vec::new();
+        };
+        let n = self.workload.messages.len();
+        deps.into_iter()
+            .filter(|&d| {
+                let i = match d {
+                    TaskRef::Message(m) => m as usize,
+                    TaskRef::Compute(c) => n + c as usize,
+                };
+                self.waiting[i] -= 1;
+                self.waiting[i] == 0
+            })
+            .collect()
+    }
+
+    /// Compute task `c` is ready: returns it if its GPU's stream is idle (start it now),
+    /// else queues it.
+    pub fn compute_ready(&mut self, c: u32) -> Option<u32> {
+        let g = self.workload.computes[c as usize].gpu.0 as usize;
+        if self.busy[g] {
+            self.queued[g].push_back(c);
+            None
+        } else {
+            self.busy[g] = true;
+            Some(c)
+        }
+    }
+
+    /// Compute task `c` finished: the next task its GPU's stream starts now, if any.
+    pub fn compute_done(&mut self, c: u32) -> Option<u32> {
+        let g = self.workload.computes[c as usize].gpu.0 as usize;
+        let next = self.queued[g].pop_front();
+        self.busy[g] = next.is_some();
+        next
+    }
+
+    /// Whether every stream is idle with nothing queued.
+    pub fn streams_idle(&self) -> bool {
+        !self.busy.iter().any(|&b| b) && self.queued.iter().all(|q| q.is_empty())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

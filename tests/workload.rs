@@ -29,8 +29,18 @@ bytes = 1
     Scenario::parse(text, "pair", None).unwrap()
 }
 
-fn run(s: &Scenario, w: &Workload) -> PacketRun {
-    simulate_workload(&s.fabric, &s.packet, w, &mut |_, _| {}).unwrap()
+/// Both levels execute the same workload; every test checks both against the closed form.
+fn runs(s: &Scenario, w: &Workload) -> [(&'static str, PacketRun); 2] {
+    [
+        (
+            "packet",
+            simulate_workload(&s.fabric, &s.packet, w, &mut |_, _| {}).unwrap(),
+        ),
+        (
+            "flow",
+            afdsim::flow::simulate_workload(&s.fabric, &s.packet, w, &mut |_, _| {}),
+        ),
+    ]
 }
 
 fn msg(src: u32, dst: u32, bytes: u64) -> MessageSpec {
@@ -65,13 +75,18 @@ fn a_chain_takes_the_sum_of_its_parts() {
     let a = w.compute(NodeId(0), Dur::from_us(10), &[]);
     let m = w.message(msg(0, 1, 1 << 20), &[a]);
     let b = w.compute(NodeId(1), Dur::from_us(5), &[m]);
-    let r = run(&s, &w);
     let TaskRef::Compute(b) = b else {
         unreachable!()
     };
     let expected = Time::ZERO + Dur::from_us(10) + message_time(&s, 1 << 20) + Dur::from_us(5);
-    assert_eq!(r.computes[b as usize].finish, Some(expected));
-    assert_eq!(r.messages[0].start, Time::ZERO + Dur::from_us(10));
+    for (level, r) in runs(&s, &w) {
+        assert_eq!(r.computes[b as usize].finish, Some(expected), "{level}");
+        assert_eq!(
+            r.messages[0].start,
+            Time::ZERO + Dur::from_us(10),
+            "{level}"
+        );
+    }
 }
 
 #[test]
@@ -81,12 +96,14 @@ fn a_gpu_stream_runs_one_kernel_at_a_time() {
     w.compute(NodeId(0), Dur::from_us(5), &[]);
     w.compute(NodeId(0), Dur::from_us(7), &[]);
     w.compute(NodeId(1), Dur::from_us(3), &[]);
-    let r = run(&s, &w);
     let at = |us| Some(Time::ZERO + Dur::from_us(us));
-    assert_eq!((r.computes[0].start, r.computes[0].finish), (at(0), at(5)));
-    assert_eq!((r.computes[1].start, r.computes[1].finish), (at(5), at(12)));
-    // Another GPU's stream is independent.
-    assert_eq!((r.computes[2].start, r.computes[2].finish), (at(0), at(3)));
+    for (level, r) in runs(&s, &w) {
+        let c = &r.computes;
+        assert_eq!((c[0].start, c[0].finish), (at(0), at(5)), "{level}");
+        assert_eq!((c[1].start, c[1].finish), (at(5), at(12)), "{level}");
+        // Another GPU's stream is independent.
+        assert_eq!((c[2].start, c[2].finish), (at(0), at(3)), "{level}");
+    }
 }
 
 /// M micro-batches through attention (GPU 0, a us) -> dispatch -> FFN (GPU 1, f us) ->
@@ -108,12 +125,17 @@ fn a_micro_batch_pipeline_is_set_by_its_slowest_stage() {
             last = Some(w.message(msg(1, 0, bytes), &[ffn]));
             prev_attention = Some(att);
         }
-        let r = run(&s, &w);
         let Some(TaskRef::Message(l)) = last else {
             unreachable!()
         };
         let t = message_time(&s, bytes);
         let expected = Time::ZERO + a.saturating_mul(m) + t + f + t;
-        assert_eq!(r.messages[l as usize].finish, Some(expected), "M = {m}");
+        for (level, r) in runs(&s, &w) {
+            assert_eq!(
+                r.messages[l as usize].finish,
+                Some(expected),
+                "{level}, M = {m}"
+            );
+        }
     }
 }

@@ -62,5 +62,6 @@ pub fn simulate(fabric: &Fabric, params: &PacketParams, messages: &[MessageSpec]
             ..Default::default()
         })
         .collect();
-    super::assemble(messages, finish, links, QueueStats::default())
+    let starts: Vec<Time> = messages.iter().map(|m| m.start).collect();
+    super::assemble(messages, &starts, finish, links, QueueStats::default())
 }

@@ -15,6 +15,10 @@
 //!   switch latency and the store-and-forward of one packet per hop, so an uncongested
 //!   message lands where the packet level's closed form puts it.
 //!
+//! - Workloads: compute tasks run on the GPUs' streams and a task starts once the tasks it
+//!   waits for are done ([`crate::workload::Tracker`], shared with the packet level); a
+//!   message is done when its last byte arrives (drain plus tail).
+//!
 //! Invariant: the flow level never sees packets. It is blind to queues, buffers, PFC,
 //! ECN and congestion control; `config` rejects scenarios that set them for this level.
 //! The result is a [`PacketRun`] (the packet level's type): messages with start and
@@ -27,8 +31,11 @@ pub mod maxmin;
 pub mod paths;
 
 use crate::engine::{Dur, EventQueue, PS_PER_S, Time};
-use crate::packet::{LinkStats, MessageResult, MessageSpec, PacketParams, PacketRun};
+use crate::packet::{
+    ComputeResult, LinkStats, MessageResult, MessageSpec, PacketParams, PacketRun,
+};
 use crate::topology::Fabric;
+use crate::workload::{TaskRef, Tracker, Workload};
 use maxmin::Allocator;
 pub use paths::{Route, route};
 
@@ -39,6 +46,12 @@ enum Event {
     Start(u32),
     /// Flow `m` drains, if its rate has not changed since (`version`).
     Drain { flow: u32, version: u32 },
+    /// Message `m`'s last byte arrives (drained plus its route's tail): dependents may go.
+    Finish(u32),
+    /// Compute task `c` may run: it joins its GPU's stream.
+    ComputeReady(u32),
+    /// Compute task `c` finished.
+    ComputeDone(u32),
 }
 
 /// What the flow engine did, beyond the run itself (for benchmarks and `docs/flow.md`).
@@ -81,6 +94,32 @@ pub fn simulate_with_stats(
     messages: &[MessageSpec],
     progress: &mut dyn FnMut(u64, Time),
 ) -> (PacketRun, FlowStats) {
+    simulate_workload_with_stats(
+        fabric,
+        params,
+        &Workload::from_messages(messages.to_vec()),
+        progress,
+    )
+}
+
+/// Runs a workload (messages and compute tasks with dependencies) at the flow level.
+pub fn simulate_workload(
+    fabric: &Fabric,
+    params: &PacketParams,
+    workload: &Workload,
+    progress: &mut dyn FnMut(u64, Time),
+) -> PacketRun {
+    simulate_workload_with_stats(fabric, params, workload, progress).0
+}
+
+/// [`simulate_workload`], also returning what the engine did.
+pub fn simulate_workload_with_stats(
+    fabric: &Fabric,
+    params: &PacketParams,
+    workload: &Workload,
+    progress: &mut dyn FnMut(u64, Time),
+) -> (PacketRun, FlowStats) {
+    let messages = &workload.messages[..];
     let topo = &fabric.topology;
     let caps: Vec<f64> = topo
         .links()
@@ -98,8 +137,29 @@ pub fn simulate_with_stats(
         let id = alloc.register(r.links.iter().map(|&(l, w)| (l.0, w)));
         debug_assert_eq!(id, i as u32);
         routes.push((r.wire_bytes, r.packets, r.tail));
-        queue.schedule_at(m.start, Event::Start(i as u32));
     }
+    let mut tracker = Tracker::new(workload, topo.gpus());
+    let schedule = |queue: &mut EventQueue<Event>, tracker: &Tracker, t: TaskRef, now: Time| {
+        let at = tracker.ready_at(t, now);
+        match t {
+            TaskRef::Message(m) => queue.schedule_at(at, Event::Start(m)),
+            TaskRef::Compute(c) => queue.schedule_at(at, Event::ComputeReady(c)),
+        }
+    };
+    for t in tracker.initially_ready() {
+        schedule(&mut queue, &tracker, t, Time::ZERO);
+    }
+    let mut computes: Vec<ComputeResult> = workload
+        .computes
+        .iter()
+        .map(|c| ComputeResult {
+            gpu: c.gpu,
+            start: None,
+            finish: None,
+        })
+        .collect();
+    let mut started: Vec<Time> = messages.iter().map(|m| m.start).collect();
+    let mut finished: Vec<Option<Time>> = vec![None; messages.len()];
 
     // Per flow: wire bytes left as of `since`, the version of its pending drain event.
     let mut left: Vec<f64> = routes.iter().map(|r| r.0 as f64).collect();
@@ -121,7 +181,35 @@ pub fn simulate_with_stats(
         }
         for &ev in &batch {
             match ev {
-                Event::Start(m) => alloc.start(m),
+                Event::Start(m) => {
+                    started[m as usize] = now;
+                    since[m as usize] = now;
+                    alloc.start(m);
+                }
+                Event::Finish(m) => {
+                    finished[m as usize] = Some(now);
+                    for d in tracker.complete(TaskRef::Message(m)) {
+                        schedule(&mut queue, &tracker, d, now);
+                    }
+                }
+                Event::ComputeReady(c) => {
+                    if let Some(c) = tracker.compute_ready(c) {
+                        computes[c as usize].start = Some(now);
+                        let d = workload.computes[c as usize].duration;
+                        queue.schedule_at(now + d, Event::ComputeDone(c));
+                    }
+                }
+                Event::ComputeDone(c) => {
+                    computes[c as usize].finish = Some(now);
+                    if let Some(next) = tracker.compute_done(c) {
+                        computes[next as usize].start = Some(now);
+                        let d = workload.computes[next as usize].duration;
+                        queue.schedule_at(now + d, Event::ComputeDone(next));
+                    }
+                    for d in tracker.complete(TaskRef::Compute(c)) {
+                        schedule(&mut queue, &tracker, d, now);
+                    }
+                }
                 Event::Drain { flow, version: v } => {
                     let fi = flow as usize;
                     if v != version[fi] || !alloc.is_active(flow) {
@@ -142,6 +230,7 @@ pub fn simulate_with_stats(
                     drained[fi] = Some(now);
                     left[fi] = 0.0;
                     alloc.stop(flow);
+                    queue.schedule_at(now + routes[fi].2, Event::Finish(flow));
                 }
             }
         }
@@ -180,13 +269,17 @@ pub fn simulate_with_stats(
     stats.flows_refilled = alloc.refilled;
     stats.links_visited = alloc.links_visited;
 
-    let finish: Vec<Time> = drained
-        .iter()
-        .zip(&routes)
-        .map(|(d, r)| d.expect("every flow drains: rates are positive") + r.2)
+    assert!(
+        drained.iter().all(Option::is_some) && tracker.streams_idle(),
+        "every flow drains (rates are positive) and every task runs (the workload is acyclic)"
+    );
+    let finish: Vec<Time> = finished
+        .into_iter()
+        .map(|f| f.expect("a drained flow finishes after its tail"))
         .collect();
     let links = link_stats(fabric, &alloc, &routes);
-    let run = assemble(messages, finish, links, queue.stats());
+    let mut run = assemble(messages, &started, finish, links, queue.stats());
+    run.computes = computes;
     (run, stats)
 }
 
@@ -219,6 +312,7 @@ fn link_stats(fabric: &Fabric, alloc: &Allocator, routes: &[(u64, u64, Dur)]) ->
 /// Assembles the packet level's result type from per-message completions.
 fn assemble(
     messages: &[MessageSpec],
+    started: &[Time],
     finish: Vec<Time>,
     links: Vec<LinkStats>,
     queue: crate::engine::QueueStats,
@@ -226,17 +320,16 @@ fn assemble(
     let bytes: u64 = messages.iter().map(|m| m.bytes).sum();
     let end = finish.iter().copied().max().unwrap_or(Time::ZERO);
     PacketRun {
-        // Independent messages only, so far: workloads with compute tasks and dependencies
-        // run at packet level (packet::simulate_workload).
         computes: Vec::new(),
         messages: messages
             .iter()
+            .zip(started)
             .zip(finish)
-            .map(|(m, f)| MessageResult {
+            .map(|((m, &s), f)| MessageResult {
                 src: m.src,
                 dst: m.dst,
                 bytes: m.bytes,
-                start: m.start,
+                start: s,
                 finish: Some(f),
             })
             .collect(),

@@ -35,7 +35,7 @@ pub use params::{
 
 use crate::engine::{Dur, EventQueue, QueueStats, SimRng, Time};
 use crate::topology::{Fabric, LinkClass, LinkId, NodeId, NodeKind, Topology};
-use crate::workload::{TaskRef, Workload};
+use crate::workload::{TaskRef, Tracker, Workload};
 use std::collections::{HashMap, VecDeque};
 
 /// A message to deliver: `bytes` from GPU `src` to GPU `dst`, becoming ready at `start`.
@@ -328,9 +328,7 @@ pub fn simulate_workload(
         params,
         specs: messages,
         workload,
-        waiting: Vec::new(),
-        dependents: HashMap::new(),
-        streams: (0..topo.gpus()).map(|_| Stream::default()).collect(),
+        tracker: Tracker::new(workload, topo.gpus()),
         computes: workload
             .computes
             .iter()
@@ -390,16 +388,8 @@ pub fn simulate_workload(
             dropped: false,
         });
     }
-    // Dependencies: a count of unfinished prerequisites per task, and who waits on whom.
-    for t in workload.tasks() {
-        let after = workload.after(t);
-        for &a in after {
-            sim.dependents.entry(a).or_default().push(t);
-        }
-        sim.waiting.push(after.len() as u32);
-        if after.is_empty() {
-            sim.make_ready(Time::ZERO, t);
-        }
+    for t in sim.tracker.initially_ready() {
+        sim.make_ready(Time::ZERO, t);
     }
     while let Some((now, ev)) = sim.queue.pop() {
         match ev {
@@ -426,22 +416,12 @@ struct Group {
     msgs: Vec<u32>,
 }
 
-/// A GPU's compute stream: one task at a time, in the order tasks became ready.
-#[derive(Default)]
-struct Stream {
-    busy: bool,
-    ready: VecDeque<u32>,
-}
-
 struct Sim<'a> {
     topo: &'a Topology,
     params: &'a PacketParams,
     specs: &'a [MessageSpec],
     workload: &'a Workload,
-    /// Unfinished prerequisites per task, in `Workload::tasks` order (messages first).
-    waiting: Vec<u32>,
-    dependents: HashMap<TaskRef, Vec<TaskRef>>,
-    streams: Vec<Stream>,
+    tracker: Tracker<'a>,
     computes: Vec<ComputeResult>,
     queue: EventQueue<Event>,
     pool: PacketPool,
@@ -470,54 +450,29 @@ struct Sim<'a> {
 }
 
 impl Sim<'_> {
-    fn task_index(&self, t: TaskRef) -> usize {
-        match t {
-            TaskRef::Message(i) => i as usize,
-            TaskRef::Compute(i) => self.specs.len() + i as usize,
-        }
-    }
-
     /// Schedules a task whose prerequisites are all done, not before its own start time.
     fn make_ready(&mut self, now: Time, t: TaskRef) {
+        let at = self.tracker.ready_at(t, now);
         match t {
-            TaskRef::Message(m) => {
-                let at = now.max(self.specs[m as usize].start);
-                self.queue.schedule_at(at, Event::MessageStart(m));
-            }
-            TaskRef::Compute(c) => {
-                let at = now.max(self.workload.computes[c as usize].start);
-                self.queue.schedule_at(at, Event::ComputeReady(c));
-            }
+            TaskRef::Message(m) => self.queue.schedule_at(at, Event::MessageStart(m)),
+            TaskRef::Compute(c) => self.queue.schedule_at(at, Event::ComputeReady(c)),
         }
     }
 
     /// Task `t` finished: release the tasks that waited only for it.
     fn complete(&mut self, now: Time, t: TaskRef) {
-        let Some(deps) = self.dependents.remove(&t) else {
-            return;
-        };
-        for d in deps {
-            let i = self.task_index(d);
-            self.waiting[i] -= 1;
-            if self.waiting[i] == 0 {
-                self.make_ready(now, d);
-            }
+        for d in self.tracker.complete(t) {
+            self.make_ready(now, d);
         }
     }
 
     fn on_compute_ready(&mut self, now: Time, c: u32) {
-        let gpu = self.workload.computes[c as usize].gpu.0 as usize;
-        self.streams[gpu].ready.push_back(c);
-        if !self.streams[gpu].busy {
-            self.start_compute(now, gpu);
+        if let Some(c) = self.tracker.compute_ready(c) {
+            self.start_compute(now, c);
         }
     }
 
-    fn start_compute(&mut self, now: Time, gpu: usize) {
-        let Some(c) = self.streams[gpu].ready.pop_front() else {
-            return;
-        };
-        self.streams[gpu].busy = true;
+    fn start_compute(&mut self, now: Time, c: u32) {
         self.computes[c as usize].start = Some(now);
         let d = self.workload.computes[c as usize].duration;
         self.queue.schedule_at(now + d, Event::ComputeDone(c));
@@ -525,9 +480,9 @@ impl Sim<'_> {
 
     fn on_compute_done(&mut self, now: Time, c: u32) {
         self.computes[c as usize].finish = Some(now);
-        let gpu = self.workload.computes[c as usize].gpu.0 as usize;
-        self.streams[gpu].busy = false;
-        self.start_compute(now, gpu);
+        if let Some(next) = self.tracker.compute_done(c) {
+            self.start_compute(now, next);
+        }
         self.complete(now, TaskRef::Compute(c));
     }
 
@@ -920,7 +875,7 @@ impl Sim<'_> {
             .msgs
             .iter()
             .any(|m| m.started.is_some() && m.unsent_bytes > 0);
-        let stream_stuck = self.streams.iter().any(|s| s.busy || !s.ready.is_empty());
+        let stream_stuck = !self.tracker.streams_idle();
         if stuck > 0 || unsent || stream_stuck {
             return Err(Deadlock {
                 time: end,
