@@ -4,6 +4,7 @@
 //! (arrows point down, never up): config -> topology, packet -> engine; validation and
 //! report sit above the models; the CLI (`main.rs`) above everything.
 
+pub mod afd;
 pub mod compute;
 pub mod config;
 pub mod engine;
@@ -17,12 +18,14 @@ pub mod validation;
 pub mod workload;
 
 use config::Scenario;
-use engine::Time;
+use engine::{SimRng, Time};
 
 /// What one scenario run produced: the raw run and its metrics.
 pub struct Outcome {
     pub run: packet::PacketRun,
     pub metrics: report::PacketMetrics,
+    /// The decode step's metrics, for a scenario with an `[afd]` table.
+    pub afd: Option<afd::AfdMetrics>,
 }
 
 impl Outcome {
@@ -32,25 +35,66 @@ impl Outcome {
             scenario: &scenario.name,
             seed: scenario.seed,
             level: scenario.level.as_str(),
-            metrics: &self.metrics,
+            metrics: match &self.afd {
+                None => report::Metrics::Network(&self.metrics),
+                Some(afd) => report::Metrics::Afd(report::AfdRunMetrics {
+                    afd,
+                    network: &self.metrics,
+                }),
+            },
         }
     }
 }
 
+/// Why a run produced no result.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A cycle of pauses that can never clear.
+    #[error("the simulation deadlocked: {0}")]
+    Deadlock(packet::Deadlock),
+    /// A kernel time the compute tables cannot give (an AFD scenario).
+    #[error("afd: a kernel time cannot be computed: {0}")]
+    Compute(compute::QueryError),
+}
+
+/// The random stream of AFD routing draws (config uses 1 for traffic).
+const STREAM_AFD: u64 = 2;
+
 /// Runs a resolved scenario at its level (packet, flow or analytical; all return the
-/// packet level's result type, so the metrics are computed the same way). `progress` is called now and then with the events
-/// processed and the simulated time (for a progress bar; it must not affect the run).
-/// A run that stalls in a cycle of pauses is returned as a [`packet::Deadlock`].
-pub fn run(
-    scenario: &Scenario,
-    progress: &mut dyn FnMut(u64, Time),
-) -> Result<Outcome, packet::Deadlock> {
+/// packet level's result type, so the metrics are computed the same way). A scenario with
+/// an `[afd]` table runs one decode step (plus its `[[traffic]]`, as background messages).
+/// `progress` is called now and then with the events processed and the simulated time (for
+/// a progress bar; it must not affect the run).
+pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(u64, Time)) -> Result<Outcome, RunError> {
     let (f, p, m) = (&scenario.fabric, &scenario.packet, &scenario.messages);
+    let Some(spec) = &scenario.afd else {
+        let run = match scenario.level {
+            config::Level::Packet => {
+                packet::simulate(f, p, m, progress).map_err(RunError::Deadlock)?
+            }
+            config::Level::Flow => flow::simulate(f, p, m, progress),
+            config::Level::Analytical => flow::analytical::simulate(f, p, m),
+        };
+        let metrics = report::PacketMetrics::of(scenario, &run);
+        return Ok(Outcome {
+            run,
+            metrics,
+            afd: None,
+        });
+    };
+    let mut rng = SimRng::stream(scenario.seed, STREAM_AFD);
+    let mut step = spec.decode_step(&mut rng).map_err(RunError::Compute)?;
+    for msg in m {
+        step.workload.message(msg.clone(), &[]);
+    }
     let run = match scenario.level {
-        config::Level::Packet => packet::simulate(f, p, m, progress)?,
-        config::Level::Flow => flow::simulate(f, p, m, progress),
-        config::Level::Analytical => flow::analytical::simulate(f, p, m),
+        config::Level::Packet => {
+            packet::simulate_workload(f, p, &step.workload, progress).map_err(RunError::Deadlock)?
+        }
+        config::Level::Flow => flow::simulate_workload(f, p, &step.workload, progress),
+        config::Level::Analytical => unreachable!("config rejects [afd] at the analytical level"),
     };
     let metrics = report::PacketMetrics::of(scenario, &run);
-    Ok(Outcome { run, metrics })
+    let afd = Some(afd::AfdMetrics::of(spec, &step, &run));
+    Ok(Outcome { run, metrics, afd })
 }

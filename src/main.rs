@@ -152,12 +152,12 @@ fn cmd_run(
     bar.finish_and_clear();
     let outcome = match outcome {
         Ok(o) => o,
-        Err(deadlock) => {
-            eprintln!(
-                "error: {}: the simulation deadlocked: {deadlock}",
-                scenario.origin
-            );
-            return Ok(ExitCode::from(3));
+        Err(e) => {
+            eprintln!("error: {}: {e}", scenario.origin);
+            return Ok(ExitCode::from(match e {
+                afdsim::RunError::Deadlock(_) => 3,
+                afdsim::RunError::Compute(_) => 2,
+            }));
         }
     };
     let output = outcome.output(&scenario);

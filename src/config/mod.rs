@@ -10,6 +10,7 @@
 //! and unknown-key errors carry the key path and the file that holds the key); then
 //! `resolve` checks values and builds the fabric and the traffic.
 
+mod afd;
 mod fabric;
 mod moe;
 mod raw;
@@ -75,6 +76,8 @@ pub struct Scenario {
     pub fabric: Fabric,
     pub packet: PacketParams,
     pub messages: Vec<MessageSpec>,
+    /// An AFD decode deployment, when the scenario has an `[afd]` table.
+    pub afd: Option<crate::afd::AfdSpec>,
 }
 
 impl Scenario {
@@ -379,8 +382,11 @@ fn resolve(
         .max()
         .expect("two");
 
-    if raw.traffic.is_empty() {
-        return Err(cx.err("traffic", "at least one [[traffic]] entry is required"));
+    if raw.traffic.is_empty() && raw.afd.is_none() {
+        return Err(cx.err(
+            "traffic",
+            "at least one [[traffic]] entry (or an [afd] table) is required",
+        ));
     }
     let gpus = built.topology.gpus();
     let mut rng = SimRng::stream(seed, STREAM_TRAFFIC);
@@ -416,6 +422,10 @@ fn resolve(
             seed,
         },
         messages,
+        afd: match &raw.afd {
+            None => None,
+            Some(a) => Some(afd::resolve(&cx, a, gpus)?),
+        },
     };
     check_level(&scenario, level_chosen_by)?;
     Ok(scenario)
@@ -436,6 +446,17 @@ impl Scenario {
 /// rate control, and ignoring the keys would answer a different question silently.
 /// `chosen_by` names where the level came from (`level` or `--level`).
 fn check_level(s: &Scenario, chosen_by: &str) -> Result<(), InputError> {
+    if s.level == Level::Analytical && s.afd.is_some() {
+        return Err(InputError::new(
+            s.origin.clone(),
+            "afd",
+            format!(
+                "an AFD decode step is a graph of dependent kernels and transfers; the \
+                 analytical level (chosen by `{chosen_by}`) times independent messages only: \
+                 run it at level = \"flow\" or \"packet\""
+            ),
+        ));
+    }
     if s.level == Level::Packet {
         return Ok(());
     }

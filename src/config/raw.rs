@@ -22,6 +22,9 @@ pub struct ScenarioFile {
     /// Traffic generators, combined.
     #[serde(default)]
     pub traffic: Vec<TrafficFile>,
+    /// An AFD decode deployment on the fabric; with it, `traffic` is optional.
+    #[serde(default)]
+    pub afd: Option<super::afd::AfdFile>,
 }
 
 /// One traffic generator. Which keys apply depends on `pattern`; `resolve` rejects keys that

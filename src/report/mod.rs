@@ -248,13 +248,29 @@ impl PacketMetrics {
     }
 }
 
+/// The `metrics` of `afdsim run --json`: the network's, or an AFD step's with the network's
+/// under `network`.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Metrics<'a> {
+    Network(&'a PacketMetrics),
+    Afd(AfdRunMetrics<'a>),
+}
+
+#[derive(Serialize)]
+pub struct AfdRunMetrics<'a> {
+    #[serde(flatten)]
+    pub afd: &'a crate::afd::AfdMetrics,
+    pub network: &'a PacketMetrics,
+}
+
 /// The object `afdsim run --json` prints.
 #[derive(Serialize)]
 pub struct RunOutput<'a> {
     pub scenario: &'a str,
     pub seed: u64,
     pub level: &'static str,
-    pub metrics: &'a PacketMetrics,
+    pub metrics: Metrics<'a>,
 }
 
 impl RunOutput<'_> {
@@ -268,7 +284,56 @@ impl RunOutput<'_> {
             "scenario {}  level {}  seed {}",
             self.scenario, self.level, self.seed
         )?;
-        let rows = self.metrics.rows();
+        let mut rows = Vec::new();
+        let network = match &self.metrics {
+            Metrics::Network(n) => n,
+            Metrics::Afd(a) => {
+                let m = a.afd;
+                rows.extend([
+                    (
+                        "TPOT (one decode step)".to_string(),
+                        format!("{:.3}", m.tpot_ms),
+                        "ms",
+                    ),
+                    ("tokens/s".into(), format!("{:.0}", m.tokens_per_s), ""),
+                    (
+                        "tokens/s per GPU".into(),
+                        format!("{:.1}", m.tokens_per_s_per_gpu),
+                        "",
+                    ),
+                    (
+                        "GPUs attention / FFN, micro-batches".into(),
+                        format!("{} / {}, {}", m.attention_gpus, m.ffn_gpus, m.micro_batches),
+                        "",
+                    ),
+                    (
+                        "busy attention / FFN".into(),
+                        format!(
+                            "{:.3} / {:.3}",
+                            m.attention_busy_fraction, m.ffn_busy_fraction
+                        ),
+                        "",
+                    ),
+                    (
+                        "FFN load imbalance".into(),
+                        format!("{:.3}", m.ffn_load_imbalance),
+                        "",
+                    ),
+                    (
+                        "mean attention / FFN kernel".into(),
+                        format!("{:.1} / {:.1}", m.attention_us, m.ffn_us),
+                        "us",
+                    ),
+                    (
+                        "mean dispatch / combine".into(),
+                        format!("{:.1} / {:.1}", m.dispatch_us, m.combine_us),
+                        "us",
+                    ),
+                ]);
+                a.network
+            }
+        };
+        rows.extend(network.rows());
         let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
         for (name, value, unit) in rows {
             writeln!(w, "  {name:<width$}  {value:>20} {unit}")?;

@@ -262,7 +262,7 @@ pub fn run_point(
         InputError::new(
             sweep.origin.as_str(),
             format!("point {} ({})", point.index, point.id),
-            format!("the simulation deadlocked: {d}"),
+            d.to_string(),
         )
     })?;
     let t2 = Instant::now();

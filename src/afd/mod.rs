@@ -1,0 +1,305 @@
+//! AFD decode on the fabric: one decode step of an attention-FFN-disaggregated deployment,
+//! built as a [`Workload`] that any level executes.
+//!
+//! Per layer and micro-batch: every attention GPU runs its attention side (measured tables,
+//! `compute::Model::attention_side_at`: projections, core attention, router, shared expert,
+//! and for dense layers the dense FFN) on its share of the micro-batch; every token picks
+//! `top_k` experts (seeded, uniform); each attention GPU dispatches its tokens once per FFN
+//! GPU hosting one of their experts (`dispatch_bytes_per_token`, deduplicated per GPU);
+//! every FFN GPU runs its grouped expert GEMMs (`ffn_side`) once all its dispatches of that
+//! micro-batch are in, for the tokens it actually received; it returns one combine per
+//! attention GPU it served (`combine_bytes_per_token`, summed per GPU); an attention GPU's
+//! next layer of that micro-batch waits for its combines. Micro-batches overlap by
+//! themselves: each GPU's compute stream runs one kernel at a time in ready order, and the
+//! network levels share links.
+//!
+//! Stated simplifications: expert loads within an FFN GPU are balanced for the GEMM time
+//! (tokens per expert = pairs received / experts on the GPU, rounded up); routing is uniform
+//! (no hot experts yet); placement is contiguous (experts E/F per FFN GPU); attention GPUs
+//! are the first GPUs of the fabric and FFN GPUs the next ones.
+//!
+//! Invariant: the builder only creates tasks; it never times the network itself.
+
+use crate::compute::{AttentionKernel, ComputeTable, Model, QueryError};
+use crate::engine::{Dur, SimRng};
+use crate::packet::MessageSpec;
+use crate::topology::NodeId;
+use crate::workload::{TaskRef, Workload};
+
+/// A resolved AFD decode deployment.
+#[derive(Clone, Debug)]
+pub struct AfdSpec {
+    pub model: Model,
+    pub attention_table: ComputeTable,
+    pub ffn_table: ComputeTable,
+    pub kernel: AttentionKernel,
+    pub attention_gpus: Vec<NodeId>,
+    pub ffn_gpus: Vec<NodeId>,
+    pub micro_batches: u32,
+    /// Sequences decoding on each attention GPU (split over the micro-batches).
+    pub batch_per_attention_gpu: u32,
+    /// Cached tokens per sequence.
+    pub context: u64,
+    /// Layers to simulate (the model's, or fewer for quick studies).
+    pub layers: u64,
+}
+
+/// Which part of the step a compute task is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Attention,
+    Ffn,
+}
+
+/// Which part of the step a message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transfer {
+    Dispatch,
+    Combine,
+}
+
+/// A decode step as a workload, with what each task is.
+#[derive(Clone, Debug)]
+pub struct DecodeStep {
+    pub workload: Workload,
+    pub compute_stage: Vec<Stage>,
+    pub message_kind: Vec<Transfer>,
+    /// Token-expert pairs each FFN GPU received over the step.
+    pub ffn_pairs: Vec<u64>,
+    /// Sequences decoded per step (all attention GPUs).
+    pub tokens: u64,
+}
+
+fn us(t: f64) -> Dur {
+    Dur::from_ps((t * 1e6).round() as u64)
+}
+
+impl AfdSpec {
+    /// Tokens of micro-batch `mb` on one attention GPU (the batch split as evenly as it goes).
+    pub fn tokens_in(&self, mb: u32) -> u64 {
+        let (b, m) = (
+            self.batch_per_attention_gpu as u64,
+            self.micro_batches as u64,
+        );
+        b / m + u64::from((mb as u64) < b % m)
+    }
+
+    /// Builds one decode step; routing draws come from `rng`.
+    pub fn decode_step(&self, rng: &mut SimRng) -> Result<DecodeStep, QueryError> {
+        let model = &self.model;
+        let (na, nf) = (self.attention_gpus.len(), self.ffn_gpus.len());
+        let experts = model.routed_experts;
+        let per_gpu = experts / nf as u64;
+        let dispatch_bytes = model.dispatch_bytes_per_token(model.dispatch_dtype);
+        let combine_bytes = model.combine_bytes_per_token(model.combine_dtype);
+        let mut step = DecodeStep {
+            workload: Workload::default(),
+            compute_stage: Vec::new(),
+            message_kind: Vec::new(),
+            ffn_pairs: vec![0; nf],
+            tokens: na as u64 * self.batch_per_attention_gpu as u64,
+        };
+        let w = &mut step.workload;
+        // What the next layer's attention of each (micro-batch, attention GPU) waits for.
+        let mut waits: Vec<Vec<Vec<TaskRef>>> =
+            vec![vec![Vec::new(); na]; self.micro_batches as usize];
+        let mut experts_of_token: Vec<u64> = (0..experts).collect();
+        for layer in 0..self.layers {
+            let dense = layer < model.dense_layers;
+            for mb in 0..self.micro_batches {
+                let tokens = self.tokens_in(mb);
+                if tokens == 0 {
+                    continue;
+                }
+                let t_att = model
+                    .attention_side_at(
+                        &self.attention_table,
+                        layer,
+                        tokens,
+                        self.context,
+                        self.kernel,
+                    )?
+                    .total_us();
+                let atts: Vec<TaskRef> = (0..na)
+                    .map(|a| {
+                        let t =
+                            w.compute(self.attention_gpus[a], us(t_att), &waits[mb as usize][a]);
+                        step.compute_stage.push(Stage::Attention);
+                        t
+                    })
+                    .collect();
+                if dense {
+                    for (a, &t) in atts.iter().enumerate() {
+                        waits[mb as usize][a] = vec![t];
+                    }
+                    continue;
+                }
+                // Routing: per attention GPU, tokens per FFN GPU (deduplicated) and pairs.
+                let mut tok = vec![vec![0u64; nf]; na];
+                let mut pairs = vec![0u64; nf];
+                let mut hit = vec![false; nf];
+                for row in tok.iter_mut() {
+                    for _ in 0..tokens {
+                        hit.iter_mut().for_each(|h| *h = false);
+                        for i in 0..model.top_k as usize {
+                            let j = i + rng.below(experts - i as u64) as usize;
+                            experts_of_token.swap(i, j);
+                            let f = (experts_of_token[i] / per_gpu) as usize;
+                            pairs[f] += 1;
+                            hit[f] = true;
+                        }
+                        for (f, &h) in hit.iter().enumerate() {
+                            row[f] += u64::from(h);
+                        }
+                    }
+                }
+                let mut into_ffn: Vec<Vec<TaskRef>> = vec![Vec::new(); nf];
+                for (a, row) in tok.iter().enumerate() {
+                    for (f, &n) in row.iter().enumerate() {
+                        if n > 0 {
+                            let m = w.message(
+                                MessageSpec {
+                                    src: self.attention_gpus[a],
+                                    dst: self.ffn_gpus[f],
+                                    bytes: n * dispatch_bytes,
+                                    start: crate::engine::Time::ZERO,
+                                },
+                                &[atts[a]],
+                            );
+                            step.message_kind.push(Transfer::Dispatch);
+                            into_ffn[f].push(m);
+                        }
+                    }
+                }
+                let mut next: Vec<Vec<TaskRef>> = vec![Vec::new(); na];
+                for f in 0..nf {
+                    if pairs[f] == 0 {
+                        continue;
+                    }
+                    step.ffn_pairs[f] += pairs[f];
+                    let t_ffn = model
+                        .ffn_side(&self.ffn_table, per_gpu, pairs[f].div_ceil(per_gpu))?
+                        .total_us();
+                    let ffn = w.compute(self.ffn_gpus[f], us(t_ffn), &into_ffn[f]);
+                    step.compute_stage.push(Stage::Ffn);
+                    for (a, row) in tok.iter().enumerate() {
+                        if row[f] > 0 {
+                            let c = w.message(
+                                MessageSpec {
+                                    src: self.ffn_gpus[f],
+                                    dst: self.attention_gpus[a],
+                                    bytes: row[f] * combine_bytes,
+                                    start: crate::engine::Time::ZERO,
+                                },
+                                &[ffn],
+                            );
+                            step.message_kind.push(Transfer::Combine);
+                            next[a].push(c);
+                        }
+                    }
+                }
+                waits[mb as usize] = next;
+            }
+        }
+        Ok(step)
+    }
+}
+
+/// What one decode step measured (the `metrics` of an AFD run).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AfdMetrics {
+    /// From the first kernel to the last combine: the time per output token of one step.
+    pub tpot_ms: f64,
+    pub tokens_per_s: f64,
+    /// Over every GPU of the deployment, attention and FFN.
+    pub tokens_per_s_per_gpu: f64,
+    pub attention_gpus: u64,
+    pub ffn_gpus: u64,
+    pub micro_batches: u64,
+    /// Kernel time / (GPUs x step time), per side.
+    pub attention_busy_fraction: f64,
+    pub ffn_busy_fraction: f64,
+    /// Most token-expert pairs on one FFN GPU over the mean.
+    pub ffn_load_imbalance: f64,
+    /// Mean kernel time per (layer, micro-batch) on each side, and mean transfer time.
+    pub attention_us: f64,
+    pub ffn_us: f64,
+    pub dispatch_us: f64,
+    pub combine_us: f64,
+    pub dispatch_bytes: u64,
+    pub combine_bytes: u64,
+}
+
+impl AfdMetrics {
+    pub fn of(spec: &AfdSpec, step: &DecodeStep, run: &crate::packet::PacketRun) -> AfdMetrics {
+        use crate::engine::Time;
+        let first = run
+            .computes
+            .iter()
+            .filter_map(|c| c.start)
+            .min()
+            .unwrap_or(Time::ZERO);
+        let last = run
+            .computes
+            .iter()
+            .filter_map(|c| c.finish)
+            .chain(run.messages.iter().filter_map(|m| m.finish))
+            .max()
+            .unwrap_or(first);
+        let step_s = last.since(first).as_secs_f64();
+        let (na, nf) = (spec.attention_gpus.len() as f64, spec.ffn_gpus.len() as f64);
+        let mean_busy = |stage: Stage| {
+            let times: Vec<f64> = run
+                .computes
+                .iter()
+                .zip(&step.compute_stage)
+                .filter(|(_, s)| **s == stage)
+                .filter_map(|(c, _)| Some(c.finish?.since(c.start?).as_secs_f64()))
+                .collect();
+            let n = times.len().max(1) as f64;
+            (times.iter().sum::<f64>(), times.iter().sum::<f64>() / n)
+        };
+        let mean_transfer = |kind: Transfer| {
+            let times: Vec<(f64, u64)> = run
+                .messages
+                .iter()
+                .zip(&step.message_kind)
+                .filter(|(_, k)| **k == kind)
+                .filter_map(|(m, _)| Some((m.finish?.since(m.start).as_secs_f64(), m.bytes)))
+                .collect();
+            let n = times.len().max(1) as f64;
+            (
+                times.iter().map(|t| t.0).sum::<f64>() / n,
+                times.iter().map(|t| t.1).sum::<u64>(),
+            )
+        };
+        let (att_total, att_mean) = mean_busy(Stage::Attention);
+        let (ffn_total, ffn_mean) = mean_busy(Stage::Ffn);
+        let (dispatch_mean, dispatch_bytes) = mean_transfer(Transfer::Dispatch);
+        let (combine_mean, combine_bytes) = mean_transfer(Transfer::Combine);
+        let pairs_max = step.ffn_pairs.iter().copied().max().unwrap_or(0) as f64;
+        let pairs_mean = step.ffn_pairs.iter().sum::<u64>() as f64 / nf;
+        let per_s = |x: f64| if step_s > 0.0 { x / step_s } else { 0.0 };
+        AfdMetrics {
+            tpot_ms: step_s * 1e3,
+            tokens_per_s: per_s(step.tokens as f64),
+            tokens_per_s_per_gpu: per_s(step.tokens as f64) / (na + nf),
+            attention_gpus: na as u64,
+            ffn_gpus: nf as u64,
+            micro_batches: spec.micro_batches as u64,
+            attention_busy_fraction: per_s(att_total) / na,
+            ffn_busy_fraction: per_s(ffn_total) / nf,
+            ffn_load_imbalance: if pairs_mean > 0.0 {
+                pairs_max / pairs_mean
+            } else {
+                0.0
+            },
+            attention_us: att_mean * 1e6,
+            ffn_us: ffn_mean * 1e6,
+            dispatch_us: dispatch_mean * 1e6,
+            combine_us: combine_mean * 1e6,
+            dispatch_bytes,
+            combine_bytes,
+        }
+    }
+}

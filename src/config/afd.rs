@@ -1,0 +1,123 @@
+//! The `[afd]` table of a scenario: an AFD decode deployment on the scenario's fabric.
+
+use super::Ctx;
+use crate::afd::AfdSpec;
+use crate::compute::{AttentionKernel, ComputeTable, Model};
+use crate::error::InputError;
+use crate::topology::NodeId;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AfdFile {
+    /// An embedded model (`deepseek-v3.2`, ...) or a model file.
+    pub model: String,
+    /// Compute table of the attention GPUs (embedded `h100-sxm`, `h200-sxm`, or a CSV path);
+    /// default `h100-sxm`.
+    #[serde(default)]
+    pub table: Option<String>,
+    /// Compute table of the FFN GPUs; default: `table`.
+    #[serde(default)]
+    pub ffn_table: Option<String>,
+    /// `flash-mla` (the HBM floor at 90 %, default) or `measured` (the table's unfused kernel).
+    #[serde(default)]
+    pub attention_kernel: Option<String>,
+    /// The first `attention_gpus` GPUs of the fabric run attention, the next `ffn_gpus` the
+    /// experts.
+    pub attention_gpus: i64,
+    pub ffn_gpus: i64,
+    #[serde(default)]
+    pub micro_batches: Option<i64>,
+    pub batch_per_attention_gpu: i64,
+    /// Cached tokens per sequence.
+    pub context: i64,
+    /// Layers to simulate; default: all of the model's.
+    #[serde(default)]
+    pub layers: Option<i64>,
+}
+
+pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32) -> Result<AfdSpec, InputError> {
+    let key = |k: &str| format!("afd.{k}");
+    let rekey = |k: &str| {
+        let k = key(k);
+        move |e: InputError| cx.err(k.clone(), e.to_string())
+    };
+    let model = Model::embedded(&a.model)
+        .or_else(|_| Model::load(std::path::Path::new(&a.model)))
+        .map_err(|_| {
+            cx.err(
+                key("model"),
+                format!(
+                    "`{}` is neither an embedded model ({}) nor a readable model file",
+                    a.model,
+                    Model::embedded_names().join(", ")
+                ),
+            )
+        })?;
+    let table_name = a.table.as_deref().unwrap_or("h100-sxm");
+    let attention_table = ComputeTable::by_name_or_path(table_name).map_err(rekey("table"))?;
+    let ffn_table = match a.ffn_table.as_deref() {
+        None => attention_table.clone(),
+        Some(t) => ComputeTable::by_name_or_path(t).map_err(rekey("ffn_table"))?,
+    };
+    let kernel = match a.attention_kernel.as_deref().unwrap_or("flash-mla") {
+        "flash-mla" => AttentionKernel::FLASH_MLA,
+        "measured" => AttentionKernel::Measured,
+        other => {
+            return Err(cx.err(
+                key("attention_kernel"),
+                format!("`{other}` is not allowed: flash-mla or measured"),
+            ));
+        }
+    };
+    let na = cx.int_in(&key("attention_gpus"), a.attention_gpus, 1, gpus as i64)? as u32;
+    let nf = cx.int_in(&key("ffn_gpus"), a.ffn_gpus, 1, gpus as i64)? as u32;
+    if na + nf > gpus {
+        return Err(cx.err(
+            key("ffn_gpus"),
+            format!("{na} attention + {nf} FFN GPUs exceed the fabric's {gpus} GPUs"),
+        ));
+    }
+    if !model.routed_experts.is_multiple_of(nf as u64) {
+        return Err(cx.err(
+            key("ffn_gpus"),
+            format!(
+                "{} routed experts do not divide over {nf} FFN GPUs (contiguous placement)",
+                model.routed_experts
+            ),
+        ));
+    }
+    let micro_batches =
+        cx.int_in(&key("micro_batches"), a.micro_batches.unwrap_or(1), 1, 64)? as u32;
+    let batch = cx.int_in(
+        &key("batch_per_attention_gpu"),
+        a.batch_per_attention_gpu,
+        1,
+        1 << 16,
+    )? as u32;
+    if batch < micro_batches {
+        return Err(cx.err(
+            key("batch_per_attention_gpu"),
+            format!("{batch} sequences cannot fill {micro_batches} micro-batches"),
+        ));
+    }
+    let context = cx.int_in(&key("context"), a.context, 1, 1 << 24)? as u64;
+    let layers = cx.int_in(
+        &key("layers"),
+        a.layers.unwrap_or(model.layers as i64),
+        1,
+        model.layers as i64,
+    )? as u64;
+    Ok(AfdSpec {
+        model,
+        attention_table,
+        ffn_table,
+        kernel,
+        attention_gpus: (0..na).map(NodeId).collect(),
+        ffn_gpus: (na..na + nf).map(NodeId).collect(),
+        micro_batches,
+        batch_per_attention_gpu: batch,
+        context,
+        layers,
+    })
+}
