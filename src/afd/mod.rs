@@ -63,9 +63,14 @@ pub enum Transfer {
 pub struct DecodeStep {
     pub workload: Workload,
     pub compute_stage: Vec<Stage>,
+    /// The layer of each compute task.
+    pub compute_layer: Vec<u32>,
     pub message_kind: Vec<Transfer>,
     /// Token-expert pairs each FFN GPU received over the step.
     pub ffn_pairs: Vec<u64>,
+    /// Sum over every token of every MoE layer of its distinct destination FFN GPUs: the
+    /// dispatch (and combine) count, as the routing drew it.
+    pub token_gpu_pairs: u64,
     /// Sequences decoded per step (all attention GPUs).
     pub tokens: u64,
 }
@@ -95,8 +100,10 @@ impl AfdSpec {
         let mut step = DecodeStep {
             workload: Workload::default(),
             compute_stage: Vec::new(),
+            compute_layer: Vec::new(),
             message_kind: Vec::new(),
             ffn_pairs: vec![0; nf],
+            token_gpu_pairs: 0,
             tokens: na as u64 * self.batch_per_attention_gpu as u64,
         };
         let w = &mut step.workload;
@@ -125,6 +132,7 @@ impl AfdSpec {
                         let t =
                             w.compute(self.attention_gpus[a], us(t_att), &waits[mb as usize][a]);
                         step.compute_stage.push(Stage::Attention);
+                        step.compute_layer.push(layer as u32);
                         t
                     })
                     .collect();
@@ -150,6 +158,7 @@ impl AfdSpec {
                         }
                         for (f, &h) in hit.iter().enumerate() {
                             row[f] += u64::from(h);
+                            step.token_gpu_pairs += u64::from(h);
                         }
                     }
                 }
@@ -182,6 +191,7 @@ impl AfdSpec {
                         .total_us();
                     let ffn = w.compute(self.ffn_gpus[f], us(t_ffn), &into_ffn[f]);
                     step.compute_stage.push(Stage::Ffn);
+                    step.compute_layer.push(layer as u32);
                     for (a, row) in tok.iter().enumerate() {
                         if row[f] > 0 {
                             let c = w.message(

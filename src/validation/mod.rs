@@ -5,6 +5,7 @@
 //! model twice. Case parameters that a user may want to read or edit live in `validation/`
 //! at the top of the repository and are embedded in the binary.
 
+mod afd_cases;
 mod check;
 mod flow_cases;
 mod packet_cases;
@@ -80,6 +81,7 @@ pub struct Case {
 /// Every case, in the order the table prints them.
 pub fn cases() -> Vec<Case> {
     let mut all = packet_cases::cases();
+    all.extend(afd_cases::cases());
     all.extend(crate::compute::validation::cases());
     all.extend(flow_cases::cases());
     all.sort_by_key(|c| c.name);

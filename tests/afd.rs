@@ -1,0 +1,136 @@
+//! AFD decode scenarios through the CLI: metrics, determinism, bad input.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const SMALL: &str = r#"
+name = "afd-small"
+level = "flow"
+[fabric]
+file = "hgx-h100"
+nodes = 2
+[afd]
+model = "deepseek-v3.2"
+attention_gpus = 8
+ffn_gpus = 8
+micro_batches = 2
+batch_per_attention_gpu = 32
+context = 4096
+layers = 6
+"#;
+
+fn afdsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_afdsim"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("afdsim-afd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("one JSON object")
+}
+
+#[test]
+fn an_afd_run_reports_step_metrics_and_the_network_beneath() {
+    let p = file("small.toml", SMALL);
+    let v = json(&afdsim(&["run", p.to_str().unwrap(), "--json"]));
+    let m = &v["metrics"];
+    let tpot = m["tpot_ms"].as_f64().unwrap();
+    assert!(tpot > 0.0);
+    // 8 attention GPUs x 32 sequences per step.
+    let tps = m["tokens_per_s"].as_f64().unwrap();
+    assert!((tps * tpot / 1e3 - 256.0).abs() < 1e-6, "{tps} x {tpot}");
+    assert!((m["tokens_per_s_per_gpu"].as_f64().unwrap() * 16.0 - tps).abs() < 1e-6);
+    for k in ["attention_busy_fraction", "ffn_busy_fraction"] {
+        let b = m[k].as_f64().unwrap();
+        assert!(b > 0.0 && b <= 1.0, "{k} = {b}");
+    }
+    assert!(m["ffn_load_imbalance"].as_f64().unwrap() >= 1.0);
+    assert!(m["network"]["messages"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_step_and_another_seed_another_draw() {
+    let p = file("seeded.toml", SMALL);
+    let p = p.to_str().unwrap();
+    let a = afdsim(&["run", p, "--json", "--seed", "4"]);
+    let b = afdsim(&["run", p, "--json", "--seed", "4"]);
+    let c = afdsim(&["run", p, "--json", "--seed", "5"]);
+    assert_eq!(a.stdout, b.stdout);
+    assert_ne!(
+        json(&a)["metrics"]["network"]["bytes_delivered"],
+        json(&c)["metrics"]["network"]["bytes_delivered"]
+    );
+}
+
+#[test]
+fn bad_afd_settings_are_clear_errors() {
+    let check = |name: &str, from: &str, to: &str, key: &str, words: &str| {
+        let text = SMALL.replacen(from, to, 1);
+        assert_ne!(text, SMALL, "{name}: replacement did not apply");
+        let p = file(&format!("{name}.toml"), &text);
+        let o = afdsim(&["run", p.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+        assert!(err.contains(key) && err.contains(words), "{name}: {err}");
+    };
+    check(
+        "too-many",
+        "ffn_gpus = 8",
+        "ffn_gpus = 9",
+        "afd.ffn_gpus",
+        "exceed the fabric",
+    );
+    check(
+        "indivisible",
+        "ffn_gpus = 8",
+        "ffn_gpus = 6",
+        "afd.ffn_gpus",
+        "do not divide",
+    );
+    check(
+        "thin-batch",
+        "batch_per_attention_gpu = 32",
+        "batch_per_attention_gpu = 1",
+        "afd.batch_per_attention_gpu",
+        "cannot fill",
+    );
+    check(
+        "model",
+        "\"deepseek-v3.2\"",
+        "\"no-such-model\"",
+        "afd.model",
+        "neither an embedded model",
+    );
+    check(
+        "analytical",
+        "level = \"flow\"",
+        "level = \"analytical\"",
+        "afd",
+        "flow",
+    );
+    check(
+        "layers",
+        "layers = 6",
+        "layers = 99",
+        "afd.layers",
+        "between 1 and 61",
+    );
+    check(
+        "kernel",
+        "layers = 6",
+        "layers = 6\nattention_kernel = \"magic\"",
+        "afd.attention_kernel",
+        "flash-mla",
+    );
+}
