@@ -134,3 +134,54 @@ fn bad_afd_settings_are_clear_errors() {
         "flash-mla",
     );
 }
+
+/// `afd-bandwidth-monotone`: at the flow level, doubling the NIC and scale-out rates never
+/// makes a decode step slower, over random small deployments.
+mod monotone {
+    use afdsim::config::Scenario;
+    use proptest::prelude::*;
+
+    fn step_ms(rate_gbps: u32, att: u32, ffn: u32, mb: u32, batch: u32, seed: u64) -> f64 {
+        let text = format!(
+            r#"
+name = "monotone"
+level = "flow"
+seed = {seed}
+[fabric]
+file = "hgx-h100"
+nodes = 2
+[fabric.nic]
+rate_gbps = {rate_gbps}
+[afd]
+model = "qwen3-30b-a3b"
+attention_gpus = {att}
+ffn_gpus = {ffn}
+micro_batches = {mb}
+batch_per_attention_gpu = {batch}
+context = 2048
+layers = 4
+"#
+        );
+        let s = Scenario::parse(&text, "monotone", None).expect("valid");
+        let o = afdsim::run(&s, &mut |_, _| {}).expect("runs");
+        o.afd.expect("afd metrics").tpot_ms
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn more_bandwidth_is_never_slower(
+            att in 1u32..8,
+            ffn_pow in 0u32..4,
+            mb in 1u32..4,
+            batch in 4u32..64,
+            rate in prop_oneof![Just(50u32), Just(100), Just(200), Just(400)],
+            seed in 0u64..1000,
+        ) {
+            let ffn = 1 << ffn_pow; // divides Qwen3-30B-A3B's 128 experts
+            let slow = step_ms(rate, att, ffn, mb, batch.max(mb), seed);
+            let fast = step_ms(rate * 2, att, ffn, mb, batch.max(mb), seed);
+            prop_assert!(fast <= slow * (1.0 + 1e-9), "{rate} Gb/s: {slow} ms; {} Gb/s: {fast} ms", rate * 2);
+        }
+    }
+}
