@@ -26,6 +26,8 @@ pub struct Outcome {
     pub metrics: report::PacketMetrics,
     /// The decode step's metrics, for a scenario with an `[afd]` table.
     pub afd: Option<afd::AfdMetrics>,
+    /// The decode step that ran (what each task was), for traces.
+    pub step: Option<afd::DecodeStep>,
 }
 
 impl Outcome {
@@ -80,6 +82,7 @@ pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(u64, Time)) -> Result<O
             run,
             metrics,
             afd: None,
+            step: None,
         });
     };
     let mut rng = SimRng::stream(scenario.seed, STREAM_AFD);
@@ -96,5 +99,10 @@ pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(u64, Time)) -> Result<O
     };
     let metrics = report::PacketMetrics::of(scenario, &run);
     let afd = Some(afd::AfdMetrics::of(spec, &step, &run));
-    Ok(Outcome { run, metrics, afd })
+    Ok(Outcome {
+        run,
+        metrics,
+        afd,
+        step: Some(step),
+    })
 }

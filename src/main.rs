@@ -39,6 +39,10 @@ enum Command {
         /// Also write metrics.json, messages.csv and links.csv into this directory.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Write a Chrome trace (open in Perfetto): a compute track per GPU, transfers as
+        /// async slices.
+        #[arg(long, value_name = "FILE.json")]
+        trace: Option<PathBuf>,
         /// Simulation level (overrides the file's `level`).
         #[arg(long, value_parser = ["packet", "flow", "analytical"])]
         level: Option<String>,
@@ -94,7 +98,8 @@ fn main() -> ExitCode {
             json,
             out,
             level,
-        } => cmd_run(scenario, seed, json, out, level.as_deref()),
+            trace,
+        } => cmd_run(scenario, seed, json, out, level.as_deref(), trace),
         Command::Validate { json, filter } => cmd_validate(json, filter.as_deref()),
         Command::Compute(c) => afdsim::compute::cli::run_command(&c, &mut std::io::stdout().lock())
             .map(|()| ExitCode::SUCCESS),
@@ -138,6 +143,7 @@ fn cmd_run(
     json: bool,
     out: Option<PathBuf>,
     level: Option<&str>,
+    trace: Option<PathBuf>,
 ) -> Result<ExitCode, InputError> {
     let level = level.and_then(afdsim::config::Level::parse);
     let scenario = match (&path, level) {
@@ -161,6 +167,21 @@ fn cmd_run(
         }
     };
     let output = outcome.output(&scenario);
+    if let Some(file) = &trace {
+        let write = || -> std::io::Result<()> {
+            let mut w = std::io::BufWriter::new(std::fs::File::create(file)?);
+            afdsim::report::trace::write_trace(
+                &mut w,
+                &scenario.fabric.topology,
+                &outcome.run,
+                outcome.step.as_ref(),
+            )?;
+            w.flush()
+        };
+        write().map_err(|e| {
+            InputError::for_path(file, "--trace", format!("cannot write the trace: {e}"))
+        })?;
+    }
     if let Some(dir) = &out {
         write_out_dir(dir, &output, &scenario, &outcome.run).map_err(|e| {
             InputError::for_path(dir, "--out", format!("cannot write results: {e}"))

@@ -185,3 +185,33 @@ layers = 4
         }
     }
 }
+
+#[test]
+fn a_trace_has_a_slice_per_kernel_and_a_begin_end_pair_per_transfer() {
+    let p = file("traced.toml", SMALL);
+    let t = std::env::temp_dir().join(format!("afdsim-trace-{}.json", std::process::id()));
+    let o = afdsim(&[
+        "run",
+        p.to_str().unwrap(),
+        "--json",
+        "--trace",
+        t.to_str().unwrap(),
+    ]);
+    let v = json(&o);
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&t).unwrap()).expect("valid JSON");
+    let events = trace["traceEvents"].as_array().unwrap();
+    let count = |ph: &str| events.iter().filter(|e| e["ph"] == ph).count() as u64;
+    let messages = v["metrics"]["network"]["messages"].as_u64().unwrap();
+    assert_eq!(count("b"), messages);
+    assert_eq!(count("e"), messages);
+    // 6 layers x 2 micro-batches x 8 attention GPUs, plus 3 MoE layers x 2 x (up to) 8 FFN.
+    let kernels = count("X");
+    assert!((96 + 1..=96 + 48).contains(&kernels), "{kernels}");
+    assert!(events.iter().any(|e| e["name"] == "experts L5"));
+    assert!(
+        events
+            .iter()
+            .all(|e| e["ph"] == "M" || e["ts"].as_f64().unwrap() >= 0.0)
+    );
+}

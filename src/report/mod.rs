@@ -6,6 +6,7 @@
 pub mod fabric;
 pub mod figures;
 pub mod plot;
+pub mod trace;
 
 use crate::config::Scenario;
 use crate::engine::{Dur, Time};

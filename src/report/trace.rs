@@ -1,0 +1,104 @@
+//! `afdsim run --trace FILE.json`: Chrome trace events (open in Perfetto or chrome://tracing).
+//!
+//! One process per GPU. Its compute stream is thread 0, with one slice per kernel (AFD runs
+//! name them by stage and layer). Its outgoing transfers are async slices (they overlap, so
+//! they cannot share one thread's stack), named by kind and destination. Times are in
+//! microseconds, as the format wants; the picosecond times are rounded to 1e-6 us.
+
+use crate::afd::{DecodeStep, Stage, Transfer};
+use crate::packet::PacketRun;
+use crate::topology::Topology;
+use serde_json::json;
+use std::io::{self, Write};
+
+/// Writes the trace of `run` (and, for an AFD run, what each task was) to `w`.
+pub fn write_trace(
+    w: &mut dyn Write,
+    topo: &Topology,
+    run: &PacketRun,
+    step: Option<&DecodeStep>,
+) -> io::Result<()> {
+    let mut first = true;
+    let mut emit = |w: &mut dyn Write, v: serde_json::Value| -> io::Result<()> {
+        if !first {
+            w.write_all(b",\n")?;
+        }
+        first = false;
+        w.write_all(v.to_string().as_bytes())
+    };
+    w.write_all(b"{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n")?;
+    let role = |g: u32| -> &'static str {
+        match step {
+            Some(s)
+                if s.workload
+                    .computes
+                    .iter()
+                    .zip(&s.compute_stage)
+                    .any(|(c, st)| c.gpu.0 == g && *st == Stage::Attention) =>
+            {
+                "attention"
+            }
+            Some(s)
+                if s.workload
+                    .computes
+                    .iter()
+                    .zip(&s.compute_stage)
+                    .any(|(c, st)| c.gpu.0 == g && *st == Stage::Ffn) =>
+            {
+                "FFN"
+            }
+            _ => "GPU",
+        }
+    };
+    for g in 0..topo.gpus() {
+        emit(
+            w,
+            json!({"ph": "M", "name": "process_name", "pid": g, "args": {"name": format!("GPU {g} ({})", role(g))}}),
+        )?;
+        emit(
+            w,
+            json!({"ph": "M", "name": "thread_name", "pid": g, "tid": 0, "args": {"name": "compute stream"}}),
+        )?;
+    }
+    for (i, c) in run.computes.iter().enumerate() {
+        let (Some(s), Some(f)) = (c.start, c.finish) else {
+            continue;
+        };
+        let name = match step {
+            Some(st) => format!(
+                "{} L{}",
+                match st.compute_stage[i] {
+                    Stage::Attention => "attention",
+                    Stage::Ffn => "experts",
+                },
+                st.compute_layer[i]
+            ),
+            None => format!("kernel {i}"),
+        };
+        emit(
+            w,
+            json!({"ph": "X", "name": name, "pid": c.gpu.0, "tid": 0,
+            "ts": s.as_us_f64(), "dur": f.since(s).as_us_f64()}),
+        )?;
+    }
+    for (i, m) in run.messages.iter().enumerate() {
+        let Some(f) = m.finish else { continue };
+        let kind = match step.and_then(|s| s.message_kind.get(i)) {
+            Some(Transfer::Dispatch) => "dispatch",
+            Some(Transfer::Combine) => "combine",
+            None => "message",
+        };
+        let name = format!("{kind} -> GPU {}", m.dst.0);
+        let common = json!({"cat": kind, "name": name, "id": i, "pid": m.src.0, "tid": 1});
+        let mut b = common.clone();
+        b["ph"] = json!("b");
+        b["ts"] = json!(m.start.as_us_f64());
+        b["args"] = json!({"bytes": m.bytes});
+        emit(w, b)?;
+        let mut e = common;
+        e["ph"] = json!("e");
+        e["ts"] = json!(f.as_us_f64());
+        emit(w, e)?;
+    }
+    w.write_all(b"\n]}\n")
+}
