@@ -215,3 +215,54 @@ fn a_trace_has_a_slice_per_kernel_and_a_begin_end_pair_per_transfer() {
             .all(|e| e["ph"] == "M" || e["ts"].as_f64().unwrap() >= 0.0)
     );
 }
+
+/// The critical path is contiguous: its transfers and kernels add up to the whole step; on
+/// a near-ideal network (the pipeline case) almost none of it is communication, while on
+/// real NICs some is.
+#[test]
+fn the_critical_path_spans_the_step() {
+    use afdsim::config::Scenario;
+    for (text, exposed_max) in [
+        (
+            include_str!("../validation/afd-pipeline-closed-form.toml"),
+            1e-3,
+        ),
+        (SMALL, 1.0),
+    ] {
+        let s = Scenario::parse(text, "t", None).unwrap();
+        let o = afdsim::run(&s, &mut |_, _| {}).unwrap();
+        let step = o.step.as_ref().unwrap();
+        let (comm, compute) = afdsim::afd::critical_path(&step.workload, &o.run);
+        let m = o.afd.unwrap();
+        let span_s = m.tpot_ms / 1e3;
+        assert!(
+            ((comm + compute) - span_s).abs() <= 1e-9 * span_s.max(1.0),
+            "{comm} + {compute} vs {span_s}"
+        );
+        assert!(
+            m.comm_time_fraction_exposed <= exposed_max,
+            "{}",
+            m.comm_time_fraction_exposed
+        );
+        assert!((0.0..=1.0).contains(&m.comm_hidden_fraction));
+    }
+}
+
+/// Micro-batches exist to hide communication: three hide more than one and expose less.
+#[test]
+fn more_micro_batches_hide_more_communication() {
+    use afdsim::config::Scenario;
+    let metrics = |m: u32| {
+        let text = SMALL.replace("micro_batches = 2", &format!("micro_batches = {m}"));
+        let s = Scenario::parse(&text, "t", None).unwrap();
+        afdsim::run(&s, &mut |_, _| {}).unwrap().afd.unwrap()
+    };
+    let (one, three) = (metrics(1), metrics(3));
+    assert!(
+        three.comm_hidden_fraction > one.comm_hidden_fraction,
+        "{} vs {}",
+        three.comm_hidden_fraction,
+        one.comm_hidden_fraction
+    );
+    assert!(three.comm_time_fraction_exposed < one.comm_time_fraction_exposed);
+}

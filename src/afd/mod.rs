@@ -238,6 +238,13 @@ pub struct AfdMetrics {
     pub combine_us: f64,
     pub dispatch_bytes: u64,
     pub combine_bytes: u64,
+    /// Share of the step on its critical path spent in transfers: communication that no
+    /// kernel hid (see [`critical_path`]).
+    pub comm_time_fraction_exposed: f64,
+    /// 1 - (transfer time on the critical path) / (the transfer time a step without any
+    /// overlap would spend: M x (mean dispatch + mean combine) per MoE layer), clamped to
+    /// [0, 1]: how much of the communication the micro-batch pipeline hid.
+    pub comm_hidden_fraction: f64,
 }
 
 impl AfdMetrics {
@@ -290,6 +297,8 @@ impl AfdMetrics {
         let pairs_max = step.ffn_pairs.iter().copied().max().unwrap_or(0) as f64;
         let pairs_mean = step.ffn_pairs.iter().sum::<u64>() as f64 / nf;
         let per_s = |x: f64| if step_s > 0.0 { x / step_s } else { 0.0 };
+        let (path_comm_s, _path_compute_s) = critical_path(&step.workload, run);
+        let moe_layers = spec.layers.saturating_sub(spec.model.dense_layers) as f64;
         AfdMetrics {
             tpot_ms: step_s * 1e3,
             tokens_per_s: per_s(step.tokens as f64),
@@ -310,6 +319,81 @@ impl AfdMetrics {
             combine_us: combine_mean * 1e6,
             dispatch_bytes,
             combine_bytes,
+            comm_time_fraction_exposed: per_s(path_comm_s),
+            comm_hidden_fraction: {
+                let serial_s =
+                    moe_layers * spec.micro_batches as f64 * (dispatch_mean + combine_mean);
+                if serial_s > 0.0 {
+                    (1.0 - path_comm_s / serial_s).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                }
+            },
         }
     }
+}
+
+/// The critical path of an executed workload: from the task that finished last, step back
+/// to what it waited for last: the prerequisite that finished last, or, for a kernel that
+/// started after all its prerequisites (its GPU's stream was busy), the kernel before it on
+/// that stream. Returns the time on the path spent in (transfers, kernels), seconds. The path
+/// is contiguous (each task starts when its predecessor ends), so the two sum to the span
+/// from the path's first task to the end.
+pub fn critical_path(w: &Workload, run: &crate::packet::PacketRun) -> (f64, f64) {
+    use crate::engine::Time;
+    let span = |t: TaskRef| -> Option<(Time, Time)> {
+        match t {
+            TaskRef::Message(i) => {
+                let m = &run.messages[i as usize];
+                Some((m.start, m.finish?))
+            }
+            TaskRef::Compute(i) => {
+                let c = &run.computes[i as usize];
+                Some((c.start?, c.finish?))
+            }
+        }
+    };
+    // The kernel that ended on each GPU stream at a given time (its stream predecessor).
+    let mut ended: std::collections::HashMap<(u32, Time), u32> = std::collections::HashMap::new();
+    for (i, c) in run.computes.iter().enumerate() {
+        if let Some(f) = c.finish {
+            ended.insert((c.gpu.0, f), i as u32);
+        }
+    }
+    let Some(mut at) = w
+        .tasks()
+        .filter_map(|t| Some((span(t)?.1, t)))
+        .max_by_key(|&(f, t)| (f, std::cmp::Reverse(t)))
+        .map(|(_, t)| t)
+    else {
+        return (0.0, 0.0);
+    };
+    let (mut comm, mut compute) = (0.0, 0.0);
+    while let Some((start, finish)) = span(at) {
+        let d = finish.since(start).as_secs_f64();
+        match at {
+            TaskRef::Message(_) => comm += d,
+            TaskRef::Compute(_) => compute += d,
+        }
+        let last_dep = w
+            .after(at)
+            .iter()
+            .filter_map(|&p| Some((span(p)?.1, p)))
+            .max_by_key(|&(f, p)| (f, std::cmp::Reverse(p)));
+        at = match (at, last_dep) {
+            (TaskRef::Compute(i), dep) if dep.is_none_or(|(f, _)| f < start) => {
+                let gpu = run.computes[i as usize].gpu.0;
+                match ended.get(&(gpu, start)) {
+                    Some(&prev) => TaskRef::Compute(prev),
+                    None => match dep {
+                        Some((_, p)) => p,
+                        None => break,
+                    },
+                }
+            }
+            (_, Some((_, p))) => p,
+            (_, None) => break,
+        };
+    }
+    (comm, compute)
 }
