@@ -266,3 +266,60 @@ fn more_micro_batches_hide_more_communication() {
     );
     assert!(three.comm_time_fraction_exposed < one.comm_time_fraction_exposed);
 }
+
+/// The colocated baseline: experts on the attention GPUs; a GPU's own tokens never touch
+/// the fabric, so the bytes delivered are exactly the cross-GPU (token, GPU) pairs, and
+/// each GPU is counted once per token rate.
+#[test]
+fn the_colocated_baseline_keeps_local_tokens_off_the_fabric() {
+    use afdsim::afd::Transfer;
+    use afdsim::config::Scenario;
+    let text = SMALL
+        .replace(
+            "model = \"deepseek-v3.2\"",
+            "mode = \"colocated\"\nmodel = \"deepseek-v3.2\"",
+        )
+        .replace("attention_gpus = 8\nffn_gpus = 8", "attention_gpus = 16");
+    let s = Scenario::parse(&text, "t", None).unwrap();
+    let o = afdsim::run(&s, &mut |_, _| {}).unwrap();
+    let step = o.step.as_ref().unwrap();
+    let model = &s.afd.as_ref().unwrap().model;
+    let dispatched: u64 = o
+        .run
+        .messages
+        .iter()
+        .zip(&step.message_kind)
+        .filter(|(_, k)| **k == Transfer::Dispatch)
+        .map(|(m, _)| m.bytes)
+        .sum();
+    assert_eq!(
+        dispatched,
+        step.token_gpu_pairs * model.dispatch_bytes_per_token(model.dispatch_dtype)
+    );
+    assert!(o.run.messages.iter().all(|m| m.src != m.dst));
+    let m = o.afd.unwrap();
+    assert!((m.tokens_per_s_per_gpu * 16.0 - m.tokens_per_s).abs() < 1e-6);
+    // One stream per GPU runs both sides: together they cannot exceed it.
+    assert!(m.attention_busy_fraction + m.ffn_busy_fraction <= 1.0 + 1e-9);
+}
+
+#[test]
+fn mode_settings_are_checked() {
+    let run = |text: String| {
+        let p = file("mode.toml", &text);
+        afdsim(&["run", p.to_str().unwrap()])
+    };
+    let o = run(SMALL.replace(
+        "model = \"deepseek-v3.2\"",
+        "mode = \"colocated\"\nmodel = \"deepseek-v3.2\"",
+    ));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("afd.ffn_gpus"));
+    let o = run(SMALL.replace("ffn_gpus = 8\n", ""));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("required for mode"));
+    let o = run(SMALL.replace(
+        "model = \"deepseek-v3.2\"",
+        "mode = \"split\"\nmodel = \"deepseek-v3.2\"",
+    ));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("afd.mode"));
+}

@@ -26,7 +26,8 @@ use crate::packet::MessageSpec;
 use crate::topology::NodeId;
 use crate::workload::{TaskRef, Workload};
 
-/// A resolved AFD decode deployment.
+/// A resolved AFD decode deployment (or, with the FFN GPUs equal to the attention GPUs, the
+/// colocated expert-parallel baseline).
 #[derive(Clone, Debug)]
 pub struct AfdSpec {
     pub model: Model,
@@ -68,8 +69,9 @@ pub struct DecodeStep {
     pub message_kind: Vec<Transfer>,
     /// Token-expert pairs each FFN GPU received over the step.
     pub ffn_pairs: Vec<u64>,
-    /// Sum over every token of every MoE layer of its distinct destination FFN GPUs: the
-    /// dispatch (and combine) count, as the routing drew it.
+    /// Sum over every token of every MoE layer of its distinct destination FFN GPUs other
+    /// than its own GPU: the dispatches (and combines) that cross the fabric, as the routing
+    /// drew them. (Only the colocated baseline has tokens for its own GPU.)
     pub token_gpu_pairs: u64,
     /// Sequences decoded per step (all attention GPUs).
     pub tokens: u64,
@@ -158,14 +160,17 @@ impl AfdSpec {
                         }
                         for (f, &h) in hit.iter().enumerate() {
                             row[f] += u64::from(h);
-                            step.token_gpu_pairs += u64::from(h);
                         }
                     }
                 }
                 let mut into_ffn: Vec<Vec<TaskRef>> = vec![Vec::new(); nf];
                 for (a, row) in tok.iter().enumerate() {
                     for (f, &n) in row.iter().enumerate() {
-                        if n > 0 {
+                        if n > 0 && self.attention_gpus[a] == self.ffn_gpus[f] {
+                            // Colocated: this GPU's own tokens need no transfer.
+                            into_ffn[f].push(atts[a]);
+                        } else if n > 0 {
+                            step.token_gpu_pairs += n;
                             let m = w.message(
                                 MessageSpec {
                                     src: self.attention_gpus[a],
@@ -193,7 +198,9 @@ impl AfdSpec {
                     step.compute_stage.push(Stage::Ffn);
                     step.compute_layer.push(layer as u32);
                     for (a, row) in tok.iter().enumerate() {
-                        if row[f] > 0 {
+                        if row[f] > 0 && self.attention_gpus[a] == self.ffn_gpus[f] {
+                            next[a].push(ffn);
+                        } else if row[f] > 0 {
                             let c = w.message(
                                 MessageSpec {
                                     src: self.ffn_gpus[f],
@@ -265,6 +272,16 @@ impl AfdMetrics {
             .unwrap_or(first);
         let step_s = last.since(first).as_secs_f64();
         let (na, nf) = (spec.attention_gpus.len() as f64, spec.ffn_gpus.len() as f64);
+        // GPUs of the deployment, each counted once (the colocated baseline shares them).
+        let mut all: Vec<u32> = spec
+            .attention_gpus
+            .iter()
+            .chain(&spec.ffn_gpus)
+            .map(|g| g.0)
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        let gpus = all.len() as f64;
         let mean_busy = |stage: Stage| {
             let times: Vec<f64> = run
                 .computes
@@ -302,7 +319,7 @@ impl AfdMetrics {
         AfdMetrics {
             tpot_ms: step_s * 1e3,
             tokens_per_s: per_s(step.tokens as f64),
-            tokens_per_s_per_gpu: per_s(step.tokens as f64) / (na + nf),
+            tokens_per_s_per_gpu: per_s(step.tokens as f64) / gpus,
             attention_gpus: na as u64,
             ffn_gpus: nf as u64,
             micro_batches: spec.micro_batches as u64,

@@ -10,6 +10,11 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AfdFile {
+    /// `afd` (attention and experts on separate GPUs, default) or `colocated` (the
+    /// DeepSeek-style baseline: attention data-parallel and the experts spread over the
+    /// same GPUs; `ffn_gpus` is then not used).
+    #[serde(default)]
+    pub mode: Option<String>,
     /// An embedded model (`deepseek-v3.2`, ...) or a model file.
     pub model: String,
     /// Compute table of the attention GPUs (embedded `h100-sxm`, `h200-sxm`, or a CSV path);
@@ -25,7 +30,8 @@ pub struct AfdFile {
     /// The first `attention_gpus` GPUs of the fabric run attention, the next `ffn_gpus` the
     /// experts.
     pub attention_gpus: i64,
-    pub ffn_gpus: i64,
+    #[serde(default)]
+    pub ffn_gpus: Option<i64>,
     #[serde(default)]
     pub micro_batches: Option<i64>,
     pub batch_per_attention_gpu: i64,
@@ -70,9 +76,29 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32) -> Result<AfdSpec, Input
             ));
         }
     };
+    let colocated = match a.mode.as_deref().unwrap_or("afd") {
+        "afd" => false,
+        "colocated" => true,
+        other => {
+            return Err(cx.err(
+                key("mode"),
+                format!("`{other}` is not allowed: afd or colocated"),
+            ));
+        }
+    };
     let na = cx.int_in(&key("attention_gpus"), a.attention_gpus, 1, gpus as i64)? as u32;
-    let nf = cx.int_in(&key("ffn_gpus"), a.ffn_gpus, 1, gpus as i64)? as u32;
-    if na + nf > gpus {
+    let nf = match (colocated, a.ffn_gpus) {
+        (false, Some(n)) => cx.int_in(&key("ffn_gpus"), n, 1, gpus as i64)? as u32,
+        (false, None) => return Err(cx.err(key("ffn_gpus"), "required for mode = \"afd\"")),
+        (true, None) => na,
+        (true, Some(_)) => {
+            return Err(cx.err(
+                key("ffn_gpus"),
+                "not used by mode = \"colocated\" (the experts share the attention GPUs)",
+            ));
+        }
+    };
+    if !colocated && na + nf > gpus {
         return Err(cx.err(
             key("ffn_gpus"),
             format!("{na} attention + {nf} FFN GPUs exceed the fabric's {gpus} GPUs"),
@@ -114,7 +140,11 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32) -> Result<AfdSpec, Input
         ffn_table,
         kernel,
         attention_gpus: (0..na).map(NodeId).collect(),
-        ffn_gpus: (na..na + nf).map(NodeId).collect(),
+        ffn_gpus: if colocated {
+            (0..na).map(NodeId).collect()
+        } else {
+            (na..na + nf).map(NodeId).collect()
+        },
         micro_batches,
         batch_per_attention_gpu: batch,
         context,
