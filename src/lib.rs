@@ -85,20 +85,31 @@ pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(u64, Time)) -> Result<O
             step: None,
         });
     };
+    // Steps run one after another, each its own simulation (a decode step starts when the
+    // previous one's tokens are out); routing draws continue from one stream. The run and
+    // network metrics reported are the last step's.
     let mut rng = SimRng::stream(scenario.seed, STREAM_AFD);
-    let mut step = spec.decode_step(&mut rng).map_err(RunError::Compute)?;
-    for msg in m {
-        step.workload.message(msg.clone(), &[]);
-    }
-    let run = match scenario.level {
-        config::Level::Packet => {
-            packet::simulate_workload(f, p, &step.workload, progress).map_err(RunError::Deadlock)?
+    let mut per_step = Vec::with_capacity(spec.steps as usize);
+    let mut last = None;
+    for _ in 0..spec.steps {
+        let mut step = spec.decode_step(&mut rng).map_err(RunError::Compute)?;
+        for msg in m {
+            step.workload.message(msg.clone(), &[]);
         }
-        config::Level::Flow => flow::simulate_workload(f, p, &step.workload, progress),
-        config::Level::Analytical => unreachable!("config rejects [afd] at the analytical level"),
-    };
+        let run = match scenario.level {
+            config::Level::Packet => packet::simulate_workload(f, p, &step.workload, progress)
+                .map_err(RunError::Deadlock)?,
+            config::Level::Flow => flow::simulate_workload(f, p, &step.workload, progress),
+            config::Level::Analytical => {
+                unreachable!("config rejects [afd] at the analytical level")
+            }
+        };
+        per_step.push(afd::AfdMetrics::of(spec, &step, &run));
+        last = Some((step, run));
+    }
+    let (step, run) = last.expect("steps >= 1 (config)");
     let metrics = report::PacketMetrics::of(scenario, &run);
-    let afd = Some(afd::AfdMetrics::of(spec, &step, &run));
+    let afd = Some(afd::AfdMetrics::over_steps(&per_step));
     Ok(Outcome {
         run,
         metrics,

@@ -323,3 +323,24 @@ fn mode_settings_are_checked() {
     ));
     assert!(String::from_utf8_lossy(&o.stderr).contains("afd.mode"));
 }
+
+#[test]
+fn several_steps_give_a_mean_and_a_p99() {
+    use afdsim::config::Scenario;
+    let m = |steps: u32| {
+        let text = SMALL.replace("layers = 6", &format!("layers = 6\nsteps = {steps}"));
+        let s = Scenario::parse(&text, "t", None).unwrap();
+        afdsim::run(&s, &mut |_, _| {}).unwrap().afd.unwrap()
+    };
+    let (one, four) = (m(1), m(4));
+    assert_eq!((one.steps, four.steps), (1, 4));
+    assert_eq!(one.tpot_ms, one.tpot_p99_ms);
+    assert!(four.tpot_p99_ms >= four.tpot_ms);
+    // Different routing draws per step: the slowest step is slower than the mean.
+    assert!(
+        four.tpot_p99_ms > four.tpot_ms,
+        "{} vs {}",
+        four.tpot_p99_ms,
+        four.tpot_ms
+    );
+}

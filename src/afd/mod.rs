@@ -43,6 +43,8 @@ pub struct AfdSpec {
     pub context: u64,
     /// Layers to simulate (the model's, or fewer for quick studies).
     pub layers: u64,
+    /// Decode steps to simulate, one after another, each with its own routing draw.
+    pub steps: u32,
 }
 
 /// Which part of the step a compute task is.
@@ -225,8 +227,12 @@ impl AfdSpec {
 /// What one decode step measured (the `metrics` of an AFD run).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AfdMetrics {
-    /// From the first kernel to the last combine: the time per output token of one step.
+    /// From the first kernel to the last combine: the time per output token (the mean over
+    /// the steps simulated).
     pub tpot_ms: f64,
+    /// The 99th percentile (nearest rank) of the steps' times; equals `tpot_ms` for one step.
+    pub tpot_p99_ms: f64,
+    pub steps: u64,
     pub tokens_per_s: f64,
     /// Over every GPU of the deployment, attention and FFN.
     pub tokens_per_s_per_gpu: f64,
@@ -318,6 +324,8 @@ impl AfdMetrics {
         let moe_layers = spec.layers.saturating_sub(spec.model.dense_layers) as f64;
         AfdMetrics {
             tpot_ms: step_s * 1e3,
+            tpot_p99_ms: step_s * 1e3,
+            steps: 1,
             tokens_per_s: per_s(step.tokens as f64),
             tokens_per_s_per_gpu: per_s(step.tokens as f64) / gpus,
             attention_gpus: na as u64,
@@ -346,6 +354,44 @@ impl AfdMetrics {
                     0.0
                 }
             },
+        }
+    }
+}
+
+impl AfdMetrics {
+    /// Metrics over several steps: the mean of every per-step figure, with `tpot_p99_ms` the
+    /// nearest-rank 99th percentile of the step times.
+    pub fn over_steps(per_step: &[AfdMetrics]) -> AfdMetrics {
+        let n = per_step.len().max(1) as f64;
+        let mean = |f: fn(&AfdMetrics) -> f64| per_step.iter().map(f).sum::<f64>() / n;
+        let mut tpots: Vec<f64> = per_step.iter().map(|m| m.tpot_ms).collect();
+        tpots.sort_by(f64::total_cmp);
+        let rank = ((0.99 * tpots.len() as f64).ceil() as usize).clamp(1, tpots.len().max(1));
+        let first = per_step.first().expect("at least one step");
+        let tpot = mean(|m| m.tpot_ms);
+        AfdMetrics {
+            tpot_ms: tpot,
+            tpot_p99_ms: tpots.get(rank - 1).copied().unwrap_or(0.0),
+            steps: per_step.len() as u64,
+            // Throughput from the mean step time: tokens per step / mean step time.
+            tokens_per_s: mean(|m| m.tokens_per_s * m.tpot_ms) / tpot,
+            tokens_per_s_per_gpu: mean(|m| m.tokens_per_s_per_gpu * m.tpot_ms) / tpot,
+            attention_gpus: first.attention_gpus,
+            ffn_gpus: first.ffn_gpus,
+            micro_batches: first.micro_batches,
+            attention_busy_fraction: mean(|m| m.attention_busy_fraction),
+            ffn_busy_fraction: mean(|m| m.ffn_busy_fraction),
+            ffn_load_imbalance: mean(|m| m.ffn_load_imbalance),
+            attention_us: mean(|m| m.attention_us),
+            ffn_us: mean(|m| m.ffn_us),
+            dispatch_us: mean(|m| m.dispatch_us),
+            combine_us: mean(|m| m.combine_us),
+            dispatch_bytes: per_step.iter().map(|m| m.dispatch_bytes).sum::<u64>()
+                / per_step.len().max(1) as u64,
+            combine_bytes: per_step.iter().map(|m| m.combine_bytes).sum::<u64>()
+                / per_step.len().max(1) as u64,
+            comm_time_fraction_exposed: mean(|m| m.comm_time_fraction_exposed),
+            comm_hidden_fraction: mean(|m| m.comm_hidden_fraction),
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct AfdFile {
     /// Layers to simulate; default: all of the model's.
     #[serde(default)]
     pub layers: Option<i64>,
+    /// Decode steps to simulate (TPOT mean and p99 over them); default 1.
+    #[serde(default)]
+    pub steps: Option<i64>,
 }
 
 pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32) -> Result<AfdSpec, InputError> {
@@ -149,5 +152,6 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32) -> Result<AfdSpec, Input
         batch_per_attention_gpu: batch,
         context,
         layers,
+        steps: cx.int_in(&key("steps"), a.steps.unwrap_or(1), 1, 10_000)? as u32,
     })
 }
