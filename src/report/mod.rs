@@ -292,8 +292,8 @@ impl RunOutput<'_> {
                 let m = a.afd;
                 rows.extend([
                     (
-                        "TPOT (one decode step)".to_string(),
-                        format!("{:.3}", m.tpot_ms),
+                        format!("TPOT mean / p99 over {} step(s)", m.steps),
+                        format!("{:.3} / {:.3}", m.tpot_ms, m.tpot_p99_ms),
                         "ms",
                     ),
                     ("tokens/s".into(), format!("{:.0}", m.tokens_per_s), ""),
