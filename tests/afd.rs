@@ -344,3 +344,30 @@ fn several_steps_give_a_mean_and_a_p99() {
         four.tpot_ms
     );
 }
+
+/// Hot experts (Zipf routing) load some FFN GPUs more: the imbalance grows with the skew and
+/// the step does not get faster.
+#[test]
+fn zipf_routing_skews_the_ffn_load() {
+    use afdsim::config::Scenario;
+    let m = |routing: &str| {
+        let text = SMALL.replace("layers = 6", &format!("layers = 6\n{routing}"));
+        let s = Scenario::parse(&text, "t", None).unwrap();
+        afdsim::run(&s, &mut |_, _| {}).unwrap().afd.unwrap()
+    };
+    let uniform = m("routing = \"uniform\"");
+    let hot = m("routing = \"zipf\"\nzipf_s = 1.2");
+    assert!(
+        hot.ffn_load_imbalance > 1.5 * uniform.ffn_load_imbalance,
+        "{} vs {}",
+        hot.ffn_load_imbalance,
+        uniform.ffn_load_imbalance
+    );
+    assert!(hot.tpot_ms >= uniform.tpot_ms);
+    let p = file(
+        "zipf-bad.toml",
+        &SMALL.replace("layers = 6", "layers = 6\nzipf_s = 1.0"),
+    );
+    let o = afdsim(&["run", p.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needs routing"));
+}

@@ -15,8 +15,9 @@
 //!
 //! Stated simplifications: expert loads within an FFN GPU are balanced for the GEMM time
 //! (tokens per expert = pairs received / experts on the GPU, rounded up); routing is uniform
-//! (no hot experts yet); placement is contiguous (experts E/F per FFN GPU); attention GPUs
-//! are the first GPUs of the fabric and FFN GPUs the next ones.
+//! or Zipf-skewed ([`Routing`]); placement is contiguous (experts E/F per FFN GPU), with no
+//! redundant copies of hot experts yet; attention GPUs are the first GPUs of the fabric and
+//! FFN GPUs the next ones (the colocated baseline uses the same GPUs for both).
 //!
 //! Invariant: the builder only creates tasks; it never times the network itself.
 
@@ -45,6 +46,53 @@ pub struct AfdSpec {
     pub layers: u64,
     /// Decode steps to simulate, one after another, each with its own routing draw.
     pub steps: u32,
+    pub routing: Routing,
+}
+
+/// How tokens pick their experts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Routing {
+    /// Every expert equally likely.
+    Uniform,
+    /// Expert popularity follows Zipf(`s`): the i-th hottest expert has weight 1 / i^s; which
+    /// experts are hot is a seeded permutation (so hot experts land on random GPUs).
+    Zipf { s: f64, seed: u64 },
+}
+
+/// Vose's alias table: draws an index with probability proportional to its weight in O(1).
+struct Alias {
+    prob: Vec<f64>,
+    alias: Vec<u32>,
+}
+
+impl Alias {
+    fn new(weights: &[f64]) -> Alias {
+        let n = weights.len();
+        let total: f64 = weights.iter().sum();
+        let mut scaled: Vec<f64> = weights.iter().map(|w| w * n as f64 / total).collect();
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) =
+            (0..n).partition(|&i| scaled[i] < 1.0);
+        let (mut prob, mut alias) = (vec![1.0; n], vec![0u32; n]);
+        while let (Some(s), Some(&l)) = (small.pop(), large.last()) {
+            prob[s] = scaled[s];
+            alias[s] = l as u32;
+            scaled[l] -= 1.0 - scaled[s];
+            if scaled[l] < 1.0 {
+                large.pop();
+                small.push(l);
+            }
+        }
+        Alias { prob, alias }
+    }
+
+    fn draw(&self, rng: &mut SimRng) -> usize {
+        let i = rng.below(self.prob.len() as u64) as usize;
+        if rng.unit_f64() < self.prob[i] {
+            i
+        } else {
+            self.alias[i] as usize
+        }
+    }
 }
 
 /// Which part of the step a compute task is.
@@ -115,6 +163,20 @@ impl AfdSpec {
         let mut waits: Vec<Vec<Vec<TaskRef>>> =
             vec![vec![Vec::new(); na]; self.micro_batches as usize];
         let mut experts_of_token: Vec<u64> = (0..experts).collect();
+        // Zipf: expert `hot[i]` is the i-th most popular.
+        let zipf = match &self.routing {
+            Routing::Uniform => None,
+            Routing::Zipf { s, seed } => {
+                let mut hot: Vec<u64> = (0..experts).collect();
+                let mut prng = SimRng::new(*seed);
+                for i in (1..hot.len()).rev() {
+                    hot.swap(i, prng.below(i as u64 + 1) as usize);
+                }
+                let weights: Vec<f64> = (1..=experts).map(|i| 1.0 / (i as f64).powf(*s)).collect();
+                Some((hot, Alias::new(&weights)))
+            }
+        };
+        let mut picked: Vec<u64> = Vec::with_capacity(model.top_k as usize);
         for layer in 0..self.layers {
             let dense = layer < model.dense_layers;
             for mb in 0..self.micro_batches {
@@ -153,10 +215,27 @@ impl AfdSpec {
                 for row in tok.iter_mut() {
                     for _ in 0..tokens {
                         hit.iter_mut().for_each(|h| *h = false);
-                        for i in 0..model.top_k as usize {
-                            let j = i + rng.below(experts - i as u64) as usize;
-                            experts_of_token.swap(i, j);
-                            let f = (experts_of_token[i] / per_gpu) as usize;
+                        picked.clear();
+                        match &zipf {
+                            None => {
+                                for i in 0..model.top_k as usize {
+                                    let j = i + rng.below(experts - i as u64) as usize;
+                                    experts_of_token.swap(i, j);
+                                    picked.push(experts_of_token[i]);
+                                }
+                            }
+                            // Distinct experts by popularity: redraw a repeat.
+                            Some((hot, alias)) => {
+                                while picked.len() < model.top_k as usize {
+                                    let e = hot[alias.draw(rng)];
+                                    if !picked.contains(&e) {
+                                        picked.push(e);
+                                    }
+                                }
+                            }
+                        }
+                        for &e in &picked {
+                            let f = (e / per_gpu) as usize;
                             pairs[f] += 1;
                             hit[f] = true;
                         }
@@ -459,4 +538,31 @@ pub fn critical_path(w: &Workload, run: &crate::packet::PacketRun) -> (f64, f64)
         };
     }
     (comm, compute)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The alias table draws each index in proportion to its weight.
+    #[test]
+    fn alias_draws_follow_the_weights() {
+        let weights = [1.0, 2.0, 3.0, 4.0, 0.5];
+        let a = Alias::new(&weights);
+        let mut rng = SimRng::new(9);
+        let mut counts = [0u32; 5];
+        let n = 200_000;
+        for _ in 0..n {
+            counts[a.draw(&mut rng)] += 1;
+        }
+        let total: f64 = weights.iter().sum();
+        for (i, &c) in counts.iter().enumerate() {
+            let expected = weights[i] / total;
+            let got = c as f64 / n as f64;
+            assert!(
+                (got - expected).abs() < 0.005,
+                "index {i}: {got} vs {expected}"
+            );
+        }
+    }
 }

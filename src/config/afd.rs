@@ -1,7 +1,7 @@
 //! The `[afd]` table of a scenario: an AFD decode deployment on the scenario's fabric.
 
 use super::Ctx;
-use crate::afd::AfdSpec;
+use crate::afd::{AfdSpec, Routing};
 use crate::compute::{AttentionKernel, ComputeTable, Model};
 use crate::error::InputError;
 use crate::topology::NodeId;
@@ -43,9 +43,15 @@ pub struct AfdFile {
     /// Decode steps to simulate (TPOT mean and p99 over them); default 1.
     #[serde(default)]
     pub steps: Option<i64>,
+    /// `uniform` (default) or `zipf` (hot experts, a seeded permutation of which).
+    #[serde(default)]
+    pub routing: Option<String>,
+    /// The Zipf exponent (default 1.0): the i-th hottest expert weighs 1 / i^s.
+    #[serde(default)]
+    pub zipf_s: Option<f64>,
 }
 
-pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32) -> Result<AfdSpec, InputError> {
+pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<AfdSpec, InputError> {
     let key = |k: &str| format!("afd.{k}");
     let rekey = |k: &str| {
         let k = key(k);
@@ -153,5 +159,28 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32) -> Result<AfdSpec, Input
         context,
         layers,
         steps: cx.int_in(&key("steps"), a.steps.unwrap_or(1), 1, 10_000)? as u32,
+        routing: match (a.routing.as_deref().unwrap_or("uniform"), a.zipf_s) {
+            ("uniform", None) => Routing::Uniform,
+            ("uniform", Some(_)) => {
+                return Err(cx.err(key("zipf_s"), "needs routing = \"zipf\""));
+            }
+            ("zipf", s) => {
+                let s = s.unwrap_or(1.0);
+                if !(s.is_finite() && (0.0..=4.0).contains(&s)) {
+                    return Err(cx.err(key("zipf_s"), format!("{s} is not allowed: 0 ..= 4")));
+                }
+                // The hot experts' permutation is a stream of the run's seed.
+                Routing::Zipf {
+                    s,
+                    seed: seed ^ 0x5A1F,
+                }
+            }
+            (other, _) => {
+                return Err(cx.err(
+                    key("routing"),
+                    format!("`{other}` is not allowed: uniform or zipf"),
+                ));
+            }
+        },
     })
 }

@@ -424,7 +424,7 @@ fn resolve(
         messages,
         afd: match &raw.afd {
             None => None,
-            Some(a) => Some(afd::resolve(&cx, a, gpus)?),
+            Some(a) => Some(afd::resolve(&cx, a, gpus, seed)?),
         },
     };
     check_level(&scenario, level_chosen_by)?;
