@@ -41,7 +41,15 @@ fn bench_packet(c: &mut Criterion) {
     )
     .expect("valid scenario");
     let scenarios = [
-        ("default", Scenario::embedded_default(None)),
+        (
+            "star-8-a2a-1MiB",
+            Scenario::parse(
+                afdsim::config::STAR_SCENARIO,
+                afdsim::config::STAR_SCENARIO_ORIGIN,
+                None,
+            )
+            .expect("valid"),
+        ),
         ("star-64-a2a-256KiB", star_all_to_all(64, 256 * 1024)),
         ("hgx16-a2a-1MiB-dcqcn", hgx16),
     ];

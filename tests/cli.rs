@@ -50,10 +50,13 @@ fn run_json_is_one_object_with_the_documented_keys() {
     let obj = v.as_object().expect("an object");
     let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
     assert_eq!(keys, ["level", "metrics", "scenario", "seed"]);
-    assert_eq!(v["scenario"], "star-8gpu-all-to-all");
-    assert_eq!(v["level"], "packet");
+    // The default is an AFD decode step at flow level: its metrics, with the network's under
+    // `network`.
+    assert_eq!(v["scenario"], "afd-dsv32-2hgx");
+    assert_eq!(v["level"], "flow");
     assert_eq!(v["seed"], 1);
-    assert!(v["metrics"]["makespan_us"].as_f64().unwrap() > 0.0);
+    assert!(v["metrics"]["tpot_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["metrics"]["network"]["makespan_us"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
@@ -79,16 +82,17 @@ fn human_output_names_scenario_and_seed() {
     let o = afdsim(&["run", "--seed", "42"]);
     assert!(o.status.success());
     let s = stdout(&o);
-    assert!(
-        s.contains("star-8gpu-all-to-all") && s.contains("seed 42"),
-        "{s}"
-    );
+    assert!(s.contains("afd-dsv32-2hgx") && s.contains("seed 42"), "{s}");
 }
 
 #[test]
 fn out_dir_holds_metrics_and_tables() {
     let dir = std::env::temp_dir().join(format!("afdsim-out-{}", std::process::id()));
-    let o = afdsim(&["run", "--json", "--out", dir.to_str().unwrap()]);
+    let star = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/workloads/scenarios/star-8gpu-all-to-all.toml"
+    );
+    let o = afdsim(&["run", star, "--json", "--out", dir.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let metrics = std::fs::read_to_string(dir.join("metrics.json")).unwrap();
     assert_eq!(metrics, stdout(&o));

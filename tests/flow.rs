@@ -116,7 +116,7 @@ fn closed_forms_hold_at_every_level() {
     let files = [
         include_str!("../validation/closed-form-single-flow.toml"),
         include_str!("../validation/closed-form-incast.toml"),
-        afdsim::config::DEFAULT_SCENARIO,
+        afdsim::config::STAR_SCENARIO,
     ];
     for text in files {
         let s = Scenario::parse(text, "closed-form", None).unwrap();

@@ -28,6 +28,10 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_SCENARIO: &str = include_str!("../../workloads/scenarios/default.toml");
 pub const DEFAULT_SCENARIO_ORIGIN: &str = "<embedded default: workloads/scenarios/default.toml>";
 
+/// Eight GPUs on one switch, an all-to-all with a closed form (validation and examples).
+pub const STAR_SCENARIO: &str = include_str!("../../workloads/scenarios/star-8gpu-all-to-all.toml");
+pub const STAR_SCENARIO_ORIGIN: &str = "workloads/scenarios/star-8gpu-all-to-all.toml";
+
 /// The seed used when neither the command line nor the file gives one.
 pub const DEFAULT_SEED: u64 = 1;
 
@@ -831,7 +835,9 @@ mod tests {
     #[test]
     fn embedded_default_resolves() {
         let s = Scenario::embedded_default(None);
-        assert!(!s.messages.is_empty());
+        assert!(s.afd.is_some(), "the default is an AFD decode step");
+        let star = Scenario::parse(STAR_SCENARIO, STAR_SCENARIO_ORIGIN, None).unwrap();
+        assert_eq!(star.messages.len(), 56);
     }
 
     #[test]

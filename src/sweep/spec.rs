@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! name = "bandwidth"
-//! base = "../scenarios/default.toml"      # relative to this file; or an inline [base] table
+//! base = "../scenarios/star-8gpu-all-to-all.toml"      # relative to this file; or an inline [base] table
 //!
 //! [[axis]]                                 # axes combine as a product, the first outermost
 //! key = "fabric.nic.rate_gbps"

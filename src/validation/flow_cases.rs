@@ -7,7 +7,7 @@
 //! the expected size, each explained in the case's scenario file.
 
 use super::{Case, Check};
-use crate::config::{DEFAULT_SCENARIO, Scenario, parse_table};
+use crate::config::{STAR_SCENARIO, Scenario, parse_table};
 use crate::engine::{Dur, Time};
 use crate::error::InputError;
 use crate::packet::{PacketRun, Wire};
@@ -291,7 +291,7 @@ fn closed_forms() -> Result<Vec<Check>, InputError> {
     let files = [
         ("single-flow", CF_SINGLE, 1u64),
         ("incast", CF_INCAST, 16),
-        ("default-scenario", DEFAULT_SCENARIO, 7),
+        ("all-to-all", STAR_SCENARIO, 7),
     ];
     for (label, text, sharing) in files {
         let s = Scenario::parse(text, label, None)?;

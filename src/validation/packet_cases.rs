@@ -1,7 +1,7 @@
 //! Packet-level cases: closed forms of store-and-forward transfers.
 
 use super::{Case, Check};
-use crate::config::{DEFAULT_SCENARIO, DEFAULT_SCENARIO_ORIGIN, Scenario};
+use crate::config::{STAR_SCENARIO, STAR_SCENARIO_ORIGIN, Scenario};
 use crate::engine::{Dur, Time};
 use crate::error::InputError;
 use crate::packet::{PacketRun, Wire};
@@ -9,7 +9,7 @@ use crate::packet::{PacketRun, Wire};
 pub fn cases() -> Vec<Case> {
     vec![
         Case {
-            name: "closed-form-default-scenario",
+            name: "closed-form-all-to-all",
             run: default_scenario,
         },
         Case {
@@ -123,7 +123,7 @@ fn last_finish(r: &PacketRun) -> Time {
 const EXACT: &str = "closed form, store-and-forward (see the scenario file)";
 
 fn default_scenario() -> Result<Vec<Check>, InputError> {
-    let s = Scenario::parse(DEFAULT_SCENARIO, DEFAULT_SCENARIO_ORIGIN, None)?;
+    let s = Scenario::parse(STAR_SCENARIO, STAR_SCENARIO_ORIGIN, None)?;
     let n = s.fabric.topology.gpus() as u64;
     let bytes = s.messages[0].bytes;
     let pkts = packet_times(&s, bytes);
@@ -132,7 +132,7 @@ fn default_scenario() -> Result<Vec<Check>, InputError> {
     let expected = sum(&pkts).saturating_mul(n - 1) + *pkts.last().unwrap() + path_latency(&s);
     let r = run(&s);
     Ok(vec![Check::within(
-        "closed-form-default-scenario",
+        "closed-form-all-to-all",
         "makespan_us",
         expected.as_us_f64(),
         last_finish(&r).as_us_f64(),
