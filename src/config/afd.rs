@@ -49,6 +49,22 @@ pub struct AfdFile {
     /// The Zipf exponent (default 1.0): the i-th hottest expert weighs 1 / i^s.
     #[serde(default)]
     pub zipf_s: Option<f64>,
+    /// HBM per attention GPU, GiB; default from the attention table's device when it is a
+    /// known one (H100 80 GB, H200 141 GB), required otherwise.
+    #[serde(default)]
+    pub hbm_gib: Option<f64>,
+}
+
+/// HBM of a device as its driver names it, GiB (vendor figures: H100 SXM 80 GB, H200
+/// 141 GB, as GiB that hold that many 1e9 bytes).
+fn known_hbm_gib(device: &str) -> Option<f64> {
+    if device.contains("H200") {
+        Some(141e9 / (1u64 << 30) as f64)
+    } else if device.contains("H100") && device.contains("80GB") {
+        Some(80e9 / (1u64 << 30) as f64)
+    } else {
+        None
+    }
 }
 
 pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<AfdSpec, InputError> {
@@ -143,6 +159,44 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
         1,
         model.layers as i64,
     )? as u64;
+    // The KV cache of an attention GPU's sequences, every layer of the model (a step that
+    // simulates fewer layers still serves the whole model), must fit its HBM. A lower bound:
+    // weights and activations come on top.
+    let hbm_gib = match a.hbm_gib {
+        Some(g) if g.is_finite() && g > 0.0 && g <= 1e5 => g,
+        Some(g) => {
+            return Err(cx.err(
+                key("hbm_gib"),
+                format!("{g} is not allowed: > 0 and <= 100000"),
+            ));
+        }
+        None => known_hbm_gib(attention_table.device()).ok_or_else(|| {
+            cx.err(
+                key("hbm_gib"),
+                format!(
+                    "required: the attention table's device `{}` has no known HBM size",
+                    attention_table.device()
+                ),
+            )
+        })?,
+    };
+    let kv_per_seq =
+        context as f64 * model.layers as f64 * model.kv_bytes_per_token_per_layer() as f64;
+    let (kv_bytes, hbm_bytes) = (batch as f64 * kv_per_seq, hbm_gib * (1u64 << 30) as f64);
+    if kv_bytes > hbm_bytes {
+        let gib = |b: f64| b / (1u64 << 30) as f64;
+        return Err(cx.err(
+            key("batch_per_attention_gpu"),
+            format!(
+                "{batch} sequences x {context} tokens of KV cache need {:.1} GiB per attention \
+                 GPU, {:.1} GiB more than its {hbm_gib:.1} GiB of HBM (before weights); at \
+                 most {} sequences fit",
+                gib(kv_bytes),
+                gib(kv_bytes - hbm_bytes),
+                (hbm_bytes / kv_per_seq) as u64
+            ),
+        ));
+    }
     Ok(AfdSpec {
         model,
         attention_table,
