@@ -76,12 +76,29 @@ fn main() {
     };
     for _ in 0..3 {
         let t = Instant::now();
-        let r = afdsim::flow::simulate_workload(&s.fabric, &s.packet, &w, &mut |_, _| {});
+        let (r, st) =
+            afdsim::flow::simulate_workload_with_stats(&s.fabric, &s.packet, &w, &mut |_, _| {});
         println!(
-            "  flow:   {:>8.3} s wall, step {:.1} us",
+            "  flow:   {:>8.3} s wall, step {:.1} us ({} updates, {} flows refilled, {} links \
+             visited, {} stale and {} early drain events)",
             t.elapsed().as_secs_f64(),
-            end(&r).as_us_f64()
+            end(&r).as_us_f64(),
+            st.updates,
+            st.flows_refilled,
+            st.links_visited,
+            st.stale_events,
+            st.early_events
         );
+        // Every message's and task's times, hashed: a speed-up must not move any of them.
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        let times = r.messages.iter().flat_map(|m| [Some(m.start), m.finish]);
+        for t in times.chain(r.computes.iter().flat_map(|c| [c.start, c.finish])) {
+            h = (h ^ t.map_or(u64::MAX, |t| t.as_ps())).wrapping_mul(0x100_0000_01b3);
+        }
+        println!("          times hash {h:016x}");
+        if std::env::var_os("AFDSIM_BENCH_FLOW_ONLY").is_some() {
+            continue;
+        }
         let t = Instant::now();
         let r = afdsim::packet::simulate_workload(&s.fabric, &s.packet, &w, &mut |_, _| {})
             .expect("no deadlock");
