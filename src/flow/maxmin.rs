@@ -32,7 +32,7 @@ const THETA_SLACK: f64 = 1e-9;
 pub struct Allocator {
     cap: Vec<f64>,
     /// Active entries on each link (entry ids) and the sum of their weights.
-    on_link: Vec<Vec<u32>>,
+    on_link: Vec<Vec<Slot>>,
     weight_sum: Vec<f64>,
     /// An upper bound on the rates of the active flows on each link, exact on every link
     /// the last update refilled or scanned: a link whose bound is below theta is not
@@ -48,27 +48,29 @@ pub struct Allocator {
     off: Vec<u32>,
     e_link: Vec<u32>,
     e_w: Vec<f64>,
-    e_flow: Vec<u32>,
     /// Where the entry sits in its link's `on_link` list while the flow is active.
     e_pos: Vec<u32>,
     prepared: bool,
     /// Whether `prepare` leaves dominated links out (off only for tests' references).
     prune: bool,
-    rate: Vec<f64>,
+    /// Rate and this update's stamps of every flow, side by side (one cache line).
+    fl: Vec<FlowState>,
     active: Vec<bool>,
     n_active: usize,
     // Scratch, reused across updates (stamped with `epoch` instead of cleared).
     epoch: u32,
     link_stamp: Vec<u32>,
     region_stamp: Vec<u32>,
-    flow_stamp: Vec<u32>,
-    frozen_stamp: Vec<u32>,
+    /// Links whose capacity left to the region is known (set up during the scan).
+    filled_stamp: Vec<u32>,
     touch_stamp: Vec<u32>,
     step_stamp: u32,
     rem: Vec<f64>,
     n: Vec<f64>,
     unfrozen: Vec<u32>,
     heap: LinkHeap,
+    /// Regions of at most this many links fill from a list rather than a heap.
+    linear_max: usize,
     scan: Vec<u32>,
     region_links: Vec<u32>,
     region_flows: Vec<u32>,
@@ -83,14 +85,38 @@ pub struct Allocator {
     pub updates: u64,
 }
 
+/// A flow's entry in its link's list: the flow, the entry, its weight.
+#[derive(Clone, Copy)]
+struct Slot {
+    f: u32,
+    e: u32,
+    w: f64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct FlowState {
+    rate: f64,
+    /// The update whose region holds the flow; the update that froze it.
+    stamp: u32,
+    frozen: u32,
+}
+
 /// The region's links that still have unfrozen flows, by saturation level, then link id
 /// (ties resolve the same way every run): an indexed binary heap, one slot per link, whose
 /// key is updated in place when a link's level moves (no stale entries).
+///
+/// A small region (at most [`Allocator::linear_max`] links) keeps the links in a plain list
+/// instead, scanned for the lowest at every step: cheaper than sifting when every step
+/// moves the levels of many of a few dozen links. Both pop the same links in the same order.
 struct LinkHeap {
+    /// The heap, or in linear mode the list.
     heap: Vec<u32>,
     /// Position of each link in `heap` (u32::MAX: not in it).
     pos: Vec<u32>,
     key: Vec<f64>,
+    linear: bool,
+    /// Linear mode: the keys of `heap`'s links, side by side.
+    lin_key: Vec<f64>,
 }
 
 impl LinkHeap {
@@ -99,7 +125,45 @@ impl LinkHeap {
             heap: Vec::new(),
             pos: vec![u32::MAX; links],
             key: vec![0.0; links],
+            linear: false,
+            lin_key: Vec::new(),
         }
+    }
+
+    /// Chooses the mode for the next filling (the structure is empty between fillings).
+    fn set_linear(&mut self, linear: bool) {
+        debug_assert!(self.heap.is_empty());
+        self.linear = linear;
+    }
+
+    /// Drops link `l` (its flows are all frozen). A heap leaves it: popped, it is skipped.
+    fn remove(&mut self, l: u32) {
+        let p = self.pos[l as usize];
+        if !self.linear || p == u32::MAX {
+            return;
+        }
+        self.heap.swap_remove(p as usize);
+        self.lin_key.swap_remove(p as usize);
+        self.pos[l as usize] = u32::MAX;
+        if let Some(&m) = self.heap.get(p as usize) {
+            self.pos[m as usize] = p;
+        }
+    }
+
+    fn pop_linear(&mut self) -> Option<(f64, u32)> {
+        if self.heap.is_empty() {
+            return None;
+        }
+        let mut b = 0;
+        for i in 1..self.heap.len() {
+            let o = self.lin_key[i].total_cmp(&self.lin_key[b]);
+            if o == Ordering::Less || (o == Ordering::Equal && self.heap[i] < self.heap[b]) {
+                b = i;
+            }
+        }
+        let (l, k) = (self.heap[b], self.lin_key[b]);
+        self.remove(l);
+        Some((k, l))
     }
 
     /// Whether `a` pops before `b`: lower level, then lower id.
@@ -116,6 +180,16 @@ impl LinkHeap {
     fn set(&mut self, l: u32, k: f64) {
         self.key[l as usize] = k;
         let p = self.pos[l as usize];
+        if self.linear {
+            if p == u32::MAX {
+                self.pos[l as usize] = self.heap.len() as u32;
+                self.heap.push(l);
+                self.lin_key.push(k);
+            } else {
+                self.lin_key[p as usize] = k;
+            }
+            return;
+        }
         if p == u32::MAX {
             self.heap.push(l);
             let i = self.heap.len() - 1;
@@ -128,6 +202,9 @@ impl LinkHeap {
     }
 
     fn pop(&mut self) -> Option<(f64, u32)> {
+        if self.linear {
+            return self.pop_linear();
+        }
         let top = *self.heap.first()?;
         let last = self.heap.pop().expect("non-empty");
         self.pos[top as usize] = u32::MAX;
@@ -185,6 +262,9 @@ impl LinkHeap {
 /// [`Allocator::prepare`]. The margin dwarfs rounding in the sums compared.
 const DOMINANCE_MARGIN: f64 = 1e-6;
 
+/// Regions of at most this many links fill from a list (see [`LinkHeap`]).
+const LINEAR_MAX: usize = 256;
+
 impl Allocator {
     /// Links with these capacities (any unit; rates come out in the same unit).
     pub fn new(cap: Vec<f64>) -> Allocator {
@@ -200,24 +280,23 @@ impl Allocator {
             off: vec![0],
             e_link: Vec::new(),
             e_w: Vec::new(),
-            e_flow: Vec::new(),
             e_pos: Vec::new(),
             prepared: true,
             prune: true,
-            rate: Vec::new(),
+            fl: Vec::new(),
             active: Vec::new(),
             n_active: 0,
             epoch: 0,
             link_stamp: vec![0; n],
             region_stamp: vec![0; n],
-            flow_stamp: Vec::new(),
-            frozen_stamp: Vec::new(),
+            filled_stamp: vec![0; n],
             touch_stamp: vec![u32::MAX; n],
             step_stamp: 0,
             rem: vec![0.0; n],
             n: vec![0.0; n],
             unfrozen: vec![0; n],
             heap: LinkHeap::new(n),
+            linear_max: LINEAR_MAX,
             scan: Vec::new(),
             region_links: Vec::new(),
             region_flows: Vec::new(),
@@ -237,7 +316,7 @@ impl Allocator {
     /// first start).
     pub fn register(&mut self, links: impl IntoIterator<Item = (u32, f64)>) -> u32 {
         assert_eq!(self.n_active, 0, "register flows while none is active");
-        let f = self.rate.len() as u32;
+        let f = self.fl.len() as u32;
         let first = self.all_link.len();
         for (l, w) in links {
             assert!((l as usize) < self.cap.len() && w > 0.0 && w.is_finite());
@@ -250,16 +329,14 @@ impl Allocator {
         }
         assert!(self.all_link.len() > first);
         self.all_off.push(self.all_link.len() as u32);
-        self.rate.push(0.0);
+        self.fl.push(FlowState::default());
         self.active.push(false);
-        self.flow_stamp.push(0);
-        self.frozen_stamp.push(0);
         self.prepared = false;
         f
     }
 
     pub fn rate(&self, f: u32) -> f64 {
-        self.rate[f as usize]
+        self.fl[f as usize].rate
     }
 
     pub fn is_active(&self, f: u32) -> bool {
@@ -301,7 +378,7 @@ impl Allocator {
         }
         assert_eq!(self.n_active, 0);
         let nl = self.cap.len();
-        let nf = self.rate.len();
+        let nf = self.fl.len();
         // Flow of each registered entry, and the registered entries on each link (CSR).
         let mut flow_of = vec![0u32; self.all_link.len()];
         for f in 0..nf {
@@ -352,14 +429,12 @@ impl Allocator {
         self.off.push(0);
         self.e_link.clear();
         self.e_w.clear();
-        self.e_flow.clear();
         for f in 0..nf {
             for e in self.all_off[f] as usize..self.all_off[f + 1] as usize {
                 let l = self.all_link[e];
                 if !dominated[l as usize] {
                     self.e_link.push(l);
                     self.e_w.push(self.all_w[e]);
-                    self.e_flow.push(f as u32);
                 }
             }
             debug_assert!(self.e_link.len() > *self.off.last().expect("non-empty") as usize);
@@ -374,7 +449,7 @@ impl Allocator {
         self.prepare();
         let fi = f as usize;
         assert!(
-            !self.active[fi] && self.rate[fi] == 0.0,
+            !self.active[fi] && self.fl[fi].rate == 0.0,
             "flow started twice"
         );
         self.active[fi] = true;
@@ -382,7 +457,11 @@ impl Allocator {
         for e in self.off[fi]..self.off[fi + 1] {
             let l = self.e_link[e as usize] as usize;
             self.e_pos[e as usize] = self.on_link[l].len() as u32;
-            self.on_link[l].push(e);
+            self.on_link[l].push(Slot {
+                f,
+                e,
+                w: self.e_w[e as usize],
+            });
             self.weight_sum[l] += self.e_w[e as usize];
             self.pending_links.push(l as u32);
         }
@@ -396,14 +475,14 @@ impl Allocator {
         assert!(self.active[fi], "flow stopped twice");
         self.active[fi] = false;
         self.n_active -= 1;
-        self.theta = self.theta.min(self.rate[fi]);
+        self.theta = self.theta.min(self.fl[fi].rate);
         for e in self.off[fi]..self.off[fi + 1] {
             let l = self.e_link[e as usize] as usize;
             let pos = self.e_pos[e as usize] as usize;
             let list = &mut self.on_link[l];
             list.swap_remove(pos);
             if pos < list.len() {
-                self.e_pos[list[pos] as usize] = pos as u32;
+                self.e_pos[list[pos].e as usize] = pos as u32;
             }
             self.e_pos[e as usize] = u32::MAX;
             self.weight_sum[l] -= self.e_w[e as usize];
@@ -424,8 +503,10 @@ impl Allocator {
             // Stamps wrapped: clear them once every 4 billion updates.
             self.link_stamp.iter_mut().for_each(|s| *s = 0);
             self.region_stamp.iter_mut().for_each(|s| *s = 0);
-            self.flow_stamp.iter_mut().for_each(|s| *s = 0);
-            self.frozen_stamp.iter_mut().for_each(|s| *s = 0);
+            self.filled_stamp.iter_mut().for_each(|s| *s = 0);
+            self.fl
+                .iter_mut()
+                .for_each(|s| (s.stamp, s.frozen) = (0, 0));
             self.epoch = 1;
         }
         let epoch = self.epoch;
@@ -464,7 +545,7 @@ impl Allocator {
         // New flows are in the region by definition (rate 0: below every bound).
         let new = std::mem::take(&mut self.pending_new);
         for &f in &new {
-            if self.active[f as usize] && self.flow_stamp[f as usize] != epoch {
+            if self.active[f as usize] && self.fl[f as usize].stamp != epoch {
                 self.enroll(f, &mut region_flows, &mut region_links, &mut scan);
             }
         }
@@ -476,44 +557,58 @@ impl Allocator {
             if self.max_rate[l] < keep_below {
                 continue;
             }
-            // The exact fastest rate on the link (refined below if it joins the region).
-            let mut fastest = 0.0f64;
+            // Every flow on the link at or above theta joins the region now, and no flow
+            // below it joins later (only new flows do, and they are in already): so the
+            // capacity the link leaves to the region is known after this one pass.
+            let (mut rem, mut n, mut cnt, mut fastest) = (self.cap[l], 0.0, 0u32, 0.0f64);
             for k in 0..self.on_link[l].len() {
-                let f = self.e_flow[self.on_link[l][k] as usize];
-                let r = self.rate[f as usize];
-                fastest = fastest.max(r);
-                if self.flow_stamp[f as usize] != epoch && r >= keep_below {
-                    self.enroll(f, &mut region_flows, &mut region_links, &mut scan);
+                let Slot { f, w, .. } = self.on_link[l][k];
+                let fs = self.fl[f as usize];
+                if fs.stamp == epoch || fs.rate >= keep_below {
+                    if fs.stamp != epoch {
+                        self.enroll(f, &mut region_flows, &mut region_links, &mut scan);
+                    }
+                    n += w;
+                    cnt += 1;
+                } else {
+                    rem -= fs.rate * w;
+                    fastest = fastest.max(fs.rate);
                 }
             }
-            self.max_rate[l] = fastest;
+            self.fill_from(l, rem, n, cnt, fastest);
+            self.filled_stamp[l] = epoch;
         }
         self.pending_new = new;
         self.pending_new.clear();
         self.refilled += region_flows.len() as u64;
         self.links_visited += region_links.len() as u64;
 
-        // Capacity left by the flows that keep their rates; weights of those refilled.
+        // Capacity left by the flows that keep their rates; weights of those refilled (on
+        // the region's links the scan skipped: no flow on them at or above theta).
         for &l in &region_links {
             let l = l as usize;
+            if self.filled_stamp[l] == epoch {
+                continue;
+            }
             let (mut rem, mut n, mut cnt, mut fastest) = (self.cap[l], 0.0, 0u32, 0.0f64);
-            for &e in &self.on_link[l] {
-                let f = self.e_flow[e as usize] as usize;
-                if self.flow_stamp[f] == epoch {
-                    n += self.e_w[e as usize];
+            for s in &self.on_link[l] {
+                let fs = &self.fl[s.f as usize];
+                if fs.stamp == epoch {
+                    n += s.w;
                     cnt += 1;
                 } else {
-                    rem -= self.rate[f] * self.e_w[e as usize];
-                    fastest = fastest.max(self.rate[f]);
+                    rem -= fs.rate * s.w;
+                    fastest = fastest.max(fs.rate);
                 }
             }
-            self.rem[l] = rem.max(0.0);
-            self.n[l] = n;
-            self.unfrozen[l] = cnt;
-            // The refilled flows raise it as they freeze.
-            self.max_rate[l] = fastest;
-            if cnt > 0 {
-                self.heap.set(l as u32, self.rem[l] / n);
+            self.fill_from(l, rem, n, cnt, fastest);
+        }
+
+        self.heap.set_linear(region_links.len() <= self.linear_max);
+        for &l in &region_links {
+            let l = l as usize;
+            if self.unfrozen[l] > 0 {
+                self.heap.set(l as u32, self.rem[l] / self.n[l]);
             }
         }
 
@@ -545,14 +640,13 @@ impl Allocator {
             }
             let list_len = self.on_link[l].len();
             for k in 0..list_len {
-                let e = self.on_link[l][k] as usize;
-                let f = self.e_flow[e] as usize;
-                if self.flow_stamp[f] != epoch || self.frozen_stamp[f] == epoch {
+                let f = self.on_link[l][k].f as usize;
+                if self.fl[f].stamp != epoch || self.fl[f].frozen == epoch {
                     continue;
                 }
-                self.frozen_stamp[f] = epoch;
-                let old = self.rate[f];
-                self.rate[f] = r;
+                self.fl[f].frozen = epoch;
+                let old = self.fl[f].rate;
+                self.fl[f].rate = r;
                 for e2 in self.off[f] as usize..self.off[f + 1] as usize {
                     let l2 = self.e_link[e2] as usize;
                     let w = self.e_w[e2];
@@ -575,6 +669,8 @@ impl Allocator {
                 if self.unfrozen[l2] > 0 {
                     self.n[l2] = self.n[l2].max(f64::MIN_POSITIVE);
                     self.heap.set(l2 as u32, self.rem[l2] / self.n[l2]);
+                } else {
+                    self.heap.remove(l2 as u32);
                 }
             }
             step = step.wrapping_add(1);
@@ -583,7 +679,7 @@ impl Allocator {
         debug_assert!(
             region_flows
                 .iter()
-                .all(|&f| self.frozen_stamp[f as usize] == epoch)
+                .all(|&f| self.fl[f as usize].frozen == epoch)
         );
         self.scan = scan;
         self.region_links = region_links;
@@ -593,6 +689,16 @@ impl Allocator {
 }
 
 impl Allocator {
+    /// Sets link `l` up for filling: `rem` capacity left by the flows keeping their rates
+    /// (the fastest of which is `fastest`), `cnt` refilled flows of weight `n` on it.
+    fn fill_from(&mut self, l: usize, rem: f64, n: f64, cnt: u32, fastest: f64) {
+        self.rem[l] = rem.max(0.0);
+        self.n[l] = n;
+        self.unfrozen[l] = cnt;
+        // The refilled flows raise it as they freeze.
+        self.max_rate[l] = fastest;
+    }
+
     /// Puts flow `f` in this update's region, and its links in the region and the scan.
     fn enroll(
         &mut self,
@@ -603,7 +709,7 @@ impl Allocator {
     ) {
         let epoch = self.epoch;
         let fi = f as usize;
-        self.flow_stamp[fi] = epoch;
+        self.fl[fi].stamp = epoch;
         region_flows.push(f);
         for e in self.off[fi] as usize..self.off[fi + 1] as usize {
             let l = self.e_link[e] as usize;
@@ -675,9 +781,12 @@ mod tests {
         assert!(close(r[0], 2.0 / 3.0) && close(r[1], 2.0 / 3.0), "{r:?}");
     }
 
+    /// An allocator that counts every link and always fills from a heap: the default one
+    /// must give the same rates, to the bit.
     fn unpruned(cap: &[f64]) -> Allocator {
         let mut a = Allocator::new(cap.to_vec());
         a.prune = false;
+        a.linear_max = 0;
         a
     }
 
@@ -707,8 +816,8 @@ mod tests {
 
     /// Random flows start and stop in random batches; after every update the incremental
     /// rates equal a full recompute of the active flows (with every link counted), and the
-    /// incremental allocator without leaving dominated links out gives the same rates and
-    /// changes, to the bit.
+    /// incremental allocator without leaving dominated links out and filling from a heap
+    /// gives the same rates and changes, to the bit.
     fn check_incremental(cap: Vec<f64>, flows: Vec<Vec<(u32, f64)>>, order: Vec<(bool, u8)>) {
         let mut a = Allocator::new(cap.clone());
         let mut b = unpruned(&cap);
