@@ -34,10 +34,12 @@ pub struct Allocator {
     /// Active entries on each link (entry ids) and the sum of their weights.
     on_link: Vec<Vec<Slot>>,
     weight_sum: Vec<f64>,
-    /// An upper bound on the rates of the active flows on each link, exact on every link
-    /// the last update refilled or scanned: a link whose bound is below theta is not
-    /// scanned. (A flow that stops leaves the bound as it is: still a bound.)
+    /// The fastest rate of the active flows on each link and how many flows have it: a
+    /// link whose fastest flow is below theta is not scanned. Kept exact: refills and scans
+    /// recount it, and when the last flow at the top stops the link's list is read again
+    /// (once per rate level a link loses, not once per update).
     max_rate: Vec<f64>,
+    max_cnt: Vec<u32>,
     /// Entries of every flow ever added, as registered (CSR): flow f owns
     /// `all_off[f]..all_off[f + 1]`. [`Allocator::entries`] reports these.
     all_off: Vec<u32>,
@@ -115,8 +117,10 @@ struct LinkHeap {
     pos: Vec<u32>,
     key: Vec<f64>,
     linear: bool,
-    /// Linear mode: the keys of `heap`'s links, side by side.
-    lin_key: Vec<f64>,
+    /// Linear mode: `heap`'s links with their keys, side by side, each as one integer
+    /// `(f64 bits of the level) << 32 | link` (levels are never negative, never -0.0,
+    /// never NaN, so the integers order like (level, link) under `total_cmp`).
+    lin_key: Vec<u128>,
 }
 
 impl LinkHeap {
@@ -154,16 +158,10 @@ impl LinkHeap {
         if self.heap.is_empty() {
             return None;
         }
-        let mut b = 0;
-        for i in 1..self.heap.len() {
-            let o = self.lin_key[i].total_cmp(&self.lin_key[b]);
-            if o == Ordering::Less || (o == Ordering::Equal && self.heap[i] < self.heap[b]) {
-                b = i;
-            }
-        }
-        let (l, k) = (self.heap[b], self.lin_key[b]);
+        let min = *self.lin_key.iter().min().expect("non-empty");
+        let l = min as u32;
         self.remove(l);
-        Some((k, l))
+        Some((self.key[l as usize], l))
     }
 
     /// Whether `a` pops before `b`: lower level, then lower id.
@@ -181,12 +179,14 @@ impl LinkHeap {
         self.key[l as usize] = k;
         let p = self.pos[l as usize];
         if self.linear {
+            debug_assert!(k.is_sign_positive() && !k.is_nan());
+            let packed = (k.to_bits() as u128) << 32 | l as u128;
             if p == u32::MAX {
                 self.pos[l as usize] = self.heap.len() as u32;
                 self.heap.push(l);
-                self.lin_key.push(k);
+                self.lin_key.push(packed);
             } else {
-                self.lin_key[p as usize] = k;
+                self.lin_key[p as usize] = packed;
             }
             return;
         }
@@ -274,6 +274,7 @@ impl Allocator {
             on_link: vec![Vec::new(); n],
             weight_sum: vec![0.0; n],
             max_rate: vec![0.0; n],
+            max_cnt: vec![0; n],
             all_off: vec![0],
             all_link: Vec::new(),
             all_w: Vec::new(),
@@ -486,6 +487,18 @@ impl Allocator {
             }
             self.e_pos[e as usize] = u32::MAX;
             self.weight_sum[l] -= self.e_w[e as usize];
+            let r = self.fl[fi].rate;
+            if r > 0.0 && r == self.max_rate[l] {
+                self.max_cnt[l] -= 1;
+                if self.max_cnt[l] == 0 {
+                    // The last flow at the top left: find the new top.
+                    let mut top = (0.0, 0);
+                    for s in &self.on_link[l] {
+                        count_top(&mut top, self.fl[s.f as usize].rate);
+                    }
+                    (self.max_rate[l], self.max_cnt[l]) = top;
+                }
+            }
             self.pending_links.push(l as u32);
         }
     }
@@ -560,7 +573,7 @@ impl Allocator {
             // Every flow on the link at or above theta joins the region now, and no flow
             // below it joins later (only new flows do, and they are in already): so the
             // capacity the link leaves to the region is known after this one pass.
-            let (mut rem, mut n, mut cnt, mut fastest) = (self.cap[l], 0.0, 0u32, 0.0f64);
+            let (mut rem, mut n, mut cnt, mut top) = (self.cap[l], 0.0, 0u32, (0.0, 0));
             for k in 0..self.on_link[l].len() {
                 let Slot { f, w, .. } = self.on_link[l][k];
                 let fs = self.fl[f as usize];
@@ -572,10 +585,10 @@ impl Allocator {
                     cnt += 1;
                 } else {
                     rem -= fs.rate * w;
-                    fastest = fastest.max(fs.rate);
+                    count_top(&mut top, fs.rate);
                 }
             }
-            self.fill_from(l, rem, n, cnt, fastest);
+            self.fill_from(l, rem, n, cnt, top);
             self.filled_stamp[l] = epoch;
         }
         self.pending_new = new;
@@ -590,7 +603,7 @@ impl Allocator {
             if self.filled_stamp[l] == epoch {
                 continue;
             }
-            let (mut rem, mut n, mut cnt, mut fastest) = (self.cap[l], 0.0, 0u32, 0.0f64);
+            let (mut rem, mut n, mut cnt, mut top) = (self.cap[l], 0.0, 0u32, (0.0, 0));
             for s in &self.on_link[l] {
                 let fs = &self.fl[s.f as usize];
                 if fs.stamp == epoch {
@@ -598,10 +611,10 @@ impl Allocator {
                     cnt += 1;
                 } else {
                     rem -= fs.rate * s.w;
-                    fastest = fastest.max(fs.rate);
+                    count_top(&mut top, fs.rate);
                 }
             }
-            self.fill_from(l, rem, n, cnt, fastest);
+            self.fill_from(l, rem, n, cnt, top);
         }
 
         self.heap.set_linear(region_links.len() <= self.linear_max);
@@ -653,7 +666,9 @@ impl Allocator {
                     self.rem[l2] = (self.rem[l2] - r * w).max(0.0);
                     self.n[l2] -= w;
                     self.unfrozen[l2] -= 1;
-                    self.max_rate[l2] = self.max_rate[l2].max(r);
+                    let mut top = (self.max_rate[l2], self.max_cnt[l2]);
+                    count_top(&mut top, r);
+                    (self.max_rate[l2], self.max_cnt[l2]) = top;
                     if l2 != l && self.touch_stamp[l2] != step {
                         self.touch_stamp[l2] = step;
                         touched.push(l2 as u32);
@@ -690,13 +705,13 @@ impl Allocator {
 
 impl Allocator {
     /// Sets link `l` up for filling: `rem` capacity left by the flows keeping their rates
-    /// (the fastest of which is `fastest`), `cnt` refilled flows of weight `n` on it.
-    fn fill_from(&mut self, l: usize, rem: f64, n: f64, cnt: u32, fastest: f64) {
+    /// (`top`: the fastest of them and how many), `cnt` refilled flows of weight `n` on it.
+    fn fill_from(&mut self, l: usize, rem: f64, n: f64, cnt: u32, top: (f64, u32)) {
         self.rem[l] = rem.max(0.0);
         self.n[l] = n;
         self.unfrozen[l] = cnt;
-        // The refilled flows raise it as they freeze.
-        self.max_rate[l] = fastest;
+        // The refilled flows are counted in as they freeze.
+        (self.max_rate[l], self.max_cnt[l]) = top;
     }
 
     /// Puts flow `f` in this update's region, and its links in the region and the scan.
@@ -722,6 +737,16 @@ impl Allocator {
                 scan.push(l as u32);
             }
         }
+    }
+}
+
+/// Counts a flow at `rate` into `(fastest rate, flows at it)`.
+#[inline]
+fn count_top(top: &mut (f64, u32), rate: f64) {
+    if rate > top.0 {
+        *top = (rate, 1);
+    } else if rate == top.0 {
+        top.1 += 1;
     }
 }
 
