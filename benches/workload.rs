@@ -1,7 +1,9 @@
 //! An AFD-shaped decode step as a workload, at flow and packet level: wall time and the
 //! step each level computes. Not an AFD model (issue 6 builds that): fixed kernel times and
 //! message sizes, to measure how the levels cope with thousands of dependent, staggered
-//! messages. Run: `cargo bench --bench workload`.
+//! messages. Run: `cargo bench --bench workload` (`AFDSIM_BENCH_FLOW_ONLY=1` skips the packet
+//! level). Each flow run prints the engine's counters and a hash of every message's and
+//! task's start and finish: a speed-up of either level must leave it unchanged.
 //!
 //! Shape: 16 attention GPUs (HGX nodes 0-1) and 16 FFN GPUs (nodes 2-3) of 4 HGX H100 nodes;
 //! 61 layers x 3 micro-batches; per layer and micro-batch every attention GPU runs 60 us,
