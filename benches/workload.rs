@@ -1,7 +1,9 @@
 //! An AFD-shaped decode step as a workload, at flow and packet level: wall time and the
 //! step each level computes. Not an AFD model (issue 6 builds that): fixed kernel times and
 //! message sizes, to measure how the levels cope with thousands of dependent, staggered
-//! messages. Run: `cargo bench --bench workload`.
+//! messages. Run: `cargo bench --bench workload` (`AFDSIM_BENCH_FLOW_ONLY=1` skips the packet
+//! level). Each flow run prints the engine's counters and a hash of every message's and
+//! task's start and finish: a speed-up of either level must leave it unchanged.
 //!
 //! Shape: 16 attention GPUs (HGX nodes 0-1) and 16 FFN GPUs (nodes 2-3) of 4 HGX H100 nodes;
 //! 61 layers x 3 micro-batches; per layer and micro-batch every attention GPU runs 60 us,
@@ -76,12 +78,29 @@ fn main() {
     };
     for _ in 0..3 {
         let t = Instant::now();
-        let r = afdsim::flow::simulate_workload(&s.fabric, &s.packet, &w, &mut |_, _| {});
+        let (r, st) =
+            afdsim::flow::simulate_workload_with_stats(&s.fabric, &s.packet, &w, &mut |_, _| {});
         println!(
-            "  flow:   {:>8.3} s wall, step {:.1} us",
+            "  flow:   {:>8.3} s wall, step {:.1} us ({} updates, {} flows refilled, {} links \
+             visited, {} stale and {} early drain events)",
             t.elapsed().as_secs_f64(),
-            end(&r).as_us_f64()
+            end(&r).as_us_f64(),
+            st.updates,
+            st.flows_refilled,
+            st.links_visited,
+            st.stale_events,
+            st.early_events
         );
+        // Every message's and task's times, hashed: a speed-up must not move any of them.
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        let times = r.messages.iter().flat_map(|m| [Some(m.start), m.finish]);
+        for t in times.chain(r.computes.iter().flat_map(|c| [c.start, c.finish])) {
+            h = (h ^ t.map_or(u64::MAX, |t| t.as_ps())).wrapping_mul(0x100_0000_01b3);
+        }
+        println!("          times hash {h:016x}");
+        if std::env::var_os("AFDSIM_BENCH_FLOW_ONLY").is_some() {
+            continue;
+        }
         let t = Instant::now();
         let r = afdsim::packet::simulate_workload(&s.fabric, &s.packet, &w, &mut |_, _| {})
             .expect("no deadlock");

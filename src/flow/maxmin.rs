@@ -23,7 +23,6 @@
 //! `tests::incremental_equals_full_recompute` checks this against a full refill.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 
 /// Relative slack on `theta`: flows within this of the threshold are refilled too, so a
 /// rounding difference never keeps a flow that should move.
@@ -33,33 +32,51 @@ const THETA_SLACK: f64 = 1e-9;
 pub struct Allocator {
     cap: Vec<f64>,
     /// Active entries on each link (entry ids) and the sum of their weights.
-    on_link: Vec<Vec<u32>>,
+    on_link: Vec<Vec<Slot>>,
     weight_sum: Vec<f64>,
-    /// Rates of the active flows on each link (f64 bits of positive rates order like the
-    /// rates), with counts: a link whose fastest flow is below theta is not scanned.
-    /// Sorted ascending; a link carries few distinct rates, so a sorted vector beats a
-    /// tree here.
-    rates_on: Vec<Vec<(u64, u32)>>,
-    /// Entries of every flow ever added (CSR): flow f owns `off[f]..off[f + 1]`.
+    /// The fastest rate of the active flows on each link and how many flows have it: a
+    /// link whose fastest flow is below theta is not scanned. Kept exact: refills and scans
+    /// recount it, and when the last flow at the top stops the link's list is read again
+    /// (once per rate level a link loses, not once per update).
+    max_rate: Vec<f64>,
+    max_cnt: Vec<u32>,
+    /// Entries of every flow ever added, as registered (CSR): flow f owns
+    /// `all_off[f]..all_off[f + 1]`. [`Allocator::entries`] reports these.
+    all_off: Vec<u32>,
+    all_link: Vec<u32>,
+    all_w: Vec<f64>,
+    /// The entries the allocation works on (CSR, same layout): the registered ones less
+    /// those on dominated links (see [`Allocator::prepare`]). Valid while `prepared`.
     off: Vec<u32>,
     e_link: Vec<u32>,
     e_w: Vec<f64>,
-    e_flow: Vec<u32>,
     /// Where the entry sits in its link's `on_link` list while the flow is active.
     e_pos: Vec<u32>,
-    rate: Vec<f64>,
+    prepared: bool,
+    /// Whether `prepare` leaves dominated links out (off only for tests' references).
+    prune: bool,
+    /// Rate and this update's stamps of every flow, side by side (one cache line).
+    fl: Vec<FlowState>,
     active: Vec<bool>,
+    n_active: usize,
     // Scratch, reused across updates (stamped with `epoch` instead of cleared).
     epoch: u32,
     link_stamp: Vec<u32>,
     region_stamp: Vec<u32>,
-    flow_stamp: Vec<u32>,
-    frozen_stamp: Vec<u32>,
+    /// Links whose capacity left to the region is known (set up during the scan).
+    filled_stamp: Vec<u32>,
     touch_stamp: Vec<u32>,
     step_stamp: u32,
     rem: Vec<f64>,
     n: Vec<f64>,
     unfrozen: Vec<u32>,
+    heap: LinkHeap,
+    /// Regions of at most this many links fill from a list rather than a heap.
+    linear_max: usize,
+    scan: Vec<u32>,
+    region_links: Vec<u32>,
+    region_flows: Vec<u32>,
+    touched: Vec<u32>,
     pending_links: Vec<u32>,
     pending_new: Vec<u32>,
     theta: f64,
@@ -70,21 +87,183 @@ pub struct Allocator {
     pub updates: u64,
 }
 
-/// A heap key: saturation level, then link id (ties resolve the same way every run).
-#[derive(PartialEq)]
-struct Key(f64, u32);
-impl Eq for Key {}
-impl PartialOrd for Key {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
+/// A flow's entry in its link's list: the flow, the entry, its weight.
+#[derive(Clone, Copy)]
+struct Slot {
+    f: u32,
+    e: u32,
+    w: f64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct FlowState {
+    rate: f64,
+    /// The update whose region holds the flow; the update that froze it.
+    stamp: u32,
+    frozen: u32,
+}
+
+/// The region's links that still have unfrozen flows, by saturation level, then link id
+/// (ties resolve the same way every run): an indexed binary heap, one slot per link, whose
+/// key is updated in place when a link's level moves (no stale entries).
+///
+/// A small region (at most [`Allocator::linear_max`] links) keeps the links in a plain list
+/// instead, scanned for the lowest at every step: cheaper than sifting when every step
+/// moves the levels of many of a few dozen links. Both pop the same links in the same order.
+struct LinkHeap {
+    /// The heap, or in linear mode the list.
+    heap: Vec<u32>,
+    /// Position of each link in `heap` (u32::MAX: not in it).
+    pos: Vec<u32>,
+    key: Vec<f64>,
+    linear: bool,
+    /// Linear mode: `heap`'s links with their keys, side by side, each as one integer
+    /// `(f64 bits of the level) << 32 | link` (levels are never negative, never -0.0,
+    /// never NaN, so the integers order like (level, link) under `total_cmp`).
+    lin_key: Vec<u128>,
+}
+
+impl LinkHeap {
+    fn new(links: usize) -> LinkHeap {
+        LinkHeap {
+            heap: Vec::new(),
+            pos: vec![u32::MAX; links],
+            key: vec![0.0; links],
+            linear: false,
+            lin_key: Vec::new(),
+        }
+    }
+
+    /// Chooses the mode for the next filling (the structure is empty between fillings).
+    fn set_linear(&mut self, linear: bool) {
+        debug_assert!(self.heap.is_empty());
+        self.linear = linear;
+    }
+
+    /// Drops link `l` (its flows are all frozen). A heap leaves it: popped, it is skipped.
+    fn remove(&mut self, l: u32) {
+        let p = self.pos[l as usize];
+        if !self.linear || p == u32::MAX {
+            return;
+        }
+        self.heap.swap_remove(p as usize);
+        self.lin_key.swap_remove(p as usize);
+        self.pos[l as usize] = u32::MAX;
+        if let Some(&m) = self.heap.get(p as usize) {
+            self.pos[m as usize] = p;
+        }
+    }
+
+    fn pop_linear(&mut self) -> Option<(f64, u32)> {
+        if self.heap.is_empty() {
+            return None;
+        }
+        let min = *self.lin_key.iter().min().expect("non-empty");
+        let l = min as u32;
+        self.remove(l);
+        Some((self.key[l as usize], l))
+    }
+
+    /// Whether `a` pops before `b`: lower level, then lower id.
+    #[inline]
+    fn before(&self, a: u32, b: u32) -> bool {
+        match self.key[a as usize].total_cmp(&self.key[b as usize]) {
+            Ordering::Less => true,
+            Ordering::Greater => false,
+            Ordering::Equal => a < b,
+        }
+    }
+
+    /// Inserts link `l` at level `k`, or moves it there.
+    fn set(&mut self, l: u32, k: f64) {
+        self.key[l as usize] = k;
+        let p = self.pos[l as usize];
+        if self.linear {
+            debug_assert!(k.is_sign_positive() && !k.is_nan());
+            let packed = (k.to_bits() as u128) << 32 | l as u128;
+            if p == u32::MAX {
+                self.pos[l as usize] = self.heap.len() as u32;
+                self.heap.push(l);
+                self.lin_key.push(packed);
+            } else {
+                self.lin_key[p as usize] = packed;
+            }
+            return;
+        }
+        if p == u32::MAX {
+            self.heap.push(l);
+            let i = self.heap.len() - 1;
+            self.pos[l as usize] = i as u32;
+            self.sift_up(i);
+        } else {
+            let i = self.sift_up(p as usize);
+            self.sift_down(i);
+        }
+    }
+
+    fn pop(&mut self) -> Option<(f64, u32)> {
+        if self.linear {
+            return self.pop_linear();
+        }
+        let top = *self.heap.first()?;
+        let last = self.heap.pop().expect("non-empty");
+        self.pos[top as usize] = u32::MAX;
+        if last != top {
+            self.heap[0] = last;
+            self.pos[last as usize] = 0;
+            self.sift_down(0);
+        }
+        Some((self.key[top as usize], top))
+    }
+
+    fn sift_up(&mut self, mut i: usize) -> usize {
+        let l = self.heap[i];
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            let p = self.heap[parent];
+            if !self.before(l, p) {
+                break;
+            }
+            self.heap[i] = p;
+            self.pos[p as usize] = i as u32;
+            i = parent;
+        }
+        self.heap[i] = l;
+        self.pos[l as usize] = i as u32;
+        i
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let l = self.heap[i];
+        let len = self.heap.len();
+        loop {
+            let mut c = 2 * i + 1;
+            if c >= len {
+                break;
+            }
+            if c + 1 < len && self.before(self.heap[c + 1], self.heap[c]) {
+                c += 1;
+            }
+            let child = self.heap[c];
+            if !self.before(child, l) {
+                break;
+            }
+            self.heap[i] = child;
+            self.pos[child as usize] = i as u32;
+            i = c;
+        }
+        self.heap[i] = l;
+        self.pos[l as usize] = i as u32;
     }
 }
-impl Ord for Key {
-    // Reversed: BinaryHeap is a max-heap and the lowest level must pop first.
-    fn cmp(&self, o: &Self) -> Ordering {
-        o.0.total_cmp(&self.0).then(o.1.cmp(&self.1))
-    }
-}
+
+/// A link is dominated when every flow registered on it also crosses another link with the
+/// same weight and a capacity lower by more than this (relative): see
+/// [`Allocator::prepare`]. The margin dwarfs rounding in the sums compared.
+const DOMINANCE_MARGIN: f64 = 1e-6;
+
+/// Regions of at most this many links fill from a list (see [`LinkHeap`]).
+const LINEAR_MAX: usize = 256;
 
 impl Allocator {
     /// Links with these capacities (any unit; rates come out in the same unit).
@@ -94,24 +273,35 @@ impl Allocator {
         Allocator {
             on_link: vec![Vec::new(); n],
             weight_sum: vec![0.0; n],
-            rates_on: vec![Vec::new(); n],
+            max_rate: vec![0.0; n],
+            max_cnt: vec![0; n],
+            all_off: vec![0],
+            all_link: Vec::new(),
+            all_w: Vec::new(),
             off: vec![0],
             e_link: Vec::new(),
             e_w: Vec::new(),
-            e_flow: Vec::new(),
             e_pos: Vec::new(),
-            rate: Vec::new(),
+            prepared: true,
+            prune: true,
+            fl: Vec::new(),
             active: Vec::new(),
+            n_active: 0,
             epoch: 0,
             link_stamp: vec![0; n],
             region_stamp: vec![0; n],
-            flow_stamp: Vec::new(),
-            frozen_stamp: Vec::new(),
+            filled_stamp: vec![0; n],
             touch_stamp: vec![u32::MAX; n],
             step_stamp: 0,
             rem: vec![0.0; n],
             n: vec![0.0; n],
             unfrozen: vec![0; n],
+            heap: LinkHeap::new(n),
+            linear_max: LINEAR_MAX,
+            scan: Vec::new(),
+            region_links: Vec::new(),
+            region_flows: Vec::new(),
+            touched: Vec::new(),
             pending_links: Vec::new(),
             pending_new: Vec::new(),
             theta: f64::INFINITY,
@@ -122,51 +312,157 @@ impl Allocator {
         }
     }
 
-    /// Registers a flow (inactive) over `(link, weight)` entries; returns its id.
+    /// Registers a flow (inactive) over `(link, weight)` entries, each link at most once;
+    /// returns its id. Flows are registered while none is active (typically all before the
+    /// first start).
     pub fn register(&mut self, links: impl IntoIterator<Item = (u32, f64)>) -> u32 {
-        let f = self.rate.len() as u32;
+        assert_eq!(self.n_active, 0, "register flows while none is active");
+        let f = self.fl.len() as u32;
+        let first = self.all_link.len();
         for (l, w) in links {
             assert!((l as usize) < self.cap.len() && w > 0.0 && w.is_finite());
-            self.e_link.push(l);
-            self.e_w.push(w);
-            self.e_flow.push(f);
-            self.e_pos.push(u32::MAX);
+            assert!(
+                !self.all_link[first..].contains(&l),
+                "a link appears once in a route"
+            );
+            self.all_link.push(l);
+            self.all_w.push(w);
         }
-        assert!(self.e_link.len() > *self.off.last().expect("non-empty") as usize);
-        self.off.push(self.e_link.len() as u32);
-        self.rate.push(0.0);
+        assert!(self.all_link.len() > first);
+        self.all_off.push(self.all_link.len() as u32);
+        self.fl.push(FlowState::default());
         self.active.push(false);
-        self.flow_stamp.push(0);
-        self.frozen_stamp.push(0);
+        self.prepared = false;
         f
     }
 
     pub fn rate(&self, f: u32) -> f64 {
-        self.rate[f as usize]
+        self.fl[f as usize].rate
     }
 
     pub fn is_active(&self, f: u32) -> bool {
         self.active[f as usize]
     }
 
-    /// The flow's `(link, weight)` entries.
+    /// The flow's `(link, weight)` entries, as registered.
     pub fn entries(&self, f: u32) -> impl Iterator<Item = (u32, f64)> + '_ {
-        let r = self.off[f as usize] as usize..self.off[f as usize + 1] as usize;
-        r.map(|e| (self.e_link[e], self.e_w[e]))
+        let r = self.all_off[f as usize] as usize..self.all_off[f as usize + 1] as usize;
+        r.map(|e| (self.all_link[e], self.all_w[e]))
+    }
+
+    /// Links the allocation leaves out (dominated ones).
+    #[cfg(test)]
+    fn dominated_links(&mut self) -> Vec<u32> {
+        self.prepare();
+        let mut kept = vec![false; self.cap.len()];
+        self.e_link.iter().for_each(|&l| kept[l as usize] = true);
+        let mut used = vec![false; self.cap.len()];
+        self.all_link.iter().for_each(|&l| used[l as usize] = true);
+        (0..self.cap.len() as u32)
+            .filter(|&l| used[l as usize] && !kept[l as usize])
+            .collect()
+    }
+
+    /// Builds the entries the allocation works on: the registered ones less those on
+    /// dominated links. Link A is dominated by link B when every flow registered on A also
+    /// crosses B with the same weight and B's capacity is lower (by more than
+    /// [`DOMINANCE_MARGIN`]). Then at every step of progressive filling A's unfrozen flows
+    /// are among B's, A's frozen load is at most B's, so A's level
+    /// `(cap_A - frozen load) / unfrozen weight` stays above B's: B saturates first and
+    /// freezes all of A's flows, and A never sets a rate (nor the arrival bound: A's
+    /// `cap / weight sum` is above B's too). Leaving A out changes no rate, to the bit, and
+    /// saves its bookkeeping (in an HGX route the PCIe hops are dominated by the 400 Gb/s
+    /// NIC links). Dominance is transitive and strict, so every flow keeps a link.
+    fn prepare(&mut self) {
+        if self.prepared {
+            return;
+        }
+        assert_eq!(self.n_active, 0);
+        let nl = self.cap.len();
+        let nf = self.fl.len();
+        // Flow of each registered entry, and the registered entries on each link (CSR).
+        let mut flow_of = vec![0u32; self.all_link.len()];
+        for f in 0..nf {
+            for e in self.all_off[f]..self.all_off[f + 1] {
+                flow_of[e as usize] = f as u32;
+            }
+        }
+        let mut link_off = vec![0u32; nl + 1];
+        for &l in &self.all_link {
+            link_off[l as usize + 1] += 1;
+        }
+        for l in 0..nl {
+            link_off[l + 1] += link_off[l];
+        }
+        let mut fill = link_off.clone();
+        let mut link_entries = vec![0u32; self.all_link.len()];
+        for (e, &l) in self.all_link.iter().enumerate() {
+            link_entries[fill[l as usize] as usize] = e as u32;
+            fill[l as usize] += 1;
+        }
+        let weight_on = |f: u32, b: u32| -> Option<f64> {
+            let r = self.all_off[f as usize] as usize..self.all_off[f as usize + 1] as usize;
+            r.into_iter()
+                .find(|&e| self.all_link[e] == b)
+                .map(|e| self.all_w[e])
+        };
+        let mut dominated = vec![false; nl];
+        for a in (0..nl).filter(|_| self.prune) {
+            let on_a = &link_entries[link_off[a] as usize..link_off[a + 1] as usize];
+            let Some(&e0) = on_a.first() else { continue };
+            let f0 = flow_of[e0 as usize] as usize;
+            for eb in self.all_off[f0] as usize..self.all_off[f0 + 1] as usize {
+                let b = self.all_link[eb];
+                if b as usize == a || self.cap[a] <= self.cap[b as usize] * (1.0 + DOMINANCE_MARGIN)
+                {
+                    continue;
+                }
+                if on_a
+                    .iter()
+                    .all(|&ea| weight_on(flow_of[ea as usize], b) == Some(self.all_w[ea as usize]))
+                {
+                    dominated[a] = true;
+                    break;
+                }
+            }
+        }
+        self.off.clear();
+        self.off.push(0);
+        self.e_link.clear();
+        self.e_w.clear();
+        for f in 0..nf {
+            for e in self.all_off[f] as usize..self.all_off[f + 1] as usize {
+                let l = self.all_link[e];
+                if !dominated[l as usize] {
+                    self.e_link.push(l);
+                    self.e_w.push(self.all_w[e]);
+                }
+            }
+            debug_assert!(self.e_link.len() > *self.off.last().expect("non-empty") as usize);
+            self.off.push(self.e_link.len() as u32);
+        }
+        self.e_pos = vec![u32::MAX; self.e_link.len()];
+        self.prepared = true;
     }
 
     /// Starts flow `f`; its rate is set by the next [`Allocator::update`].
     pub fn start(&mut self, f: u32) {
+        self.prepare();
         let fi = f as usize;
         assert!(
-            !self.active[fi] && self.rate[fi] == 0.0,
+            !self.active[fi] && self.fl[fi].rate == 0.0,
             "flow started twice"
         );
         self.active[fi] = true;
+        self.n_active += 1;
         for e in self.off[fi]..self.off[fi + 1] {
             let l = self.e_link[e as usize] as usize;
             self.e_pos[e as usize] = self.on_link[l].len() as u32;
-            self.on_link[l].push(e);
+            self.on_link[l].push(Slot {
+                f,
+                e,
+                w: self.e_w[e as usize],
+            });
             self.weight_sum[l] += self.e_w[e as usize];
             self.pending_links.push(l as u32);
         }
@@ -179,18 +475,30 @@ impl Allocator {
         let fi = f as usize;
         assert!(self.active[fi], "flow stopped twice");
         self.active[fi] = false;
-        self.theta = self.theta.min(self.rate[fi]);
+        self.n_active -= 1;
+        self.theta = self.theta.min(self.fl[fi].rate);
         for e in self.off[fi]..self.off[fi + 1] {
             let l = self.e_link[e as usize] as usize;
             let pos = self.e_pos[e as usize] as usize;
             let list = &mut self.on_link[l];
             list.swap_remove(pos);
             if pos < list.len() {
-                self.e_pos[list[pos] as usize] = pos as u32;
+                self.e_pos[list[pos].e as usize] = pos as u32;
             }
             self.e_pos[e as usize] = u32::MAX;
             self.weight_sum[l] -= self.e_w[e as usize];
-            count_rate(&mut self.rates_on[l], self.rate[fi], false);
+            let r = self.fl[fi].rate;
+            if r > 0.0 && r == self.max_rate[l] {
+                self.max_cnt[l] -= 1;
+                if self.max_cnt[l] == 0 {
+                    // The last flow at the top left: find the new top.
+                    let mut top = (0.0, 0);
+                    for s in &self.on_link[l] {
+                        count_top(&mut top, self.fl[s.f as usize].rate);
+                    }
+                    (self.max_rate[l], self.max_cnt[l]) = top;
+                }
+            }
             self.pending_links.push(l as u32);
         }
     }
@@ -208,12 +516,13 @@ impl Allocator {
             // Stamps wrapped: clear them once every 4 billion updates.
             self.link_stamp.iter_mut().for_each(|s| *s = 0);
             self.region_stamp.iter_mut().for_each(|s| *s = 0);
-            self.flow_stamp.iter_mut().for_each(|s| *s = 0);
-            self.frozen_stamp.iter_mut().for_each(|s| *s = 0);
+            self.filled_stamp.iter_mut().for_each(|s| *s = 0);
+            self.fl
+                .iter_mut()
+                .for_each(|s| (s.stamp, s.frozen) = (0, 0));
             self.epoch = 1;
         }
         let epoch = self.epoch;
-        let seeds = std::mem::take(&mut self.pending_links);
         // The arrival bound of every new flow, with all of this batch's flows counted.
         let mut theta = self.theta;
         for &f in &self.pending_new {
@@ -233,19 +542,23 @@ impl Allocator {
         // changed link through links they share. `scan` holds the links to look for such
         // flows on (the changed links and the region's); `region_links` only the links that
         // carry a flow of the region, the ones whose capacity is handed out again.
-        let mut scan: Vec<u32> = Vec::new();
-        let mut region_links: Vec<u32> = Vec::new();
-        let mut region_flows: Vec<u32> = Vec::new();
-        for &l in &seeds {
+        let mut scan = std::mem::take(&mut self.scan);
+        let mut region_links = std::mem::take(&mut self.region_links);
+        let mut region_flows = std::mem::take(&mut self.region_flows);
+        scan.clear();
+        region_links.clear();
+        region_flows.clear();
+        for &l in &self.pending_links {
             if self.link_stamp[l as usize] != epoch {
                 self.link_stamp[l as usize] = epoch;
                 scan.push(l);
             }
         }
-        // New flows are in the region by definition (rate 0: not yet in `rates_on`).
+        self.pending_links.clear();
+        // New flows are in the region by definition (rate 0: below every bound).
         let new = std::mem::take(&mut self.pending_new);
         for &f in &new {
-            if self.active[f as usize] && self.flow_stamp[f as usize] != epoch {
+            if self.active[f as usize] && self.fl[f as usize].stamp != epoch {
                 self.enroll(f, &mut region_flows, &mut region_links, &mut scan);
             }
         }
@@ -254,56 +567,75 @@ impl Allocator {
             let l = scan[i] as usize;
             i += 1;
             // Skip the scan where no flow is at or above theta.
-            let fastest = self.rates_on[l]
-                .last()
-                .map_or(0.0, |&(bits, _)| f64::from_bits(bits));
-            if fastest < keep_below {
+            if self.max_rate[l] < keep_below {
                 continue;
             }
+            // Every flow on the link at or above theta joins the region now, and no flow
+            // below it joins later (only new flows do, and they are in already): so the
+            // capacity the link leaves to the region is known after this one pass.
+            let (mut rem, mut n, mut cnt, mut top) = (self.cap[l], 0.0, 0u32, (0.0, 0));
             for k in 0..self.on_link[l].len() {
-                let f = self.e_flow[self.on_link[l][k] as usize];
-                if self.flow_stamp[f as usize] != epoch && self.rate[f as usize] >= keep_below {
-                    self.enroll(f, &mut region_flows, &mut region_links, &mut scan);
+                let Slot { f, w, .. } = self.on_link[l][k];
+                let fs = self.fl[f as usize];
+                if fs.stamp == epoch || fs.rate >= keep_below {
+                    if fs.stamp != epoch {
+                        self.enroll(f, &mut region_flows, &mut region_links, &mut scan);
+                    }
+                    n += w;
+                    cnt += 1;
+                } else {
+                    rem -= fs.rate * w;
+                    count_top(&mut top, fs.rate);
                 }
             }
+            self.fill_from(l, rem, n, cnt, top);
+            self.filled_stamp[l] = epoch;
         }
         self.pending_new = new;
         self.pending_new.clear();
         self.refilled += region_flows.len() as u64;
         self.links_visited += region_links.len() as u64;
 
-        // Capacity left by the flows that keep their rates; weights of those refilled.
-        let mut heap = BinaryHeap::new();
+        // Capacity left by the flows that keep their rates; weights of those refilled (on
+        // the region's links the scan skipped: no flow on them at or above theta).
         for &l in &region_links {
             let l = l as usize;
-            let (mut rem, mut n, mut cnt) = (self.cap[l], 0.0, 0u32);
-            for &e in &self.on_link[l] {
-                let f = self.e_flow[e as usize] as usize;
-                if self.flow_stamp[f] == epoch {
-                    n += self.e_w[e as usize];
+            if self.filled_stamp[l] == epoch {
+                continue;
+            }
+            let (mut rem, mut n, mut cnt, mut top) = (self.cap[l], 0.0, 0u32, (0.0, 0));
+            for s in &self.on_link[l] {
+                let fs = &self.fl[s.f as usize];
+                if fs.stamp == epoch {
+                    n += s.w;
                     cnt += 1;
                 } else {
-                    rem -= self.rate[f] * self.e_w[e as usize];
+                    rem -= fs.rate * s.w;
+                    count_top(&mut top, fs.rate);
                 }
             }
-            self.rem[l] = rem.max(0.0);
-            self.n[l] = n;
-            self.unfrozen[l] = cnt;
-            if cnt > 0 {
-                heap.push(Key(self.rem[l] / n, l as u32));
+            self.fill_from(l, rem, n, cnt, top);
+        }
+
+        self.heap.set_linear(region_links.len() <= self.linear_max);
+        for &l in &region_links {
+            let l = l as usize;
+            if self.unfrozen[l] > 0 {
+                self.heap.set(l as u32, self.rem[l] / self.n[l]);
             }
         }
 
         // Progressive filling over the region.
         let mut level = 0.0f64;
-        let mut touched: Vec<u32> = Vec::new();
+        let mut touched = std::mem::take(&mut self.touched);
         // Stamps for `touched`, distinct per freezing step across updates.
         let mut step = self.step_stamp.wrapping_add(1);
-        while let Some(Key(key, l)) = heap.pop() {
+        while let Some((key, l)) = self.heap.pop() {
             let l = l as usize;
-            if self.unfrozen[l] == 0 || key != self.rem[l] / self.n[l] {
-                continue; // stale entry
+            if self.unfrozen[l] == 0 {
+                continue; // its flows froze on other links
             }
+            debug_assert!(key == self.rem[l] / self.n[l]);
             // Levels only rise; rounding must not make a later link fill below an earlier.
             level = level.max(key);
             // A link saturates at a positive level unless rounding ate its capacity: then
@@ -321,20 +653,22 @@ impl Allocator {
             }
             let list_len = self.on_link[l].len();
             for k in 0..list_len {
-                let e = self.on_link[l][k] as usize;
-                let f = self.e_flow[e] as usize;
-                if self.flow_stamp[f] != epoch || self.frozen_stamp[f] == epoch {
+                let f = self.on_link[l][k].f as usize;
+                if self.fl[f].stamp != epoch || self.fl[f].frozen == epoch {
                     continue;
                 }
-                self.frozen_stamp[f] = epoch;
-                let old = self.rate[f];
-                self.rate[f] = r;
+                self.fl[f].frozen = epoch;
+                let old = self.fl[f].rate;
+                self.fl[f].rate = r;
                 for e2 in self.off[f] as usize..self.off[f + 1] as usize {
                     let l2 = self.e_link[e2] as usize;
                     let w = self.e_w[e2];
                     self.rem[l2] = (self.rem[l2] - r * w).max(0.0);
                     self.n[l2] -= w;
                     self.unfrozen[l2] -= 1;
+                    let mut top = (self.max_rate[l2], self.max_cnt[l2]);
+                    count_top(&mut top, r);
+                    (self.max_rate[l2], self.max_cnt[l2]) = top;
                     if l2 != l && self.touch_stamp[l2] != step {
                         self.touch_stamp[l2] = step;
                         touched.push(l2 as u32);
@@ -342,19 +676,16 @@ impl Allocator {
                 }
                 if old != r {
                     changed.push((f as u32, old));
-                    for e2 in self.off[f] as usize..self.off[f + 1] as usize {
-                        let rates = &mut self.rates_on[self.e_link[e2] as usize];
-                        count_rate(rates, old, false);
-                        count_rate(rates, r, true);
-                    }
                 }
             }
-            // One new key per link whose level moved (not one per flow frozen on it).
+            // One key update per link whose level moved (not one per flow frozen on it).
             for &l2 in &touched {
                 let l2 = l2 as usize;
                 if self.unfrozen[l2] > 0 {
                     self.n[l2] = self.n[l2].max(f64::MIN_POSITIVE);
-                    heap.push(Key(self.rem[l2] / self.n[l2], l2 as u32));
+                    self.heap.set(l2 as u32, self.rem[l2] / self.n[l2]);
+                } else {
+                    self.heap.remove(l2 as u32);
                 }
             }
             step = step.wrapping_add(1);
@@ -363,12 +694,26 @@ impl Allocator {
         debug_assert!(
             region_flows
                 .iter()
-                .all(|&f| self.frozen_stamp[f as usize] == epoch)
+                .all(|&f| self.fl[f as usize].frozen == epoch)
         );
+        self.scan = scan;
+        self.region_links = region_links;
+        self.region_flows = region_flows;
+        self.touched = touched;
     }
 }
 
 impl Allocator {
+    /// Sets link `l` up for filling: `rem` capacity left by the flows keeping their rates
+    /// (`top`: the fastest of them and how many), `cnt` refilled flows of weight `n` on it.
+    fn fill_from(&mut self, l: usize, rem: f64, n: f64, cnt: u32, top: (f64, u32)) {
+        self.rem[l] = rem.max(0.0);
+        self.n[l] = n;
+        self.unfrozen[l] = cnt;
+        // The refilled flows are counted in as they freeze.
+        (self.max_rate[l], self.max_cnt[l]) = top;
+    }
+
     /// Puts flow `f` in this update's region, and its links in the region and the scan.
     fn enroll(
         &mut self,
@@ -379,7 +724,7 @@ impl Allocator {
     ) {
         let epoch = self.epoch;
         let fi = f as usize;
-        self.flow_stamp[fi] = epoch;
+        self.fl[fi].stamp = epoch;
         region_flows.push(f);
         for e in self.off[fi] as usize..self.off[fi + 1] as usize {
             let l = self.e_link[e] as usize;
@@ -395,34 +740,28 @@ impl Allocator {
     }
 }
 
-/// Adds (or removes) one flow at `rate` to a link's rate counts; rate 0 (a flow not yet
-/// rated) is not counted.
-fn count_rate(rates: &mut Vec<(u64, u32)>, rate: f64, add: bool) {
-    if rate <= 0.0 {
-        return;
-    }
-    let key = rate.to_bits();
-    match (rates.binary_search_by_key(&key, |&(k, _)| k), add) {
-        (Ok(i), true) => rates[i].1 += 1,
-        (Err(i), true) => rates.insert(i, (key, 1)),
-        (Ok(i), false) => {
-            rates[i].1 -= 1;
-            if rates[i].1 == 0 {
-                rates.remove(i);
-            }
-        }
-        (Err(_), false) => panic!("removing a rate that was never counted"),
+/// Counts a flow at `rate` into `(fastest rate, flows at it)`.
+#[inline]
+fn count_top(top: &mut (f64, u32), rate: f64) {
+    if rate > top.0 {
+        *top = (rate, 1);
+    } else if rate == top.0 {
+        top.1 += 1;
     }
 }
 
 /// Max-min rates of `flows` (each a list of `(link, weight)`) from scratch: the reference
 /// the incremental allocator is tested against, and the analytical level's helper.
 pub fn full_recompute(cap: &[f64], flows: &[Vec<(u32, f64)>]) -> Vec<f64> {
-    let mut a = Allocator::new(cap.to_vec());
-    for f in flows {
-        let id = a.register(f.iter().copied());
-        a.start(id);
-    }
+    full_recompute_with(Allocator::new(cap.to_vec()), flows)
+}
+
+fn full_recompute_with(mut a: Allocator, flows: &[Vec<(u32, f64)>]) -> Vec<f64> {
+    let ids: Vec<u32> = flows
+        .iter()
+        .map(|f| a.register(f.iter().copied()))
+        .collect();
+    ids.into_iter().for_each(|id| a.start(id));
     a.update(&mut Vec::new());
     (0..flows.len() as u32).map(|f| a.rate(f)).collect()
 }
@@ -467,14 +806,53 @@ mod tests {
         assert!(close(r[0], 2.0 / 3.0) && close(r[1], 2.0 / 3.0), "{r:?}");
     }
 
+    /// An allocator that counts every link and always fills from a heap: the default one
+    /// must give the same rates, to the bit.
+    fn unpruned(cap: &[f64]) -> Allocator {
+        let mut a = Allocator::new(cap.to_vec());
+        a.prune = false;
+        a.linear_max = 0;
+        a
+    }
+
+    /// An HGX-like route: PCIe (capacity 1.1) then NIC (1.0) on both ends, a spine link
+    /// between. The PCIe links are dominated by their NICs, and the spine link too (both its
+    /// flows end at GPU 2's NIC); nothing else is.
+    #[test]
+    fn dominated_links_are_left_out_without_changing_rates() {
+        // Links: 0, 1 PCIe up of GPUs 0, 1; 2, 3 their NICs up; 4 spine; 5 NIC down of
+        // GPU 2; 6 its PCIe down; 7 a NIC link whose flows do not all cross one slower link.
+        let cap = vec![1.1, 1.1, 1.0, 1.0, 1.5, 1.0, 1.1, 1.2];
+        let flows = vec![
+            vec![(0, 1.0), (2, 1.0), (4, 1.0), (5, 1.0), (6, 1.0)],
+            vec![(1, 1.0), (3, 1.0), (4, 1.0), (5, 1.0), (6, 1.0)],
+            vec![(1, 1.0), (3, 1.0), (7, 1.0)],
+            vec![(7, 1.0)],
+        ];
+        let mut a = Allocator::new(cap.clone());
+        flows.iter().for_each(|f| {
+            a.register(f.iter().copied());
+        });
+        assert_eq!(a.dominated_links(), vec![0, 1, 4, 6]);
+        let pruned = full_recompute(&cap, &flows);
+        let full = full_recompute_with(unpruned(&cap), &flows);
+        assert_eq!(pruned, full);
+    }
+
     /// Random flows start and stop in random batches; after every update the incremental
-    /// rates equal a full recompute of the active flows.
+    /// rates equal a full recompute of the active flows (with every link counted), and the
+    /// incremental allocator without leaving dominated links out and filling from a heap
+    /// gives the same rates and changes, to the bit.
     fn check_incremental(cap: Vec<f64>, flows: Vec<Vec<(u32, f64)>>, order: Vec<(bool, u8)>) {
         let mut a = Allocator::new(cap.clone());
+        let mut b = unpruned(&cap);
         let ids: Vec<u32> = flows
             .iter()
             .map(|f| a.register(f.iter().copied()))
             .collect();
+        flows.iter().for_each(|f| {
+            b.register(f.iter().copied());
+        });
         let mut started = vec![false; flows.len()];
         let mut stopped = vec![false; flows.len()];
         for (flush, pick) in order {
@@ -482,17 +860,25 @@ mod tests {
             if !started[f] {
                 started[f] = true;
                 a.start(ids[f]);
+                b.start(ids[f]);
             } else if !stopped[f] {
                 stopped[f] = true;
                 a.stop(ids[f]);
+                b.stop(ids[f]);
             }
             if flush {
-                a.update(&mut Vec::new());
+                let (mut ca, mut cb) = (Vec::new(), Vec::new());
+                a.update(&mut ca);
+                b.update(&mut cb);
+                assert_eq!(ca, cb, "pruned and unpruned change the same rates");
                 let live: Vec<usize> = (0..flows.len())
                     .filter(|&f| started[f] && !stopped[f])
                     .collect();
+                for &f in &live {
+                    assert_eq!(a.rate(ids[f]), b.rate(ids[f]), "flow {f}: pruned vs not");
+                }
                 let sub: Vec<Vec<(u32, f64)>> = live.iter().map(|&f| flows[f].clone()).collect();
-                let want = full_recompute(&cap, &sub);
+                let want = full_recompute_with(unpruned(&cap), &sub);
                 for (k, &f) in live.iter().enumerate() {
                     assert!(
                         (a.rate(ids[f]) - want[k]).abs() <= 1e-7 * want[k],
