@@ -209,6 +209,16 @@ fn a_trace_has_a_slice_per_kernel_and_a_begin_end_pair_per_transfer() {
     let kernels = count("X");
     assert!((96 + 1..=96 + 48).contains(&kernels), "{kernels}");
     assert!(events.iter().any(|e| e["name"] == "experts L5"));
+    // GPUs 0-7 run attention, 8-15 the experts: their tracks say so.
+    let process = |g: u64| {
+        events
+            .iter()
+            .find(|e| e["ph"] == "M" && e["name"] == "process_name" && e["pid"] == g)
+            .map(|e| e["args"]["name"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(process(0), "GPU 0 (attention)");
+    assert_eq!(process(15), "GPU 15 (FFN)");
     assert!(
         events
             .iter()

@@ -27,29 +27,20 @@ pub fn write_trace(
         w.write_all(v.to_string().as_bytes())
     };
     w.write_all(b"{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n")?;
-    let role = |g: u32| -> &'static str {
-        match step {
-            Some(s)
-                if s.workload
-                    .computes
-                    .iter()
-                    .zip(&s.compute_stage)
-                    .any(|(c, st)| c.gpu.0 == g && *st == Stage::Attention) =>
-            {
-                "attention"
-            }
-            Some(s)
-                if s.workload
-                    .computes
-                    .iter()
-                    .zip(&s.compute_stage)
-                    .any(|(c, st)| c.gpu.0 == g && *st == Stage::Ffn) =>
-            {
-                "FFN"
-            }
-            _ => "GPU",
+    // Each GPU's role, from the kernels it runs (one pass).
+    let mut roles = vec!["GPU"; topo.gpus() as usize];
+    if let Some(st) = step {
+        for (c, stage) in st.workload.computes.iter().zip(&st.compute_stage) {
+            let r = &mut roles[c.gpu.0 as usize];
+            *r = match (*r, stage) {
+                ("GPU", Stage::Attention) => "attention",
+                ("GPU", Stage::Ffn) => "FFN",
+                ("FFN", Stage::Attention) | ("attention", Stage::Ffn) => "attention + FFN",
+                (same, _) => same,
+            };
         }
-    };
+    }
+    let role = |g: u32| roles[g as usize];
     for g in 0..topo.gpus() {
         emit(
             w,

@@ -3,6 +3,7 @@
 use super::{Case, Check};
 use crate::afd::{Stage, Transfer};
 use crate::config::{Level, Scenario};
+
 use crate::error::InputError;
 
 pub fn cases() -> Vec<Case> {
@@ -21,21 +22,13 @@ pub fn cases() -> Vec<Case> {
 const PIPELINE: &str = include_str!("../../validation/afd-pipeline-closed-form.toml");
 const BYTES: &str = include_str!("../../validation/afd-bytes-conservation.toml");
 
-/// Runs an AFD scenario; a case's inputs are fixed, so an error is an input error.
+/// Runs an AFD scenario exactly as `afdsim run` does; a case's inputs are fixed, so an error
+/// is reported as an input error of the case's file.
 fn run(s: &Scenario) -> Result<(crate::afd::DecodeStep, crate::packet::PacketRun), InputError> {
-    let spec = s.afd.as_ref().expect("an [afd] scenario");
-    let mut rng = crate::engine::SimRng::stream(s.seed, 2);
-    let step = spec
-        .decode_step(&mut rng)
+    let o = crate::run(s, &mut |_, _| {})
         .map_err(|e| InputError::new(&s.origin, "afd", e.to_string()))?;
-    let r = match s.level {
-        Level::Flow => {
-            crate::flow::simulate_workload(&s.fabric, &s.packet, &step.workload, &mut |_, _| {})
-        }
-        _ => crate::packet::simulate_workload(&s.fabric, &s.packet, &step.workload, &mut |_, _| {})
-            .map_err(|d| InputError::new(&s.origin, "", d.to_string()))?,
-    };
-    Ok((step, r))
+    let step = o.step.expect("an [afd] scenario yields its decode step");
+    Ok((step, o.run))
 }
 
 fn pipeline() -> Result<Vec<Check>, InputError> {
