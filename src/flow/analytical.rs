@@ -24,11 +24,9 @@ pub fn simulate(fabric: &Fabric, params: &PacketParams, messages: &[MessageSpec]
         .map(|(i, m)| route(fabric, params, i as u32, m))
         .collect();
     let mut load = vec![0.0f64; topo.links().len()];
-    let mut packets = vec![0.0f64; topo.links().len()];
     for r in &routes {
         for &(l, w) in &r.links {
             load[l.0 as usize] += r.wire_bytes as f64 * w;
-            packets[l.0 as usize] += r.packets as f64 * w;
         }
     }
     // Time each link needs for its load, in ps (rounded up: never faster than the rate).
@@ -57,7 +55,6 @@ pub fn simulate(fabric: &Fabric, params: &PacketParams, messages: &[MessageSpec]
         .enumerate()
         .map(|(i, _)| crate::packet::LinkStats {
             wire_bytes: load[i].round() as u64,
-            packets: packets[i].ceil() as u64,
             busy: drain[i],
             ..Default::default()
         })

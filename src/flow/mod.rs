@@ -22,9 +22,8 @@
 //! Invariant: the flow level never sees packets. It is blind to queues, buffers, PFC,
 //! ECN and congestion control; `config` rejects scenarios that set them for this level.
 //! The result is a [`PacketRun`] (the packet level's type): messages with start and
-//! finish, per-link wire bytes and busy time; the packet counters of the run are zero,
-//! and a link's `packets` counts the packets of the messages it carried (fractions of a
-//! split message rounded up), so that utilization reports treat the link as used.
+//! finish, per-link wire bytes and busy time; every packet counter, the run's and each
+//! link's, is zero.
 
 pub mod analytical;
 pub mod maxmin;
@@ -287,21 +286,18 @@ pub fn simulate_workload_with_stats(
 fn link_stats(fabric: &Fabric, alloc: &Allocator, routes: &[(u64, u64, Dur)]) -> Vec<LinkStats> {
     let topo = &fabric.topology;
     let mut bytes = vec![0.0f64; topo.links().len()];
-    let mut packets = vec![0.0f64; topo.links().len()];
-    for (f, &(wire, pkts, _)) in routes.iter().enumerate() {
+    for (f, &(wire, _, _)) in routes.iter().enumerate() {
         for (l, w) in alloc.entries(f as u32) {
             bytes[l as usize] += wire as f64 * w;
-            packets[l as usize] += pkts as f64 * w;
         }
     }
     topo.links()
         .iter()
-        .zip(bytes.iter().zip(&packets))
-        .map(|(link, (&b, &p))| {
+        .zip(&bytes)
+        .map(|(link, &b)| {
             let wire_bytes = b.round() as u64;
             LinkStats {
                 wire_bytes,
-                packets: p.ceil() as u64,
                 busy: link.rate.serialize(wire_bytes),
                 ..LinkStats::default()
             }

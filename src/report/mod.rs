@@ -136,7 +136,7 @@ impl PacketMetrics {
                 .links()
                 .iter()
                 .zip(&run.links)
-                .filter(|(l, s)| l.class == class && s.packets > 0)
+                .filter(|(l, s)| l.class == class && s.wire_bytes > 0)
                 .map(|(_, s)| s.busy.as_ps() as f64 / makespan.as_ps().max(1) as f64)
                 .collect();
             if !used.is_empty() {
