@@ -1,0 +1,3 @@
+//! Request-level serving.
+pub mod sim;
+pub mod traffic;
