@@ -57,7 +57,7 @@ pub struct AfdFile {
 
 /// HBM of a device as its driver names it, GiB (vendor figures: H100 SXM 80 GB, H200
 /// 141 GB, as GiB that hold that many 1e9 bytes).
-fn known_hbm_gib(device: &str) -> Option<f64> {
+pub(super) fn known_hbm_gib(device: &str) -> Option<f64> {
     if device.contains("H200") {
         Some(141e9 / (1u64 << 30) as f64)
     } else if device.contains("H100") && device.contains("80GB") {
