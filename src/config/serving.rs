@@ -37,8 +37,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServingFile {
-    /// A traffic preset or a traffic file (relative to the scenario's folder).
-    pub traffic: String,
+    /// A traffic preset, a traffic file (relative to the scenario's folder), or an inline
+    /// table with a traffic file's keys.
+    pub traffic: toml::Value,
     /// Poisson arrival rate, requests/s; default: the traffic's.
     #[serde(default)]
     pub rate: Option<f64>,
@@ -198,8 +199,20 @@ pub(super) fn resolve(
     }
     let kv_capacity_tokens = ((hbm - weights) / kv_per_token as f64) as u64;
 
-    let traffic = Traffic::by_name_or_path_in(&s.traffic, dir)
-        .map_err(|e| cx.err(key("traffic"), e.to_string()))?;
+    let traffic = match &s.traffic {
+        toml::Value::String(name) => Traffic::by_name_or_path_in(name, dir)?,
+        toml::Value::Table(t) => {
+            Traffic::parse(cx.origin, &toml::to_string(t).expect("a table prints"), dir).map_err(
+                |e| InputError::new(cx.origin, format!("serving.traffic.{}", e.key), e.message),
+            )?
+        }
+        _ => {
+            return Err(cx.err(
+                key("traffic"),
+                "a preset name, a traffic file path, or a [serving.traffic] table",
+            ));
+        }
+    };
     let traffic = match s.rate {
         None => traffic,
         Some(r) => {

@@ -161,8 +161,9 @@ pub struct ServingMetrics {
     /// Whether the limits hold at their percentile.
     pub slo_met: Option<bool>,
     pub slo: Option<Slo>,
-    /// Time-average of the requests in the system, and arrival rate x mean latency (Little's
-    /// law says they agree in a steady state).
+    /// Time-average of the requests in the system while requests arrive (first to last
+    /// arrival), and arrival rate x mean latency: Little's law says they agree in a steady
+    /// state.
     pub mean_in_system: f64,
     pub littles_law_product: Option<f64>,
     pub decode_iterations: u64,
@@ -231,7 +232,7 @@ impl ServingMetrics {
             goodput_req_per_s: goodput,
             slo_met,
             slo: spec.slo,
-            mean_in_system: run.mean_in_system,
+            mean_in_system: run.mean_in_system_arriving,
             littles_law_product: rate.map(|r| r * latency.mean / 1e3),
             decode_iterations: run.decode.iterations,
             mean_decode_batch: if run.decode.iterations > 0 {

@@ -125,6 +125,9 @@ pub struct ServingRun {
     /// Time-average of the requests in the system (arrived, not finished) from the first
     /// arrival to the last finish.
     pub mean_in_system: f64,
+    /// The same average over the window in which requests arrive (first to last arrival):
+    /// the steady-state measure Little's law compares with rate x mean latency.
+    pub mean_in_system_arriving: f64,
     /// Prompt tokens prefilled (cached prefixes excluded).
     pub prefill_tokens: u64,
     /// Prompt tokens served from the prefix cache.
@@ -202,6 +205,8 @@ struct Sim<'a, C: StepCost> {
     area_ps: u128,
     last: Time,
     first_arrival: Option<Time>,
+    /// The area and the window up to the last arrival.
+    arriving: (u128, u64),
 }
 
 /// Serves `requests` (in arrival order) on `layout`, timing iterations with `cost` and the
@@ -249,6 +254,7 @@ pub fn simulate<C: StepCost>(
         area_ps: 0,
         last: Time::ZERO,
         first_arrival: None,
+        arriving: (0, 0),
     };
     for (i, r) in requests.iter().enumerate() {
         assert!(
@@ -300,8 +306,11 @@ impl<C: StepCost> Sim<'_, C> {
     }
 
     fn arrive(&mut self, now: Time, i: u32) {
-        self.first_arrival.get_or_insert(now);
+        let first = *self.first_arrival.get_or_insert(now);
         self.count(now, 1);
+        if i as usize == self.reqs.len() - 1 {
+            self.arriving = (self.area_ps, now.since(first).as_ps());
+        }
         let left = (self.reqs[i as usize].r.input - self.reqs[i as usize].prefilled) as u64;
         // The least backlogged GPU (lowest index on ties).
         let pool = if self.pgpus.is_empty() {
@@ -604,6 +613,11 @@ impl<C: StepCost> Sim<'_, C> {
                 0.0
             } else {
                 self.area_ps as f64 / span as f64
+            },
+            mean_in_system_arriving: if self.arriving.1 == 0 {
+                0.0
+            } else {
+                self.arriving.0 as f64 / self.arriving.1 as f64
             },
             prefill_tokens,
             cached_tokens,

@@ -6,6 +6,7 @@
 //! at the top of the repository and are embedded in the binary.
 
 mod afd_cases;
+mod serving_cases;
 mod check;
 mod flow_cases;
 mod packet_cases;
@@ -84,6 +85,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(afd_cases::cases());
     all.extend(crate::compute::validation::cases());
     all.extend(flow_cases::cases());
+    all.extend(serving_cases::cases());
     all.sort_by_key(|c| c.name);
     all
 }
