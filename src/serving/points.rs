@@ -60,6 +60,13 @@ impl<'a> FabricPoints<'a> {
         spec.context = p.ctx;
         spec.prefill_tokens = p.tokens;
         spec.prefill_prefix = p.prefix;
+        self.time_of(&spec)
+    }
+
+    /// The time of the iteration `spec` describes (its batch, context and prompt tokens
+    /// set): extrapolated from a few MoE layers unless `all_layers`.
+    pub fn time_of(&self, spec: &AfdSpec) -> Result<Dur, QueryError> {
+        let mut spec = spec.clone();
         spec.steps = 1;
         let model = &spec.model;
         let (dense, moe) = (model.dense_layers, model.moe_layers());
