@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::engine::{PS_PER_S, SimRng, Time};
+use crate::engine::{Dur, PS_PER_S, SimRng, Time};
 use crate::error::InputError;
 
 /// One request of a serving workload.
@@ -183,69 +183,12 @@ impl Traffic {
     /// relative trace path.
     pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Traffic, InputError> {
         let raw: RawTraffic = crate::config::parse_toml(text, file)?;
-        let err = |key: &str, msg: String| InputError::new(file, key, msg);
         let arrivals = match raw.arrival {
             RawArrival::Poisson => {
-                if raw.trace.is_some() {
-                    return Err(err(
-                        "trace",
-                        "is for arrival = \"trace\"; this file has arrival = \"poisson\"".into(),
-                    ));
-                }
-                let rate = raw.rate.ok_or_else(|| {
-                    err(
-                        "rate",
-                        "is required for arrival = \"poisson\" (requests/s)".into(),
-                    )
-                })?;
-                let input = raw.input.as_ref().ok_or_else(|| {
-                    err(
-                        "input",
-                        "is required for arrival = \"poisson\" (a [input] table)".into(),
-                    )
-                })?;
-                let output = raw.output.as_ref().ok_or_else(|| {
-                    err(
-                        "output",
-                        "is required for arrival = \"poisson\" (a [output] table)".into(),
-                    )
-                })?;
-                let reuse = raw.prefix_reuse.unwrap_or(0.0);
-                if !(0.0..=1.0).contains(&reuse) {
-                    return Err(err(
-                        "prefix_reuse",
-                        format!("{reuse} is not a fraction in [0, 1]"),
-                    ));
-                }
-                Arrivals::Poisson {
-                    rate_per_s: check_rate(rate).map_err(|m| err("rate", m))?,
-                    input: Dist::resolve(input, "input").map_err(|(k, m)| err(&k, m))?,
-                    output: Dist::resolve(output, "output").map_err(|(k, m)| err(&k, m))?,
-                    prefix_reuse: reuse,
-                }
+                resolve_poisson(&raw).map_err(|(k, m)| InputError::new(file, k, m))?
             }
             RawArrival::Trace => {
-                for (key, set) in [
-                    ("rate", raw.rate.is_some()),
-                    ("prefix_reuse", raw.prefix_reuse.is_some()),
-                    ("input", raw.input.is_some()),
-                    ("output", raw.output.is_some()),
-                ] {
-                    if set {
-                        return Err(err(
-                            key,
-                            "is not used with arrival = \"trace\": the trace gives each \
-                             request's arrival, lengths and cached tokens"
-                                .into(),
-                        ));
-                    }
-                }
-                let trace = raw.trace.as_ref().ok_or_else(|| {
-                    err(
-                        "trace",
-                        "is required for arrival = \"trace\" (a JSONL file)".into(),
-                    )
-                })?;
+                let trace = trace_path(&raw).map_err(|(k, m)| InputError::new(file, k, m))?;
                 let path = dir.join(trace);
                 Arrivals::Trace {
                     file: path.display().to_string(),
@@ -392,6 +335,70 @@ impl Traffic {
     }
 }
 
+/// Validates a Poisson traffic file; errors are (key, message).
+fn resolve_poisson(raw: &RawTraffic) -> Result<Arrivals, (String, String)> {
+    let err = |key: &str, msg: &str| (key.to_string(), msg.to_string());
+    if raw.trace.is_some() {
+        return Err(err(
+            "trace",
+            "is for arrival = \"trace\"; this file has arrival = \"poisson\"",
+        ));
+    }
+    let rate = raw
+        .rate
+        .ok_or_else(|| err("rate", "is required for arrival = \"poisson\" (requests/s)"))?;
+    let input = raw.input.as_ref().ok_or_else(|| {
+        err(
+            "input",
+            "is required for arrival = \"poisson\" (an [input] table)",
+        )
+    })?;
+    let output = raw.output.as_ref().ok_or_else(|| {
+        err(
+            "output",
+            "is required for arrival = \"poisson\" (an [output] table)",
+        )
+    })?;
+    let reuse = raw.prefix_reuse.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&reuse) {
+        return Err(err(
+            "prefix_reuse",
+            &format!("{reuse} is not a fraction in [0, 1]"),
+        ));
+    }
+    Ok(Arrivals::Poisson {
+        rate_per_s: check_rate(rate).map_err(|m| err("rate", &m))?,
+        input: Dist::resolve(input, "input")?,
+        output: Dist::resolve(output, "output")?,
+        prefix_reuse: reuse,
+    })
+}
+
+/// The `trace` key of a trace-driven file, which must set nothing the trace gives.
+fn trace_path(raw: &RawTraffic) -> Result<&str, (String, String)> {
+    for (key, set) in [
+        ("rate", raw.rate.is_some()),
+        ("prefix_reuse", raw.prefix_reuse.is_some()),
+        ("input", raw.input.is_some()),
+        ("output", raw.output.is_some()),
+    ] {
+        if set {
+            return Err((
+                key.to_string(),
+                "is not used with arrival = \"trace\": the trace gives each request's \
+                 arrival, lengths and cached tokens"
+                    .to_string(),
+            ));
+        }
+    }
+    raw.trace.as_deref().ok_or_else(|| {
+        (
+            "trace".to_string(),
+            "is required for arrival = \"trace\" (a JSONL file)".to_string(),
+        )
+    })
+}
+
 fn check_rate(rate: f64) -> Result<f64, String> {
     if rate.is_finite() && rate > 0.0 && rate <= MAX_RATE_PER_S {
         Ok(rate)
@@ -426,7 +433,7 @@ fn draw_poisson(
         .map(|id| {
             // Exponential gap by inversion; 1 − U lies in (0, 1], so the log is finite.
             let gap = -(1.0 - gaps.unit_f64()).ln() * mean_gap_ps;
-            t += crate::engine::Dur::from_ps(gap.round() as u64);
+            t += Dur::from_ps(gap.round() as u64);
             let input = input.draw(&mut inputs);
             Request {
                 id,
