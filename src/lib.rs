@@ -12,6 +12,7 @@ pub mod error;
 pub mod flow;
 pub mod packet;
 pub mod report;
+pub mod serving;
 pub mod sweep;
 pub mod topology;
 pub mod validation;
