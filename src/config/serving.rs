@@ -338,9 +338,13 @@ pub fn check_fits(
     for r in requests {
         let need = (r.input + r.output) as u64;
         if need > cap {
+            let (file, key) = spec
+                .traffic
+                .locate(r.id)
+                .unwrap_or((origin, format!("serving.traffic (request {})", r.id)));
             return Err(InputError::new(
-                origin,
-                spec.traffic.request_key(r.id),
+                file,
+                key,
                 format!(
                     "{} input + {} output tokens need a KV cache of {need} tokens; one decode \
                      GPU holds {cap} (HBM less weights and the memory reserve), so this \

@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::afd::AfdSpec;
 use crate::compute::QueryError;
 use crate::engine::{PS_PER_S, Time};
-use crate::packet::{PacketParams, PacketRun};
+use crate::packet::PacketParams;
 use crate::topology::Fabric;
 use cost::{CostStats, GridCost};
 use points::FabricPoints;
