@@ -584,3 +584,55 @@ fn dedup_per_expert_and_bf16_change_the_bytes_as_stated() {
         "{err}"
     );
 }
+
+/// The grouped GEMM of an FFN GPU is timed from the per-expert counts the routing drew: the
+/// same pairs per GPU crowded onto a quarter of its experts take longer than spread evenly,
+/// and the even spread costs exactly the balanced kernel. One micro-batch of 2,048 tokens
+/// (8 x 256), so every layer's counts are the histogram's. (The measured skew rows are
+/// mild: a decode-sized grouped GEMM reads every expert's weights whatever its load; this
+/// 4x imbalance costs about 15 %.)
+#[test]
+fn skew_inside_an_ffn_gpu_slows_its_grouped_gemm() {
+    let base = SMALL
+        .replace("micro_batches = 2", "micro_batches = 1")
+        .replace(
+            "batch_per_attention_gpu = 32",
+            "batch_per_attention_gpu = 256",
+        );
+    let run = |name: &str, experts_per_gpu: u64, pairs_each: u64| {
+        let mut csv = String::from("expert,tokens\n");
+        for g in 0..8 {
+            for e in 0..experts_per_gpu {
+                csv.push_str(&format!("{},{pairs_each}\n", 32 * g + e));
+            }
+        }
+        let h = file(name, &csv);
+        let text = format!(
+            "{base}routing = \"histogram\"\nrouting_file = \"{}\"\n",
+            h.display()
+        );
+        let s = afdsim::config::Scenario::parse(&text, "t", None).unwrap();
+        let o = afdsim::run(&s, &mut |_, _| {}).unwrap();
+        assert_eq!(o.step.as_ref().unwrap().ffn_pairs, vec![2048 * 3; 8]);
+        (o.afd.unwrap(), s)
+    };
+    let (crowded, _) = run("crowded.csv", 8, 256);
+    let (even, s) = run("even.csv", 32, 64);
+    assert!(
+        crowded.ffn_us > 1.05 * even.ffn_us,
+        "{} vs {}",
+        crowded.ffn_us,
+        even.ffn_us
+    );
+    let spec = s.afd.as_ref().unwrap();
+    let balanced = spec
+        .model
+        .ffn_side(&spec.ffn_table, 32, 64)
+        .unwrap()
+        .total_us();
+    assert!(
+        (even.ffn_us - balanced).abs() < 1e-3,
+        "{} vs {balanced}",
+        even.ffn_us
+    );
+}

@@ -15,8 +15,13 @@
 //! its combines. Micro-batches overlap by themselves: each GPU's compute stream runs one
 //! kernel at a time in ready order, and the network levels share links.
 //!
-//! Stated simplification: expert loads within an FFN GPU are balanced for the GEMM time
-//! (tokens per slot = pairs received / slots on the GPU, rounded up). Attention GPUs are the first GPUs of the fabric and FFN GPUs the
+//! The grouped GEMM of an FFN GPU sees the real per-expert counts of the draw: its balanced
+//! time at the mean tokens per slot (rounded up), each grouped GEMM scaled by the table's
+//! skew factor `grouped_gemm_skew(groups, mean, max) / grouped_gemm(bf16, groups, mean)`
+//! (interpolated from the measured skew rows where the table has them for the shape, else
+//! the balanced kernel at the busiest slot's count: `ComputeTable::predict`). The factor is
+//! measured in BF16 and applied to the model's GEMM dtype (the tables have no FP8 skew
+//! rows). Only the mean and the maximum enter, as in the table's rows. Attention GPUs are the first GPUs of the fabric and FFN GPUs the
 //! next ones (the colocated baseline uses the same GPUs for both).
 //!
 //! Invariant: the builder only creates tasks; it never times the network itself.
@@ -27,7 +32,7 @@ mod routing;
 pub use placement::{ExpertMap, Placement};
 pub use routing::Routing;
 
-use crate::compute::{AttentionKernel, ComputeTable, Model, QueryError};
+use crate::compute::{AttentionKernel, ComputeTable, Dtype, Model, Op, OpQuery, QueryError, Work};
 use crate::engine::{Dur, SimRng, Time};
 use crate::packet::MessageSpec;
 use crate::topology::NodeId;
@@ -170,15 +175,48 @@ impl AfdSpec {
         r
     }
 
+    /// The table's skew factor of a grouped GEMM with `m_max` tokens at the busiest of
+    /// `groups` experts and `m` on average: skewed / balanced, both in BF16 (the dtype of the
+    /// measured skew rows).
+    fn skew_factor(
+        &self,
+        groups: u64,
+        m: u64,
+        m_max: u64,
+        n: u64,
+        k: u64,
+    ) -> Result<f64, QueryError> {
+        let skewed = self
+            .ffn_table
+            .predict(&OpQuery::grouped_gemm_skew(groups, m, m_max, n, k))?;
+        let flat = self
+            .ffn_table
+            .predict(&OpQuery::grouped_gemm(Dtype::Bf16, groups, m, n, k))?;
+        Ok(skewed.time_us / flat.time_us)
+    }
+
     /// Kernel time of FFN GPU `f` for the token-expert pairs per slot of a micro-batch: the
-    /// balanced time at the mean per slot (rounded up).
+    /// balanced time at the mean per slot (rounded up), each grouped GEMM scaled by the skew
+    /// factor of the busiest slot (see the module doc).
     fn ffn_us(&self, f: usize, slot_pairs: &[u64]) -> Result<f64, QueryError> {
         let map = &self.experts;
         let on_f = || (0..map.slots()).filter(|&s| map.slot_gpu[s] as usize == f);
         let groups = map.slots_on[f];
         let pairs: u64 = on_f().map(|s| slot_pairs[s]).sum();
+        let m_max = on_f().map(|s| slot_pairs[s]).max().unwrap_or(0);
         let m = pairs.div_ceil(groups);
-        Ok(self.model.ffn_side(&self.ffn_table, groups, m)?.total_us())
+        let side = self.model.ffn_side(&self.ffn_table, groups, m)?;
+        let mut t = side.total_us();
+        if m_max > m {
+            for op in &side.ops {
+                if let Work::Table(q) = op.work
+                    && q.op == Op::GroupedGemm
+                {
+                    t += op.time_us * (self.skew_factor(groups, m, m_max, q.n, q.k)? - 1.0);
+                }
+            }
+        }
+        Ok(t)
     }
 
     /// Builds one decode step; routing draws come from `rng`.

@@ -22,18 +22,23 @@ pub enum Routing {
 }
 
 impl Routing {
-    /// The expected share of token-expert pairs per expert (unnormalized), what EPLB
-    /// balances: equal for uniform, the Zipf weights at their permuted experts, the counts of
-    /// a histogram. (For Zipf this is the single-draw popularity; drawing `top_k` distinct
-    /// experts flattens the hottest slightly.)
-    pub fn expected_load(&self, experts: u64) -> Vec<f64> {
+    /// The expected token-expert pairs per expert (unnormalized), what EPLB balances: equal
+    /// for uniform, the counts of a histogram, and for Zipf the counts of a load history: a
+    /// sample of [`HISTORY_TOKENS`] tokens drawn from the same distribution on a stream of its
+    /// own (as EPLB balances observed load; drawing `top_k` distinct experts makes the hottest
+    /// experts less hot than their single-draw weight).
+    pub fn expected_load(&self, experts: u64, top_k: u64) -> Vec<f64> {
         match self {
             Routing::Uniform => vec![1.0; experts as usize],
-            Routing::Zipf { s, seed } => {
-                let hot = hot_order(experts, *seed);
-                let mut load = vec![0.0; experts as usize];
-                for (i, &e) in hot.iter().enumerate() {
-                    load[e as usize] = zipf_weight(i, *s);
+            Routing::Zipf { seed, .. } => {
+                let mut router = Router::new(self, experts, top_k);
+                let mut rng = SimRng::new(seed ^ 0xE91B);
+                let (mut load, mut picked) = (vec![0.0; experts as usize], Vec::new());
+                for _ in 0..HISTORY_TOKENS {
+                    router.draw(&mut rng, &mut picked);
+                    for &e in &picked {
+                        load[e as usize] += 1.0;
+                    }
                 }
                 load
             }
@@ -41,6 +46,9 @@ impl Routing {
         }
     }
 }
+
+/// Tokens in the load history EPLB balances under Zipf routing.
+pub const HISTORY_TOKENS: u64 = 1 << 16;
 
 fn zipf_weight(rank: usize, s: f64) -> f64 {
     1.0 / ((rank + 1) as f64).powf(s)

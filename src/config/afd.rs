@@ -236,7 +236,7 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
         placement,
         model.routed_experts,
         nf,
-        &routing.expected_load(model.routed_experts),
+        &routing.expected_load(model.routed_experts, model.top_k),
     );
     let dedup = match a.dedup.as_deref().unwrap_or("gpu") {
         "gpu" => Dedup::Gpu,
