@@ -490,6 +490,8 @@ fn layer_command_prints_both_sides_with_model_name_or_file() {
         ffn_table: Some("h100-sxm".into()),
         tokens: 64,
         ctx: 4096,
+        prefill_tokens: 0,
+        prefill_prefix: 0,
         experts_per_gpu: Some(4),
         tokens_per_expert: None,
         kernel: KernelArg::Floor,

@@ -58,7 +58,8 @@ pub enum ComputeCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Per-operator times of one decode layer: attention side and FFN side.
+    /// Per-operator times of one layer (decode, optionally with a prefill chunk): attention side
+    /// and FFN side.
     Layer {
         /// Embedded model name (deepseek-v3, deepseek-v3.2, kimi-k2, qwen3-235b-a22b,
         /// qwen3-30b-a3b, gpt-oss-120b).
@@ -77,12 +78,19 @@ pub enum ComputeCommand {
         /// Compute table of the FFN GPUs (default: the same as --table).
         #[arg(long)]
         ffn_table: Option<String>,
-        /// Decoding sequences in the micro-batch (one new token each).
+        /// Decoding sequences in the micro-batch (one new token each; 0 with --prefill-tokens
+        /// for a prefill-only iteration).
         #[arg(long)]
         tokens: u64,
-        /// Cached context per sequence.
+        /// Cached context per decoding sequence.
         #[arg(long)]
         ctx: u64,
+        /// New tokens of one prefill chunk run in the same iteration (0: decode only).
+        #[arg(long, default_value_t = 0)]
+        prefill_tokens: u64,
+        /// Tokens of the chunk's sequence already cached (0 at the start of a prompt).
+        #[arg(long, default_value_t = 0)]
+        prefill_prefix: u64,
         /// Routed experts on one FFN GPU (default: 8, at most the model's experts).
         #[arg(long)]
         experts_per_gpu: Option<u64>,
@@ -128,6 +136,8 @@ pub fn run_command(cmd: &ComputeCommand, out: &mut dyn Write) -> Result<(), Inpu
             ffn_table,
             tokens,
             ctx,
+            prefill_tokens,
+            prefill_prefix,
             experts_per_gpu,
             tokens_per_expert,
             kernel,
@@ -165,6 +175,8 @@ pub fn run_command(cmd: &ComputeCommand, out: &mut dyn Write) -> Result<(), Inpu
             let args = LayerArgs {
                 tokens: *tokens,
                 ctx: *ctx,
+                prefill_tokens: *prefill_tokens,
+                prefill_prefix: *prefill_prefix,
                 experts_per_gpu: *experts_per_gpu,
                 tokens_per_expert: *tokens_per_expert,
                 kernel,
@@ -257,6 +269,8 @@ fn query(table: &ComputeTable, input: &Path, output: &Path) -> Result<String, In
 struct LayerArgs {
     tokens: u64,
     ctx: u64,
+    prefill_tokens: u64,
+    prefill_prefix: u64,
     experts_per_gpu: Option<u64>,
     tokens_per_expert: Option<u64>,
     kernel: AttentionKernel,
@@ -274,24 +288,43 @@ fn layer_report(
     let e = a.experts_per_gpu.unwrap_or(8.min(m.routed_experts));
     let x = a
         .tokens_per_expert
-        .unwrap_or_else(|| m.balanced_tokens_per_expert(a.tokens));
-    let att = m
-        .attention_side_at(ta, layer, a.tokens, a.ctx, a.kernel)
-        .map_err(|e| qerr("--tokens", e))?;
+        .unwrap_or_else(|| m.balanced_tokens_per_expert(a.tokens.saturating_add(a.prefill_tokens)));
+    let side = |layer| {
+        m.attention_side_mixed(
+            ta,
+            layer,
+            a.tokens,
+            a.ctx,
+            a.prefill_tokens,
+            a.prefill_prefix,
+            a.kernel,
+        )
+        .map_err(|e| qerr("--tokens", e))
+    };
+    let att = side(layer)?;
     let mut s = String::new();
-    let _ = writeln!(
+    let _ = write!(
         s,
-        "model {} | decode {} tokens at ctx {} | attention kernel: {}",
-        m.name, a.tokens, a.ctx, a.kernel
+        "model {} | decode {} tokens at ctx {}",
+        m.name, a.tokens, a.ctx
     );
+    if a.prefill_tokens > 0 {
+        let _ = write!(
+            s,
+            " + prefill chunk of {} tokens after {}",
+            a.prefill_tokens, a.prefill_prefix
+        );
+    }
+    let _ = writeln!(s, " | attention kernel: {}", a.kernel);
     let _ = writeln!(
         s,
-        "bytes per token: dispatch {} {} B, combine {} {} B, KV {} B per layer",
+        "bytes per token: dispatch {} {} B, combine {} {} B, KV {} B per layer ({} B, all layers)",
         m.dispatch_dtype.name(),
         m.dispatch_bytes_per_token(m.dispatch_dtype),
         m.combine_dtype.name(),
         m.combine_bytes_per_token(m.combine_dtype),
-        m.kv_bytes_per_token_per_layer()
+        m.kv_bytes_per_token_per_layer(),
+        m.kv_bytes_per_token()
     );
     let kind = if layer < m.dense_layers {
         "dense"
@@ -318,9 +351,7 @@ fn layer_report(
         print_breakdown(&mut s, &ffn);
     }
     if m.dense_layers > 0 && layer >= m.dense_layers {
-        let dense = m
-            .attention_side_at(ta, 0, a.tokens, a.ctx, a.kernel)
-            .map_err(|e| qerr("--tokens", e))?;
+        let dense = side(0)?;
         let _ = writeln!(
             s,
             "\ndense layers 0..{} (attention GPUs, no dispatch): {:.2} us each (--layer 0 for the breakdown)",

@@ -1,14 +1,19 @@
 //! A model layer on a GPU -> per-operator times, for the attention side and the FFN side of AFD.
 //!
-//! Decode only: `tokens` sequences each add one token with `ctx` tokens already cached. The
+//! An iteration runs `decode` sequences that each add one token with `ctx` tokens already
+//! cached, plus at most one prefill chunk (`n` new tokens of a sequence with `p` cached). The
 //! attention side runs norms, projections, core attention, the router, the shared expert and
 //! the post-combine reduction; the FFN side runs the routed experts of one GPU as grouped GEMMs.
+//! Linear operators run once over all the iteration's new tokens; core attention is the decode
+//! part plus the chunk's causal attention ([`super::prefill`]). With no chunk, the breakdown is
+//! the decode-only one, operator for operator.
 
 use std::fmt;
 
 use super::glue::Glue;
-use super::model::{Attention, Gqa, Mla, Model, Side};
+use super::model::{Attention, Gqa, Mla, Model, Side, Sparse};
 use super::predict::{Method, QueryError};
+use super::prefill::CausalPrefill;
 use super::table::{ComputeTable, Dtype, Op, OpQuery};
 
 /// How core decode attention is timed.
@@ -48,6 +53,8 @@ pub enum Work {
     Glue(Glue),
     /// Reading `hbm_bytes` of KV cache at `1 / efficiency` of the memory floor.
     Floor { hbm_bytes: f64, efficiency: f64 },
+    /// A prefill chunk's causal attention: T(prefix + tokens) − T(prefix).
+    Prefill(CausalPrefill),
 }
 
 impl fmt::Display for Work {
@@ -72,6 +79,7 @@ impl fmt::Display for Work {
                 hbm_bytes,
                 efficiency,
             } => write!(f, "hbm_read {:.3} MB / {efficiency}", hbm_bytes / 1e6),
+            Work::Prefill(c) => write!(f, "{c}"),
         }
     }
 }
@@ -206,6 +214,49 @@ impl Builder<'_> {
             }
         }
     }
+
+    /// A prefill chunk's causal attention.
+    fn prefill(&mut self, name: &'static str, c: CausalPrefill) -> Result<(), QueryError> {
+        let p = c.time(self.table)?;
+        self.out.ops.push(OpTime {
+            name,
+            work: Work::Prefill(c),
+            time_us: p.time_us,
+            source: Source::Table(p.method),
+        });
+        Ok(())
+    }
+
+    /// The DSA indexer's scoring of `pairs` (query, key) pairs and its top-k: the table's
+    /// unfused BF16 PyTorch indexer (bmm, relu, weighted sum, topk) answering `q`, or a fused FP8
+    /// indexer (DeepGEMM-class): the larger of reading `key_bytes` of its key cache at the floor
+    /// / efficiency and its FP8 FLOPs at the table's FP8 GEMM rate.
+    fn indexer_scoring(
+        &mut self,
+        names: [&'static str; 2],
+        q: OpQuery,
+        pairs: u64,
+        key_bytes: u64,
+        kernel: AttentionKernel,
+    ) -> Result<(), QueryError> {
+        match kernel {
+            AttentionKernel::Measured => self.op(names[0], q),
+            AttentionKernel::MemoryFloor { .. } => {
+                let flops = 2.0 * (pairs * q.heads * q.head_dim) as f64;
+                let rate = self
+                    .table
+                    .roofline()
+                    .get(Op::Gemm, Dtype::Fp8)
+                    .or_else(|| self.table.roofline().get(Op::Gemm, Dtype::Bf16))
+                    .map(|f| f.flops_per_us);
+                self.core(names[1], q, key_bytes as f64, kernel)?;
+                if let (Some(rate), Some(last)) = (rate, self.out.ops.last_mut()) {
+                    last.time_us = last.time_us.max(flops / rate);
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 fn positive(name: &'static str, v: u64) -> Result<u64, QueryError> {
@@ -214,6 +265,54 @@ fn positive(name: &'static str, v: u64) -> Result<u64, QueryError> {
     } else {
         Ok(v)
     }
+}
+
+/// The new tokens of one iteration: `decode` sequences decoding one token each over `ctx`
+/// cached tokens, and a prefill chunk of `chunk` tokens after `prefix` cached ones.
+#[derive(Clone, Copy, Debug)]
+struct Mix {
+    decode: u64,
+    ctx: u64,
+    chunk: u64,
+    prefix: u64,
+}
+
+impl Mix {
+    fn new(decode: u64, ctx: u64, chunk: u64, prefix: u64) -> Result<Mix, QueryError> {
+        if decode == 0 && chunk == 0 {
+            return Err(QueryError::Invalid(
+                "decode tokens and prefill tokens are both 0: nothing to run".into(),
+            ));
+        }
+        if decode > 0 {
+            positive("ctx", ctx)?;
+        }
+        let sums = [decode.checked_add(chunk), prefix.checked_add(chunk)];
+        if sums.iter().any(Option::is_none) {
+            return Err(QueryError::Invalid(format!(
+                "token counts overflow (decode {decode}, prefill {chunk} after {prefix})"
+            )));
+        }
+        Ok(Mix {
+            decode,
+            ctx,
+            chunk,
+            prefix,
+        })
+    }
+
+    /// Rows of the linear operators: every new token of the iteration.
+    fn rows(&self) -> u64 {
+        self.decode + self.chunk
+    }
+}
+
+/// FLOPs per (query, key) pair and head of absorbed MLA (scores over latent + rope, values over
+/// the latent) over those of the measured MHA-form prefill kernel (the table's counting: scores
+/// and values over `head_dim`, values padded to it).
+fn absorbed_over_mha(m: &Mla) -> f64 {
+    let absorbed = 2 * (m.kv_lora_rank + m.qk_rope_head_dim) + 2 * m.kv_lora_rank;
+    absorbed as f64 / (4 * (m.qk_nope_head_dim + m.qk_rope_head_dim)) as f64
 }
 
 impl Model {
@@ -231,7 +330,8 @@ impl Model {
     }
 
     /// The attention side of layer `layer` (0-based): sliding-window layers read less context;
-    /// dense layers have no router and run their FFN here (no dispatch).
+    /// dense layers have no router and run their FFN here (no dispatch). Decode only: the
+    /// mixed iteration with no prefill chunk.
     pub fn attention_side_at(
         &self,
         table: &ComputeTable,
@@ -240,8 +340,52 @@ impl Model {
         ctx: u64,
         kernel: AttentionKernel,
     ) -> Result<LayerBreakdown, QueryError> {
-        let t = positive("tokens", tokens)?;
+        positive("tokens", tokens)?;
         positive("ctx", ctx)?;
+        self.attention_side_mixed(table, layer, tokens, ctx, 0, 0, kernel)
+    }
+
+    /// The attention side of layer `layer` for one iteration that runs `decode_tokens`
+    /// sequences decoding one token each over `ctx` cached tokens, plus one prefill chunk of
+    /// `prefill_tokens` new tokens of a sequence that already has `prefill_prefix` tokens
+    /// cached (0 at the start of a prompt). Either count may be 0, not both; `ctx` matters only
+    /// with decode tokens.
+    ///
+    /// Linear operators (projections, router, shared expert, dense FFN of dense layers, norms
+    /// and glue) run once at m = decode_tokens + prefill_tokens. Core attention is the decode
+    /// part (as [`Model::attention_side_at`] times it) plus the chunk's causal attention over
+    /// prefix + itself, T(p + n) − T(p) from the table's `mla_prefill` / `gqa_prefill` rows
+    /// (quadratic causal work; see [`super::prefill`]): chunks of one prompt sum to the whole
+    /// prompt's attention. `kernel` applies to the decode attention and the DSA indexer; the
+    /// prefill kernel is the measured SDPA (already a fused flash kernel).
+    ///
+    /// Per attention kind:
+    /// - dense MLA (DeepSeek-V3, Kimi K2): the chunk runs in the MHA form the table measured, so
+    ///   the latents of prefix + chunk are up-projected to per-head K and V (`kv_b proj` at
+    ///   m = p + n, as vLLM and SGLang do for chunked prefill); MLA's absorb / un-absorb only
+    ///   run for the decode tokens.
+    /// - DSA (DeepSeek-V3.2): the chunk runs in the absorbed (MQA) form over the latent, as
+    ///   DeepSeek's sparse kernels do; each query attends to min(visible, topk) tokens. Timed
+    ///   with the MHA kernel's rows scaled by the FLOPs per (query, key) of the absorbed form
+    ///   (2.83x): i.e. at the measured kernel's TFLOPS (FlashMLA reports 580–660 TFLOPS
+    ///   compute-bound for its absorbed kernel on H800, the same order; not validated). When prefix + chunk exceeds topk, the indexer scores every new
+    ///   token against every token it sees (n·p + n(n+1)/2 pairs), timed as the table's decode
+    ///   indexer with n queries over the mean visible context p + ⌈(n+1)/2⌉ (no prefill indexer
+    ///   rows exist); its projections run once for the decode and chunk tokens that need it.
+    ///   As in decode, no indexer runs while everything visible fits in topk.
+    /// - GQA: sliding-window layers attend to min(window, visible) keys per query.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_side_mixed(
+        &self,
+        table: &ComputeTable,
+        layer: u64,
+        decode_tokens: u64,
+        ctx: u64,
+        prefill_tokens: u64,
+        prefill_prefix: u64,
+        kernel: AttentionKernel,
+    ) -> Result<LayerBreakdown, QueryError> {
+        let mix = Mix::new(decode_tokens, ctx, prefill_tokens, prefill_prefix)?;
         if layer >= self.layers {
             return Err(QueryError::Invalid(format!(
                 "layer {layer} is beyond the model's {} layers",
@@ -262,11 +406,11 @@ impl Model {
         };
         let h = self.hidden;
         let dt = self.gemm_dtype;
-        let c = self.attended_ctx(layer, ctx);
+        let t = mix.rows();
         b.glue("input rmsnorm", Glue::RmsNorm { rows: t, width: h });
         match &self.attention {
-            Attention::Mla(m) => self.mla(&mut b, m, t, ctx, c, kernel)?,
-            Attention::Gqa(g) => self.gqa(&mut b, g, t, c, kernel)?,
+            Attention::Mla(m) => self.mla(&mut b, m, layer, &mix, kernel)?,
+            Attention::Gqa(g) => self.gqa(&mut b, g, layer, &mix, kernel)?,
         }
         b.glue("residual add", Glue::ResidualAdd { rows: t, width: h });
         b.glue(
@@ -325,12 +469,11 @@ impl Model {
         &self,
         b: &mut Builder,
         m: &Mla,
-        t: u64,
-        ctx: u64,
-        c: u64,
+        layer: u64,
+        mix: &Mix,
         kernel: AttentionKernel,
     ) -> Result<(), QueryError> {
-        let (h, dt) = (self.hidden, self.gemm_dtype);
+        let (h, dt, t) = (self.hidden, self.gemm_dtype, mix.rows());
         let (heads, kvl, rope) = (m.heads, m.kv_lora_rank, m.qk_rope_head_dim);
         b.gemm("q_a+kv_a proj", dt, t, m.q_lora_rank + kvl + rope, h)?;
         b.glue(
@@ -361,70 +504,123 @@ impl Model {
                 width: (heads + 1) * rope,
             },
         );
-        b.glue(
-            "mla absorb (q_nope @ W_UK)",
-            Glue::Bmm {
-                batch: heads,
-                m: t,
-                n: kvl,
-                k: m.qk_nope_head_dim,
-            },
-        );
-        if let Some(s) = m.sparse.as_ref().filter(|s| ctx > s.topk) {
-            // DSA indexer: its own projections (not in the table: roofline), then the scoring
-            // of every cached token and the top-k.
-            let (ih, id) = (s.indexer_heads, s.indexer_head_dim);
-            // Its input is the already-quantised q_a output: no extra quantisation.
-            b.op(
-                "indexer q proj",
-                OpQuery::gemm(dt, t, ih * id, m.q_lora_rank),
+        // DSA runs the chunk in the absorbed form too; dense MLA prefill runs the MHA form.
+        let absorbed = mix.decode + if m.sparse.is_some() { mix.chunk } else { 0 };
+        if absorbed > 0 {
+            b.glue(
+                "mla absorb (q_nope @ W_UK)",
+                Glue::Bmm {
+                    batch: heads,
+                    m: absorbed,
+                    n: kvl,
+                    k: m.qk_nope_head_dim,
+                },
+            );
+        }
+        if let Some(s) = &m.sparse {
+            self.dsa_indexer(b, m, s, mix, kernel)?;
+        }
+        if mix.chunk > 0 && m.sparse.is_none() {
+            b.gemm(
+                "kv_b proj (prefix+chunk K/V)",
+                dt,
+                mix.prefix + mix.chunk,
+                heads * (m.qk_nope_head_dim + m.v_head_dim),
+                kvl,
             )?;
-            b.op("indexer k proj", OpQuery::gemm(Dtype::Bf16, t, id, h))?;
-            b.op("indexer head weights", OpQuery::gemm(Dtype::Bf16, t, ih, h))?;
-            b.glue("indexer k norm", Glue::RmsNorm { rows: t, width: id });
-            let q = OpQuery::attention(Op::DsaIndexer, t, ctx, ih, 0, id);
-            match kernel {
-                // The table's unfused BF16 PyTorch indexer (bmm, relu, weighted sum, topk).
-                AttentionKernel::Measured => b.op("dsa indexer + topk", q)?,
-                // A fused FP8 indexer (DeepGEMM-class): the larger of reading its key cache at
-                // the floor / efficiency and its FP8 FLOPs at the table's FP8 GEMM rate.
-                AttentionKernel::MemoryFloor { .. } => {
-                    let flops = 2.0 * (t * ctx * ih * id) as f64;
-                    let rate = b
-                        .table
-                        .roofline()
-                        .get(Op::Gemm, Dtype::Fp8)
-                        .or_else(|| b.table.roofline().get(Op::Gemm, Dtype::Bf16))
-                        .map(|f| f.flops_per_us);
-                    b.core(
-                        "dsa indexer (fused)",
-                        q,
-                        (t * ctx * s.indexer_kv_bytes) as f64,
-                        kernel,
-                    )?;
-                    if let (Some(rate), Some(last)) = (rate, b.out.ops.last_mut()) {
-                        last.time_us = last.time_us.max(flops / rate);
-                    }
-                }
+        }
+        if mix.decode > 0 {
+            let c = self.attended_ctx(layer, mix.ctx);
+            let latent_bytes = (kvl + rope) * self.kv_bytes_per_value;
+            b.core(
+                "mla decode",
+                OpQuery::attention(Op::MlaDecode, mix.decode, c, heads, 1, kvl + rope),
+                (mix.decode * c * latent_bytes) as f64,
+                kernel,
+            )?;
+        }
+        if mix.chunk > 0 {
+            let d = m.qk_nope_head_dim + rope;
+            let c = CausalPrefill::new(Op::MlaPrefill, heads, heads, d, mix.prefix, mix.chunk)?;
+            match &m.sparse {
+                None => b.prefill("mla prefill chunk", c)?,
+                Some(s) => b.prefill(
+                    "mla prefill chunk (dsa)",
+                    CausalPrefill {
+                        window: Some(s.topk),
+                        scale: absorbed_over_mha(m),
+                        ..c
+                    },
+                )?,
             }
         }
-        let latent_bytes = (kvl + rope) * self.kv_bytes_per_value;
-        b.core(
-            "mla decode",
-            OpQuery::attention(Op::MlaDecode, t, c, heads, 1, kvl + rope),
-            (t * c * latent_bytes) as f64,
-            kernel,
-        )?;
-        b.glue(
-            "mla un-absorb (o @ W_UV)",
-            Glue::Bmm {
-                batch: heads,
-                m: t,
-                n: m.v_head_dim,
-                k: kvl,
-            },
-        );
+        if absorbed > 0 {
+            b.glue(
+                "mla un-absorb (o @ W_UV)",
+                Glue::Bmm {
+                    batch: heads,
+                    m: absorbed,
+                    n: m.v_head_dim,
+                    k: kvl,
+                },
+            );
+        }
         b.gemm("o proj", dt, t, h, heads * m.v_head_dim)?;
+        Ok(())
+    }
+
+    /// DSA indexer: its own projections (not in the table: roofline), then the scoring of
+    /// every visible token and the top-k, for the decode tokens whose context exceeds topk and
+    /// for a chunk whose prefix + itself does.
+    fn dsa_indexer(
+        &self,
+        b: &mut Builder,
+        m: &Mla,
+        s: &Sparse,
+        mix: &Mix,
+        kernel: AttentionKernel,
+    ) -> Result<(), QueryError> {
+        let decode = if mix.ctx > s.topk { mix.decode } else { 0 };
+        let (p, n) = (mix.prefix, mix.chunk);
+        let chunk = if p + n > s.topk { n } else { 0 };
+        let rows = decode + chunk;
+        if rows == 0 {
+            return Ok(());
+        }
+        let (h, dt) = (self.hidden, self.gemm_dtype);
+        let (ih, id) = (s.indexer_heads, s.indexer_head_dim);
+        // Its input is the already-quantised q_a output: no extra quantisation.
+        b.op(
+            "indexer q proj",
+            OpQuery::gemm(dt, rows, ih * id, m.q_lora_rank),
+        )?;
+        b.op("indexer k proj", OpQuery::gemm(Dtype::Bf16, rows, id, h))?;
+        b.op(
+            "indexer head weights",
+            OpQuery::gemm(Dtype::Bf16, rows, ih, h),
+        )?;
+        b.glue("indexer k norm", Glue::RmsNorm { rows, width: id });
+        if decode > 0 {
+            let ctx = mix.ctx;
+            b.indexer_scoring(
+                ["dsa indexer + topk", "dsa indexer (fused)"],
+                OpQuery::attention(Op::DsaIndexer, decode, ctx, ih, 0, id),
+                decode * ctx,
+                decode * ctx * s.indexer_kv_bytes,
+                kernel,
+            )?;
+        }
+        if chunk > 0 {
+            // n queries over the mean visible context: the same pairs as the causal chunk.
+            let mean_ctx = p + (n + 2) / 2;
+            b.indexer_scoring(
+                ["dsa indexer (prefill)", "dsa indexer (fused, prefill)"],
+                OpQuery::attention(Op::DsaIndexer, n, mean_ctx, ih, 0, id),
+                n * p + n * (n + 1) / 2,
+                (p + n) * s.indexer_kv_bytes,
+                kernel,
+            )?;
+        }
         Ok(())
     }
 
@@ -432,11 +628,11 @@ impl Model {
         &self,
         b: &mut Builder,
         g: &Gqa,
-        t: u64,
-        c: u64,
+        layer: u64,
+        mix: &Mix,
         kernel: AttentionKernel,
     ) -> Result<(), QueryError> {
-        let (h, dt) = (self.hidden, self.gemm_dtype);
+        let (h, dt, t) = (self.hidden, self.gemm_dtype, mix.rows());
         let d = g.head_dim;
         b.gemm("qkv proj", dt, t, (g.heads + 2 * g.kv_heads) * d, h)?;
         if g.qk_norm {
@@ -455,12 +651,27 @@ impl Model {
                 width: (g.heads + g.kv_heads) * d,
             },
         );
-        b.core(
-            "gqa decode",
-            OpQuery::attention(Op::GqaDecode, t, c, g.heads, g.kv_heads, d),
-            (t * c * self.kv_bytes_per_token_per_layer()) as f64,
-            kernel,
-        )?;
+        if mix.decode > 0 {
+            let c = self.attended_ctx(layer, mix.ctx);
+            b.core(
+                "gqa decode",
+                OpQuery::attention(Op::GqaDecode, mix.decode, c, g.heads, g.kv_heads, d),
+                (mix.decode * c * self.kv_bytes_per_token_per_layer()) as f64,
+                kernel,
+            )?;
+        }
+        if mix.chunk > 0 {
+            let c = CausalPrefill::new(
+                Op::GqaPrefill,
+                g.heads,
+                g.kv_heads,
+                d,
+                mix.prefix,
+                mix.chunk,
+            )?;
+            let window = g.sliding.filter(|_| self.is_sliding(layer)).map(|s| s.0);
+            b.prefill("gqa prefill chunk", CausalPrefill { window, ..c })?;
+        }
         b.gemm("o proj", dt, t, h, g.heads * d)?;
         Ok(())
     }

@@ -6,8 +6,10 @@
 //! the CLI shell in [`cli`].
 //!
 //! API boundary: [`ComputeTable`] (`load`, `embedded`, `predict`, `read_floor`,
-//! `leave_one_out`), [`Model`] (`embedded`, `load`, byte and FLOP accounting) and the layer
-//! assembly [`Model::attention_side`] / [`Model::ffn_side`] returning a [`LayerBreakdown`].
+//! `leave_one_out`), [`Model`] (`embedded`, `load`, byte and FLOP accounting, the weights a GPU
+//! holds for a [`WeightPlacement`], KV bytes per token) and the layer assembly
+//! [`Model::attention_side`] / [`Model::attention_side_mixed`] (decode tokens plus a prefill
+//! chunk) / [`Model::ffn_side`] returning a [`LayerBreakdown`].
 //! Method and figures: docs/compute.md.
 
 pub mod cli;
@@ -16,9 +18,11 @@ mod interp;
 mod layer;
 mod model;
 mod predict;
+mod prefill;
 mod roofline;
 mod table;
 pub mod validation;
+mod weights;
 
 pub use glue::Glue;
 pub use interp::{Path, Scheme};
@@ -27,5 +31,7 @@ pub use model::{Attention, DecodeFlops, Gqa, Mla, Model, Side, Sparse};
 pub use predict::{
     ErrorSummary, LooPoint, Method, Prediction, QueryError, across_first, scheme_for,
 };
+pub use prefill::CausalPrefill;
 pub use roofline::{Roofline, RooflineFit};
 pub use table::{ComputeTable, Dtype, Field, Op, OpQuery, TableRow};
+pub use weights::WeightPlacement;

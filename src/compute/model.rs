@@ -48,6 +48,8 @@ const EMBEDDED: [(&str, &str); 6] = [
 struct RawModel {
     name: String,
     hidden: u64,
+    #[serde(default)]
+    vocab: Option<u64>,
     layers: u64,
     dense_layers: u64,
     dense_ffn: u64,
@@ -154,6 +156,9 @@ pub enum Side {
 pub struct Model {
     pub name: String,
     pub hidden: u64,
+    /// Vocabulary size (`vocab_size`): embedding and LM head rows. Optional in a model file;
+    /// without it the weight accounting leaves both out.
+    pub vocab: Option<u64>,
     pub layers: u64,
     pub dense_layers: u64,
     pub dense_ffn: u64,
@@ -330,6 +335,7 @@ impl Model {
         Ok(Model {
             name: raw.name,
             hidden: pos("hidden", raw.hidden)?,
+            vocab: raw.vocab.map(|v| pos("vocab", v)).transpose()?,
             layers,
             dense_layers: raw.dense_layers,
             dense_ffn: pos("dense_ffn", raw.dense_ffn)?,
@@ -376,6 +382,13 @@ impl Model {
             }
             Attention::Gqa(g) => 2 * g.kv_heads * g.head_dim * self.kv_bytes_per_value,
         }
+    }
+
+    /// KV-cache bytes one token occupies over all layers (the DSA indexer's keys included).
+    /// Sliding-window layers are counted like the others: an upper bound for an engine that
+    /// frees the tokens that left the window.
+    pub fn kv_bytes_per_token(&self) -> u64 {
+        self.layers * self.kv_bytes_per_token_per_layer()
     }
 
     /// Number of MoE layers.

@@ -3,9 +3,11 @@
 use crate::error::InputError;
 use crate::validation::{Case, Check};
 
+use super::layer::{AttentionKernel, LayerBreakdown, Work};
 use super::model::Model;
 use super::predict::{ErrorSummary, Method};
-use super::table::ComputeTable;
+use super::table::{ComputeTable, Op};
+use super::weights::WeightPlacement;
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -24,6 +26,14 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "compute-step3-deepseek-v3",
             run: step3,
+        },
+        Case {
+            name: "compute-prefill-chunks",
+            run: prefill_chunks,
+        },
+        Case {
+            name: "compute-weights-deepseek-v3",
+            run: weights,
         },
     ]
 }
@@ -123,5 +133,97 @@ fn step3() -> Result<Vec<Check>, InputError> {
         ),
         Check::within(case, "linear FLOPs per token", 2.28e10, f.linear, 5.0, src),
         Check::within(case, "FFN FLOPs per token", 4.84e10, f.ffn, 5.0, src),
+    ])
+}
+
+/// Core attention time (the prefill chunk's lines) of a breakdown.
+fn prefill_core_us(b: &LayerBreakdown) -> f64 {
+    b.ops
+        .iter()
+        .filter(|o| matches!(o.work, Work::Prefill(_)))
+        .map(|o| o.time_us)
+        .sum()
+}
+
+/// The table's own whole-prompt prefill rows against prefill-only chunks: a 4096-token prompt
+/// in one chunk, and an 8192-token one in four chunks of 2048 (T(p + n) − T(p) telescopes).
+fn prefill_chunks() -> Result<Vec<Check>, InputError> {
+    let case = "compute-prefill-chunks";
+    let src = "closed form: the table's own `mla_prefill` / `gqa_prefill` row";
+    let mut checks = Vec::new();
+    let qerr = |e: super::QueryError| InputError::new(case, "", e.to_string());
+    for name in ComputeTable::embedded_names() {
+        let t = ComputeTable::embedded(name)?;
+        for (model, op) in [
+            ("deepseek-v3", Op::MlaPrefill),
+            ("qwen3-235b-a22b", Op::GqaPrefill),
+        ] {
+            let m = Model::embedded(model)?;
+            let layer = m.first_full_moe_layer();
+            let core = |n: u64, p: u64| {
+                m.attention_side_mixed(&t, layer, 0, 0, n, p, AttentionKernel::FLASH_MLA)
+                    .map(|b| prefill_core_us(&b))
+                    .map_err(qerr)
+            };
+            for (len, chunks) in [(4096, 1), (8192, 4)] {
+                let row = t
+                    .rows()
+                    .iter()
+                    .find(|r| r.query.op == op && r.query.ctx == len)
+                    .ok_or_else(|| InputError::new(name, "", format!("no {} row", op.name())))?;
+                let n = len / chunks;
+                let mut sum = 0.0;
+                for i in 0..chunks {
+                    sum += core(n, i * n)?;
+                }
+                checks.push(Check::within(
+                    case,
+                    &format!("{name} {model}: {len}-token prompt in {chunks} chunk(s), us"),
+                    row.time_us,
+                    sum,
+                    1e-9,
+                    src,
+                ));
+            }
+        }
+    }
+    Ok(checks)
+}
+
+/// DeepSeek-V3's parameters and FP8 bytes against the published total; V3.2's KV bytes.
+fn weights() -> Result<Vec<Check>, InputError> {
+    let case = "compute-weights-deepseek-v3";
+    let src = "DeepSeek-V3 technical report (arXiv 2412.19437): 671B total parameters; its \
+               Hugging Face card's 685B adds the 14B MTP module, not counted here";
+    let m = Model::embedded("deepseek-v3")?;
+    let all = WeightPlacement::Colocated {
+        experts: m.routed_experts,
+    };
+    let v32 = Model::embedded("deepseek-v3.2")?;
+    Ok(vec![
+        Check::within(
+            case,
+            "parameters, all 256 experts on one GPU",
+            671e9,
+            m.weight_params(all) as f64,
+            0.5,
+            src,
+        ),
+        Check::within(
+            case,
+            "bytes, FP8 (~1 byte per parameter)",
+            671e9,
+            m.weight_bytes(all) as f64,
+            2.0,
+            src,
+        ),
+        Check::within(
+            case,
+            "DeepSeek-V3.2 KV bytes per token, all layers",
+            (61 * (576 + 132)) as f64,
+            v32.kv_bytes_per_token() as f64,
+            0.0,
+            "closed form: 61 layers x (512 latent + 64 rope at 1 B + 132 B indexer key)",
+        ),
     ])
 }
