@@ -367,8 +367,8 @@ impl Model {
     /// - DSA (DeepSeek-V3.2): the chunk runs in the absorbed (MQA) form over the latent, as
     ///   DeepSeek's sparse kernels do; each query attends to min(visible, topk) tokens. Timed
     ///   with the MHA kernel's rows scaled by the FLOPs per (query, key) of the absorbed form
-    ///   (2.83x): i.e. at the measured kernel's TFLOPS (FlashMLA reports about the same rate
-    ///   for its sparse prefill). When prefix + chunk exceeds topk, the indexer scores every new
+    ///   (2.83x): i.e. at the measured kernel's TFLOPS (FlashMLA reports 580–660 TFLOPS
+    ///   compute-bound for its absorbed kernel on H800, the same order; not validated). When prefix + chunk exceeds topk, the indexer scores every new
     ///   token against every token it sees (n·p + n(n+1)/2 pairs), timed as the table's decode
     ///   indexer with n queries over the mean visible context p + ⌈(n+1)/2⌉ (no prefill indexer
     ///   rows exist); its projections run once for the decode and chunk tokens that need it.
