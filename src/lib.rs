@@ -141,8 +141,7 @@ fn run_serving(scenario: &Scenario, spec: &serving::ServingSpec) -> Result<Outco
         .requests(spec.requests, scenario.seed)
         .map_err(RunError::Input)?;
     config::check_fits(&scenario.origin, spec, &requests).map_err(RunError::Input)?;
-    let mut server =
-        serving::Server::new(spec, &scenario.fabric, &scenario.packet, scenario.level);
+    let mut server = serving::Server::new(spec, &scenario.fabric, &scenario.packet, scenario.level);
     let out = server.serve(&requests).map_err(RunError::Compute)?;
     let metrics = report::PacketMetrics::of(scenario, &out.run.kv);
     Ok(Outcome {

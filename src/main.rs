@@ -256,10 +256,14 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
             ));
         };
         let file = spec.slo;
-        let slo = match (a.ttft_ms.or(file.map(|s| s.ttft_ms)), a.tpot_ms.or(file.map(|s| s.tpot_ms))) {
+        let slo = match (
+            a.ttft_ms.or(file.map(|s| s.ttft_ms)),
+            a.tpot_ms.or(file.map(|s| s.tpot_ms)),
+        ) {
             (Some(ttft), Some(tpot)) => {
                 let pct = a.percentile.or(file.map(|s| s.percentile)).unwrap_or(90.0);
-                Slo::new(ttft, tpot, pct).map_err(|(k, m)| cmd(&format!("--{}", k.replace('_', "-")), m))?
+                Slo::new(ttft, tpot, pct)
+                    .map_err(|(k, m)| cmd(&format!("--{}", k.replace('_', "-")), m))?
             }
             _ => {
                 return Err(InputError::new(
@@ -326,7 +330,14 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
             "{}: {} iterations simulated in {:.1} s for {} asked",
             scenario.name, stats.corners_simulated, stats.corner_wall_s, stats.queries
         );
-        results.push((scenario.name.clone(), spec.deployment.as_str(), spec.total_gpus, scenario.seed, scenario.level.as_str(), result));
+        results.push((
+            scenario.name.clone(),
+            spec.deployment.as_str(),
+            spec.total_gpus,
+            scenario.seed,
+            scenario.level.as_str(),
+            result,
+        ));
     }
     if a.json {
         let v: Vec<serde_json::Value> = results
@@ -335,7 +346,11 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
                 serde_json::json!({"scenario": name, "deployment": dep, "gpus": gpus, "seed": seed, "level": level, "result": r})
             })
             .collect();
-        let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&v).expect("serializes"));
+        let _ = writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&v).expect("serializes")
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let _ = writeln!(
@@ -355,7 +370,8 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
             name,
             dep,
             gpus,
-            r.best_rate_per_s.map_or("none".into(), |x| format!("{x:.3}")),
+            r.best_rate_per_s
+                .map_or("none".into(), |x| format!("{x:.3}")),
             best.map_or("-".into(), |b| format!("{:.1}", b.tokens_per_s_per_gpu)),
             probe.map_or("-".into(), |p| format!("{:.1}", p.ttft_ms)),
             probe.map_or("-".into(), |p| format!("{:.2}", p.tpot_ms)),

@@ -107,13 +107,20 @@ fn slo_search_brackets_the_limit() {
     let r = &v[0]["result"];
     let probes = r["probes"].as_array().unwrap();
     assert!(!probes.is_empty() && probes.len() <= 8);
-    let best = r["best_rate_per_s"].as_f64().expect("a feasible rate was found");
-    let failed = r["failed_rate_per_s"].as_f64().expect("an infeasible rate was found");
+    let best = r["best_rate_per_s"]
+        .as_f64()
+        .expect("a feasible rate was found");
+    let failed = r["failed_rate_per_s"]
+        .as_f64()
+        .expect("an infeasible rate was found");
     assert!(best < failed);
     // Every probe at or below the best met the limits' percentiles as printed.
     for pr in probes {
         let met = pr["met"].as_bool().unwrap();
-        let (ttft, tpot) = (pr["ttft_ms"].as_f64().unwrap(), pr["tpot_ms"].as_f64().unwrap());
+        let (ttft, tpot) = (
+            pr["ttft_ms"].as_f64().unwrap(),
+            pr["tpot_ms"].as_f64().unwrap(),
+        );
         assert_eq!(met, ttft <= 500.0 && tpot <= 40.0, "{pr}");
     }
 }
@@ -122,12 +129,21 @@ fn slo_search_brackets_the_limit() {
 fn bad_serving_input_names_the_key() {
     let cases = [
         (
-            SMALL.replace("attention_gpus = 16", "attention_gpus = 16\nbatch_per_attention_gpu = 4"),
+            SMALL.replace(
+                "attention_gpus = 16",
+                "attention_gpus = 16\nbatch_per_attention_gpu = 4",
+            ),
             "serving.decode.batch_per_attention_gpu",
         ),
-        (SMALL.replace("requests = 200", "requests = 200\nprefill_gpus = 4"), "serving.prefill_gpus"),
+        (
+            SMALL.replace("requests = 200", "requests = 200\nprefill_gpus = 4"),
+            "serving.prefill_gpus",
+        ),
         (SMALL.replace("tpot_ms = 40.0", ""), "serving.tpot_ms"),
-        (SMALL.replace("low = 4\nhigh = 64", "low = 0\nhigh = 64"), "serving.traffic.output"),
+        (
+            SMALL.replace("low = 4\nhigh = 64", "low = 0\nhigh = 64"),
+            "serving.traffic.output",
+        ),
         (
             SMALL.replace("attention_gpus = 16", "attention_gpus = 2"),
             "serving.decode",
@@ -185,11 +201,11 @@ fn layer_extrapolation_matches_whole_steps() {
         t.prefill_prefix = prefix;
         t.layers = t.model.layers;
         let whole = points.step(&t).unwrap().as_secs_f64();
-        let fast = points
-            .time_of(&t)
-            .unwrap()
-            .as_secs_f64();
+        let fast = points.time_of(&t).unwrap().as_secs_f64();
         let err = (fast - whole).abs() / whole;
-        assert!(err < 0.01, "({batch},{ctx},{tokens},{prefix}): {fast} vs {whole}");
+        assert!(
+            err < 0.01,
+            "({batch},{ctx},{tokens},{prefix}): {fast} vs {whole}"
+        );
     }
 }

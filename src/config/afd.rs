@@ -250,6 +250,9 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
     };
     let steps = cx.int_in(&key("steps"), a.steps.unwrap_or(1), 1, 10_000)? as u32;
     Ok(AfdSpec {
+        prefill_tokens: 0,
+        prefill_prefix: 0,
+        active_attention_gpus: na,
         model,
         attention_table,
         ffn_table,

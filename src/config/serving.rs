@@ -99,6 +99,13 @@ pub(super) fn resolve(
             ));
         }
     }
+    if s.decode.get("routing").and_then(toml::Value::as_str) == Some("histogram") {
+        return Err(cx.err(
+            key("decode.routing"),
+            "a histogram fixes the tokens of a step; serving iterations vary them: use \
+             uniform or zipf",
+        ));
+    }
     let decode = afd_pool(cx, s.decode.clone(), gpus, seed, "decode")?;
     let colocated = decode.attention_gpus == decode.ffn_gpus;
     let decode_gpus = distinct_gpus(&decode);
@@ -137,7 +144,11 @@ pub(super) fn resolve(
             }
             let mut spec = afd_pool(cx, t, gpus, seed, "prefill")?;
             // The prefill pool sits after the decode pool's GPUs.
-            for g in spec.attention_gpus.iter_mut().chain(spec.ffn_gpus.iter_mut()) {
+            for g in spec
+                .attention_gpus
+                .iter_mut()
+                .chain(spec.ffn_gpus.iter_mut())
+            {
                 *g = NodeId(g.0 + decode_gpus);
             }
             Some(spec)
@@ -235,12 +246,10 @@ pub(super) fn resolve(
             }
             None
         }
-        (Some(ttft_ms), Some(tpot_ms)) => Some(Slo::new(
-            ttft_ms,
-            tpot_ms,
-            s.percentile.unwrap_or(90.0),
-        )
-        .map_err(|(k, m)| cx.err(key(k), m))?),
+        (Some(ttft_ms), Some(tpot_ms)) => Some(
+            Slo::new(ttft_ms, tpot_ms, s.percentile.unwrap_or(90.0))
+                .map_err(|(k, m)| cx.err(key(k), m))?,
+        ),
         _ => {
             return Err(cx.err(
                 key(if s.ttft_ms.is_none() {
@@ -252,7 +261,10 @@ pub(super) fn resolve(
             ));
         }
     };
-    let total_gpus = decode_gpus + prefill.as_ref().map_or(0, |p| p.attention_gpus.len() as u32);
+    let total_gpus = decode_gpus
+        + prefill
+            .as_ref()
+            .map_or(0, |p| p.attention_gpus.len() as u32);
     let layout = Layout {
         mode: match &prefill {
             None => Mode::Aggregated,
@@ -295,7 +307,8 @@ fn afd_pool(
     seed: u64,
     pool: &str,
 ) -> Result<AfdSpec, InputError> {
-    t.insert("batch_per_attention_gpu".into(), 1.into());
+    // Enough for any micro-batch count (the check that the batch fills them).
+    t.insert("batch_per_attention_gpu".into(), 64.into());
     t.insert("context".into(), 1.into());
     let rekey = |e: InputError| {
         let k = e.key.strip_prefix("afd.").unwrap_or(&e.key).to_string();

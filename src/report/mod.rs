@@ -347,7 +347,10 @@ impl RunOutput<'_> {
                 sv.kv_network
             }
         };
-        rows.extend(network.rows());
+        // A serving run's network rows describe its KV transfers: none when aggregated.
+        if network.messages > 0 || !matches!(self.metrics, Metrics::Serving(_)) {
+            rows.extend(network.rows());
+        }
         let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
         for (name, value, unit) in rows {
             writeln!(w, "  {name:<width$}  {value:>20} {unit}")?;
@@ -380,7 +383,10 @@ fn serving_rows(m: &crate::serving::ServingMetrics) -> Vec<(String, String, &'st
         ),
         (
             "output tokens/s, per GPU".into(),
-            format!("{:.0}, {:.1}", m.output_tokens_per_s, m.tokens_per_s_per_gpu),
+            format!(
+                "{:.0}, {:.1}",
+                m.output_tokens_per_s, m.tokens_per_s_per_gpu
+            ),
             "",
         ),
         ("TTFT p50 / p90 / p99".into(), d(&m.ttft_ms), "ms"),
@@ -404,7 +410,7 @@ fn serving_rows(m: &crate::serving::ServingMetrics) -> Vec<(String, String, &'st
             "",
         ),
         (
-            "busy decode / prefill".into(),
+            "busy decode / prefill pool".into(),
             format!(
                 "{:.3} / {:.3}",
                 m.decode_busy_fraction, m.prefill_busy_fraction

@@ -6,6 +6,8 @@
 //! - sequences per GPU and prompt tokens per GPU: 0 (where allowed), then powers of two up
 //!   to the pool's limit, which is itself a corner (GEMM time is close to linear between
 //!   powers of two, `docs/compute.md`);
+//! - GPUs of the pool with work: 1, then powers of two up to the pool (expert work and
+//!   traffic grow with the tokens of all of them, attention only with the busiest's);
 //! - context and prefix: powers of two (decode attention reads the KV cache linearly in the
 //!   context; a prompt chunk's causal attention grows linearly in its prefix).
 //!
@@ -32,6 +34,8 @@ use crate::engine::Dur;
 /// prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Point {
+    /// GPUs of the pool with work (the first ones); the others idle through the iteration.
+    pub gpus: u32,
     pub batch: u32,
     pub ctx: u64,
     pub tokens: u32,
@@ -89,6 +93,8 @@ pub struct CostStats {
 /// Iteration times by interpolation between simulated corners.
 pub struct GridCost<S: PointSim> {
     pub sim: S,
+    decode_gpus: Vec<u64>,
+    prefill_gpus: Vec<u64>,
     batch: Vec<u64>,
     tokens: Vec<u64>,
     ctx: Vec<u64>,
@@ -99,11 +105,21 @@ pub struct GridCost<S: PointSim> {
 }
 
 impl<S: PointSim> GridCost<S> {
-    /// A grid for pools of at most `max_batch` sequences and `max_tokens` prompt tokens per
-    /// GPU, contexts up to `max_ctx` and prefixes up to `max_prefix`.
-    pub fn new(sim: S, max_batch: u32, max_tokens: u32, max_ctx: u64, max_prefix: u64) -> Self {
+    /// A grid for pools of `pools.0` (decode) and `pools.1` (prefill) GPUs, at most
+    /// `max_batch` sequences and `max_tokens` prompt tokens per GPU, contexts up to
+    /// `max_ctx` and prefixes up to `max_prefix`.
+    pub fn new(
+        sim: S,
+        pools: (u32, u32),
+        max_batch: u32,
+        max_tokens: u32,
+        max_ctx: u64,
+        max_prefix: u64,
+    ) -> Self {
         GridCost {
             sim,
+            decode_gpus: axis(1, 2, pools.0.max(1) as u64),
+            prefill_gpus: axis(1, 2, pools.1.max(1) as u64),
             batch: axis(0, 1, max_batch as u64),
             tokens: axis(0, 1, max_tokens as u64),
             ctx: axis(1, 128, max_ctx.max(2)),
@@ -138,6 +154,12 @@ impl<S: PointSim> GridCost<S> {
     /// Multilinear interpolation over the axes a query uses.
     fn query(&mut self, prefill: bool, q: Point) -> Result<Dur, QueryError> {
         self.stats.queries += 1;
+        let pool = if prefill {
+            &self.prefill_gpus
+        } else {
+            &self.decode_gpus
+        };
+        let g = bracket(pool, q.gpus as u64, "GPUs with work")?;
         let b = bracket(&self.batch, q.batch as u64, "sequences per GPU")?;
         let t = bracket(&self.tokens, q.tokens as u64, "prompt tokens per GPU")?;
         // An axis a query does not use stays at its first corner.
@@ -152,7 +174,7 @@ impl<S: PointSim> GridCost<S> {
             (0, 0, 0.0)
         };
         let mut total = 0.0;
-        for corner in 0..16u32 {
+        for corner in 0..32u32 {
             let pick = |bit: u32, (lo, hi, w): (u64, u64, f64)| {
                 if corner & bit == 0 {
                     (lo, 1.0 - w)
@@ -164,7 +186,8 @@ impl<S: PointSim> GridCost<S> {
             let (tt, wt) = pick(2, t);
             let (cc, wc) = pick(4, c);
             let (pp, wp) = pick(8, p);
-            let w = wb * wt * wc * wp;
+            let (gg, wg) = pick(16, g);
+            let w = wb * wt * wc * wp * wg;
             if w == 0.0 {
                 continue;
             }
@@ -174,6 +197,7 @@ impl<S: PointSim> GridCost<S> {
                 continue;
             }
             let pt = Point {
+                gpus: gg as u32,
                 batch: bb as u32,
                 ctx: if bb > 0 { cc } else { 1 },
                 tokens: tt as u32,
@@ -186,14 +210,15 @@ impl<S: PointSim> GridCost<S> {
 }
 
 impl<S: PointSim> StepCost for GridCost<S> {
-    fn decode(&mut self, batch: u32, ctx: u64) -> Result<Dur, QueryError> {
-        self.mixed(batch, ctx, 0, 0)
+    fn decode(&mut self, gpus: u32, batch: u32, ctx: u64) -> Result<Dur, QueryError> {
+        self.mixed(gpus, batch, ctx, 0, 0)
     }
 
-    fn prefill(&mut self, tokens: u32, prefix: u64) -> Result<Dur, QueryError> {
+    fn prefill(&mut self, gpus: u32, tokens: u32, prefix: u64) -> Result<Dur, QueryError> {
         self.query(
             true,
             Point {
+                gpus,
                 batch: 0,
                 ctx: 1,
                 tokens,
@@ -202,10 +227,18 @@ impl<S: PointSim> StepCost for GridCost<S> {
         )
     }
 
-    fn mixed(&mut self, batch: u32, ctx: u64, tokens: u32, prefix: u64) -> Result<Dur, QueryError> {
+    fn mixed(
+        &mut self,
+        gpus: u32,
+        batch: u32,
+        ctx: u64,
+        tokens: u32,
+        prefix: u64,
+    ) -> Result<Dur, QueryError> {
         self.query(
             false,
             Point {
+                gpus,
                 batch,
                 ctx,
                 tokens,
@@ -226,6 +259,7 @@ mod tests {
         fn at(p: Point) -> Dur {
             Dur::from_ps(
                 1_000_000
+                    + 11_000 * p.gpus as u64
                     + 3_000 * p.batch as u64
                     + 7 * p.ctx * p.batch as u64
                     + 5_000 * p.tokens as u64
@@ -252,11 +286,13 @@ mod tests {
         assert_eq!(axis(0, 1, 8), vec![0, 1, 2, 4, 8]);
         assert_eq!(axis(1, 128, 1000), vec![1, 128, 256, 512, 1000]);
         assert_eq!(axis(0, 1024, 1), vec![0, 1]);
+        assert_eq!(axis(1, 2, 24), vec![1, 2, 4, 8, 16, 24]);
+        assert_eq!(axis(1, 2, 1), vec![1]);
     }
 
     #[test]
     fn multilinear_functions_come_back_exactly_and_corners_run_once() {
-        let mut g = GridCost::new(Affine(0), 256, 4096, 40_000, 100_000);
+        let mut g = GridCost::new(Affine(0), (24, 16), 256, 4096, 40_000, 100_000);
         for (b, c, t, p) in [
             (37, 3000, 0, 0),
             (37, 3000, 500, 9000),
@@ -264,44 +300,49 @@ mod tests {
             (256, 40_000, 4096, 100_000),
             (1, 1, 1, 0),
         ] {
+            let gpus = 19;
             let want = if b == 0 && t == 0 {
                 Dur::ZERO
             } else {
                 Affine::at(Point {
+                    gpus,
                     batch: b,
                     ctx: if b > 0 { c } else { 1 },
                     tokens: t,
                     prefix: if t > 0 { p } else { 0 },
                 })
             };
-            let got = g.mixed(b, c, t, p).unwrap();
+            let got = g.mixed(gpus, b, c, t, p).unwrap();
             let err = (got.as_ps() as i64 - want.as_ps() as i64).abs();
             // Multilinear interpolation is exact on multilinear functions (up to rounding).
             assert!(err <= 1, "({b},{c},{t},{p}): {got:?} vs {want:?}");
         }
         let before = g.sim.0;
-        g.mixed(37, 3000, 0, 0).unwrap();
+        g.mixed(19, 37, 3000, 0, 0).unwrap();
         assert_eq!(g.sim.0, before, "memoized");
-        assert!(g.mixed(257, 1, 0, 0).is_err());
-        assert!(g.prefill(4097, 0).is_err());
+        assert!(g.mixed(19, 257, 1, 0, 0).is_err());
+        assert!(g.mixed(25, 1, 1, 0, 0).is_err());
+        assert!(g.prefill(16, 4097, 0).is_err());
     }
 
     #[test]
     fn corners_are_exact() {
-        let mut g = GridCost::new(Affine(0), 256, 4096, 40_000, 100_000);
+        let mut g = GridCost::new(Affine(0), (24, 16), 256, 4096, 40_000, 100_000);
         let p = Point {
+            gpus: 16,
             batch: 64,
             ctx: 4096,
             tokens: 512,
             prefix: 8192,
         };
-        assert_eq!(g.mixed(64, 4096, 512, 8192).unwrap(), Affine::at(p));
+        assert_eq!(g.mixed(16, 64, 4096, 512, 8192).unwrap(), Affine::at(p));
         let q = Point {
+            gpus: 16,
             batch: 0,
             ctx: 1,
             tokens: 512,
             prefix: 8192,
         };
-        assert_eq!(g.prefill(512, 8192).unwrap(), Affine::at(q));
+        assert_eq!(g.prefill(16, 512, 8192).unwrap(), Affine::at(q));
     }
 }

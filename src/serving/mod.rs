@@ -66,7 +66,10 @@ impl Slo {
     pub fn new(ttft_ms: f64, tpot_ms: f64, percentile: f64) -> Result<Slo, (&'static str, String)> {
         for (k, v) in [("ttft_ms", ttft_ms), ("tpot_ms", tpot_ms)] {
             if !(v.is_finite() && v > 0.0 && v <= 1e7) {
-                return Err((k, format!("{v} is not allowed: milliseconds > 0 and <= 1e7")));
+                return Err((
+                    k,
+                    format!("{v} is not allowed: milliseconds > 0 and <= 1e7"),
+                ));
             }
         }
         if !(percentile.is_finite() && percentile > 0.0 && percentile <= 100.0) {
@@ -149,8 +152,10 @@ pub struct ServingMetrics {
     /// First arrival to last finish.
     pub duration_s: f64,
     pub throughput_req_per_s: f64,
+    /// Output tokens per second over the whole run (first arrival to last finish).
     pub output_tokens_per_s: f64,
-    /// Output tokens per second per GPU, every GPU of the deployment counted.
+    /// Output tokens per second while requests arrive (the steady state, without the drain
+    /// after the last arrival), per GPU, every GPU of the deployment counted.
     pub tokens_per_s_per_gpu: f64,
     pub gpus: u32,
     pub ttft_ms: Dist,
@@ -203,7 +208,8 @@ impl ServingMetrics {
                     .iter()
                     .filter(|r| {
                         r.ttft().as_ps() as f64 <= slo.ttft_ms * 1e9
-                            && r.tpot().is_none_or(|t| t.as_ps() as f64 <= slo.tpot_ms * 1e9)
+                            && r.tpot()
+                                .is_none_or(|t| t.as_ps() as f64 <= slo.tpot_ms * 1e9)
                     })
                     .count();
                 (Some(per_s(good as f64)), Some(meets(slo, run)))
@@ -224,7 +230,7 @@ impl ServingMetrics {
             duration_s: span_s,
             throughput_req_per_s: per_s(reqs.len() as f64),
             output_tokens_per_s: per_s(out_tokens as f64),
-            tokens_per_s_per_gpu: per_s(out_tokens as f64) / spec.total_gpus as f64,
+            tokens_per_s_per_gpu: run.window_tokens_per_s / spec.total_gpus as f64,
             gpus: spec.total_gpus,
             ttft_ms: ttft,
             tpot_ms: tpot,
@@ -309,8 +315,15 @@ impl<'a> Server<'a> {
     ) -> Server<'a> {
         let points = FabricPoints::new(spec, fabric, params, level);
         let max_ctx = 1 << 22;
+        let pools = (
+            spec.decode.attention_gpus.len() as u32,
+            spec.prefill
+                .as_ref()
+                .map_or(0, |p| p.attention_gpus.len() as u32),
+        );
         let cost = GridCost::new(
             points,
+            pools,
             spec.layout.max_batch,
             spec.layout.chunk_tokens,
             max_ctx,
@@ -336,8 +349,7 @@ impl<'a> Server<'a> {
         )?;
         let mut metrics = ServingMetrics::of(self.spec, &run);
         metrics.iteration_queries = self.cost.stats.queries - before.queries;
-        metrics.iterations_simulated =
-            self.cost.stats.corners_simulated - before.corners_simulated;
+        metrics.iterations_simulated = self.cost.stats.corners_simulated - before.corners_simulated;
         Ok(ServingOutcome { run, metrics })
     }
 

@@ -56,6 +56,7 @@ impl<'a> FabricPoints<'a> {
 
     fn time(&self, template: &AfdSpec, p: Point) -> Result<Dur, QueryError> {
         let mut spec = template.clone();
+        spec.active_attention_gpus = p.gpus;
         spec.batch_per_attention_gpu = p.batch;
         spec.context = p.ctx;
         spec.prefill_tokens = p.tokens;

@@ -17,7 +17,7 @@
 use serde::Serialize;
 
 use super::traffic::Request;
-use super::{ServingMetrics, Server, Slo, at_percentile, meets};
+use super::{Server, ServingMetrics, Slo, at_percentile, meets};
 use crate::compute::QueryError;
 use crate::error::InputError;
 

@@ -16,9 +16,10 @@
 //!   joins at the first iteration after its KV cache arrived.
 //!
 //! Iteration times come from a [`StepCost`] (the fabric simulations of `cost.rs`, or a
-//! closed form in tests), asked for the busiest GPU: the most sequences and the most prompt
-//! tokens on any GPU, at the mean context of the decoding sequences and the token-weighted
-//! mean prefix of the prompt chunks.
+//! closed form in tests), asked for as if every GPU with work were the busiest one: the
+//! number of GPUs with work, the most sequences and the most prompt tokens on any GPU, at
+//! the mean context of the decoding sequences and the token-weighted mean prefix of the
+//! prompt chunks.
 //!
 //! Tokens: the prefill produces a request's first token; each decode iteration one more.
 //! TTFT = arrival to the first token at the decode side (end of prefill, plus the KV
@@ -40,12 +41,20 @@ use crate::topology::{Fabric, NodeId};
 
 /// The time of one iteration of a pool, for its busiest GPU.
 pub trait StepCost {
-    /// A decode iteration: `batch` sequences at `ctx` cached tokens each.
-    fn decode(&mut self, batch: u32, ctx: u64) -> Result<Dur, QueryError>;
-    /// A prefill iteration of the prefill pool: `tokens` prompt tokens after `prefix`.
-    fn prefill(&mut self, tokens: u32, prefix: u64) -> Result<Dur, QueryError>;
+    /// A decode iteration: `gpus` GPUs with `batch` sequences at `ctx` cached tokens each.
+    fn decode(&mut self, gpus: u32, batch: u32, ctx: u64) -> Result<Dur, QueryError>;
+    /// A prefill iteration of the prefill pool: `gpus` GPUs with `tokens` prompt tokens
+    /// after `prefix`.
+    fn prefill(&mut self, gpus: u32, tokens: u32, prefix: u64) -> Result<Dur, QueryError>;
     /// An aggregated iteration: both at once (either may be zero, not both).
-    fn mixed(&mut self, batch: u32, ctx: u64, tokens: u32, prefix: u64) -> Result<Dur, QueryError>;
+    fn mixed(
+        &mut self,
+        gpus: u32,
+        batch: u32,
+        ctx: u64,
+        tokens: u32,
+        prefix: u64,
+    ) -> Result<Dur, QueryError>;
 }
 
 /// How the deployment's GPUs serve requests.
@@ -128,6 +137,9 @@ pub struct ServingRun {
     /// The same average over the window in which requests arrive (first to last arrival):
     /// the steady-state measure Little's law compares with rate x mean latency.
     pub mean_in_system_arriving: f64,
+    /// Output tokens made per second while requests arrive (the steady-state output rate,
+    /// not diluted by the drain after the last arrival); 0 for a single request.
+    pub window_tokens_per_s: f64,
     /// Prompt tokens prefilled (cached prefixes excluded).
     pub prefill_tokens: u64,
     /// Prompt tokens served from the prefix cache.
@@ -207,6 +219,9 @@ struct Sim<'a, C: StepCost> {
     first_arrival: Option<Time>,
     /// The area and the window up to the last arrival.
     arriving: (u128, u64),
+    last_arrival: Time,
+    /// Output tokens made from the first to the last arrival.
+    window_tokens: u64,
 }
 
 /// Serves `requests` (in arrival order) on `layout`, timing iterations with `cost` and the
@@ -255,6 +270,8 @@ pub fn simulate<C: StepCost>(
         last: Time::ZERO,
         first_arrival: None,
         arriving: (0, 0),
+        last_arrival: requests.last().map_or(Time::ZERO, |r| r.arrival),
+        window_tokens: 0,
     };
     for (i, r) in requests.iter().enumerate() {
         assert!(
@@ -327,6 +344,13 @@ impl<C: StepCost> Sim<'_, C> {
         self.reqs[i as usize].dgpu = g as u32;
     }
 
+    /// Counts `n` output tokens made at `now` if requests are still arriving.
+    fn count_tokens(&mut self, now: Time, n: u64) {
+        if now <= self.last_arrival {
+            self.window_tokens += n;
+        }
+    }
+
     fn done(&mut self, now: Time, i: u32) {
         let r = &mut self.reqs[i as usize];
         r.finish = Some(now);
@@ -391,9 +415,10 @@ impl<C: StepCost> Sim<'_, C> {
         let aggregated = self.pgpus.is_empty();
         let (cap, max_batch) = (self.layout.kv_capacity_tokens, self.layout.max_batch);
         self.decode_pieces.clear();
-        let (mut batch, mut chunk) = (0u32, 0u32);
+        let (mut batch, mut chunk, mut active) = (0u32, 0u32, 0u32);
         let (mut ctx_sum, mut seqs) = (0u64, 0u64);
         for g in 0..self.dgpus.len() {
+            let pieces_before = self.decode_pieces.len();
             let gpu = &mut self.dgpus[g];
             let ready = std::mem::take(&mut gpu.ready);
             gpu.running.extend(ready);
@@ -416,6 +441,8 @@ impl<C: StepCost> Sim<'_, C> {
                 chunk = chunk.max(c);
             }
             batch = batch.max(gpu.running.len() as u32);
+            active +=
+                u32::from(!gpu.running.is_empty() || self.decode_pieces.len() > pieces_before);
             for &i in &gpu.running {
                 let r = &self.reqs[i as usize];
                 ctx_sum += (r.r.input + r.generated) as u64;
@@ -430,9 +457,9 @@ impl<C: StepCost> Sim<'_, C> {
             let prefix = Self::mean_prefix(&self.reqs, &self.decode_pieces);
             self.prefill.iterations += u64::from(chunk > 0);
             self.prefill.load_sum += chunk as u64;
-            self.cost.mixed(batch, ctx, chunk, prefix)?
+            self.cost.mixed(active, batch, ctx, chunk, prefix)?
         } else {
-            self.cost.decode(batch, ctx)?
+            self.cost.decode(active, batch, ctx)?
         };
         self.decode.iterations += 1;
         self.decode.busy += d;
@@ -448,6 +475,7 @@ impl<C: StepCost> Sim<'_, C> {
         for g in 0..self.dgpus.len() {
             let running = std::mem::take(&mut self.dgpus[g].running);
             let mut kept = Vec::with_capacity(running.len());
+            self.count_tokens(now, running.len() as u64);
             for i in running {
                 let r = &mut self.reqs[i as usize];
                 r.generated += 1;
@@ -473,6 +501,7 @@ impl<C: StepCost> Sim<'_, C> {
             if r.prefilled == r.r.input {
                 r.first_token = Some(now);
                 r.generated = 1;
+                self.count_tokens(now, 1);
                 self.dgpus[g].prefilling.retain(|&x| x != p.req);
                 if self.reqs[p.req as usize].r.output == 1 {
                     self.done(now, p.req);
@@ -489,7 +518,7 @@ impl<C: StepCost> Sim<'_, C> {
             return Ok(());
         }
         self.prefill_pieces.clear();
-        let mut chunk = 0;
+        let (mut chunk, mut active) = (0, 0);
         for g in 0..self.pgpus.len() {
             let c = Self::chunk(
                 &self.reqs,
@@ -499,12 +528,13 @@ impl<C: StepCost> Sim<'_, C> {
                 &mut self.prefill_pieces,
             );
             chunk = chunk.max(c);
+            active += u32::from(c > 0);
         }
         if chunk == 0 {
             return Ok(());
         }
         let prefix = Self::mean_prefix(&self.reqs, &self.prefill_pieces);
-        let d = self.cost.prefill(chunk, prefix)?;
+        let d = self.cost.prefill(active, chunk, prefix)?;
         self.prefill.iterations += 1;
         self.prefill.busy += d;
         self.prefill.load_sum += chunk as u64;
@@ -568,6 +598,7 @@ impl<C: StepCost> Sim<'_, C> {
         r.kv.as_mut().expect("transfer started").1 = now;
         r.first_token = Some(now);
         r.generated = 1;
+        self.count_tokens(now, 1);
         if r.r.output == 1 {
             self.done(now, i);
             self.handoff_kv(now);
@@ -614,6 +645,11 @@ impl<C: StepCost> Sim<'_, C> {
             } else {
                 self.area_ps as f64 / span as f64
             },
+            window_tokens_per_s: if self.arriving.1 == 0 {
+                0.0
+            } else {
+                self.window_tokens as f64 / (self.arriving.1 as f64 / 1e12)
+            },
             mean_in_system_arriving: if self.arriving.1 == 0 {
                 0.0
             } else {
@@ -640,21 +676,21 @@ mod tests {
     const US: u64 = 1_000_000;
 
     impl StepCost for Linear {
-        fn decode(&mut self, batch: u32, ctx: u64) -> Result<Dur, QueryError> {
+        fn decode(&mut self, _gpus: u32, batch: u32, ctx: u64) -> Result<Dur, QueryError> {
             self.calls += 1;
             Ok(Dur::from_ps(
                 1000 * US + batch as u64 * 10 * US + ctx * 1000,
             ))
         }
-        fn prefill(&mut self, tokens: u32, _prefix: u64) -> Result<Dur, QueryError> {
+        fn prefill(&mut self, _gpus: u32, tokens: u32, _prefix: u64) -> Result<Dur, QueryError> {
             self.calls += 1;
             Ok(Dur::from_ps(2000 * US + tokens as u64 * US))
         }
-        fn mixed(&mut self, b: u32, ctx: u64, t: u32, p: u64) -> Result<Dur, QueryError> {
+        fn mixed(&mut self, g: u32, b: u32, ctx: u64, t: u32, p: u64) -> Result<Dur, QueryError> {
             match (b, t) {
-                (0, _) => self.prefill(t, p),
-                (_, 0) => self.decode(b, ctx),
-                _ => Ok(self.decode(b, ctx)? + self.prefill(t, p)?),
+                (0, _) => self.prefill(g, t, p),
+                (_, 0) => self.decode(g, b, ctx),
+                _ => Ok(self.decode(g, b, ctx)? + self.prefill(g, t, p)?),
             }
         }
     }

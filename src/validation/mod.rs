@@ -6,10 +6,10 @@
 //! at the top of the repository and are embedded in the binary.
 
 mod afd_cases;
-mod serving_cases;
 mod check;
 mod flow_cases;
 mod packet_cases;
+mod serving_cases;
 
 pub use check::{Check, CheckRow, Compare};
 

@@ -7,7 +7,7 @@ use crate::error::InputError;
 use crate::packet::MessageSpec;
 use crate::serving::points::FabricPoints;
 use crate::serving::sim::{Mode, ServingRun};
-use crate::serving::{ServingSpec, Server};
+use crate::serving::{Server, ServingSpec};
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -74,13 +74,7 @@ fn light_load() -> Result<Vec<Check>, InputError> {
         t.prefill_prefix = 0;
         points.step(&t).map(|d| d.as_secs_f64() * 1e3)
     };
-    let prefill_ms = whole(
-        sp.prefill.as_ref().expect("P/D"),
-        0,
-        1,
-        input as u32,
-    )
-    .map_err(bad)?;
+    let prefill_ms = whole(sp.prefill.as_ref().expect("P/D"), 0, 1, input as u32).map_err(bad)?;
     // The KV cache of the prompt from the prefill GPU to the decode GPU each lone request
     // gets (the first of each pool: lowest index on ties), alone on the fabric.
     let Mode::Disaggregated { prefill_gpus } = &sp.layout.mode else {
