@@ -594,11 +594,11 @@ impl<C: StepCost> Sim<'_, C> {
     }
 
     fn kv_arrived(&mut self, now: Time, i: u32) {
+        self.count_tokens(now, 1);
         let r = &mut self.reqs[i as usize];
         r.kv.as_mut().expect("transfer started").1 = now;
         r.first_token = Some(now);
         r.generated = 1;
-        self.count_tokens(now, 1);
         if r.r.output == 1 {
             self.done(now, i);
             self.handoff_kv(now);
