@@ -9,7 +9,9 @@
 //! - GPUs of the pool with work: 1, then powers of two up to the pool (expert work and
 //!   traffic grow with the tokens of all of them, attention only with the busiest's);
 //! - context and prefix: powers of two (decode attention reads the KV cache linearly in the
-//!   context; a prompt chunk's causal attention grows linearly in its prefix).
+//!   context; a prompt chunk's causal attention grows linearly in its prefix), plus both
+//!   sides of every point where the model's attention changes regime (DSA's top-k, where
+//!   its indexer starts; a sliding window's width), so no interpolation spans a kink.
 //!
 //! Interpolation is multilinear between the corners around the query; a corner is
 //! simulated once, on first use, with routing draws that depend only on the corner (so
@@ -107,23 +109,36 @@ pub struct GridCost<S: PointSim> {
 impl<S: PointSim> GridCost<S> {
     /// A grid for pools of `pools.0` (decode) and `pools.1` (prefill) GPUs, at most
     /// `max_batch` sequences and `max_tokens` prompt tokens per GPU, contexts up to
-    /// `max_ctx` and prefixes up to `max_prefix`.
+    /// `max_ctx` and prefixes up to `max_prefix`; `kinks`: contexts where attention changes
+    /// regime (a corner on each side).
     pub fn new(
         sim: S,
         pools: (u32, u32),
         max_batch: u32,
         max_tokens: u32,
-        max_ctx: u64,
-        max_prefix: u64,
+        (max_ctx, max_prefix): (u64, u64),
+        kinks: &[u64],
     ) -> Self {
+        let with_kinks = |mut a: Vec<u64>| {
+            let (first, last) = (a[0], *a.last().expect("an axis has corners"));
+            a.extend(
+                kinks
+                    .iter()
+                    .flat_map(|&k| [k, k + 1])
+                    .filter(|&c| c > first && c < last),
+            );
+            a.sort_unstable();
+            a.dedup();
+            a
+        };
         GridCost {
             sim,
             decode_gpus: axis(1, 2, pools.0.max(1) as u64),
             prefill_gpus: axis(1, 2, pools.1.max(1) as u64),
             batch: axis(0, 1, max_batch as u64),
             tokens: axis(0, 1, max_tokens as u64),
-            ctx: axis(1, 128, max_ctx.max(2)),
-            prefix: axis(0, 1024, max_prefix.max(1)),
+            ctx: with_kinks(axis(1, 128, max_ctx.max(2))),
+            prefix: with_kinks(axis(0, 1024, max_prefix.max(1))),
             decode_memo: HashMap::new(),
             prefill_memo: HashMap::new(),
             stats: CostStats::default(),
@@ -292,7 +307,7 @@ mod tests {
 
     #[test]
     fn multilinear_functions_come_back_exactly_and_corners_run_once() {
-        let mut g = GridCost::new(Affine(0), (24, 16), 256, 4096, 40_000, 100_000);
+        let mut g = GridCost::new(Affine(0), (24, 16), 256, 4096, (40_000, 100_000), &[2048]);
         for (b, c, t, p) in [
             (37, 3000, 0, 0),
             (37, 3000, 500, 9000),
@@ -326,8 +341,21 @@ mod tests {
     }
 
     #[test]
+    fn kinks_get_corners_on_both_sides() {
+        let g = GridCost::new(Affine(0), (1, 1), 4, 4, (10_000, 10_000), &[2048, 5]);
+        assert_eq!(
+            g.ctx,
+            vec![1, 5, 6, 128, 256, 512, 1024, 2048, 2049, 4096, 8192, 10_000]
+        );
+        assert_eq!(
+            g.prefix,
+            vec![0, 5, 6, 1024, 2048, 2049, 4096, 8192, 10_000]
+        );
+    }
+
+    #[test]
     fn corners_are_exact() {
-        let mut g = GridCost::new(Affine(0), (24, 16), 256, 4096, 40_000, 100_000);
+        let mut g = GridCost::new(Affine(0), (24, 16), 256, 4096, (40_000, 100_000), &[2048]);
         let p = Point {
             gpus: 16,
             batch: 64,

@@ -326,8 +326,8 @@ impl<'a> Server<'a> {
             pools,
             spec.layout.max_batch,
             spec.layout.chunk_tokens,
-            max_ctx,
-            max_ctx,
+            (max_ctx, max_ctx),
+            &attention_kinks(&spec.decode.model),
         );
         Server {
             spec,
@@ -355,6 +355,22 @@ impl<'a> Server<'a> {
 
     pub fn cost_stats(&self) -> CostStats {
         self.cost.stats
+    }
+}
+
+/// Contexts at which a model's attention changes regime: DSA's top-k (its indexer starts
+/// above it), a sliding window's width.
+fn attention_kinks(model: &crate::compute::Model) -> Vec<u64> {
+    use crate::compute::{Attention, Gqa, Mla};
+    match &model.attention {
+        Attention::Mla(Mla {
+            sparse: Some(s), ..
+        }) => vec![s.topk],
+        Attention::Gqa(Gqa {
+            sliding: Some((w, _)),
+            ..
+        }) => vec![*w],
+        _ => Vec::new(),
     }
 }
 
