@@ -43,6 +43,8 @@ pub struct ExpertMap {
     pub replicas: Vec<Vec<u32>>,
     /// Slots on each FFN GPU.
     pub slots_on: Vec<u64>,
+    /// The slots of each FFN GPU, in slot order.
+    pub gpu_slots: Vec<Vec<u32>>,
 }
 
 impl ExpertMap {
@@ -64,11 +66,13 @@ impl ExpertMap {
             slot_gpu: Vec::with_capacity(gpu_of.len()),
             replicas: vec![Vec::new(); experts as usize],
             slots_on: vec![0; gpus as usize],
+            gpu_slots: vec![Vec::new(); gpus as usize],
         };
         for (slot, &(e, g)) in gpu_of.iter().enumerate() {
             map.slot_gpu.push(g);
             map.replicas[e as usize].push(slot as u32);
             map.slots_on[g as usize] += 1;
+            map.gpu_slots[g as usize].push(slot as u32);
         }
         map
     }
