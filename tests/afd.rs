@@ -680,3 +680,21 @@ fn the_afd_sweep_draws_the_afd_figures() {
         assert!(svg.contains("<svg"), "{f}");
     }
 }
+
+/// Every AFD scenario shipped resolves, from any working folder (a histogram file is found
+/// beside its scenario).
+#[test]
+fn the_shipped_afd_scenarios_resolve() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/scenarios");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if p.extension().is_some_and(|x| x == "toml") && name.contains("afd") {
+            let s = afdsim::config::Scenario::load(&p, None);
+            assert!(s.is_ok(), "{name}: {}", s.err().unwrap());
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "{n} AFD scenarios");
+}
