@@ -21,8 +21,10 @@
 //! (interpolated from the measured skew rows where the table has them for the shape, else
 //! the balanced kernel at the busiest slot's count: `ComputeTable::predict`). The factor is
 //! measured in BF16 and applied to the model's GEMM dtype (the tables have no FP8 skew
-//! rows). Only the mean and the maximum enter, as in the table's rows. Attention GPUs are the first GPUs of the fabric and FFN GPUs the
-//! next ones (the colocated baseline uses the same GPUs for both).
+//! rows). Only the mean and the maximum enter, as in the table's rows.
+//!
+//! Attention GPUs are the first GPUs of the fabric and FFN GPUs the next ones (the
+//! colocated baseline uses the same GPUs for both). Choices and measurements: docs/afd.md.
 //!
 //! Invariant: the builder only creates tasks; it never times the network itself.
 
