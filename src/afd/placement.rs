@@ -7,8 +7,9 @@
 //! over all attention GPUs in order, takes slot i mod replicas): deterministic, and it splits
 //! an expert's tokens evenly over its copies, as a static EPLB dispatch does in expectation.
 //!
-//! Invariant: every GPU holds at least one slot, every expert at least one, and an expert's
-//! slots are on distinct GPUs whenever the GPUs' capacities allow it.
+//! Invariant: every GPU holds at least one slot, every expert at least one, and EPLB puts
+//! an expert's copies on distinct GPUs whenever its greedy packing finds a GPU with a free
+//! slot that lacks the expert (otherwise two copies share a GPU).
 
 /// How experts are laid out over the FFN GPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
