@@ -304,7 +304,7 @@ fn the_colocated_baseline_keeps_local_tokens_off_the_fabric() {
         .sum();
     assert_eq!(
         dispatched,
-        step.token_gpu_pairs * model.dispatch_bytes_per_token(model.dispatch_dtype)
+        step.token_copies * model.dispatch_bytes_per_token(model.dispatch_dtype)
     );
     assert!(o.run.messages.iter().all(|m| m.src != m.dst));
     let m = o.afd.unwrap();
@@ -380,4 +380,321 @@ fn zipf_routing_skews_the_ffn_load() {
     );
     let o = afdsim(&["run", p.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("needs routing"));
+}
+
+/// Runs SMALL with `extra` lines appended to its `[afd]` table.
+fn small_with(extra: &str) -> (afdsim::Outcome, afdsim::config::Scenario) {
+    let text = format!("{SMALL}{extra}\n");
+    let s = afdsim::config::Scenario::parse(&text, "t", None).unwrap();
+    (afdsim::run(&s, &mut |_, _| {}).unwrap(), s)
+}
+
+/// Dispatched and combined bytes are exactly the token copies the routing drew times the
+/// bytes per token copy, whatever the placement.
+fn assert_bytes_conserved(o: &afdsim::Outcome, s: &afdsim::config::Scenario) {
+    use afdsim::afd::Transfer;
+    let step = o.step.as_ref().unwrap();
+    let model = &s.afd.as_ref().unwrap().model;
+    let sent = |kind: Transfer| -> u64 {
+        o.run
+            .messages
+            .iter()
+            .zip(&step.message_kind)
+            .filter(|(m, k)| **k == kind && m.finish.is_some())
+            .map(|(m, _)| m.bytes)
+            .sum()
+    };
+    assert_eq!(
+        sent(Transfer::Dispatch),
+        step.token_copies * model.dispatch_bytes_per_token(model.dispatch_dtype)
+    );
+    assert_eq!(
+        sent(Transfer::Combine),
+        step.token_copies * model.combine_bytes_per_token(model.combine_dtype)
+    );
+}
+
+/// EPLB copies hot experts and packs them by expected load: under Zipf routing it spreads
+/// the token-expert pairs over the FFN GPUs far more evenly than contiguous placement, and
+/// every pair still arrives (the pairs and bytes add up).
+#[test]
+fn eplb_balances_hot_experts_and_conserves_bytes() {
+    for s in ["0.8", "1.0"] {
+        let zipf = format!("routing = \"zipf\"\nzipf_s = {s}");
+        let (contiguous, sc) = small_with(&zipf);
+        let (eplb, se) = small_with(&format!(
+            "{zipf}\nplacement = \"eplb\"\nredundant_experts = 16"
+        ));
+        let (ci, ei) = (
+            contiguous.afd.as_ref().unwrap().ffn_load_imbalance,
+            eplb.afd.as_ref().unwrap().ffn_load_imbalance,
+        );
+        assert!(
+            ei < 0.75 * ci && ei < 1.3,
+            "zipf {s}: eplb {ei} vs contiguous {ci}"
+        );
+        for (o, sc) in [(&contiguous, &sc), (&eplb, &se)] {
+            assert_bytes_conserved(o, sc);
+            let step = o.step.as_ref().unwrap();
+            // 256 tokens x 8 experts x 3 MoE layers, every pair on some FFN GPU.
+            assert_eq!(step.ffn_pairs.iter().sum::<u64>(), 256 * 8 * 3);
+        }
+    }
+}
+
+/// Round-robin and EPLB place experts over FFN GPUs that do not divide them; contiguous
+/// placement refuses and says what to choose instead.
+#[test]
+fn uneven_expert_counts_need_a_placement_that_says_how() {
+    let uneven = SMALL.replace("ffn_gpus = 8", "ffn_gpus = 6");
+    for p in ["round-robin", "eplb"] {
+        let text = format!("{uneven}placement = \"{p}\"\n");
+        let s = afdsim::config::Scenario::parse(&text, "t", None).unwrap();
+        let spec = s.afd.as_ref().unwrap();
+        assert_eq!(spec.experts.slots_on.iter().sum::<u64>(), 256);
+        assert!(spec.experts.slots_on.iter().all(|&n| n == 42 || n == 43));
+        let o = afdsim::run(&s, &mut |_, _| {}).unwrap();
+        assert_bytes_conserved(&o, &s);
+    }
+    let p = file("uneven.toml", &uneven);
+    let o = afdsim(&["run", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err.contains("afd.ffn_gpus") && err.contains("round-robin") && err.contains("eplb"),
+        "{err}"
+    );
+}
+
+#[test]
+fn placement_settings_are_checked() {
+    let check = |extra: &str, key: &str, words: &str| {
+        let p = file("placement-bad.toml", &format!("{SMALL}{extra}\n"));
+        let o = afdsim(&["run", p.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra}: {err}");
+        assert!(err.contains(key) && err.contains(words), "{extra}: {err}");
+    };
+    check("placement = \"random\"", "afd.placement", "round-robin");
+    check("redundant_experts = 4", "afd.redundant_experts", "eplb");
+    check(
+        "placement = \"eplb\"\nredundant_experts = -1",
+        "afd.redundant_experts",
+        "between 0",
+    );
+}
+
+/// The KV cache of a batch that does not fit the attention GPU's HBM is refused, saying by
+/// how much and how many sequences would fit.
+#[test]
+fn a_batch_whose_kv_cache_overflows_hbm_is_refused_with_the_excess() {
+    let p = file(
+        "hbm.toml",
+        &SMALL.replace("context = 4096", "context = 4096\nhbm_gib = 1.0"),
+    );
+    let o = afdsim(&["run", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("afd.batch_per_attention_gpu")
+            && err.contains("GiB more than its 1.0 GiB")
+            && err.contains("sequences fit"),
+        "{err}"
+    );
+}
+
+/// A histogram file is reproduced exactly in every MoE layer; one that does not add up to
+/// tokens x top_k, or has a bad line, is an error naming the file (and the line).
+#[test]
+fn a_routing_histogram_is_followed_exactly_and_checked() {
+    // 256 tokens x top-8 = 2048 pairs: 64 experts with 32 tokens each (of 256 experts).
+    let mut csv = String::from("# a test histogram\nexpert,tokens\n");
+    for e in 0..64 {
+        csv.push_str(&format!("{},32\n", e * 4));
+    }
+    let h = file("hist.csv", &csv);
+    let with = |path: &std::path::Path| {
+        format!(
+            "routing = \"histogram\"\nrouting_file = \"{}\"",
+            path.display()
+        )
+    };
+    let (o, s) = small_with(&with(&h));
+    let step = o.step.as_ref().unwrap();
+    // Experts 0, 4, 8, ... sit on GPUs 0..8 (32 experts each), 8 of them per GPU: every FFN
+    // GPU gets 8 x 32 pairs per MoE layer.
+    assert_eq!(step.ffn_pairs, vec![8 * 32 * 3; 8]);
+    assert_bytes_conserved(&o, &s);
+
+    let bad = |name: &str, text: &str, words: &str| {
+        let hp = file(name, text);
+        let sp = file(&format!("{name}.toml"), &format!("{SMALL}{}\n", with(&hp)));
+        let o = afdsim(&["run", sp.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains(hp.to_str().unwrap()) && err.contains(words),
+            "{name}: {err}"
+        );
+    };
+    bad(
+        "short.csv",
+        &csv.replacen("tokens\n0,32\n", "tokens\n0,31\n", 1),
+        "sum to 2047 token-expert pairs",
+    );
+    bad("header.csv", "e,t\n0,1\n", "line 1");
+    bad(
+        "expert.csv",
+        &format!("{csv}999,0\n"),
+        &format!("line {}: expert `999`", 67),
+    );
+    bad(
+        "twice.csv",
+        &format!("{csv}0,0\n"),
+        "expert 0 appears twice",
+    );
+    bad("many.csv", "expert,tokens\n0,257\n", "line 2: tokens `257`");
+}
+
+/// The dedup convention and dtype overrides change the bytes exactly as stated: once per
+/// expert sends top_k copies of every token; BF16 doubles the hidden vector.
+#[test]
+fn dedup_per_expert_and_bf16_change_the_bytes_as_stated() {
+    let (gpu, sg) = small_with("");
+    let (expert, se) = small_with("dedup = \"expert\"");
+    let (bf16, sb) = small_with("dispatch_dtype = \"bf16\"\ncombine_dtype = \"bf16\"");
+    for (o, s) in [(&gpu, &sg), (&expert, &se), (&bf16, &sb)] {
+        assert_bytes_conserved(o, s);
+    }
+    // Per expert: exactly tokens x top_k x MoE layers copies, whatever the draw.
+    assert_eq!(expert.step.as_ref().unwrap().token_copies, 256 * 8 * 3);
+    assert!(gpu.step.as_ref().unwrap().token_copies < 256 * 8 * 3);
+    let model = &sb.afd.as_ref().unwrap().model;
+    assert_eq!(
+        model.dispatch_bytes_per_token(model.dispatch_dtype),
+        7168 * 2
+    );
+    let p = file(
+        "dtype-bad.toml",
+        &format!("{SMALL}dispatch_dtype = \"fp4\"\n"),
+    );
+    let err = String::from_utf8_lossy(&afdsim(&["run", p.to_str().unwrap()]).stderr).to_string();
+    assert!(
+        err.contains("afd.dispatch_dtype") && err.contains("fp8 or bf16"),
+        "{err}"
+    );
+}
+
+/// The grouped GEMM of an FFN GPU is timed from the per-expert counts the routing drew: the
+/// same pairs per GPU crowded onto a quarter of its experts take longer than spread evenly,
+/// and the even spread costs exactly the balanced kernel. One micro-batch of 2,048 tokens
+/// (8 x 256), so every layer's counts are the histogram's. (The measured skew rows are
+/// mild: a decode-sized grouped GEMM reads every expert's weights whatever its load; this
+/// 4x imbalance costs about 15 %.)
+#[test]
+fn skew_inside_an_ffn_gpu_slows_its_grouped_gemm() {
+    let base = SMALL
+        .replace("micro_batches = 2", "micro_batches = 1")
+        .replace(
+            "batch_per_attention_gpu = 32",
+            "batch_per_attention_gpu = 256",
+        );
+    let run = |name: &str, experts_per_gpu: u64, pairs_each: u64| {
+        let mut csv = String::from("expert,tokens\n");
+        for g in 0..8 {
+            for e in 0..experts_per_gpu {
+                csv.push_str(&format!("{},{pairs_each}\n", 32 * g + e));
+            }
+        }
+        let h = file(name, &csv);
+        let text = format!(
+            "{base}routing = \"histogram\"\nrouting_file = \"{}\"\n",
+            h.display()
+        );
+        let s = afdsim::config::Scenario::parse(&text, "t", None).unwrap();
+        let o = afdsim::run(&s, &mut |_, _| {}).unwrap();
+        assert_eq!(o.step.as_ref().unwrap().ffn_pairs, vec![2048 * 3; 8]);
+        (o.afd.unwrap(), s)
+    };
+    let (crowded, _) = run("crowded.csv", 8, 256);
+    let (even, s) = run("even.csv", 32, 64);
+    assert!(
+        crowded.ffn_us > 1.05 * even.ffn_us,
+        "{} vs {}",
+        crowded.ffn_us,
+        even.ffn_us
+    );
+    let spec = s.afd.as_ref().unwrap();
+    let balanced = spec
+        .model
+        .ffn_side(&spec.ffn_table, 32, 64)
+        .unwrap()
+        .total_us();
+    assert!(
+        (even.ffn_us - balanced).abs() < 1e-3,
+        "{} vs {balanced}",
+        even.ffn_us
+    );
+}
+
+/// The example AFD sweep runs, and `report` draws every AFD figure from its merged table:
+/// the figures' column names are the ones an AFD run's metrics flatten to.
+#[test]
+fn the_afd_sweep_draws_the_afd_figures() {
+    let dir = std::env::temp_dir().join(format!("afdsim-afd-sweep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sweep = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/workloads/sweeps/afd-micro-batches.toml"
+    );
+    let (out, csv, figs) = (dir.join("out"), dir.join("t.csv"), dir.join("figs"));
+    for args in [
+        vec!["sweep", sweep, "--out", out.to_str().unwrap()],
+        vec![
+            "merge",
+            out.to_str().unwrap(),
+            "--out",
+            csv.to_str().unwrap(),
+        ],
+        vec![
+            "report",
+            csv.to_str().unwrap(),
+            "--out",
+            figs.to_str().unwrap(),
+        ],
+    ] {
+        let o = afdsim(&args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    for f in [
+        "bandwidth-throughput.svg",
+        "bandwidth-tpot.svg",
+        "pareto-throughput-tpot.svg",
+        "exposed-comm-micro-batches.svg",
+    ] {
+        let svg = std::fs::read_to_string(figs.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(svg.contains("<svg"), "{f}");
+    }
+}
+
+/// Every AFD scenario shipped resolves, from any working folder (a histogram file is found
+/// beside its scenario).
+#[test]
+fn the_shipped_afd_scenarios_resolve() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/scenarios");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if p.extension().is_some_and(|x| x == "toml") && name.contains("afd") {
+            let s = afdsim::config::Scenario::load(&p, None);
+            assert!(s.is_ok(), "{name}: {}", s.err().unwrap());
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "{n} AFD scenarios");
 }

@@ -1,8 +1,8 @@
 //! The `[afd]` table of a scenario: an AFD decode deployment on the scenario's fabric.
 
 use super::Ctx;
-use crate::afd::{AfdSpec, Routing};
-use crate::compute::{AttentionKernel, ComputeTable, Model};
+use crate::afd::{AfdSpec, Dedup, ExpertMap, Placement, Routing};
+use crate::compute::{AttentionKernel, ComputeTable, Dtype, Model};
 use crate::error::InputError;
 use crate::topology::NodeId;
 use serde::Deserialize;
@@ -49,6 +49,30 @@ pub struct AfdFile {
     /// The Zipf exponent (default 1.0): the i-th hottest expert weighs 1 / i^s.
     #[serde(default)]
     pub zipf_s: Option<f64>,
+    /// For `routing = "histogram"`: a CSV file (relative to the scenario's folder) with the
+    /// header `expert,tokens` and one line per expert: how many of the step's tokens pick it
+    /// in every MoE layer. Missing experts get 0; `#` starts a comment line. The counts sum
+    /// to attention_gpus x batch_per_attention_gpu x top_k (docs/afd.md).
+    #[serde(default)]
+    pub routing_file: Option<String>,
+    /// `contiguous` (default: E/F experts per FFN GPU in order), `round-robin` (expert e on
+    /// GPU e mod F) or `eplb` (redundant copies of hot experts, packed to balance the
+    /// expected load).
+    #[serde(default)]
+    pub placement: Option<String>,
+    /// For `placement = "eplb"`: extra expert slots spread over the FFN GPUs (default 0).
+    #[serde(default)]
+    pub redundant_experts: Option<i64>,
+    /// `gpu` (default: a token goes once to each destination GPU, DeepEP normal mode) or
+    /// `expert` (once per expert, DeepEP low-latency mode).
+    #[serde(default)]
+    pub dedup: Option<String>,
+    /// `fp8` or `bf16`: override the model file's dispatch dtype.
+    #[serde(default)]
+    pub dispatch_dtype: Option<String>,
+    /// `fp8` or `bf16`: override the model file's combine dtype.
+    #[serde(default)]
+    pub combine_dtype: Option<String>,
     /// HBM per attention GPU, GiB; default from the attention table's device when it is a
     /// known one (H100 80 GB, H200 141 GB), required otherwise.
     #[serde(default)]
@@ -68,12 +92,11 @@ fn known_hbm_gib(device: &str) -> Option<f64> {
 }
 
 pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<AfdSpec, InputError> {
-    let key = |k: &str| format!("afd.{k}");
     let rekey = |k: &str| {
         let k = key(k);
         move |e: InputError| cx.err(k.clone(), e.to_string())
     };
-    let model = Model::embedded(&a.model)
+    let mut model = Model::embedded(&a.model)
         .or_else(|_| Model::load(std::path::Path::new(&a.model)))
         .map_err(|_| {
             cx.err(
@@ -85,6 +108,24 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
                 ),
             )
         })?;
+    for (k, over, field) in [
+        (
+            "dispatch_dtype",
+            &a.dispatch_dtype,
+            &mut model.dispatch_dtype,
+        ),
+        ("combine_dtype", &a.combine_dtype, &mut model.combine_dtype),
+    ] {
+        if let Some(d) = over {
+            *field = match d.as_str() {
+                "fp8" => Dtype::Fp8,
+                "bf16" => Dtype::Bf16,
+                other => {
+                    return Err(cx.err(key(k), format!("`{other}` is not allowed: fp8 or bf16")));
+                }
+            };
+        }
+    }
     let table_name = a.table.as_deref().unwrap_or("h100-sxm");
     let attention_table = ComputeTable::by_name_or_path(table_name).map_err(rekey("table"))?;
     let ffn_table = match a.ffn_table.as_deref() {
@@ -129,15 +170,7 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
             format!("{na} attention + {nf} FFN GPUs exceed the fabric's {gpus} GPUs"),
         ));
     }
-    if !model.routed_experts.is_multiple_of(nf as u64) {
-        return Err(cx.err(
-            key("ffn_gpus"),
-            format!(
-                "{} routed experts do not divide over {nf} FFN GPUs (contiguous placement)",
-                model.routed_experts
-            ),
-        ));
-    }
+    let placement = placement(cx, a, &model, nf)?;
     let micro_batches =
         cx.int_in(&key("micro_batches"), a.micro_batches.unwrap_or(1), 1, 64)? as u32;
     let batch = cx.int_in(
@@ -197,6 +230,25 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
             ),
         ));
     }
+    let tokens = na as u64 * batch as u64;
+    let routing = routing(cx, a, &model, tokens, seed)?;
+    let experts = ExpertMap::new(
+        placement,
+        model.routed_experts,
+        nf,
+        &routing.expected_load(model.routed_experts, model.top_k),
+    );
+    let dedup = match a.dedup.as_deref().unwrap_or("gpu") {
+        "gpu" => Dedup::Gpu,
+        "expert" => Dedup::Expert,
+        other => {
+            return Err(cx.err(
+                key("dedup"),
+                format!("`{other}` is not allowed: gpu or expert"),
+            ));
+        }
+    };
+    let steps = cx.int_in(&key("steps"), a.steps.unwrap_or(1), 1, 10_000)? as u32;
     Ok(AfdSpec {
         model,
         attention_table,
@@ -212,29 +264,209 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
         batch_per_attention_gpu: batch,
         context,
         layers,
-        steps: cx.int_in(&key("steps"), a.steps.unwrap_or(1), 1, 10_000)? as u32,
-        routing: match (a.routing.as_deref().unwrap_or("uniform"), a.zipf_s) {
-            ("uniform", None) => Routing::Uniform,
-            ("uniform", Some(_)) => {
-                return Err(cx.err(key("zipf_s"), "needs routing = \"zipf\""));
+        steps,
+        routing,
+        placement,
+        experts,
+        dedup,
+    })
+}
+
+fn key(k: &str) -> String {
+    format!("afd.{k}")
+}
+
+/// The placement, checked against the experts and FFN GPUs.
+fn placement(cx: &Ctx, a: &AfdFile, model: &Model, nf: u32) -> Result<Placement, InputError> {
+    let experts = model.routed_experts;
+    let p = match (
+        a.placement.as_deref().unwrap_or("contiguous"),
+        a.redundant_experts,
+    ) {
+        ("contiguous", None) => Placement::Contiguous,
+        ("round-robin", None) => Placement::RoundRobin,
+        ("eplb", n) => {
+            // More copies than GPUs per expert would put two copies on one GPU.
+            let most = experts as i64 * (nf as i64 - 1);
+            let n = cx.int_in(&key("redundant_experts"), n.unwrap_or(0), 0, most)?;
+            Placement::Eplb {
+                redundant: n as u64,
             }
-            ("zipf", s) => {
-                let s = s.unwrap_or(1.0);
-                if !(s.is_finite() && (0.0..=4.0).contains(&s)) {
-                    return Err(cx.err(key("zipf_s"), format!("{s} is not allowed: 0 ..= 4")));
-                }
-                // The hot experts' permutation is a stream of the run's seed.
-                Routing::Zipf {
-                    s,
-                    seed: seed ^ 0x5A1F,
-                }
+        }
+        ("contiguous" | "round-robin", Some(_)) => {
+            return Err(cx.err(key("redundant_experts"), "needs placement = \"eplb\""));
+        }
+        (other, _) => {
+            return Err(cx.err(
+                key("placement"),
+                format!("`{other}` is not allowed: contiguous, round-robin or eplb"),
+            ));
+        }
+    };
+    let slots = experts
+        + match p {
+            Placement::Eplb { redundant } => redundant,
+            _ => 0,
+        };
+    if p == Placement::Contiguous && !experts.is_multiple_of(nf as u64) {
+        return Err(cx.err(
+            key("ffn_gpus"),
+            format!(
+                "{experts} routed experts do not divide over {nf} FFN GPUs with placement = \
+                 \"contiguous\": choose placement = \"round-robin\" or \"eplb\" (which \
+                 allow uneven GPUs), or a divisor of {experts}"
+            ),
+        ));
+    }
+    if slots < nf as u64 {
+        return Err(cx.err(
+            key("ffn_gpus"),
+            format!("{nf} FFN GPUs exceed the {slots} expert slots: a GPU would hold none"),
+        ));
+    }
+    Ok(p)
+}
+
+/// The routing: uniform, Zipf (its permutation a stream of the run's seed) or a histogram
+/// file whose counts must add up to the step's `tokens` x top_k.
+fn routing(
+    cx: &Ctx,
+    a: &AfdFile,
+    model: &Model,
+    tokens: u64,
+    seed: u64,
+) -> Result<Routing, InputError> {
+    let kind = a.routing.as_deref().unwrap_or("uniform");
+    if a.zipf_s.is_some() && kind != "zipf" {
+        return Err(cx.err(key("zipf_s"), "needs routing = \"zipf\""));
+    }
+    if a.routing_file.is_some() && kind != "histogram" {
+        return Err(cx.err(key("routing_file"), "needs routing = \"histogram\""));
+    }
+    match kind {
+        "uniform" => Ok(Routing::Uniform),
+        "zipf" => {
+            let s = a.zipf_s.unwrap_or(1.0);
+            if !(s.is_finite() && (0.0..=4.0).contains(&s)) {
+                return Err(cx.err(key("zipf_s"), format!("{s} is not allowed: 0 ..= 4")));
             }
-            (other, _) => {
+            Ok(Routing::Zipf {
+                s,
+                seed: seed ^ 0x5A1F,
+            })
+        }
+        "histogram" => {
+            let Some(file) = &a.routing_file else {
                 return Err(cx.err(
-                    key("routing"),
-                    format!("`{other}` is not allowed: uniform or zipf"),
+                    key("routing_file"),
+                    "required for routing = \"histogram\": a CSV of expert,tokens",
+                ));
+            };
+            let dir = std::path::Path::new(cx.origin)
+                .parent()
+                .unwrap_or(std::path::Path::new(""));
+            let path = dir.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                cx.err(
+                    key("routing_file"),
+                    format!("cannot read `{}`: {e}", path.display()),
+                )
+            })?;
+            let pairs = histogram(&path.display().to_string(), &text, model, tokens)?;
+            Ok(Routing::Histogram { pairs })
+        }
+        other => Err(cx.err(
+            key("routing"),
+            format!("`{other}` is not allowed: uniform, zipf or histogram"),
+        )),
+    }
+}
+
+/// Parses a routing histogram: `expert,tokens` lines, each expert at most once, each count at
+/// most `tokens` (a token picks an expert once), the counts summing to `tokens` x top_k.
+/// Errors name `file` and the line.
+pub fn histogram(
+    file: &str,
+    text: &str,
+    model: &Model,
+    tokens: u64,
+) -> Result<Vec<u64>, InputError> {
+    let experts = model.routed_experts;
+    let mut pairs = vec![0u64; experts as usize];
+    let mut seen = vec![false; experts as usize];
+    let mut header = false;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        let at = format!("line {}", i + 1);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        if !header {
+            if cells != ["expert", "tokens"] {
+                return Err(InputError::new(
+                    file,
+                    at,
+                    "the header must be `expert,tokens`",
                 ));
             }
-        },
-    })
+            header = true;
+            continue;
+        }
+        let [e, n] = cells[..] else {
+            return Err(InputError::new(
+                file,
+                at,
+                "two cells expected: expert,tokens",
+            ));
+        };
+        let e: u64 = e.parse().ok().filter(|&e| e < experts).ok_or_else(|| {
+            InputError::new(
+                file,
+                at.clone(),
+                format!(
+                    "expert `{e}` is not allowed: an integer 0 ..= {}",
+                    experts - 1
+                ),
+            )
+        })?;
+        let n: u64 = n.parse().ok().filter(|&n| n <= tokens).ok_or_else(|| {
+            InputError::new(
+                file,
+                at.clone(),
+                format!(
+                    "tokens `{n}` is not allowed: an integer 0 ..= {tokens} (the step's tokens; \
+                     a token picks an expert at most once)"
+                ),
+            )
+        })?;
+        if std::mem::replace(&mut seen[e as usize], true) {
+            return Err(InputError::new(
+                file,
+                at,
+                format!("expert {e} appears twice"),
+            ));
+        }
+        pairs[e as usize] = n;
+    }
+    if !header {
+        return Err(InputError::new(
+            file,
+            "",
+            "empty: the header `expert,tokens` and one line per expert",
+        ));
+    }
+    let (sum, need) = (pairs.iter().sum::<u64>(), tokens * model.top_k);
+    if sum != need {
+        return Err(InputError::new(
+            file,
+            "",
+            format!(
+                "the counts sum to {sum} token-expert pairs, but the step's {tokens} tokens \
+                 (attention_gpus x batch_per_attention_gpu) x top_k {} need exactly {need}",
+                model.top_k
+            ),
+        ));
+    }
+    Ok(pairs)
 }

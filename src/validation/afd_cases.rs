@@ -1,7 +1,7 @@
 //! AFD decode cases: the pipeline closed form and byte conservation.
 
 use super::{Case, Check};
-use crate::afd::{Stage, Transfer};
+use crate::afd::{Dedup, Stage, Transfer};
 use crate::config::{Level, Scenario};
 
 use crate::error::InputError;
@@ -16,11 +16,21 @@ pub fn cases() -> Vec<Case> {
             name: "afd-bytes-conservation",
             run: bytes,
         },
+        Case {
+            name: "stepmesh-2a2f-a2f",
+            run: || stepmesh(STEPMESH_A2F, "stepmesh-2a2f-a2f", 91.0),
+        },
+        Case {
+            name: "stepmesh-2a2f-f2a",
+            run: || stepmesh(STEPMESH_F2A, "stepmesh-2a2f-f2a", 182.0),
+        },
     ]
 }
 
 const PIPELINE: &str = include_str!("../../validation/afd-pipeline-closed-form.toml");
 const BYTES: &str = include_str!("../../validation/afd-bytes-conservation.toml");
+const STEPMESH_A2F: &str = include_str!("../../validation/stepmesh-2a2f-a2f.toml");
+const STEPMESH_F2A: &str = include_str!("../../validation/stepmesh-2a2f-f2a.toml");
 
 /// Runs an AFD scenario exactly as `afdsim run` does; a case's inputs are fixed, so an error
 /// is reported as an input error of the case's file.
@@ -90,39 +100,100 @@ fn pipeline() -> Result<Vec<Check>, InputError> {
     ])
 }
 
+/// The dispatch conventions the case covers: (label, lines added to `[afd]`).
+const CONVENTIONS: [(&str, &str); 3] = [
+    ("per GPU", ""),
+    ("per expert", "dedup = \"expert\"\n"),
+    (
+        "per GPU, bf16, eplb, zipf",
+        "dispatch_dtype = \"bf16\"\nplacement = \"eplb\"\nredundant_experts = 8\n\
+         routing = \"zipf\"\n",
+    ),
+];
+
 fn bytes() -> Result<Vec<Check>, InputError> {
     let case = "afd-bytes-conservation";
     let mut checks = Vec::new();
-    for level in [Level::Packet, Level::Flow] {
-        let s = Scenario::parse(BYTES, "validation/afd-bytes-conservation.toml", None)?
-            .with_level(level)?;
-        let model = &s.afd.as_ref().expect("[afd]").model;
-        let (step, r) = run(&s)?;
-        let delivered = |kind: Transfer| -> u64 {
-            r.messages
-                .iter()
-                .zip(&step.message_kind)
-                .filter(|(m, k)| **k == kind && m.finish.is_some())
-                .map(|(m, _)| m.bytes)
-                .sum()
-        };
-        let pairs = step.token_gpu_pairs;
-        checks.push(Check::within(
-            case,
-            &format!("dispatch bytes delivered ({})", level.as_str()),
-            (pairs * model.dispatch_bytes_per_token(model.dispatch_dtype)) as f64,
-            delivered(Transfer::Dispatch) as f64,
-            0.0,
-            "sum over tokens of distinct destination GPUs x dispatch bytes per token",
-        ));
-        checks.push(Check::within(
-            case,
-            &format!("combine bytes delivered ({})", level.as_str()),
-            (pairs * model.combine_bytes_per_token(model.combine_dtype)) as f64,
-            delivered(Transfer::Combine) as f64,
-            0.0,
-            "the same (token, GPU) pairs x combine bytes per token",
-        ));
+    for (label, extra) in CONVENTIONS {
+        for level in [Level::Packet, Level::Flow] {
+            checks.extend(bytes_at(case, label, extra, level)?);
+        }
     }
     Ok(checks)
+}
+
+fn bytes_at(
+    case: &'static str,
+    label: &str,
+    extra: &str,
+    level: Level,
+) -> Result<Vec<Check>, InputError> {
+    let text = format!("{BYTES}{extra}");
+    let s = Scenario::parse(&text, "validation/afd-bytes-conservation.toml", None)?
+        .with_level(level)?;
+    let spec = s.afd.as_ref().expect("[afd]");
+    let model = &spec.model;
+    let (step, r) = run(&s)?;
+    let delivered = |kind: Transfer| -> u64 {
+        r.messages
+            .iter()
+            .zip(&step.message_kind)
+            .filter(|(m, k)| **k == kind && m.finish.is_some())
+            .map(|(m, _)| m.bytes)
+            .sum()
+    };
+    // Per expert, the copies are known in closed form: every token of every MoE layer sends
+    // top_k (no FFN GPU is an attention GPU here). Per GPU they are the distinct destination
+    // GPUs the routing drew, counted while drawing.
+    let (copies, how) = match spec.dedup {
+        Dedup::Expert => (
+            step.tokens * model.top_k * spec.layers.saturating_sub(model.dense_layers),
+            "tokens x top_k x MoE layers",
+        ),
+        Dedup::Gpu => (
+            step.token_copies,
+            "sum over tokens of distinct destination GPUs",
+        ),
+    };
+    let lvl = level.as_str();
+    Ok(vec![
+        Check::within(
+            case,
+            &format!("dispatch bytes delivered ({label}, {lvl})"),
+            (copies * model.dispatch_bytes_per_token(model.dispatch_dtype)) as f64,
+            delivered(Transfer::Dispatch) as f64,
+            0.0,
+            &format!("{how} x dispatch bytes per token"),
+        ),
+        Check::within(
+            case,
+            &format!("combine bytes delivered ({label}, {lvl})"),
+            (copies * model.combine_bytes_per_token(model.combine_dtype)) as f64,
+            delivered(Transfer::Combine) as f64,
+            0.0,
+            "the same token copies x combine bytes per token",
+        ),
+    ])
+}
+
+/// A StepMesh 2A2F transfer (published-measurements.md section 2): every message of the
+/// scenario's matrix, first start to last finish, against the published time (15 %).
+fn stepmesh(text: &str, case: &'static str, published_us: f64) -> Result<Vec<Check>, InputError> {
+    let s = Scenario::parse(text, &format!("validation/{case}.toml"), None)?;
+    let o = crate::run(&s, &mut |_, _| {})
+        .map_err(|e| InputError::new(&s.origin, "traffic", e.to_string()))?;
+    let first = o.run.messages.iter().map(|m| m.start).min();
+    let last = o.run.messages.iter().filter_map(|m| m.finish).max();
+    let simulated_us = match (first, last) {
+        (Some(f), Some(l)) => l.since(f).as_us_f64(),
+        _ => f64::NAN,
+    };
+    Ok(vec![Check::within(
+        case,
+        "transfer_us",
+        published_us,
+        simulated_us,
+        15.0,
+        "StepMesh Introduction.md Table 1 (Step-3, 2A2F, 8x400G RoCE, PFC, no CC)",
+    )])
 }
