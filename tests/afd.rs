@@ -636,3 +636,65 @@ fn skew_inside_an_ffn_gpu_slows_its_grouped_gemm() {
         even.ffn_us
     );
 }
+
+/// The example AFD sweep runs, and `report` draws every AFD figure from its merged table:
+/// the figures' column names are the ones an AFD run's metrics flatten to.
+#[test]
+fn the_afd_sweep_draws_the_afd_figures() {
+    let dir = std::env::temp_dir().join(format!("afdsim-afd-sweep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sweep = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/workloads/sweeps/afd-micro-batches.toml"
+    );
+    let (out, csv, figs) = (dir.join("out"), dir.join("t.csv"), dir.join("figs"));
+    for args in [
+        vec!["sweep", sweep, "--out", out.to_str().unwrap()],
+        vec![
+            "merge",
+            out.to_str().unwrap(),
+            "--out",
+            csv.to_str().unwrap(),
+        ],
+        vec![
+            "report",
+            csv.to_str().unwrap(),
+            "--out",
+            figs.to_str().unwrap(),
+        ],
+    ] {
+        let o = afdsim(&args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    for f in [
+        "bandwidth-throughput.svg",
+        "bandwidth-tpot.svg",
+        "pareto-throughput-tpot.svg",
+        "exposed-comm-micro-batches.svg",
+    ] {
+        let svg = std::fs::read_to_string(figs.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(svg.contains("<svg"), "{f}");
+    }
+}
+
+/// Every AFD scenario shipped resolves, from any working folder (a histogram file is found
+/// beside its scenario).
+#[test]
+fn the_shipped_afd_scenarios_resolve() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/scenarios");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if p.extension().is_some_and(|x| x == "toml") && name.contains("afd") {
+            let s = afdsim::config::Scenario::load(&p, None);
+            assert!(s.is_ok(), "{name}: {}", s.err().unwrap());
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "{n} AFD scenarios");
+}

@@ -21,8 +21,10 @@
 //! (interpolated from the measured skew rows where the table has them for the shape, else
 //! the balanced kernel at the busiest slot's count: `ComputeTable::predict`). The factor is
 //! measured in BF16 and applied to the model's GEMM dtype (the tables have no FP8 skew
-//! rows). Only the mean and the maximum enter, as in the table's rows. Attention GPUs are the first GPUs of the fabric and FFN GPUs the
-//! next ones (the colocated baseline uses the same GPUs for both).
+//! rows). Only the mean and the maximum enter, as in the table's rows.
+//!
+//! Attention GPUs are the first GPUs of the fabric and FFN GPUs the next ones (the
+//! colocated baseline uses the same GPUs for both). Choices and measurements: docs/afd.md.
 //!
 //! Invariant: the builder only creates tasks; it never times the network itself.
 
@@ -132,6 +134,10 @@ fn us(t: f64) -> Dur {
     Dur::from_ps((t * 1e6).round() as u64)
 }
 
+/// FFN kernel times by (slots, mean tokens per slot, tokens at the busiest slot): the same
+/// loads recur across layers, micro-batches and GPUs, and the time depends on nothing else.
+type FfnMemo = std::collections::HashMap<(u64, u64, u64), f64>;
+
 /// The routing of one micro-batch of one layer.
 struct MicroBatchRoute {
     /// Copies each attention GPU sends each FFN GPU.
@@ -221,13 +227,16 @@ impl AfdSpec {
     /// Kernel time of FFN GPU `f` for the token-expert pairs per slot of a micro-batch: the
     /// balanced time at the mean per slot (rounded up), each grouped GEMM scaled by the skew
     /// factor of the busiest slot (see the module doc).
-    fn ffn_us(&self, f: usize, slot_pairs: &[u64]) -> Result<f64, QueryError> {
-        let map = &self.experts;
-        let on_f = || (0..map.slots()).filter(|&s| map.slot_gpu[s] as usize == f);
-        let groups = map.slots_on[f];
-        let pairs: u64 = on_f().map(|s| slot_pairs[s]).sum();
-        let m_max = on_f().map(|s| slot_pairs[s]).max().unwrap_or(0);
-        let m = pairs.div_ceil(groups);
+    fn ffn_us(&self, f: usize, slot_pairs: &[u64], memo: &mut FfnMemo) -> Result<f64, QueryError> {
+        let counts = self.experts.gpu_slots[f]
+            .iter()
+            .map(|&s| slot_pairs[s as usize]);
+        let groups = self.experts.slots_on[f];
+        let m = counts.clone().sum::<u64>().div_ceil(groups);
+        let m_max = counts.max().unwrap_or(0);
+        if let Some(&t) = memo.get(&(groups, m, m_max)) {
+            return Ok(t);
+        }
         let side = self.model.ffn_side(&self.ffn_table, groups, m)?;
         let mut t = side.total_us();
         if m_max > m {
@@ -239,6 +248,7 @@ impl AfdSpec {
                 }
             }
         }
+        memo.insert((groups, m, m_max), t);
         Ok(t)
     }
 
@@ -262,6 +272,7 @@ impl AfdSpec {
         let mut waits: Vec<Vec<Vec<TaskRef>>> =
             vec![vec![Vec::new(); na]; self.micro_batches as usize];
         let mut router = Router::new(&self.routing, model.routed_experts, model.top_k);
+        let mut memo = FfnMemo::new();
         for layer in 0..self.layers {
             let dense = layer < model.dense_layers;
             if !dense {
@@ -338,7 +349,7 @@ impl AfdSpec {
                         continue;
                     }
                     step.ffn_pairs[f] += pairs[f];
-                    let t_ffn = self.ffn_us(f, &route.slot_pairs)?;
+                    let t_ffn = self.ffn_us(f, &route.slot_pairs, &mut memo)?;
                     let ffn = w.compute(self.ffn_gpus[f], us(t_ffn), &into_ffn[f]);
                     step.compute_stage.push(Stage::Ffn);
                     step.compute_layer.push(layer as u32);

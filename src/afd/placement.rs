@@ -7,8 +7,9 @@
 //! over all attention GPUs in order, takes slot i mod replicas): deterministic, and it splits
 //! an expert's tokens evenly over its copies, as a static EPLB dispatch does in expectation.
 //!
-//! Invariant: every GPU holds at least one slot, every expert at least one, and an expert's
-//! slots are on distinct GPUs whenever the GPUs' capacities allow it.
+//! Invariant: every GPU holds at least one slot, every expert at least one, and EPLB puts
+//! an expert's copies on distinct GPUs whenever its greedy packing finds a GPU with a free
+//! slot that lacks the expert (otherwise two copies share a GPU).
 
 /// How experts are laid out over the FFN GPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub struct ExpertMap {
     pub replicas: Vec<Vec<u32>>,
     /// Slots on each FFN GPU.
     pub slots_on: Vec<u64>,
+    /// The slots of each FFN GPU, in slot order.
+    pub gpu_slots: Vec<Vec<u32>>,
 }
 
 impl ExpertMap {
@@ -64,11 +67,13 @@ impl ExpertMap {
             slot_gpu: Vec::with_capacity(gpu_of.len()),
             replicas: vec![Vec::new(); experts as usize],
             slots_on: vec![0; gpus as usize],
+            gpu_slots: vec![Vec::new(); gpus as usize],
         };
         for (slot, &(e, g)) in gpu_of.iter().enumerate() {
             map.slot_gpu.push(g);
             map.replicas[e as usize].push(slot as u32);
             map.slots_on[g as usize] += 1;
+            map.gpu_slots[g as usize].push(slot as u32);
         }
         map
     }

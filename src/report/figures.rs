@@ -3,19 +3,22 @@
 //! half-empty.
 //!
 //! Column names are those of a merged sweep: scenario keys for parameters, flattened metric
-//! names for results. The AFD metrics (`tokens_per_s_per_gpu`, `tpot_ms`, `exposed_comm_us`)
-//! and the micro-batch key come with the AFD and serving issues; the names here are the
-//! contract those issues are expected to meet (change them here if they land otherwise).
+//! names for results. The AFD names are those an `[afd]` run's `--json` metrics flatten to
+//! (`tokens_per_s_per_gpu`, `tpot_ms`, `comm_time_fraction_exposed`, and `micro_batches`
+//! beside the swept key `afd.micro_batches`), checked against a real AFD sweep row by
+//! `tests/afd.rs`.
 
 use super::plot::{Mark, Plot, Series, Table, axis_label, render_svg, series_of};
 
 /// Where link bandwidth is read from, first present and varying wins.
 pub const BANDWIDTH_KEYS: &[&str] = &["fabric.nic.rate_gbps"];
 /// The micro-batches in flight of an AFD pipeline.
-pub const MICRO_BATCH_KEYS: &[&str] = &["afd.micro_batches"];
+/// The swept scenario key first; an AFD row also carries the value as a metric.
+pub const MICRO_BATCH_KEYS: &[&str] = &["afd.micro_batches", "micro_batches"];
 pub const THROUGHPUT: &str = "tokens_per_s_per_gpu";
 pub const TPOT: &str = "tpot_ms";
-pub const EXPOSED_COMM: &str = "exposed_comm_us";
+/// The share of the step on its critical path spent in transfers.
+pub const EXPOSED_COMM: &str = "comm_time_fraction_exposed";
 
 /// What a figure plots.
 #[derive(Clone, Debug)]
@@ -61,7 +64,7 @@ pub const FIGURES: &[Figure] = &[
     },
     Figure {
         file: "exposed-comm-micro-batches.svg",
-        title: "Exposed communication vs micro-batches",
+        title: "Exposed communication (share of the step) vs micro-batches",
         x: MICRO_BATCH_KEYS,
         y: EXPOSED_COMM,
         log_x: false,
@@ -222,7 +225,7 @@ mod tests {
             .as_ref()
             .unwrap_err();
         assert!(
-            e.contains("one of afd.micro_batches") && e.contains("exposed_comm_us"),
+            e.contains("one of afd.micro_batches") && e.contains("comm_time_fraction_exposed"),
             "{e}"
         );
         let e = get("pareto-throughput-tpot.svg").svg.as_ref().unwrap_err();

@@ -16,11 +16,21 @@ pub fn cases() -> Vec<Case> {
             name: "afd-bytes-conservation",
             run: bytes,
         },
+        Case {
+            name: "stepmesh-2a2f-a2f",
+            run: || stepmesh(STEPMESH_A2F, "stepmesh-2a2f-a2f", 91.0),
+        },
+        Case {
+            name: "stepmesh-2a2f-f2a",
+            run: || stepmesh(STEPMESH_F2A, "stepmesh-2a2f-f2a", 182.0),
+        },
     ]
 }
 
 const PIPELINE: &str = include_str!("../../validation/afd-pipeline-closed-form.toml");
 const BYTES: &str = include_str!("../../validation/afd-bytes-conservation.toml");
+const STEPMESH_A2F: &str = include_str!("../../validation/stepmesh-2a2f-a2f.toml");
+const STEPMESH_F2A: &str = include_str!("../../validation/stepmesh-2a2f-f2a.toml");
 
 /// Runs an AFD scenario exactly as `afdsim run` does; a case's inputs are fixed, so an error
 /// is reported as an input error of the case's file.
@@ -164,4 +174,26 @@ fn bytes_at(
             "the same token copies x combine bytes per token",
         ),
     ])
+}
+
+/// A StepMesh 2A2F transfer (published-measurements.md section 2): every message of the
+/// scenario's matrix, first start to last finish, against the published time (15 %).
+fn stepmesh(text: &str, case: &'static str, published_us: f64) -> Result<Vec<Check>, InputError> {
+    let s = Scenario::parse(text, &format!("validation/{case}.toml"), None)?;
+    let o = crate::run(&s, &mut |_, _| {})
+        .map_err(|e| InputError::new(&s.origin, "traffic", e.to_string()))?;
+    let first = o.run.messages.iter().map(|m| m.start).min();
+    let last = o.run.messages.iter().filter_map(|m| m.finish).max();
+    let simulated_us = match (first, last) {
+        (Some(f), Some(l)) => l.since(f).as_us_f64(),
+        _ => f64::NAN,
+    };
+    Ok(vec![Check::within(
+        case,
+        "transfer_us",
+        published_us,
+        simulated_us,
+        15.0,
+        "StepMesh Introduction.md Table 1 (Step-3, 2A2F, 8x400G RoCE, PFC, no CC)",
+    )])
 }
