@@ -16,10 +16,11 @@
 //!   joins at the first iteration after its KV cache arrived.
 //!
 //! Iteration times come from a [`StepCost`] (the fabric simulations of `cost.rs`, or a
-//! closed form in tests), asked for as if every GPU with work were the busiest one: the
-//! number of GPUs with work, the most sequences and the most prompt tokens on any GPU, at
-//! the mean context of the decoding sequences and the token-weighted mean prefix of the
-//! prompt chunks.
+//! closed form in tests), asked for as `n` GPUs each as busy as the busiest one (the most
+//! sequences and the most prompt tokens on any GPU), with `n` = all the iteration's tokens
+//! over the busiest GPU's, rounded up: attention takes the busiest GPU's time, expert work
+//! and traffic scale with the tokens of all. Context: the mean over the decoding sequences;
+//! prefix: the token-weighted mean of the prompt chunks.
 //!
 //! Tokens: the prefill produces a request's first token; each decode iteration one more.
 //! TTFT = arrival to the first token at the decode side (end of prefill, plus the KV
@@ -315,6 +316,13 @@ pub fn simulate<C: StepCost>(
     sim.finish()
 }
 
+/// GPUs that, each as busy as the busiest GPU (`per_gpu` tokens), carry `work` tokens in
+/// all: the iteration's expert work and traffic scale with this, its attention with the
+/// busiest GPU.
+fn equivalent_gpus(work: u64, per_gpu: u64) -> u32 {
+    work.div_ceil(per_gpu.max(1)).max(1) as u32
+}
+
 impl<C: StepCost> Sim<'_, C> {
     fn count(&mut self, now: Time, delta: i64) {
         self.area_ps += self.in_system as u128 * now.since(self.last).as_ps() as u128;
@@ -415,10 +423,9 @@ impl<C: StepCost> Sim<'_, C> {
         let aggregated = self.pgpus.is_empty();
         let (cap, max_batch) = (self.layout.kv_capacity_tokens, self.layout.max_batch);
         self.decode_pieces.clear();
-        let (mut batch, mut chunk, mut active) = (0u32, 0u32, 0u32);
+        let (mut batch, mut chunk, mut work) = (0u32, 0u32, 0u64);
         let (mut ctx_sum, mut seqs) = (0u64, 0u64);
         for g in 0..self.dgpus.len() {
-            let pieces_before = self.decode_pieces.len();
             let gpu = &mut self.dgpus[g];
             let ready = std::mem::take(&mut gpu.ready);
             gpu.running.extend(ready);
@@ -439,10 +446,10 @@ impl<C: StepCost> Sim<'_, C> {
                     &mut self.decode_pieces,
                 );
                 chunk = chunk.max(c);
+                work += c as u64;
             }
             batch = batch.max(gpu.running.len() as u32);
-            active +=
-                u32::from(!gpu.running.is_empty() || self.decode_pieces.len() > pieces_before);
+            work += gpu.running.len() as u64;
             for &i in &gpu.running {
                 let r = &self.reqs[i as usize];
                 ctx_sum += (r.r.input + r.generated) as u64;
@@ -453,6 +460,7 @@ impl<C: StepCost> Sim<'_, C> {
             return Ok(());
         }
         let ctx = ctx_sum.checked_div(seqs).unwrap_or(0);
+        let active = equivalent_gpus(work, batch as u64 + chunk as u64);
         let d = if aggregated {
             let prefix = Self::mean_prefix(&self.reqs, &self.decode_pieces);
             self.prefill.iterations += u64::from(chunk > 0);
@@ -518,7 +526,7 @@ impl<C: StepCost> Sim<'_, C> {
             return Ok(());
         }
         self.prefill_pieces.clear();
-        let (mut chunk, mut active) = (0, 0);
+        let (mut chunk, mut work) = (0, 0u64);
         for g in 0..self.pgpus.len() {
             let c = Self::chunk(
                 &self.reqs,
@@ -528,11 +536,12 @@ impl<C: StepCost> Sim<'_, C> {
                 &mut self.prefill_pieces,
             );
             chunk = chunk.max(c);
-            active += u32::from(c > 0);
+            work += c as u64;
         }
         if chunk == 0 {
             return Ok(());
         }
+        let active = equivalent_gpus(work, chunk as u64);
         let prefix = Self::mean_prefix(&self.reqs, &self.prefill_pieces);
         let d = self.cost.prefill(active, chunk, prefix)?;
         self.prefill.iterations += 1;
