@@ -29,6 +29,8 @@ pub struct Outcome {
     pub afd: Option<afd::AfdMetrics>,
     /// The decode step that ran (what each task was), for traces.
     pub step: Option<afd::DecodeStep>,
+    /// A serving scenario's metrics (`run` is then its KV-cache transfers).
+    pub serving: Option<serving::ServingMetrics>,
 }
 
 impl Outcome {
@@ -38,12 +40,16 @@ impl Outcome {
             scenario: &scenario.name,
             seed: scenario.seed,
             level: scenario.level.as_str(),
-            metrics: match &self.afd {
-                None => report::Metrics::Network(&self.metrics),
-                Some(afd) => report::Metrics::Afd(report::AfdRunMetrics {
+            metrics: match (&self.afd, &self.serving) {
+                (Some(afd), _) => report::Metrics::Afd(report::AfdRunMetrics {
                     afd,
                     network: &self.metrics,
                 }),
+                (None, Some(serving)) => report::Metrics::Serving(report::ServingRunMetrics {
+                    serving,
+                    kv_network: &self.metrics,
+                }),
+                (None, None) => report::Metrics::Network(&self.metrics),
             },
         }
     }
@@ -58,6 +64,10 @@ pub enum RunError {
     /// A kernel time the compute tables cannot give (an AFD scenario).
     #[error("afd: a kernel time cannot be computed: {0}")]
     Compute(compute::QueryError),
+    /// The requests of a serving scenario are bad (a trace's line, a request that can
+    /// never fit).
+    #[error("{0}")]
+    Input(error::InputError),
 }
 
 /// The random stream of AFD routing draws (config uses 1 for traffic).
@@ -70,6 +80,9 @@ const STREAM_AFD: u64 = 2;
 /// a progress bar; it must not affect the run).
 pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(u64, Time)) -> Result<Outcome, RunError> {
     let (f, p, m) = (&scenario.fabric, &scenario.packet, &scenario.messages);
+    if let Some(spec) = &scenario.serving {
+        return run_serving(scenario, spec);
+    }
     let Some(spec) = &scenario.afd else {
         let run = match scenario.level {
             config::Level::Packet => {
@@ -84,6 +97,7 @@ pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(u64, Time)) -> Result<O
             metrics,
             afd: None,
             step: None,
+            serving: None,
         });
     };
     // Steps run one after another, each its own simulation (a decode step starts when the
@@ -116,5 +130,25 @@ pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(u64, Time)) -> Result<O
         metrics,
         afd,
         step: Some(step),
+        serving: None,
+    })
+}
+
+/// Serves a scenario's request stream: its requests, then the serving simulation.
+fn run_serving(scenario: &Scenario, spec: &serving::ServingSpec) -> Result<Outcome, RunError> {
+    let requests = spec
+        .traffic
+        .requests(spec.requests, scenario.seed)
+        .map_err(RunError::Input)?;
+    config::check_fits(&scenario.origin, spec, &requests).map_err(RunError::Input)?;
+    let mut server = serving::Server::new(spec, &scenario.fabric, &scenario.packet, scenario.level);
+    let out = server.serve(&requests).map_err(RunError::Compute)?;
+    let metrics = report::PacketMetrics::of(scenario, &out.run.kv);
+    Ok(Outcome {
+        run: out.run.kv,
+        metrics,
+        afd: None,
+        step: None,
+        serving: Some(out.metrics),
     })
 }

@@ -72,6 +72,40 @@ enum Command {
     Plot(afdsim::sweep::cli::PlotArgs),
     /// Draw the standard figures of a merged sweep as SVG files.
     Report(afdsim::sweep::cli::ReportArgs),
+    /// Find the highest request rate that meets TTFT and TPOT limits, for one serving
+    /// scenario or several (a deployment comparison table).
+    SloSearch(SloSearchArgs),
+}
+
+#[derive(clap::Args)]
+struct SloSearchArgs {
+    /// Serving scenario files (a `[serving]` table each); several give a comparison table.
+    #[arg(required = true)]
+    scenarios: Vec<PathBuf>,
+    /// TTFT limit, ms (default: the scenario's `serving.ttft_ms`).
+    #[arg(long)]
+    ttft_ms: Option<f64>,
+    /// TPOT limit, ms (default: the scenario's `serving.tpot_ms`).
+    #[arg(long)]
+    tpot_ms: Option<f64>,
+    /// Percentile the limits apply to (default: the scenario's, else 90).
+    #[arg(long)]
+    percentile: Option<f64>,
+    /// Most probes per scenario.
+    #[arg(long, default_value_t = 12)]
+    probes: u32,
+    /// Stop when the bracket is this close (relative).
+    #[arg(long, default_value_t = 0.05)]
+    tolerance: f64,
+    /// Seed (overrides the files').
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Simulation level of the iterations (overrides the files').
+    #[arg(long, value_parser = ["packet", "flow"])]
+    level: Option<String>,
+    /// Print one JSON array of results instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -115,6 +149,7 @@ fn main() -> ExitCode {
         Command::Merge(args) => afdsim::sweep::cli::run_merge(&args),
         Command::Plot(args) => afdsim::sweep::cli::run_plot(&args),
         Command::Report(args) => afdsim::sweep::cli::run_report(&args),
+        Command::SloSearch(args) => cmd_slo_search(&args),
     };
     match result {
         Ok(code) => code,
@@ -162,7 +197,7 @@ fn cmd_run(
             eprintln!("error: {}: {e}", scenario.origin);
             return Ok(ExitCode::from(match e {
                 afdsim::RunError::Deadlock(_) => 3,
-                afdsim::RunError::Compute(_) => 2,
+                afdsim::RunError::Compute(_) | afdsim::RunError::Input(_) => 2,
             }));
         }
     };
@@ -195,6 +230,154 @@ fn cmd_run(
     };
     // A closed pipe (e.g. `| head`) is not an error worth a message.
     let _ = written;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
+    use afdsim::serving::{Server, Slo, search};
+    let cmd = |key: &str, msg: String| InputError::new("<command line>", key, msg);
+    if !(a.tolerance.is_finite() && a.tolerance > 0.0 && a.tolerance < 10.0) {
+        return Err(cmd("--tolerance", "must be > 0 and < 10".into()));
+    }
+    if a.probes == 0 {
+        return Err(cmd("--probes", "must be at least 1".into()));
+    }
+    let level = a.level.as_deref().and_then(afdsim::config::Level::parse);
+    let mut results = Vec::new();
+    let mut stdout = std::io::stdout().lock();
+    for path in &a.scenarios {
+        let scenario = Scenario::load_at_level(path, a.seed, level)?;
+        let origin = scenario.origin.clone();
+        let Some(spec) = &scenario.serving else {
+            return Err(InputError::new(
+                origin,
+                "serving",
+                "slo-search needs a serving scenario (a [serving] table)",
+            ));
+        };
+        let file = spec.slo;
+        let slo = match (
+            a.ttft_ms.or(file.map(|s| s.ttft_ms)),
+            a.tpot_ms.or(file.map(|s| s.tpot_ms)),
+        ) {
+            (Some(ttft), Some(tpot)) => {
+                let pct = a.percentile.or(file.map(|s| s.percentile)).unwrap_or(90.0);
+                Slo::new(ttft, tpot, pct)
+                    .map_err(|(k, m)| cmd(&format!("--{}", k.replace('_', "-")), m))?
+            }
+            _ => {
+                return Err(InputError::new(
+                    origin,
+                    "serving.ttft_ms",
+                    "no limits: give --ttft-ms and --tpot-ms, or serving.ttft_ms and serving.tpot_ms",
+                ));
+            }
+        };
+        let Some(start) = spec.traffic.rate() else {
+            return Err(InputError::new(
+                origin,
+                "serving.traffic",
+                "a trace has no rate to search over: use a Poisson traffic",
+            ));
+        };
+        if !a.json {
+            let _ = writeln!(
+                stdout,
+                "{}: {} on {} GPUs, p{} TTFT <= {} ms, TPOT <= {} ms, {} requests, seed {}",
+                scenario.name,
+                spec.deployment.as_str(),
+                spec.total_gpus,
+                slo.percentile,
+                slo.ttft_ms,
+                slo.tpot_ms,
+                spec.requests,
+                scenario.seed
+            );
+        }
+        let mut server = Server::new(spec, &scenario.fabric, &scenario.packet, scenario.level);
+        let mut n = 0;
+        let result = search::search(
+            &mut server,
+            slo,
+            search::Options {
+                max_probes: a.probes,
+                tolerance: a.tolerance,
+            },
+            start,
+            |rate| {
+                let reqs = spec.traffic.with_rate(rate)?.requests(spec.requests, scenario.seed)?;
+                afdsim::config::check_fits(&origin, spec, &reqs)?;
+                Ok(reqs)
+            },
+            |p| {
+                n += 1;
+                if !a.json {
+                    let _ = writeln!(
+                        std::io::stdout(),
+                        "  probe {n:>2}: {:>10.3} req/s  TTFT {:>10.1} ms  TPOT {:>8.2} ms  {:>8.1} tok/s/GPU  {}",
+                        p.rate_per_s,
+                        p.ttft_ms,
+                        p.tpot_ms,
+                        p.tokens_per_s_per_gpu,
+                        if p.met { "met" } else { "missed" }
+                    );
+                }
+            },
+        )
+        .map_err(|e| InputError::new(origin.clone(), "serving", e.to_string()))?;
+        let stats = server.cost_stats();
+        eprintln!(
+            "{}: {} iterations simulated in {:.1} s for {} asked",
+            scenario.name, stats.corners_simulated, stats.corner_wall_s, stats.queries
+        );
+        results.push((
+            scenario.name.clone(),
+            spec.deployment.as_str(),
+            spec.total_gpus,
+            scenario.seed,
+            scenario.level.as_str(),
+            result,
+        ));
+    }
+    if a.json {
+        let v: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(name, dep, gpus, seed, level, r)| {
+                serde_json::json!({"scenario": name, "deployment": dep, "gpus": gpus, "seed": seed, "level": level, "result": r})
+            })
+            .collect();
+        let _ = writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&v).expect("serializes")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let _ = writeln!(
+        stdout,
+        "\n{:<28} {:<15} {:>5} {:>12} {:>13} {:>10} {:>10} {:>7}",
+        "scenario", "deployment", "GPUs", "best req/s", "tok/s/GPU", "TTFT pX", "TPOT pX", "probes"
+    );
+    for (name, dep, gpus, _, _, r) in &results {
+        let best = r.best.as_ref();
+        let probe = r
+            .probes
+            .iter()
+            .find(|p| p.met && Some(p.rate_per_s) == r.best_rate_per_s);
+        let _ = writeln!(
+            stdout,
+            "{:<28} {:<15} {:>5} {:>12} {:>13} {:>10} {:>10} {:>7}",
+            name,
+            dep,
+            gpus,
+            r.best_rate_per_s
+                .map_or("none".into(), |x| format!("{x:.3}")),
+            best.map_or("-".into(), |b| format!("{:.1}", b.tokens_per_s_per_gpu)),
+            probe.map_or("-".into(), |p| format!("{:.1}", p.ttft_ms)),
+            probe.map_or("-".into(), |p| format!("{:.2}", p.tpot_ms)),
+            r.probes.len()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -57,6 +57,16 @@ pub struct AfdSpec {
     pub batch_per_attention_gpu: u32,
     /// Cached tokens per sequence.
     pub context: u64,
+    /// Prompt tokens each attention GPU also prefills in this step (a chunked-prefill
+    /// iteration of request-level serving; 0 for a pure decode step), split over the
+    /// micro-batches like the batch, each piece after the ones before it.
+    pub prefill_tokens: u32,
+    /// Tokens of the prompt already cached before the chunk.
+    pub prefill_prefix: u64,
+    /// Attention GPUs that have tokens this step: the first ones (request-level serving
+    /// asks for steps in which only some do); the rest run no attention and send nothing.
+    /// Equal to the number of attention GPUs for a decode scenario.
+    pub active_attention_gpus: u32,
     /// Layers to simulate (the model's, or fewer for quick studies).
     pub layers: u64,
     /// Decode steps to simulate, one after another, each with its own routing draw.
@@ -146,10 +156,23 @@ impl AfdSpec {
         b / m + u64::from((mb as u64) < b % m)
     }
 
+    /// Attention GPUs with tokens: the first `active_attention_gpus`.
+    fn active(&self) -> usize {
+        (self.active_attention_gpus as usize).min(self.attention_gpus.len())
+    }
+
+    /// Prompt tokens of micro-batch `mb` on one attention GPU, and the prefix before them.
+    pub fn prefill_in(&self, mb: u32) -> (u64, u64) {
+        let (c, m) = (self.prefill_tokens as u64, self.micro_batches as u64);
+        let piece = |i: u64| c / m + u64::from(i < c % m);
+        let before: u64 = (0..mb as u64).map(piece).sum();
+        (piece(mb as u64), self.prefill_prefix + before)
+    }
+
     /// Routes `tokens` tokens on every attention GPU: experts from `router`, slots in turn
     /// among an expert's copies, copies counted per `dedup`.
     fn route(&self, tokens: u64, router: &mut Router, rng: &mut SimRng) -> MicroBatchRoute {
-        let (na, nf) = (self.attention_gpus.len(), self.ffn_gpus.len());
+        let (na, nf) = (self.active(), self.ffn_gpus.len());
         let map = &self.experts;
         let mut r = MicroBatchRoute {
             copies: vec![vec![0u64; nf]; na],
@@ -232,7 +255,7 @@ impl AfdSpec {
     /// Builds one decode step; routing draws come from `rng`.
     pub fn decode_step(&self, rng: &mut SimRng) -> Result<DecodeStep, QueryError> {
         let model = &self.model;
-        let (na, nf) = (self.attention_gpus.len(), self.ffn_gpus.len());
+        let (na, nf) = (self.active(), self.ffn_gpus.len());
         let dispatch_bytes = model.dispatch_bytes_per_token(model.dispatch_dtype);
         let combine_bytes = model.combine_bytes_per_token(model.combine_dtype);
         let mut step = DecodeStep {
@@ -253,22 +276,30 @@ impl AfdSpec {
         for layer in 0..self.layers {
             let dense = layer < model.dense_layers;
             if !dense {
-                router.start_layer(step.tokens, rng);
+                router.start_layer(step.tokens + na as u64 * self.prefill_tokens as u64, rng);
             }
             for mb in 0..self.micro_batches {
-                let tokens = self.tokens_in(mb);
+                let decode = self.tokens_in(mb);
+                let (chunk, prefix) = self.prefill_in(mb);
+                let tokens = decode + chunk;
                 if tokens == 0 {
                     continue;
                 }
-                let t_att = model
-                    .attention_side_at(
-                        &self.attention_table,
+                let table = &self.attention_table;
+                let side = if chunk == 0 {
+                    model.attention_side_at(table, layer, decode, self.context, self.kernel)?
+                } else {
+                    model.attention_side_mixed(
+                        table,
                         layer,
-                        tokens,
+                        decode,
                         self.context,
+                        chunk,
+                        prefix,
                         self.kernel,
                     )?
-                    .total_us();
+                };
+                let t_att = side.total_us();
                 let atts: Vec<TaskRef> = (0..na)
                     .map(|a| {
                         let t =

@@ -81,7 +81,7 @@ pub struct AfdFile {
 
 /// HBM of a device as its driver names it, GiB (vendor figures: H100 SXM 80 GB, H200
 /// 141 GB, as GiB that hold that many 1e9 bytes).
-fn known_hbm_gib(device: &str) -> Option<f64> {
+pub(super) fn known_hbm_gib(device: &str) -> Option<f64> {
     if device.contains("H200") {
         Some(141e9 / (1u64 << 30) as f64)
     } else if device.contains("H100") && device.contains("80GB") {
@@ -250,6 +250,9 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
     };
     let steps = cx.int_in(&key("steps"), a.steps.unwrap_or(1), 1, 10_000)? as u32;
     Ok(AfdSpec {
+        prefill_tokens: 0,
+        prefill_prefix: 0,
+        active_attention_gpus: na,
         model,
         attention_table,
         ffn_table,

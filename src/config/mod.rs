@@ -11,6 +11,8 @@
 //! `resolve` checks values and builds the fabric and the traffic.
 
 mod afd;
+mod serving;
+pub use serving::check_fits;
 mod fabric;
 mod moe;
 mod raw;
@@ -82,6 +84,8 @@ pub struct Scenario {
     pub messages: Vec<MessageSpec>,
     /// An AFD decode deployment, when the scenario has an `[afd]` table.
     pub afd: Option<crate::afd::AfdSpec>,
+    /// A request stream and its deployment, when the scenario has a `[serving]` table.
+    pub serving: Option<crate::serving::ServingSpec>,
 }
 
 impl Scenario {
@@ -127,7 +131,7 @@ impl Scenario {
         let fabric_origin = expand_fabric_file(&mut table, origin, dir)?;
         let raw: ScenarioFile =
             from_value(toml::Value::Table(table), origin, fabric_origin.as_ref())?;
-        resolve(&raw, origin, fabric_origin.as_ref(), seed, "level")
+        resolve(&raw, origin, dir, fabric_origin.as_ref(), seed, "level")
     }
 
     /// [`Scenario::load`] with the file's `level` replaced by `level` when given (as
@@ -149,7 +153,7 @@ impl Scenario {
         let fabric_origin = expand_fabric_file(&mut table, &origin, &dir)?;
         let raw: ScenarioFile =
             from_value(toml::Value::Table(table), &origin, fabric_origin.as_ref())?;
-        resolve(&raw, &origin, fabric_origin.as_ref(), seed, "--level")
+        resolve(&raw, &origin, &dir, fabric_origin.as_ref(), seed, "--level")
     }
 }
 
@@ -360,6 +364,7 @@ impl Ctx<'_> {
 fn resolve(
     raw: &ScenarioFile,
     origin: &str,
+    dir: &Path,
     fabric_origin: Option<&FabricOrigin>,
     seed: Option<u64>,
     level_chosen_by: &str,
@@ -386,10 +391,17 @@ fn resolve(
         .max()
         .expect("two");
 
-    if raw.traffic.is_empty() && raw.afd.is_none() {
+    if raw.traffic.is_empty() && raw.afd.is_none() && raw.serving.is_none() {
         return Err(cx.err(
             "traffic",
-            "at least one [[traffic]] entry (or an [afd] table) is required",
+            "at least one [[traffic]] entry (or an [afd] or [serving] table) is required",
+        ));
+    }
+    if raw.serving.is_some() && (raw.afd.is_some() || !raw.traffic.is_empty()) {
+        return Err(cx.err(
+            "serving",
+            "a [serving] scenario has no [afd] table and no [[traffic]]: its decode pool is \
+             [serving.decode] and its messages come from the requests",
         ));
     }
     let gpus = built.topology.gpus();
@@ -430,6 +442,10 @@ fn resolve(
             None => None,
             Some(a) => Some(afd::resolve(&cx, a, gpus, seed)?),
         },
+        serving: match &raw.serving {
+            None => None,
+            Some(sv) => Some(serving::resolve(&cx, sv, gpus, seed, dir)?),
+        },
     };
     check_level(&scenario, level_chosen_by)?;
     Ok(scenario)
@@ -450,6 +466,17 @@ impl Scenario {
 /// rate control, and ignoring the keys would answer a different question silently.
 /// `chosen_by` names where the level came from (`level` or `--level`).
 fn check_level(s: &Scenario, chosen_by: &str) -> Result<(), InputError> {
+    if s.level == Level::Analytical && s.serving.is_some() {
+        return Err(InputError::new(
+            s.origin.clone(),
+            "serving",
+            format!(
+                "serving iterations are graphs of dependent kernels and transfers; the \
+                 analytical level (chosen by `{chosen_by}`) times independent messages only: \
+                 run it at level = \"flow\" or \"packet\""
+            ),
+        ));
+    }
     if s.level == Level::Analytical && s.afd.is_some() {
         return Err(InputError::new(
             s.origin.clone(),

@@ -25,6 +25,10 @@ pub struct ScenarioFile {
     /// An AFD decode deployment on the fabric; with it, `traffic` is optional.
     #[serde(default)]
     pub afd: Option<super::afd::AfdFile>,
+    /// A request stream served by a deployment on the fabric; with it, `traffic` is
+    /// optional.
+    #[serde(default)]
+    pub serving: Option<super::serving::ServingFile>,
 }
 
 /// One traffic generator. Which keys apply depends on `pattern`; `resolve` rejects keys that

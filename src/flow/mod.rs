@@ -27,6 +27,7 @@
 
 pub mod analytical;
 pub mod maxmin;
+pub mod online;
 pub mod paths;
 
 use crate::engine::{Dur, EventQueue, PS_PER_S, Time};

@@ -256,6 +256,15 @@ impl PacketMetrics {
 pub enum Metrics<'a> {
     Network(&'a PacketMetrics),
     Afd(AfdRunMetrics<'a>),
+    Serving(ServingRunMetrics<'a>),
+}
+
+/// A serving run: its metrics, and the network metrics of its KV-cache transfers.
+#[derive(Serialize)]
+pub struct ServingRunMetrics<'a> {
+    #[serde(flatten)]
+    pub serving: &'a crate::serving::ServingMetrics,
+    pub kv_network: &'a PacketMetrics,
 }
 
 #[derive(Serialize)]
@@ -333,14 +342,103 @@ impl RunOutput<'_> {
                 ]);
                 a.network
             }
+            Metrics::Serving(sv) => {
+                rows.extend(serving_rows(sv.serving));
+                sv.kv_network
+            }
         };
-        rows.extend(network.rows());
+        // A serving run's network rows describe its KV transfers: none when aggregated.
+        if network.messages > 0 || !matches!(self.metrics, Metrics::Serving(_)) {
+            rows.extend(network.rows());
+        }
         let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
         for (name, value, unit) in rows {
             writeln!(w, "  {name:<width$}  {value:>20} {unit}")?;
         }
         Ok(())
     }
+}
+
+/// The human table's lines of a serving run.
+fn serving_rows(m: &crate::serving::ServingMetrics) -> Vec<(String, String, &'static str)> {
+    let d = |x: &crate::serving::Dist| format!("{:.1} / {:.1} / {:.1}", x.p50, x.p90, x.p99);
+    let mut rows = vec![
+        (
+            "deployment, GPUs".to_string(),
+            format!("{}, {}", m.deployment, m.gpus),
+            "",
+        ),
+        (
+            "requests, offered rate".into(),
+            match m.rate_per_s {
+                Some(r) => format!("{}, {r:.3}", m.requests),
+                None => format!("{}, trace", m.requests),
+            },
+            "req/s",
+        ),
+        (
+            "throughput".into(),
+            format!("{:.3}", m.throughput_req_per_s),
+            "req/s",
+        ),
+        (
+            "output tokens/s, per GPU".into(),
+            format!(
+                "{:.0}, {:.1}",
+                m.output_tokens_per_s, m.tokens_per_s_per_gpu
+            ),
+            "",
+        ),
+        ("TTFT p50 / p90 / p99".into(), d(&m.ttft_ms), "ms"),
+        ("TPOT p50 / p90 / p99".into(), d(&m.tpot_ms), "ms"),
+        ("latency p50 / p90 / p99".into(), d(&m.latency_ms), "ms"),
+    ];
+    if let (Some(slo), Some(met), Some(good)) = (&m.slo, m.slo_met, m.goodput_req_per_s) {
+        rows.push((
+            format!(
+                "SLO p{} TTFT <= {} ms, TPOT <= {} ms",
+                slo.percentile, slo.ttft_ms, slo.tpot_ms
+            ),
+            format!("{}, goodput {good:.3}", if met { "met" } else { "missed" }),
+            "req/s",
+        ));
+    }
+    rows.extend([
+        (
+            "decode iterations, mean batch".into(),
+            format!("{}, {:.1}", m.decode_iterations, m.mean_decode_batch),
+            "",
+        ),
+        (
+            "busy decode / prefill pool".into(),
+            format!(
+                "{:.3} / {:.3}",
+                m.decode_busy_fraction, m.prefill_busy_fraction
+            ),
+            "",
+        ),
+        (
+            "prompt tokens prefilled / cached".into(),
+            format!("{} / {}", m.prefill_tokens, m.cached_tokens),
+            "",
+        ),
+        (
+            "KV cache per GPU".into(),
+            format!("{}", m.kv_capacity_tokens_per_gpu),
+            "tokens",
+        ),
+        (
+            "KV transfer mean / p99".into(),
+            format!("{:.3} / {:.3}", m.kv_transfer_ms.mean, m.kv_transfer_ms.p99),
+            "ms",
+        ),
+        (
+            "iterations simulated / asked".into(),
+            format!("{} / {}", m.iterations_simulated, m.iteration_queries),
+            "",
+        ),
+    ]);
+    rows
 }
 
 /// Writes `metrics.json`, `messages.csv` and `links.csv` into `dir` (created if needed).

@@ -1,1 +1,380 @@
+//! Request-level serving: a stream of requests served by an aggregated, P/D or AFD
+//! deployment on a fabric, with TTFT/TPOT per request and the SLO search.
+//!
+//! - [`traffic`]: arrivals and lengths (presets, files, JSONL traces).
+//! - [`sim`]: the request-level simulation (continuous batching, chunked prefill, KV-cache
+//!   transfers over the online flow level).
+//! - [`cost`]: iteration times interpolated between simulated iterations of the deployment
+//!   (`afd::AfdSpec` steps through the fabric at the scenario's level).
+//! - [`search`]: the highest rate that meets TTFT and TPOT limits.
+//!
+//! Invariant: a serving run is a pure function of the scenario and its seed; wall-clock
+//! figures (how long corner simulations took) go to the progress output, never the results.
+
+pub mod cost;
+pub mod points;
+pub mod search;
+pub mod sim;
 pub mod traffic;
+
+use serde::Serialize;
+
+use crate::afd::AfdSpec;
+use crate::compute::QueryError;
+use crate::engine::{PS_PER_S, Time};
+use crate::packet::PacketParams;
+use crate::topology::Fabric;
+use cost::{CostStats, GridCost};
+use points::FabricPoints;
+use sim::{Layout, ServingRun};
+use traffic::Traffic;
+
+/// How prefill and decode share the GPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deployment {
+    /// One expert-parallel pool, chunked prefill piggybacked on decode iterations.
+    Aggregated,
+    /// One AFD deployment (attention and FFN GPUs) doing both, chunked.
+    AggregatedAfd,
+    /// A prefill pool and an expert-parallel decode pool.
+    Pd,
+    /// A prefill pool and an AFD decode pool.
+    PdAfd,
+}
+
+impl Deployment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Deployment::Aggregated => "aggregated",
+            Deployment::AggregatedAfd => "aggregated-afd",
+            Deployment::Pd => "pd",
+            Deployment::PdAfd => "pd-afd",
+        }
+    }
+}
+
+/// TTFT and TPOT limits at a percentile.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Slo {
+    pub ttft_ms: f64,
+    pub tpot_ms: f64,
+    pub percentile: f64,
+}
+
+impl Slo {
+    /// Checked limits; an error is `(key, message)`.
+    pub fn new(ttft_ms: f64, tpot_ms: f64, percentile: f64) -> Result<Slo, (&'static str, String)> {
+        for (k, v) in [("ttft_ms", ttft_ms), ("tpot_ms", tpot_ms)] {
+            if !(v.is_finite() && v > 0.0 && v <= 1e7) {
+                return Err((
+                    k,
+                    format!("{v} is not allowed: milliseconds > 0 and <= 1e7"),
+                ));
+            }
+        }
+        if !(percentile.is_finite() && percentile > 0.0 && percentile <= 100.0) {
+            return Err((
+                "percentile",
+                format!("{percentile} is not allowed: > 0 and <= 100"),
+            ));
+        }
+        Ok(Slo {
+            ttft_ms,
+            tpot_ms,
+            percentile,
+        })
+    }
+}
+
+/// A resolved serving scenario (the `[serving]` table).
+#[derive(Clone, Debug)]
+pub struct ServingSpec {
+    pub deployment: Deployment,
+    pub layout: Layout,
+    /// The decode pool (the whole pool when aggregated): a template whose batch, context
+    /// and prompt tokens each simulated iteration sets.
+    pub decode: AfdSpec,
+    /// The prefill pool (P/D): an expert-parallel template.
+    pub prefill: Option<AfdSpec>,
+    pub traffic: Traffic,
+    pub requests: u32,
+    pub seed: u64,
+    pub slo: Option<Slo>,
+    /// Simulate every layer of an iteration instead of extrapolating.
+    pub all_layers: bool,
+    /// Every GPU of the deployment (prefill, attention, FFN).
+    pub total_gpus: u32,
+}
+
+/// Percentiles and mean of a set of durations, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Dist {
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Dist {
+    /// Exact nearest-rank percentiles of picosecond values, in ms.
+    pub fn of_ps(values: impl IntoIterator<Item = u64>) -> Dist {
+        let mut v: Vec<u64> = values.into_iter().collect();
+        if v.is_empty() {
+            return Dist::default();
+        }
+        v.sort_unstable();
+        let ms = |ps: u64| ps as f64 / 1e9;
+        let sum: u128 = v.iter().map(|&x| x as u128).sum();
+        Dist {
+            mean: sum as f64 / v.len() as f64 / 1e9,
+            p50: ms(percentile(&v, 50.0)),
+            p90: ms(percentile(&v, 90.0)),
+            p99: ms(percentile(&v, 99.0)),
+            max: ms(v[v.len() - 1]),
+        }
+    }
+}
+
+/// The smallest value with at least `q` percent of the values at or below it.
+pub fn percentile(sorted: &[u64], q: f64) -> u64 {
+    let rank = (q / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// What a serving run measured (the `metrics` of `afdsim run --json` on a serving scenario).
+#[derive(Clone, Debug, Serialize)]
+pub struct ServingMetrics {
+    pub deployment: &'static str,
+    pub requests: u64,
+    /// The offered Poisson rate (none for a trace).
+    pub rate_per_s: Option<f64>,
+    /// First arrival to last finish.
+    pub duration_s: f64,
+    pub throughput_req_per_s: f64,
+    /// Output tokens per second over the whole run (first arrival to last finish).
+    pub output_tokens_per_s: f64,
+    /// Output tokens per second while requests arrive (the steady state, without the drain
+    /// after the last arrival), per GPU, every GPU of the deployment counted.
+    pub tokens_per_s_per_gpu: f64,
+    pub gpus: u32,
+    pub ttft_ms: Dist,
+    pub tpot_ms: Dist,
+    pub latency_ms: Dist,
+    /// Requests meeting both limits (when the scenario sets them), per second.
+    pub goodput_req_per_s: Option<f64>,
+    /// Whether the limits hold at their percentile.
+    pub slo_met: Option<bool>,
+    pub slo: Option<Slo>,
+    /// Time-average of the requests in the system while requests arrive (first to last
+    /// arrival), and arrival rate x mean latency: Little's law says they agree in a steady
+    /// state.
+    pub mean_in_system: f64,
+    pub littles_law_product: Option<f64>,
+    pub decode_iterations: u64,
+    pub mean_decode_batch: f64,
+    pub decode_busy_fraction: f64,
+    pub prefill_iterations: u64,
+    pub prefill_busy_fraction: f64,
+    pub prefill_tokens: u64,
+    pub cached_tokens: u64,
+    pub kv_capacity_tokens_per_gpu: u64,
+    pub kv_transfer_ms: Dist,
+    pub kv_bytes: u64,
+    /// Iteration times asked for, and distinct iterations simulated through the fabric.
+    pub iteration_queries: u64,
+    pub iterations_simulated: u64,
+}
+
+impl ServingMetrics {
+    pub fn of(spec: &ServingSpec, run: &ServingRun) -> ServingMetrics {
+        let reqs = &run.requests;
+        let first = reqs.first().map_or(Time::ZERO, |r| r.arrival);
+        let span_s = run.end.since(first).as_ps() as f64 / PS_PER_S as f64;
+        let per_s = |x: f64| if span_s > 0.0 { x / span_s } else { 0.0 };
+        let out_tokens: u64 = reqs.iter().map(|r| r.output as u64).sum();
+        let latency = Dist::of_ps(reqs.iter().map(|r| r.latency().as_ps()));
+        let tpots: Vec<u64> = reqs
+            .iter()
+            .filter_map(|r| r.tpot())
+            .map(|d| d.as_ps())
+            .collect();
+        let ttft = Dist::of_ps(reqs.iter().map(|r| r.ttft().as_ps()));
+        let tpot = Dist::of_ps(tpots.iter().copied());
+        let (goodput, slo_met) = match &spec.slo {
+            None => (None, None),
+            Some(slo) => {
+                let good = reqs
+                    .iter()
+                    .filter(|r| {
+                        r.ttft().as_ps() as f64 <= slo.ttft_ms * 1e9
+                            && r.tpot()
+                                .is_none_or(|t| t.as_ps() as f64 <= slo.tpot_ms * 1e9)
+                    })
+                    .count();
+                (Some(per_s(good as f64)), Some(meets(slo, run)))
+            }
+        };
+        let rate = spec.traffic.rate();
+        let busy = |d: crate::engine::Dur| {
+            if span_s > 0.0 {
+                d.as_ps() as f64 / PS_PER_S as f64 / span_s
+            } else {
+                0.0
+            }
+        };
+        ServingMetrics {
+            deployment: spec.deployment.as_str(),
+            requests: reqs.len() as u64,
+            rate_per_s: rate,
+            duration_s: span_s,
+            throughput_req_per_s: per_s(reqs.len() as f64),
+            output_tokens_per_s: per_s(out_tokens as f64),
+            tokens_per_s_per_gpu: run.window_tokens_per_s / spec.total_gpus as f64,
+            gpus: spec.total_gpus,
+            ttft_ms: ttft,
+            tpot_ms: tpot,
+            latency_ms: latency,
+            goodput_req_per_s: goodput,
+            slo_met,
+            slo: spec.slo,
+            mean_in_system: run.mean_in_system_arriving,
+            littles_law_product: rate.map(|r| r * latency.mean / 1e3),
+            decode_iterations: run.decode.iterations,
+            mean_decode_batch: if run.decode.iterations > 0 {
+                run.decode.load_sum as f64 / run.decode.iterations as f64
+            } else {
+                0.0
+            },
+            decode_busy_fraction: busy(run.decode.busy),
+            prefill_iterations: run.prefill.iterations,
+            prefill_busy_fraction: busy(run.prefill.busy),
+            prefill_tokens: run.prefill_tokens,
+            cached_tokens: run.cached_tokens,
+            kv_capacity_tokens_per_gpu: spec.layout.kv_capacity_tokens,
+            kv_transfer_ms: Dist::of_ps(
+                reqs.iter()
+                    .filter_map(|r| r.kv_transfer)
+                    .map(|(s, f)| f.since(s).as_ps()),
+            ),
+            kv_bytes: run.kv.bytes_delivered,
+            iteration_queries: 0,
+            iterations_simulated: 0,
+        }
+    }
+}
+
+/// TTFT and TPOT at a percentile, in ms (0 where no request has one).
+pub fn at_percentile(run: &ServingRun, pct: f64) -> (f64, f64) {
+    let mut ttft: Vec<u64> = run.requests.iter().map(|r| r.ttft().as_ps()).collect();
+    let mut tpot: Vec<u64> = run
+        .requests
+        .iter()
+        .filter_map(|r| r.tpot())
+        .map(|d| d.as_ps())
+        .collect();
+    ttft.sort_unstable();
+    tpot.sort_unstable();
+    let ms = |v: &[u64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            percentile(v, pct) as f64 / 1e9
+        }
+    };
+    (ms(&ttft), ms(&tpot))
+}
+
+/// Whether TTFT and TPOT at the limits' percentile are within them.
+pub fn meets(slo: &Slo, run: &ServingRun) -> bool {
+    let (ttft, tpot) = at_percentile(run, slo.percentile);
+    ttft <= slo.ttft_ms && tpot <= slo.tpot_ms
+}
+
+/// A deployment ready to serve request streams; iteration times simulated for one run are
+/// kept for the next (an SLO search's probes share them).
+pub struct Server<'a> {
+    pub spec: &'a ServingSpec,
+    fabric: &'a Fabric,
+    params: &'a PacketParams,
+    cost: GridCost<FabricPoints<'a>>,
+}
+
+/// One serving run's results.
+pub struct ServingOutcome {
+    pub run: ServingRun,
+    pub metrics: ServingMetrics,
+}
+
+impl<'a> Server<'a> {
+    pub fn new(
+        spec: &'a ServingSpec,
+        fabric: &'a Fabric,
+        params: &'a PacketParams,
+        level: crate::config::Level,
+    ) -> Server<'a> {
+        let points = FabricPoints::new(spec, fabric, params, level);
+        let max_ctx = 1 << 22;
+        let pools = (
+            spec.decode.attention_gpus.len() as u32,
+            spec.prefill
+                .as_ref()
+                .map_or(0, |p| p.attention_gpus.len() as u32),
+        );
+        let cost = GridCost::new(
+            points,
+            pools,
+            spec.layout.max_batch,
+            spec.layout.chunk_tokens,
+            (max_ctx, max_ctx),
+            &attention_kinks(&spec.decode.model),
+        );
+        Server {
+            spec,
+            fabric,
+            params,
+            cost,
+        }
+    }
+
+    /// Serves `requests` (checked to fit by the caller).
+    pub fn serve(&mut self, requests: &[traffic::Request]) -> Result<ServingOutcome, QueryError> {
+        let before = self.cost.stats;
+        let run = sim::simulate(
+            self.fabric,
+            self.params,
+            &self.spec.layout,
+            requests,
+            &mut self.cost,
+        )?;
+        let mut metrics = ServingMetrics::of(self.spec, &run);
+        metrics.iteration_queries = self.cost.stats.queries - before.queries;
+        metrics.iterations_simulated = self.cost.stats.corners_simulated - before.corners_simulated;
+        Ok(ServingOutcome { run, metrics })
+    }
+
+    pub fn cost_stats(&self) -> CostStats {
+        self.cost.stats
+    }
+}
+
+/// Contexts at which a model's attention changes regime: DSA's top-k (its indexer starts
+/// above it), a sliding window's width.
+fn attention_kinks(model: &crate::compute::Model) -> Vec<u64> {
+    use crate::compute::{Attention, Gqa, Mla};
+    match &model.attention {
+        Attention::Mla(Mla {
+            sparse: Some(s), ..
+        }) => vec![s.topk],
+        Attention::Gqa(Gqa {
+            sliding: Some((w, _)),
+            ..
+        }) => vec![*w],
+        _ => Vec::new(),
+    }
+}
+
+/// The traffic of a spec at another rate.
+pub fn at_rate(spec: &ServingSpec, rate: f64) -> Result<Traffic, crate::error::InputError> {
+    spec.traffic.with_rate(rate)
+}

@@ -142,6 +142,8 @@ enum Arrivals {
         /// The trace file as named in errors.
         file: String,
         requests: Vec<Request>,
+        /// The file line of each request (1-based).
+        lines: Vec<u32>,
         /// Set by [`Traffic::with_rate`]: the mean rate the gaps were scaled to.
         rate_per_s: Option<f64>,
     },
@@ -193,11 +195,31 @@ impl Traffic {
                 Arrivals::Trace {
                     file: path.display().to_string(),
                     requests: load_trace(&path)?,
+                    lines: trace_lines(&path),
                     rate_per_s: None,
                 }
             }
         };
         Ok(Traffic::new(raw.name, arrivals))
+    }
+
+    /// Where request `id` came from, for an error about it: a trace's file and line, or
+    /// `None` for a drawn request.
+    pub fn locate(&self, id: u32) -> Option<(&str, String)> {
+        match &self.arrivals {
+            Arrivals::Trace { file, lines, .. } => lines
+                .get(id as usize)
+                .map(|l| (file.as_str(), format!("line {l}"))),
+            Arrivals::Poisson { .. } => None,
+        }
+    }
+
+    /// A preset name, or a traffic file path relative to `dir` (a scenario's folder).
+    pub fn by_name_or_path_in(s: &str, dir: &Path) -> Result<Traffic, InputError> {
+        if Traffic::preset(s).is_some() || Path::new(s).is_absolute() {
+            return Traffic::by_name_or_path(s);
+        }
+        Traffic::by_name_or_path(&dir.join(s).display().to_string())
     }
 
     /// Loads a preset name or a traffic file path.
@@ -247,6 +269,7 @@ impl Traffic {
                 file,
                 requests,
                 rate_per_s,
+                ..
             } => {
                 scale_trace(requests, rate).map_err(|m| InputError::new(file.as_str(), "", m))?;
                 *rate_per_s = Some(rate);
@@ -599,6 +622,16 @@ fn scale_trace(requests: &mut [Request], rate_per_s: f64) -> Result<(), String> 
 /// 143, "cached": 0}` (`cached` optional, default 0; blank lines skipped). Errors name the
 /// file and `line N`: bad JSON, a missing or unknown field, a negative or decreasing
 /// arrival, input or output 0, cached ≥ input, no requests.
+/// The 1-based line of each request of a trace that [`load_trace`] accepted.
+fn trace_lines(path: &Path) -> Vec<u32> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, _)| i as u32 + 1)
+        .collect()
+}
+
 pub fn load_trace(path: &Path) -> Result<Vec<Request>, InputError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| InputError::for_path(path, "", format!("cannot read the trace: {e}")))?;

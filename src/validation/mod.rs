@@ -9,6 +9,7 @@ mod afd_cases;
 mod check;
 mod flow_cases;
 mod packet_cases;
+mod serving_cases;
 
 pub use check::{Check, CheckRow, Compare};
 
@@ -101,6 +102,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(afd_cases::cases());
     all.extend(crate::compute::validation::cases());
     all.extend(flow_cases::cases());
+    all.extend(serving_cases::cases());
     all.sort_by_key(|c| c.name);
     all
 }

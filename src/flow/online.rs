@@ -1,0 +1,291 @@
+//! Fluid flows that start while the simulation runs: the flow level for callers that decide
+//! what to send as time goes on (request-level serving's KV-cache transfers).
+//!
+//! Same routes ([`route`]), capacities and fixed tail as the batch flow level
+//! ([`super::simulate`]); rates are the max-min fair allocation over the active flows,
+//! recomputed from scratch ([`full_recompute`]) at every distinct time a flow starts or
+//! drains. That is cheap while few flows are active at once (tens of transfers, not the
+//! millions of messages of a decode step, which go through the incremental allocator).
+//!
+//! Invariant: time only moves forward (`start` and `advance` never go back); each flow
+//! drains its wire bytes exactly once and finishes at drain + its route's tail; the order of
+//! completions at one time is the order the flows started. Deterministic.
+
+use super::maxmin::full_recompute;
+use super::paths::route;
+use crate::engine::{Dur, PS_PER_S, Time};
+use crate::packet::{LinkStats, MessageResult, MessageSpec, PacketParams, PacketRun};
+use crate::topology::Fabric;
+
+struct Flow {
+    spec: MessageSpec,
+    links: Vec<(u32, f64)>,
+    wire_bytes: u64,
+    tail: Dur,
+    /// Wire bytes left as of `since`.
+    left: f64,
+    since: Time,
+    rate: f64,
+    /// When it drains at its current rate.
+    drain_at: Time,
+    finish: Option<Time>,
+}
+
+/// Flows started one at a time on a fabric, each finishing when its last byte arrives.
+pub struct OnlineFlows<'a> {
+    fabric: &'a Fabric,
+    params: &'a PacketParams,
+    cap: Vec<f64>,
+    flows: Vec<Flow>,
+    /// Draining flows, in start order.
+    active: Vec<u32>,
+    /// Drained flows waiting for their tail: (finish time, flow), in drain order.
+    tails: Vec<(Time, u32)>,
+    now: Time,
+}
+
+impl<'a> OnlineFlows<'a> {
+    pub fn new(fabric: &'a Fabric, params: &'a PacketParams) -> OnlineFlows<'a> {
+        let cap = fabric
+            .topology
+            .links()
+            .iter()
+            .map(|l| l.rate.bps() as f64 / 8.0 / PS_PER_S as f64)
+            .collect();
+        OnlineFlows {
+            fabric,
+            params,
+            cap,
+            flows: Vec::new(),
+            active: Vec::new(),
+            tails: Vec::new(),
+            now: Time::ZERO,
+        }
+    }
+
+    /// Starts sending `bytes` from `src` to `dst` at `now` (not before the last event
+    /// processed); returns the flow's id (dense, in start order).
+    pub fn start(&mut self, now: Time, spec: MessageSpec) -> u32 {
+        assert!(now >= self.now, "flows start in time order");
+        assert!(spec.src != spec.dst && spec.bytes > 0);
+        self.settle(now);
+        let id = self.flows.len() as u32;
+        let r = route(self.fabric, self.params, id, &spec);
+        self.flows.push(Flow {
+            spec: MessageSpec { start: now, ..spec },
+            links: r.links.iter().map(|&(l, w)| (l.0, w)).collect(),
+            wire_bytes: r.wire_bytes,
+            tail: r.tail,
+            left: r.wire_bytes as f64,
+            since: now,
+            rate: 0.0,
+            drain_at: Time::MAX,
+            finish: None,
+        });
+        self.active.push(id);
+        self.reallocate();
+        id
+    }
+
+    /// The time of the next drain or finish, if any flow is still in flight.
+    pub fn next_event(&self) -> Option<Time> {
+        let drain = self.active.iter().map(|&f| self.flows[f as usize].drain_at);
+        let tail = self.tails.iter().map(|&(t, _)| t);
+        drain.chain(tail).min()
+    }
+
+    /// Processes every drain and finish up to and including `to`; appends the flows that
+    /// finished, in finish order (ties: drain order, then start order).
+    pub fn advance(&mut self, to: Time, finished: &mut Vec<u32>) {
+        while let Some(t) = self.next_event().filter(|&t| t <= to) {
+            self.settle(t);
+            // Tails that end now, in drain order.
+            let mut i = 0;
+            while i < self.tails.len() {
+                if self.tails[i].0 == t {
+                    let (_, f) = self.tails.remove(i);
+                    self.flows[f as usize].finish = Some(t);
+                    finished.push(f);
+                } else {
+                    i += 1;
+                }
+            }
+            // Flows that drain now leave the allocation; their tail starts.
+            let before = self.active.len();
+            let flows = &mut self.flows;
+            let tails = &mut self.tails;
+            self.active.retain(|&f| {
+                let fl = &mut flows[f as usize];
+                if fl.drain_at != t {
+                    return true;
+                }
+                fl.left = 0.0;
+                tails.push((t + fl.tail, f));
+                false
+            });
+            if self.active.len() != before {
+                self.reallocate();
+            }
+        }
+    }
+
+    /// Bytes sent at the current rates up to `t`.
+    fn settle(&mut self, t: Time) {
+        for &f in &self.active {
+            let fl = &mut self.flows[f as usize];
+            fl.left = (fl.left - fl.rate * t.since(fl.since).as_ps() as f64).max(0.0);
+            fl.since = t;
+        }
+        self.now = t;
+    }
+
+    fn reallocate(&mut self) {
+        let routes: Vec<Vec<(u32, f64)>> = self
+            .active
+            .iter()
+            .map(|&f| self.flows[f as usize].links.clone())
+            .collect();
+        let rates = full_recompute(&self.cap, &routes);
+        for (&f, rate) in self.active.iter().zip(rates) {
+            let fl = &mut self.flows[f as usize];
+            fl.rate = rate;
+            // Bounded: bytes <= 2^40 and rates >= 1 bit/s keep this far below u64 ps.
+            fl.drain_at = fl.since + Dur::from_ps((fl.left / rate).ceil() as u64);
+        }
+    }
+
+    /// Flows started so far.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// When flow `f` finished (its last byte arrived), once it has.
+    pub fn finish(&self, f: u32) -> Option<Time> {
+        self.flows[f as usize].finish
+    }
+
+    /// Every flow as a finished message, with the wire bytes each put on each link (the
+    /// batch flow level's result type). Flows still in flight are left out.
+    pub fn into_run(self) -> PacketRun {
+        let topo = &self.fabric.topology;
+        let mut bytes = vec![0.0f64; topo.links().len()];
+        let mut messages = Vec::with_capacity(self.flows.len());
+        for fl in self.flows.iter().filter(|f| f.finish.is_some()) {
+            for &(l, w) in &fl.links {
+                bytes[l as usize] += fl.wire_bytes as f64 * w;
+            }
+            messages.push(MessageResult {
+                src: fl.spec.src,
+                dst: fl.spec.dst,
+                bytes: fl.spec.bytes,
+                start: fl.spec.start,
+                finish: fl.finish,
+            });
+        }
+        let links = topo
+            .links()
+            .iter()
+            .zip(&bytes)
+            .map(|(link, &b)| {
+                let wire_bytes = b.round() as u64;
+                LinkStats {
+                    wire_bytes,
+                    busy: link.rate.serialize(wire_bytes),
+                    ..LinkStats::default()
+                }
+            })
+            .collect();
+        let total: u64 = messages.iter().map(|m| m.bytes).sum();
+        PacketRun {
+            end: messages
+                .iter()
+                .filter_map(|m| m.finish)
+                .max()
+                .unwrap_or(Time::ZERO),
+            messages,
+            computes: Vec::new(),
+            links,
+            queue: Default::default(),
+            packets: 0,
+            packet_hops: 0,
+            bytes_injected: total,
+            bytes_delivered: total,
+            bytes_dropped: 0,
+            cnps: 0,
+            lossless_overflow_bytes: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Scenario;
+    use crate::topology::NodeId;
+
+    fn star() -> Scenario {
+        Scenario::parse(
+            crate::config::STAR_SCENARIO,
+            crate::config::STAR_SCENARIO_ORIGIN,
+            None,
+        )
+        .expect("embedded scenario")
+    }
+
+    fn msg(src: u32, dst: u32, bytes: u64) -> MessageSpec {
+        MessageSpec {
+            src: NodeId(src),
+            dst: NodeId(dst),
+            bytes,
+            start: Time::ZERO,
+        }
+    }
+
+    /// Flows all started at zero finish exactly where the batch flow level puts them.
+    #[test]
+    fn agrees_with_the_batch_flow_level() {
+        let s = star();
+        let specs: Vec<MessageSpec> = (0..4)
+            .flat_map(|a| (0..4).filter(move |&b| b != a).map(move |b| (a, b)))
+            .map(|(a, b)| msg(a, b, 1 << 20))
+            .collect();
+        let batch = super::super::simulate(&s.fabric, &s.packet, &specs, &mut |_, _| {});
+        let mut online = OnlineFlows::new(&s.fabric, &s.packet);
+        for m in &specs {
+            online.start(Time::ZERO, m.clone());
+        }
+        let mut done = Vec::new();
+        online.advance(Time::MAX, &mut done);
+        assert_eq!(done.len(), specs.len());
+        for (i, m) in batch.messages.iter().enumerate() {
+            let want = m.finish.expect("finished").as_ps() as i64;
+            let got = online.finish(i as u32).expect("finished").as_ps() as i64;
+            assert!((want - got).abs() <= 2, "flow {i}: {got} vs {want} ps");
+        }
+    }
+
+    /// A flow that joins a link halfway slows the first one: both share from then on.
+    #[test]
+    fn a_late_flow_shares_the_link() {
+        let s = star();
+        let mut net = OnlineFlows::new(&s.fabric, &s.packet);
+        let mut done = Vec::new();
+        let a = net.start(Time::ZERO, msg(0, 1, 1 << 20));
+        let alone = net.next_event().expect("in flight");
+        let mid = Time::from_ps(alone.as_ps() / 2);
+        net.advance(mid, &mut done);
+        assert!(done.is_empty());
+        let b = net.start(mid, msg(2, 1, 1 << 20));
+        net.advance(Time::MAX, &mut done);
+        let (fa, fb) = (net.finish(a).unwrap(), net.finish(b).unwrap());
+        assert!(fa > alone, "the shared link slows the first flow");
+        assert!(fb > fa, "the second flow started later with as many bytes");
+        assert_eq!(done, vec![a, b]);
+        let run = net.into_run();
+        assert_eq!(run.bytes_delivered, 2 << 20);
+    }
+}

@@ -1,0 +1,376 @@
+//! Iteration times for the serving simulation, from fabric simulations of whole iterations.
+//!
+//! A serving run asks for thousands of iteration times; each distinct one would be a full
+//! decode-step simulation (every layer, micro-batch, dispatch and combine through the
+//! fabric). So iterations are simulated only at the corners of a grid and interpolated:
+//! - sequences per GPU and prompt tokens per GPU: 0 (where allowed), then powers of two up
+//!   to the pool's limit, which is itself a corner (GEMM time is close to linear between
+//!   powers of two, `docs/compute.md`);
+//! - GPUs of the pool with work: 1, then powers of two up to the pool (expert work and
+//!   traffic grow with the tokens of all of them, attention only with the busiest's);
+//! - context and prefix: powers of two (decode attention reads the KV cache linearly in the
+//!   context; a prompt chunk's causal attention grows linearly in its prefix), plus both
+//!   sides of every point where the model's attention changes regime (DSA's top-k, where
+//!   its indexer starts; a sliding window's width), so no interpolation spans a kink.
+//!
+//! Interpolation is multilinear between the corners around the query; a corner is
+//! simulated once, on first use, with routing draws that depend only on the corner (so
+//! results do not depend on the order of queries). A query beyond the last corner of an
+//! axis is an error, never an extrapolation; config sizes the axes from the deployment.
+//!
+//! Each corner's simulation can itself be shortened: all MoE layers of a model are alike,
+//! so a step's time is affine in the number of MoE layers once the pipeline is full. With
+//! `extrapolate` on, a corner simulates the dense layers plus `p` and `2p` MoE layers and
+//! extends the line to the model's count (checked against whole-model steps by a test).
+//!
+//! Invariant: the same query always returns the same time; corners are never simulated
+//! twice.
+
+use std::collections::HashMap;
+
+use super::sim::StepCost;
+use crate::compute::QueryError;
+use crate::engine::Dur;
+
+/// One simulated iteration: sequences per GPU at a context, prompt tokens per GPU after a
+/// prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Point {
+    /// GPUs of the pool with work (the first ones); the others idle through the iteration.
+    pub gpus: u32,
+    pub batch: u32,
+    pub ctx: u64,
+    pub tokens: u32,
+    pub prefix: u64,
+}
+
+/// What times the grid's corners.
+pub trait PointSim {
+    /// The time of one iteration of the decode (or aggregated) pool.
+    fn decode_pool(&mut self, p: Point) -> Result<Dur, QueryError>;
+    /// The time of one iteration of the prefill pool (`p.batch` is 0).
+    fn prefill_pool(&mut self, p: Point) -> Result<Dur, QueryError>;
+}
+
+/// The corners of one axis: `lo`, then powers of two, up to and including `max`.
+fn axis(lo: u64, first: u64, max: u64) -> Vec<u64> {
+    let mut v = vec![lo];
+    let mut x = first.max(lo + 1);
+    while x < max {
+        v.push(x);
+        x *= 2;
+    }
+    if max > lo {
+        v.push(max);
+    }
+    v
+}
+
+/// The two corners around `x` and the weight of the upper one.
+fn bracket(axis: &[u64], x: u64, name: &str) -> Result<(u64, u64, f64), QueryError> {
+    let last = *axis.last().expect("an axis has corners");
+    if x > last || x < axis[0] {
+        return Err(QueryError::Invalid(format!(
+            "{name} = {x} is outside the simulated range {}..={last}",
+            axis[0]
+        )));
+    }
+    let i = axis.partition_point(|&c| c <= x);
+    if i == axis.len() || axis[i - 1] == x {
+        return Ok((axis[i - 1], axis[i - 1], 0.0));
+    }
+    let (a, b) = (axis[i - 1], axis[i]);
+    Ok((a, b, (x - a) as f64 / (b - a) as f64))
+}
+
+/// Counters for reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CostStats {
+    pub queries: u64,
+    pub corners_simulated: u64,
+    /// Wall-clock seconds spent simulating corners (reported, never used in results).
+    pub corner_wall_s: f64,
+}
+
+/// Iteration times by interpolation between simulated corners.
+pub struct GridCost<S: PointSim> {
+    pub sim: S,
+    decode_gpus: Vec<u64>,
+    prefill_gpus: Vec<u64>,
+    batch: Vec<u64>,
+    tokens: Vec<u64>,
+    ctx: Vec<u64>,
+    prefix: Vec<u64>,
+    decode_memo: HashMap<Point, Dur>,
+    prefill_memo: HashMap<Point, Dur>,
+    pub stats: CostStats,
+}
+
+impl<S: PointSim> GridCost<S> {
+    /// A grid for pools of `pools.0` (decode) and `pools.1` (prefill) GPUs, at most
+    /// `max_batch` sequences and `max_tokens` prompt tokens per GPU, contexts up to
+    /// `max_ctx` and prefixes up to `max_prefix`; `kinks`: contexts where attention changes
+    /// regime (a corner on each side).
+    pub fn new(
+        sim: S,
+        pools: (u32, u32),
+        max_batch: u32,
+        max_tokens: u32,
+        (max_ctx, max_prefix): (u64, u64),
+        kinks: &[u64],
+    ) -> Self {
+        let with_kinks = |mut a: Vec<u64>| {
+            let (first, last) = (a[0], *a.last().expect("an axis has corners"));
+            a.extend(
+                kinks
+                    .iter()
+                    .flat_map(|&k| [k, k + 1])
+                    .filter(|&c| c > first && c < last),
+            );
+            a.sort_unstable();
+            a.dedup();
+            a
+        };
+        GridCost {
+            sim,
+            decode_gpus: axis(1, 2, pools.0.max(1) as u64),
+            prefill_gpus: axis(1, 2, pools.1.max(1) as u64),
+            batch: axis(0, 1, max_batch as u64),
+            tokens: axis(0, 1, max_tokens as u64),
+            ctx: with_kinks(axis(1, 128, max_ctx.max(2))),
+            prefix: with_kinks(axis(0, 1024, max_prefix.max(1))),
+            decode_memo: HashMap::new(),
+            prefill_memo: HashMap::new(),
+            stats: CostStats::default(),
+        }
+    }
+
+    fn corner(&mut self, prefill: bool, p: Point) -> Result<f64, QueryError> {
+        let memo = if prefill {
+            &mut self.prefill_memo
+        } else {
+            &mut self.decode_memo
+        };
+        if let Some(d) = memo.get(&p) {
+            return Ok(d.as_ps() as f64);
+        }
+        let t0 = std::time::Instant::now();
+        let d = if prefill {
+            self.sim.prefill_pool(p)?
+        } else {
+            self.sim.decode_pool(p)?
+        };
+        self.stats.corners_simulated += 1;
+        self.stats.corner_wall_s += t0.elapsed().as_secs_f64();
+        memo.insert(p, d);
+        Ok(d.as_ps() as f64)
+    }
+
+    /// Multilinear interpolation over the axes a query uses.
+    fn query(&mut self, prefill: bool, q: Point) -> Result<Dur, QueryError> {
+        self.stats.queries += 1;
+        let pool = if prefill {
+            &self.prefill_gpus
+        } else {
+            &self.decode_gpus
+        };
+        let g = bracket(pool, q.gpus as u64, "GPUs with work")?;
+        let b = bracket(&self.batch, q.batch as u64, "sequences per GPU")?;
+        let t = bracket(&self.tokens, q.tokens as u64, "prompt tokens per GPU")?;
+        // An axis a query does not use stays at its first corner.
+        let c = if q.batch > 0 {
+            bracket(&self.ctx, q.ctx.max(1), "context")?
+        } else {
+            (1, 1, 0.0)
+        };
+        let p = if q.tokens > 0 {
+            bracket(&self.prefix, q.prefix, "prefix")?
+        } else {
+            (0, 0, 0.0)
+        };
+        let mut total = 0.0;
+        for corner in 0..32u32 {
+            let pick = |bit: u32, (lo, hi, w): (u64, u64, f64)| {
+                if corner & bit == 0 {
+                    (lo, 1.0 - w)
+                } else {
+                    (hi, w)
+                }
+            };
+            let (bb, wb) = pick(1, b);
+            let (tt, wt) = pick(2, t);
+            let (cc, wc) = pick(4, c);
+            let (pp, wp) = pick(8, p);
+            let (gg, wg) = pick(16, g);
+            let w = wb * wt * wc * wp * wg;
+            if w == 0.0 {
+                continue;
+            }
+            // A corner with neither sequences nor tokens is an empty iteration: it takes
+            // no time, and only ever weighs in when the query is close to it.
+            if bb == 0 && tt == 0 {
+                continue;
+            }
+            let pt = Point {
+                gpus: gg as u32,
+                batch: bb as u32,
+                ctx: if bb > 0 { cc } else { 1 },
+                tokens: tt as u32,
+                prefix: if tt > 0 { pp } else { 0 },
+            };
+            total += w * self.corner(prefill, pt)?;
+        }
+        Ok(Dur::from_ps(total.round() as u64))
+    }
+}
+
+impl<S: PointSim> StepCost for GridCost<S> {
+    fn decode(&mut self, gpus: u32, batch: u32, ctx: u64) -> Result<Dur, QueryError> {
+        self.mixed(gpus, batch, ctx, 0, 0)
+    }
+
+    fn prefill(&mut self, gpus: u32, tokens: u32, prefix: u64) -> Result<Dur, QueryError> {
+        self.query(
+            true,
+            Point {
+                gpus,
+                batch: 0,
+                ctx: 1,
+                tokens,
+                prefix,
+            },
+        )
+    }
+
+    fn mixed(
+        &mut self,
+        gpus: u32,
+        batch: u32,
+        ctx: u64,
+        tokens: u32,
+        prefix: u64,
+    ) -> Result<Dur, QueryError> {
+        self.query(
+            false,
+            Point {
+                gpus,
+                batch,
+                ctx,
+                tokens,
+                prefix,
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A function linear in each argument: interpolation reproduces it exactly.
+    struct Affine(u64);
+
+    impl Affine {
+        fn at(p: Point) -> Dur {
+            Dur::from_ps(
+                1_000_000
+                    + 11_000 * p.gpus as u64
+                    + 3_000 * p.batch as u64
+                    + 7 * p.ctx * p.batch as u64
+                    + 5_000 * p.tokens as u64
+                    + 2 * p.prefix * p.tokens as u64,
+            )
+        }
+    }
+
+    impl PointSim for Affine {
+        fn decode_pool(&mut self, p: Point) -> Result<Dur, QueryError> {
+            self.0 += 1;
+            Ok(Affine::at(p))
+        }
+        fn prefill_pool(&mut self, p: Point) -> Result<Dur, QueryError> {
+            self.0 += 1;
+            assert_eq!(p.batch, 0);
+            Ok(Affine::at(p))
+        }
+    }
+
+    #[test]
+    fn axes_end_at_their_limit() {
+        assert_eq!(axis(0, 1, 6), vec![0, 1, 2, 4, 6]);
+        assert_eq!(axis(0, 1, 8), vec![0, 1, 2, 4, 8]);
+        assert_eq!(axis(1, 128, 1000), vec![1, 128, 256, 512, 1000]);
+        assert_eq!(axis(0, 1024, 1), vec![0, 1]);
+        assert_eq!(axis(1, 2, 24), vec![1, 2, 4, 8, 16, 24]);
+        assert_eq!(axis(1, 2, 1), vec![1]);
+    }
+
+    #[test]
+    fn multilinear_functions_come_back_exactly_and_corners_run_once() {
+        let mut g = GridCost::new(Affine(0), (24, 16), 256, 4096, (40_000, 100_000), &[2048]);
+        for (b, c, t, p) in [
+            (37, 3000, 0, 0),
+            (37, 3000, 500, 9000),
+            (0, 1, 1500, 70_000),
+            (256, 40_000, 4096, 100_000),
+            (1, 1, 1, 0),
+        ] {
+            let gpus = 19;
+            let want = if b == 0 && t == 0 {
+                Dur::ZERO
+            } else {
+                Affine::at(Point {
+                    gpus,
+                    batch: b,
+                    ctx: if b > 0 { c } else { 1 },
+                    tokens: t,
+                    prefix: if t > 0 { p } else { 0 },
+                })
+            };
+            let got = g.mixed(gpus, b, c, t, p).unwrap();
+            let err = (got.as_ps() as i64 - want.as_ps() as i64).abs();
+            // Multilinear interpolation is exact on multilinear functions (up to rounding).
+            assert!(err <= 1, "({b},{c},{t},{p}): {got:?} vs {want:?}");
+        }
+        let before = g.sim.0;
+        g.mixed(19, 37, 3000, 0, 0).unwrap();
+        assert_eq!(g.sim.0, before, "memoized");
+        assert!(g.mixed(19, 257, 1, 0, 0).is_err());
+        assert!(g.mixed(25, 1, 1, 0, 0).is_err());
+        assert!(g.prefill(16, 4097, 0).is_err());
+    }
+
+    #[test]
+    fn kinks_get_corners_on_both_sides() {
+        let g = GridCost::new(Affine(0), (1, 1), 4, 4, (10_000, 10_000), &[2048, 5]);
+        assert_eq!(
+            g.ctx,
+            vec![1, 5, 6, 128, 256, 512, 1024, 2048, 2049, 4096, 8192, 10_000]
+        );
+        assert_eq!(
+            g.prefix,
+            vec![0, 5, 6, 1024, 2048, 2049, 4096, 8192, 10_000]
+        );
+    }
+
+    #[test]
+    fn corners_are_exact() {
+        let mut g = GridCost::new(Affine(0), (24, 16), 256, 4096, (40_000, 100_000), &[2048]);
+        let p = Point {
+            gpus: 16,
+            batch: 64,
+            ctx: 4096,
+            tokens: 512,
+            prefix: 8192,
+        };
+        assert_eq!(g.mixed(16, 64, 4096, 512, 8192).unwrap(), Affine::at(p));
+        let q = Point {
+            gpus: 16,
+            batch: 0,
+            ctx: 1,
+            tokens: 512,
+            prefix: 8192,
+        };
+        assert_eq!(g.prefill(16, 512, 8192).unwrap(), Affine::at(q));
+    }
+}

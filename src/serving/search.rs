@@ -1,0 +1,126 @@
+//! The SLO search: the highest Poisson arrival rate at which a deployment meets TTFT and
+//! TPOT limits at a percentile, by bracketing then bisection.
+//!
+//! - Bracket: probe the traffic's own rate; while it meets the limits double it, while it
+//!   does not halve it, until the two sides of the limit are found.
+//! - Bisect on the geometric mean until the bracket is within `tolerance` (relative) or
+//!   the probes run out.
+//!
+//! Every probe serves the same number of requests with the same seed (only the arrival
+//! times scale), and reuses the iteration times simulated by earlier probes. Feasibility is
+//! assumed to fall monotonically with the rate; the answer is the highest rate that met
+//! the limits among the probes, whatever order they came in.
+//!
+//! Invariant: the probe sequence is a pure function of the scenario, the limits and the
+//! options.
+
+use serde::Serialize;
+
+use super::traffic::Request;
+use super::{Server, ServingMetrics, Slo, at_percentile, meets};
+use crate::compute::QueryError;
+use crate::error::InputError;
+
+/// Why a search stopped without an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("{0}")]
+    Input(#[from] InputError),
+    #[error("an iteration time cannot be computed: {0}")]
+    Compute(#[from] QueryError),
+}
+
+/// One probe of the search.
+#[derive(Clone, Debug, Serialize)]
+pub struct Probe {
+    pub rate_per_s: f64,
+    pub met: bool,
+    pub ttft_ms: f64,
+    pub tpot_ms: f64,
+    pub tokens_per_s_per_gpu: f64,
+}
+
+/// What the search found.
+#[derive(Clone, Debug, Serialize)]
+pub struct SearchResult {
+    pub slo: Slo,
+    pub probes: Vec<Probe>,
+    /// The highest rate that met the limits, with its metrics; `None` if even the lowest
+    /// rate probed did not.
+    pub best_rate_per_s: Option<f64>,
+    pub best: Option<ServingMetrics>,
+    /// The lowest rate that missed them (the bracket's upper side), if one was probed.
+    pub failed_rate_per_s: Option<f64>,
+}
+
+/// Search options.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub max_probes: u32,
+    /// Stop when failed / best - 1 is at most this.
+    pub tolerance: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_probes: 12,
+            tolerance: 0.05,
+        }
+    }
+}
+
+/// Runs the search on `server`. `requests_at(rate)` draws the request stream at a rate.
+pub fn search(
+    server: &mut Server,
+    slo: Slo,
+    opts: Options,
+    start_rate: f64,
+    mut requests_at: impl FnMut(f64) -> Result<Vec<Request>, InputError>,
+    mut on_probe: impl FnMut(&Probe),
+) -> Result<SearchResult, SearchError> {
+    let mut probes = Vec::new();
+    let mut best: Option<(f64, ServingMetrics)> = None;
+    let mut failed: Option<f64> = None;
+    let mut rate = start_rate;
+    for _ in 0..opts.max_probes {
+        let reqs = requests_at(rate)?;
+        let out = server.serve(&reqs)?;
+        let met = meets(&slo, &out.run);
+        let (ttft_ms, tpot_ms) = at_percentile(&out.run, slo.percentile);
+        let probe = Probe {
+            rate_per_s: rate,
+            met,
+            ttft_ms,
+            tpot_ms,
+            tokens_per_s_per_gpu: out.metrics.tokens_per_s_per_gpu,
+        };
+        on_probe(&probe);
+        probes.push(probe);
+        if met {
+            if best.as_ref().is_none_or(|(r, _)| rate > *r) {
+                best = Some((rate, out.metrics));
+            }
+        } else if failed.is_none_or(|f| rate < f) {
+            failed = Some(rate);
+        }
+        rate = match (&best, failed) {
+            (Some((lo, _)), Some(hi)) => {
+                if hi / lo - 1.0 <= opts.tolerance {
+                    break;
+                }
+                (lo * hi).sqrt()
+            }
+            (Some((lo, _)), None) => lo * 2.0,
+            (None, Some(hi)) => hi / 2.0,
+            (None, None) => unreachable!("a probe either met the limits or not"),
+        };
+    }
+    Ok(SearchResult {
+        slo,
+        probes,
+        best_rate_per_s: best.as_ref().map(|b| b.0),
+        best: best.map(|b| b.1),
+        failed_rate_per_s: failed,
+    })
+}

@@ -1,0 +1,876 @@
+//! The request-level simulation: arrivals, continuous batching, chunked prefill, KV-cache
+//! transfers, decode iterations.
+//!
+//! Two layouts:
+//! - **Aggregated**: every GPU of the pool holds sequences. Each iteration runs, on every
+//!   GPU at once (expert parallelism couples them: one all-to-all per layer), the GPU's
+//!   decoding sequences plus up to `chunk_tokens` prompt tokens (Sarathi-style chunked
+//!   prefill, oldest request first). A request is admitted to prefill once its whole KV
+//!   cache (input + output tokens) fits the GPU and a batch slot is free; it never has to be
+//!   preempted later.
+//! - **Disaggregated** (P/D, with AFD or expert-parallel decode): the prefill pool iterates
+//!   over prompt chunks; a finished prompt's KV cache (every input token's) goes over the
+//!   fabric, as a flow of the online flow level, to the decode GPU with the most free KV
+//!   cache that has room for the whole request (input + output) and a batch slot, first
+//!   come first served. The decode pool iterates over all its sequences at once; a sequence
+//!   joins at the first iteration after its KV cache arrived.
+//!
+//! Iteration times come from a [`StepCost`] (the fabric simulations of `cost.rs`, or a
+//! closed form in tests), asked for as `n` GPUs each as busy as the busiest one (the most
+//! sequences and the most prompt tokens on any GPU), with `n` = all the iteration's tokens
+//! over the busiest GPU's, rounded up: attention takes the busiest GPU's time, expert work
+//! and traffic scale with the tokens of all. Context: the mean over the decoding sequences;
+//! prefix: the token-weighted mean of the prompt chunks.
+//!
+//! Tokens: the prefill produces a request's first token; each decode iteration one more.
+//! TTFT = arrival to the first token at the decode side (end of prefill, plus the KV
+//! transfer under P/D); TPOT = (finish - first token) / (output - 1).
+//!
+//! Invariant: time never goes back; every request finishes (config guarantees that each
+//! fits an empty GPU); requests in the system = arrived - finished at every event. The
+//! same requests and costs give the same results (ties: flows before pool events, then
+//! insertion order).
+
+use std::collections::VecDeque;
+
+use super::traffic::Request;
+use crate::compute::QueryError;
+use crate::engine::{Dur, EventQueue, Time};
+use crate::flow::online::OnlineFlows;
+use crate::packet::{MessageSpec, PacketParams, PacketRun};
+use crate::topology::{Fabric, NodeId};
+
+/// The time of one iteration of a pool, for its busiest GPU.
+pub trait StepCost {
+    /// A decode iteration: `gpus` GPUs with `batch` sequences at `ctx` cached tokens each.
+    fn decode(&mut self, gpus: u32, batch: u32, ctx: u64) -> Result<Dur, QueryError>;
+    /// A prefill iteration of the prefill pool: `gpus` GPUs with `tokens` prompt tokens
+    /// after `prefix`.
+    fn prefill(&mut self, gpus: u32, tokens: u32, prefix: u64) -> Result<Dur, QueryError>;
+    /// An aggregated iteration: both at once (either may be zero, not both).
+    fn mixed(
+        &mut self,
+        gpus: u32,
+        batch: u32,
+        ctx: u64,
+        tokens: u32,
+        prefix: u64,
+    ) -> Result<Dur, QueryError>;
+}
+
+/// How the deployment's GPUs serve requests.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mode {
+    Aggregated,
+    Disaggregated { prefill_gpus: Vec<NodeId> },
+}
+
+/// What the simulation needs of a deployment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layout {
+    pub mode: Mode,
+    /// GPUs that hold sequences: the aggregated pool, or the decode pool's attention GPUs.
+    pub decode_gpus: Vec<NodeId>,
+    /// KV-cache tokens one decode GPU holds.
+    pub kv_capacity_tokens: u64,
+    /// Sequences one GPU decodes at most.
+    pub max_batch: u32,
+    /// Prompt tokens one GPU prefills per iteration at most.
+    pub chunk_tokens: u32,
+    /// KV-cache bytes per token, all layers: the size of a transfer is input x this.
+    pub kv_bytes_per_token: u64,
+}
+
+/// What happened to one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestResult {
+    pub id: u32,
+    pub arrival: Time,
+    pub input: u32,
+    pub output: u32,
+    pub cached: u32,
+    /// When the first token reached the decode side.
+    pub first_token: Time,
+    pub finish: Time,
+    /// The KV-cache transfer's start and finish (P/D only).
+    pub kv_transfer: Option<(Time, Time)>,
+}
+
+impl RequestResult {
+    pub fn ttft(&self) -> Dur {
+        self.first_token.since(self.arrival)
+    }
+
+    pub fn latency(&self) -> Dur {
+        self.finish.since(self.arrival)
+    }
+
+    /// Time per output token after the first; `None` for a one-token output.
+    pub fn tpot(&self) -> Option<Dur> {
+        (self.output > 1).then(|| {
+            Dur::from_ps(self.finish.since(self.first_token).as_ps() / (self.output as u64 - 1))
+        })
+    }
+}
+
+/// A pool's iterations.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PoolStats {
+    pub iterations: u64,
+    pub busy: Dur,
+    /// Sum over iterations of the busiest GPU's sequences (decode) or prompt tokens (prefill).
+    pub load_sum: u64,
+}
+
+/// The result of a serving run.
+pub struct ServingRun {
+    /// In request order.
+    pub requests: Vec<RequestResult>,
+    /// The KV-cache transfers, as finished messages of the flow level.
+    pub kv: PacketRun,
+    /// The aggregated pool's iterations, or the decode pool's.
+    pub decode: PoolStats,
+    /// Prompt tokens per iteration of the aggregated pool, or the prefill pool's iterations.
+    pub prefill: PoolStats,
+    /// Time-average of the requests in the system (arrived, not finished) from the first
+    /// arrival to the last finish.
+    pub mean_in_system: f64,
+    /// The same average over the window in which requests arrive (first to last arrival):
+    /// the steady-state measure Little's law compares with rate x mean latency.
+    pub mean_in_system_arriving: f64,
+    /// Output tokens made per second while requests arrive (the steady-state output rate,
+    /// not diluted by the drain after the last arrival); 0 for a single request.
+    pub window_tokens_per_s: f64,
+    /// Prompt tokens prefilled (cached prefixes excluded).
+    pub prefill_tokens: u64,
+    /// Prompt tokens served from the prefix cache.
+    pub cached_tokens: u64,
+    pub end: Time,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Event {
+    Arrival(u32),
+    /// The aggregated or decode pool's iteration ends.
+    DecodeDone,
+    /// The prefill pool's iteration ends.
+    PrefillDone,
+}
+
+#[derive(Clone, Debug)]
+struct Req {
+    r: Request,
+    /// Prompt tokens whose KV exists (the cached prefix, then prefilled chunks).
+    prefilled: u32,
+    generated: u32,
+    /// The GPU (index in its pool) that prefills it, and the one that decodes it.
+    pgpu: u32,
+    dgpu: u32,
+    first_token: Option<Time>,
+    finish: Option<Time>,
+    kv: Option<(Time, Time)>,
+}
+
+/// One GPU's queues. In the aggregated pool a GPU uses all of them; in P/D a prefill GPU
+/// uses `waiting`/`prefilling`, a decode GPU `ready`/`running` and the reservations.
+#[derive(Clone, Debug, Default)]
+struct Gpu {
+    waiting: VecDeque<u32>,
+    prefilling: Vec<u32>,
+    /// KV arrived, joins at the next iteration (P/D).
+    ready: Vec<u32>,
+    running: Vec<u32>,
+    /// KV tokens reserved (whole requests) and batch slots taken (P/D: from the transfer).
+    kv_used: u64,
+    slots: u32,
+    /// Prompt tokens waiting or being prefilled (the arrival balancer's measure).
+    backlog: u64,
+}
+
+/// A piece of prompt in an iteration.
+#[derive(Clone, Copy, Debug)]
+struct Piece {
+    req: u32,
+    tokens: u32,
+}
+
+struct Sim<'a, C: StepCost> {
+    layout: &'a Layout,
+    cost: &'a mut C,
+    reqs: Vec<Req>,
+    /// Aggregated: the pool; P/D: the decode pool.
+    dgpus: Vec<Gpu>,
+    /// P/D: the prefill pool.
+    pgpus: Vec<Gpu>,
+    queue: EventQueue<Event>,
+    net: OnlineFlows<'a>,
+    flow_req: Vec<u32>,
+    /// P/D: prompts done, waiting for a decode GPU, oldest first.
+    handoff: VecDeque<u32>,
+    decode_busy: bool,
+    prefill_busy: bool,
+    /// The pieces of the running aggregated or prefill iteration.
+    decode_pieces: Vec<Piece>,
+    prefill_pieces: Vec<Piece>,
+    decode: PoolStats,
+    prefill: PoolStats,
+    in_system: u64,
+    area_ps: u128,
+    last: Time,
+    first_arrival: Option<Time>,
+    /// The area and the window up to the last arrival.
+    arriving: (u128, u64),
+    last_arrival: Time,
+    /// Output tokens made from the first to the last arrival.
+    window_tokens: u64,
+}
+
+/// Serves `requests` (in arrival order) on `layout`, timing iterations with `cost` and the
+/// KV-cache transfers with the flow level on `fabric`.
+pub fn simulate<C: StepCost>(
+    fabric: &Fabric,
+    params: &PacketParams,
+    layout: &Layout,
+    requests: &[Request],
+    cost: &mut C,
+) -> Result<ServingRun, QueryError> {
+    let disagg = matches!(layout.mode, Mode::Disaggregated { .. });
+    let mut sim = Sim {
+        layout,
+        cost,
+        reqs: requests
+            .iter()
+            .map(|r| Req {
+                r: r.clone(),
+                prefilled: r.cached,
+                generated: 0,
+                pgpu: 0,
+                dgpu: 0,
+                first_token: None,
+                finish: None,
+                kv: None,
+            })
+            .collect(),
+        dgpus: vec![Gpu::default(); layout.decode_gpus.len()],
+        pgpus: match &layout.mode {
+            Mode::Aggregated => Vec::new(),
+            Mode::Disaggregated { prefill_gpus } => vec![Gpu::default(); prefill_gpus.len()],
+        },
+        queue: EventQueue::new(),
+        net: OnlineFlows::new(fabric, params),
+        flow_req: Vec::new(),
+        handoff: VecDeque::new(),
+        decode_busy: false,
+        prefill_busy: false,
+        decode_pieces: Vec::new(),
+        prefill_pieces: Vec::new(),
+        decode: PoolStats::default(),
+        prefill: PoolStats::default(),
+        in_system: 0,
+        area_ps: 0,
+        last: Time::ZERO,
+        first_arrival: None,
+        arriving: (0, 0),
+        last_arrival: requests.last().map_or(Time::ZERO, |r| r.arrival),
+        window_tokens: 0,
+    };
+    for (i, r) in requests.iter().enumerate() {
+        assert!(
+            i == 0 || requests[i - 1].arrival <= r.arrival,
+            "arrival order"
+        );
+        sim.queue.schedule_at(r.arrival, Event::Arrival(i as u32));
+    }
+    let mut finished_flows = Vec::new();
+    loop {
+        let tq = sim.queue.peek_time();
+        let tf = sim.net.next_event();
+        match (tq, tf) {
+            (None, None) => break,
+            // Flows first at equal times: a KV cache that lands now joins an iteration
+            // that starts now.
+            (_, Some(f)) if tq.is_none_or(|q| f <= q) => {
+                finished_flows.clear();
+                sim.net.advance(f, &mut finished_flows);
+                for &fl in &finished_flows {
+                    sim.kv_arrived(f, sim.flow_req[fl as usize]);
+                }
+            }
+            _ => {
+                let (now, ev) = sim.queue.pop().expect("peeked");
+                match ev {
+                    Event::Arrival(i) => sim.arrive(now, i),
+                    Event::DecodeDone => sim.decode_done(now, disagg),
+                    Event::PrefillDone => sim.prefill_done(now),
+                }
+                if disagg {
+                    sim.start_prefill(now)?;
+                }
+                sim.start_decode(now)?;
+                continue;
+            }
+        }
+        let now = tf.expect("flow event");
+        sim.start_decode(now)?;
+    }
+    sim.finish()
+}
+
+/// GPUs that, each as busy as the busiest GPU (`per_gpu` tokens), carry `work` tokens in
+/// all: the iteration's expert work and traffic scale with this, its attention with the
+/// busiest GPU.
+fn equivalent_gpus(work: u64, per_gpu: u64) -> u32 {
+    work.div_ceil(per_gpu.max(1)).max(1) as u32
+}
+
+impl<C: StepCost> Sim<'_, C> {
+    fn count(&mut self, now: Time, delta: i64) {
+        self.area_ps += self.in_system as u128 * now.since(self.last).as_ps() as u128;
+        self.last = now;
+        self.in_system = (self.in_system as i64 + delta) as u64;
+    }
+
+    fn arrive(&mut self, now: Time, i: u32) {
+        let first = *self.first_arrival.get_or_insert(now);
+        self.count(now, 1);
+        if i as usize == self.reqs.len() - 1 {
+            self.arriving = (self.area_ps, now.since(first).as_ps());
+        }
+        let left = (self.reqs[i as usize].r.input - self.reqs[i as usize].prefilled) as u64;
+        // The least backlogged GPU (lowest index on ties).
+        let pool = if self.pgpus.is_empty() {
+            &mut self.dgpus
+        } else {
+            &mut self.pgpus
+        };
+        let g = (0..pool.len())
+            .min_by_key(|&g| (pool[g].backlog, g))
+            .expect("a pool has GPUs");
+        pool[g].backlog += left;
+        pool[g].waiting.push_back(i);
+        self.reqs[i as usize].pgpu = g as u32;
+        self.reqs[i as usize].dgpu = g as u32;
+    }
+
+    /// Counts `n` output tokens made at `now` if requests are still arriving.
+    fn count_tokens(&mut self, now: Time, n: u64) {
+        if now <= self.last_arrival {
+            self.window_tokens += n;
+        }
+    }
+
+    fn done(&mut self, now: Time, i: u32) {
+        let r = &mut self.reqs[i as usize];
+        r.finish = Some(now);
+        let g = &mut self.dgpus[r.dgpu as usize];
+        g.kv_used -= (r.r.input + r.r.output) as u64;
+        g.slots -= 1;
+        self.count(now, -1);
+    }
+
+    /// The prompt pieces of one GPU's next iteration: requests already prefilling first,
+    /// then new ones; `admit` says whether request `i` may start (and reserves for it).
+    fn chunk(
+        reqs: &[Req],
+        gpu: &mut Gpu,
+        budget: u32,
+        mut admit: impl FnMut(&mut Gpu, &Req) -> bool,
+        out: &mut Vec<Piece>,
+    ) -> u32 {
+        let mut left = budget;
+        for &i in &gpu.prefilling {
+            if left == 0 {
+                break;
+            }
+            let r = &reqs[i as usize];
+            let t = (r.r.input - r.prefilled).min(left);
+            out.push(Piece { req: i, tokens: t });
+            left -= t;
+        }
+        while left > 0 {
+            let Some(&i) = gpu.waiting.front() else { break };
+            if !admit(gpu, &reqs[i as usize]) {
+                break;
+            }
+            gpu.waiting.pop_front();
+            gpu.prefilling.push(i);
+            let r = &reqs[i as usize];
+            let t = (r.r.input - r.prefilled).min(left);
+            out.push(Piece { req: i, tokens: t });
+            left -= t;
+        }
+        budget - left
+    }
+
+    /// The token-weighted mean prefix of `pieces`.
+    fn mean_prefix(reqs: &[Req], pieces: &[Piece]) -> u64 {
+        let tokens: u64 = pieces.iter().map(|p| p.tokens as u64).sum();
+        if tokens == 0 {
+            return 0;
+        }
+        let w: u64 = pieces
+            .iter()
+            .map(|p| reqs[p.req as usize].prefilled as u64 * p.tokens as u64)
+            .sum();
+        w / tokens
+    }
+
+    /// Starts the aggregated or decode pool's next iteration if it is idle and has work.
+    fn start_decode(&mut self, now: Time) -> Result<(), QueryError> {
+        if self.decode_busy {
+            return Ok(());
+        }
+        let aggregated = self.pgpus.is_empty();
+        let (cap, max_batch) = (self.layout.kv_capacity_tokens, self.layout.max_batch);
+        self.decode_pieces.clear();
+        let (mut batch, mut chunk, mut work) = (0u32, 0u32, 0u64);
+        let (mut ctx_sum, mut seqs) = (0u64, 0u64);
+        for g in 0..self.dgpus.len() {
+            let gpu = &mut self.dgpus[g];
+            let ready = std::mem::take(&mut gpu.ready);
+            gpu.running.extend(ready);
+            if aggregated {
+                let c = Self::chunk(
+                    &self.reqs,
+                    gpu,
+                    self.layout.chunk_tokens,
+                    |gpu, r| {
+                        let need = (r.r.input + r.r.output) as u64;
+                        let fits = gpu.kv_used + need <= cap && gpu.slots < max_batch;
+                        if fits {
+                            gpu.kv_used += need;
+                            gpu.slots += 1;
+                        }
+                        fits
+                    },
+                    &mut self.decode_pieces,
+                );
+                chunk = chunk.max(c);
+                work += c as u64;
+            }
+            batch = batch.max(gpu.running.len() as u32);
+            work += gpu.running.len() as u64;
+            for &i in &gpu.running {
+                let r = &self.reqs[i as usize];
+                ctx_sum += (r.r.input + r.generated) as u64;
+                seqs += 1;
+            }
+        }
+        if batch == 0 && chunk == 0 {
+            return Ok(());
+        }
+        let ctx = ctx_sum.checked_div(seqs).unwrap_or(0);
+        let active = equivalent_gpus(work, batch as u64 + chunk as u64);
+        let d = if aggregated {
+            let prefix = Self::mean_prefix(&self.reqs, &self.decode_pieces);
+            self.prefill.iterations += u64::from(chunk > 0);
+            self.prefill.load_sum += chunk as u64;
+            self.cost.mixed(active, batch, ctx, chunk, prefix)?
+        } else {
+            self.cost.decode(active, batch, ctx)?
+        };
+        self.decode.iterations += 1;
+        self.decode.busy += d;
+        self.decode.load_sum += batch as u64;
+        self.decode_busy = true;
+        self.queue.schedule_at(now + d, Event::DecodeDone);
+        Ok(())
+    }
+
+    fn decode_done(&mut self, now: Time, disagg: bool) {
+        self.decode_busy = false;
+        // Every decoding sequence gained a token.
+        for g in 0..self.dgpus.len() {
+            let running = std::mem::take(&mut self.dgpus[g].running);
+            let mut kept = Vec::with_capacity(running.len());
+            self.count_tokens(now, running.len() as u64);
+            for i in running {
+                let r = &mut self.reqs[i as usize];
+                r.generated += 1;
+                if r.generated == r.r.output {
+                    self.done(now, i);
+                } else {
+                    kept.push(i);
+                }
+            }
+            self.dgpus[g].running = kept;
+        }
+        if disagg {
+            self.handoff_kv(now);
+            return;
+        }
+        // Aggregated: the prompt pieces advanced; a finished prompt made its first token.
+        let pieces = std::mem::take(&mut self.decode_pieces);
+        for p in &pieces {
+            let r = &mut self.reqs[p.req as usize];
+            r.prefilled += p.tokens;
+            let g = r.dgpu as usize;
+            self.dgpus[g].backlog -= p.tokens as u64;
+            if r.prefilled == r.r.input {
+                r.first_token = Some(now);
+                r.generated = 1;
+                self.count_tokens(now, 1);
+                self.dgpus[g].prefilling.retain(|&x| x != p.req);
+                if self.reqs[p.req as usize].r.output == 1 {
+                    self.done(now, p.req);
+                } else {
+                    self.dgpus[g].running.push(p.req);
+                }
+            }
+        }
+    }
+
+    /// Starts the prefill pool's next iteration if it is idle and has prompts.
+    fn start_prefill(&mut self, now: Time) -> Result<(), QueryError> {
+        if self.prefill_busy {
+            return Ok(());
+        }
+        self.prefill_pieces.clear();
+        let (mut chunk, mut work) = (0, 0u64);
+        for g in 0..self.pgpus.len() {
+            let c = Self::chunk(
+                &self.reqs,
+                &mut self.pgpus[g],
+                self.layout.chunk_tokens,
+                |_, _| true,
+                &mut self.prefill_pieces,
+            );
+            chunk = chunk.max(c);
+            work += c as u64;
+        }
+        if chunk == 0 {
+            return Ok(());
+        }
+        let active = equivalent_gpus(work, chunk as u64);
+        let prefix = Self::mean_prefix(&self.reqs, &self.prefill_pieces);
+        let d = self.cost.prefill(active, chunk, prefix)?;
+        self.prefill.iterations += 1;
+        self.prefill.busy += d;
+        self.prefill.load_sum += chunk as u64;
+        self.prefill_busy = true;
+        self.queue.schedule_at(now + d, Event::PrefillDone);
+        Ok(())
+    }
+
+    fn prefill_done(&mut self, now: Time) {
+        self.prefill_busy = false;
+        let pieces = std::mem::take(&mut self.prefill_pieces);
+        for p in &pieces {
+            let r = &mut self.reqs[p.req as usize];
+            r.prefilled += p.tokens;
+            let g = r.pgpu as usize;
+            self.pgpus[g].backlog -= p.tokens as u64;
+            if r.prefilled == r.r.input {
+                self.pgpus[g].prefilling.retain(|&x| x != p.req);
+                self.handoff.push_back(p.req);
+            }
+        }
+        self.handoff_kv(now);
+    }
+
+    /// Sends finished prompts' KV caches to decode GPUs, oldest first, while one has room.
+    fn handoff_kv(&mut self, now: Time) {
+        let Mode::Disaggregated { prefill_gpus } = &self.layout.mode else {
+            return;
+        };
+        let (cap, max_batch) = (self.layout.kv_capacity_tokens, self.layout.max_batch);
+        while let Some(&i) = self.handoff.front() {
+            let r = &self.reqs[i as usize];
+            let need = (r.r.input + r.r.output) as u64;
+            // The decode GPU with the most free KV cache that fits the request.
+            let best = (0..self.dgpus.len())
+                .filter(|&g| self.dgpus[g].slots < max_batch && self.dgpus[g].kv_used + need <= cap)
+                .min_by_key(|&g| (self.dgpus[g].kv_used, g));
+            let Some(g) = best else { break };
+            self.handoff.pop_front();
+            self.dgpus[g].kv_used += need;
+            self.dgpus[g].slots += 1;
+            let r = &mut self.reqs[i as usize];
+            r.dgpu = g as u32;
+            let f = self.net.start(
+                now,
+                MessageSpec {
+                    src: prefill_gpus[r.pgpu as usize],
+                    dst: self.layout.decode_gpus[g],
+                    bytes: r.r.input as u64 * self.layout.kv_bytes_per_token,
+                    start: now,
+                },
+            );
+            debug_assert_eq!(f as usize, self.flow_req.len());
+            self.flow_req.push(i);
+            r.kv = Some((now, Time::MAX));
+        }
+    }
+
+    fn kv_arrived(&mut self, now: Time, i: u32) {
+        self.count_tokens(now, 1);
+        let r = &mut self.reqs[i as usize];
+        r.kv.as_mut().expect("transfer started").1 = now;
+        r.first_token = Some(now);
+        r.generated = 1;
+        if r.r.output == 1 {
+            self.done(now, i);
+            self.handoff_kv(now);
+        } else {
+            let g = r.dgpu as usize;
+            self.dgpus[g].ready.push(i);
+        }
+    }
+
+    fn finish(self) -> Result<ServingRun, QueryError> {
+        let (mut prefill_tokens, mut cached_tokens) = (0, 0);
+        let requests: Vec<RequestResult> = self
+            .reqs
+            .iter()
+            .map(|r| {
+                prefill_tokens += (r.r.input - r.r.cached) as u64;
+                cached_tokens += r.r.cached as u64;
+                RequestResult {
+                    id: r.r.id,
+                    arrival: r.r.arrival,
+                    input: r.r.input,
+                    output: r.r.output,
+                    cached: r.r.cached,
+                    first_token: r.first_token.expect("every request gets its first token"),
+                    finish: r.finish.expect("every request finishes"),
+                    kv_transfer: r.kv,
+                }
+            })
+            .collect();
+        assert_eq!(self.in_system, 0, "every request left");
+        let end = requests
+            .iter()
+            .map(|r| r.finish)
+            .max()
+            .unwrap_or(Time::ZERO);
+        let span = end.since(self.first_arrival.unwrap_or(Time::ZERO)).as_ps();
+        Ok(ServingRun {
+            requests,
+            kv: self.net.into_run(),
+            decode: self.decode,
+            prefill: self.prefill,
+            mean_in_system: if span == 0 {
+                0.0
+            } else {
+                self.area_ps as f64 / span as f64
+            },
+            window_tokens_per_s: if self.arriving.1 == 0 {
+                0.0
+            } else {
+                self.window_tokens as f64 / (self.arriving.1 as f64 / 1e12)
+            },
+            mean_in_system_arriving: if self.arriving.1 == 0 {
+                0.0
+            } else {
+                self.arriving.0 as f64 / self.arriving.1 as f64
+            },
+            prefill_tokens,
+            cached_tokens,
+            end,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{STAR_SCENARIO, STAR_SCENARIO_ORIGIN, Scenario};
+    use crate::engine::SimRng;
+
+    /// Closed-form iteration times: a fixed part plus a part per sequence and per token.
+    struct Linear {
+        calls: u32,
+    }
+
+    const US: u64 = 1_000_000;
+
+    impl StepCost for Linear {
+        fn decode(&mut self, _gpus: u32, batch: u32, ctx: u64) -> Result<Dur, QueryError> {
+            self.calls += 1;
+            Ok(Dur::from_ps(
+                1000 * US + batch as u64 * 10 * US + ctx * 1000,
+            ))
+        }
+        fn prefill(&mut self, _gpus: u32, tokens: u32, _prefix: u64) -> Result<Dur, QueryError> {
+            self.calls += 1;
+            Ok(Dur::from_ps(2000 * US + tokens as u64 * US))
+        }
+        fn mixed(&mut self, g: u32, b: u32, ctx: u64, t: u32, p: u64) -> Result<Dur, QueryError> {
+            match (b, t) {
+                (0, _) => self.prefill(g, t, p),
+                (_, 0) => self.decode(g, b, ctx),
+                _ => Ok(self.decode(g, b, ctx)? + self.prefill(g, t, p)?),
+            }
+        }
+    }
+
+    fn star() -> Scenario {
+        Scenario::parse(STAR_SCENARIO, STAR_SCENARIO_ORIGIN, None).expect("embedded")
+    }
+
+    fn layout(mode: Mode) -> Layout {
+        let decode_gpus = match mode {
+            Mode::Aggregated => (0..8).map(NodeId).collect(),
+            Mode::Disaggregated { .. } => (4..8).map(NodeId).collect(),
+        };
+        Layout {
+            mode,
+            decode_gpus,
+            kv_capacity_tokens: 1 << 20,
+            max_batch: 64,
+            chunk_tokens: 1024,
+            kv_bytes_per_token: 70_000,
+        }
+    }
+
+    fn pd() -> Mode {
+        Mode::Disaggregated {
+            prefill_gpus: (0..4).map(NodeId).collect(),
+        }
+    }
+
+    fn one(input: u32, output: u32, cached: u32) -> Vec<Request> {
+        vec![Request {
+            id: 0,
+            arrival: Time::from_ps(5 * US),
+            input,
+            output,
+            cached,
+        }]
+    }
+
+    fn poisson(n: u32, rate_per_s: f64, seed: u64) -> Vec<Request> {
+        let mut rng = SimRng::new(seed);
+        let mut t = 0.0;
+        (0..n)
+            .map(|id| {
+                t += -(1.0 - rng.unit_f64()).ln() / rate_per_s;
+                Request {
+                    id,
+                    arrival: Time::from_ps((t * 1e12) as u64),
+                    input: 200 + rng.below(3000) as u32,
+                    output: 1 + rng.below(300) as u32,
+                    cached: 0,
+                }
+            })
+            .collect()
+    }
+
+    fn run(mode: Mode, reqs: &[Request]) -> ServingRun {
+        let s = star();
+        let l = layout(mode);
+        simulate(&s.fabric, &s.packet, &l, reqs, &mut Linear { calls: 0 }).expect("runs")
+    }
+
+    /// Alone in the system, a request's first token comes after its prompt's chunks, and
+    /// every later token after one decode iteration at its growing context.
+    #[test]
+    fn a_lone_request_aggregated() {
+        let r = &run(Mode::Aggregated, &one(2500, 4, 0)).requests[0];
+        // 2500 tokens in chunks of 1024: 1024, 1024, 452.
+        let prefill: u64 = [1024u64, 1024, 452]
+            .iter()
+            .map(|t| 2000 * US + t * US)
+            .sum();
+        assert_eq!(r.ttft().as_ps(), prefill);
+        // Decode iterations at context 2501, 2502, 2503 (input + tokens so far).
+        let decode: u64 = (1..4).map(|g| 1010 * US + (2500 + g) * 1000).sum();
+        assert_eq!(r.finish.since(r.first_token).as_ps(), decode);
+        assert_eq!(r.tpot().unwrap().as_ps(), decode / 3);
+    }
+
+    /// Under P/D the first token also waits for the KV cache's transfer, which takes what
+    /// the flow level says one message of that size takes.
+    #[test]
+    fn a_lone_request_disaggregated() {
+        let s = star();
+        let run = run(pd(), &one(1000, 2, 200));
+        let r = &run.requests[0];
+        let (ks, kf) = r.kv_transfer.expect("P/D transfers");
+        assert_eq!(ks.since(r.arrival).as_ps(), 2000 * US + 800 * US);
+        let alone = crate::flow::simulate(
+            &s.fabric,
+            &s.packet,
+            &[MessageSpec {
+                src: NodeId(0),
+                dst: NodeId(4),
+                bytes: 1000 * 70_000,
+                start: Time::ZERO,
+            }],
+            &mut |_, _| {},
+        );
+        assert_eq!(
+            kf.since(ks),
+            alone.messages[0].finish.unwrap().since(Time::ZERO)
+        );
+        assert_eq!(r.first_token, kf);
+        assert_eq!(run.prefill_tokens, 800);
+        assert_eq!(run.cached_tokens, 200);
+    }
+
+    /// Little's law holds on the simulator's own bookkeeping: the time-average of the
+    /// requests in the system equals throughput x mean latency over the run.
+    #[test]
+    fn littles_law_on_the_books() {
+        for mode in [Mode::Aggregated, pd()] {
+            let reqs = poisson(2000, 40.0, 7);
+            let run = run(mode, &reqs);
+            let span = run.end.since(reqs[0].arrival).as_ps() as f64;
+            let sum: f64 = run
+                .requests
+                .iter()
+                .map(|r| r.latency().as_ps() as f64)
+                .sum();
+            let want = sum / span;
+            assert!(
+                (run.mean_in_system - want).abs() <= 1e-9 * want,
+                "{} vs {want}",
+                run.mean_in_system
+            );
+        }
+    }
+
+    /// A GPU never holds more KV cache than it has, nor more sequences than its batch.
+    #[test]
+    fn capacity_limits_hold() {
+        for mode in [Mode::Aggregated, pd()] {
+            let s = star();
+            let mut l = layout(mode);
+            l.kv_capacity_tokens = 7000;
+            l.max_batch = 3;
+            let reqs = poisson(300, 200.0, 3);
+            let run =
+                simulate(&s.fabric, &s.packet, &l, &reqs, &mut Linear { calls: 0 }).expect("runs");
+            // Replay: at every first-token time, count the requests of each decode GPU
+            // holding KV (P/D: from the transfer's start; aggregated: approximated by the
+            // first token, a lower bound of the reservation).
+            let mut events: Vec<(Time, i64, i64)> = Vec::new();
+            for r in &run.requests {
+                let start = r.kv_transfer.map_or(r.first_token, |k| k.0);
+                let need = (r.input + r.output) as i64;
+                events.push((start, 1, need));
+                events.push((r.finish, -1, -need));
+            }
+            events.sort_by_key(|e| (e.0, e.1));
+            let (mut n, mut kv, mut max_n, mut max_kv) = (0i64, 0i64, 0, 0);
+            for (_, dn, dkv) in events {
+                n += dn;
+                kv += dkv;
+                max_n = max_n.max(n);
+                max_kv = max_kv.max(kv);
+            }
+            let gpus = l.decode_gpus.len() as i64;
+            assert!(max_n <= 3 * gpus, "{max_n} sequences");
+            assert!(max_kv <= 7000 * gpus, "{max_kv} KV tokens");
+            assert!(run.requests.iter().all(|r| r.finish > r.arrival));
+        }
+    }
+
+    #[test]
+    fn deterministic() {
+        let reqs = poisson(500, 30.0, 11);
+        let a = run(pd(), &reqs);
+        let b = run(pd(), &reqs);
+        assert_eq!(a.requests, b.requests);
+    }
+}

@@ -1,0 +1,211 @@
+//! Request-level serving as a user meets it: `run` on a serving scenario, `slo-search`,
+//! determinism, bad input; and the layer extrapolation of iteration times.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use afdsim::config::Scenario;
+use afdsim::serving::points::FabricPoints;
+
+fn afdsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_afdsim"))
+        .args(args)
+        .output()
+        .expect("the afdsim binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("utf-8")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("utf-8")
+}
+
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("afdsim-serving-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A small aggregated deployment: DeepSeek-V3.2 on two HGX H100 servers, short requests.
+const SMALL: &str = r#"
+name = "serving-small"
+seed = 4
+level = "flow"
+[fabric]
+file = "hgx-h100"
+nodes = 2
+[serving]
+requests = 200
+max_batch_per_gpu = 32
+chunk_tokens = 1024
+ttft_ms = 500.0
+tpot_ms = 80.0
+[serving.traffic]
+name = "short"
+arrival = "poisson"
+rate = 20.0
+[serving.traffic.input]
+dist = "uniform"
+low = 128
+high = 1024
+[serving.traffic.output]
+dist = "uniform"
+low = 4
+high = 64
+[serving.decode]
+mode = "colocated"
+model = "deepseek-v3.2"
+attention_gpus = 16
+micro_batches = 2
+"#;
+
+#[test]
+fn run_reports_serving_metrics_and_is_deterministic() {
+    let p = temp_file("small.toml", SMALL);
+    let a = afdsim(&["run", "--json", p.to_str().unwrap()]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&a)).expect("one JSON object");
+    let m = &v["metrics"];
+    assert_eq!(m["deployment"], "aggregated");
+    assert_eq!(m["requests"], 200);
+    assert_eq!(m["gpus"], 16);
+    for k in ["ttft_ms", "tpot_ms", "latency_ms"] {
+        let d = &m[k];
+        let (p50, p90, p99) = (
+            d["p50"].as_f64().unwrap(),
+            d["p90"].as_f64().unwrap(),
+            d["p99"].as_f64().unwrap(),
+        );
+        assert!(0.0 < p50 && p50 <= p90 && p90 <= p99, "{k}: {d}");
+    }
+    assert!(m["tokens_per_s_per_gpu"].as_f64().unwrap() > 0.0);
+    assert!(m["slo_met"].is_boolean());
+    let b = afdsim(&["run", "--json", p.to_str().unwrap()]);
+    assert_eq!(stdout(&a), stdout(&b), "same input + seed = same output");
+    let c = afdsim(&["run", "--json", "--seed", "5", p.to_str().unwrap()]);
+    assert_ne!(stdout(&a), stdout(&c), "another seed draws other requests");
+}
+
+#[test]
+fn slo_search_brackets_the_limit() {
+    let p = temp_file("search.toml", SMALL);
+    let o = afdsim(&[
+        "slo-search",
+        "--json",
+        "--probes",
+        "8",
+        "--tolerance",
+        "0.2",
+        p.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    let r = &v[0]["result"];
+    let probes = r["probes"].as_array().unwrap();
+    assert!(!probes.is_empty() && probes.len() <= 8);
+    let best = r["best_rate_per_s"]
+        .as_f64()
+        .expect("a feasible rate was found");
+    let failed = r["failed_rate_per_s"]
+        .as_f64()
+        .expect("an infeasible rate was found");
+    assert!(best < failed);
+    // Every probe at or below the best met the limits' percentiles as printed.
+    for pr in probes {
+        let met = pr["met"].as_bool().unwrap();
+        let (ttft, tpot) = (
+            pr["ttft_ms"].as_f64().unwrap(),
+            pr["tpot_ms"].as_f64().unwrap(),
+        );
+        assert_eq!(met, ttft <= 500.0 && tpot <= 80.0, "{pr}");
+    }
+}
+
+#[test]
+fn bad_serving_input_names_the_key() {
+    let cases = [
+        (
+            SMALL.replace(
+                "attention_gpus = 16",
+                "attention_gpus = 16\nbatch_per_attention_gpu = 4",
+            ),
+            "serving.decode.batch_per_attention_gpu",
+        ),
+        (
+            SMALL.replace("requests = 200", "requests = 200\nprefill_gpus = 4"),
+            "serving.prefill_gpus",
+        ),
+        (SMALL.replace("tpot_ms = 80.0", ""), "serving.tpot_ms"),
+        (
+            SMALL.replace("low = 4\nhigh = 64", "low = 0\nhigh = 64"),
+            "serving.traffic.output",
+        ),
+        (
+            SMALL.replace("attention_gpus = 16", "attention_gpus = 2"),
+            "serving.decode",
+        ),
+    ];
+    for (text, key) in cases {
+        let p = temp_file("bad.toml", &text);
+        let o = afdsim(&["run", p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{key}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(e.contains(key), "{key} not in: {e}");
+        assert!(!e.contains("panicked"), "{e}");
+    }
+}
+
+#[test]
+fn a_request_that_never_fits_is_named_by_its_trace_line() {
+    let trace = temp_file(
+        "trace.jsonl",
+        "{\"arrival_s\": 0.0, \"input\": 100, \"output\": 10}\n{\"arrival_s\": 0.5, \"input\": 9000000, \"output\": 10}\n",
+    );
+    let text = SMALL
+        .replace(
+            "[serving.traffic]\nname = \"short\"\narrival = \"poisson\"\nrate = 20.0",
+            &format!(
+                "[serving.traffic]\nname = \"t\"\narrival = \"trace\"\ntrace = \"{}\"",
+                trace.display()
+            ),
+        )
+        .replace("requests = 200", "requests = 2");
+    let text = text
+        .split("[serving.traffic.input]")
+        .next()
+        .unwrap()
+        .to_string()
+        + "[serving.decode]\nmode = \"colocated\"\nmodel = \"deepseek-v3.2\"\nattention_gpus = 16\nmicro_batches = 2\n";
+    let p = temp_file("trace.toml", &text);
+    let o = afdsim(&["run", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("line 2") && e.contains("never"), "{e}");
+}
+
+/// Iteration times extrapolated from 4 and 8 MoE layers agree with whole-model steps.
+#[test]
+fn layer_extrapolation_matches_whole_steps() {
+    let s = Scenario::parse(SMALL, "small", None).unwrap();
+    let spec = s.serving.as_ref().unwrap();
+    let points = FabricPoints::new(spec, &s.fabric, &s.packet, s.level);
+    for (batch, ctx, tokens, prefix) in [(16, 4096, 0, 0), (1, 512, 0, 0), (8, 2048, 1024, 4096)] {
+        let mut t = spec.decode.clone();
+        t.batch_per_attention_gpu = batch;
+        t.context = ctx;
+        t.prefill_tokens = tokens;
+        t.prefill_prefix = prefix;
+        t.layers = t.model.layers;
+        let whole = points.step(&t).unwrap().as_secs_f64();
+        let fast = points.time_of(&t).unwrap().as_secs_f64();
+        let err = (fast - whole).abs() / whole;
+        assert!(
+            err < 0.01,
+            "({batch},{ctx},{tokens},{prefix}): {fast} vs {whole}"
+        );
+    }
+}
