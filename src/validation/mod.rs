@@ -20,15 +20,6 @@ use crate::error::InputError;
 /// (case, metric, reason)
 pub const KNOWN_GAPS: &[(&str, &str, &str)] = &[
     (
-        "flow-vs-packet-permutation-spray",
-        "makespan_us",
-        "the packet level sprays each packet to a seeded random spine (a rotation locks onto \
-         periodic arrivals, see packet::Sim::spray); random picks collide for a packet time \
-         and leave transient queues the fluid model cannot see: makespan +5.9 %, mean \
-         message time +4.8 %. Spraying with less variance (per-flow shuffled rounds) is the \
-         packet-level fix to try",
-    ),
-    (
         "compute-loo-h100-sxm",
         "p90 |error| %, in-between points",
         "kernel-regime jumps between power-of-two grid points (e.g. fp8 gemm 2112x7168 flat at \
