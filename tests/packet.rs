@@ -173,3 +173,45 @@ fn spray_rr_puts_one_packet_per_path_per_round() {
         assert!(up_first_hop >= paths, "{topology}: {used:?}");
     }
 }
+
+/// PXN on two HGX H100 nodes: a cross-rail transfer crosses NVLink to the relay GPU and
+/// leaves through the relay's NIC, so no spine link carries a byte, at the packet and the
+/// flow level; without PXN the same transfer crosses a spine. Its bytes are delivered once.
+#[test]
+fn pxn_keeps_cross_rail_traffic_off_the_spines() {
+    let text = |pxn: bool| {
+        format!(
+            "name = \"t\"\n[fabric]\nfile = \"hgx-h100\"\nnodes = 2\n[fabric.routing]\n\
+             pxn = {pxn}\n[[traffic]]\npattern = \"message\"\nsrc = 0\ndst = 9\nbytes = 1048576\n"
+        )
+    };
+    let spine_bytes = |s: &Scenario, r: &PacketRun| -> u64 {
+        let t = &s.fabric.topology;
+        (t.links().iter().zip(&r.links))
+            .filter(|(l, _)| l.class == afdsim::topology::LinkClass::Fabric)
+            .map(|(_, st)| st.wire_bytes)
+            .sum()
+    };
+    let pxn = Scenario::parse(&text(true), "t.toml", None).unwrap();
+    let direct = Scenario::parse(&text(false), "t.toml", None).unwrap();
+    let r = run(&pxn);
+    assert_eq!(spine_bytes(&pxn, &r), 0);
+    assert_eq!(r.bytes_delivered, 1048576);
+    assert!(spine_bytes(&direct, &run(&direct)) > 0);
+    let flow = afdsim::flow::simulate(&pxn.fabric, &pxn.packet, &pxn.messages, &mut |_, _| {});
+    assert_eq!(spine_bytes(&pxn, &flow), 0);
+    // The relay (GPU 1) sends it: its PCIe link to its NIC carries the message.
+    let t = &pxn.fabric.topology;
+    let relay_out = t.next_hops(afdsim::topology::NodeId(1), afdsim::topology::NodeId(9))[0];
+    assert!(r.links[relay_out.0 as usize].wire_bytes >= 1048576);
+}
+
+#[test]
+fn pxn_needs_a_rail_optimized_fabric() {
+    let text = "name = \"t\"\n[fabric]\nfile = \"hgx-h100\"\nnodes = 2\n[fabric.scale_out]\n\
+                topology = \"leaf-spine\"\n[fabric.routing]\npxn = true\n[[traffic]]\n\
+                pattern = \"message\"\nsrc = 0\ndst = 9\nbytes = 4096\n";
+    let e = Scenario::parse(text, "t.toml", None).unwrap_err();
+    assert_eq!(e.key, "fabric.routing.pxn", "{e}");
+    assert!(e.message.contains("rail-leaf-spine"), "{e}");
+}

@@ -249,6 +249,9 @@ pub struct RoutingFile {
     /// packet), adaptive (least-occupied egress).
     #[serde(default)]
     pub policy: Option<String>,
+    /// NCCL's PXN on rail-optimized fabrics (`topology::FabricSpec::pxn`); default false.
+    #[serde(default)]
+    pub pxn: Option<bool>,
 }
 
 /// A resolved fabric: the topology spec and the packet-level parameters.
@@ -406,6 +409,7 @@ pub(super) fn resolve(cx: &Ctx, f: &FabricFile) -> Result<ResolvedFabric, InputE
             nvlink,
             nic,
             scale_out,
+            pxn: f.routing.as_ref().and_then(|r| r.pxn).unwrap_or(false),
         },
         nic_wire,
         nvlink_wire,

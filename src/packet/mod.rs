@@ -259,6 +259,8 @@ struct MsgState {
     dropped: bool,
     /// The source group it sends from.
     group: u32,
+    /// Where its packets go first: the PXN relay GPU ([`Fabric::relay`]), else `dst`.
+    via: NodeId,
     /// Sender: the next PSN to send, and one past the highest PSN ever sent.
     snd_next: u32,
     snd_max: u32,
@@ -438,6 +440,7 @@ pub fn simulate_workload(
             reverse_delay: None,
             dropped: false,
             group: NONE,
+            via: fabric.relay(m.src, m.dst).unwrap_or(m.dst),
             snd_next: 0,
             snd_max: 0,
             gbn: match params.transport {
@@ -565,7 +568,7 @@ impl Sim<'_> {
     fn on_message_start(&mut self, now: Time, m: u32) {
         self.msgs[m as usize].started = Some(now);
         let spec = &self.specs[m as usize];
-        let hops = self.topo.next_hops(spec.src, spec.dst);
+        let hops = self.topo.next_hops(spec.src, self.msgs[m as usize].via);
         debug_assert!(!hops.is_empty(), "routes exist between all GPU pairs");
         let spread = self.topo.link(hops[0]).class == LinkClass::NvLink
             || self.params.routing != Routing::Ecmp;
@@ -621,7 +624,11 @@ impl Sim<'_> {
         let p = self.pool.slots[pkt as usize];
         let dst = p.dst;
         if at == dst {
-            self.deliver(now, pkt);
+            if dst == self.specs[p.msg as usize].dst {
+                self.deliver(now, pkt);
+            } else {
+                self.relay(now, at, pkt);
+            }
             return;
         }
         // Hold it here, accounted against the link it came on.
@@ -647,6 +654,24 @@ impl Sim<'_> {
         let ls = &mut self.links[next.0 as usize];
         ls.fifo.push_back(pkt);
         ls.fifo_bytes += p.wire_bytes as u64;
+        ls.stats.peak_queue_bytes = ls.stats.peak_queue_bytes.max(ls.fifo_bytes);
+        self.start_next(now, next);
+    }
+
+    /// PXN: the relay GPU `at` sends packet `pkt` on toward its destination through its
+    /// own NIC. The packet leaves like one of `at`'s own (no ingress buffer holds it: it
+    /// sits in GPU memory) and goes ahead of `at`'s own messages' next packets, as a queued
+    /// packet does; NCCL bounds the relay's buffer by its FIFO slots, this model does not.
+    fn relay(&mut self, now: Time, at: NodeId, pkt: u32) {
+        let slot = &mut self.pool.slots[pkt as usize];
+        let dst = self.specs[slot.msg as usize].dst;
+        slot.dst = dst;
+        slot.in_link = NONE;
+        let wire = slot.wire_bytes as u64;
+        let next = self.choose(at, dst, pkt);
+        let ls = &mut self.links[next.0 as usize];
+        ls.fifo.push_back(pkt);
+        ls.fifo_bytes += wire;
         ls.stats.peak_queue_bytes = ls.stats.peak_queue_bytes.max(ls.fifo_bytes);
         self.start_next(now, next);
     }
@@ -1053,7 +1078,7 @@ impl Sim<'_> {
                 self.links[li].group_cursor = (gi + 1) % ngroups;
                 self.packets += 1;
                 self.bytes_injected += payload;
-                let dst = self.specs[m as usize].dst;
+                let dst = ms.via;
                 return Some(self.pool.alloc(Packet {
                     msg: m,
                     dst,

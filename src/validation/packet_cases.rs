@@ -5,6 +5,7 @@ use crate::config::{STAR_SCENARIO, STAR_SCENARIO_ORIGIN, Scenario};
 use crate::engine::{Dur, Time};
 use crate::error::InputError;
 use crate::packet::{PacketRun, Wire};
+use crate::topology::{LinkClass, NodeId};
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -39,6 +40,10 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "ecmp-vs-spray",
             run: ecmp_vs_spray,
+        },
+        Case {
+            name: "pxn-rail-local",
+            run: pxn_rail_local,
         },
         Case {
             name: "spray-variance",
@@ -82,6 +87,7 @@ const DEEPEP_32: &str = include_str!("../../validation/deepep-internode-ep32.tom
 const DEEPEP_64: &str = include_str!("../../validation/deepep-internode-ep64.toml");
 const ECMP: &str = include_str!("../../validation/ecmp-vs-spray-ecmp.toml");
 const SPRAY: &str = include_str!("../../validation/ecmp-vs-spray-spray.toml");
+const PXN: &str = include_str!("../../validation/pxn-rail-local.toml");
 const PERMUTATION: &str = include_str!("../../validation/flow-vs-packet-permutation-spray.toml");
 
 fn run(s: &Scenario) -> PacketRun {
@@ -330,6 +336,89 @@ fn incast_lossy() -> Result<Vec<Check>, InputError> {
             line_rate_finish.as_us_f64(),
             last_finish(&r).as_us_f64(),
             "no recovery beats the receiver link at line rate (closed form, as lossless)",
+        ),
+    ])
+}
+
+/// Wire bytes the run put on switch-to-switch links.
+fn fabric_wire_bytes(s: &Scenario, r: &PacketRun) -> u64 {
+    let t = &s.fabric.topology;
+    (t.links().iter().zip(&r.links))
+        .filter(|(l, _)| l.class == LinkClass::Fabric)
+        .map(|(_, st)| st.wire_bytes)
+        .sum()
+}
+
+fn pxn_rail_local() -> Result<Vec<Check>, InputError> {
+    let case = "pxn-rail-local";
+    let pxn = parse(PXN, case)?;
+    let direct = parse(&PXN.replace("pxn = true", "pxn = false"), case)?;
+    let (f, t) = (&pxn.fabric, &pxn.fabric.topology);
+    let per_node = f.spec.gpus_per_node;
+    let bytes = pxn.messages[0].bytes;
+    let Wire {
+        mtu_bytes,
+        header_bytes,
+    } = pxn.packet.nic_wire;
+    let packets = bytes.div_ceil(mtu_bytes as u64);
+    let wire = bytes + packets * header_bytes as u64;
+    // Without PXN, every cross-node, cross-rail message goes up to a spine and down.
+    let cross_rail = (pxn.messages.iter())
+        .filter(|m| !f.same_domain(m.src, m.dst) && m.src.0 % per_node != m.dst.0 % per_node)
+        .count() as u64;
+    // With PXN, a NIC streams its node's messages to its rail: every GPU of its node sends
+    // one to the rail's GPU of each other node.
+    let per_nic = (per_node * (f.spec.nodes - 1)) as u64;
+    // Head and tail of the same-rail path (GPU, NIC, leaf, NIC, GPU) around the stream on
+    // the NIC's uplink: the first packet's PCIe hop, then the last packet's way down.
+    let route = t.first_route(NodeId(0), NodeId(per_node));
+    let hop = |i: usize| t.link(route[i]);
+    let first_wire = bytes.min(mtu_bytes as u64) + header_bytes as u64;
+    let last_wire = bytes - (packets - 1) * mtu_bytes as u64 + header_bytes as u64;
+    let full = hop(1).rate.serialize(first_wire);
+    let stream = (full.saturating_mul(packets - 1) + hop(1).rate.serialize(last_wire))
+        .saturating_mul(per_nic);
+    let head = hop(0).rate.serialize(first_wire) + hop(0).latency;
+    let mut tail = pxn.packet.switch.latency + hop(1).latency;
+    for i in 2..route.len() {
+        tail += hop(i).rate.serialize(last_wire) + hop(i).latency;
+    }
+    let r_pxn = run(&pxn);
+    let r_direct = run(&direct);
+    let makespan = |r: &PacketRun| last_finish(r).since(first_start(r));
+    let flow = crate::flow::simulate(&pxn.fabric, &pxn.packet, &pxn.messages, &mut |_, _| {});
+    Ok(vec![
+        Check::within(
+            case,
+            "spine wire bytes with PXN",
+            0.0,
+            fabric_wire_bytes(&pxn, &r_pxn) as f64,
+            0.0,
+            "closed form: every transfer stays on its rail, and a rail has one leaf",
+        ),
+        Check::within(
+            case,
+            "spine wire bytes without PXN",
+            (2 * cross_rail * wire) as f64,
+            fabric_wire_bytes(&direct, &r_direct) as f64,
+            0.0,
+            "closed form: each cross-rail message's wire bytes on two leaf-spine links",
+        ),
+        Check::within(
+            case,
+            "makespan_us with PXN",
+            (head + stream + tail).as_us_f64(),
+            makespan(&r_pxn).as_us_f64(),
+            1.0,
+            "closed form: each NIC streams its node's traffic to its rail back to back",
+        ),
+        Check::within(
+            case,
+            "makespan_us with PXN, flow level",
+            makespan(&r_pxn).as_us_f64(),
+            makespan(&flow).as_us_f64(),
+            5.0,
+            "the flow level takes the same relayed routes (flow-vs-packet tolerance)",
         ),
     ])
 }
