@@ -89,10 +89,12 @@ struct Packet {
     /// Product of the fan-outs of the per-flow round-robin choices it passed so far: its
     /// turn at the next choice is `psn / spread` (the packets of a flow reaching a switch
     /// are every `spread`-th of the flow, so consecutive turns there rotate exactly).
-    spread: u32,
+    spread: u16,
     /// The link it arrived on at the node that holds it; NONE at its source.
     in_link: u32,
     ecn: bool,
+    /// `dst` is the PXN relay GPU, not the message's destination.
+    relayed: bool,
 }
 
 /// Fixed-size slots so that the hot path never allocates per packet.
@@ -264,8 +266,6 @@ struct MsgState {
     /// Sender: the next PSN to send, and one past the highest PSN ever sent.
     snd_next: u32,
     snd_max: u32,
-    /// Go-back-N state, for messages through lossy switches with go-back-N recovery.
-    gbn: Option<GbnState>,
 }
 
 /// Go-back-N state of one message (see [`GoBackN`]).
@@ -405,13 +405,26 @@ pub fn simulate_workload(
         cnps: 0,
         lossless_overflow_bytes: 0,
         recovery: Recovery::default(),
-        gbn: match params.transport {
+        gbn_params: match params.transport {
             Transport::GoBackN(g) => g,
             Transport::Unreliable => GoBackN::default(),
         },
-        end: Time::ZERO,
+        gbn: Vec::new(),
     };
-    let lossy = matches!(params.switch.buffers, Buffers::Lossy { .. });
+    if matches!(params.switch.buffers, Buffers::Lossy { .. })
+        && matches!(params.transport, Transport::GoBackN(_))
+    {
+        sim.gbn = messages
+            .iter()
+            .map(|m| {
+                (!fabric.same_domain(m.src, m.dst)).then_some(GbnState {
+                    rcv_next: 0,
+                    rcv_advanced_at: Time::ZERO,
+                    last_nak: None,
+                })
+            })
+            .collect();
+    }
     for (i, m) in messages.iter().enumerate() {
         assert!(m.src != m.dst && m.bytes > 0, "validated by config");
         let nvlink = fabric.same_domain(m.src, m.dst);
@@ -443,22 +456,15 @@ pub fn simulate_workload(
             via: fabric.relay(m.src, m.dst).unwrap_or(m.dst),
             snd_next: 0,
             snd_max: 0,
-            gbn: match params.transport {
-                Transport::GoBackN(_) if lossy && !nvlink => Some(GbnState {
-                    rcv_next: 0,
-                    rcv_advanced_at: Time::ZERO,
-                    last_nak: None,
-                }),
-                _ => None,
-            },
         });
     }
     for t in sim.tracker.initially_ready() {
         sim.make_ready(Time::ZERO, t);
     }
+    // The run ends at its last event, not counting retransmission timers that find their
+    // message complete.
+    let mut end = Time::ZERO;
     while let Some((now, ev)) = sim.queue.pop() {
-        // The run ends at its last event, not counting retransmission timers that find
-        // their message complete.
         let mut acted = true;
         match ev {
             Event::MessageStart(m) => sim.on_message_start(now, m),
@@ -474,14 +480,14 @@ pub fn simulate_workload(
             Event::ComputeDone(c) => sim.on_compute_done(now, c),
         }
         if acted {
-            sim.end = now;
+            end = now;
         }
         let processed = sim.queue.stats().processed;
         if processed & 0xF_FFFF == 0 {
             progress(processed, now);
         }
     }
-    sim.finish()
+    sim.finish(end)
 }
 
 /// Active messages that may leave a GPU on the same set of first-hop links.
@@ -522,10 +528,10 @@ struct Sim<'a> {
     cnps: u64,
     lossless_overflow_bytes: u64,
     recovery: Recovery,
-    /// Go-back-N parameters (used by messages with [`GbnState`] only).
-    gbn: GoBackN,
-    /// Time of the last event that did something.
-    end: Time,
+    /// Go-back-N parameters, and per message its state where it recovers by go-back-N
+    /// (NIC messages through lossy switches); empty when no message does.
+    gbn_params: GoBackN,
+    gbn: Vec<Option<GbnState>>,
 }
 
 impl Sim<'_> {
@@ -599,9 +605,10 @@ impl Sim<'_> {
         };
         self.groups[g as usize].msgs.push(m);
         self.msgs[m as usize].group = g;
-        if let Some(gbn) = &mut self.msgs[m as usize].gbn {
+        if let Some(gbn) = self.gbn_mut(m as usize) {
             gbn.rcv_advanced_at = now;
-            self.queue.schedule_at(now + self.gbn.rto, Event::Rto(m));
+            let rto = self.gbn_params.rto;
+            self.queue.schedule_at(now + rto, Event::Rto(m));
         }
         for &l in &set {
             self.start_next(now, l);
@@ -624,17 +631,17 @@ impl Sim<'_> {
         let p = self.pool.slots[pkt as usize];
         let dst = p.dst;
         if at == dst {
-            if dst == self.specs[p.msg as usize].dst {
-                self.deliver(now, pkt);
-            } else {
+            if p.relayed {
                 self.relay(now, at, pkt);
+            } else {
+                self.deliver(now, pkt);
             }
             return;
         }
         // Hold it here, accounted against the link it came on.
         self.pool.slots[pkt as usize].in_link = l.0;
         self.hold(now, l, p.wire_bytes as u64);
-        let next = self.choose(at, dst, pkt);
+        let next = self.choose(at, dst, pkt, p.msg);
         if self.links[l.0 as usize].to_switch {
             let q = self.links[next.0 as usize].fifo_bytes;
             if let Buffers::Lossy { egress_bytes } = self.params.switch.buffers
@@ -666,9 +673,10 @@ impl Sim<'_> {
         let slot = &mut self.pool.slots[pkt as usize];
         let dst = self.specs[slot.msg as usize].dst;
         slot.dst = dst;
+        slot.relayed = false;
         slot.in_link = NONE;
-        let wire = slot.wire_bytes as u64;
-        let next = self.choose(at, dst, pkt);
+        let (wire, msg) = (slot.wire_bytes as u64, slot.msg);
+        let next = self.choose(at, dst, pkt, msg);
         let ls = &mut self.links[next.0 as usize];
         ls.fifo.push_back(pkt);
         ls.fifo_bytes += wire;
@@ -711,12 +719,16 @@ impl Sim<'_> {
         }
     }
 
+    fn gbn_mut(&mut self, m: usize) -> Option<&mut GbnState> {
+        self.gbn.get_mut(m).and_then(Option::as_mut)
+    }
+
     /// Go-back-N responder: whether packet `psn` of message `m` is the next one expected
     /// (always, for messages without go-back-N). An out-of-sequence packet is discarded
     /// and may provoke a NAK naming the expected PSN (see [`GoBackN`]).
     fn accept_in_sequence(&mut self, now: Time, m: usize, psn: u32) -> bool {
-        let interval = self.gbn.nak_interval;
-        let Some(gbn) = self.msgs[m].gbn.as_mut() else {
+        let interval = self.gbn_params.nak_interval;
+        let Some(gbn) = self.gbn_mut(m) else {
             return true;
         };
         let expected = gbn.rcv_next;
@@ -767,9 +779,8 @@ impl Sim<'_> {
             return false;
         }
         let d = self.reverse_delay(mi);
-        let rto = self.gbn.rto;
-        let gbn = self.msgs[mi]
-            .gbn
+        let rto = self.gbn_params.rto;
+        let gbn = self.gbn[mi]
             .as_ref()
             .expect("timers run for go-back-N only");
         // The last ACK that reported progress reached the sender at `heard`; since then
@@ -841,27 +852,41 @@ impl Sim<'_> {
         self.bytes_dropped += p.payload_bytes as u64;
         let ms = &mut self.msgs[p.msg as usize];
         // Go-back-N resends it; without recovery the message is lost.
-        if ms.gbn.is_none() {
+        if self.gbn.get(p.msg as usize).is_none_or(|g| g.is_none()) {
             ms.dropped = true;
             ms.undelivered_bytes -= p.payload_bytes as u64;
         }
     }
 
-    /// The next link from `at` for packet `pkt` bound for `dst`.
-    fn choose(&mut self, at: NodeId, dst: NodeId, pkt: u32) -> LinkId {
-        let hops = self.topo.next_hops(at, dst);
-        let n = hops.len() as u64;
-        if n == 1 {
+    /// The next link from `at` for packet `pkt` bound for `dst`. Most hops have one next
+    /// link: that test stays inline in the hot path, the choice among several does not.
+    #[inline(always)]
+    fn choose(&mut self, at: NodeId, dst: NodeId, pkt: u32, msg: u32) -> LinkId {
+        let topo = self.topo;
+        let hops = topo.next_hops(at, dst);
+        if hops.len() == 1 {
             return hops[0];
         }
+        self.choose_among(hops, at, dst, pkt, msg)
+    }
+
+    /// [`Sim::choose`] among several equal-cost next links `hops` to `dst`.
+    fn choose_among(
+        &mut self,
+        hops: &[LinkId],
+        at: NodeId,
+        dst: NodeId,
+        pkt: u32,
+        msg: u32,
+    ) -> LinkId {
+        let n = hops.len() as u64;
         if self.topo.link(hops[0]).class == LinkClass::NvLink {
             let i = at.0 as usize * self.topo.gpus() as usize + dst.0 as usize;
             let next = self.stripe[i];
             self.stripe[i] = next.wrapping_add(1);
             return hops[(next as u64 % n) as usize];
         }
-        let p = &mut self.pool.slots[pkt as usize];
-        let h = ecmp_pick(self.msgs[p.msg as usize].hash, at, hops.len()) as u64;
+        let h = ecmp_pick(self.msgs[msg as usize].hash, at, hops.len()) as u64;
         let draw = |spray: &mut Vec<u32>| {
             let turn = &mut spray[at.0 as usize];
             *turn = turn.wrapping_add(1);
@@ -871,8 +896,9 @@ impl Sim<'_> {
             Routing::Ecmp => hops[h as usize],
             Routing::Spray => hops[(draw(&mut self.spray) % n) as usize],
             Routing::SprayRoundRobin => {
-                let turn = (p.psn / p.spread) as u64;
-                p.spread = p.spread.saturating_mul(n as u32);
+                let p = &mut self.pool.slots[pkt as usize];
+                let turn = (p.psn / p.spread as u32) as u64;
+                p.spread = p.spread.saturating_mul(n as u16);
                 hops[((h + turn) % n) as usize]
             }
             Routing::Adaptive => {
@@ -1079,6 +1105,7 @@ impl Sim<'_> {
                 self.packets += 1;
                 self.bytes_injected += payload;
                 let dst = ms.via;
+                let relayed = dst != self.specs[m as usize].dst;
                 return Some(self.pool.alloc(Packet {
                     msg: m,
                     dst,
@@ -1088,6 +1115,7 @@ impl Sim<'_> {
                     spread: 1,
                     in_link: NONE,
                     ecn: false,
+                    relayed,
                 }));
             }
         }
@@ -1101,8 +1129,7 @@ impl Sim<'_> {
         None
     }
 
-    fn finish(mut self) -> Result<PacketRun, Deadlock> {
-        let end = self.end;
+    fn finish(mut self, end: Time) -> Result<PacketRun, Deadlock> {
         let stuck = self.pool.in_use();
         // A message never started waited for a lost one (lossy mode): not a deadlock.
         let unsent = self
