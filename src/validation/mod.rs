@@ -37,7 +37,8 @@ pub const KNOWN_GAPS: &[(&str, &str, &str)] = &[
         "the model's NVLink reaches the copy-engine ceiling (~394 GB/s, the calibration point) \
          at any GPU count; NCCL's SM-driven all-to-all reaches 85 % of it on 4 GPUs and 93 % \
          on 8. Kernel efficiency belongs to the traffic (NCCL, DeepEP, StepMesh kernels \
-         differ), not the fabric: a per-collective implementation efficiency is the fix",
+         differ), not the fabric: a per-collective implementation efficiency is the fix \
+         (docs/packet.md)",
     ),
     (
         "deepep-intranode-ep8",
@@ -51,7 +52,8 @@ pub const KNOWN_GAPS: &[(&str, &str, &str)] = &[
         "rdma_gbytes_per_s (DeepEP count)",
         "on 2 nodes the dispatch is NVLink-bound (forwarding ~3 GPUs per RDMA token plus the \
          local half), so the same kernel-efficiency gap as deepep-intranode-ep8 shows; EP32 \
-         and EP64, RDMA-bound, agree within 12 %",
+         and EP64, RDMA-bound, agree within 12 %. Not RDMA loopback of the own node's \
+         tokens: DeepEP skips RDMA for its own node, as the model does (docs/packet.md)",
     ),
 ];
 
