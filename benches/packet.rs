@@ -40,6 +40,24 @@ fn bench_packet(c: &mut Criterion) {
         None,
     )
     .expect("valid scenario");
+    // The same traffic with per-flow round-robin spraying and PXN (docs/packet.md).
+    let hgx16_pxn = Scenario::parse(
+        r#"
+name = "bench-hgx16-pxn-spray-rr"
+[fabric]
+file = "hgx-h100"
+nodes = 16
+[fabric.routing]
+policy = "spray-rr"
+pxn = true
+[[traffic]]
+pattern = "all-to-all"
+bytes = 1048576
+"#,
+        "<bench>",
+        Some(1),
+    )
+    .expect("valid bench scenario");
     let scenarios = [
         (
             "star-8-a2a-1MiB",
@@ -52,6 +70,7 @@ fn bench_packet(c: &mut Criterion) {
         ),
         ("star-64-a2a-256KiB", star_all_to_all(64, 256 * 1024)),
         ("hgx16-a2a-1MiB-dcqcn", hgx16),
+        ("hgx16-a2a-1MiB-pxn-spray-rr", hgx16_pxn),
     ];
     for (name, s) in &scenarios {
         let run = afdsim::packet::simulate(&s.fabric, &s.packet, &s.messages, &mut |_, _| {})

@@ -4,7 +4,9 @@
 use super::Ctx;
 use crate::engine::{Bandwidth, Dur};
 use crate::error::InputError;
-use crate::packet::{Buffers, DcqcnParams, EcnParams, PfcParams, Routing, SwitchParams, Wire};
+use crate::packet::{
+    Buffers, DcqcnParams, EcnParams, GoBackN, PfcParams, Routing, SwitchParams, Transport, Wire,
+};
 use crate::topology::{FabricSpec, NicSpec, NvlinkSpec, ScaleOutKind, ScaleOutSpec};
 use serde::Deserialize;
 
@@ -85,6 +87,54 @@ pub struct NicFile {
     /// DCQCN parameters; each key absent keeps the default (`DcqcnParams::for_line_rate`).
     #[serde(default)]
     pub dcqcn: Option<DcqcnFile>,
+    /// Loss recovery through lossy switches: go-back-n (default) or none.
+    #[serde(default)]
+    pub retransmission: Option<String>,
+    /// Go-back-N retransmission timeout (the QP's local ACK timeout); default 67108.864.
+    #[serde(default)]
+    pub rto_us: Option<f64>,
+    /// Go-back-N: least time between two NAKs for the same expected PSN; default 500.
+    #[serde(default)]
+    pub nak_interval_us: Option<f64>,
+}
+
+/// Resolves the NIC's loss recovery (`packet::Transport`).
+fn resolve_transport(cx: &Ctx, n: Option<&NicFile>) -> Result<Transport, InputError> {
+    let key = |k: &str| format!("fabric.nic.{k}");
+    let (kind, rto, nak) = match n {
+        None => (None, None, None),
+        Some(n) => (n.retransmission.as_deref(), n.rto_us, n.nak_interval_us),
+    };
+    match kind {
+        None | Some("go-back-n") => {
+            let mut g = GoBackN::default();
+            if let Some(t) = rto {
+                g.rto = cx.dur_ns(&key("rto_us"), t * 1e3)?;
+                if g.rto == Dur::ZERO {
+                    return Err(cx.err(key("rto_us"), "must be > 0"));
+                }
+            }
+            if let Some(t) = nak {
+                g.nak_interval = cx.dur_ns(&key("nak_interval_us"), t * 1e3)?;
+            }
+            Ok(Transport::GoBackN(g))
+        }
+        Some("none") => {
+            if rto.is_some() || nak.is_some() {
+                let k = if rto.is_some() {
+                    "rto_us"
+                } else {
+                    "nak_interval_us"
+                };
+                return Err(cx.err(key(k), "needs retransmission = \"go-back-n\""));
+            }
+            Ok(Transport::Unreliable)
+        }
+        Some(other) => Err(cx.err(
+            key("retransmission"),
+            format!("`{other}` is not a retransmission scheme; allowed: go-back-n, none"),
+        )),
+    }
 }
 
 /// DCQCN reaction- and notification-point parameters (see `packet::DcqcnParams`).
@@ -195,9 +245,13 @@ pub struct SwitchFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingFile {
-    /// ecmp (per-flow hash), spray (per packet), adaptive (least-occupied egress).
+    /// ecmp (per-flow hash), spray (random per packet), spray-rr (per-flow round-robin per
+    /// packet), adaptive (least-occupied egress).
     #[serde(default)]
     pub policy: Option<String>,
+    /// NCCL's PXN on rail-optimized fabrics (`topology::FabricSpec::pxn`); default false.
+    #[serde(default)]
+    pub pxn: Option<bool>,
 }
 
 /// A resolved fabric: the topology spec and the packet-level parameters.
@@ -209,6 +263,7 @@ pub struct ResolvedFabric {
     pub nvlink_wire: Wire,
     pub switch: SwitchParams,
     pub routing: Routing,
+    pub transport: Transport,
 }
 
 /// Looks up an embedded fabric by name.
@@ -337,11 +392,12 @@ pub(super) fn resolve(cx: &Ctx, f: &FabricFile) -> Result<ResolvedFabric, InputE
     let routing = match f.routing.as_ref().and_then(|r| r.policy.as_deref()) {
         None | Some("ecmp") => Routing::Ecmp,
         Some("spray") => Routing::Spray,
+        Some("spray-rr") => Routing::SprayRoundRobin,
         Some("adaptive") => Routing::Adaptive,
         Some(other) => {
             return Err(cx.err(
                 key("routing.policy"),
-                format!("`{other}` is not a policy; allowed: ecmp, spray, adaptive"),
+                format!("`{other}` is not a policy; allowed: ecmp, spray, spray-rr, adaptive"),
             ));
         }
     };
@@ -353,11 +409,13 @@ pub(super) fn resolve(cx: &Ctx, f: &FabricFile) -> Result<ResolvedFabric, InputE
             nvlink,
             nic,
             scale_out,
+            pxn: f.routing.as_ref().and_then(|r| r.pxn).unwrap_or(false),
         },
         nic_wire,
         nvlink_wire,
         switch,
         routing,
+        transport: resolve_transport(cx, f.nic.as_ref())?,
     })
 }
 

@@ -432,6 +432,7 @@ fn resolve(
             switch: rf.switch,
             routing: rf.routing,
             congestion_control,
+            transport: rf.transport,
             // Four of the largest packets: enough to keep a link busy across a credit
             // round trip of a few hundred ns at NVLink and PCIe rates.
             credit_bytes: 4 * largest_packet,

@@ -339,6 +339,7 @@ fn assemble(
         bytes_dropped: 0,
         cnps: 0,
         lossless_overflow_bytes: 0,
+        recovery: Default::default(),
         end,
     }
 }

@@ -7,6 +7,9 @@
 //! - on NVLink (always), and under spraying (and adaptive routing, which the flow level
 //!   treats as spraying), an equal share of the flow on every equal-cost next link, as
 //!   the packet level's round-robin over the links does on average.
+//!
+//! Under PXN (`Fabric::relay`) a route is two legs, source to relay GPU over NVLink and
+//! relay to destination through the relay's NIC, as at the packet level.
 
 use crate::engine::Dur;
 use crate::packet::{MessageSpec, PacketParams, Routing, Wire, ecmp_pick, message_hash};
@@ -50,41 +53,47 @@ pub fn route(fabric: &Fabric, params: &PacketParams, index: u32, m: &MessageSpec
     let wire_bytes = m.bytes + packets * wire.header_bytes as u64;
     let last_wire = m.bytes - (packets - 1) * mtu + wire.header_bytes as u64;
 
+    let legs = match fabric.relay(m.src, m.dst) {
+        Some(r) => vec![(m.src, r), (r, m.dst)],
+        None => vec![(m.src, m.dst)],
+    };
     // Shares, level by level: every node at one level is equally far from `dst` (routes are
     // shortest paths), so a level's links never reappear later.
     let mut links = Vec::new();
-    let mut level: Vec<(NodeId, f64)> = vec![(m.src, 1.0)];
-    let mut next: Vec<(NodeId, f64)> = Vec::new();
-    while !level.is_empty() {
-        next.clear();
-        for &(at, w) in &level {
-            let hops = topo.next_hops(at, m.dst);
-            if hops.is_empty() {
-                continue; // at == dst
-            }
-            if spreads(topo, params.routing, hops) {
-                let share = w / hops.len() as f64;
-                for &l in hops {
-                    links.push((l, share));
-                    next.push((topo.link(l).to, share));
+    for &(src, dst) in &legs {
+        let mut level: Vec<(NodeId, f64)> = vec![(src, 1.0)];
+        let mut next: Vec<(NodeId, f64)> = Vec::new();
+        while !level.is_empty() {
+            next.clear();
+            for &(at, w) in &level {
+                let hops = topo.next_hops(at, dst);
+                if hops.is_empty() {
+                    continue; // at == dst
                 }
-            } else {
-                let l = hops[ecmp_pick(hash, at, hops.len())];
-                links.push((l, w));
-                next.push((topo.link(l).to, w));
+                if spreads(topo, params.routing, hops) {
+                    let share = w / hops.len() as f64;
+                    for &l in hops {
+                        links.push((l, share));
+                        next.push((topo.link(l).to, share));
+                    }
+                } else {
+                    let l = hops[ecmp_pick(hash, at, hops.len())];
+                    links.push((l, w));
+                    next.push((topo.link(l).to, w));
+                }
             }
+            // Merge the shares that reach the same node (sorted: deterministic).
+            next.sort_by_key(|&(n, _)| n);
+            next.dedup_by(|b, a| {
+                if a.0 == b.0 {
+                    a.1 += b.1;
+                    true
+                } else {
+                    false
+                }
+            });
+            std::mem::swap(&mut level, &mut next);
         }
-        // Merge the shares that reach the same node (sorted: deterministic).
-        next.sort_by_key(|&(n, _)| n);
-        next.dedup_by(|b, a| {
-            if a.0 == b.0 {
-                a.1 += b.1;
-                true
-            } else {
-                false
-            }
-        });
-        std::mem::swap(&mut level, &mut next);
     }
 
     // The fixed part of the completion time along one of the paths (for ECMP the path;
@@ -95,26 +104,28 @@ pub fn route(fabric: &Fabric, params: &PacketParams, index: u32, m: &MessageSpec
     let mut tail = Dur::ZERO;
     let mut fill = Dur::ZERO;
     let mut slowest = Dur::ZERO;
-    let mut at = m.src;
-    loop {
-        let hops = topo.next_hops(at, m.dst);
-        if hops.is_empty() {
-            break;
+    for &(src, dst) in &legs {
+        let mut at = src;
+        loop {
+            let hops = topo.next_hops(at, dst);
+            if hops.is_empty() {
+                break;
+            }
+            let l = if spreads(topo, params.routing, hops) {
+                hops[0]
+            } else {
+                hops[ecmp_pick(hash, at, hops.len())]
+            };
+            let link = topo.link(l);
+            tail += link.latency;
+            if topo.kind(link.to) == NodeKind::Switch {
+                tail += params.switch.latency;
+            }
+            let t = link.rate.serialize(last_wire);
+            fill += t;
+            slowest = slowest.max(t);
+            at = link.to;
         }
-        let l = if spreads(topo, params.routing, hops) {
-            hops[0]
-        } else {
-            hops[ecmp_pick(hash, at, hops.len())]
-        };
-        let link = topo.link(l);
-        tail += link.latency;
-        if topo.kind(link.to) == NodeKind::Switch {
-            tail += params.switch.latency;
-        }
-        let t = link.rate.serialize(last_wire);
-        fill += t;
-        slowest = slowest.max(t);
-        at = link.to;
     }
     Route {
         links,
@@ -170,6 +181,33 @@ mod tests {
             at = t.link(l).to;
         }
         assert_eq!(r.wire_bytes, 8192 + 2 * 64);
+    }
+
+    #[test]
+    fn pxn_routes_over_nvlink_to_the_relay_then_its_rail() {
+        let s = scenario(
+            "[fabric.routing]\npxn = true",
+            "[[traffic]]\npattern = \"message\"\nsrc = 0\ndst = 9\nbytes = 8192",
+        );
+        let r = route(&s.fabric, &s.packet, 0, &s.messages[0]);
+        let t = &s.fabric.topology;
+        // 18 + 18 NVLinks to GPU 1 (1/18 each), then GPU 1 -> NIC -> leaf -> NIC -> GPU 9.
+        let class = |c| {
+            r.links
+                .iter()
+                .filter(|&&(l, _)| t.link(l).class == c)
+                .count()
+        };
+        assert_eq!(class(LinkClass::NvLink), 36);
+        assert_eq!(class(LinkClass::Fabric), 0, "no spine");
+        assert_eq!(class(LinkClass::Pcie) + class(LinkClass::Access), 4);
+        assert!(r.links.iter().any(|&(l, _)| t.link(l).from == NodeId(1)));
+        // The tail covers both legs: longer than the relay's own same-rail route.
+        let direct = MessageSpec {
+            src: NodeId(1),
+            ..s.messages[0].clone()
+        };
+        assert!(r.tail > route(&s.fabric, &s.packet, 0, &direct).tail);
     }
 
     #[test]

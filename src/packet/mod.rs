@@ -29,8 +29,8 @@ mod params;
 
 pub use dcqcn::ReactionPoint;
 pub use params::{
-    Buffers, CongestionControl, DcqcnParams, EcnParams, PacketParams, PfcParams, Routing,
-    SwitchParams, Wire,
+    Buffers, CongestionControl, DcqcnParams, EcnParams, GoBackN, PacketParams, PfcParams, Routing,
+    SwitchParams, Transport, Wire,
 };
 
 use crate::engine::{Dur, EventQueue, QueueStats, SimRng, Time};
@@ -64,6 +64,10 @@ enum Event {
     Cnp(u32),
     /// The DCQCN timer of message `m` fires.
     DcqcnTimer(u32),
+    /// A NAK from the receiver of message `msg` reaches its sender: resend from `psn`.
+    Nak { msg: u32, psn: u32 },
+    /// The retransmission timer of message `m` fires.
+    Rto(u32),
     /// Compute task `c` may run (its dependencies are done): it joins its GPU's stream.
     ComputeReady(u32),
     /// Compute task `c` finished on its GPU's stream.
@@ -79,9 +83,18 @@ struct Packet {
     dst: NodeId,
     payload_bytes: u32,
     wire_bytes: u32,
+    /// Sequence number within its message (0 for the first packet; resent packets reuse
+    /// theirs).
+    psn: u32,
+    /// Product of the fan-outs of the per-flow round-robin choices it passed so far: its
+    /// turn at the next choice is `psn / spread` (the packets of a flow reaching a switch
+    /// are every `spread`-th of the flow, so consecutive turns there rotate exactly).
+    spread: u16,
     /// The link it arrived on at the node that holds it; NONE at its source.
     in_link: u32,
     ecn: bool,
+    /// `dst` is the PXN relay GPU, not the message's destination.
+    relayed: bool,
 }
 
 /// Fixed-size slots so that the hot path never allocates per packet.
@@ -176,6 +189,18 @@ pub struct MessageResult {
     pub finish: Option<Time>,
 }
 
+/// What go-back-N recovery cost (all zero without drops, or without retransmission).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recovery {
+    /// Payload bytes sent again (a PSN sent before).
+    pub bytes_retransmitted: u64,
+    /// Payload bytes that reached their destination GPU out of sequence (or twice) and
+    /// were discarded there, as go-back-N requires.
+    pub bytes_discarded: u64,
+    pub naks: u64,
+    pub timeouts: u64,
+}
+
 /// Everything a packet-level run measured.
 #[derive(Clone, Debug)]
 pub struct PacketRun {
@@ -192,6 +217,7 @@ pub struct PacketRun {
     /// Bytes by which a lossless ingress exceeded its configured buffer (headroom too
     /// small); zero when the configuration is sound.
     pub lossless_overflow_bytes: u64,
+    pub recovery: Recovery,
     pub end: Time,
 }
 
@@ -229,8 +255,28 @@ struct MsgState {
     next_send: Time,
     timer_armed: bool,
     last_cnp_sent: Option<Time>,
-    cnp_delay: Option<Dur>,
+    /// Latency of a control frame (CNP, NAK, ACK) from the destination back to the source.
+    reverse_delay: Option<Dur>,
+    /// A packet was dropped (only recorded where nothing retransmits it: the message is lost).
     dropped: bool,
+    /// The source group it sends from.
+    group: u32,
+    /// Where its packets go first: the PXN relay GPU ([`Fabric::relay`]), else `dst`.
+    via: NodeId,
+    /// Sender: the next PSN to send, and one past the highest PSN ever sent.
+    snd_next: u32,
+    snd_max: u32,
+}
+
+/// Go-back-N state of one message (see [`GoBackN`]).
+struct GbnState {
+    /// Receiver: the next PSN it accepts, and when it last advanced (or the message
+    /// started). ACKs are not simulated as packets: they travel unqueued like CNPs, so the
+    /// sender knows at time t the receiver's state at t minus the reverse delay.
+    rcv_next: u32,
+    rcv_advanced_at: Time,
+    /// Receiver: the last NAK it sent (expected PSN, time).
+    last_nak: Option<(u32, Time)>,
 }
 
 /// The ECMP hash of message `index` in a run with `seed`. Every level uses it, so a
@@ -358,7 +404,27 @@ pub fn simulate_workload(
         bytes_dropped: 0,
         cnps: 0,
         lossless_overflow_bytes: 0,
+        recovery: Recovery::default(),
+        gbn_params: match params.transport {
+            Transport::GoBackN(g) => g,
+            Transport::Unreliable => GoBackN::default(),
+        },
+        gbn: Vec::new(),
     };
+    if matches!(params.switch.buffers, Buffers::Lossy { .. })
+        && matches!(params.transport, Transport::GoBackN(_))
+    {
+        sim.gbn = messages
+            .iter()
+            .map(|m| {
+                (!fabric.same_domain(m.src, m.dst)).then_some(GbnState {
+                    rcv_next: 0,
+                    rcv_advanced_at: Time::ZERO,
+                    last_nak: None,
+                })
+            })
+            .collect();
+    }
     for (i, m) in messages.iter().enumerate() {
         assert!(m.src != m.dst && m.bytes > 0, "validated by config");
         let nvlink = fabric.same_domain(m.src, m.dst);
@@ -384,14 +450,22 @@ pub fn simulate_workload(
             next_send: Time::ZERO,
             timer_armed: false,
             last_cnp_sent: None,
-            cnp_delay: None,
+            reverse_delay: None,
             dropped: false,
+            group: NONE,
+            via: fabric.relay(m.src, m.dst).unwrap_or(m.dst),
+            snd_next: 0,
+            snd_max: 0,
         });
     }
     for t in sim.tracker.initially_ready() {
         sim.make_ready(Time::ZERO, t);
     }
+    // The run ends at its last event, not counting retransmission timers that find their
+    // message complete.
+    let mut end = Time::ZERO;
     while let Some((now, ev)) = sim.queue.pop() {
+        let mut acted = true;
         match ev {
             Event::MessageStart(m) => sim.on_message_start(now, m),
             Event::TxDone(l) => sim.on_tx_done(now, l),
@@ -400,20 +474,26 @@ pub fn simulate_workload(
             Event::Wake(l) => sim.on_wake(now, l),
             Event::Cnp(m) => sim.on_cnp(now, m),
             Event::DcqcnTimer(m) => sim.on_dcqcn_timer(now, m),
+            Event::Nak { msg, psn } => sim.on_nak(now, msg, psn),
+            Event::Rto(m) => acted = sim.on_rto(now, m),
             Event::ComputeReady(c) => sim.on_compute_ready(now, c),
             Event::ComputeDone(c) => sim.on_compute_done(now, c),
+        }
+        if acted {
+            end = now;
         }
         let processed = sim.queue.stats().processed;
         if processed & 0xF_FFFF == 0 {
             progress(processed, now);
         }
     }
-    sim.finish()
+    sim.finish(end)
 }
 
 /// Active messages that may leave a GPU on the same set of first-hop links.
 struct Group {
     msgs: Vec<u32>,
+    links: Vec<LinkId>,
 }
 
 struct Sim<'a> {
@@ -447,6 +527,11 @@ struct Sim<'a> {
     bytes_dropped: u64,
     cnps: u64,
     lossless_overflow_bytes: u64,
+    recovery: Recovery,
+    /// Go-back-N parameters, and per message its state where it recovers by go-back-N
+    /// (NIC messages through lossy switches); empty when no message does.
+    gbn_params: GoBackN,
+    gbn: Vec<Option<GbnState>>,
 }
 
 impl Sim<'_> {
@@ -489,7 +574,7 @@ impl Sim<'_> {
     fn on_message_start(&mut self, now: Time, m: u32) {
         self.msgs[m as usize].started = Some(now);
         let spec = &self.specs[m as usize];
-        let hops = self.topo.next_hops(spec.src, spec.dst);
+        let hops = self.topo.next_hops(spec.src, self.msgs[m as usize].via);
         debug_assert!(!hops.is_empty(), "routes exist between all GPU pairs");
         let spread = self.topo.link(hops[0]).class == LinkClass::NvLink
             || self.params.routing != Routing::Ecmp;
@@ -502,7 +587,10 @@ impl Sim<'_> {
             Some(&g) => g,
             None => {
                 let g = self.groups.len() as u32;
-                self.groups.push(Group { msgs: Vec::new() });
+                self.groups.push(Group {
+                    msgs: Vec::new(),
+                    links: set.clone(),
+                });
                 // Each link of a multi-link (NVLink) group starts its round-robin at its
                 // own position, so the links pull different messages and every message is
                 // spread over all of them, as NVLink stripes a transfer by address.
@@ -516,6 +604,12 @@ impl Sim<'_> {
             }
         };
         self.groups[g as usize].msgs.push(m);
+        self.msgs[m as usize].group = g;
+        if let Some(gbn) = self.gbn_mut(m as usize) {
+            gbn.rcv_advanced_at = now;
+            let rto = self.gbn_params.rto;
+            self.queue.schedule_at(now + rto, Event::Rto(m));
+        }
         for &l in &set {
             self.start_next(now, l);
         }
@@ -537,13 +631,17 @@ impl Sim<'_> {
         let p = self.pool.slots[pkt as usize];
         let dst = p.dst;
         if at == dst {
-            self.deliver(now, pkt);
+            if p.relayed {
+                self.relay(now, at, pkt);
+            } else {
+                self.deliver(now, pkt);
+            }
             return;
         }
         // Hold it here, accounted against the link it came on.
         self.pool.slots[pkt as usize].in_link = l.0;
         self.hold(now, l, p.wire_bytes as u64);
-        let next = self.choose(at, dst, &p);
+        let next = self.choose(at, dst, pkt, p.msg);
         if self.links[l.0 as usize].to_switch {
             let q = self.links[next.0 as usize].fifo_bytes;
             if let Buffers::Lossy { egress_bytes } = self.params.switch.buffers
@@ -567,19 +665,47 @@ impl Sim<'_> {
         self.start_next(now, next);
     }
 
+    /// PXN: the relay GPU `at` sends packet `pkt` on toward its destination through its
+    /// own NIC. The packet leaves like one of `at`'s own (no ingress buffer holds it: it
+    /// sits in GPU memory) and goes ahead of `at`'s own messages' next packets, as a queued
+    /// packet does; NCCL bounds the relay's buffer by its FIFO slots, this model does not.
+    fn relay(&mut self, now: Time, at: NodeId, pkt: u32) {
+        let slot = &mut self.pool.slots[pkt as usize];
+        let dst = self.specs[slot.msg as usize].dst;
+        slot.dst = dst;
+        slot.relayed = false;
+        slot.in_link = NONE;
+        let (wire, msg) = (slot.wire_bytes as u64, slot.msg);
+        let next = self.choose(at, dst, pkt, msg);
+        let ls = &mut self.links[next.0 as usize];
+        ls.fifo.push_back(pkt);
+        ls.fifo_bytes += wire;
+        ls.stats.peak_queue_bytes = ls.stats.peak_queue_bytes.max(ls.fifo_bytes);
+        self.start_next(now, next);
+    }
+
     fn deliver(&mut self, now: Time, pkt: u32) {
         let p = self.pool.slots[pkt as usize];
         self.pool.release(pkt);
-        self.bytes_delivered += p.payload_bytes as u64;
         let m = p.msg as usize;
+        self.notification_point(now, m, p.ecn);
+        if !self.accept_in_sequence(now, m, p.psn) {
+            self.recovery.bytes_discarded += p.payload_bytes as u64;
+            return;
+        }
+        self.bytes_delivered += p.payload_bytes as u64;
         let ms = &mut self.msgs[m];
         ms.undelivered_bytes -= p.payload_bytes as u64;
-        let completed = ms.undelivered_bytes == 0 && !ms.dropped;
-        if completed {
+        if ms.undelivered_bytes == 0 && !ms.dropped {
             ms.finish = Some(now);
+            self.complete(now, TaskRef::Message(m as u32));
         }
-        // Notification point: at most one CNP per flow per interval.
-        if p.ecn
+    }
+
+    /// DCQCN notification point: at most one CNP per flow per interval.
+    fn notification_point(&mut self, now: Time, m: usize, ecn: bool) {
+        let ms = &mut self.msgs[m];
+        if ecn
             && let CongestionControl::Dcqcn(dp) = self.params.congestion_control
             && ms.rp.is_some()
             && ms
@@ -587,24 +713,123 @@ impl Sim<'_> {
                 .is_none_or(|t| now.since(t) >= dp.cnp_interval)
         {
             ms.last_cnp_sent = Some(now);
-            let delay = match ms.cnp_delay {
-                Some(d) => d,
-                None => {
-                    let d = self.reverse_delay(m);
-                    self.msgs[m].cnp_delay = Some(d);
-                    d
-                }
-            };
+            let delay = self.reverse_delay(m);
             self.cnps += 1;
             self.queue.schedule_at(now + delay, Event::Cnp(m as u32));
         }
-        if completed {
-            self.complete(now, TaskRef::Message(m as u32));
+    }
+
+    fn gbn_mut(&mut self, m: usize) -> Option<&mut GbnState> {
+        self.gbn.get_mut(m).and_then(Option::as_mut)
+    }
+
+    /// Go-back-N responder: whether packet `psn` of message `m` is the next one expected
+    /// (always, for messages without go-back-N). An out-of-sequence packet is discarded
+    /// and may provoke a NAK naming the expected PSN (see [`GoBackN`]).
+    fn accept_in_sequence(&mut self, now: Time, m: usize, psn: u32) -> bool {
+        let interval = self.gbn_params.nak_interval;
+        let Some(gbn) = self.gbn_mut(m) else {
+            return true;
+        };
+        let expected = gbn.rcv_next;
+        if psn == expected {
+            gbn.rcv_next += 1;
+            gbn.rcv_advanced_at = now;
+            return true;
+        }
+        let nak = psn > expected
+            && gbn
+                .last_nak
+                .is_none_or(|(e, t)| e != expected || now.since(t) >= interval);
+        if nak {
+            gbn.last_nak = Some((expected, now));
+            self.recovery.naks += 1;
+            let at = now + self.reverse_delay(m);
+            self.queue.schedule_at(
+                at,
+                Event::Nak {
+                    msg: m as u32,
+                    psn: expected,
+                },
+            );
+        }
+        false
+    }
+
+    /// A NAK reaches the sender: resend from `psn`, unless the sender already knows the
+    /// message is complete.
+    fn on_nak(&mut self, now: Time, m: u32, psn: u32) {
+        if !self.sender_knows_complete(now, m as usize) {
+            self.go_back(now, m, psn);
         }
     }
 
-    /// Latency of a 64 B CNP from the message's destination back to its source.
-    fn reverse_delay(&self, m: usize) -> Dur {
+    fn sender_knows_complete(&mut self, now: Time, m: usize) -> bool {
+        let d = self.reverse_delay(m);
+        self.msgs[m].finish.is_some_and(|f| f + d <= now)
+    }
+
+    /// The retransmission timer of message `m`: resend from the last acknowledged PSN when
+    /// the sender has heard of no progress for a whole timeout, else wait for the timeout
+    /// counted from the last progress. Returns false when the message is complete (the
+    /// timer stops; the event did nothing).
+    fn on_rto(&mut self, now: Time, m: u32) -> bool {
+        let mi = m as usize;
+        if self.msgs[mi].finish.is_some() {
+            return false;
+        }
+        let d = self.reverse_delay(mi);
+        let rto = self.gbn_params.rto;
+        let gbn = self.gbn[mi]
+            .as_ref()
+            .expect("timers run for go-back-N only");
+        // The last ACK that reported progress reached the sender at `heard`; since then
+        // the receiver has not advanced, so its state now is what the sender knows.
+        let heard = gbn.rcv_advanced_at + d;
+        if heard + rto > now {
+            self.queue.schedule_at(heard + rto, Event::Rto(m));
+            return true;
+        }
+        let acked = gbn.rcv_next;
+        self.recovery.timeouts += 1;
+        self.go_back(now, m, acked);
+        self.queue.schedule_at(now + rto, Event::Rto(m));
+        true
+    }
+
+    /// Rewinds message `m`'s sender to `psn`; a message that had sent everything rejoins
+    /// its source group.
+    fn go_back(&mut self, now: Time, m: u32, psn: u32) {
+        let bytes = self.specs[m as usize].bytes;
+        let ms = &mut self.msgs[m as usize];
+        if psn >= ms.snd_next {
+            return;
+        }
+        let idle = ms.unsent_bytes == 0;
+        ms.snd_next = psn;
+        ms.unsent_bytes = bytes - psn as u64 * ms.wire.mtu_bytes as u64;
+        if idle {
+            let g = ms.group as usize;
+            self.groups[g].msgs.push(m);
+            for i in 0..self.groups[g].links.len() {
+                let l = self.groups[g].links[i];
+                self.start_next(now, l);
+            }
+        }
+    }
+
+    /// Latency of a 64 B control frame (CNP, NAK, ACK) from message `m`'s destination back
+    /// to its source, computed once per message.
+    fn reverse_delay(&mut self, m: usize) -> Dur {
+        if let Some(d) = self.msgs[m].reverse_delay {
+            return d;
+        }
+        let d = self.route_delay(m);
+        self.msgs[m].reverse_delay = Some(d);
+        d
+    }
+
+    fn route_delay(&self, m: usize) -> Dur {
         let s = &self.specs[m];
         let mut d = Dur::ZERO;
         for l in self.topo.first_route(s.dst, s.src) {
@@ -626,32 +851,58 @@ impl Sim<'_> {
         st.dropped_bytes += p.payload_bytes as u64;
         self.bytes_dropped += p.payload_bytes as u64;
         let ms = &mut self.msgs[p.msg as usize];
-        ms.dropped = true;
-        ms.undelivered_bytes -= p.payload_bytes as u64;
+        // Go-back-N resends it; without recovery the message is lost.
+        if self.gbn.get(p.msg as usize).is_none_or(|g| g.is_none()) {
+            ms.dropped = true;
+            ms.undelivered_bytes -= p.payload_bytes as u64;
+        }
     }
 
-    /// The next link from `at` for packet `p` bound for `dst`.
-    fn choose(&mut self, at: NodeId, dst: NodeId, p: &Packet) -> LinkId {
-        let hops = self.topo.next_hops(at, dst);
-        let n = hops.len() as u64;
-        if n == 1 {
+    /// The next link from `at` for packet `pkt` bound for `dst`. Most hops have one next
+    /// link: that test stays inline in the hot path, the choice among several does not.
+    #[inline(always)]
+    fn choose(&mut self, at: NodeId, dst: NodeId, pkt: u32, msg: u32) -> LinkId {
+        let topo = self.topo;
+        let hops = topo.next_hops(at, dst);
+        if hops.len() == 1 {
             return hops[0];
         }
+        self.choose_among(hops, at, dst, pkt, msg)
+    }
+
+    /// [`Sim::choose`] among several equal-cost next links `hops` to `dst`.
+    fn choose_among(
+        &mut self,
+        hops: &[LinkId],
+        at: NodeId,
+        dst: NodeId,
+        pkt: u32,
+        msg: u32,
+    ) -> LinkId {
+        let n = hops.len() as u64;
         if self.topo.link(hops[0]).class == LinkClass::NvLink {
             let i = at.0 as usize * self.topo.gpus() as usize + dst.0 as usize;
             let next = self.stripe[i];
             self.stripe[i] = next.wrapping_add(1);
             return hops[(next as u64 % n) as usize];
         }
-        let h = ecmp_pick(self.msgs[p.msg as usize].hash, at, hops.len()) as u64;
-        let turn = &mut self.spray[at.0 as usize];
-        *turn = turn.wrapping_add(1);
-        let draw = mix(self.params.seed ^ ((at.0 as u64) << 32) ^ *turn as u64);
+        let h = ecmp_pick(self.msgs[msg as usize].hash, at, hops.len()) as u64;
+        let draw = |spray: &mut Vec<u32>| {
+            let turn = &mut spray[at.0 as usize];
+            *turn = turn.wrapping_add(1);
+            mix(self.params.seed ^ ((at.0 as u64) << 32) ^ *turn as u64)
+        };
         match self.params.routing {
-            Routing::Spray => hops[(draw % n) as usize],
             Routing::Ecmp => hops[h as usize],
+            Routing::Spray => hops[(draw(&mut self.spray) % n) as usize],
+            Routing::SprayRoundRobin => {
+                let p = &mut self.pool.slots[pkt as usize];
+                let turn = (p.psn / p.spread as u32) as u64;
+                p.spread = p.spread.saturating_mul(n as u16);
+                hops[((h + turn) % n) as usize]
+            }
             Routing::Adaptive => {
-                let first = draw % n;
+                let first = draw(&mut self.spray) % n;
                 (0..n)
                     .map(|i| hops[((first + i) % n) as usize])
                     .min_by_key(|l| {
@@ -824,6 +1075,13 @@ impl Sim<'_> {
                 }
                 let payload = ms.unsent_bytes.min(ms.wire.mtu_bytes as u64);
                 ms.unsent_bytes -= payload;
+                let psn = ms.snd_next;
+                ms.snd_next += 1;
+                if psn < ms.snd_max {
+                    self.recovery.bytes_retransmitted += payload;
+                } else {
+                    ms.snd_max = psn + 1;
+                }
                 let wire_bytes = payload + ms.wire.header_bytes as u64;
                 if let Some(rp) = ms.rp.as_mut() {
                     if let CongestionControl::Dcqcn(dp) = self.params.congestion_control {
@@ -846,14 +1104,18 @@ impl Sim<'_> {
                 self.links[li].group_cursor = (gi + 1) % ngroups;
                 self.packets += 1;
                 self.bytes_injected += payload;
-                let dst = self.specs[m as usize].dst;
+                let dst = ms.via;
+                let relayed = dst != self.specs[m as usize].dst;
                 return Some(self.pool.alloc(Packet {
                     msg: m,
                     dst,
                     payload_bytes: payload as u32,
                     wire_bytes: wire_bytes as u32,
+                    psn,
+                    spread: 1,
                     in_link: NONE,
                     ecn: false,
+                    relayed,
                 }));
             }
         }
@@ -867,8 +1129,7 @@ impl Sim<'_> {
         None
     }
 
-    fn finish(mut self) -> Result<PacketRun, Deadlock> {
-        let end = self.queue.now();
+    fn finish(mut self, end: Time) -> Result<PacketRun, Deadlock> {
         let stuck = self.pool.in_use();
         // A message never started waited for a lost one (lossy mode): not a deadlock.
         let unsent = self
@@ -886,11 +1147,22 @@ impl Sim<'_> {
                 packets_stuck: stuck,
             });
         }
-        // Conservation: cheap, so checked in release builds too.
+        // Conservation: cheap, so checked in release builds too. Every byte sent was
+        // delivered, dropped by a switch or discarded by go-back-N; and the bytes sent are
+        // each started message's bytes once plus what was resent.
         assert_eq!(
             self.bytes_injected,
-            self.bytes_delivered + self.bytes_dropped,
+            self.bytes_delivered + self.bytes_dropped + self.recovery.bytes_discarded,
             "bytes lost"
+        );
+        let offered: u64 = (self.specs.iter().zip(&self.msgs))
+            .filter(|(_, m)| m.started.is_some())
+            .map(|(s, _)| s.bytes)
+            .sum();
+        assert_eq!(
+            self.bytes_injected,
+            offered + self.recovery.bytes_retransmitted,
+            "bytes sent other than once plus retransmissions"
         );
         assert!(
             self.links
@@ -933,6 +1205,7 @@ impl Sim<'_> {
             bytes_dropped: self.bytes_dropped,
             cnps: self.cnps,
             lossless_overflow_bytes: self.lossless_overflow_bytes,
+            recovery: self.recovery,
             end,
         })
     }
@@ -961,6 +1234,7 @@ mod tests {
             },
             routing: Routing::Ecmp,
             congestion_control: CongestionControl::None,
+            transport: Transport::GoBackN(GoBackN::default()),
             credit_bytes: 4 * 4160,
             seed: 1,
         }

@@ -68,8 +68,16 @@ pub struct SwitchParams {
 pub enum Routing {
     /// One path per message, by a seeded hash of the message and the switch.
     Ecmp,
-    /// Packets of a message rotate over the equal-cost paths.
+    /// Each packet takes a seeded pseudo-random equal-cost next hop (oblivious spraying).
     Spray,
+    /// Per-flow round-robin: at each switch, the packets of a message that pass it take
+    /// its equal-cost next hops in turn, from a seeded per-(message, switch) offset. Every
+    /// flow then puts exactly one packet on each next hop per round, so a port that
+    /// carries its fair share of several flows on average also does in every window of
+    /// a round (its queue stays within about a round of packets), where random picks let
+    /// the queue wander like a random walk. No lock-on: a flow's rotation does not depend
+    /// on how other flows' packets interleave with it at the switch.
+    SprayRoundRobin,
     /// Each packet takes the equal-cost egress with the fewest queued bytes.
     Adaptive,
 }
@@ -79,6 +87,7 @@ impl Routing {
         match self {
             Routing::Ecmp => "ecmp",
             Routing::Spray => "spray",
+            Routing::SprayRoundRobin => "spray-rr",
             Routing::Adaptive => "adaptive",
         }
     }
@@ -139,6 +148,46 @@ pub enum CongestionControl {
     Dcqcn(DcqcnParams),
 }
 
+/// Loss recovery of RDMA messages (RoCEv2 reliable connection) through lossy switches.
+/// NVLink transfers and lossless fabrics never lose a packet and never use it.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum Transport {
+    /// No retransmission: a message that loses a packet never completes (raw loss).
+    Unreliable,
+    /// Go-back-N, as RoCEv2 NICs (ConnectX) do it for reliable connections (see
+    /// [`GoBackN`]).
+    GoBackN(GoBackN),
+}
+
+/// Go-back-N recovery (InfiniBand RC transport, which RoCEv2 carries unchanged): packets
+/// carry a sequence number (PSN). The responder accepts only the next expected PSN and
+/// discards anything else; the first out-of-sequence packet makes it return a NAK
+/// (sequence error) naming the expected PSN, and the requester resends everything from
+/// there. The responder NAKs an expected PSN again only after `nak_interval` (a
+/// retransmission that was itself lost); a different expected PSN is NAKed at once (the
+/// rule of the HPCC ns-3 RDMA model, alibaba-edu/High-Precision-Congestion-Control
+/// `RdmaHw::ReceiverCheckSeq`, whose default interval is 500 us). A requester that hears
+/// of no progress for `rto` (the QP's local ACK timeout, 4.096 us x 2^timeout) resends
+/// from the last acknowledged PSN: the only recovery when the tail of a message is lost,
+/// since no later packet arrives to provoke a NAK.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct GoBackN {
+    pub rto: Dur,
+    pub nak_interval: Dur,
+}
+
+impl Default for GoBackN {
+    /// `rto`: timeout exponent 14 (4.096 us x 2^14 = 67.1 ms), perftest's default
+    /// (`DEF_QP_TIME`); NCCL's `NCCL_IB_TIMEOUT` default (20) is 64 times longer.
+    /// `nak_interval`: the HPCC ns-3 model's 500 us.
+    fn default() -> Self {
+        GoBackN {
+            rto: Dur::from_ps(4_096_000 << 14),
+            nak_interval: Dur::from_us(500),
+        }
+    }
+}
+
 /// Everything the packet level needs beyond the topology.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PacketParams {
@@ -147,6 +196,7 @@ pub struct PacketParams {
     pub switch: SwitchParams,
     pub routing: Routing,
     pub congestion_control: CongestionControl,
+    pub transport: Transport,
     /// Credit flow control into NICs and NVSwitch chips (lossless, hop by hop): a link into
     /// one pauses while that node holds more than the link's round-trip bandwidth-delay
     /// product plus this many bytes from it, and resumes below half of that.

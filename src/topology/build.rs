@@ -75,6 +75,11 @@ pub struct FabricSpec {
     pub nvlink: Option<NvlinkSpec>,
     pub nic: Option<NicSpec>,
     pub scale_out: ScaleOutSpec,
+    /// PXN (NCCL's "PCI x NVLink"): on a rail-optimized fabric, a GPU's traffic to another
+    /// node's GPU on a different rail first crosses NVLink to the GPU of its own node on the
+    /// destination's rail, which sends it through its own NIC: the transfer stays on one
+    /// rail ([`Fabric::relay`]).
+    pub pxn: bool,
 }
 
 /// Why a fabric cannot be built; `key` names the fabric key at fault.
@@ -132,11 +137,26 @@ impl Fabric {
                     latency: Dur::ZERO,
                     fat_tree_k: 0,
                 },
+                pxn: false,
             },
             domain_of_gpu: vec![None; gpus as usize],
             tiers: Vec::new(),
             topology,
         }
+    }
+
+    /// The GPU that relays a transfer from `src` to `dst` under PXN: the GPU of `src`'s
+    /// node with `dst`'s index in its node (so on `dst`'s rail), when that is neither `src`
+    /// nor in `dst`'s NVLink domain. `None` without PXN or when the route is direct. Every
+    /// level routes such a transfer `src` -> relay over NVLink, then relay -> `dst` over
+    /// the relay's NIC.
+    pub fn relay(&self, src: NodeId, dst: NodeId) -> Option<NodeId> {
+        if !self.spec.pxn || self.same_domain(src, dst) {
+            return None;
+        }
+        let per_node = self.spec.gpus_per_node;
+        let relay = NodeId(src.0 - src.0 % per_node + dst.0 % per_node);
+        (relay != src).then_some(relay)
     }
 
     /// Whether two GPUs share an NVLink domain.
@@ -202,6 +222,13 @@ pub fn build(spec: &FabricSpec) -> Result<Fabric, BuildError> {
         .checked_mul(spec.gpus_per_node)
         .filter(|&g| (2..=65_536).contains(&g))
         .ok_or_else(|| err("nodes", "nodes x gpus_per_node must be between 2 and 65536"))?;
+    if spec.pxn && (spec.scale_out.kind != ScaleOutKind::RailLeafSpine || spec.nvlink.is_none()) {
+        return Err(err(
+            "routing.pxn",
+            "PXN relays over NVLink onto the destination's rail: it needs [nvlink] and \
+             scale_out.topology = \"rail-leaf-spine\"",
+        ));
+    }
     let mut b = Builder {
         kinds: Vec::new(),
         links: Vec::new(),
@@ -521,6 +548,7 @@ mod tests {
             }),
             nic: Some(nic(true)),
             scale_out: scale_out(kind),
+            pxn: false,
         }
     }
 
@@ -553,6 +581,7 @@ mod tests {
             nvlink: None,
             nic: Some(nic(false)),
             scale_out: scale_out(ScaleOutKind::FatTree),
+            pxn: false,
         };
         let f = build(&spec).unwrap();
         assert_eq!(f.topology.count(NodeKind::Switch), 32 + 32 + 16);
@@ -575,6 +604,7 @@ mod tests {
             nvlink: None,
             nic: Some(nic(false)),
             scale_out: scale_out(ScaleOutKind::LeafSpine),
+            pxn: false,
         };
         spec.scale_out.radix = 48;
         spec.scale_out.oversubscription = 2.0;
@@ -593,5 +623,24 @@ mod tests {
         assert_eq!(build(&spec).unwrap_err().key, "scale_out.radix");
         spec.nic = None;
         assert_eq!(build(&spec).unwrap_err().key, "nic");
+        let mut spec = hgx(2, ScaleOutKind::LeafSpine);
+        spec.pxn = true;
+        assert_eq!(build(&spec).unwrap_err().key, "routing.pxn");
+    }
+
+    #[test]
+    fn pxn_relays_through_the_gpu_on_the_destination_rail() {
+        let mut spec = hgx(4, ScaleOutKind::RailLeafSpine);
+        assert_eq!(build(&spec).unwrap().relay(NodeId(0), NodeId(9)), None);
+        spec.pxn = true;
+        let f = build(&spec).unwrap();
+        // GPU 0 (node 0, rail 0) to GPU 9 (node 1, rail 1): through GPU 1 (node 0, rail 1).
+        assert_eq!(f.relay(NodeId(0), NodeId(9)), Some(NodeId(1)));
+        assert_eq!(f.relay(NodeId(19), NodeId(4)), Some(NodeId(20)));
+        // Same rail, or same node: direct.
+        assert_eq!(f.relay(NodeId(0), NodeId(8)), None);
+        assert_eq!(f.relay(NodeId(0), NodeId(3)), None);
+        // The relay reaches the destination on its rail alone: NIC, leaf, NIC.
+        assert_eq!(f.topology.hops(NodeId(1), NodeId(9)), 4);
     }
 }

@@ -38,15 +38,6 @@ pub const KNOWN_GAPS: &[(&str, &str, &str)] = &[
          161.3 Gb/s per flow set; the fabric at line rate takes 77 us",
     ),
     (
-        "flow-vs-packet-permutation-spray",
-        "makespan_us",
-        "the packet level sprays each packet to a seeded random spine (a rotation locks onto \
-         periodic arrivals, see packet::Sim::spray); random picks collide for a packet time \
-         and leave transient queues the fluid model cannot see: makespan +5.9 %, mean \
-         message time +4.8 %. Spraying with less variance (per-flow shuffled rounds) is the \
-         packet-level fix to try",
-    ),
-    (
         "compute-loo-h100-sxm",
         "p90 |error| %, in-between points",
         "kernel-regime jumps between power-of-two grid points (e.g. fp8 gemm 2112x7168 flat at \
@@ -64,7 +55,8 @@ pub const KNOWN_GAPS: &[(&str, &str, &str)] = &[
         "the model's NVLink reaches the copy-engine ceiling (~394 GB/s, the calibration point) \
          at any GPU count; NCCL's SM-driven all-to-all reaches 85 % of it on 4 GPUs and 93 % \
          on 8. Kernel efficiency belongs to the traffic (NCCL, DeepEP, StepMesh kernels \
-         differ), not the fabric: a per-collective implementation efficiency is the fix",
+         differ), not the fabric: a per-collective implementation efficiency is the fix \
+         (docs/packet.md)",
     ),
     (
         "deepep-intranode-ep8",
@@ -78,7 +70,8 @@ pub const KNOWN_GAPS: &[(&str, &str, &str)] = &[
         "rdma_gbytes_per_s (DeepEP count)",
         "on 2 nodes the dispatch is NVLink-bound (forwarding ~3 GPUs per RDMA token plus the \
          local half), so the same kernel-efficiency gap as deepep-intranode-ep8 shows; EP32 \
-         and EP64, RDMA-bound, agree within 12 %",
+         and EP64, RDMA-bound, agree within 12 %. Not RDMA loopback of the own node's \
+         tokens: DeepEP skips RDMA for its own node, as the model does (docs/packet.md)",
     ),
 ];
 

@@ -5,6 +5,7 @@ use crate::config::{STAR_SCENARIO, STAR_SCENARIO_ORIGIN, Scenario};
 use crate::engine::{Dur, Time};
 use crate::error::InputError;
 use crate::packet::{PacketRun, Wire};
+use crate::topology::{LinkClass, NodeId};
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -39,6 +40,14 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "ecmp-vs-spray",
             run: ecmp_vs_spray,
+        },
+        Case {
+            name: "pxn-rail-local",
+            run: pxn_rail_local,
+        },
+        Case {
+            name: "spray-variance",
+            run: spray_variance,
         },
         Case {
             name: "dcqcn-incast",
@@ -78,6 +87,8 @@ const DEEPEP_32: &str = include_str!("../../validation/deepep-internode-ep32.tom
 const DEEPEP_64: &str = include_str!("../../validation/deepep-internode-ep64.toml");
 const ECMP: &str = include_str!("../../validation/ecmp-vs-spray-ecmp.toml");
 const SPRAY: &str = include_str!("../../validation/ecmp-vs-spray-spray.toml");
+const PXN: &str = include_str!("../../validation/pxn-rail-local.toml");
+const PERMUTATION: &str = include_str!("../../validation/flow-vs-packet-permutation-spray.toml");
 
 fn run(s: &Scenario) -> PacketRun {
     crate::packet::simulate(&s.fabric, &s.packet, &s.messages, &mut |_, _| {})
@@ -272,8 +283,13 @@ fn incast_lossless() -> Result<Vec<Check>, InputError> {
 fn incast_lossy() -> Result<Vec<Check>, InputError> {
     let case = "closed-form-incast-lossy";
     let s = parse(INCAST_LOSSY, case)?;
+    let n = s.messages.len() as u64;
+    let pkts = packet_times(&s, s.messages[0].bytes);
+    let line_rate_finish = pkts[0] + sum(&pkts).saturating_mul(n) + path_latency(&s);
     let r = run(&s);
     let m = crate::report::PacketMetrics::of(&s, &r);
+    let offered: u64 = s.messages.iter().map(|m| m.bytes).sum();
+    let rec = &r.recovery;
     Ok(vec![
         Check::at_least(
             case,
@@ -282,20 +298,173 @@ fn incast_lossy() -> Result<Vec<Check>, InputError> {
             m.drops as f64,
             "16:1 incast overflows 64 KiB",
         ),
-        Check::at_least(
+        Check::within(
             case,
             "messages_lost",
-            1.0,
+            0.0,
             m.messages_lost as f64,
-            "no retransmission yet",
+            0.0,
+            "go-back-N resends every dropped packet: every message completes",
+        ),
+        Check::within(
+            case,
+            "bytes_delivered",
+            offered as f64,
+            r.bytes_delivered as f64,
+            0.0,
+            "goodput: each payload byte accepted exactly once",
+        ),
+        Check::within(
+            case,
+            "bytes_injected - bytes_retransmitted",
+            offered as f64,
+            (r.bytes_injected - rec.bytes_retransmitted) as f64,
+            0.0,
+            "every byte sent once, plus what was resent",
         ),
         Check::within(
             case,
             "bytes_injected",
-            (r.bytes_delivered + r.bytes_dropped) as f64,
+            (r.bytes_delivered + r.bytes_dropped + rec.bytes_discarded) as f64,
             r.bytes_injected as f64,
             0.0,
-            "conservation: injected = delivered + dropped",
+            "conservation: injected = delivered + dropped + discarded out of sequence",
+        ),
+        Check::at_least(
+            case,
+            "finish_us",
+            line_rate_finish.as_us_f64(),
+            last_finish(&r).as_us_f64(),
+            "no recovery beats the receiver link at line rate (closed form, as lossless)",
+        ),
+    ])
+}
+
+/// Wire bytes the run put on switch-to-switch links.
+fn fabric_wire_bytes(s: &Scenario, r: &PacketRun) -> u64 {
+    let t = &s.fabric.topology;
+    (t.links().iter().zip(&r.links))
+        .filter(|(l, _)| l.class == LinkClass::Fabric)
+        .map(|(_, st)| st.wire_bytes)
+        .sum()
+}
+
+fn pxn_rail_local() -> Result<Vec<Check>, InputError> {
+    let case = "pxn-rail-local";
+    let pxn = parse(PXN, case)?;
+    let direct = parse(&PXN.replace("pxn = true", "pxn = false"), case)?;
+    let (f, t) = (&pxn.fabric, &pxn.fabric.topology);
+    let per_node = f.spec.gpus_per_node;
+    let bytes = pxn.messages[0].bytes;
+    let Wire {
+        mtu_bytes,
+        header_bytes,
+    } = pxn.packet.nic_wire;
+    let packets = bytes.div_ceil(mtu_bytes as u64);
+    let wire = bytes + packets * header_bytes as u64;
+    // Without PXN, every cross-node, cross-rail message goes up to a spine and down.
+    let cross_rail = (pxn.messages.iter())
+        .filter(|m| !f.same_domain(m.src, m.dst) && m.src.0 % per_node != m.dst.0 % per_node)
+        .count() as u64;
+    // With PXN, a NIC streams its node's messages to its rail: every GPU of its node sends
+    // one to the rail's GPU of each other node.
+    let per_nic = (per_node * (f.spec.nodes - 1)) as u64;
+    // Head and tail of the same-rail path (GPU, NIC, leaf, NIC, GPU) around the stream on
+    // the NIC's uplink: the first packet's PCIe hop, then the last packet's way down.
+    let route = t.first_route(NodeId(0), NodeId(per_node));
+    let hop = |i: usize| t.link(route[i]);
+    let first_wire = bytes.min(mtu_bytes as u64) + header_bytes as u64;
+    let last_wire = bytes - (packets - 1) * mtu_bytes as u64 + header_bytes as u64;
+    let full = hop(1).rate.serialize(first_wire);
+    let stream = (full.saturating_mul(packets - 1) + hop(1).rate.serialize(last_wire))
+        .saturating_mul(per_nic);
+    let head = hop(0).rate.serialize(first_wire) + hop(0).latency;
+    let mut tail = pxn.packet.switch.latency + hop(1).latency;
+    for i in 2..route.len() {
+        tail += hop(i).rate.serialize(last_wire) + hop(i).latency;
+    }
+    let r_pxn = run(&pxn);
+    let r_direct = run(&direct);
+    let makespan = |r: &PacketRun| last_finish(r).since(first_start(r));
+    let flow = crate::flow::simulate(&pxn.fabric, &pxn.packet, &pxn.messages, &mut |_, _| {});
+    Ok(vec![
+        Check::within(
+            case,
+            "spine wire bytes with PXN",
+            0.0,
+            fabric_wire_bytes(&pxn, &r_pxn) as f64,
+            0.0,
+            "closed form: every transfer stays on its rail, and a rail has one leaf",
+        ),
+        Check::within(
+            case,
+            "spine wire bytes without PXN",
+            (2 * cross_rail * wire) as f64,
+            fabric_wire_bytes(&direct, &r_direct) as f64,
+            0.0,
+            "closed form: each cross-rail message's wire bytes on two leaf-spine links",
+        ),
+        Check::within(
+            case,
+            "makespan_us with PXN",
+            (head + stream + tail).as_us_f64(),
+            makespan(&r_pxn).as_us_f64(),
+            1.0,
+            "closed form: each NIC streams its node's traffic to its rail back to back",
+        ),
+        Check::within(
+            case,
+            "makespan_us with PXN, flow level",
+            makespan(&r_pxn).as_us_f64(),
+            makespan(&flow).as_us_f64(),
+            5.0,
+            "the flow level takes the same relayed routes (flow-vs-packet tolerance)",
+        ),
+    ])
+}
+
+/// Random per-packet spraying against per-flow round-robin on the permutation of
+/// `flow-vs-packet-permutation-spray` (every port loaded at exactly its capacity).
+fn spray_variance() -> Result<Vec<Check>, InputError> {
+    let case = "spray-variance";
+    let rr = parse(PERMUTATION, "flow-vs-packet-permutation-spray")?;
+    let random_text = PERMUTATION.replace("policy = \"spray-rr\"", "policy = \"spray\"");
+    let random = parse(&random_text, "flow-vs-packet-permutation-spray")?;
+    let (r_rr, r_random) = (run(&rr), run(&random));
+    let peak = |r: &PacketRun| {
+        r.links
+            .iter()
+            .map(|l| l.peak_queue_bytes)
+            .max()
+            .unwrap_or(0)
+    };
+    // One round: a packet from each of the flows sharing a port, at most one per spine.
+    let spines = rr.fabric.tiers.last().map_or(1, |t| t.switches) as u64;
+    let wire = (rr.packet.nic_wire.mtu_bytes + rr.packet.nic_wire.header_bytes) as u64;
+    Ok(vec![
+        Check::at_most(
+            case,
+            "spray-rr peak_queue_bytes",
+            (spines * wire) as f64,
+            peak(&r_rr) as f64,
+            "closed-form bound: per-flow round-robin gives each port one packet per flow per \
+             round, so at most a round of packets waits",
+        ),
+        Check::at_least(
+            case,
+            "spray / spray-rr peak_queue_bytes",
+            1.0,
+            peak(&r_random) as f64 / peak(&r_rr).max(1) as f64,
+            "direction: random picks load a port at its capacity only on average (a random \
+             walk of queue)",
+        ),
+        Check::at_least(
+            case,
+            "spray / spray-rr makespan",
+            1.0,
+            last_finish(&r_random).since(first_start(&r_random)).as_ps() as f64
+                / last_finish(&r_rr).since(first_start(&r_rr)).as_ps() as f64,
+            "direction: the random walk's queues delay the last packets",
         ),
     ])
 }
