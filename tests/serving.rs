@@ -209,3 +209,28 @@ fn layer_extrapolation_matches_whole_steps() {
         );
     }
 }
+
+/// An AFD prefill pool from a `[serving.prefill]` table: every GPU of both pools counted;
+/// the table and `prefill_gpus` exclude each other.
+#[test]
+fn an_afd_prefill_pool() {
+    let text = SMALL
+        .replace("nodes = 2", "nodes = 5")
+        .replace("requests = 200", "requests = 30")
+        .replace(
+            "[serving.decode]",
+            "[serving.prefill]\nmode = \"afd\"\nattention_gpus = 4\nffn_gpus = 16\n[serving.decode]",
+        );
+    let p = temp_file("afd-prefill.toml", &text);
+    let o = afdsim(&["run", "--json", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["metrics"]["deployment"], "pd");
+    assert_eq!(v["metrics"]["gpus"], 16 + 4 + 16);
+    assert!(v["metrics"]["kv_transfer_ms"]["mean"].as_f64().unwrap() > 0.0);
+    let both = text.replace("requests = 30", "requests = 30\nprefill_gpus = 16");
+    let p = temp_file("both.toml", &both);
+    let o = afdsim(&["run", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("serving.prefill"), "{}", stderr(&o));
+}

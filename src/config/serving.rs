@@ -78,6 +78,11 @@ pub struct ServingFile {
     pub all_layers: Option<bool>,
     /// The decode pool, as an `[afd]` table.
     pub decode: toml::Table,
+    /// The prefill pool as an `[afd]`-style table (`mode`, `attention_gpus`, `ffn_gpus`,
+    /// `micro_batches`, placement), with the decode pool's model and tables: an AFD prefill
+    /// pool, say. Instead of `prefill_gpus`.
+    #[serde(default)]
+    pub prefill: Option<toml::Table>,
 }
 
 /// Keys of `[afd]` that the request stream sets.
@@ -115,45 +120,31 @@ pub(super) fn resolve(
         1,
         1 << 16,
     )? as u32;
-    let prefill = match s.prefill_gpus {
-        None => {
-            if s.prefill_micro_batches.is_some() {
-                return Err(cx.err(key("prefill_micro_batches"), "needs prefill_gpus"));
-            }
-            None
+    let prefill = prefill_pool(cx, s, gpus, seed)?;
+    if let Some(p) = &prefill {
+        let n = distinct_gpus(p);
+        if decode_gpus + n > gpus {
+            return Err(cx.err(
+                key(if s.prefill.is_some() {
+                    "prefill"
+                } else {
+                    "prefill_gpus"
+                }),
+                format!("{decode_gpus} decode + {n} prefill GPUs exceed the fabric's {gpus} GPUs"),
+            ));
         }
-        Some(p) => {
-            let p = cx.int_in(&key("prefill_gpus"), p, 1, gpus as i64)? as u32;
-            if decode_gpus + p > gpus {
-                return Err(cx.err(
-                    key("prefill_gpus"),
-                    format!(
-                        "{decode_gpus} decode + {p} prefill GPUs exceed the fabric's {gpus} GPUs"
-                    ),
-                ));
-            }
-            let mut t = s.decode.clone();
-            t.insert("mode".into(), "colocated".into());
-            t.insert("attention_gpus".into(), (p as i64).into());
-            t.remove("ffn_gpus");
-            let mb = s.prefill_micro_batches.unwrap_or(2);
-            t.insert("micro_batches".into(), mb.into());
-            // Placement options of the decode pool may not fit the prefill pool's size.
-            for k in ["placement", "redundant_experts"] {
-                t.remove(k);
-            }
-            let mut spec = afd_pool(cx, t, gpus, seed, "prefill")?;
-            // The prefill pool sits after the decode pool's GPUs.
-            for g in spec
-                .attention_gpus
-                .iter_mut()
-                .chain(spec.ffn_gpus.iter_mut())
-            {
-                *g = NodeId(g.0 + decode_gpus);
-            }
-            Some(spec)
+    }
+    let prefill = prefill.map(|mut spec| {
+        // The prefill pool sits after the decode pool's GPUs.
+        for g in spec
+            .attention_gpus
+            .iter_mut()
+            .chain(spec.ffn_gpus.iter_mut())
+        {
+            *g = NodeId(g.0 + decode_gpus);
         }
-    };
+        spec
+    });
     let chunk = cx.int_in(
         &key("chunk_tokens"),
         s.chunk_tokens
@@ -174,40 +165,11 @@ pub(super) fn resolve(
         None => known_hbm_gib(decode.attention_table.device()).expect("afd::resolve checked"),
     };
     let hbm = hbm_gib * (1u64 << 30) as f64 * (1.0 - reserve);
-    let experts = model.routed_experts.div_ceil(decode.ffn_gpus.len() as u64);
-    let (placement, side) = if colocated {
-        (WeightPlacement::Colocated { experts }, "decode GPU")
-    } else {
-        (WeightPlacement::AttentionSide, "attention GPU")
-    };
-    let weights = model.weight_bytes(placement) as f64;
+    let weights = pool_weights(cx, &decode, "decode", hbm, hbm_gib)?;
+    if let Some(p) = &prefill {
+        pool_weights(cx, p, "prefill", hbm, hbm_gib)?;
+    }
     let kv_per_token = model.kv_bytes_per_token();
-    let gib = |b: f64| b / (1u64 << 30) as f64;
-    if !colocated {
-        let ffn = model.weight_bytes(WeightPlacement::FfnSide { experts }) as f64;
-        if ffn > hbm {
-            return Err(cx.err(
-                key("decode.ffn_gpus"),
-                format!(
-                    "{experts} experts per FFN GPU need {:.1} GiB of weights, more than the \
-                     {:.1} GiB usable of {hbm_gib:.1} GiB HBM: use more FFN GPUs",
-                    gib(ffn),
-                    gib(hbm)
-                ),
-            ));
-        }
-    }
-    if weights >= hbm {
-        return Err(cx.err(
-            key("decode"),
-            format!(
-                "the weights of one {side} take {:.1} GiB, all of the {:.1} GiB usable of \
-                 {hbm_gib:.1} GiB HBM: no room for a KV cache",
-                gib(weights),
-                gib(hbm)
-            ),
-        ));
-    }
     let kv_capacity_tokens = ((hbm - weights) / kv_per_token as f64) as u64;
 
     let traffic = match &s.traffic {
@@ -261,10 +223,7 @@ pub(super) fn resolve(
             ));
         }
     };
-    let total_gpus = decode_gpus
-        + prefill
-            .as_ref()
-            .map_or(0, |p| p.attention_gpus.len() as u32);
+    let total_gpus = decode_gpus + prefill.as_ref().map_or(0, distinct_gpus);
     let layout = Layout {
         mode: match &prefill {
             None => Mode::Aggregated,
@@ -296,6 +255,142 @@ pub(super) fn resolve(
         all_layers: s.all_layers.unwrap_or(false),
         total_gpus,
     })
+}
+
+/// The weights resident on one GPU of a pool that holds sequences (an attention GPU, or an
+/// expert-parallel GPU), after checking that every GPU of the pool fits its weights in the
+/// `hbm` bytes usable (of `hbm_gib`) with room to spare for a KV cache.
+fn pool_weights(
+    cx: &Ctx,
+    spec: &AfdSpec,
+    pool: &str,
+    hbm: f64,
+    hbm_gib: f64,
+) -> Result<f64, InputError> {
+    let model = &spec.model;
+    let colocated = spec.attention_gpus == spec.ffn_gpus;
+    let experts = model.routed_experts.div_ceil(spec.ffn_gpus.len() as u64);
+    let gib = |b: f64| b / (1u64 << 30) as f64;
+    let (placement, side) = if colocated {
+        (
+            WeightPlacement::Colocated { experts },
+            "expert-parallel GPU",
+        )
+    } else {
+        (WeightPlacement::AttentionSide, "attention GPU")
+    };
+    if !colocated {
+        let ffn = model.weight_bytes(WeightPlacement::FfnSide { experts }) as f64;
+        if ffn > hbm {
+            return Err(cx.err(
+                format!("serving.{pool}.ffn_gpus"),
+                format!(
+                    "{experts} experts per FFN GPU need {:.1} GiB of weights, more than the \
+                     {:.1} GiB usable of {hbm_gib:.1} GiB HBM: use more FFN GPUs",
+                    gib(ffn),
+                    gib(hbm)
+                ),
+            ));
+        }
+    }
+    let weights = model.weight_bytes(placement) as f64;
+    if weights >= hbm {
+        return Err(cx.err(
+            format!("serving.{pool}.attention_gpus"),
+            format!(
+                "the weights of one {side} of the {pool} pool take {:.1} GiB, all of the {:.1} \
+                 GiB usable of {hbm_gib:.1} GiB HBM: no room for a KV cache{}",
+                gib(weights),
+                gib(hbm),
+                if colocated {
+                    ": spread the experts over more GPUs"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    Ok(weights)
+}
+
+/// The prefill pool: `prefill_gpus` expert-parallel GPUs, or a `[serving.prefill]` table,
+/// over the decode pool's model, tables and routing (not its placement, sized for it).
+fn prefill_pool(
+    cx: &Ctx,
+    s: &ServingFile,
+    gpus: u32,
+    seed: u64,
+) -> Result<Option<AfdSpec>, InputError> {
+    let key = |k: &str| format!("serving.{k}");
+    let mut t = s.decode.clone();
+    for k in [
+        "mode",
+        "attention_gpus",
+        "ffn_gpus",
+        "micro_batches",
+        "placement",
+        "redundant_experts",
+    ] {
+        t.remove(k);
+    }
+    t.insert(
+        "micro_batches".into(),
+        s.prefill_micro_batches.unwrap_or(2).into(),
+    );
+    match (s.prefill_gpus, &s.prefill) {
+        (None, None) => {
+            if s.prefill_micro_batches.is_some() {
+                return Err(cx.err(key("prefill_micro_batches"), "needs prefill_gpus"));
+            }
+            return Ok(None);
+        }
+        (Some(_), Some(_)) => {
+            return Err(cx.err(
+                key("prefill"),
+                "give the prefill pool as prefill_gpus or as a [serving.prefill] table, not both",
+            ));
+        }
+        (Some(p), None) => {
+            let p = cx.int_in(&key("prefill_gpus"), p, 1, gpus as i64)?;
+            t.insert("mode".into(), "colocated".into());
+            t.insert("attention_gpus".into(), p.into());
+        }
+        (None, Some(user)) => {
+            if s.prefill_micro_batches.is_some() {
+                return Err(cx.err(
+                    key("prefill_micro_batches"),
+                    "set micro_batches in [serving.prefill] instead",
+                ));
+            }
+            for (k, v) in user {
+                if SET_BY_SERVING.contains(&k.as_str()) {
+                    return Err(cx.err(
+                        key(&format!("prefill.{k}")),
+                        "not allowed here: the request stream sets it",
+                    ));
+                }
+                if ![
+                    "mode",
+                    "attention_gpus",
+                    "ffn_gpus",
+                    "micro_batches",
+                    "placement",
+                    "redundant_experts",
+                ]
+                .contains(&k.as_str())
+                {
+                    return Err(cx.err(
+                        key(&format!("prefill.{k}")),
+                        "not allowed here: the prefill pool takes mode, attention_gpus, \
+                         ffn_gpus, micro_batches, placement and redundant_experts; the rest \
+                         comes from [serving.decode]",
+                    ));
+                }
+                t.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    afd_pool(cx, t, gpus, seed, "prefill").map(Some)
 }
 
 /// An `[afd]`-style pool from a table the serving simulation completes; errors name the
