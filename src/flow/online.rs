@@ -217,6 +217,7 @@ impl<'a> OnlineFlows<'a> {
             bytes_dropped: 0,
             cnps: 0,
             lossless_overflow_bytes: 0,
+            recovery: Default::default(),
         }
     }
 }
