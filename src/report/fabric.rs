@@ -33,6 +33,9 @@ pub struct FabricSummary {
     /// Scale-out bisection, one direction, GB/s.
     pub scale_out_bisection_gbytes_per_s: f64,
     pub routing: &'static str,
+    /// NCCL's PXN: cross-rail traffic first moves over NVLink to the GPU on the destination's
+    /// rail.
+    pub pxn: bool,
     pub buffers: String,
     pub ecn: String,
     pub congestion_control: &'static str,
@@ -73,6 +76,7 @@ pub fn summarize(rf: &ResolvedFabric, f: &Fabric, cc: CongestionControl) -> Fabr
         nvlink_per_gpu_gbytes_per_s: f.nvlink_per_gpu_bps() as f64 / 8e9,
         scale_out_bisection_gbytes_per_s: f.scale_out_bisection_bps() as f64 / 8e9,
         routing: rf.routing.as_str(),
+        pxn: rf.spec.pxn,
         buffers: match sw.buffers {
             Buffers::Unbounded => "unbounded".to_string(),
             Buffers::Lossless { pfc, ingress_bytes } => format!(
@@ -139,7 +143,16 @@ impl FabricSummary {
             "  scale-out bisection: {:.1} GB/s per direction",
             self.scale_out_bisection_gbytes_per_s
         )?;
-        writeln!(w, "  routing: {}", self.routing)?;
+        writeln!(
+            w,
+            "  routing: {}{}",
+            self.routing,
+            if self.pxn {
+                ", PXN (NVLink to the destination's rail first)"
+            } else {
+                ""
+            }
+        )?;
         writeln!(w, "  switch buffers: {}", self.buffers)?;
         writeln!(w, "  ECN: {}", self.ecn)?;
         writeln!(w, "  congestion control: {}", self.congestion_control)

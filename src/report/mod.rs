@@ -73,7 +73,8 @@ pub struct PacketMetrics {
     /// From the earliest message start to the last message completion.
     pub makespan_us: f64,
     pub messages: u64,
-    /// Messages that lost a packet (lossy switches only); they never complete.
+    /// Messages that never completed: they lost a packet in a lossy fabric without
+    /// retransmission (`nic.retransmission = "none"`).
     pub messages_lost: u64,
     pub bytes_delivered: u64,
     pub bytes_dropped: u64,
@@ -94,6 +95,12 @@ pub struct PacketMetrics {
     pub ecn_marks: u64,
     pub cnps: u64,
     pub drops: u64,
+    /// Go-back-N loss recovery (lossy fabrics): payload bytes sent again, bytes discarded
+    /// at receivers (out of sequence), NAKs, retransmission timeouts.
+    pub bytes_retransmitted: u64,
+    pub bytes_discarded: u64,
+    pub naks: u64,
+    pub timeouts: u64,
     pub lossless_overflow_bytes: u64,
     pub packets: u64,
     pub packet_hops: u64,
@@ -185,6 +192,10 @@ impl PacketMetrics {
             ecn_marks: run.links.iter().map(|l| l.ecn_marks).sum(),
             cnps: run.cnps,
             drops: run.links.iter().map(|l| l.drops).sum(),
+            bytes_retransmitted: run.recovery.bytes_retransmitted,
+            bytes_discarded: run.recovery.bytes_discarded,
+            naks: run.recovery.naks,
+            timeouts: run.recovery.timeouts,
             lossless_overflow_bytes: run.lossless_overflow_bytes,
             packets: run.packets,
             packet_hops: run.packet_hops,
@@ -239,6 +250,14 @@ impl PacketMetrics {
             (
                 "drops / lost messages".into(),
                 format!("{} / {}", self.drops, self.messages_lost),
+                "",
+            ),
+            (
+                "resent / discarded, NAKs / timeouts".into(),
+                format!(
+                    "{} B / {} B, {} / {}",
+                    self.bytes_retransmitted, self.bytes_discarded, self.naks, self.timeouts
+                ),
                 "",
             ),
             ("packets".into(), self.packets.to_string(), ""),
