@@ -31,7 +31,9 @@ struct Closed;
 
 impl StepCost for Closed {
     fn decode(&mut self, gpus: u32, batch: u32, ctx: u64) -> Result<Dur, QueryError> {
-        Ok(Dur::from_us(30_000 + 20 * gpus as u64 + 40 * batch as u64 + ctx / 100))
+        Ok(Dur::from_us(
+            30_000 + 20 * gpus as u64 + 40 * batch as u64 + ctx / 100,
+        ))
     }
     fn prefill(&mut self, gpus: u32, tokens: u32, prefix: u64) -> Result<Dur, QueryError> {
         Ok(Dur::from_us(
@@ -138,7 +140,11 @@ fn scenario(s: &Scenario) {
             tolerance: 0.05,
         },
         spec.traffic.rate().expect("Poisson"),
-        |rate| spec.traffic.with_rate(rate)?.requests(spec.requests, s.seed),
+        |rate| {
+            spec.traffic
+                .with_rate(rate)?
+                .requests(spec.requests, s.seed)
+        },
         |_| {},
     )
     .expect("searches");
@@ -151,8 +157,11 @@ fn scenario(s: &Scenario) {
 }
 
 fn main() {
-    let s = Scenario::load(Path::new("workloads/scenarios/serving-pd-afd-64.toml"), None)
-        .expect("the scenario resolves");
+    let s = Scenario::load(
+        Path::new("workloads/scenarios/serving-pd-afd-64.toml"),
+        None,
+    )
+    .expect("the scenario resolves");
     engine(&s);
     corner(&s);
     scenario(&s);

@@ -97,6 +97,9 @@ struct SloSearchArgs {
     /// Stop when the bracket is this close (relative).
     #[arg(long, default_value_t = 0.05)]
     tolerance: f64,
+    /// Requests per probe (default: the scenario's `serving.requests`).
+    #[arg(long)]
+    requests: Option<u32>,
     /// Seed (overrides the files').
     #[arg(long)]
     seed: Option<u64>,
@@ -242,6 +245,9 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
     if a.probes == 0 {
         return Err(cmd("--probes", "must be at least 1".into()));
     }
+    if a.requests == Some(0) {
+        return Err(cmd("--requests", "must be at least 1".into()));
+    }
     let level = a.level.as_deref().and_then(afdsim::config::Level::parse);
     let mut results = Vec::new();
     let mut stdout = std::io::stdout().lock();
@@ -280,6 +286,7 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
                 "a trace has no rate to search over: use a Poisson traffic",
             ));
         };
+        let requests = a.requests.unwrap_or(spec.requests);
         if !a.json {
             let _ = writeln!(
                 stdout,
@@ -290,7 +297,7 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
                 slo.percentile,
                 slo.ttft_ms,
                 slo.tpot_ms,
-                spec.requests,
+                requests,
                 scenario.seed
             );
         }
@@ -305,7 +312,7 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
             },
             start,
             |rate| {
-                let reqs = spec.traffic.with_rate(rate)?.requests(spec.requests, scenario.seed)?;
+                let reqs = spec.traffic.with_rate(rate)?.requests(requests, scenario.seed)?;
                 afdsim::config::check_fits(&origin, spec, &reqs)?;
                 Ok(reqs)
             },

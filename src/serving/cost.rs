@@ -8,8 +8,9 @@
 //!   powers of two, `docs/compute.md`);
 //! - GPUs of the pool with work: 1, then powers of two up to the pool (expert work and
 //!   traffic grow with the tokens of all of them, attention only with the busiest's);
-//! - context and prefix: powers of two (decode attention reads the KV cache linearly in the
-//!   context; a prompt chunk's causal attention grows linearly in its prefix), plus both
+//! - context: powers of two, prefix: powers of four (decode attention reads the KV cache
+//!   linearly in the context; a prompt chunk's causal attention grows linearly in its
+//!   prefix, T(p + n) - T(p) = a(2pn + n^2) for causal T(L) = aL^2), plus both
 //!   sides of every point where the model's attention changes regime (DSA's top-k, where
 //!   its indexer starts; a sliding window's width), so no interpolation spans a kink.
 //!
@@ -54,11 +55,16 @@ pub trait PointSim {
 
 /// The corners of one axis: `lo`, then powers of two, up to and including `max`.
 fn axis(lo: u64, first: u64, max: u64) -> Vec<u64> {
+    axis_by(lo, first, max, 2)
+}
+
+/// [`axis`] with corners `ratio` apart.
+fn axis_by(lo: u64, first: u64, max: u64, ratio: u64) -> Vec<u64> {
     let mut v = vec![lo];
     let mut x = first.max(lo + 1);
     while x < max {
         v.push(x);
-        x *= 2;
+        x *= ratio;
     }
     if max > lo {
         v.push(max);
@@ -138,7 +144,7 @@ impl<S: PointSim> GridCost<S> {
             batch: axis(0, 1, max_batch as u64),
             tokens: axis(0, 1, max_tokens as u64),
             ctx: with_kinks(axis(1, 128, max_ctx.max(2))),
-            prefix: with_kinks(axis(0, 1024, max_prefix.max(1))),
+            prefix: with_kinks(axis_by(0, 1024, max_prefix.max(1), 4)),
             decode_memo: HashMap::new(),
             prefill_memo: HashMap::new(),
             stats: CostStats::default(),
@@ -347,10 +353,7 @@ mod tests {
             g.ctx,
             vec![1, 5, 6, 128, 256, 512, 1024, 2048, 2049, 4096, 8192, 10_000]
         );
-        assert_eq!(
-            g.prefix,
-            vec![0, 5, 6, 1024, 2048, 2049, 4096, 8192, 10_000]
-        );
+        assert_eq!(g.prefix, vec![0, 5, 6, 1024, 2048, 2049, 4096, 10_000]);
     }
 
     #[test]
