@@ -71,6 +71,19 @@ pub struct FlowStats {
     pub route_entries: u64,
 }
 
+/// `x.ceil() as u64` for a finite `x` in `0..2^64` (picoseconds to drain), without the
+/// library call: truncation is the floor of a non-negative value, and it falls short of
+/// `x` exactly when `x` has a fraction. The same integer, to the bit.
+#[inline]
+fn ceil_ps(x: f64) -> u64 {
+    let q = x as u64;
+    if (q as f64) < x {
+        q.saturating_add(1)
+    } else {
+        q
+    }
+}
+
 /// Capacity of a link in wire bytes per picosecond.
 fn bytes_per_ps(bps: u64) -> f64 {
     bps as f64 / 8.0 / PS_PER_S as f64
@@ -219,7 +232,7 @@ pub fn simulate_workload_with_stats(
                     let rate = alloc.rate(flow);
                     left[fi] = (left[fi] - rate * now.since(since[fi]).as_ps() as f64).max(0.0);
                     since[fi] = now;
-                    let ps = (left[fi] / rate).ceil() as u64;
+                    let ps = ceil_ps(left[fi] / rate);
                     if ps > 0 {
                         stats.early_events += 1;
                         pending_at[fi] = now + Dur::from_ps(ps);
@@ -241,9 +254,8 @@ pub fn simulate_workload_with_stats(
             let elapsed = now.since(since[fi]).as_ps() as f64;
             left[fi] = (left[fi] - old_rate * elapsed).max(0.0);
             since[fi] = now;
-            let ps = (left[fi] / alloc.rate(f)).ceil();
             // Bounded by config (bytes <= 2^40, rates >= 1 bit/s): far below u64 ps.
-            let at = now + Dur::from_ps(ps as u64);
+            let at = now + Dur::from_ps(ceil_ps(left[fi] / alloc.rate(f)));
             // Lazy: a drain already pending at or before `at` stays; when it fires early it
             // reschedules itself. Only a drain that moves earlier needs a new event, so a
             // slowed flow costs no event, and stale events stay few.
