@@ -21,6 +21,11 @@
 //! flow-link graph). [`Allocator::update`] refills exactly that set against the capacity
 //! the other flows leave; everything else keeps its rate without being visited.
 //! `tests::incremental_equals_full_recompute` checks this against a full refill.
+//!
+//! A region link whose flows are all in the region already when the search reaches it keeps
+//! no capacity for others, and its refilled weight is its list-order weight sum, kept to the
+//! bit ([`LinkState::list_sum`]): it is set up without reading its list (checked against an
+//! allocator that reads every list, with weights whose sums round).
 
 use std::cmp::Ordering;
 
