@@ -72,6 +72,28 @@ pub struct FlowStats {
     pub route_entries: u64,
 }
 
+/// A flow's fluid progress: wire bytes `left` as of `since`, when its live drain event
+/// fires (`Time::MAX`: none yet) and that event's version (an older one is stale).
+struct Fluid {
+    left: f64,
+    since: Time,
+    pending_at: Time,
+    version: u32,
+}
+
+/// `x.ceil() as u64` for a finite `x` in `0..2^64` (picoseconds to drain), without the
+/// library call: truncation is the floor of a non-negative value, and it falls short of
+/// `x` exactly when `x` has a fraction. The same integer, to the bit.
+#[inline]
+fn ceil_ps(x: f64) -> u64 {
+    let q = x as u64;
+    if (q as f64) < x {
+        q.saturating_add(1)
+    } else {
+        q
+    }
+}
+
 /// Capacity of a link in wire bytes per picosecond.
 fn bytes_per_ps(bps: u64) -> f64 {
     bps as f64 / 8.0 / PS_PER_S as f64
@@ -161,12 +183,16 @@ pub fn simulate_workload_with_stats(
     let mut started: Vec<Time> = messages.iter().map(|m| m.start).collect();
     let mut finished: Vec<Option<Time>> = vec![None; messages.len()];
 
-    // Per flow: wire bytes left as of `since`, the version of its pending drain event.
-    let mut left: Vec<f64> = routes.iter().map(|r| r.0 as f64).collect();
-    let mut since: Vec<Time> = messages.iter().map(|m| m.start).collect();
-    let mut version: Vec<u32> = vec![0; messages.len()];
-    // When the flow's live drain event fires (Time::MAX: none yet).
-    let mut pending_at: Vec<Time> = vec![Time::MAX; messages.len()];
+    let mut fluid: Vec<Fluid> = routes
+        .iter()
+        .zip(messages)
+        .map(|(r, m)| Fluid {
+            left: r.0 as f64,
+            since: m.start,
+            pending_at: Time::MAX,
+            version: 0,
+        })
+        .collect();
     let mut drained: Vec<Option<Time>> = vec![None; messages.len()];
 
     let mut batch: Vec<Event> = Vec::new();
@@ -183,7 +209,7 @@ pub fn simulate_workload_with_stats(
             match ev {
                 Event::Start(m) => {
                     started[m as usize] = now;
-                    since[m as usize] = now;
+                    fluid[m as usize].since = now;
                     alloc.start(m);
                 }
                 Event::Finish(m) => {
@@ -212,23 +238,24 @@ pub fn simulate_workload_with_stats(
                 }
                 Event::Drain { flow, version: v } => {
                     let fi = flow as usize;
-                    if v != version[fi] || !alloc.is_active(flow) {
+                    let fd = &mut fluid[fi];
+                    if v != fd.version || !alloc.is_active(flow) {
                         stats.stale_events += 1;
                         continue;
                     }
                     // Drain events are scheduled lazily (see below): this one may be early.
                     let rate = alloc.rate(flow);
-                    left[fi] = (left[fi] - rate * now.since(since[fi]).as_ps() as f64).max(0.0);
-                    since[fi] = now;
-                    let ps = (left[fi] / rate).ceil() as u64;
+                    fd.left = (fd.left - rate * now.since(fd.since).as_ps() as f64).max(0.0);
+                    fd.since = now;
+                    let ps = ceil_ps(fd.left / rate);
                     if ps > 0 {
                         stats.early_events += 1;
-                        pending_at[fi] = now + Dur::from_ps(ps);
-                        queue.schedule_at(pending_at[fi], Event::Drain { flow, version: v });
+                        fd.pending_at = now + Dur::from_ps(ps);
+                        queue.schedule_at(fd.pending_at, Event::Drain { flow, version: v });
                         continue;
                     }
                     drained[fi] = Some(now);
-                    left[fi] = 0.0;
+                    fd.left = 0.0;
                     alloc.stop(flow);
                     queue.schedule_at(now + routes[fi].2, Event::Finish(flow));
                 }
@@ -237,25 +264,24 @@ pub fn simulate_workload_with_stats(
         changed.clear();
         alloc.update(&mut changed);
         for &(f, old_rate) in &changed {
-            let fi = f as usize;
             // Settle the bytes sent at the old rate, then schedule the drain at the new.
-            let elapsed = now.since(since[fi]).as_ps() as f64;
-            left[fi] = (left[fi] - old_rate * elapsed).max(0.0);
-            since[fi] = now;
-            let ps = (left[fi] / alloc.rate(f)).ceil();
+            let fd = &mut fluid[f as usize];
+            let elapsed = now.since(fd.since).as_ps() as f64;
+            fd.left = (fd.left - old_rate * elapsed).max(0.0);
+            fd.since = now;
             // Bounded by config (bytes <= 2^40, rates >= 1 bit/s): far below u64 ps.
-            let at = now + Dur::from_ps(ps as u64);
+            let at = now + Dur::from_ps(ceil_ps(fd.left / alloc.rate(f)));
             // Lazy: a drain already pending at or before `at` stays; when it fires early it
             // reschedules itself. Only a drain that moves earlier needs a new event, so a
             // slowed flow costs no event, and stale events stay few.
-            if at < pending_at[fi] {
-                version[fi] = version[fi].wrapping_add(1);
-                pending_at[fi] = at;
+            if at < fd.pending_at {
+                fd.version = fd.version.wrapping_add(1);
+                fd.pending_at = at;
                 queue.schedule_at(
                     at,
                     Event::Drain {
                         flow: f,
-                        version: version[fi],
+                        version: fd.version,
                     },
                 );
             }
