@@ -698,3 +698,159 @@ fn the_shipped_afd_scenarios_resolve() {
     }
     assert!(n >= 3, "{n} AFD scenarios");
 }
+
+/// A DeepSeek-V3 (dense MLA: attention time linear in the KV read) step with long contexts,
+/// so that attention matters; `context` is replaced by `ctx` lines.
+fn long_context(ctx: &str) -> String {
+    SMALL
+        .replace("deepseek-v3.2", "deepseek-v3")
+        .replace("context = 4096", ctx)
+}
+
+fn run_text(text: &str) -> (afdsim::Outcome, afdsim::config::Scenario) {
+    let s = afdsim::config::Scenario::parse(text, "t", None).unwrap();
+    (afdsim::run(&s, &mut |_, _| {}).unwrap(), s)
+}
+
+/// Attention kernel time per attention GPU over the step, microseconds.
+fn attention_busy_per_gpu(o: &afdsim::Outcome) -> std::collections::BTreeMap<u32, f64> {
+    let step = o.step.as_ref().unwrap();
+    let mut busy = std::collections::BTreeMap::new();
+    for (c, s) in o.run.computes.iter().zip(&step.compute_stage) {
+        if *s == afdsim::afd::Stage::Attention {
+            let d = c.finish.unwrap().since(c.start.unwrap()).as_secs_f64() * 1e6;
+            *busy.entry(c.gpu.0).or_insert(0.0) += d;
+        }
+    }
+    busy
+}
+
+/// Contexts drawn per sequence (same mean as the fixed context) give each attention GPU its
+/// own attention time; the slowest GPU sets the pace, so with attention linear in the KV
+/// read the step is no faster than at the fixed mean context. The draw is seeded.
+#[test]
+fn a_context_distribution_gives_each_attention_gpu_its_own_time() {
+    let (fixed, _) = run_text(&long_context("context = 16384"));
+    let wide = long_context("context_dist = \"uniform\"\ncontext_min = 1\ncontext_max = 32767");
+    let (spread, s) = run_text(&wide);
+    let spec = s.afd.as_ref().unwrap();
+    assert_eq!(spec.contexts.len(), 8);
+    assert!(spec.contexts.iter().all(|c| c.len() == 32));
+    let all: Vec<u64> = spec.contexts.iter().flatten().copied().collect();
+    assert!(all.iter().all(|&c| (1..=32767).contains(&c)));
+    assert!(all.iter().min() < Some(&4000) && all.iter().max() > Some(&28000));
+    let fixed_busy = attention_busy_per_gpu(&fixed);
+    let spread_busy = attention_busy_per_gpu(&spread);
+    let range = |b: &std::collections::BTreeMap<u32, f64>| {
+        let v: Vec<f64> = b.values().copied().collect();
+        (
+            v.iter().copied().fold(f64::INFINITY, f64::min),
+            v.iter().copied().fold(0.0, f64::max),
+        )
+    };
+    let (lo, hi) = range(&fixed_busy);
+    assert!(
+        (hi - lo) / hi < 1e-9,
+        "fixed: every GPU the same ({lo} .. {hi})"
+    );
+    let (lo, hi) = range(&spread_busy);
+    assert!(hi > 1.02 * lo, "spread: GPUs differ ({lo} .. {hi})");
+    let (tf, ts) = (
+        fixed.afd.as_ref().unwrap().tpot_ms,
+        spread.afd.as_ref().unwrap().tpot_ms,
+    );
+    assert!(ts >= tf, "spread {ts} ms vs fixed {tf} ms");
+    // Seeded: the same seed draws the same contexts, another seed others.
+    let (_, again) = run_text(&wide);
+    assert_eq!(again.afd.as_ref().unwrap().contexts, spec.contexts);
+    let other = afdsim::config::Scenario::parse(&wide, "t", Some(9)).unwrap();
+    assert_ne!(other.afd.as_ref().unwrap().contexts, spec.contexts);
+}
+
+/// The KV check of drawn contexts uses the attention GPU whose sequences hold the most
+/// tokens, not the mean.
+#[test]
+fn drawn_contexts_are_checked_against_hbm_on_the_fullest_gpu() {
+    let wide =
+        long_context("context_dist = \"lognormal\"\ncontext_mean = 16384\ncontext_sigma = 1.0");
+    let s =
+        afdsim::config::Scenario::parse(&format!("{wide}hbm_gib = 10000\n"), "t", None).unwrap();
+    let spec = s.afd.as_ref().unwrap();
+    let sums: Vec<u64> = spec.contexts.iter().map(|c| c.iter().sum()).collect();
+    let (max, mean) = (
+        *sums.iter().max().unwrap() as f64,
+        sums.iter().sum::<u64>() as f64 / sums.len() as f64,
+    );
+    assert!(max > 1.1 * mean, "{max} vs {mean}");
+    let gib = spec.model.layers as f64 * spec.model.kv_bytes_per_token_per_layer() as f64
+        / (1u64 << 30) as f64;
+    let between = (max + mean) / 2.0 * gib;
+    let e = afdsim::config::Scenario::parse(&format!("{wide}hbm_gib = {between}\n"), "t", None)
+        .expect_err("the fullest GPU overflows");
+    assert_eq!(e.key, "afd.batch_per_attention_gpu");
+    let g = sums.iter().position(|&x| x as f64 == max).unwrap();
+    assert!(
+        e.message.contains(&format!("attention GPU {g} ")),
+        "{}",
+        e.message
+    );
+    let roomy = max * gib * 1.001;
+    assert!(
+        afdsim::config::Scenario::parse(&format!("{wide}hbm_gib = {roomy}\n"), "t", None).is_ok()
+    );
+}
+
+#[test]
+fn context_distribution_settings_are_checked() {
+    let cases = [
+        (
+            "context_dist = \"uniform\"\ncontext_min = 1\ncontext_max = 100\ncontext = 5",
+            "afd.context",
+            "not allowed with context_dist",
+        ),
+        (
+            "context_dist = \"uniform\"\ncontext_min = 10",
+            "afd.context_max",
+            "required",
+        ),
+        (
+            "context_dist = \"uniform\"\ncontext_min = 10\ncontext_max = 5",
+            "afd.context_max",
+            "below context_min",
+        ),
+        (
+            "context_dist = \"uniform\"\ncontext_min = 1\ncontext_max = 9\ncontext_sigma = 1",
+            "afd.context_sigma",
+            "lognormal",
+        ),
+        (
+            "context_dist = \"lognormal\"\ncontext_mean = 4096\ncontext_sigma = 9",
+            "afd.context_sigma",
+            "> 0 and <= 4",
+        ),
+        (
+            "context_dist = \"lognormal\"\ncontext_sigma = 1",
+            "afd.context_mean",
+            "required",
+        ),
+        (
+            "context_dist = \"gamma\"",
+            "afd.context_dist",
+            "uniform or lognormal",
+        ),
+        (
+            "context_mean = 4096",
+            "afd.context_mean",
+            "needs context_dist",
+        ),
+        ("", "afd.context", "required"),
+    ];
+    for (lines, k, words) in cases {
+        let text = SMALL.replace("context = 4096", lines);
+        let e = afdsim::config::Scenario::parse(&text, "t", None)
+            .err()
+            .unwrap_or_else(|| panic!("{lines}: accepted"));
+        assert_eq!(e.key, k, "{lines}");
+        assert!(e.message.contains(words), "{lines}: {}", e.message);
+    }
+}

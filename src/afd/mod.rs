@@ -28,13 +28,17 @@
 //!
 //! Invariant: the builder only creates tasks; it never times the network itself.
 
+mod context;
 mod placement;
 mod routing;
 
+pub use context::{ContextDist, ContextShape, STREAM_CONTEXT};
 pub use placement::{ExpertMap, Placement};
 pub use routing::Routing;
 
-use crate::compute::{AttentionKernel, ComputeTable, Dtype, Model, Op, OpQuery, QueryError, Work};
+use crate::compute::{
+    Attention, AttentionKernel, ComputeTable, Dtype, Mla, Model, Op, OpQuery, QueryError, Work,
+};
 use crate::engine::{Dur, SimRng, Time};
 use crate::packet::MessageSpec;
 use crate::topology::NodeId;
@@ -55,8 +59,13 @@ pub struct AfdSpec {
     pub micro_batches: u32,
     /// Sequences decoding on each attention GPU (split over the micro-batches).
     pub batch_per_attention_gpu: u32,
-    /// Cached tokens per sequence.
+    /// Cached tokens per sequence (with `contexts`: their mean, rounded).
     pub context: u64,
+    /// Each attention GPU's sequences' cached tokens, drawn from a distribution
+    /// (`[afd] context_dist`); empty: every sequence has `context`. Only for decode steps
+    /// (no prefill chunk): the attention of a micro-batch on a GPU is timed from its own
+    /// sequences (see `AfdSpec::spread_attention_us`).
+    pub contexts: Vec<Vec<u64>>,
     /// Prompt tokens each attention GPU also prefills in this step (a chunked-prefill
     /// iteration of request-level serving; 0 for a pure decode step), split over the
     /// micro-batches like the batch, each piece after the ones before it.
@@ -138,6 +147,9 @@ fn us(t: f64) -> Dur {
 /// loads recur across layers, micro-batches and GPUs, and the time depends on nothing else.
 type FfnMemo = std::collections::HashMap<(u64, u64, u64), f64>;
 
+/// Attention-side times by (dense layer, sequences, their context shape).
+type AttentionMemo = std::collections::HashMap<(bool, u64, ContextShape), f64>;
+
 /// The routing of one micro-batch of one layer.
 struct MicroBatchRoute {
     /// Copies each attention GPU sends each FFN GPU.
@@ -154,6 +166,52 @@ impl AfdSpec {
             self.micro_batches as u64,
         );
         b / m + u64::from((mb as u64) < b % m)
+    }
+
+    /// The sequences of micro-batch `mb` on one attention GPU: the micro-batches take the
+    /// GPU's sequences in order.
+    fn sequences_in(&self, mb: u32) -> std::ops::Range<usize> {
+        let start: u64 = (0..mb).map(|i| self.tokens_in(i)).sum();
+        start as usize..(start + self.tokens_in(mb)) as usize
+    }
+
+    /// The attention side of `layer` for decode sequences with the given contexts, which
+    /// differ. The tables take one context per query, so (docs/afd.md, "Context-length
+    /// distributions"): the side at the mean *attended* context, min(ctx, cap) per sequence
+    /// (cap: DSA's top-k or a sliding window), exact for the memory-bound core attention,
+    /// whose time is linear in the KV read; for DSA plus the indexer of the sequences whose
+    /// context exceeds the top-k at their mean context, which is the side of those sequences
+    /// at that context minus their side at the top-k (the same ops but the indexer).
+    fn spread_attention_us(
+        &self,
+        layer: u64,
+        contexts: &[u64],
+        memo: &mut AttentionMemo,
+    ) -> Result<f64, QueryError> {
+        let model = &self.model;
+        let topk = match &model.attention {
+            Attention::Mla(Mla {
+                sparse: Some(s), ..
+            }) => Some(s.topk),
+            _ => None,
+        };
+        let shape = ContextShape::of(contexts, |c| model.attended_ctx(layer, c), topk);
+        let key = (layer < model.dense_layers, contexts.len() as u64, shape);
+        if let Some(&t) = memo.get(&key) {
+            return Ok(t);
+        }
+        let (table, kernel) = (&self.attention_table, self.kernel);
+        let side = |n: u64, c: u64| -> Result<f64, QueryError> {
+            Ok(model
+                .attention_side_at(table, layer, n, c, kernel)?
+                .total_us())
+        };
+        let mut t = side(contexts.len() as u64, shape.attended)?;
+        if let (Some(k), true) = (topk, shape.long > 0) {
+            t += side(shape.long, shape.long_ctx)? - side(shape.long, k)?;
+        }
+        memo.insert(key, t);
+        Ok(t)
     }
 
     /// Attention GPUs with tokens: the first `active_attention_gpus`.
@@ -273,6 +331,16 @@ impl AfdSpec {
             vec![vec![Vec::new(); na]; self.micro_batches as usize];
         let mut router = Router::new(&self.routing, model.routed_experts, model.top_k);
         let mut memo = FfnMemo::new();
+        let mut att_memo = AttentionMemo::new();
+        let b = self.batch_per_attention_gpu as usize;
+        if !self.contexts.is_empty()
+            && (self.contexts.len() < na || self.contexts.iter().any(|c| c.len() != b))
+        {
+            return Err(QueryError::Invalid(format!(
+                "per-sequence contexts for {} GPUs do not match {na} GPUs x {b} sequences",
+                self.contexts.len()
+            )));
+        }
         for layer in 0..self.layers {
             let dense = layer < model.dense_layers;
             if !dense {
@@ -286,10 +354,20 @@ impl AfdSpec {
                     continue;
                 }
                 let table = &self.attention_table;
-                let side = if chunk == 0 {
-                    model.attention_side_at(table, layer, decode, self.context, self.kernel)?
+                let t_att: Vec<f64> = if chunk == 0 && !self.contexts.is_empty() {
+                    let seqs = self.sequences_in(mb);
+                    (0..na)
+                        .map(|a| {
+                            let c = &self.contexts[a][seqs.clone()];
+                            self.spread_attention_us(layer, c, &mut att_memo)
+                        })
+                        .collect::<Result<_, _>>()?
+                } else if chunk == 0 {
+                    let side =
+                        model.attention_side_at(table, layer, decode, self.context, self.kernel)?;
+                    vec![side.total_us(); na]
                 } else {
-                    model.attention_side_mixed(
+                    let side = model.attention_side_mixed(
                         table,
                         layer,
                         decode,
@@ -297,13 +375,13 @@ impl AfdSpec {
                         chunk,
                         prefix,
                         self.kernel,
-                    )?
+                    )?;
+                    vec![side.total_us(); na]
                 };
-                let t_att = side.total_us();
                 let atts: Vec<TaskRef> = (0..na)
                     .map(|a| {
                         let t =
-                            w.compute(self.attention_gpus[a], us(t_att), &waits[mb as usize][a]);
+                            w.compute(self.attention_gpus[a], us(t_att[a]), &waits[mb as usize][a]);
                         step.compute_stage.push(Stage::Attention);
                         step.compute_layer.push(layer as u32);
                         t

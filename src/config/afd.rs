@@ -1,8 +1,9 @@
 //! The `[afd]` table of a scenario: an AFD decode deployment on the scenario's fabric.
 
 use super::Ctx;
-use crate::afd::{AfdSpec, Dedup, ExpertMap, Placement, Routing};
+use crate::afd::{AfdSpec, ContextDist, Dedup, ExpertMap, Placement, Routing, STREAM_CONTEXT};
 use crate::compute::{AttentionKernel, ComputeTable, Dtype, Model};
+use crate::engine::SimRng;
 use crate::error::InputError;
 use crate::topology::NodeId;
 use serde::Deserialize;
@@ -35,8 +36,27 @@ pub struct AfdFile {
     #[serde(default)]
     pub micro_batches: Option<i64>,
     pub batch_per_attention_gpu: i64,
-    /// Cached tokens per sequence.
-    pub context: i64,
+    /// Cached tokens per sequence, the same for every sequence. Either this or
+    /// `context_dist`.
+    #[serde(default)]
+    pub context: Option<i64>,
+    /// `uniform` (`context_min` ..= `context_max`) or `lognormal` (`context_mean`,
+    /// `context_sigma`, clamped to `context_min` ..= `context_max`): each sequence's cached
+    /// tokens drawn from a seeded stream (docs/afd.md).
+    #[serde(default)]
+    pub context_dist: Option<String>,
+    /// Smallest context drawn (uniform: required; lognormal: the clamp, default 1).
+    #[serde(default)]
+    pub context_min: Option<i64>,
+    /// Largest context drawn (uniform: required; lognormal: the clamp, default 2^24).
+    #[serde(default)]
+    pub context_max: Option<i64>,
+    /// Lognormal: the mean context in tokens (of the distribution, before the clamp).
+    #[serde(default)]
+    pub context_mean: Option<f64>,
+    /// Lognormal: the standard deviation of ln(context), 0 < sigma <= 4.
+    #[serde(default)]
+    pub context_sigma: Option<f64>,
     /// Layers to simulate; default: all of the model's.
     #[serde(default)]
     pub layers: Option<i64>,
@@ -185,7 +205,7 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
             format!("{batch} sequences cannot fill {micro_batches} micro-batches"),
         ));
     }
-    let context = cx.int_in(&key("context"), a.context, 1, 1 << 24)? as u64;
+    let contexts = contexts(cx, a, na, batch, seed)?;
     let layers = cx.int_in(
         &key("layers"),
         a.layers.unwrap_or(model.layers as i64),
@@ -213,20 +233,42 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
             )
         })?,
     };
-    let kv_per_seq =
-        context as f64 * model.layers as f64 * model.kv_bytes_per_token_per_layer() as f64;
-    let (kv_bytes, hbm_bytes) = (batch as f64 * kv_per_seq, hbm_gib * (1u64 << 30) as f64);
+    // With drawn contexts, the GPU whose sequences hold the most tokens.
+    let (gpu, tokens_cached) = match &contexts {
+        Context::Fixed(c) => (None, batch as u64 * c),
+        Context::Drawn(d) => d
+            .iter()
+            .enumerate()
+            .map(|(g, c)| (Some(g), c.iter().sum::<u64>()))
+            .max_by_key(|&(g, t)| (t, std::cmp::Reverse(g)))
+            .expect("at least one attention GPU"),
+    };
+    let per_token = model.layers as f64 * model.kv_bytes_per_token_per_layer() as f64;
+    let (kv_bytes, hbm_bytes) = (
+        tokens_cached as f64 * per_token,
+        hbm_gib * (1u64 << 30) as f64,
+    );
     if kv_bytes > hbm_bytes {
         let gib = |b: f64| b / (1u64 << 30) as f64;
+        let (what, gpu_name) = match gpu {
+            None => (
+                format!("{batch} sequences x {} tokens", contexts.mean()),
+                "per attention GPU".to_string(),
+            ),
+            Some(g) => (
+                format!("{batch} sequences with {tokens_cached} drawn tokens"),
+                format!("on attention GPU {g} (the one with the most)"),
+            ),
+        };
+        let per_seq = tokens_cached as f64 / batch as f64 * per_token;
         return Err(cx.err(
             key("batch_per_attention_gpu"),
             format!(
-                "{batch} sequences x {context} tokens of KV cache need {:.1} GiB per attention \
-                 GPU, {:.1} GiB more than its {hbm_gib:.1} GiB of HBM (before weights); at \
-                 most {} sequences fit",
+                "{what} of KV cache need {:.1} GiB {gpu_name}, {:.1} GiB more than its \
+                 {hbm_gib:.1} GiB of HBM (before weights); at most {} sequences fit",
                 gib(kv_bytes),
                 gib(kv_bytes - hbm_bytes),
-                (hbm_bytes / kv_per_seq) as u64
+                (hbm_bytes / per_seq) as u64
             ),
         ));
     }
@@ -265,7 +307,11 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
         },
         micro_batches,
         batch_per_attention_gpu: batch,
-        context,
+        context: contexts.mean(),
+        contexts: match contexts {
+            Context::Fixed(_) => Vec::new(),
+            Context::Drawn(d) => d,
+        },
         layers,
         steps,
         routing,
@@ -277,6 +323,126 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
 
 fn key(k: &str) -> String {
     format!("afd.{k}")
+}
+
+/// The context of every sequence: one length, or one drawn per sequence.
+enum Context {
+    Fixed(u64),
+    /// Per attention GPU, each sequence's.
+    Drawn(Vec<Vec<u64>>),
+}
+
+impl Context {
+    /// The mean over all sequences, rounded to the nearest token.
+    fn mean(&self) -> u64 {
+        match self {
+            Context::Fixed(c) => *c,
+            Context::Drawn(d) => {
+                let (n, s) = d
+                    .iter()
+                    .flatten()
+                    .fold((0u64, 0u64), |(n, s), &c| (n + 1, s + c));
+                (s + n / 2) / n.max(1)
+            }
+        }
+    }
+}
+
+const MAX_CONTEXT: i64 = 1 << 24;
+
+/// `context`, or `context_dist` with its parameters, drawn for `na` GPUs x `batch` sequences
+/// from the run's context stream.
+fn contexts(cx: &Ctx, a: &AfdFile, na: u32, batch: u32, seed: u64) -> Result<Context, InputError> {
+    let params = [
+        ("context_min", a.context_min.is_some()),
+        ("context_max", a.context_max.is_some()),
+        ("context_mean", a.context_mean.is_some()),
+        ("context_sigma", a.context_sigma.is_some()),
+    ];
+    let Some(kind) = a.context_dist.as_deref() else {
+        if let Some((k, _)) = params.iter().find(|p| p.1) {
+            return Err(cx.err(key(k), "needs context_dist = \"uniform\" or \"lognormal\""));
+        }
+        let Some(c) = a.context else {
+            return Err(cx.err(
+                key("context"),
+                "required: a fixed context, or context_dist for one drawn per sequence",
+            ));
+        };
+        return Ok(Context::Fixed(
+            cx.int_in(&key("context"), c, 1, MAX_CONTEXT)? as u64,
+        ));
+    };
+    if a.context.is_some() {
+        return Err(cx.err(
+            key("context"),
+            "not allowed with context_dist (each sequence's context is drawn)",
+        ));
+    }
+    let bound = |k: &str, v: Option<i64>, default: Option<i64>| match v.or(default) {
+        Some(v) => Ok(cx.int_in(&key(k), v, 1, MAX_CONTEXT)? as u64),
+        None => Err(cx.err(key(k), format!("required for context_dist = \"{kind}\""))),
+    };
+    let dist = match kind {
+        "uniform" => {
+            if let Some((k, _)) = params[2..].iter().find(|p| p.1) {
+                return Err(cx.err(key(k), "needs context_dist = \"lognormal\""));
+            }
+            let min = bound("context_min", a.context_min, None)?;
+            let max = bound("context_max", a.context_max, None)?;
+            ContextDist::Uniform { min, max }
+        }
+        "lognormal" => {
+            let min = bound("context_min", a.context_min, Some(1))?;
+            let max = bound("context_max", a.context_max, Some(MAX_CONTEXT))?;
+            let mean = match a.context_mean {
+                Some(m) if m.is_finite() && m >= min as f64 && m <= max as f64 => m,
+                Some(m) => {
+                    return Err(cx.err(
+                        key("context_mean"),
+                        format!("{m} is not allowed: context_min ({min}) ..= context_max ({max})"),
+                    ));
+                }
+                None => return Err(cx.err(key("context_mean"), "required for lognormal")),
+            };
+            let sigma = match a.context_sigma {
+                Some(s) if s.is_finite() && s > 0.0 && s <= 4.0 => s,
+                Some(s) => {
+                    return Err(cx.err(
+                        key("context_sigma"),
+                        format!("{s} is not allowed: > 0 and <= 4"),
+                    ));
+                }
+                None => return Err(cx.err(key("context_sigma"), "required for lognormal")),
+            };
+            ContextDist::LogNormal {
+                mean,
+                sigma,
+                min,
+                max,
+            }
+        }
+        other => {
+            return Err(cx.err(
+                key("context_dist"),
+                format!("`{other}` is not allowed: uniform or lognormal"),
+            ));
+        }
+    };
+    if let ContextDist::Uniform { min, max } | ContextDist::LogNormal { min, max, .. } = dist
+        && min > max
+    {
+        return Err(cx.err(
+            key("context_max"),
+            format!("{max} is below context_min ({min})"),
+        ));
+    }
+    let mut rng = SimRng::stream(seed, STREAM_CONTEXT);
+    Ok(Context::Drawn(
+        (0..na)
+            .map(|_| dist.draw(batch as usize, &mut rng))
+            .collect(),
+    ))
 }
 
 /// The placement, checked against the experts and FFN GPUs.
