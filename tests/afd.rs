@@ -854,3 +854,74 @@ fn context_distribution_settings_are_checked() {
         assert!(e.message.contains(words), "{lines}: {}", e.message);
     }
 }
+
+/// The shipped DeepSeek-V3.2 scenario, 6 layers, with `attention_gpus` + `ffn_gpus`
+/// (round-robin placement) and the shared expert on `side`.
+fn dsv32_shared(na: u32, nf: u32, side: &str) -> (afdsim::Outcome, afdsim::config::Scenario) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/scenarios");
+    let text = std::fs::read_to_string(dir.join("afd-dsv32-4hgx.toml"))
+        .unwrap()
+        .replace("attention_gpus = 16", &format!("attention_gpus = {na}"))
+        .replace("ffn_gpus = 16", &format!("ffn_gpus = {nf}"));
+    run_text(&format!(
+        "{text}layers = 6\nplacement = \"round-robin\"\nshared_expert_side = \"{side}\"\n"
+    ))
+}
+
+/// The mean kernel time of `stage` over the MoE layers (3 ..) of a DeepSeek step, us.
+fn moe_kernel_us(o: &afdsim::Outcome, stage: afdsim::afd::Stage) -> f64 {
+    let step = o.step.as_ref().unwrap();
+    let times: Vec<f64> = o
+        .run
+        .computes
+        .iter()
+        .zip(step.compute_stage.iter().zip(&step.compute_layer))
+        .filter(|(_, (s, l))| **s == stage && **l >= 3)
+        .map(|(c, _)| c.finish.unwrap().since(c.start.unwrap()).as_secs_f64() * 1e6)
+        .collect();
+    times.iter().sum::<f64>() / times.len() as f64
+}
+
+/// Moving the shared expert to the FFN GPUs takes its GEMMs off the attention side and
+/// puts them on the FFN GPU of each token's first expert: no copy more on the fabric (bytes
+/// conserved, the same as on the attention side), every token's shared expert run once per
+/// MoE layer. When attention is the bottleneck (8 attention GPUs feeding 24 FFN GPUs) the
+/// step gets faster; when the FFN side already is (16 + 16), slower: in memory-bound decode
+/// each FFN GPU reads the shared expert's weights again for its few tokens.
+#[test]
+fn the_shared_expert_on_the_ffn_side_moves_work_across_and_conserves_bytes() {
+    for (na, nf, attention_bound) in [(8, 24, true), (16, 16, false)] {
+        let (att, sa) = dsv32_shared(na, nf, "attention");
+        let (ffn, sf) = dsv32_shared(na, nf, "ffn");
+        let (ma, mf) = (att.afd.as_ref().unwrap(), ffn.afd.as_ref().unwrap());
+        let (a_us, f_us) = (
+            moe_kernel_us(&att, afdsim::afd::Stage::Attention),
+            moe_kernel_us(&att, afdsim::afd::Stage::Ffn),
+        );
+        assert_eq!(
+            a_us > f_us,
+            attention_bound,
+            "{na}+{nf}: {a_us} / {f_us} us"
+        );
+        assert!(mf.attention_us < ma.attention_us && mf.ffn_us > ma.ffn_us);
+        assert_bytes_conserved(&att, &sa);
+        assert_bytes_conserved(&ffn, &sf);
+        let (step_a, step_f) = (att.step.as_ref().unwrap(), ffn.step.as_ref().unwrap());
+        assert_eq!(step_a.token_copies, step_f.token_copies);
+        assert_eq!(step_a.shared_tokens, 0);
+        // 3 dense layers, 3 MoE layers: every token's shared expert once per MoE layer.
+        assert_eq!(step_f.shared_tokens, step_f.tokens * 3);
+        assert_eq!(
+            mf.tpot_ms < ma.tpot_ms,
+            attention_bound,
+            "{na}+{nf}: ffn side {} ms vs attention side {} ms",
+            mf.tpot_ms,
+            ma.tpot_ms
+        );
+    }
+    let bad = SMALL.replace("layers = 6", "layers = 6\nshared_expert_side = \"both\"");
+    let e =
+        afdsim::config::Scenario::parse(&bad, "t", None).expect_err("an unknown side is refused");
+    assert_eq!(e.key, "afd.shared_expert_side");
+    assert!(e.message.contains("attention or ffn"), "{}", e.message);
+}

@@ -3,14 +3,17 @@
 //!
 //! Per layer and micro-batch: every attention GPU runs its attention side (measured tables,
 //! `compute::Model::attention_side_at`: projections, core attention, router, shared expert,
-//! and for dense layers the dense FFN) on its share of the micro-batch; every token picks
+//! and for dense layers the dense FFN) on its share of the micro-batch (with per-sequence
+//! contexts, each GPU from its own sequences: [`ContextShape`]); every token picks
 //! `top_k` experts ([`Routing`]: uniform, Zipf or a histogram); each expert lives in one or
 //! more slots on the FFN GPUs ([`Placement`]: contiguous, round-robin or EPLB copies of hot
 //! experts); each attention GPU dispatches its tokens once per destination FFN GPU
 //! ([`Dedup::Gpu`], DeepEP normal mode) or once per expert ([`Dedup::Expert`], DeepEP
 //! low-latency mode), `dispatch_bytes_per_token` each; every FFN GPU runs its grouped expert
 //! GEMMs (`ffn_side`) once all its dispatches of that micro-batch are in, for the tokens it
-//! actually received; it returns the same copies as combines (`combine_bytes_per_token`,
+//! actually received, plus, with `shared_expert_side = "ffn"`, the shared expert of each
+//! token whose first drawn expert's slot it holds (no extra dispatch or combine copy: that
+//! GPU already receives the token and returns one sum); it returns the same copies as combines (`combine_bytes_per_token`,
 //! summed per attention GPU); an attention GPU's next layer of that micro-batch waits for
 //! its combines. Micro-batches overlap by themselves: each GPU's compute stream runs one
 //! kernel at a time in ready order, and the network levels share links.
@@ -37,7 +40,8 @@ pub use placement::{ExpertMap, Placement};
 pub use routing::Routing;
 
 use crate::compute::{
-    Attention, AttentionKernel, ComputeTable, Dtype, Mla, Model, Op, OpQuery, QueryError, Work,
+    Attention, AttentionKernel, ComputeTable, Dtype, Mla, Model, Op, OpQuery, QueryError, Side,
+    Work,
 };
 use crate::engine::{Dur, SimRng, Time};
 use crate::packet::MessageSpec;
@@ -137,6 +141,9 @@ pub struct DecodeStep {
     pub token_copies: u64,
     /// Sequences decoded per step (all attention GPUs).
     pub tokens: u64,
+    /// Tokens of every MoE layer whose shared expert ran on an FFN GPU (0 unless
+    /// `shared_expert_side = "ffn"`).
+    pub shared_tokens: u64,
 }
 
 fn us(t: f64) -> Dur {
@@ -156,6 +163,8 @@ struct MicroBatchRoute {
     copies: Vec<Vec<u64>>,
     /// Token-expert pairs per slot.
     slot_pairs: Vec<u64>,
+    /// Tokens whose shared expert each FFN GPU runs (`shared_expert_side = "ffn"`; else 0).
+    shared: Vec<u64>,
 }
 
 impl AfdSpec {
@@ -235,7 +244,9 @@ impl AfdSpec {
         let mut r = MicroBatchRoute {
             copies: vec![vec![0u64; nf]; na],
             slot_pairs: vec![0u64; map.slots()],
+            shared: vec![0u64; nf],
         };
+        let shared_on_ffn = self.shared_on_ffn();
         let mut turn = vec![0u32; map.replicas.len()];
         let mut hit = vec![false; nf];
         let mut picked = Vec::with_capacity(self.model.top_k as usize);
@@ -243,12 +254,16 @@ impl AfdSpec {
             for _ in 0..tokens {
                 router.draw(rng, &mut picked);
                 hit.iter_mut().for_each(|h| *h = false);
-                for &e in &picked {
+                for (i, &e) in picked.iter().enumerate() {
                     let slots = &map.replicas[e as usize];
                     let slot = slots[(turn[e as usize] as usize) % slots.len()] as usize;
                     turn[e as usize] += 1;
                     r.slot_pairs[slot] += 1;
                     let f = map.slot_gpu[slot] as usize;
+                    if i == 0 && shared_on_ffn {
+                        // The shared expert runs where the token's first expert does.
+                        r.shared[f] += 1;
+                    }
                     match self.dedup {
                         Dedup::Gpu => hit[f] = true,
                         Dedup::Expert => row[f] += 1,
@@ -260,6 +275,11 @@ impl AfdSpec {
             }
         }
         r
+    }
+
+    /// Whether the shared expert(s) run on the FFN GPUs.
+    fn shared_on_ffn(&self) -> bool {
+        self.model.shared_expert_side == Side::Ffn && self.model.shared_experts > 0
     }
 
     /// The table's skew factor of a grouped GEMM with `m_max` tokens at the busiest of
@@ -323,6 +343,7 @@ impl AfdSpec {
             message_kind: Vec::new(),
             ffn_pairs: vec![0; nf],
             token_copies: 0,
+            shared_tokens: 0,
             tokens: na as u64 * self.batch_per_attention_gpu as u64,
         };
         let w = &mut step.workload;
@@ -332,6 +353,7 @@ impl AfdSpec {
         let mut router = Router::new(&self.routing, model.routed_experts, model.top_k);
         let mut memo = FfnMemo::new();
         let mut att_memo = AttentionMemo::new();
+        let mut shared_memo = std::collections::HashMap::<u64, f64>::new();
         let b = self.batch_per_attention_gpu as usize;
         if !self.contexts.is_empty()
             && (self.contexts.len() < na || self.contexts.iter().any(|c| c.len() != b))
@@ -427,7 +449,20 @@ impl AfdSpec {
                         continue;
                     }
                     step.ffn_pairs[f] += pairs[f];
-                    let t_ffn = self.ffn_us(f, &route.slot_pairs, &mut memo)?;
+                    let mut t_ffn = self.ffn_us(f, &route.slot_pairs, &mut memo)?;
+                    let shared = route.shared[f];
+                    if shared > 0 {
+                        t_ffn += match shared_memo.get(&shared) {
+                            Some(&t) => t,
+                            None => {
+                                let t = model
+                                    .shared_expert_ffn_side(&self.ffn_table, shared)?
+                                    .total_us();
+                                *shared_memo.entry(shared).or_insert(t)
+                            }
+                        };
+                        step.shared_tokens += shared;
+                    }
                     let ffn = w.compute(self.ffn_gpus[f], us(t_ffn), &into_ffn[f]);
                     step.compute_stage.push(Stage::Ffn);
                     step.compute_layer.push(layer as u32);

@@ -2,7 +2,7 @@
 
 use super::Ctx;
 use crate::afd::{AfdSpec, ContextDist, Dedup, ExpertMap, Placement, Routing, STREAM_CONTEXT};
-use crate::compute::{AttentionKernel, ComputeTable, Dtype, Model};
+use crate::compute::{AttentionKernel, ComputeTable, Dtype, Model, Side};
 use crate::engine::SimRng;
 use crate::error::InputError;
 use crate::topology::NodeId;
@@ -93,6 +93,10 @@ pub struct AfdFile {
     /// `fp8` or `bf16`: override the model file's combine dtype.
     #[serde(default)]
     pub combine_dtype: Option<String>,
+    /// `attention` or `ffn`: where the shared expert(s) run, overriding the model file
+    /// (`ffn`: on the FFN GPU of each token's first routed expert; docs/afd.md).
+    #[serde(default)]
+    pub shared_expert_side: Option<String>,
     /// HBM per attention GPU, GiB; default from the attention table's device when it is a
     /// known one (H100 80 GB, H200 141 GB), required otherwise.
     #[serde(default)]
@@ -145,6 +149,18 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
                 }
             };
         }
+    }
+    if let Some(side) = &a.shared_expert_side {
+        model.shared_expert_side = match side.as_str() {
+            "attention" => Side::Attention,
+            "ffn" => Side::Ffn,
+            other => {
+                return Err(cx.err(
+                    key("shared_expert_side"),
+                    format!("`{other}` is not allowed: attention or ffn"),
+                ));
+            }
+        };
     }
     let table_name = a.table.as_deref().unwrap_or("h100-sxm");
     let attention_table = ComputeTable::by_name_or_path(table_name).map_err(rekey("table"))?;
