@@ -883,7 +883,7 @@ fn moe_kernel_us(o: &afdsim::Outcome, stage: afdsim::afd::Stage) -> f64 {
 }
 
 /// Moving the shared expert to the FFN GPUs takes its GEMMs off the attention side and
-/// puts them on the FFN GPU of each token's first expert: no copy more on the fabric (bytes
+/// puts them on one of the FFN GPUs each token is dispatched to: no copy more on the fabric (bytes
 /// conserved, the same as on the attention side), every token's shared expert run once per
 /// MoE layer. When attention is the bottleneck (8 attention GPUs feeding 24 FFN GPUs) the
 /// step gets faster; when the FFN side already is (16 + 16), slower: in memory-bound decode
@@ -908,9 +908,9 @@ fn the_shared_expert_on_the_ffn_side_moves_work_across_and_conserves_bytes() {
         assert_bytes_conserved(&ffn, &sf);
         let (step_a, step_f) = (att.step.as_ref().unwrap(), ffn.step.as_ref().unwrap());
         assert_eq!(step_a.token_copies, step_f.token_copies);
-        assert_eq!(step_a.shared_tokens, 0);
+        assert!(step_a.ffn_shared.iter().all(|&n| n == 0));
         // 3 dense layers, 3 MoE layers: every token's shared expert once per MoE layer.
-        assert_eq!(step_f.shared_tokens, step_f.tokens * 3);
+        assert_eq!(step_f.ffn_shared.iter().sum::<u64>(), step_f.tokens * 3);
         assert_eq!(
             mf.tpot_ms < ma.tpot_ms,
             attention_bound,
@@ -924,4 +924,21 @@ fn the_shared_expert_on_the_ffn_side_moves_work_across_and_conserves_bytes() {
         afdsim::config::Scenario::parse(&bad, "t", None).expect_err("an unknown side is refused");
     assert_eq!(e.key, "afd.shared_expert_side");
     assert!(e.message.contains("attention or ffn"), "{}", e.message);
+}
+
+/// The shared expert goes to the least-loaded of each token's destination GPUs, so it
+/// spreads evenly even where the routed experts do not (Zipf, contiguous placement).
+#[test]
+fn the_shared_expert_spreads_evenly_over_the_ffn_gpus_under_skew() {
+    let text = SMALL.replace("layers = 6", "layers = 6\nrouting = \"zipf\"\nzipf_s = 1.0");
+    let (o, _) = run_text(&format!("{text}shared_expert_side = \"ffn\"\n"));
+    let step = o.step.as_ref().unwrap();
+    let ratio = |v: &[u64]| {
+        let max = *v.iter().max().unwrap() as f64;
+        max / (v.iter().sum::<u64>() as f64 / v.len() as f64)
+    };
+    let (pairs, shared) = (ratio(&step.ffn_pairs), ratio(&step.ffn_shared));
+    assert!(pairs > 2.0, "routed pairs imbalance {pairs}");
+    assert!(shared < 1.1, "shared imbalance {shared}");
+    assert_eq!(step.ffn_shared.iter().sum::<u64>(), 256 * 3);
 }

@@ -11,9 +11,9 @@
 //! ([`Dedup::Gpu`], DeepEP normal mode) or once per expert ([`Dedup::Expert`], DeepEP
 //! low-latency mode), `dispatch_bytes_per_token` each; every FFN GPU runs its grouped expert
 //! GEMMs (`ffn_side`) once all its dispatches of that micro-batch are in, for the tokens it
-//! actually received, plus, with `shared_expert_side = "ffn"`, the shared expert of each
-//! token whose first drawn expert's slot it holds (no extra dispatch or combine copy: that
-//! GPU already receives the token and returns one sum); it returns the same copies as combines (`combine_bytes_per_token`,
+//! actually received, plus, with `shared_expert_side = "ffn"`, the shared expert of the
+//! tokens [`shared_gpu`] gives it, one of each token's destinations (no extra dispatch or
+//! combine copy: that GPU already receives the token and returns one sum); it returns the same copies as combines (`combine_bytes_per_token`,
 //! summed per attention GPU); an attention GPU's next layer of that micro-batch waits for
 //! its combines. Micro-batches overlap by themselves: each GPU's compute stream runs one
 //! kernel at a time in ready order, and the network levels share links.
@@ -141,9 +141,9 @@ pub struct DecodeStep {
     pub token_copies: u64,
     /// Sequences decoded per step (all attention GPUs).
     pub tokens: u64,
-    /// Tokens of every MoE layer whose shared expert ran on an FFN GPU (0 unless
+    /// Tokens (over every MoE layer) whose shared expert each FFN GPU ran (all 0 unless
     /// `shared_expert_side = "ffn"`).
-    pub shared_tokens: u64,
+    pub ffn_shared: Vec<u64>,
 }
 
 fn us(t: f64) -> Dur {
@@ -250,27 +250,32 @@ impl AfdSpec {
         let mut turn = vec![0u32; map.replicas.len()];
         let mut hit = vec![false; nf];
         let mut picked = Vec::with_capacity(self.model.top_k as usize);
-        for row in r.copies.iter_mut() {
+        for (a, row) in r.copies.iter_mut().enumerate() {
+            // Shared experts this attention GPU has placed on each FFN GPU so far.
+            let mut placed = vec![0u64; nf];
             for _ in 0..tokens {
                 router.draw(rng, &mut picked);
                 hit.iter_mut().for_each(|h| *h = false);
-                for (i, &e) in picked.iter().enumerate() {
+                for &e in &picked {
                     let slots = &map.replicas[e as usize];
                     let slot = slots[(turn[e as usize] as usize) % slots.len()] as usize;
                     turn[e as usize] += 1;
                     r.slot_pairs[slot] += 1;
                     let f = map.slot_gpu[slot] as usize;
-                    if i == 0 && shared_on_ffn {
-                        // The shared expert runs where the token's first expert does.
-                        r.shared[f] += 1;
-                    }
-                    match self.dedup {
-                        Dedup::Gpu => hit[f] = true,
-                        Dedup::Expert => row[f] += 1,
+                    hit[f] = true;
+                    if self.dedup == Dedup::Expert {
+                        row[f] += 1;
                     }
                 }
-                for (f, &h) in hit.iter().enumerate() {
-                    row[f] += u64::from(h);
+                if self.dedup == Dedup::Gpu {
+                    for (f, &h) in hit.iter().enumerate() {
+                        row[f] += u64::from(h);
+                    }
+                }
+                if shared_on_ffn {
+                    let f = shared_gpu(&hit, &placed, a);
+                    placed[f] += 1;
+                    r.shared[f] += 1;
                 }
             }
         }
@@ -343,7 +348,7 @@ impl AfdSpec {
             message_kind: Vec::new(),
             ffn_pairs: vec![0; nf],
             token_copies: 0,
-            shared_tokens: 0,
+            ffn_shared: vec![0; nf],
             tokens: na as u64 * self.batch_per_attention_gpu as u64,
         };
         let w = &mut step.workload;
@@ -461,7 +466,7 @@ impl AfdSpec {
                                 *shared_memo.entry(shared).or_insert(t)
                             }
                         };
-                        step.shared_tokens += shared;
+                        step.ffn_shared[f] += shared;
                     }
                     let ffn = w.compute(self.ffn_gpus[f], us(t_ffn), &into_ffn[f]);
                     step.compute_stage.push(Stage::Ffn);
@@ -489,6 +494,19 @@ impl AfdSpec {
         }
         Ok(step)
     }
+}
+
+/// The FFN GPU that runs a token's shared expert (`shared_expert_side = "ffn"`): among the
+/// GPUs the token is dispatched to (`hit`), the one to which its attention GPU `a` has given
+/// the fewest shared experts so far in this micro-batch (`placed`), ties to the first after
+/// GPU a mod F in turn. Local to each attention GPU (it knows only its own tokens), adds no
+/// copy, and spreads the shared work whatever order the router lists a token's experts in.
+fn shared_gpu(hit: &[bool], placed: &[u64], a: usize) -> usize {
+    let nf = hit.len();
+    (0..nf)
+        .filter(|&f| hit[f])
+        .min_by_key(|&f| (placed[f], (f + nf - a % nf) % nf))
+        .expect("a token has top_k >= 1 experts")
 }
 
 /// What one decode step measured (the `metrics` of an AFD run).
