@@ -942,3 +942,98 @@ fn the_shared_expert_spreads_evenly_over_the_ffn_gpus_under_skew() {
     assert!(shared < 1.1, "shared imbalance {shared}");
     assert_eq!(step.ffn_shared.iter().sum::<u64>(), 256 * 3);
 }
+
+/// A histogram with a `layer` column routes each MoE layer by its own counts; every
+/// simulated MoE layer must be there, dense layers may not, and each layer's sum is checked.
+#[test]
+fn a_per_layer_histogram_routes_each_layer_by_its_own_counts() {
+    // 256 tokens x top-8 = 2048 pairs per layer; MoE layers 3, 4, 5 (3 dense, 6 simulated).
+    let mut csv = String::from("layer,expert,tokens\n");
+    for e in 0..256 {
+        csv.push_str(&format!("3,{e},8\n"));
+    }
+    for e in 0..64 {
+        csv.push_str(&format!("4,{e},32\n"));
+    }
+    for e in 0..8 {
+        csv.push_str(&format!("5,{e},256\n"));
+    }
+    let with = |p: &std::path::Path| {
+        format!(
+            "routing = \"histogram\"\nrouting_file = \"{}\"",
+            p.display()
+        )
+    };
+    let h = file("layers.csv", &csv);
+    let (o, s) = small_with(&with(&h));
+    let step = o.step.as_ref().unwrap();
+    // Contiguous: 32 experts per GPU. Layer 3 puts 32 x 8 on every GPU; layer 4 32 x 32 on
+    // GPUs 0 and 1; layer 5 all 2048 pairs on GPU 0.
+    let mut want = vec![256u64; 8];
+    want[0] += 1024 + 2048;
+    want[1] += 1024;
+    assert_eq!(step.ffn_pairs, want);
+    // The FFN GPUs that ran a kernel, per MoE layer.
+    let gpus = |layer: u32| {
+        let mut g: Vec<u32> = o
+            .run
+            .computes
+            .iter()
+            .zip(step.compute_stage.iter().zip(&step.compute_layer))
+            .filter(|(_, (st, l))| **st == afdsim::afd::Stage::Ffn && **l == layer)
+            .map(|(c, _)| c.gpu.0)
+            .collect();
+        g.sort_unstable();
+        g.dedup();
+        g.len()
+    };
+    assert_eq!((gpus(3), gpus(4), gpus(5)), (8, 2, 1));
+    assert_bytes_conserved(&o, &s);
+    // A later layer than those simulated is checked, then not needed.
+    let extra = file("extra.csv", &format!("{csv}60,0,2048\n"));
+    let e = afdsim::config::Scenario::parse(&format!("{SMALL}{}\n", with(&extra)), "t", None)
+        .expect_err("2048 > 256 tokens");
+    assert!(e.message.contains("tokens `2048`"), "{}", e.message);
+    let layer60: String = (0..256).map(|e| format!("60,{e},8\n")).collect();
+    let later = file("later.csv", &format!("{csv}{layer60}"));
+    let (o2, _) = small_with(&with(&later));
+    assert_eq!(o2.step.as_ref().unwrap().ffn_pairs, want);
+
+    let bad = |name: &str, text: &str, words: &str| {
+        let hp = file(name, text);
+        let e = afdsim::config::Scenario::parse(&format!("{SMALL}{}\n", with(&hp)), "t", None)
+            .expect_err(name);
+        assert!(
+            e.file.contains(hp.to_str().unwrap()) && e.message.contains(words),
+            "{name}: {} {}",
+            e.file,
+            e.message
+        );
+    };
+    let no5: String = csv
+        .lines()
+        .filter(|l| !l.starts_with("5,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    bad("no5.csv", &no5, "layer 5 has no lines");
+    bad(
+        "dense.csv",
+        &format!("{csv}1,0,0\n"),
+        "layer `1` is not allowed",
+    );
+    bad(
+        "sum4.csv",
+        &csv.replacen("4,0,32\n", "4,0,31\n", 1),
+        "layer 4: the counts sum to 2047",
+    );
+    bad(
+        "twice4.csv",
+        &format!("{csv}4,0,0\n"),
+        "expert 0 appears twice in layer 4",
+    );
+    bad(
+        "cells.csv",
+        "layer,expert,tokens\n3,0\n",
+        "three cells expected",
+    );
+}

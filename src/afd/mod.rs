@@ -371,7 +371,11 @@ impl AfdSpec {
         for layer in 0..self.layers {
             let dense = layer < model.dense_layers;
             if !dense {
-                router.start_layer(step.tokens + na as u64 * self.prefill_tokens as u64, rng);
+                router.start_layer(
+                    (layer - model.dense_layers) as usize,
+                    step.tokens + na as u64 * self.prefill_tokens as u64,
+                    rng,
+                );
             }
             for mb in 0..self.micro_batches {
                 let decode = self.tokens_in(mb);

@@ -71,7 +71,7 @@ pub struct AfdFile {
     pub zipf_s: Option<f64>,
     /// For `routing = "histogram"`: a CSV file (relative to the scenario's folder) with the
     /// header `expert,tokens` and one line per expert: how many of the step's tokens pick it
-    /// in every MoE layer. Missing experts get 0; `#` starts a comment line. The counts sum
+    /// in every MoE layer (or `layer,expert,tokens`: per MoE layer). Missing experts get 0; `#` starts a comment line. The counts sum
     /// to attention_gpus x batch_per_attention_gpu x top_k (docs/afd.md).
     #[serde(default)]
     pub routing_file: Option<String>,
@@ -289,7 +289,7 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
         ));
     }
     let tokens = na as u64 * batch as u64;
-    let routing = routing(cx, a, &model, tokens, seed)?;
+    let routing = routing(cx, a, &model, tokens, layers, seed)?;
     let experts = ExpertMap::new(
         placement,
         model.routed_experts,
@@ -519,6 +519,7 @@ fn routing(
     a: &AfdFile,
     model: &Model,
     tokens: u64,
+    layers: u64,
     seed: u64,
 ) -> Result<Routing, InputError> {
     let kind = a.routing.as_deref().unwrap_or("uniform");
@@ -557,7 +558,7 @@ fn routing(
                     format!("cannot read `{}`: {e}", path.display()),
                 )
             })?;
-            let pairs = histogram(&path.display().to_string(), &text, model, tokens)?;
+            let pairs = histogram(&path.display().to_string(), &text, model, tokens, layers)?;
             Ok(Routing::Histogram { pairs })
         }
         other => Err(cx.err(
@@ -567,19 +568,25 @@ fn routing(
     }
 }
 
-/// Parses a routing histogram: `expert,tokens` lines, each expert at most once, each count at
-/// most `tokens` (a token picks an expert once), the counts summing to `tokens` x top_k.
-/// Errors name `file` and the line.
+/// Parses a routing histogram: `expert,tokens` lines (one histogram for every MoE layer) or
+/// `layer,expert,tokens` lines (one per MoE layer; `layer` the model's 0-based index; every
+/// MoE layer below `layers`, the layers simulated, must be there, and lines of later layers
+/// are checked and dropped). Per layer each expert at most once, each count at most `tokens`
+/// (a token picks an expert once), the counts summing to `tokens` x top_k. Errors name `file`
+/// and the line (a sum: the layer).
 pub fn histogram(
     file: &str,
     text: &str,
     model: &Model,
     tokens: u64,
-) -> Result<Vec<u64>, InputError> {
-    let experts = model.routed_experts;
-    let mut pairs = vec![0u64; experts as usize];
-    let mut seen = vec![false; experts as usize];
-    let mut header = false;
+    layers: u64,
+) -> Result<Vec<Vec<u64>>, InputError> {
+    let experts = model.routed_experts as usize;
+    // Per MoE layer ordinal (from the first MoE layer); one entry without a layer column.
+    // An empty entry: a layer with no lines.
+    let mut pairs: Vec<Vec<u64>> = Vec::new();
+    let mut seen: Vec<Vec<bool>> = Vec::new();
+    let mut layered = None;
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         let at = format!("line {}", i + 1);
@@ -587,71 +594,174 @@ pub fn histogram(
             continue;
         }
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        if !header {
-            if cells != ["expert", "tokens"] {
-                return Err(InputError::new(
-                    file,
-                    at,
-                    "the header must be `expert,tokens`",
-                ));
-            }
-            header = true;
+        let Some(by_layer) = layered else {
+            layered = Some(match cells[..] {
+                ["expert", "tokens"] => false,
+                ["layer", "expert", "tokens"] => true,
+                _ => {
+                    return Err(InputError::new(
+                        file,
+                        at,
+                        "the header must be `expert,tokens` or `layer,expert,tokens`",
+                    ));
+                }
+            });
             continue;
-        }
-        let [e, n] = cells[..] else {
-            return Err(InputError::new(
-                file,
-                at,
-                "two cells expected: expert,tokens",
-            ));
         };
-        let e: u64 = e.parse().ok().filter(|&e| e < experts).ok_or_else(|| {
-            InputError::new(
-                file,
-                at.clone(),
-                format!(
-                    "expert `{e}` is not allowed: an integer 0 ..= {}",
-                    experts - 1
-                ),
-            )
-        })?;
-        let n: u64 = n.parse().ok().filter(|&n| n <= tokens).ok_or_else(|| {
-            InputError::new(
-                file,
-                at.clone(),
-                format!(
-                    "tokens `{n}` is not allowed: an integer 0 ..= {tokens} (the step's tokens; \
-                     a token picks an expert at most once)"
-                ),
-            )
-        })?;
-        if std::mem::replace(&mut seen[e as usize], true) {
+        let c = HistogramLine::parse(file, &at, &cells, by_layer, model, tokens)?;
+        if pairs.len() <= c.slot {
+            pairs.resize(c.slot + 1, Vec::new());
+            seen.resize(c.slot + 1, Vec::new());
+        }
+        if pairs[c.slot].is_empty() {
+            pairs[c.slot] = vec![0; experts];
+            seen[c.slot] = vec![false; experts];
+        }
+        if std::mem::replace(&mut seen[c.slot][c.expert], true) {
+            let layer = match by_layer {
+                true => format!(" in layer {}", model.dense_layers + c.slot as u64),
+                false => String::new(),
+            };
             return Err(InputError::new(
                 file,
                 at,
-                format!("expert {e} appears twice"),
+                format!("expert {} appears twice{layer}", c.expert),
             ));
         }
-        pairs[e as usize] = n;
+        pairs[c.slot][c.expert] = c.tokens;
     }
-    if !header {
+    let Some(by_layer) = layered else {
         return Err(InputError::new(
             file,
             "",
-            "empty: the header `expert,tokens` and one line per expert",
+            "empty: the header `expert,tokens` (or `layer,expert,tokens`) and one line per \
+             expert",
         ));
+    };
+    if !by_layer && pairs.is_empty() {
+        pairs.push(vec![0; experts]);
     }
-    let (sum, need) = (pairs.iter().sum::<u64>(), tokens * model.top_k);
-    if sum != need {
-        return Err(InputError::new(
+    check_histogram_layers(file, &mut pairs, by_layer, model, tokens, layers)?;
+    Ok(pairs)
+}
+
+/// One data line of a routing histogram.
+struct HistogramLine {
+    /// The MoE layer ordinal (0 without a layer column).
+    slot: usize,
+    expert: usize,
+    tokens: u64,
+}
+
+impl HistogramLine {
+    fn parse(
+        file: &str,
+        at: &str,
+        cells: &[&str],
+        by_layer: bool,
+        model: &Model,
+        tokens: u64,
+    ) -> Result<HistogramLine, InputError> {
+        let bad = |msg: String| InputError::new(file, at, msg);
+        let (l, e, n) = match (by_layer, cells) {
+            (false, [e, n]) => (None, *e, *n),
+            (true, [l, e, n]) => (Some(*l), *e, *n),
+            (false, _) => return Err(bad("two cells expected: expert,tokens".into())),
+            (true, _) => return Err(bad("three cells expected: layer,expert,tokens".into())),
+        };
+        let moe = model.dense_layers..model.layers;
+        let slot = match l {
+            None => 0,
+            Some(l) => {
+                let l: u64 = l.parse().ok().filter(|l| moe.contains(l)).ok_or_else(|| {
+                    bad(format!(
+                        "layer `{l}` is not allowed: a MoE layer of the model, {} ..= {}",
+                        moe.start,
+                        moe.end - 1
+                    ))
+                })?;
+                (l - moe.start) as usize
+            }
+        };
+        let experts = model.routed_experts;
+        let expert: u64 = e.parse().ok().filter(|&e| e < experts).ok_or_else(|| {
+            bad(format!(
+                "expert `{e}` is not allowed: an integer 0 ..= {}",
+                experts - 1
+            ))
+        })?;
+        let n: u64 = n.parse().ok().filter(|&n| n <= tokens).ok_or_else(|| {
+            bad(format!(
+                "tokens `{n}` is not allowed: an integer 0 ..= {tokens} (the step's tokens; a \
+                 token picks an expert at most once)"
+            ))
+        })?;
+        Ok(HistogramLine {
+            slot,
+            expert: expert as usize,
+            tokens: n,
+        })
+    }
+}
+
+/// Every layer present sums to `tokens` x top_k; with a layer column, every simulated MoE
+/// layer is present, and the layers past those simulated are dropped.
+fn check_histogram_layers(
+    file: &str,
+    pairs: &mut Vec<Vec<u64>>,
+    by_layer: bool,
+    model: &Model,
+    tokens: u64,
+    layers: u64,
+) -> Result<(), InputError> {
+    let first = model.dense_layers;
+    let simulated = if by_layer {
+        layers.saturating_sub(first) as usize
+    } else {
+        1
+    };
+    let missing = |layer: u64| {
+        InputError::new(
             file,
             "",
             format!(
-                "the counts sum to {sum} token-expert pairs, but the step's {tokens} tokens \
-                 (attention_gpus x batch_per_attention_gpu) x top_k {} need exactly {need}",
-                model.top_k
+                "layer {layer} has no lines: every simulated MoE layer ({first} ..= {}) needs \
+                 its counts",
+                layers - 1
             ),
-        ));
+        )
+    };
+    let need = tokens * model.top_k;
+    for (i, p) in pairs.iter().enumerate() {
+        let layer = first + i as u64;
+        if p.is_empty() {
+            if i < simulated {
+                return Err(missing(layer));
+            }
+            continue;
+        }
+        let sum = p.iter().sum::<u64>();
+        if sum != need {
+            let which = if by_layer {
+                format!("layer {layer}: ")
+            } else {
+                String::new()
+            };
+            return Err(InputError::new(
+                file,
+                "",
+                format!(
+                    "{which}the counts sum to {sum} token-expert pairs, but the step's {tokens} \
+                     tokens (attention_gpus x batch_per_attention_gpu) x top_k {} need exactly \
+                     {need}",
+                    model.top_k
+                ),
+            ));
+        }
     }
-    Ok(pairs)
+    if pairs.len() < simulated {
+        return Err(missing(first + pairs.len() as u64));
+    }
+    pairs.truncate(simulated.max(1));
+    Ok(())
 }
