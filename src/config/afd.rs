@@ -392,7 +392,8 @@ fn contexts(cx: &Ctx, a: &AfdFile, na: u32, batch: u32, seed: u64) -> Result<Con
     if a.context.is_some() {
         return Err(cx.err(
             key("context"),
-            "not allowed with context_dist (each sequence's context is drawn)",
+            "not allowed with context_dist: give one or the other (a serving pool sets its \
+             requests' contexts itself and takes neither)",
         ));
     }
     let bound = |k: &str, v: Option<i64>, default: Option<i64>| match v.or(default) {
