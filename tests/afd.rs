@@ -698,3 +698,342 @@ fn the_shipped_afd_scenarios_resolve() {
     }
     assert!(n >= 3, "{n} AFD scenarios");
 }
+
+/// A DeepSeek-V3 (dense MLA: attention time linear in the KV read) step with long contexts,
+/// so that attention matters; `context` is replaced by `ctx` lines.
+fn long_context(ctx: &str) -> String {
+    SMALL
+        .replace("deepseek-v3.2", "deepseek-v3")
+        .replace("context = 4096", ctx)
+}
+
+fn run_text(text: &str) -> (afdsim::Outcome, afdsim::config::Scenario) {
+    let s = afdsim::config::Scenario::parse(text, "t", None).unwrap();
+    (afdsim::run(&s, &mut |_, _| {}).unwrap(), s)
+}
+
+/// Attention kernel time per attention GPU over the step, microseconds.
+fn attention_busy_per_gpu(o: &afdsim::Outcome) -> std::collections::BTreeMap<u32, f64> {
+    let step = o.step.as_ref().unwrap();
+    let mut busy = std::collections::BTreeMap::new();
+    for (c, s) in o.run.computes.iter().zip(&step.compute_stage) {
+        if *s == afdsim::afd::Stage::Attention {
+            let d = c.finish.unwrap().since(c.start.unwrap()).as_secs_f64() * 1e6;
+            *busy.entry(c.gpu.0).or_insert(0.0) += d;
+        }
+    }
+    busy
+}
+
+/// Contexts drawn per sequence (same mean as the fixed context) give each attention GPU its
+/// own attention time; the slowest GPU sets the pace, so with attention linear in the KV
+/// read the step is no faster than at the fixed mean context. The draw is seeded.
+#[test]
+fn a_context_distribution_gives_each_attention_gpu_its_own_time() {
+    let (fixed, _) = run_text(&long_context("context = 16384"));
+    let wide = long_context("context_dist = \"uniform\"\ncontext_min = 1\ncontext_max = 32767");
+    let (spread, s) = run_text(&wide);
+    let spec = s.afd.as_ref().unwrap();
+    assert_eq!(spec.contexts.len(), 8);
+    assert!(spec.contexts.iter().all(|c| c.len() == 32));
+    let all: Vec<u64> = spec.contexts.iter().flatten().copied().collect();
+    assert!(all.iter().all(|&c| (1..=32767).contains(&c)));
+    assert!(all.iter().min() < Some(&4000) && all.iter().max() > Some(&28000));
+    let fixed_busy = attention_busy_per_gpu(&fixed);
+    let spread_busy = attention_busy_per_gpu(&spread);
+    let range = |b: &std::collections::BTreeMap<u32, f64>| {
+        let v: Vec<f64> = b.values().copied().collect();
+        (
+            v.iter().copied().fold(f64::INFINITY, f64::min),
+            v.iter().copied().fold(0.0, f64::max),
+        )
+    };
+    let (lo, hi) = range(&fixed_busy);
+    assert!(
+        (hi - lo) / hi < 1e-9,
+        "fixed: every GPU the same ({lo} .. {hi})"
+    );
+    let (lo, hi) = range(&spread_busy);
+    assert!(hi > 1.02 * lo, "spread: GPUs differ ({lo} .. {hi})");
+    let (tf, ts) = (
+        fixed.afd.as_ref().unwrap().tpot_ms,
+        spread.afd.as_ref().unwrap().tpot_ms,
+    );
+    assert!(ts >= tf, "spread {ts} ms vs fixed {tf} ms");
+    // Seeded: the same seed draws the same contexts, another seed others.
+    let (_, again) = run_text(&wide);
+    assert_eq!(again.afd.as_ref().unwrap().contexts, spec.contexts);
+    let other = afdsim::config::Scenario::parse(&wide, "t", Some(9)).unwrap();
+    assert_ne!(other.afd.as_ref().unwrap().contexts, spec.contexts);
+}
+
+/// The KV check of drawn contexts uses the attention GPU whose sequences hold the most
+/// tokens, not the mean.
+#[test]
+fn drawn_contexts_are_checked_against_hbm_on_the_fullest_gpu() {
+    let wide =
+        long_context("context_dist = \"lognormal\"\ncontext_mean = 16384\ncontext_sigma = 1.0");
+    let s =
+        afdsim::config::Scenario::parse(&format!("{wide}hbm_gib = 10000\n"), "t", None).unwrap();
+    let spec = s.afd.as_ref().unwrap();
+    let sums: Vec<u64> = spec.contexts.iter().map(|c| c.iter().sum()).collect();
+    let (max, mean) = (
+        *sums.iter().max().unwrap() as f64,
+        sums.iter().sum::<u64>() as f64 / sums.len() as f64,
+    );
+    assert!(max > 1.1 * mean, "{max} vs {mean}");
+    let gib = spec.model.layers as f64 * spec.model.kv_bytes_per_token_per_layer() as f64
+        / (1u64 << 30) as f64;
+    let between = (max + mean) / 2.0 * gib;
+    let e = afdsim::config::Scenario::parse(&format!("{wide}hbm_gib = {between}\n"), "t", None)
+        .expect_err("the fullest GPU overflows");
+    assert_eq!(e.key, "afd.batch_per_attention_gpu");
+    let g = sums.iter().position(|&x| x as f64 == max).unwrap();
+    assert!(
+        e.message.contains(&format!("attention GPU {g} ")),
+        "{}",
+        e.message
+    );
+    let roomy = max * gib * 1.001;
+    assert!(
+        afdsim::config::Scenario::parse(&format!("{wide}hbm_gib = {roomy}\n"), "t", None).is_ok()
+    );
+}
+
+#[test]
+fn context_distribution_settings_are_checked() {
+    let cases = [
+        (
+            "context_dist = \"uniform\"\ncontext_min = 1\ncontext_max = 100\ncontext = 5",
+            "afd.context",
+            "not allowed with context_dist",
+        ),
+        (
+            "context_dist = \"uniform\"\ncontext_min = 10",
+            "afd.context_max",
+            "required",
+        ),
+        (
+            "context_dist = \"uniform\"\ncontext_min = 10\ncontext_max = 5",
+            "afd.context_max",
+            "below context_min",
+        ),
+        (
+            "context_dist = \"uniform\"\ncontext_min = 1\ncontext_max = 9\ncontext_sigma = 1",
+            "afd.context_sigma",
+            "lognormal",
+        ),
+        (
+            "context_dist = \"lognormal\"\ncontext_mean = 4096\ncontext_sigma = 9",
+            "afd.context_sigma",
+            "> 0 and <= 4",
+        ),
+        (
+            "context_dist = \"lognormal\"\ncontext_sigma = 1",
+            "afd.context_mean",
+            "required",
+        ),
+        (
+            "context_dist = \"gamma\"",
+            "afd.context_dist",
+            "uniform or lognormal",
+        ),
+        (
+            "context_mean = 4096",
+            "afd.context_mean",
+            "needs context_dist",
+        ),
+        ("", "afd.context", "required"),
+    ];
+    for (lines, k, words) in cases {
+        let text = SMALL.replace("context = 4096", lines);
+        let e = afdsim::config::Scenario::parse(&text, "t", None)
+            .err()
+            .unwrap_or_else(|| panic!("{lines}: accepted"));
+        assert_eq!(e.key, k, "{lines}");
+        assert!(e.message.contains(words), "{lines}: {}", e.message);
+    }
+}
+
+/// The shipped DeepSeek-V3.2 scenario, 6 layers, with `attention_gpus` + `ffn_gpus`
+/// (round-robin placement) and the shared expert on `side`.
+fn dsv32_shared(na: u32, nf: u32, side: &str) -> (afdsim::Outcome, afdsim::config::Scenario) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/scenarios");
+    let text = std::fs::read_to_string(dir.join("afd-dsv32-4hgx.toml"))
+        .unwrap()
+        .replace("attention_gpus = 16", &format!("attention_gpus = {na}"))
+        .replace("ffn_gpus = 16", &format!("ffn_gpus = {nf}"));
+    run_text(&format!(
+        "{text}layers = 6\nplacement = \"round-robin\"\nshared_expert_side = \"{side}\"\n"
+    ))
+}
+
+/// The mean kernel time of `stage` over the MoE layers (3 ..) of a DeepSeek step, us.
+fn moe_kernel_us(o: &afdsim::Outcome, stage: afdsim::afd::Stage) -> f64 {
+    let step = o.step.as_ref().unwrap();
+    let times: Vec<f64> = o
+        .run
+        .computes
+        .iter()
+        .zip(step.compute_stage.iter().zip(&step.compute_layer))
+        .filter(|(_, (s, l))| **s == stage && **l >= 3)
+        .map(|(c, _)| c.finish.unwrap().since(c.start.unwrap()).as_secs_f64() * 1e6)
+        .collect();
+    times.iter().sum::<f64>() / times.len() as f64
+}
+
+/// Moving the shared expert to the FFN GPUs takes its GEMMs off the attention side and
+/// puts them on one of the FFN GPUs each token is dispatched to: no copy more on the fabric (bytes
+/// conserved, the same as on the attention side), every token's shared expert run once per
+/// MoE layer. When attention is the bottleneck (8 attention GPUs feeding 24 FFN GPUs) the
+/// step gets faster; when the FFN side already is (16 + 16), slower: in memory-bound decode
+/// each FFN GPU reads the shared expert's weights again for its few tokens.
+#[test]
+fn the_shared_expert_on_the_ffn_side_moves_work_across_and_conserves_bytes() {
+    for (na, nf, attention_bound) in [(8, 24, true), (16, 16, false)] {
+        let (att, sa) = dsv32_shared(na, nf, "attention");
+        let (ffn, sf) = dsv32_shared(na, nf, "ffn");
+        let (ma, mf) = (att.afd.as_ref().unwrap(), ffn.afd.as_ref().unwrap());
+        let (a_us, f_us) = (
+            moe_kernel_us(&att, afdsim::afd::Stage::Attention),
+            moe_kernel_us(&att, afdsim::afd::Stage::Ffn),
+        );
+        assert_eq!(
+            a_us > f_us,
+            attention_bound,
+            "{na}+{nf}: {a_us} / {f_us} us"
+        );
+        assert!(mf.attention_us < ma.attention_us && mf.ffn_us > ma.ffn_us);
+        assert_bytes_conserved(&att, &sa);
+        assert_bytes_conserved(&ffn, &sf);
+        let (step_a, step_f) = (att.step.as_ref().unwrap(), ffn.step.as_ref().unwrap());
+        assert_eq!(step_a.token_copies, step_f.token_copies);
+        assert!(step_a.ffn_shared.iter().all(|&n| n == 0));
+        // 3 dense layers, 3 MoE layers: every token's shared expert once per MoE layer.
+        assert_eq!(step_f.ffn_shared.iter().sum::<u64>(), step_f.tokens * 3);
+        assert_eq!(
+            mf.tpot_ms < ma.tpot_ms,
+            attention_bound,
+            "{na}+{nf}: ffn side {} ms vs attention side {} ms",
+            mf.tpot_ms,
+            ma.tpot_ms
+        );
+    }
+    let bad = SMALL.replace("layers = 6", "layers = 6\nshared_expert_side = \"both\"");
+    let e =
+        afdsim::config::Scenario::parse(&bad, "t", None).expect_err("an unknown side is refused");
+    assert_eq!(e.key, "afd.shared_expert_side");
+    assert!(e.message.contains("attention or ffn"), "{}", e.message);
+}
+
+/// The shared expert goes to the least-loaded of each token's destination GPUs, so it
+/// spreads evenly even where the routed experts do not (Zipf, contiguous placement).
+#[test]
+fn the_shared_expert_spreads_evenly_over_the_ffn_gpus_under_skew() {
+    let text = SMALL.replace("layers = 6", "layers = 6\nrouting = \"zipf\"\nzipf_s = 1.0");
+    let (o, _) = run_text(&format!("{text}shared_expert_side = \"ffn\"\n"));
+    let step = o.step.as_ref().unwrap();
+    let ratio = |v: &[u64]| {
+        let max = *v.iter().max().unwrap() as f64;
+        max / (v.iter().sum::<u64>() as f64 / v.len() as f64)
+    };
+    let (pairs, shared) = (ratio(&step.ffn_pairs), ratio(&step.ffn_shared));
+    assert!(pairs > 2.0, "routed pairs imbalance {pairs}");
+    assert!(shared < 1.1, "shared imbalance {shared}");
+    assert_eq!(step.ffn_shared.iter().sum::<u64>(), 256 * 3);
+}
+
+/// A histogram with a `layer` column routes each MoE layer by its own counts; every
+/// simulated MoE layer must be there, dense layers may not, and each layer's sum is checked.
+#[test]
+fn a_per_layer_histogram_routes_each_layer_by_its_own_counts() {
+    // 256 tokens x top-8 = 2048 pairs per layer; MoE layers 3, 4, 5 (3 dense, 6 simulated).
+    let mut csv = String::from("layer,expert,tokens\n");
+    for e in 0..256 {
+        csv.push_str(&format!("3,{e},8\n"));
+    }
+    for e in 0..64 {
+        csv.push_str(&format!("4,{e},32\n"));
+    }
+    for e in 0..8 {
+        csv.push_str(&format!("5,{e},256\n"));
+    }
+    let with = |p: &std::path::Path| {
+        format!(
+            "routing = \"histogram\"\nrouting_file = \"{}\"",
+            p.display()
+        )
+    };
+    let h = file("layers.csv", &csv);
+    let (o, s) = small_with(&with(&h));
+    let step = o.step.as_ref().unwrap();
+    // Contiguous: 32 experts per GPU. Layer 3 puts 32 x 8 on every GPU; layer 4 32 x 32 on
+    // GPUs 0 and 1; layer 5 all 2048 pairs on GPU 0.
+    let mut want = vec![256u64; 8];
+    want[0] += 1024 + 2048;
+    want[1] += 1024;
+    assert_eq!(step.ffn_pairs, want);
+    // The FFN GPUs that ran a kernel, per MoE layer.
+    let gpus = |layer: u32| {
+        let mut g: Vec<u32> = o
+            .run
+            .computes
+            .iter()
+            .zip(step.compute_stage.iter().zip(&step.compute_layer))
+            .filter(|(_, (st, l))| **st == afdsim::afd::Stage::Ffn && **l == layer)
+            .map(|(c, _)| c.gpu.0)
+            .collect();
+        g.sort_unstable();
+        g.dedup();
+        g.len()
+    };
+    assert_eq!((gpus(3), gpus(4), gpus(5)), (8, 2, 1));
+    assert_bytes_conserved(&o, &s);
+    // A later layer than those simulated is checked, then not needed.
+    let extra = file("extra.csv", &format!("{csv}60,0,2048\n"));
+    let e = afdsim::config::Scenario::parse(&format!("{SMALL}{}\n", with(&extra)), "t", None)
+        .expect_err("2048 > 256 tokens");
+    assert!(e.message.contains("tokens `2048`"), "{}", e.message);
+    let layer60: String = (0..256).map(|e| format!("60,{e},8\n")).collect();
+    let later = file("later.csv", &format!("{csv}{layer60}"));
+    let (o2, _) = small_with(&with(&later));
+    assert_eq!(o2.step.as_ref().unwrap().ffn_pairs, want);
+
+    let bad = |name: &str, text: &str, words: &str| {
+        let hp = file(name, text);
+        let e = afdsim::config::Scenario::parse(&format!("{SMALL}{}\n", with(&hp)), "t", None)
+            .expect_err(name);
+        assert!(
+            e.file.contains(hp.to_str().unwrap()) && e.message.contains(words),
+            "{name}: {} {}",
+            e.file,
+            e.message
+        );
+    };
+    let no5: String = csv
+        .lines()
+        .filter(|l| !l.starts_with("5,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    bad("no5.csv", &no5, "layer 5 has no lines");
+    bad(
+        "dense.csv",
+        &format!("{csv}1,0,0\n"),
+        "layer `1` is not allowed",
+    );
+    bad(
+        "sum4.csv",
+        &csv.replacen("4,0,32\n", "4,0,31\n", 1),
+        "layer 4: the counts sum to 2047",
+    );
+    bad(
+        "twice4.csv",
+        &format!("{csv}4,0,0\n"),
+        "expert 0 appears twice in layer 4",
+    );
+    bad(
+        "cells.csv",
+        "layer,expert,tokens\n3,0\n",
+        "three cells expected",
+    );
+}

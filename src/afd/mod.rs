@@ -3,14 +3,17 @@
 //!
 //! Per layer and micro-batch: every attention GPU runs its attention side (measured tables,
 //! `compute::Model::attention_side_at`: projections, core attention, router, shared expert,
-//! and for dense layers the dense FFN) on its share of the micro-batch; every token picks
+//! and for dense layers the dense FFN) on its share of the micro-batch (with per-sequence
+//! contexts, each GPU from its own sequences: [`ContextShape`]); every token picks
 //! `top_k` experts ([`Routing`]: uniform, Zipf or a histogram); each expert lives in one or
 //! more slots on the FFN GPUs ([`Placement`]: contiguous, round-robin or EPLB copies of hot
 //! experts); each attention GPU dispatches its tokens once per destination FFN GPU
 //! ([`Dedup::Gpu`], DeepEP normal mode) or once per expert ([`Dedup::Expert`], DeepEP
 //! low-latency mode), `dispatch_bytes_per_token` each; every FFN GPU runs its grouped expert
 //! GEMMs (`ffn_side`) once all its dispatches of that micro-batch are in, for the tokens it
-//! actually received; it returns the same copies as combines (`combine_bytes_per_token`,
+//! actually received, plus, with `shared_expert_side = "ffn"`, the shared expert of the
+//! tokens [`shared_gpu`] gives it, one of each token's destinations (no extra dispatch or
+//! combine copy: that GPU already receives the token and returns one sum); it returns the same copies as combines (`combine_bytes_per_token`,
 //! summed per attention GPU); an attention GPU's next layer of that micro-batch waits for
 //! its combines. Micro-batches overlap by themselves: each GPU's compute stream runs one
 //! kernel at a time in ready order, and the network levels share links.
@@ -28,13 +31,18 @@
 //!
 //! Invariant: the builder only creates tasks; it never times the network itself.
 
+mod context;
 mod placement;
 mod routing;
 
+pub use context::{ContextDist, ContextShape, STREAM_CONTEXT};
 pub use placement::{ExpertMap, Placement};
 pub use routing::Routing;
 
-use crate::compute::{AttentionKernel, ComputeTable, Dtype, Model, Op, OpQuery, QueryError, Work};
+use crate::compute::{
+    Attention, AttentionKernel, ComputeTable, Dtype, Mla, Model, Op, OpQuery, QueryError, Side,
+    Work,
+};
 use crate::engine::{Dur, SimRng, Time};
 use crate::packet::MessageSpec;
 use crate::topology::NodeId;
@@ -55,8 +63,13 @@ pub struct AfdSpec {
     pub micro_batches: u32,
     /// Sequences decoding on each attention GPU (split over the micro-batches).
     pub batch_per_attention_gpu: u32,
-    /// Cached tokens per sequence.
+    /// Cached tokens per sequence (with `contexts`: their mean, rounded).
     pub context: u64,
+    /// Each attention GPU's sequences' cached tokens, drawn from a distribution
+    /// (`[afd] context_dist`); empty: every sequence has `context`. Only for decode steps
+    /// (no prefill chunk): the attention of a micro-batch on a GPU is timed from its own
+    /// sequences (see `AfdSpec::spread_attention_us`).
+    pub contexts: Vec<Vec<u64>>,
     /// Prompt tokens each attention GPU also prefills in this step (a chunked-prefill
     /// iteration of request-level serving; 0 for a pure decode step), split over the
     /// micro-batches like the batch, each piece after the ones before it.
@@ -128,6 +141,9 @@ pub struct DecodeStep {
     pub token_copies: u64,
     /// Sequences decoded per step (all attention GPUs).
     pub tokens: u64,
+    /// Tokens (over every MoE layer) whose shared expert each FFN GPU ran (all 0 unless
+    /// `shared_expert_side = "ffn"`).
+    pub ffn_shared: Vec<u64>,
 }
 
 fn us(t: f64) -> Dur {
@@ -138,12 +154,17 @@ fn us(t: f64) -> Dur {
 /// loads recur across layers, micro-batches and GPUs, and the time depends on nothing else.
 type FfnMemo = std::collections::HashMap<(u64, u64, u64), f64>;
 
+/// Attention-side times by (dense layer, sequences, their context shape).
+type AttentionMemo = std::collections::HashMap<(bool, u64, ContextShape), f64>;
+
 /// The routing of one micro-batch of one layer.
 struct MicroBatchRoute {
     /// Copies each attention GPU sends each FFN GPU.
     copies: Vec<Vec<u64>>,
     /// Token-expert pairs per slot.
     slot_pairs: Vec<u64>,
+    /// Tokens whose shared expert each FFN GPU runs (`shared_expert_side = "ffn"`; else 0).
+    shared: Vec<u64>,
 }
 
 impl AfdSpec {
@@ -154,6 +175,52 @@ impl AfdSpec {
             self.micro_batches as u64,
         );
         b / m + u64::from((mb as u64) < b % m)
+    }
+
+    /// The sequences of micro-batch `mb` on one attention GPU: the micro-batches take the
+    /// GPU's sequences in order.
+    fn sequences_in(&self, mb: u32) -> std::ops::Range<usize> {
+        let start: u64 = (0..mb).map(|i| self.tokens_in(i)).sum();
+        start as usize..(start + self.tokens_in(mb)) as usize
+    }
+
+    /// The attention side of `layer` for decode sequences with the given contexts, which
+    /// differ. The tables take one context per query, so (docs/afd.md, "Context-length
+    /// distributions"): the side at the mean *attended* context, min(ctx, cap) per sequence
+    /// (cap: DSA's top-k or a sliding window), exact for the memory-bound core attention,
+    /// whose time is linear in the KV read; for DSA plus the indexer of the sequences whose
+    /// context exceeds the top-k at their mean context, which is the side of those sequences
+    /// at that context minus their side at the top-k (the same ops but the indexer).
+    fn spread_attention_us(
+        &self,
+        layer: u64,
+        contexts: &[u64],
+        memo: &mut AttentionMemo,
+    ) -> Result<f64, QueryError> {
+        let model = &self.model;
+        let topk = match &model.attention {
+            Attention::Mla(Mla {
+                sparse: Some(s), ..
+            }) => Some(s.topk),
+            _ => None,
+        };
+        let shape = ContextShape::of(contexts, |c| model.attended_ctx(layer, c), topk);
+        let key = (layer < model.dense_layers, contexts.len() as u64, shape);
+        if let Some(&t) = memo.get(&key) {
+            return Ok(t);
+        }
+        let (table, kernel) = (&self.attention_table, self.kernel);
+        let side = |n: u64, c: u64| -> Result<f64, QueryError> {
+            Ok(model
+                .attention_side_at(table, layer, n, c, kernel)?
+                .total_us())
+        };
+        let mut t = side(contexts.len() as u64, shape.attended)?;
+        if let (Some(k), true) = (topk, shape.long > 0) {
+            t += side(shape.long, shape.long_ctx)? - side(shape.long, k)?;
+        }
+        memo.insert(key, t);
+        Ok(t)
     }
 
     /// Attention GPUs with tokens: the first `active_attention_gpus`.
@@ -177,11 +244,15 @@ impl AfdSpec {
         let mut r = MicroBatchRoute {
             copies: vec![vec![0u64; nf]; na],
             slot_pairs: vec![0u64; map.slots()],
+            shared: vec![0u64; nf],
         };
+        let shared_on_ffn = self.shared_on_ffn();
         let mut turn = vec![0u32; map.replicas.len()];
         let mut hit = vec![false; nf];
         let mut picked = Vec::with_capacity(self.model.top_k as usize);
-        for row in r.copies.iter_mut() {
+        for (a, row) in r.copies.iter_mut().enumerate() {
+            // Shared experts this attention GPU has placed on each FFN GPU so far.
+            let mut placed = vec![0u64; nf];
             for _ in 0..tokens {
                 router.draw(rng, &mut picked);
                 hit.iter_mut().for_each(|h| *h = false);
@@ -191,17 +262,29 @@ impl AfdSpec {
                     turn[e as usize] += 1;
                     r.slot_pairs[slot] += 1;
                     let f = map.slot_gpu[slot] as usize;
-                    match self.dedup {
-                        Dedup::Gpu => hit[f] = true,
-                        Dedup::Expert => row[f] += 1,
+                    hit[f] = true;
+                    if self.dedup == Dedup::Expert {
+                        row[f] += 1;
                     }
                 }
-                for (f, &h) in hit.iter().enumerate() {
-                    row[f] += u64::from(h);
+                if self.dedup == Dedup::Gpu {
+                    for (f, &h) in hit.iter().enumerate() {
+                        row[f] += u64::from(h);
+                    }
+                }
+                if shared_on_ffn {
+                    let f = shared_gpu(&hit, &placed, a);
+                    placed[f] += 1;
+                    r.shared[f] += 1;
                 }
             }
         }
         r
+    }
+
+    /// Whether the shared expert(s) run on the FFN GPUs.
+    fn shared_on_ffn(&self) -> bool {
+        self.model.shared_expert_side == Side::Ffn && self.model.shared_experts > 0
     }
 
     /// The table's skew factor of a grouped GEMM with `m_max` tokens at the busiest of
@@ -265,6 +348,7 @@ impl AfdSpec {
             message_kind: Vec::new(),
             ffn_pairs: vec![0; nf],
             token_copies: 0,
+            ffn_shared: vec![0; nf],
             tokens: na as u64 * self.batch_per_attention_gpu as u64,
         };
         let w = &mut step.workload;
@@ -273,10 +357,25 @@ impl AfdSpec {
             vec![vec![Vec::new(); na]; self.micro_batches as usize];
         let mut router = Router::new(&self.routing, model.routed_experts, model.top_k);
         let mut memo = FfnMemo::new();
+        let mut att_memo = AttentionMemo::new();
+        let mut shared_memo = std::collections::HashMap::<u64, f64>::new();
+        let b = self.batch_per_attention_gpu as usize;
+        if !self.contexts.is_empty()
+            && (self.contexts.len() < na || self.contexts.iter().any(|c| c.len() != b))
+        {
+            return Err(QueryError::Invalid(format!(
+                "per-sequence contexts for {} GPUs do not match {na} GPUs x {b} sequences",
+                self.contexts.len()
+            )));
+        }
         for layer in 0..self.layers {
             let dense = layer < model.dense_layers;
             if !dense {
-                router.start_layer(step.tokens + na as u64 * self.prefill_tokens as u64, rng);
+                router.start_layer(
+                    (layer - model.dense_layers) as usize,
+                    step.tokens + na as u64 * self.prefill_tokens as u64,
+                    rng,
+                );
             }
             for mb in 0..self.micro_batches {
                 let decode = self.tokens_in(mb);
@@ -286,10 +385,20 @@ impl AfdSpec {
                     continue;
                 }
                 let table = &self.attention_table;
-                let side = if chunk == 0 {
-                    model.attention_side_at(table, layer, decode, self.context, self.kernel)?
+                let t_att: Vec<f64> = if chunk == 0 && !self.contexts.is_empty() {
+                    let seqs = self.sequences_in(mb);
+                    (0..na)
+                        .map(|a| {
+                            let c = &self.contexts[a][seqs.clone()];
+                            self.spread_attention_us(layer, c, &mut att_memo)
+                        })
+                        .collect::<Result<_, _>>()?
+                } else if chunk == 0 {
+                    let side =
+                        model.attention_side_at(table, layer, decode, self.context, self.kernel)?;
+                    vec![side.total_us(); na]
                 } else {
-                    model.attention_side_mixed(
+                    let side = model.attention_side_mixed(
                         table,
                         layer,
                         decode,
@@ -297,13 +406,13 @@ impl AfdSpec {
                         chunk,
                         prefix,
                         self.kernel,
-                    )?
+                    )?;
+                    vec![side.total_us(); na]
                 };
-                let t_att = side.total_us();
                 let atts: Vec<TaskRef> = (0..na)
                     .map(|a| {
                         let t =
-                            w.compute(self.attention_gpus[a], us(t_att), &waits[mb as usize][a]);
+                            w.compute(self.attention_gpus[a], us(t_att[a]), &waits[mb as usize][a]);
                         step.compute_stage.push(Stage::Attention);
                         step.compute_layer.push(layer as u32);
                         t
@@ -349,7 +458,20 @@ impl AfdSpec {
                         continue;
                     }
                     step.ffn_pairs[f] += pairs[f];
-                    let t_ffn = self.ffn_us(f, &route.slot_pairs, &mut memo)?;
+                    let mut t_ffn = self.ffn_us(f, &route.slot_pairs, &mut memo)?;
+                    let shared = route.shared[f];
+                    if shared > 0 {
+                        t_ffn += match shared_memo.get(&shared) {
+                            Some(&t) => t,
+                            None => {
+                                let t = model
+                                    .shared_expert_ffn_side(&self.ffn_table, shared)?
+                                    .total_us();
+                                *shared_memo.entry(shared).or_insert(t)
+                            }
+                        };
+                        step.ffn_shared[f] += shared;
+                    }
                     let ffn = w.compute(self.ffn_gpus[f], us(t_ffn), &into_ffn[f]);
                     step.compute_stage.push(Stage::Ffn);
                     step.compute_layer.push(layer as u32);
@@ -376,6 +498,19 @@ impl AfdSpec {
         }
         Ok(step)
     }
+}
+
+/// The FFN GPU that runs a token's shared expert (`shared_expert_side = "ffn"`): among the
+/// GPUs the token is dispatched to (`hit`), the one to which its attention GPU `a` has given
+/// the fewest shared experts so far in this micro-batch (`placed`), ties to the first after
+/// GPU a mod F in turn. Local to each attention GPU (it knows only its own tokens), adds no
+/// copy, and spreads the shared work whatever order the router lists a token's experts in.
+fn shared_gpu(hit: &[bool], placed: &[u64], a: usize) -> usize {
+    let nf = hit.len();
+    (0..nf)
+        .filter(|&f| hit[f])
+        .min_by_key(|&f| (placed[f], (f + nf - a % nf) % nf))
+        .expect("a token has top_k >= 1 experts")
 }
 
 /// What one decode step measured (the `metrics` of an AFD run).

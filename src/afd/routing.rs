@@ -3,7 +3,7 @@
 //! Invariant: every token gets exactly `top_k` distinct experts, and all randomness comes
 //! from the `SimRng` passed in (the Zipf permutation from its own seed), so the same seed
 //! gives the same picks. A histogram routing reproduces its per-expert pair counts exactly
-//! in every MoE layer.
+//! in every MoE layer (its own counts per layer, or one histogram for all).
 
 use crate::engine::SimRng;
 
@@ -15,10 +15,11 @@ pub enum Routing {
     /// Expert popularity follows Zipf(`s`): the i-th hottest expert has weight 1 / i^s; which
     /// experts are hot is a seeded permutation (so hot experts land on random GPUs).
     Zipf { s: f64, seed: u64 },
-    /// Exactly `pairs[e]` of the step's tokens pick expert `e` in every MoE layer (the sum is
-    /// tokens x top_k and no count exceeds the tokens: checked by config). Which tokens pick
-    /// which experts is a seeded shuffle per layer.
-    Histogram { pairs: Vec<u64> },
+    /// Exactly `pairs[i][e]` of the step's tokens pick expert `e` in the i-th MoE layer, or
+    /// with one histogram, `pairs[0][e]` in every MoE layer (each sum is tokens x top_k and
+    /// no count exceeds the tokens: checked by config). Which tokens pick which experts is a
+    /// seeded shuffle per layer.
+    Histogram { pairs: Vec<Vec<u64>> },
 }
 
 impl Routing {
@@ -42,7 +43,10 @@ impl Routing {
                 }
                 load
             }
-            Routing::Histogram { pairs } => pairs.iter().map(|&p| p as f64).collect(),
+            // One placement serves every layer: the load summed over the layers.
+            Routing::Histogram { pairs } => (0..experts as usize)
+                .map(|e| pairs.iter().map(|l| l[e] as f64).sum())
+                .collect(),
         }
     }
 }
@@ -115,7 +119,7 @@ enum Kind {
     /// The histogram's pairs; `layer` holds the current layer's picks, `top_k` per token,
     /// tokens in the step's order (see [`Router::start_layer`]).
     Histogram {
-        pairs: Vec<u64>,
+        pairs: Vec<Vec<u64>>,
         layer: Vec<u64>,
         order: Vec<u32>,
         next: usize,
@@ -147,11 +151,11 @@ impl Router {
         }
     }
 
-    /// Called at the start of every MoE layer with the step's token count. A histogram deals
-    /// its pairs to the tokens: pairs laid out expert by expert, pair i to token i mod T (no
+    /// Called at the start of every MoE layer (the `moe_layer`-th, from 0) with the step's
+    /// token count. A histogram deals that layer's pairs to the tokens: pairs laid out expert by expert, pair i to token i mod T (no
     /// count exceeds T, so a token never gets an expert twice), then the tokens shuffled.
     /// The other routings draw per token and need nothing here.
-    pub(super) fn start_layer(&mut self, tokens: u64, rng: &mut SimRng) {
+    pub(super) fn start_layer(&mut self, moe_layer: usize, tokens: u64, rng: &mut SimRng) {
         let top_k = self.top_k;
         let Kind::Histogram {
             pairs,
@@ -166,6 +170,7 @@ impl Router {
         layer.clear();
         layer.resize(t * top_k, 0);
         let mut i = 0;
+        let pairs = &pairs[if pairs.len() == 1 { 0 } else { moe_layer }];
         for (e, &c) in pairs.iter().enumerate() {
             for _ in 0..c {
                 layer[(i % t) * top_k + i / t] = e as u64;
@@ -246,13 +251,13 @@ mod tests {
         assert_eq!(pairs.iter().sum::<u64>(), tokens * top_k);
         let mut r = Router::new(
             &Routing::Histogram {
-                pairs: pairs.clone(),
+                pairs: vec![pairs.clone()],
             },
             7,
             top_k,
         );
         let mut rng = SimRng::new(3);
-        r.start_layer(tokens, &mut rng);
+        r.start_layer(0, tokens, &mut rng);
         let mut got = vec![0u64; 7];
         let mut picked = Vec::new();
         for _ in 0..tokens {

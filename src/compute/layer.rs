@@ -351,6 +351,9 @@ impl Model {
     /// cached (0 at the start of a prompt). Either count may be 0, not both; `ctx` matters only
     /// with decode tokens.
     ///
+    /// The shared expert runs here only with `shared_expert_side = "attention"` (else on the FFN
+    /// GPUs: [`Model::shared_expert_ffn_side`]).
+    ///
     /// Linear operators (projections, router, shared expert, dense FFN of dense layers, norms
     /// and glue) run once at m = decode_tokens + prefill_tokens. Core attention is the decode
     /// part (as [`Model::attention_side_at`] times it) plus the chunk's causal attention over
@@ -391,11 +394,6 @@ impl Model {
                 "layer {layer} is beyond the model's {} layers",
                 self.layers
             )));
-        }
-        if self.shared_expert_side != Side::Attention {
-            return Err(QueryError::Invalid(
-                "only shared_expert_side = \"attention\" is implemented".into(),
-            ));
         }
         let mut b = Builder {
             table,
@@ -443,23 +441,62 @@ impl Model {
         if self.dispatch_dtype == Dtype::Fp8 {
             b.glue("fp8 quant (dispatch)", Glue::Fp8Quant { rows: t, width: h });
         }
-        if self.shared_experts > 0 {
-            let f = self.expert_ffn * self.shared_experts;
-            if dt == Dtype::Fp8 && self.dispatch_dtype == Dtype::Fp8 {
-                // Reuses the tokens quantised for dispatch.
-                b.op("shared expert up+gate", OpQuery::gemm(dt, t, 2 * f, h))?;
-            } else {
-                b.gemm("shared expert up+gate", dt, t, 2 * f, h)?;
-            }
-            b.glue("shared silu*mul", Glue::SiluMul { rows: t, width: f });
-            b.gemm("shared expert down", dt, t, h, f)?;
+        if self.shared_expert_side == Side::Attention {
+            self.shared_expert(&mut b, t)?;
         }
         b.glue(
             "combine reduce + residual",
             Glue::CombineReduce {
                 rows: t,
                 width: h,
-                inputs: self.top_k + 1,
+                // The shared expert's output is one more input where it runs here; on the
+                // FFN side it comes back inside a combine copy.
+                inputs: self.top_k + u64::from(self.shared_expert_side == Side::Attention),
+            },
+        );
+        Ok(b.out)
+    }
+
+    /// The shared expert(s) for `t` tokens whose (FP8) dispatch copy already exists when the
+    /// dispatch is FP8: up+gate reuses it.
+    fn shared_expert(&self, b: &mut Builder, t: u64) -> Result<(), QueryError> {
+        if self.shared_experts == 0 {
+            return Ok(());
+        }
+        let (h, dt) = (self.hidden, self.gemm_dtype);
+        let f = self.expert_ffn * self.shared_experts;
+        if dt == Dtype::Fp8 && self.dispatch_dtype == Dtype::Fp8 {
+            // Reuses the tokens quantised for dispatch.
+            b.op("shared expert up+gate", OpQuery::gemm(dt, t, 2 * f, h))?;
+        } else {
+            b.gemm("shared expert up+gate", dt, t, 2 * f, h)?;
+        }
+        b.glue("shared silu*mul", Glue::SiluMul { rows: t, width: f });
+        b.gemm("shared expert down", dt, t, h, f)
+    }
+
+    /// The shared expert(s) on an FFN GPU (`shared_expert_side = "ffn"`) for the `tokens`
+    /// tokens assigned to it: the same GEMMs as on the attention side, on the dispatched copy
+    /// of each token, plus adding the output into the token's combine copy.
+    pub fn shared_expert_ffn_side(
+        &self,
+        table: &ComputeTable,
+        tokens: u64,
+    ) -> Result<LayerBreakdown, QueryError> {
+        let t = positive("tokens", tokens)?;
+        let mut b = Builder {
+            table,
+            out: LayerBreakdown {
+                side: "ffn",
+                ops: Vec::with_capacity(6),
+            },
+        };
+        self.shared_expert(&mut b, t)?;
+        b.glue(
+            "shared output into combine",
+            Glue::ResidualAdd {
+                rows: t,
+                width: self.hidden,
             },
         );
         Ok(b.out)

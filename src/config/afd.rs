@@ -1,8 +1,9 @@
 //! The `[afd]` table of a scenario: an AFD decode deployment on the scenario's fabric.
 
 use super::Ctx;
-use crate::afd::{AfdSpec, Dedup, ExpertMap, Placement, Routing};
-use crate::compute::{AttentionKernel, ComputeTable, Dtype, Model};
+use crate::afd::{AfdSpec, ContextDist, Dedup, ExpertMap, Placement, Routing, STREAM_CONTEXT};
+use crate::compute::{AttentionKernel, ComputeTable, Dtype, Model, Side};
+use crate::engine::SimRng;
 use crate::error::InputError;
 use crate::topology::NodeId;
 use serde::Deserialize;
@@ -35,8 +36,27 @@ pub struct AfdFile {
     #[serde(default)]
     pub micro_batches: Option<i64>,
     pub batch_per_attention_gpu: i64,
-    /// Cached tokens per sequence.
-    pub context: i64,
+    /// Cached tokens per sequence, the same for every sequence. Either this or
+    /// `context_dist`.
+    #[serde(default)]
+    pub context: Option<i64>,
+    /// `uniform` (`context_min` ..= `context_max`) or `lognormal` (`context_mean`,
+    /// `context_sigma`, clamped to `context_min` ..= `context_max`): each sequence's cached
+    /// tokens drawn from a seeded stream (docs/afd.md).
+    #[serde(default)]
+    pub context_dist: Option<String>,
+    /// Smallest context drawn (uniform: required; lognormal: the clamp, default 1).
+    #[serde(default)]
+    pub context_min: Option<i64>,
+    /// Largest context drawn (uniform: required; lognormal: the clamp, default 2^24).
+    #[serde(default)]
+    pub context_max: Option<i64>,
+    /// Lognormal: the mean context in tokens (of the distribution, before the clamp).
+    #[serde(default)]
+    pub context_mean: Option<f64>,
+    /// Lognormal: the standard deviation of ln(context), 0 < sigma <= 4.
+    #[serde(default)]
+    pub context_sigma: Option<f64>,
     /// Layers to simulate; default: all of the model's.
     #[serde(default)]
     pub layers: Option<i64>,
@@ -51,7 +71,7 @@ pub struct AfdFile {
     pub zipf_s: Option<f64>,
     /// For `routing = "histogram"`: a CSV file (relative to the scenario's folder) with the
     /// header `expert,tokens` and one line per expert: how many of the step's tokens pick it
-    /// in every MoE layer. Missing experts get 0; `#` starts a comment line. The counts sum
+    /// in every MoE layer (or `layer,expert,tokens`: per MoE layer). Missing experts get 0; `#` starts a comment line. The counts sum
     /// to attention_gpus x batch_per_attention_gpu x top_k (docs/afd.md).
     #[serde(default)]
     pub routing_file: Option<String>,
@@ -73,6 +93,10 @@ pub struct AfdFile {
     /// `fp8` or `bf16`: override the model file's combine dtype.
     #[serde(default)]
     pub combine_dtype: Option<String>,
+    /// `attention` or `ffn`: where the shared expert(s) run, overriding the model file
+    /// (`ffn`: on the FFN GPU of each token's first routed expert; docs/afd.md).
+    #[serde(default)]
+    pub shared_expert_side: Option<String>,
     /// HBM per attention GPU, GiB; default from the attention table's device when it is a
     /// known one (H100 80 GB, H200 141 GB), required otherwise.
     #[serde(default)]
@@ -125,6 +149,18 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
                 }
             };
         }
+    }
+    if let Some(side) = &a.shared_expert_side {
+        model.shared_expert_side = match side.as_str() {
+            "attention" => Side::Attention,
+            "ffn" => Side::Ffn,
+            other => {
+                return Err(cx.err(
+                    key("shared_expert_side"),
+                    format!("`{other}` is not allowed: attention or ffn"),
+                ));
+            }
+        };
     }
     let table_name = a.table.as_deref().unwrap_or("h100-sxm");
     let attention_table = ComputeTable::by_name_or_path(table_name).map_err(rekey("table"))?;
@@ -185,7 +221,7 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
             format!("{batch} sequences cannot fill {micro_batches} micro-batches"),
         ));
     }
-    let context = cx.int_in(&key("context"), a.context, 1, 1 << 24)? as u64;
+    let contexts = contexts(cx, a, na, batch, seed)?;
     let layers = cx.int_in(
         &key("layers"),
         a.layers.unwrap_or(model.layers as i64),
@@ -213,25 +249,47 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
             )
         })?,
     };
-    let kv_per_seq =
-        context as f64 * model.layers as f64 * model.kv_bytes_per_token_per_layer() as f64;
-    let (kv_bytes, hbm_bytes) = (batch as f64 * kv_per_seq, hbm_gib * (1u64 << 30) as f64);
+    // With drawn contexts, the GPU whose sequences hold the most tokens.
+    let (gpu, tokens_cached) = match &contexts {
+        Context::Fixed(c) => (None, batch as u64 * c),
+        Context::Drawn(d) => d
+            .iter()
+            .enumerate()
+            .map(|(g, c)| (Some(g), c.iter().sum::<u64>()))
+            .max_by_key(|&(g, t)| (t, std::cmp::Reverse(g)))
+            .expect("at least one attention GPU"),
+    };
+    let per_token = model.layers as f64 * model.kv_bytes_per_token_per_layer() as f64;
+    let (kv_bytes, hbm_bytes) = (
+        tokens_cached as f64 * per_token,
+        hbm_gib * (1u64 << 30) as f64,
+    );
     if kv_bytes > hbm_bytes {
         let gib = |b: f64| b / (1u64 << 30) as f64;
+        let (what, gpu_name) = match gpu {
+            None => (
+                format!("{batch} sequences x {} tokens", contexts.mean()),
+                "per attention GPU".to_string(),
+            ),
+            Some(g) => (
+                format!("{batch} sequences with {tokens_cached} drawn tokens"),
+                format!("on attention GPU {g} (the one with the most)"),
+            ),
+        };
+        let per_seq = tokens_cached as f64 / batch as f64 * per_token;
         return Err(cx.err(
             key("batch_per_attention_gpu"),
             format!(
-                "{batch} sequences x {context} tokens of KV cache need {:.1} GiB per attention \
-                 GPU, {:.1} GiB more than its {hbm_gib:.1} GiB of HBM (before weights); at \
-                 most {} sequences fit",
+                "{what} of KV cache need {:.1} GiB {gpu_name}, {:.1} GiB more than its \
+                 {hbm_gib:.1} GiB of HBM (before weights); at most {} sequences fit",
                 gib(kv_bytes),
                 gib(kv_bytes - hbm_bytes),
-                (hbm_bytes / kv_per_seq) as u64
+                (hbm_bytes / per_seq) as u64
             ),
         ));
     }
     let tokens = na as u64 * batch as u64;
-    let routing = routing(cx, a, &model, tokens, seed)?;
+    let routing = routing(cx, a, &model, tokens, layers, seed)?;
     let experts = ExpertMap::new(
         placement,
         model.routed_experts,
@@ -265,7 +323,11 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
         },
         micro_batches,
         batch_per_attention_gpu: batch,
-        context,
+        context: contexts.mean(),
+        contexts: match contexts {
+            Context::Fixed(_) => Vec::new(),
+            Context::Drawn(d) => d,
+        },
         layers,
         steps,
         routing,
@@ -277,6 +339,127 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
 
 fn key(k: &str) -> String {
     format!("afd.{k}")
+}
+
+/// The context of every sequence: one length, or one drawn per sequence.
+enum Context {
+    Fixed(u64),
+    /// Per attention GPU, each sequence's.
+    Drawn(Vec<Vec<u64>>),
+}
+
+impl Context {
+    /// The mean over all sequences, rounded to the nearest token.
+    fn mean(&self) -> u64 {
+        match self {
+            Context::Fixed(c) => *c,
+            Context::Drawn(d) => {
+                let (n, s) = d
+                    .iter()
+                    .flatten()
+                    .fold((0u64, 0u64), |(n, s), &c| (n + 1, s + c));
+                (s + n / 2) / n.max(1)
+            }
+        }
+    }
+}
+
+const MAX_CONTEXT: i64 = 1 << 24;
+
+/// `context`, or `context_dist` with its parameters, drawn for `na` GPUs x `batch` sequences
+/// from the run's context stream.
+fn contexts(cx: &Ctx, a: &AfdFile, na: u32, batch: u32, seed: u64) -> Result<Context, InputError> {
+    let params = [
+        ("context_min", a.context_min.is_some()),
+        ("context_max", a.context_max.is_some()),
+        ("context_mean", a.context_mean.is_some()),
+        ("context_sigma", a.context_sigma.is_some()),
+    ];
+    let Some(kind) = a.context_dist.as_deref() else {
+        if let Some((k, _)) = params.iter().find(|p| p.1) {
+            return Err(cx.err(key(k), "needs context_dist = \"uniform\" or \"lognormal\""));
+        }
+        let Some(c) = a.context else {
+            return Err(cx.err(
+                key("context"),
+                "required: a fixed context, or context_dist for one drawn per sequence",
+            ));
+        };
+        return Ok(Context::Fixed(
+            cx.int_in(&key("context"), c, 1, MAX_CONTEXT)? as u64,
+        ));
+    };
+    if a.context.is_some() {
+        return Err(cx.err(
+            key("context"),
+            "not allowed with context_dist: give one or the other (a serving pool sets its \
+             requests' contexts itself and takes neither)",
+        ));
+    }
+    let bound = |k: &str, v: Option<i64>, default: Option<i64>| match v.or(default) {
+        Some(v) => Ok(cx.int_in(&key(k), v, 1, MAX_CONTEXT)? as u64),
+        None => Err(cx.err(key(k), format!("required for context_dist = \"{kind}\""))),
+    };
+    let dist = match kind {
+        "uniform" => {
+            if let Some((k, _)) = params[2..].iter().find(|p| p.1) {
+                return Err(cx.err(key(k), "needs context_dist = \"lognormal\""));
+            }
+            let min = bound("context_min", a.context_min, None)?;
+            let max = bound("context_max", a.context_max, None)?;
+            ContextDist::Uniform { min, max }
+        }
+        "lognormal" => {
+            let min = bound("context_min", a.context_min, Some(1))?;
+            let max = bound("context_max", a.context_max, Some(MAX_CONTEXT))?;
+            let mean = match a.context_mean {
+                Some(m) if m.is_finite() && m >= min as f64 && m <= max as f64 => m,
+                Some(m) => {
+                    return Err(cx.err(
+                        key("context_mean"),
+                        format!("{m} is not allowed: context_min ({min}) ..= context_max ({max})"),
+                    ));
+                }
+                None => return Err(cx.err(key("context_mean"), "required for lognormal")),
+            };
+            let sigma = match a.context_sigma {
+                Some(s) if s.is_finite() && s > 0.0 && s <= 4.0 => s,
+                Some(s) => {
+                    return Err(cx.err(
+                        key("context_sigma"),
+                        format!("{s} is not allowed: > 0 and <= 4"),
+                    ));
+                }
+                None => return Err(cx.err(key("context_sigma"), "required for lognormal")),
+            };
+            ContextDist::LogNormal {
+                mean,
+                sigma,
+                min,
+                max,
+            }
+        }
+        other => {
+            return Err(cx.err(
+                key("context_dist"),
+                format!("`{other}` is not allowed: uniform or lognormal"),
+            ));
+        }
+    };
+    if let ContextDist::Uniform { min, max } | ContextDist::LogNormal { min, max, .. } = dist
+        && min > max
+    {
+        return Err(cx.err(
+            key("context_max"),
+            format!("{max} is below context_min ({min})"),
+        ));
+    }
+    let mut rng = SimRng::stream(seed, STREAM_CONTEXT);
+    Ok(Context::Drawn(
+        (0..na)
+            .map(|_| dist.draw(batch as usize, &mut rng))
+            .collect(),
+    ))
 }
 
 /// The placement, checked against the experts and FFN GPUs.
@@ -337,6 +520,7 @@ fn routing(
     a: &AfdFile,
     model: &Model,
     tokens: u64,
+    layers: u64,
     seed: u64,
 ) -> Result<Routing, InputError> {
     let kind = a.routing.as_deref().unwrap_or("uniform");
@@ -375,7 +559,7 @@ fn routing(
                     format!("cannot read `{}`: {e}", path.display()),
                 )
             })?;
-            let pairs = histogram(&path.display().to_string(), &text, model, tokens)?;
+            let pairs = histogram(&path.display().to_string(), &text, model, tokens, layers)?;
             Ok(Routing::Histogram { pairs })
         }
         other => Err(cx.err(
@@ -385,19 +569,25 @@ fn routing(
     }
 }
 
-/// Parses a routing histogram: `expert,tokens` lines, each expert at most once, each count at
-/// most `tokens` (a token picks an expert once), the counts summing to `tokens` x top_k.
-/// Errors name `file` and the line.
+/// Parses a routing histogram: `expert,tokens` lines (one histogram for every MoE layer) or
+/// `layer,expert,tokens` lines (one per MoE layer; `layer` the model's 0-based index; every
+/// MoE layer below `layers`, the layers simulated, must be there, and lines of later layers
+/// are checked and dropped). Per layer each expert at most once, each count at most `tokens`
+/// (a token picks an expert once), the counts summing to `tokens` x top_k. Errors name `file`
+/// and the line (a sum: the layer).
 pub fn histogram(
     file: &str,
     text: &str,
     model: &Model,
     tokens: u64,
-) -> Result<Vec<u64>, InputError> {
-    let experts = model.routed_experts;
-    let mut pairs = vec![0u64; experts as usize];
-    let mut seen = vec![false; experts as usize];
-    let mut header = false;
+    layers: u64,
+) -> Result<Vec<Vec<u64>>, InputError> {
+    let experts = model.routed_experts as usize;
+    // Per MoE layer ordinal (from the first MoE layer); one entry without a layer column.
+    // An empty entry: a layer with no lines.
+    let mut pairs: Vec<Vec<u64>> = Vec::new();
+    let mut seen: Vec<Vec<bool>> = Vec::new();
+    let mut layered = None;
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         let at = format!("line {}", i + 1);
@@ -405,71 +595,174 @@ pub fn histogram(
             continue;
         }
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        if !header {
-            if cells != ["expert", "tokens"] {
-                return Err(InputError::new(
-                    file,
-                    at,
-                    "the header must be `expert,tokens`",
-                ));
-            }
-            header = true;
+        let Some(by_layer) = layered else {
+            layered = Some(match cells[..] {
+                ["expert", "tokens"] => false,
+                ["layer", "expert", "tokens"] => true,
+                _ => {
+                    return Err(InputError::new(
+                        file,
+                        at,
+                        "the header must be `expert,tokens` or `layer,expert,tokens`",
+                    ));
+                }
+            });
             continue;
-        }
-        let [e, n] = cells[..] else {
-            return Err(InputError::new(
-                file,
-                at,
-                "two cells expected: expert,tokens",
-            ));
         };
-        let e: u64 = e.parse().ok().filter(|&e| e < experts).ok_or_else(|| {
-            InputError::new(
-                file,
-                at.clone(),
-                format!(
-                    "expert `{e}` is not allowed: an integer 0 ..= {}",
-                    experts - 1
-                ),
-            )
-        })?;
-        let n: u64 = n.parse().ok().filter(|&n| n <= tokens).ok_or_else(|| {
-            InputError::new(
-                file,
-                at.clone(),
-                format!(
-                    "tokens `{n}` is not allowed: an integer 0 ..= {tokens} (the step's tokens; \
-                     a token picks an expert at most once)"
-                ),
-            )
-        })?;
-        if std::mem::replace(&mut seen[e as usize], true) {
+        let c = HistogramLine::parse(file, &at, &cells, by_layer, model, tokens)?;
+        if pairs.len() <= c.slot {
+            pairs.resize(c.slot + 1, Vec::new());
+            seen.resize(c.slot + 1, Vec::new());
+        }
+        if pairs[c.slot].is_empty() {
+            pairs[c.slot] = vec![0; experts];
+            seen[c.slot] = vec![false; experts];
+        }
+        if std::mem::replace(&mut seen[c.slot][c.expert], true) {
+            let layer = match by_layer {
+                true => format!(" in layer {}", model.dense_layers + c.slot as u64),
+                false => String::new(),
+            };
             return Err(InputError::new(
                 file,
                 at,
-                format!("expert {e} appears twice"),
+                format!("expert {} appears twice{layer}", c.expert),
             ));
         }
-        pairs[e as usize] = n;
+        pairs[c.slot][c.expert] = c.tokens;
     }
-    if !header {
+    let Some(by_layer) = layered else {
         return Err(InputError::new(
             file,
             "",
-            "empty: the header `expert,tokens` and one line per expert",
+            "empty: the header `expert,tokens` (or `layer,expert,tokens`) and one line per \
+             expert",
         ));
+    };
+    if !by_layer && pairs.is_empty() {
+        pairs.push(vec![0; experts]);
     }
-    let (sum, need) = (pairs.iter().sum::<u64>(), tokens * model.top_k);
-    if sum != need {
-        return Err(InputError::new(
+    check_histogram_layers(file, &mut pairs, by_layer, model, tokens, layers)?;
+    Ok(pairs)
+}
+
+/// One data line of a routing histogram.
+struct HistogramLine {
+    /// The MoE layer ordinal (0 without a layer column).
+    slot: usize,
+    expert: usize,
+    tokens: u64,
+}
+
+impl HistogramLine {
+    fn parse(
+        file: &str,
+        at: &str,
+        cells: &[&str],
+        by_layer: bool,
+        model: &Model,
+        tokens: u64,
+    ) -> Result<HistogramLine, InputError> {
+        let bad = |msg: String| InputError::new(file, at, msg);
+        let (l, e, n) = match (by_layer, cells) {
+            (false, [e, n]) => (None, *e, *n),
+            (true, [l, e, n]) => (Some(*l), *e, *n),
+            (false, _) => return Err(bad("two cells expected: expert,tokens".into())),
+            (true, _) => return Err(bad("three cells expected: layer,expert,tokens".into())),
+        };
+        let moe = model.dense_layers..model.layers;
+        let slot = match l {
+            None => 0,
+            Some(l) => {
+                let l: u64 = l.parse().ok().filter(|l| moe.contains(l)).ok_or_else(|| {
+                    bad(format!(
+                        "layer `{l}` is not allowed: a MoE layer of the model, {} ..= {}",
+                        moe.start,
+                        moe.end - 1
+                    ))
+                })?;
+                (l - moe.start) as usize
+            }
+        };
+        let experts = model.routed_experts;
+        let expert: u64 = e.parse().ok().filter(|&e| e < experts).ok_or_else(|| {
+            bad(format!(
+                "expert `{e}` is not allowed: an integer 0 ..= {}",
+                experts - 1
+            ))
+        })?;
+        let n: u64 = n.parse().ok().filter(|&n| n <= tokens).ok_or_else(|| {
+            bad(format!(
+                "tokens `{n}` is not allowed: an integer 0 ..= {tokens} (the step's tokens; a \
+                 token picks an expert at most once)"
+            ))
+        })?;
+        Ok(HistogramLine {
+            slot,
+            expert: expert as usize,
+            tokens: n,
+        })
+    }
+}
+
+/// Every layer present sums to `tokens` x top_k; with a layer column, every simulated MoE
+/// layer is present, and the layers past those simulated are dropped.
+fn check_histogram_layers(
+    file: &str,
+    pairs: &mut Vec<Vec<u64>>,
+    by_layer: bool,
+    model: &Model,
+    tokens: u64,
+    layers: u64,
+) -> Result<(), InputError> {
+    let first = model.dense_layers;
+    let simulated = if by_layer {
+        layers.saturating_sub(first) as usize
+    } else {
+        1
+    };
+    let missing = |layer: u64| {
+        InputError::new(
             file,
             "",
             format!(
-                "the counts sum to {sum} token-expert pairs, but the step's {tokens} tokens \
-                 (attention_gpus x batch_per_attention_gpu) x top_k {} need exactly {need}",
-                model.top_k
+                "layer {layer} has no lines: every simulated MoE layer ({first} ..= {}) needs \
+                 its counts",
+                layers - 1
             ),
-        ));
+        )
+    };
+    let need = tokens * model.top_k;
+    for (i, p) in pairs.iter().enumerate() {
+        let layer = first + i as u64;
+        if p.is_empty() {
+            if i < simulated {
+                return Err(missing(layer));
+            }
+            continue;
+        }
+        let sum = p.iter().sum::<u64>();
+        if sum != need {
+            let which = if by_layer {
+                format!("layer {layer}: ")
+            } else {
+                String::new()
+            };
+            return Err(InputError::new(
+                file,
+                "",
+                format!(
+                    "{which}the counts sum to {sum} token-expert pairs, but the step's {tokens} \
+                     tokens (attention_gpus x batch_per_attention_gpu) x top_k {} need exactly \
+                     {need}",
+                    model.top_k
+                ),
+            ));
+        }
     }
-    Ok(pairs)
+    if pairs.len() < simulated {
+        return Err(missing(first + pairs.len() as u64));
+    }
+    pairs.truncate(simulated.max(1));
+    Ok(())
 }

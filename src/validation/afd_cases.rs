@@ -101,13 +101,22 @@ fn pipeline() -> Result<Vec<Check>, InputError> {
 }
 
 /// The dispatch conventions the case covers: (label, lines added to `[afd]`).
-const CONVENTIONS: [(&str, &str); 3] = [
+/// The shared expert on the FFN side adds no copy, so the per-expert closed form still holds.
+const CONVENTIONS: [(&str, &str); 5] = [
     ("per GPU", ""),
     ("per expert", "dedup = \"expert\"\n"),
     (
         "per GPU, bf16, eplb, zipf",
         "dispatch_dtype = \"bf16\"\nplacement = \"eplb\"\nredundant_experts = 8\n\
          routing = \"zipf\"\n",
+    ),
+    (
+        "per GPU, shared expert on ffn",
+        "shared_expert_side = \"ffn\"\n",
+    ),
+    (
+        "per expert, shared expert on ffn, zipf",
+        "dedup = \"expert\"\nshared_expert_side = \"ffn\"\nrouting = \"zipf\"\n",
     ),
 ];
 
