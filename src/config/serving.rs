@@ -85,8 +85,18 @@ pub struct ServingFile {
     pub prefill: Option<toml::Table>,
 }
 
-/// Keys of `[afd]` that the request stream sets.
-const SET_BY_SERVING: [&str; 4] = ["batch_per_attention_gpu", "context", "steps", "layers"];
+/// Keys of `[afd]` that the request stream sets (contexts come from the requests).
+const SET_BY_SERVING: [&str; 9] = [
+    "batch_per_attention_gpu",
+    "context",
+    "context_dist",
+    "context_min",
+    "context_max",
+    "context_mean",
+    "context_sigma",
+    "steps",
+    "layers",
+];
 
 pub(super) fn resolve(
     cx: &Ctx,
