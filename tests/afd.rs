@@ -11,6 +11,8 @@ file = "hgx-h100"
 nodes = 2
 [afd]
 model = "deepseek-v3.2"
+# H200 FFN GPUs (141 GB): 32 experts of every MoE layer (76 GiB) do not fit an H100.
+ffn_table = "h200-sxm"
 attention_gpus = 8
 ffn_gpus = 8
 micro_batches = 2
@@ -794,7 +796,12 @@ fn drawn_contexts_are_checked_against_hbm_on_the_fullest_gpu() {
         "{}",
         e.message
     );
-    let roomy = max * gib * 1.001;
+    // Room for the fullest GPU's KV cache beside the attention side's weights.
+    let weights = spec
+        .model
+        .weight_bytes(afdsim::compute::WeightPlacement::AttentionSide) as f64
+        / (1u64 << 30) as f64;
+    let roomy = max * gib * 1.001 + weights;
     assert!(
         afdsim::config::Scenario::parse(&format!("{wide}hbm_gib = {roomy}\n"), "t", None).is_ok()
     );
@@ -1036,4 +1043,20 @@ fn a_per_layer_histogram_routes_each_layer_by_its_own_counts() {
         "layer,expert,tokens\n3,0\n",
         "three cells expected",
     );
+}
+
+/// Every GPU must hold its weights: 32 experts of every MoE layer of DeepSeek-V3.2 (76 GiB)
+/// do not fit an H100's 80 GB; an attention GPU's weights count beside its KV cache.
+#[test]
+fn weights_must_fit_each_gpu() {
+    let h100 = SMALL.replace("ffn_table = \"h200-sxm\"\n", "");
+    let e = afdsim::config::Scenario::parse(&h100, "t", None).expect_err("too many experts");
+    assert_eq!(e.key, "afd.ffn_gpus");
+    assert!(e.message.contains("32 expert slots") && e.message.contains("use more FFN GPUs"));
+    // 10 GiB of HBM holds the KV cache of 32 sequences at 4K (5.4 GiB) but not the
+    // attention side's weights as well.
+    let small = SMALL.replace("layers = 6", "layers = 6\nhbm_gib = 10");
+    let e = afdsim::config::Scenario::parse(&small, "t", None).expect_err("weights + KV");
+    assert_eq!(e.key, "afd.batch_per_attention_gpu");
+    assert!(e.message.contains("GiB of weights"), "{}", e.message);
 }

@@ -52,7 +52,7 @@ fn run_json_is_one_object_with_the_documented_keys() {
     assert_eq!(keys, ["level", "metrics", "scenario", "seed"]);
     // The default is an AFD decode step at flow level: its metrics, with the network's under
     // `network`.
-    assert_eq!(v["scenario"], "afd-dsv32-2hgx");
+    assert_eq!(v["scenario"], "afd-dsv32-3hgx");
     assert_eq!(v["level"], "flow");
     assert_eq!(v["seed"], 1);
     assert!(v["metrics"]["tpot_ms"].as_f64().unwrap() > 0.0);
@@ -82,7 +82,7 @@ fn human_output_names_scenario_and_seed() {
     let o = afdsim(&["run", "--seed", "42"]);
     assert!(o.status.success());
     let s = stdout(&o);
-    assert!(s.contains("afd-dsv32-2hgx") && s.contains("seed 42"), "{s}");
+    assert!(s.contains("afd-dsv32-3hgx") && s.contains("seed 42"), "{s}");
 }
 
 #[test]

@@ -136,7 +136,7 @@ fn bad_serving_input_names_the_key() {
             "serving.decode.batch_per_attention_gpu",
         ),
         (
-            SMALL.replace("requests = 200", "requests = 200\nprefill_gpus = 4"),
+            SMALL.replace("requests = 200", "requests = 200\nprefill_gpus = 16"),
             "serving.prefill_gpus",
         ),
         (SMALL.replace("tpot_ms = 80.0", ""), "serving.tpot_ms"),

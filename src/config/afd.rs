@@ -2,7 +2,7 @@
 
 use super::Ctx;
 use crate::afd::{AfdSpec, ContextDist, Dedup, ExpertMap, Placement, Routing, STREAM_CONTEXT};
-use crate::compute::{AttentionKernel, ComputeTable, Dtype, Model, Side};
+use crate::compute::{AttentionKernel, ComputeTable, Dtype, Model, Side, WeightPlacement};
 use crate::engine::SimRng;
 use crate::error::InputError;
 use crate::topology::NodeId;
@@ -113,6 +113,64 @@ pub(super) fn known_hbm_gib(device: &str) -> Option<f64> {
     } else {
         None
     }
+}
+
+/// Every GPU must hold its weights (the whole model's layers, whatever number a step
+/// simulates): an FFN GPU its experts of every MoE layer, an attention GPU its side's
+/// weights plus the KV cache of its sequences, a colocated GPU both sides. `hbm_gib`:
+/// (attention, FFN) GPUs.
+fn check_weights(
+    cx: &Ctx,
+    model: &Model,
+    experts: &ExpertMap,
+    colocated: bool,
+    (hbm_gib, ffn_hbm_gib): (f64, f64),
+    kv_bytes: f64,
+) -> Result<(), InputError> {
+    let gib = |b: f64| b / (1u64 << 30) as f64;
+    let bytes = |g: f64| g * (1u64 << 30) as f64;
+    let slots = experts.slots_on.iter().copied().max().unwrap_or(0);
+    if !colocated {
+        let ffn = model.weight_bytes(WeightPlacement::FfnSide { experts: slots }) as f64;
+        if ffn > bytes(ffn_hbm_gib) {
+            return Err(cx.err(
+                key("ffn_gpus"),
+                format!(
+                    "{slots} expert slots on the busiest FFN GPU need {:.1} GiB of weights \
+                     (every MoE layer's), more than its {ffn_hbm_gib:.1} GiB of HBM: use more \
+                     FFN GPUs",
+                    gib(ffn)
+                ),
+            ));
+        }
+    }
+    let (placement, side) = if colocated {
+        (WeightPlacement::Colocated { experts: slots }, "GPU")
+    } else {
+        (WeightPlacement::AttentionSide, "attention GPU")
+    };
+    let weights = model.weight_bytes(placement) as f64;
+    if weights + kv_bytes > bytes(hbm_gib) {
+        return Err(cx.err(
+            key(if colocated {
+                "attention_gpus"
+            } else {
+                "batch_per_attention_gpu"
+            }),
+            format!(
+                "one {side} needs {:.1} GiB of weights and {:.1} GiB of KV cache, more than \
+                 its {hbm_gib:.1} GiB of HBM{}",
+                gib(weights),
+                gib(kv_bytes),
+                if colocated {
+                    ": spread the experts over more GPUs or shrink the batch"
+                } else {
+                    ": shrink the batch"
+                }
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<AfdSpec, InputError> {
@@ -296,6 +354,17 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
         nf,
         &routing.expected_load(model.routed_experts, model.top_k),
     );
+    check_weights(
+        cx,
+        &model,
+        &experts,
+        colocated,
+        (
+            hbm_gib,
+            known_hbm_gib(ffn_table.device()).unwrap_or(hbm_gib),
+        ),
+        kv_bytes,
+    )?;
     let dedup = match a.dedup.as_deref().unwrap_or("gpu") {
         "gpu" => Dedup::Gpu,
         "expert" => Dedup::Expert,
