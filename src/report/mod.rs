@@ -53,7 +53,7 @@ impl Summary {
 }
 
 /// The smallest value with at least `q` of the values at or below it.
-fn nearest_rank(sorted: &[u64], q: f64) -> u64 {
+pub fn nearest_rank(sorted: &[u64], q: f64) -> u64 {
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }

@@ -138,8 +138,7 @@ impl Dist {
 
 /// The smallest value with at least `q` percent of the values at or below it.
 pub fn percentile(sorted: &[u64], q: f64) -> u64 {
-    let rank = (q / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    crate::report::nearest_rank(sorted, q / 100.0)
 }
 
 /// What a serving run measured (the `metrics` of `afdsim run --json` on a serving scenario).
@@ -372,9 +371,4 @@ fn attention_kinks(model: &crate::compute::Model) -> Vec<u64> {
         }) => vec![*w],
         _ => Vec::new(),
     }
-}
-
-/// The traffic of a spec at another rate.
-pub fn at_rate(spec: &ServingSpec, rate: f64) -> Result<Traffic, crate::error::InputError> {
-    spec.traffic.with_rate(rate)
 }
