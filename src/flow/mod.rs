@@ -318,9 +318,16 @@ fn link_stats(fabric: &Fabric, alloc: &Allocator, routes: &[(u64, u64, Dur)]) ->
             bytes[l as usize] += wire as f64 * w;
         }
     }
-    topo.links()
+    links_of(fabric, &bytes)
+}
+
+/// Per-link statistics from the wire bytes each link carried (busy: their serialization).
+pub(crate) fn links_of(fabric: &Fabric, bytes: &[f64]) -> Vec<LinkStats> {
+    fabric
+        .topology
+        .links()
         .iter()
-        .zip(&bytes)
+        .zip(bytes)
         .map(|(link, &b)| {
             let wire_bytes = b.round() as u64;
             LinkStats {
@@ -333,7 +340,7 @@ fn link_stats(fabric: &Fabric, alloc: &Allocator, routes: &[(u64, u64, Dur)]) ->
 }
 
 /// Assembles the packet level's result type from per-message completions.
-fn assemble(
+pub(crate) fn assemble(
     messages: &[MessageSpec],
     started: &[Time],
     finish: Vec<Time>,

@@ -13,8 +13,9 @@
 
 use super::maxmin::full_recompute;
 use super::paths::route;
+use super::{assemble, links_of};
 use crate::engine::{Dur, PS_PER_S, Time};
-use crate::packet::{LinkStats, MessageResult, MessageSpec, PacketParams, PacketRun};
+use crate::packet::{MessageSpec, PacketParams, PacketRun};
 use crate::topology::Fabric;
 
 struct Flow {
@@ -171,54 +172,18 @@ impl<'a> OnlineFlows<'a> {
     /// Every flow as a finished message, with the wire bytes each put on each link (the
     /// batch flow level's result type). Flows still in flight are left out.
     pub fn into_run(self) -> PacketRun {
-        let topo = &self.fabric.topology;
-        let mut bytes = vec![0.0f64; topo.links().len()];
-        let mut messages = Vec::with_capacity(self.flows.len());
-        for fl in self.flows.iter().filter(|f| f.finish.is_some()) {
+        let mut bytes = vec![0.0f64; self.fabric.topology.links().len()];
+        let done: Vec<&Flow> = self.flows.iter().filter(|f| f.finish.is_some()).collect();
+        for fl in &done {
             for &(l, w) in &fl.links {
                 bytes[l as usize] += fl.wire_bytes as f64 * w;
             }
-            messages.push(MessageResult {
-                src: fl.spec.src,
-                dst: fl.spec.dst,
-                bytes: fl.spec.bytes,
-                start: fl.spec.start,
-                finish: fl.finish,
-            });
         }
-        let links = topo
-            .links()
-            .iter()
-            .zip(&bytes)
-            .map(|(link, &b)| {
-                let wire_bytes = b.round() as u64;
-                LinkStats {
-                    wire_bytes,
-                    busy: link.rate.serialize(wire_bytes),
-                    ..LinkStats::default()
-                }
-            })
-            .collect();
-        let total: u64 = messages.iter().map(|m| m.bytes).sum();
-        PacketRun {
-            end: messages
-                .iter()
-                .filter_map(|m| m.finish)
-                .max()
-                .unwrap_or(Time::ZERO),
-            messages,
-            computes: Vec::new(),
-            links,
-            queue: Default::default(),
-            packets: 0,
-            packet_hops: 0,
-            bytes_injected: total,
-            bytes_delivered: total,
-            bytes_dropped: 0,
-            cnps: 0,
-            lossless_overflow_bytes: 0,
-            recovery: Default::default(),
-        }
+        let specs: Vec<MessageSpec> = done.iter().map(|f| f.spec.clone()).collect();
+        let started: Vec<Time> = done.iter().map(|f| f.spec.start).collect();
+        let finish = done.iter().map(|f| f.finish.expect("filtered")).collect();
+        let links = links_of(self.fabric, &bytes);
+        assemble(&specs, &started, finish, links, Default::default())
     }
 }
 
