@@ -148,6 +148,14 @@ fn bad_serving_input_names_the_key() {
             SMALL.replace("attention_gpus = 16", "attention_gpus = 2"),
             "serving.decode",
         ),
+        // 16 experts per GPU plus the attention side fit 80 GB, not 70 % of it.
+        (
+            SMALL.replace(
+                "chunk_tokens = 1024",
+                "chunk_tokens = 1024\nmemory_reserve = 0.3",
+            ),
+            "serving.memory_reserve",
+        ),
     ];
     for (text, key) in cases {
         let p = temp_file("bad.toml", &text);

@@ -119,7 +119,7 @@ pub(super) fn known_hbm_gib(device: &str) -> Option<f64> {
 /// simulates): an FFN GPU its experts of every MoE layer, an attention GPU its side's
 /// weights plus the KV cache of its sequences, a colocated GPU both sides. `hbm_gib`:
 /// (attention, FFN) GPUs.
-fn check_weights(
+pub(super) fn check_weights(
     cx: &Ctx,
     model: &Model,
     experts: &ExpertMap,

@@ -24,7 +24,7 @@
 use std::path::Path;
 
 use super::Ctx;
-use super::afd::{AfdFile, known_hbm_gib};
+use super::afd::{AfdFile, check_weights, known_hbm_gib};
 use crate::afd::AfdSpec;
 use crate::compute::WeightPlacement;
 use crate::error::InputError;
@@ -84,6 +84,17 @@ pub struct ServingFile {
     #[serde(default)]
     pub prefill: Option<toml::Table>,
 }
+
+/// Keys of `[afd]` that size and shape one pool: a `[serving.prefill]` table takes these
+/// (and nothing of `[serving.decode]`'s).
+const POOL_KEYS: [&str; 6] = [
+    "mode",
+    "attention_gpus",
+    "ffn_gpus",
+    "micro_batches",
+    "placement",
+    "redundant_experts",
+];
 
 /// Keys of `[afd]` that the request stream sets (contexts come from the requests).
 const SET_BY_SERVING: [&str; 9] = [
@@ -174,10 +185,11 @@ pub(super) fn resolve(
         Some(g) => g,
         None => known_hbm_gib(decode.attention_table.device()).expect("afd::resolve checked"),
     };
-    let hbm = hbm_gib * (1u64 << 30) as f64 * (1.0 - reserve);
-    let weights = pool_weights(cx, &decode, "decode", hbm, hbm_gib)?;
+    let usable_gib = hbm_gib * (1.0 - reserve);
+    let hbm = usable_gib * (1u64 << 30) as f64;
+    let weights = pool_weights(cx, &decode, "decode", usable_gib, reserve)?;
     if let Some(p) = &prefill {
-        pool_weights(cx, p, "prefill", hbm, hbm_gib)?;
+        pool_weights(cx, p, "prefill", usable_gib, reserve)?;
     }
     let kv_per_token = model.kv_bytes_per_token();
     let kv_capacity_tokens = ((hbm - weights) / kv_per_token as f64) as u64;
@@ -268,59 +280,51 @@ pub(super) fn resolve(
 }
 
 /// The weights resident on one GPU of a pool that holds sequences (an attention GPU, or an
-/// expert-parallel GPU), after checking that every GPU of the pool fits its weights in the
-/// `hbm` bytes usable (of `hbm_gib`) with room to spare for a KV cache.
+/// expert-parallel GPU), after `afd`'s check that every GPU of the pool holds its weights in
+/// the HBM left by the memory reserve (`usable_gib`; FFN GPUs: their own table's device).
 fn pool_weights(
     cx: &Ctx,
     spec: &AfdSpec,
     pool: &str,
-    hbm: f64,
-    hbm_gib: f64,
+    usable_gib: f64,
+    reserve: f64,
 ) -> Result<f64, InputError> {
-    let model = &spec.model;
     let colocated = spec.attention_gpus == spec.ffn_gpus;
-    let experts = model.routed_experts.div_ceil(spec.ffn_gpus.len() as u64);
-    let gib = |b: f64| b / (1u64 << 30) as f64;
-    let (placement, side) = if colocated {
-        (
-            WeightPlacement::Colocated { experts },
-            "expert-parallel GPU",
+    let ffn_gib =
+        known_hbm_gib(spec.ffn_table.device()).map_or(usable_gib, |g| g * (1.0 - reserve));
+    check_weights(
+        cx,
+        &spec.model,
+        &spec.experts,
+        colocated,
+        (usable_gib, ffn_gib),
+        0.0,
+    )
+    .map_err(|e| {
+        let e = rekey(cx, pool, e);
+        InputError::new(
+            e.file,
+            e.key,
+            format!("{} (HBM less serving.memory_reserve)", e.message),
         )
+    })?;
+    let slots = spec.experts.slots_on.iter().copied().max().unwrap_or(0);
+    let placement = if colocated {
+        WeightPlacement::Colocated { experts: slots }
     } else {
-        (WeightPlacement::AttentionSide, "attention GPU")
+        WeightPlacement::AttentionSide
     };
-    if !colocated {
-        let ffn = model.weight_bytes(WeightPlacement::FfnSide { experts }) as f64;
-        if ffn > hbm {
-            return Err(cx.err(
-                format!("serving.{pool}.ffn_gpus"),
-                format!(
-                    "{experts} experts per FFN GPU need {:.1} GiB of weights, more than the \
-                     {:.1} GiB usable of {hbm_gib:.1} GiB HBM: use more FFN GPUs",
-                    gib(ffn),
-                    gib(hbm)
-                ),
-            ));
-        }
-    }
-    let weights = model.weight_bytes(placement) as f64;
-    if weights >= hbm {
-        return Err(cx.err(
-            format!("serving.{pool}.attention_gpus"),
-            format!(
-                "the weights of one {side} of the {pool} pool take {:.1} GiB, all of the {:.1} \
-                 GiB usable of {hbm_gib:.1} GiB HBM: no room for a KV cache{}",
-                gib(weights),
-                gib(hbm),
-                if colocated {
-                    ": spread the experts over more GPUs"
-                } else {
-                    ""
-                }
-            ),
-        ));
-    }
-    Ok(weights)
+    Ok(spec.model.weight_bytes(placement) as f64)
+}
+
+/// An error of `afd`'s resolution of a pool, named under `serving.<pool>`.
+fn rekey(cx: &Ctx, pool: &str, e: InputError) -> InputError {
+    let k = e.key.strip_prefix("afd.").unwrap_or(&e.key).to_string();
+    InputError::new(
+        cx.origin,
+        format!("serving.{pool}.{k}"),
+        e.message.replace("afd.", &format!("serving.{pool}.")),
+    )
 }
 
 /// The prefill pool: `prefill_gpus` expert-parallel GPUs, or a `[serving.prefill]` table,
@@ -333,14 +337,7 @@ fn prefill_pool(
 ) -> Result<Option<AfdSpec>, InputError> {
     let key = |k: &str| format!("serving.{k}");
     let mut t = s.decode.clone();
-    for k in [
-        "mode",
-        "attention_gpus",
-        "ffn_gpus",
-        "micro_batches",
-        "placement",
-        "redundant_experts",
-    ] {
+    for k in POOL_KEYS {
         t.remove(k);
     }
     t.insert(
@@ -379,16 +376,7 @@ fn prefill_pool(
                         "not allowed here: the request stream sets it",
                     ));
                 }
-                if ![
-                    "mode",
-                    "attention_gpus",
-                    "ffn_gpus",
-                    "micro_batches",
-                    "placement",
-                    "redundant_experts",
-                ]
-                .contains(&k.as_str())
-                {
+                if !POOL_KEYS.contains(&k.as_str()) {
                     return Err(cx.err(
                         key(&format!("prefill.{k}")),
                         "not allowed here: the prefill pool takes mode, attention_gpus, \
@@ -415,14 +403,6 @@ fn afd_pool(
     // Enough for any micro-batch count (the check that the batch fills them).
     t.insert("batch_per_attention_gpu".into(), 64.into());
     t.insert("context".into(), 1.into());
-    let rekey = |e: InputError| {
-        let k = e.key.strip_prefix("afd.").unwrap_or(&e.key).to_string();
-        InputError::new(
-            cx.origin,
-            format!("serving.{pool}.{k}"),
-            e.message.replace("afd.", &format!("serving.{pool}.")),
-        )
-    };
     let file: AfdFile = serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(|e| {
         InputError::new(
             cx.origin,
@@ -430,7 +410,7 @@ fn afd_pool(
             super::one_line(e.into_inner().message()),
         )
     })?;
-    let mut spec = super::afd::resolve(cx, &file, gpus, seed).map_err(rekey)?;
+    let mut spec = super::afd::resolve(cx, &file, gpus, seed).map_err(|e| rekey(cx, pool, e))?;
     // One micro-batch needs at least one sequence: the serving iterations set the batch,
     // so the template's check against batch 1 does not apply.
     spec.batch_per_attention_gpu = 0;
