@@ -1,7 +1,10 @@
 //! AFD decode scenarios through the CLI: metrics, determinism, bad input.
 
+mod common;
+
+use common::{afdsim, temp_file};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 const SMALL: &str = r#"
 name = "afd-small"
@@ -21,19 +24,8 @@ context = 4096
 layers = 6
 "#;
 
-fn afdsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_afdsim"))
-        .args(args)
-        .output()
-        .expect("runs")
-}
-
 fn file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("afdsim-afd-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
+    temp_file("afd", name, text)
 }
 
 fn json(o: &Output) -> serde_json::Value {

@@ -1,30 +1,9 @@
 //! The command line as a user meets it: exit codes, stdout shape, determinism, bad input.
 
+mod common;
+
+use common::{afdsim, stderr, stdout, temp_file};
 use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn afdsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_afdsim"))
-        .args(args)
-        .output()
-        .expect("the afdsim binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).expect("utf-8 stderr")
-}
-
-fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("afdsim-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
 
 const JITTERED: &str = r#"
 name = "jittered"
@@ -66,7 +45,7 @@ fn same_seed_gives_byte_identical_json() {
     assert!(a.status.success());
     assert_eq!(a.stdout, b.stdout);
 
-    let f = temp_file("jittered.toml", JITTERED);
+    let f = temp_file("cli", "jittered.toml", JITTERED);
     let f = f.to_str().unwrap();
     let a = afdsim(&["run", f, "--json", "--seed", "1"]);
     let b = afdsim(&["run", f, "--json", "--seed", "1"]);
@@ -107,7 +86,7 @@ fn out_dir_holds_metrics_and_tables() {
 fn bad_input_is_a_clear_one_line_error() {
     let check = |name: &str, text: Option<&str>, needles: &[&str]| {
         let path = match text {
-            Some(t) => temp_file(name, t),
+            Some(t) => temp_file("cli", name, t),
             None => PathBuf::from("/nonexistent/afdsim/missing.toml"),
         };
         let o = afdsim(&["run", path.to_str().unwrap()]);

@@ -1,34 +1,12 @@
 //! Request-level serving as a user meets it: `run` on a serving scenario, `slo-search`,
 //! determinism, bad input; and the layer extrapolation of iteration times.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+
+use common::{afdsim, stderr, stdout, temp_file};
 
 use afdsim::config::Scenario;
 use afdsim::serving::points::FabricPoints;
-
-fn afdsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_afdsim"))
-        .args(args)
-        .output()
-        .expect("the afdsim binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).expect("utf-8")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).expect("utf-8")
-}
-
-fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("afdsim-serving-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
 
 /// A small aggregated deployment: DeepSeek-V3.2 on two HGX H100 servers, short requests.
 const SMALL: &str = r#"
@@ -65,7 +43,7 @@ micro_batches = 2
 
 #[test]
 fn run_reports_serving_metrics_and_is_deterministic() {
-    let p = temp_file("small.toml", SMALL);
+    let p = temp_file("serving", "small.toml", SMALL);
     let a = afdsim(&["run", "--json", p.to_str().unwrap()]);
     assert!(a.status.success(), "{}", stderr(&a));
     let v: serde_json::Value = serde_json::from_str(&stdout(&a)).expect("one JSON object");
@@ -92,7 +70,7 @@ fn run_reports_serving_metrics_and_is_deterministic() {
 
 #[test]
 fn slo_search_brackets_the_limit() {
-    let p = temp_file("search.toml", SMALL);
+    let p = temp_file("serving", "search.toml", SMALL);
     let o = afdsim(&[
         "slo-search",
         "--json",
@@ -158,7 +136,7 @@ fn bad_serving_input_names_the_key() {
         ),
     ];
     for (text, key) in cases {
-        let p = temp_file("bad.toml", &text);
+        let p = temp_file("serving", "bad.toml", &text);
         let o = afdsim(&["run", p.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(2), "{key}: {}", stderr(&o));
         let e = stderr(&o);
@@ -170,6 +148,7 @@ fn bad_serving_input_names_the_key() {
 #[test]
 fn a_request_that_never_fits_is_named_by_its_trace_line() {
     let trace = temp_file(
+        "serving",
         "trace.jsonl",
         "{\"arrival_s\": 0.0, \"input\": 100, \"output\": 10}\n{\"arrival_s\": 0.5, \"input\": 9000000, \"output\": 10}\n",
     );
@@ -188,7 +167,7 @@ fn a_request_that_never_fits_is_named_by_its_trace_line() {
         .unwrap()
         .to_string()
         + "[serving.decode]\nmode = \"colocated\"\nmodel = \"deepseek-v3.2\"\nattention_gpus = 16\nmicro_batches = 2\n";
-    let p = temp_file("trace.toml", &text);
+    let p = temp_file("serving", "trace.toml", &text);
     let o = afdsim(&["run", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let e = stderr(&o);
@@ -229,7 +208,7 @@ fn an_afd_prefill_pool() {
             "[serving.decode]",
             "[serving.prefill]\nmode = \"afd\"\nattention_gpus = 4\nffn_gpus = 16\n[serving.decode]",
         );
-    let p = temp_file("afd-prefill.toml", &text);
+    let p = temp_file("serving", "afd-prefill.toml", &text);
     let o = afdsim(&["run", "--json", p.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -237,7 +216,7 @@ fn an_afd_prefill_pool() {
     assert_eq!(v["metrics"]["gpus"], 16 + 4 + 16);
     assert!(v["metrics"]["kv_transfer_ms"]["mean"].as_f64().unwrap() > 0.0);
     let both = text.replace("requests = 30", "requests = 30\nprefill_gpus = 16");
-    let p = temp_file("both.toml", &both);
+    let p = temp_file("serving", "both.toml", &both);
     let o = afdsim(&["run", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("serving.prefill"), "{}", stderr(&o));

@@ -1,0 +1,31 @@
+//! Helpers the CLI-level test crates share: run the binary, read its output, write inputs.
+// Each test crate compiles this module and uses part of it.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Runs the afdsim binary with `args`.
+pub fn afdsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_afdsim"))
+        .args(args)
+        .output()
+        .expect("the afdsim binary runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).expect("utf-8 stderr")
+}
+
+/// Writes `text` to `name` in this test process's folder `afdsim-<suite>-<pid>`.
+pub fn temp_file(suite: &str, name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("afdsim-{suite}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
