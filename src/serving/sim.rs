@@ -94,6 +94,10 @@ pub struct RequestResult {
     pub finish: Time,
     /// The KV-cache transfer's start and finish (P/D only).
     pub kv_transfer: Option<(Time, Time)>,
+    /// The GPU (index in the aggregated or decode pool) that held its KV cache, and when
+    /// it reserved room for it (admission to prefill; under P/D, the transfer's start).
+    pub decode_gpu: u32,
+    pub admitted: Time,
 }
 
 impl RequestResult {
@@ -169,6 +173,7 @@ struct Req {
     first_token: Option<Time>,
     finish: Option<Time>,
     kv: Option<(Time, Time)>,
+    admitted: Option<Time>,
 }
 
 /// One GPU's queues. In the aggregated pool a GPU uses all of them; in P/D a prefill GPU
@@ -249,6 +254,7 @@ pub fn simulate<C: StepCost>(
                 first_token: None,
                 finish: None,
                 kv: None,
+                admitted: None,
             })
             .collect(),
         dgpus: vec![Gpu::default(); layout.decode_gpus.len()],
@@ -285,7 +291,7 @@ pub fn simulate<C: StepCost>(
     loop {
         let tq = sim.queue.peek_time();
         let tf = sim.net.next_event();
-        match (tq, tf) {
+        let now = match (tq, tf) {
             (None, None) => break,
             // Flows first at equal times: a KV cache that lands now joins an iteration
             // that starts now.
@@ -295,6 +301,7 @@ pub fn simulate<C: StepCost>(
                 for &fl in &finished_flows {
                     sim.kv_arrived(f, sim.flow_req[fl as usize]);
                 }
+                f
             }
             _ => {
                 let (now, ev) = sim.queue.pop().expect("peeked");
@@ -306,11 +313,9 @@ pub fn simulate<C: StepCost>(
                 if disagg {
                     sim.start_prefill(now)?;
                 }
-                sim.start_decode(now)?;
-                continue;
+                now
             }
-        }
-        let now = tf.expect("flow event");
+        };
         sim.start_decode(now)?;
     }
     sim.finish()
@@ -445,6 +450,9 @@ impl<C: StepCost> Sim<'_, C> {
                     },
                     &mut self.decode_pieces,
                 );
+                for &i in &gpu.prefilling {
+                    self.reqs[i as usize].admitted.get_or_insert(now);
+                }
                 chunk = chunk.max(c);
                 work += c as u64;
             }
@@ -599,6 +607,7 @@ impl<C: StepCost> Sim<'_, C> {
             debug_assert_eq!(f as usize, self.flow_req.len());
             self.flow_req.push(i);
             r.kv = Some((now, Time::MAX));
+            r.admitted = Some(now);
         }
     }
 
@@ -634,6 +643,8 @@ impl<C: StepCost> Sim<'_, C> {
                     first_token: r.first_token.expect("every request gets its first token"),
                     finish: r.finish.expect("every request finishes"),
                     kv_transfer: r.kv,
+                    decode_gpu: r.dgpu,
+                    admitted: r.admitted.expect("every request was admitted"),
                 }
             })
             .collect();
@@ -830,7 +841,8 @@ mod tests {
         }
     }
 
-    /// A GPU never holds more KV cache than it has, nor more sequences than its batch.
+    /// A GPU never holds more KV cache than it has, nor more sequences than its batch:
+    /// replayed per GPU from each request's reservation (admission) to its finish.
     #[test]
     fn capacity_limits_hold() {
         for mode in [Mode::Aggregated, pd()] {
@@ -841,28 +853,29 @@ mod tests {
             let reqs = poisson(300, 200.0, 3);
             let run =
                 simulate(&s.fabric, &s.packet, &l, &reqs, &mut Linear { calls: 0 }).expect("runs");
-            // Replay: at every first-token time, count the requests of each decode GPU
-            // holding KV (P/D: from the transfer's start; aggregated: approximated by the
-            // first token, a lower bound of the reservation).
-            let mut events: Vec<(Time, i64, i64)> = Vec::new();
+            let mut events: Vec<(u32, Time, i64, i64)> = Vec::new();
             for r in &run.requests {
-                let start = r.kv_transfer.map_or(r.first_token, |k| k.0);
+                assert!(r.admitted <= r.first_token && r.first_token <= r.finish);
                 let need = (r.input + r.output) as i64;
-                events.push((start, 1, need));
-                events.push((r.finish, -1, -need));
+                events.push((r.decode_gpu, r.admitted, 1, need));
+                events.push((r.decode_gpu, r.finish, -1, -need));
             }
-            events.sort_by_key(|e| (e.0, e.1));
-            let (mut n, mut kv, mut max_n, mut max_kv) = (0i64, 0i64, 0, 0);
-            for (_, dn, dkv) in events {
+            // Releases before reservations at one time (a freed slot is reused at once).
+            events.sort_by_key(|e| (e.0, e.1, e.2));
+            let (mut n, mut kv, mut most) = (0i64, 0i64, (0, 0));
+            let mut gpu = u32::MAX;
+            for (g, _, dn, dkv) in events {
+                if g != gpu {
+                    (gpu, n, kv) = (g, 0, 0);
+                }
                 n += dn;
                 kv += dkv;
-                max_n = max_n.max(n);
-                max_kv = max_kv.max(kv);
+                most = (most.0.max(n), most.1.max(kv));
             }
-            let gpus = l.decode_gpus.len() as i64;
-            assert!(max_n <= 3 * gpus, "{max_n} sequences");
-            assert!(max_kv <= 7000 * gpus, "{max_kv} KV tokens");
-            assert!(run.requests.iter().all(|r| r.finish > r.arrival));
+            assert!(most.0 <= 3, "{} sequences on one GPU", most.0);
+            assert!(most.1 <= 7000, "{} KV tokens on one GPU", most.1);
+            // The limits bind: without them more would have run at once.
+            assert_eq!(most.0, 3, "the batch limit is reached");
         }
     }
 
