@@ -1,21 +1,27 @@
 //! The project's profiler (tools/profiler/profile.py) against the Rust side.
 //!
-//! PyTorch is not installed in CI (its PyPI wheels pull gigabytes of CUDA libraries), so the
-//! smoke run happens only where `python3 -c "import torch"` works; elsewhere the test says
-//! loudly that it skipped. The shape listing needs only Python 3.11+.
+//! The interpreter is `$AFDSIM_PYTHON` (default `python3`). `.ci/run` installs PyTorch into a
+//! virtual environment, points `AFDSIM_PYTHON` at it and sets `AFDSIM_REQUIRE_TORCH=1`, so that
+//! there the smoke runs must happen; elsewhere, without PyTorch, they say loudly that they
+//! skipped. The shape listing needs only Python 3.11+.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use afdsim::compute::{AttentionKernel, ComputeTable, Method, Model, Op, Work};
+use afdsim::compute::layer_check::{self, LayerSide};
+use afdsim::compute::{AttentionKernel, ComputeTable, Dtype, Method, Model, Op, Work};
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/profiler/profile.py")
 }
 
+fn python() -> String {
+    std::env::var("AFDSIM_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
 fn python_ok(code: &str) -> bool {
-    Command::new("python3")
+    Command::new(python())
         .args(["-c", code])
         .output()
         .is_ok_and(|o| o.status.success())
@@ -25,6 +31,10 @@ fn python_ok(code: &str) -> bool {
 /// visible in a plain `cargo test` run.
 fn skip(what: &str, why: &str) {
     use std::io::Write;
+    assert!(
+        std::env::var("AFDSIM_REQUIRE_TORCH").as_deref() != Ok("1"),
+        "AFDSIM_REQUIRE_TORCH=1 but {what} cannot run: {why}"
+    );
     let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {what}: {why} ***\n");
 }
 
@@ -68,7 +78,7 @@ fn profiler_measures_every_shape_the_model_layers_ask_for() {
         );
         return;
     }
-    let out = Command::new("python3")
+    let out = Command::new(python())
         .arg(script())
         .args(["--out", std::env::temp_dir().to_str().unwrap(), "--list"])
         .output()
@@ -103,7 +113,7 @@ fn profiler_smoke_run_writes_a_table_afdsim_loads() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("afdsim-profiler-{}", std::process::id()));
-    let out = Command::new("python3")
+    let out = Command::new(python())
         .arg(script())
         .args(["--smoke", "--cpu", "--out", dir.to_str().unwrap()])
         .output()
@@ -137,4 +147,77 @@ fn profiler_smoke_run_writes_a_table_afdsim_loads() {
         assert!((p.time_us - mean).abs() <= 1e-9 * mean, "{:?}", r.query);
     }
     assert!(dir.join("env.json").exists());
+}
+
+#[test]
+fn profiler_smoke_layers_are_checked_against_assembled_layers() {
+    if !python_ok("import torch") {
+        skip(
+            "profiler whole-layer smoke run",
+            "PyTorch is not installed (python3 -c 'import torch' failed); \
+             run `python3 tools/profiler/profile.py --smoke --layers --out DIR` where it is",
+        );
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("afdsim-layers-{}", std::process::id()));
+    let out = Command::new(python())
+        .arg(script())
+        .args([
+            "--smoke",
+            "--cpu",
+            "--layers",
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = dir.join("layers.csv");
+    let rows = layer_check::load_measurements(&file).unwrap();
+    // Two models (GQA; MLA with the DSA indexer past top-k) x (two attention points, one FFN).
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    let models: BTreeSet<&str> = rows.iter().map(|r| r.model.as_str()).collect();
+    assert_eq!(
+        models,
+        BTreeSet::from(["deepseek-v3.2", "qwen3-30b-a3b"]),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| matches!(r.side, LayerSide::Attention { ctx, .. } if ctx > 2048)),
+        "no point past DSA's top-k: {rows:?}"
+    );
+    for r in &rows {
+        // The CPU has no FP8 GEMMs: the row says what ran, and the check assembles that.
+        assert_eq!(r.gemm_dtype, Dtype::Bf16, "{r:?}");
+        assert_eq!(r.mode, "eager");
+    }
+    let t = ComputeTable::embedded("h100-sxm").unwrap();
+    let cmp = layer_check::compare(file.to_str().unwrap(), &rows, &t).unwrap();
+    for c in &cmp {
+        assert!(c.assembled_us.is_finite() && c.assembled_us > c.table_us && c.table_us > 0.0);
+    }
+    // The CLI reads the same file and prints one line per row plus the summary.
+    let out = Command::new(env!("CARGO_BIN_EXE_afdsim"))
+        .args(["compute", "layer-check", "--table", "h100-sxm", "--layers"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines = text
+        .lines()
+        .filter(|l| l.starts_with("qwen3-30b-a3b ") || l.starts_with("deepseek-v3.2 "))
+        .count();
+    assert_eq!(lines, 6, "{text}");
+    assert!(text.contains("glue eager"), "{text}");
 }

@@ -12,6 +12,7 @@ use crate::error::InputError;
 
 use super::interp::Scheme;
 use super::layer::{AttentionKernel, LayerBreakdown};
+use super::layer_check::{self, LayerComparison, LayerSide};
 use super::model::Model;
 use super::predict::{ErrorSummary, Method};
 use super::table::{ComputeTable, Header, Op};
@@ -108,6 +109,20 @@ pub enum ComputeCommand {
         #[arg(long)]
         layer: Option<u64>,
     },
+    /// Whole layers timed by the profiler (`profile.py --layers`) against the same layers
+    /// assembled from a table: the glue model's check (goal: within 10 %).
+    LayerCheck {
+        /// Compute table to assemble from: a CSV path (the same GPU's profile), or an embedded
+        /// name.
+        #[arg(long)]
+        table: String,
+        /// The profiler's layers.csv.
+        #[arg(long)]
+        layers: PathBuf,
+        /// Write every row (measured, assembled, table operators alone, errors) to this CSV.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Leave-one-out accuracy of the interpolation on a table.
     Loo {
         /// Compute table: a CSV path, or an embedded name.
@@ -184,6 +199,10 @@ pub fn run_command(cmd: &ComputeCommand, out: &mut dyn Write) -> Result<(), Inpu
             };
             layer_report(&m, &ta, &tf, &args)?
         }
+        ComputeCommand::LayerCheck { table, layers, out } => {
+            let t = ComputeTable::by_name_or_path(table)?;
+            layer_check_report(&t, layers, out.as_deref())?
+        }
         ComputeCommand::Loo { table, out, scheme } => {
             let t = ComputeTable::by_name_or_path(table)?;
             loo_report(&t, out.as_deref(), scheme.map(Scheme::from))?
@@ -191,6 +210,161 @@ pub fn run_command(cmd: &ComputeCommand, out: &mut dyn Write) -> Result<(), Inpu
     };
     out.write_all(text.as_bytes())
         .map_err(|e| InputError::new("<stdout>", "", format!("cannot write: {e}")))
+}
+
+/// `afdsim compute layer-check`: one line per measured layer, then |error| per glue mode.
+fn layer_check_report(
+    table: &ComputeTable,
+    layers: &Path,
+    out: Option<&Path>,
+) -> Result<String, InputError> {
+    let file = layers.display().to_string();
+    let rows = layer_check::load_measurements(layers)?;
+    let cmp = layer_check::compare(&file, &rows, table)?;
+    let mut s = String::new();
+    let devices: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r.device.as_str()).collect();
+    let _ = writeln!(
+        s,
+        "whole layers from {file} ({}) against layers assembled on {} ({}); attention kernel: measured",
+        devices.into_iter().collect::<Vec<_>>().join(", "),
+        table.name(),
+        table.device()
+    );
+    let _ = writeln!(
+        s,
+        "{:<16} {:<9} {:<5} {:<18} {:<8} {:>11} {:>11} {:>8} {:>11} {:>8}",
+        "model",
+        "side",
+        "dtype",
+        "point",
+        "mode",
+        "measured",
+        "assembled",
+        "err %",
+        "table only",
+        "err %"
+    );
+    for c in &cmp {
+        let m = &c.measured;
+        let point = match m.side {
+            LayerSide::Attention { tokens, ctx } => format!("{tokens} tok, ctx {ctx}"),
+            LayerSide::Ffn {
+                experts,
+                tokens_per_expert,
+            } => format!("{experts} exp x {tokens_per_expert} tok"),
+        };
+        let side = match m.side {
+            LayerSide::Attention { .. } => "attention",
+            LayerSide::Ffn { .. } => "ffn",
+        };
+        let _ = writeln!(
+            s,
+            "{:<16} {:<9} {:<5} {:<18} {:<8} {:>11.1} {:>11.1} {:>+8.1} {:>11.1} {:>+8.1}",
+            m.model,
+            side,
+            m.gemm_dtype.name(),
+            point,
+            m.mode,
+            m.time_us,
+            c.assembled_us,
+            c.err_pct(),
+            c.table_us,
+            c.table_err_pct()
+        );
+    }
+    let modes: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.mode.as_str()).collect();
+    let _ = writeln!(
+        s,
+        "
+|error| %          rows   median      p90      max   within {:.0} %   table only: median  max",
+        layer_check::GOAL_PCT
+    );
+    for mode in modes {
+        let sel: Vec<&LayerComparison> = cmp.iter().filter(|c| c.measured.mode == mode).collect();
+        if let Some((w, t)) = layer_check::summarize(&sel) {
+            let within = sel
+                .iter()
+                .filter(|c| c.err_pct().abs() <= layer_check::GOAL_PCT)
+                .count();
+            let _ = writeln!(
+                s,
+                "glue {mode:<12} {:>5} {:>8.2} {:>8.2} {:>8.2}   {within:>5} / {:<5}          {:>8.2} {:>6.2}",
+                w.count,
+                w.median_pct,
+                w.p90_pct,
+                w.max_pct,
+                sel.len(),
+                t.median_pct,
+                t.max_pct
+            );
+        }
+    }
+    if let Some(path) = out {
+        let ofile = path.display().to_string();
+        let werr = |e: csv::Error| InputError::new(&ofile, "", format!("cannot write: {e}"));
+        let mut w = csv::Writer::from_path(path).map_err(werr)?;
+        w.write_record([
+            "device",
+            "model",
+            "side",
+            "gemm_dtype",
+            "tokens",
+            "ctx",
+            "experts",
+            "tokens_per_expert",
+            "mode",
+            "measured_us",
+            "assembled_us",
+            "err_pct",
+            "table_only_us",
+            "table_only_err_pct",
+        ])
+        .map_err(werr)?;
+        for c in &cmp {
+            let m = &c.measured;
+            let (side, a, b, e, x) = match m.side {
+                LayerSide::Attention { tokens, ctx } => (
+                    "attention",
+                    tokens.to_string(),
+                    ctx.to_string(),
+                    "".into(),
+                    "".into(),
+                ),
+                LayerSide::Ffn {
+                    experts,
+                    tokens_per_expert,
+                } => (
+                    "ffn",
+                    String::new(),
+                    String::new(),
+                    experts.to_string(),
+                    tokens_per_expert.to_string(),
+                ),
+            };
+            w.write_record([
+                m.device.as_str(),
+                &m.model,
+                side,
+                m.gemm_dtype.name(),
+                &a,
+                &b,
+                &e,
+                &x,
+                &m.mode,
+                &format!("{:.3}", m.time_us),
+                &format!("{:.3}", c.assembled_us),
+                &format!("{:.2}", c.err_pct()),
+                &format!("{:.3}", c.table_us),
+                &format!("{:.2}", c.table_err_pct()),
+            ])
+            .map_err(werr)?;
+        }
+        w.flush()
+            .map_err(|e| InputError::new(&ofile, "", format!("cannot write: {e}")))?;
+        let _ = writeln!(s, "rows -> {ofile}");
+    }
+    Ok(s)
 }
 
 fn cli_err(key: &str, msg: impl Into<String>) -> InputError {

@@ -6,9 +6,10 @@
 //! batched matmuls also get a compute bound from the table's BF16 GEMM rate, as they turn
 //! compute-bound at large token counts.
 //!
-//! Calibration status: no whole-layer measurement exists yet (no GPU was available when this
+//! Calibration status: no whole-layer measurement exists yet (no GPU has been lent since this
 //! was written), so the claim "an assembled layer lands within 10 % of a whole-layer time" is
-//! untested; docs/compute.md says how to measure it.
+//! untested. `profile.py --layers` measures whole layers and `afdsim compute layer-check`
+//! ([`super::layer_check`]) compares them with the assembly: docs/compute.md.
 
 use super::roofline::Roofline;
 use super::table::Dtype;

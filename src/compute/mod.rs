@@ -9,13 +9,16 @@
 //! `leave_one_out`), [`Model`] (`embedded`, `load`, byte and FLOP accounting, the weights a GPU
 //! holds for a [`WeightPlacement`], KV bytes per token) and the layer assembly
 //! [`Model::attention_side`] / [`Model::attention_side_mixed`] (decode tokens plus a prefill
-//! chunk) / [`Model::ffn_side`] returning a [`LayerBreakdown`].
+//! chunk) / [`Model::ffn_side`] returning a [`LayerBreakdown`]; [`layer_check`] compares such
+//! assembled layers with whole layers timed by the profiler (`layers.csv`, read by its
+//! `load_measurements` constructor).
 //! Method and figures: docs/compute.md.
 
 pub mod cli;
 mod glue;
 mod interp;
 mod layer;
+pub mod layer_check;
 mod model;
 mod predict;
 mod prefill;

@@ -25,6 +25,9 @@ import time
 COLS = ["device", "op", "dtype", "m", "n", "k", "groups", "batch", "ctx", "heads",
         "kv_heads", "head_dim", "m_max", "time_us", "tflops", "gbps", "reps", "impl"]
 HERE = os.path.dirname(os.path.abspath(__file__))
+# This file is named like the standard library's `profile`, which torch.compile imports: keep
+# its folder off the module path so that `import profile` finds the standard one.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
 MODELS_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "workloads", "models"))
 OPS = ["hbm_copy", "gemm", "grouped_gemm", "grouped_gemm_skew", "mla_decode", "hbm_read",
        "dsa_indexer", "gqa_decode", "mla_prefill", "gqa_prefill"]
@@ -123,7 +126,7 @@ SMOKE_SHAPES = ({(64, 32): "smoke.a", (48, 64): "smoke.b"}, {(32, 16): "smoke.g"
 
 # ----------------------------------------------------------------------------- timing
 class Profiler:
-    def __init__(self, args):
+    def __init__(self, args, table=True):
         import torch
         self.torch = torch
         self.args = args
@@ -136,10 +139,11 @@ class Profiler:
         self.l2_bytes = args.l2_mib * 2**20
         self.t0 = time.time()
         os.makedirs(args.out, exist_ok=True)
-        self.fh = open(os.path.join(args.out, "compute.csv"), "w", newline="")
-        self.w = csv.DictWriter(self.fh, fieldnames=COLS)
-        self.w.writeheader()
-        self.log_fh = open(os.path.join(args.out, "log.txt"), "w")
+        if table:
+            self.fh = open(os.path.join(args.out, "compute.csv"), "w", newline="")
+            self.w = csv.DictWriter(self.fh, fieldnames=COLS)
+            self.w.writeheader()
+        self.log_fh = open(os.path.join(args.out, "log.txt" if table else "layers-log.txt"), "w")
         self.ok = self.failed = 0
 
     def log(self, *a):
@@ -424,6 +428,27 @@ class Profiler:
         self.log("env", info)
 
 
+def run_layers(args):
+    """--layers: whole-layer timing (tools/profiler/layers.py) into DIR/layers.csv."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("afdsim_layers", os.path.join(HERE, "layers.py"))
+    layers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(layers)
+    names = [n for n in args.layer_models.split(",") if n] or (
+        layers.SMOKE_MODELS if args.smoke else layers.DEFAULT_MODELS)
+    models = load_models(names)
+    prof = Profiler(args, table=False)
+    modes = [m for m in args.layer_modes.split(",") if m] or (
+        ["eager", "compiled"] if prof.cuda else ["eager"])
+    bad = set(modes) - {"eager", "compiled"}
+    if bad:
+        sys.exit(f"--layer-modes: unknown {sorted(bad)}; allowed: eager, compiled")
+    prof.env()
+    n = layers.run(prof, {k: models[k] for k in names}, args.smoke, modes)
+    prof.log(f"done: {n} layer rows, {prof.failed} failed, {time.time() - prof.t0:.1f}s")
+    return 0 if n > 0 else 1
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output folder (compute.csv, env.json, log.txt)")
@@ -437,6 +462,15 @@ def main(argv=None):
     p.add_argument("--budget-s", type=float, default=3600.0, help="stop starting new points after this")
     p.add_argument("--max-reps", type=int, default=200)
     p.add_argument("--l2-mib", type=int, default=50, help="L2 size to defeat with rotating weights")
+    p.add_argument("--layers", action="store_true",
+                   help="time whole MoE layers (attention side, FFN side) into DIR/layers.csv "
+                        "instead of the per-operator table; compare with `afdsim compute layer-check`")
+    p.add_argument("--layer-models", default="",
+                   help="models for --layers (default: deepseek-v3, deepseek-v3.2, qwen3-235b-a22b; "
+                        "smoke: qwen3-30b-a3b, deepseek-v3.2)")
+    p.add_argument("--layer-modes", default="",
+                   help="glue implementations for --layers: eager, compiled (default: both on CUDA, "
+                        "eager on the CPU)")
     p.add_argument("--list", action="store_true",
                    help="print the shapes and grid that would be measured, and exit (no torch needed)")
     args = p.parse_args(argv)
@@ -457,6 +491,8 @@ def main(argv=None):
             print("grid", kind, ",".join(map(str, vals)))
         return 0
 
+    if args.layers:
+        return run_layers(args)
     prof = Profiler(args)
     if args.smoke:
         gemm, grouped, mla, gqa, dsa = SMOKE_SHAPES

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The prepared GPU run for issue 5, sized for one device call (10 minutes at most; the whole
+# session has 15 minutes of device time, the machine's start included):
+#   1. whole MoE layers (attention side, FFN side) of DeepSeek-V3, DeepSeek-V3.2 and
+#      Qwen3-235B-A22B, eager and compiled glue -> layers.csv (the glue model's check);
+#   2. the dense grid (3·2^i sizes between the powers of two) of gemm and grouped_gemm for the
+#      same models -> compute.csv (leave-one-out on a 2x-gap grid: the p90 goal).
+# Each part stops starting points at its budget; a failed point is logged and skipped.
+#
+#   run (device tool): bash tools/profiler/device-check.sh        (writes under $OUT)
+#   here:              bash tools/profiler/device-check.sh DIR    (any CUDA machine)
+# Then, on the build machine (files under the device reply's files_at):
+#   afdsim compute layer-check --table h100-sxm --layers DIR/layers.csv
+#   afdsim compute loo --table DIR/compute.csv
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:-${1:?usage: tools/profiler/device-check.sh OUTDIR (or set OUT)}}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+models=deepseek-v3,deepseek-v3.2,qwen3-235b-a22b
+{
+    date -u
+    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem,power.limit \
+        --format=csv,noheader || true
+    python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+} >"$out/device.txt" 2>&1
+cat "$out/device.txt"
+
+echo "== 1. whole layers (budget ${LAYERS_BUDGET_S:-210} s)"
+python3 tools/profiler/profile.py --layers --layer-models "$models" \
+    --budget-s "${LAYERS_BUDGET_S:-210}" --out "$out"
+echo "== 2. dense grid: gemm, grouped_gemm (budget ${GRID_BUDGET_S:-270} s)"
+python3 tools/profiler/profile.py --grid dense --ops gemm,grouped_gemm --models "$models" \
+    --budget-s "${GRID_BUDGET_S:-270}" --out "$out"
+ls -la "$out"
