@@ -619,6 +619,28 @@ fn loo_report(
             .collect();
         line(&mut s, op.name(), e);
     }
+    let held = super::holdout::in_between_holdout(t);
+    if !held.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nin-between sizes held out: each size that is not a power of two predicted from \
+             the powers-of-two points (a 2x gap, as a query between grid points sees)"
+        );
+        for op in Op::ALL {
+            let e = held
+                .iter()
+                .filter(|p| p.query.op == op && p.method == Method::Interpolated)
+                .map(|p| p.abs_err_pct())
+                .collect();
+            line(&mut s, op.name(), e);
+        }
+        let e = held
+            .iter()
+            .filter(|p| p.method == Method::Interpolated)
+            .map(|p| p.abs_err_pct())
+            .collect();
+        line(&mut s, "all", e);
+    }
     if let Some(path) = out {
         let file = path.display().to_string();
         let werr = |e: csv::Error| InputError::new(&file, "", format!("cannot write: {e}"));

@@ -16,6 +16,7 @@
 
 pub mod cli;
 mod glue;
+pub mod holdout;
 mod interp;
 mod layer;
 pub mod layer_check;
