@@ -714,7 +714,9 @@ impl Model {
     }
 
     /// The FFN side of one MoE layer on one GPU: `experts_per_gpu` experts with
-    /// `tokens_per_expert` tokens each (balanced load).
+    /// `tokens_per_expert` tokens each (balanced load), as grouped GEMMs in the experts' weight
+    /// format (`expert_dtype`; an MXFP4 GEMM is timed from the table's BF16 rows, see
+    /// `ComputeTable::predict`).
     pub fn ffn_side(
         &self,
         table: &ComputeTable,
@@ -729,7 +731,10 @@ impl Model {
                 self.routed_experts
             )));
         }
-        let (h, f, dt) = (self.hidden, self.expert_ffn, self.gemm_dtype);
+        // The experts' weight format; MXFP4 experts take BF16 activations (w4a16), so the glue
+        // around them is that of BF16 experts.
+        let (h, f, dt) = (self.hidden, self.expert_ffn, self.expert_dtype);
+        let act = dt.activation();
         let mut b = Builder {
             table,
             out: LayerBreakdown {
@@ -738,7 +743,7 @@ impl Model {
             },
         };
         let rows = e * x;
-        match (self.dispatch_dtype, dt) {
+        match (self.dispatch_dtype, act) {
             (Dtype::Bf16, Dtype::Fp8) => {
                 b.glue("fp8 quant (input)", Glue::Fp8Quant { rows, width: h })
             }
@@ -755,7 +760,7 @@ impl Model {
                 width: f,
             },
         );
-        if dt == Dtype::Fp8 {
+        if act == Dtype::Fp8 {
             b.glue(
                 "fp8 quant (down input)",
                 Glue::Fp8Quant {

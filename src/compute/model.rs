@@ -15,6 +15,9 @@ use super::table::Dtype;
 /// Values per FP8 scale in DeepEP-style dispatch (one fp32 scale per 128 values).
 pub const FP8_SCALE_BLOCK: u64 = 128;
 const FP8_SCALE_BYTES: u64 = 4;
+/// Values per MXFP4 scale (OCP Microscaling: one E8M0 byte per block of 32 E2M1 values).
+pub const MXFP4_BLOCK: u64 = 32;
+pub const MXFP4_SCALE_BYTES: u64 = 1;
 
 const EMBEDDED: [(&str, &str); 6] = [
     (
@@ -97,6 +100,8 @@ struct RawMoe {
     shared_experts: u64,
     top_k: u64,
     expert_ffn: u64,
+    #[serde(default)]
+    expert_weight_dtype: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +175,10 @@ pub struct Model {
     pub shared_experts: u64,
     pub top_k: u64,
     pub expert_ffn: u64,
+    /// Weight format of the routed experts (`moe.expert_weight_dtype`; default `gemm_dtype`):
+    /// the dtype of their grouped GEMMs and of their resident bytes. `Mxfp4` runs them with
+    /// BF16 activations. Shared experts, dense FFN and attention stay in `gemm_dtype`.
+    pub expert_dtype: Dtype,
     pub dispatch_dtype: Dtype,
     pub combine_dtype: Dtype,
 }
@@ -239,8 +248,20 @@ impl Model {
             Some(_) => Err(err(key, "must be ≥ 1".into())),
             None => Err(err(key, "is required for this attention kind".into())),
         };
-        let dtype = |key: &str, s: &str| {
-            Dtype::parse(s).ok_or_else(|| err(key, format!("`{s}` is not a dtype (bf16 or fp8)")))
+        // Attention GEMMs and activations: bf16 or fp8 (mxfp4 is a weight format only).
+        let dtype = |key: &str, s: &str| match Dtype::parse(s) {
+            Some(d @ (Dtype::Bf16 | Dtype::Fp8)) => Ok(d),
+            _ => Err(err(key, format!("`{s}` is not a dtype (bf16 or fp8)"))),
+        };
+        let gemm_dtype = dtype("gemm_dtype", &raw.gemm_dtype)?;
+        let expert_dtype = match raw.moe.expert_weight_dtype.as_deref() {
+            None => gemm_dtype,
+            Some(s) => Dtype::parse(s).ok_or_else(|| {
+                err(
+                    "moe.expert_weight_dtype",
+                    format!("`{s}` is not an expert weight format (bf16, fp8 or mxfp4)"),
+                )
+            })?,
         };
         let a = &raw.attention;
         let attention = match a.kind.as_str() {
@@ -339,7 +360,7 @@ impl Model {
             layers,
             dense_layers: raw.dense_layers,
             dense_ffn: pos("dense_ffn", raw.dense_ffn)?,
-            gemm_dtype: dtype("gemm_dtype", &raw.gemm_dtype)?,
+            gemm_dtype,
             shared_expert_side: side,
             attention,
             kv_bytes_per_value: a.kv_bytes_per_value,
@@ -347,6 +368,7 @@ impl Model {
             shared_experts: raw.moe.shared_experts,
             top_k,
             expert_ffn: pos("moe.expert_ffn", raw.moe.expert_ffn)?,
+            expert_dtype,
             dispatch_dtype: dtype("comm.dispatch_dtype", &raw.comm.dispatch_dtype)?,
             combine_dtype: dtype("comm.combine_dtype", &raw.comm.combine_dtype)?,
         })
@@ -354,11 +376,15 @@ impl Model {
 
     /// Bytes of one token's hidden vector sent to one destination: BF16 = 2 B per value; FP8 =
     /// 1 B per value + one 4-byte scale per 128 values (DeepSeek-V3: 7,168 + 224 = 7,392 B;
-    /// DeepEP's 7,408 adds 16 B of routing metadata, not counted here).
+    /// DeepEP's 7,408 adds 16 B of routing metadata, not counted here); MXFP4 (no model file
+    /// sends it: `comm` dtypes are bf16 or fp8) = 4 bits per value + one byte per 32 values.
     pub fn activation_bytes_per_token(&self, dtype: Dtype) -> u64 {
         match dtype {
             Dtype::Bf16 => self.hidden * 2,
             Dtype::Fp8 => self.hidden + self.hidden.div_ceil(FP8_SCALE_BLOCK) * FP8_SCALE_BYTES,
+            Dtype::Mxfp4 => {
+                self.hidden.div_ceil(2) + self.hidden.div_ceil(MXFP4_BLOCK) * MXFP4_SCALE_BYTES
+            }
         }
     }
 

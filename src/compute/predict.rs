@@ -200,14 +200,16 @@ impl ComputeTable {
         };
         let mut fq = *q;
         fq.op = fit_op;
-        let fit = self
-            .roofline
-            .get(fit_op, q.dtype)
-            .ok_or_else(|| QueryError::NoData {
+        let Some(fit) = self.roofline.get(fit_op, q.dtype) else {
+            if q.dtype == Dtype::Mxfp4 && matches!(q.op, Op::Gemm | Op::GroupedGemm) {
+                return self.mxfp4_from_bf16(q, scheme, skip);
+            }
+            return Err(QueryError::NoData {
                 table: self.name().to_string(),
                 op: q.op.name(),
                 dtype: q.dtype.name(),
-            })?;
+            });
+        };
         let roof = |qq: &OpQuery| {
             let (f, b) = qq.flops_and_bytes();
             fit.time_us(f, b)
@@ -241,6 +243,49 @@ impl ComputeTable {
         }
         Ok(Prediction {
             time_us: plain,
+            method: Method::Roofline,
+        })
+    }
+
+    /// An MXFP4-weight GEMM on a table that has no MXFP4 rows of its kind, from the BF16 GEMM of
+    /// the same shape. Hopper has no FP4 tensor cores: MXFP4 MoE kernels (Triton's
+    /// `matmul_ogs`, which vLLM runs for gpt-oss on H100/H200) load the 4.25-bit weights,
+    /// dequantise them to BF16 in registers and multiply at the BF16 rate. So the FLOPs are
+    /// BF16's and only the weight traffic shrinks:
+    ///
+    /// `time = T_bf16(q) × R(q in mxfp4) / R(q in bf16)`,
+    ///
+    /// with `T_bf16` the table's BF16 prediction at the same sizes (exact, interpolated,
+    /// extrapolated or itself anchored) and `R` the BF16 roofline fitted on the table
+    /// (floor + max(FLOPs / F, bytes / B)) evaluated at each form's bytes. As with the anchored
+    /// fallback, the measured BF16 kernel keeps what the roofline cannot see and the ratio
+    /// carries the change. Consequences: the ratio is 1 where both forms are compute-bound
+    /// (many tokens per expert), and never below 4.25/16 (only the weight bytes shrink, the
+    /// floor and the activation bytes stay). The dequantisation's own cost is not modelled.
+    /// Method: `roofline`.
+    fn mxfp4_from_bf16(
+        &self,
+        q: &OpQuery,
+        scheme: Scheme,
+        skip: Skip,
+    ) -> Result<Prediction, QueryError> {
+        let no_bf16 = || QueryError::NoData {
+            table: self.name().to_string(),
+            op: q.op.name(),
+            dtype: "bf16 (which mxfp4 is timed from)",
+        };
+        let bf16 = OpQuery {
+            dtype: Dtype::Bf16,
+            ..*q
+        };
+        let fit = self.roofline.get(q.op, Dtype::Bf16).ok_or_else(no_bf16)?;
+        let base = self.predict_inner(&bf16, scheme, skip)?;
+        let roof = |qq: &OpQuery| {
+            let (f, b) = qq.flops_and_bytes();
+            fit.time_us(f, b)
+        };
+        Ok(Prediction {
+            time_us: base.time_us * roof(q) / roof(&bf16),
             method: Method::Roofline,
         })
     }

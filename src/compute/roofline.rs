@@ -49,7 +49,7 @@ impl Roofline {
     pub fn fit(rows: &[TableRow]) -> Roofline {
         let mut fits = Vec::new();
         for op in Op::ALL {
-            for dtype in [Dtype::Bf16, Dtype::Fp8] {
+            for dtype in Dtype::ALL {
                 let pts: Vec<(f64, f64, f64)> = rows
                     .iter()
                     .filter(|r| r.query.op == op && r.query.dtype == dtype)

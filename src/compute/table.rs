@@ -77,35 +77,54 @@ impl Op {
     }
 }
 
-/// Element type of the operator's inputs (`fp8`: e4m3 inputs, bf16 output).
+/// Element type of the operator's inputs (`fp8`: e4m3 inputs, bf16 output; `mxfp4`: a GEMM
+/// whose weights are MXFP4 and whose activations are BF16, see [`Dtype::Mxfp4`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dtype {
     Bf16,
     Fp8,
+    /// OCP Microscaling FP4 weights (E2M1 values, one E8M0 scale per 32 values: 4.25 bits
+    /// per parameter) with BF16 activations and output (w4a16), as gpt-oss's experts run on
+    /// Hopper. Only `gemm` and `grouped_gemm` take it. A table without MXFP4 rows answers it
+    /// from its BF16 rows (`ComputeTable::predict`, method `roofline`).
+    Mxfp4,
 }
 
 impl Dtype {
+    pub const ALL: [Dtype; 3] = [Dtype::Bf16, Dtype::Fp8, Dtype::Mxfp4];
+
     pub fn name(self) -> &'static str {
         match self {
             Dtype::Bf16 => "bf16",
             Dtype::Fp8 => "fp8",
+            Dtype::Mxfp4 => "mxfp4",
         }
     }
 
     pub fn parse(s: &str) -> Option<Dtype> {
-        match s {
-            "bf16" => Some(Dtype::Bf16),
-            "fp8" => Some(Dtype::Fp8),
-            _ => None,
-        }
+        Dtype::ALL.into_iter().find(|d| d.name() == s)
     }
 
-    /// Bytes per element of a GEMM input in this type.
-    pub fn bytes(self) -> f64 {
+    /// Bytes per weight element of a GEMM in this type (MXFP4: 4 bits + 8 bits per 32 values).
+    pub fn weight_bytes(self) -> f64 {
         match self {
             Dtype::Bf16 => 2.0,
             Dtype::Fp8 => 1.0,
+            Dtype::Mxfp4 => 4.25 / 8.0,
         }
+    }
+
+    /// The type of a GEMM's activations (its non-weight input): MXFP4 GEMMs take BF16.
+    pub fn activation(self) -> Dtype {
+        match self {
+            Dtype::Mxfp4 => Dtype::Bf16,
+            d => d,
+        }
+    }
+
+    /// Bytes per activation element of a GEMM in this type.
+    pub fn activation_bytes(self) -> f64 {
+        self.activation().weight_bytes()
     }
 }
 
@@ -303,12 +322,13 @@ impl OpQuery {
             f(self.kv_heads),
             f(self.head_dim),
         );
-        let e = self.dtype.bytes();
+        // Weight and activation bytes per element (equal except for MXFP4's BF16 activations).
+        let (w, e) = (self.dtype.weight_bytes(), self.dtype.activation_bytes());
         match self.op {
-            Op::Gemm => (2.0 * m * n * k, n * k * e + m * k * e + m * n * 2.0),
+            Op::Gemm => (2.0 * m * n * k, n * k * w + m * k * e + m * n * 2.0),
             Op::GroupedGemm => (
                 2.0 * g * m * n * k,
-                g * n * k * e + g * m * k * e + g * m * n * 2.0,
+                g * n * k * w + g * m * k * e + g * m * n * 2.0,
             ),
             Op::GroupedGemmSkew => (
                 2.0 * g * m * n * k,
@@ -486,8 +506,15 @@ impl Header {
         let dtype = if dt_s.is_empty() {
             Dtype::Bf16
         } else {
-            Dtype::parse(dt_s).ok_or_else(|| format!("unknown dtype `{dt_s}` (bf16 or fp8)"))?
+            Dtype::parse(dt_s)
+                .ok_or_else(|| format!("unknown dtype `{dt_s}` (bf16, fp8 or mxfp4)"))?
         };
+        if dtype == Dtype::Mxfp4 && !matches!(op, Op::Gemm | Op::GroupedGemm) {
+            return Err(format!(
+                "dtype mxfp4 applies to gemm and grouped_gemm only, not `{}`",
+                op.name()
+            ));
+        }
         let mut q = OpQuery::blank(op, dtype);
         for (slot, f) in self.sizes.iter().zip(Field::ALL) {
             let Some(i) = *slot else { continue };

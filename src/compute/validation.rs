@@ -35,6 +35,10 @@ pub fn cases() -> Vec<Case> {
             name: "compute-weights-deepseek-v3",
             run: weights,
         },
+        Case {
+            name: "compute-weights-gpt-oss-120b",
+            run: weights_gpt_oss,
+        },
     ]
 }
 
@@ -224,6 +228,67 @@ fn weights() -> Result<Vec<Check>, InputError> {
             v32.kv_bytes_per_token() as f64,
             0.0,
             "closed form: 61 layers x (512 latent + 64 rope at 1 B + 132 B indexer key)",
+        ),
+    ])
+}
+
+/// gpt-oss-120b's parameters (total and per token) and resident bytes with MXFP4 experts
+/// against the published figures.
+fn weights_gpt_oss() -> Result<Vec<Check>, InputError> {
+    let case = "compute-weights-gpt-oss-120b";
+    let card = "gpt-oss model card (arXiv 2508.10925) and openai.com/open-models: 116.8B total, \
+                5.1B active per token (the card's two-decimal 116.83B / 5.13B could not be \
+                checked in this session)";
+    let m = Model::embedded("gpt-oss-120b")?;
+    let all = WeightPlacement::Colocated {
+        experts: m.routed_experts,
+    };
+    let vocab = m
+        .vocab
+        .ok_or_else(|| InputError::new(case, "vocab", "gpt-oss-120b.toml lacks `vocab`"))?;
+    // Per token: the attention side (embedding and LM head, attention, router) and top_k
+    // experts per layer, less one vocab x hidden table. Inferred convention: the published
+    // active count keeps the unembedding (a GEMM per token) but not the embedding (a row
+    // lookup); with both tables counted it would be 5.71e9, 12 % above 5.1B.
+    let active = m.weight_params(WeightPlacement::AttentionSide)
+        + m.weight_params(WeightPlacement::FfnSide { experts: m.top_k })
+        - vocab * m.hidden;
+    let one_expert = WeightPlacement::FfnSide { experts: 1 };
+    Ok(vec![
+        Check::within(
+            case,
+            "parameters, all 128 experts on one GPU",
+            116.8e9,
+            m.weight_params(all) as f64,
+            0.5,
+            card,
+        ),
+        Check::within(
+            case,
+            "active parameters per token (LM head counted, embedding not)",
+            5.1e9,
+            active as f64,
+            1.0,
+            card,
+        ),
+        Check::within(
+            case,
+            "bytes, MXFP4 experts + BF16 rest (checkpoint 65.2 GB)",
+            65.2e9,
+            m.weight_bytes(all) as f64,
+            1.0,
+            "huggingface.co/openai/gpt-oss-120b tree main/original: 65.2 GB (the model card's \
+             60.8 GiB = 65.28e9 B, as quoted by third parties); not counted here: the BF16 \
+             expert biases, 80 MB",
+        ),
+        Check::within(
+            case,
+            "bytes of one expert in every layer, MXFP4",
+            36.0 * 3.0 * 2880.0 * 2880.0 * 4.25 / 8.0,
+            m.weight_bytes(one_expert) as f64,
+            0.0,
+            "closed form: 36 layers x 3 matrices x 2880 x 2880 values x 4.25 bits \
+             (E2M1 + one E8M0 byte per 32)",
         ),
     ])
 }

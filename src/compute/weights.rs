@@ -2,22 +2,30 @@
 //!
 //! What is counted, per matrix as the checkpoints store them:
 //! - the GEMM weights (attention projections, MLA's kv_b, the DSA indexer's q projection, dense
-//!   FFN, shared and routed experts) in the model's `gemm_dtype`: 1 byte per parameter in FP8
-//!   plus one fp32 scale per 128×128 block (DeepSeek-V3's block-wise FP8), 2 in BF16;
+//!   FFN, shared experts) in the model's `gemm_dtype`, the routed experts in its
+//!   `expert_dtype` (`moe.expert_weight_dtype`, default `gemm_dtype`): 1 byte per parameter in
+//!   FP8 plus one fp32 scale per 128×128 block (DeepSeek-V3's block-wise FP8), 2 in BF16, and
+//!   in MXFP4 half a byte per parameter (E2M1) plus one 1-byte E8M0 scale per 32 consecutive
+//!   values of a row, i.e. along the input dimension: gpt-oss's checkpoint holds, per layer,
+//!   `experts.gate_up_proj_blocks` U8 [experts, 2·ffn, hidden/32, 16] and `_scales` U8
+//!   [experts, 2·ffn, hidden/32], likewise `down_proj_*` [experts, hidden, ffn/32, ...] (the
+//!   safetensors headers as third-party loaders quote them). 17 bytes per 32 parameters = 4.25
+//!   bits per parameter when the row length is a multiple of 32 (a partial last block is
+//!   counted whole);
 //! - in BF16 always: the embedding and the LM head (not tied in any shipped model; left out
 //!   when the model file has no `vocab`), the router, the DSA indexer's k projection and head
 //!   weights (as [`super::layer`] runs them), and every norm weight.
 //!
 //! Not counted (each well under 0.1 % of the shipped models): biases (router correction bias,
 //! gpt-oss's attention and expert biases, the indexer's k-norm bias), gpt-oss's attention
-//! sinks, the MTP module, and runtime buffers. gpt-oss-120b ships its experts in MXFP4
-//! (about 0.53 bytes per parameter); its model file runs them as BF16 GEMMs, so its byte count
-//! is what BF16 experts would occupy, about 3.8x the real checkpoint's experts.
+//! sinks, the MTP module, and runtime buffers. gpt-oss-120b's expert biases (`*_proj_bias`,
+//! BF16: 36 × 128 × 3 × 2,880 = 39.8e6 parameters, 80 MB) are the largest item left out,
+//! 0.12 % of its 65 GB.
 //!
 //! Invariant: a pure function of the model and the placement; arithmetic saturates, so absurd
 //! inputs give `u64::MAX`, never a panic.
 
-use super::model::{Attention, FP8_SCALE_BLOCK, Model, Side};
+use super::model::{Attention, FP8_SCALE_BLOCK, MXFP4_BLOCK, MXFP4_SCALE_BYTES, Model, Side};
 use super::table::Dtype;
 
 /// Which weights a GPU holds.
@@ -42,7 +50,9 @@ struct Tally {
 }
 
 impl Tally {
-    /// A `rows × cols` matrix in `dtype` (FP8: plus one fp32 scale per 128×128 block).
+    /// A `rows × cols` matrix in `dtype` (FP8: plus one fp32 scale per 128×128 block; MXFP4:
+    /// each row of `cols` input values in blocks of 32, each block 16 bytes of E2M1 pairs + one
+    /// E8M0 scale byte).
     fn matrix(rows: u64, cols: u64, dtype: Dtype) -> Tally {
         let params = rows.saturating_mul(cols);
         let bytes = match dtype {
@@ -52,6 +62,11 @@ impl Tally {
                     .div_ceil(FP8_SCALE_BLOCK)
                     .saturating_mul(cols.div_ceil(FP8_SCALE_BLOCK));
                 params.saturating_add(blocks.saturating_mul(4))
+            }
+            Dtype::Mxfp4 => {
+                let block_bytes = MXFP4_BLOCK / 2 + MXFP4_SCALE_BYTES;
+                rows.saturating_mul(cols.div_ceil(MXFP4_BLOCK))
+                    .saturating_mul(block_bytes)
             }
         };
         Tally { params, bytes }
@@ -95,7 +110,9 @@ impl Model {
     }
 
     fn weights(&self, placement: WeightPlacement) -> Tally {
-        let shared = self.ffn_block(self.expert_ffn).times(self.shared_experts);
+        let shared = self
+            .ffn_block(self.expert_ffn, self.gemm_dtype)
+            .times(self.shared_experts);
         let shared_on = |side: Side| {
             if self.shared_expert_side == side {
                 shared
@@ -104,11 +121,16 @@ impl Model {
             }
         };
         let moe = self.moe_layers();
-        let routed = |experts: u64| self.ffn_block(self.expert_ffn).times(experts).times(moe);
+        let routed = |experts: u64| {
+            self.ffn_block(self.expert_ffn, self.expert_dtype)
+                .times(experts)
+                .times(moe)
+        };
         let attention_side = sum(&[
             self.embeddings(),
             self.attention_weights().times(self.layers),
-            self.ffn_block(self.dense_ffn).times(self.dense_layers),
+            self.ffn_block(self.dense_ffn, self.gemm_dtype)
+                .times(self.dense_layers),
             Tally::matrix(self.routed_experts, self.hidden, Dtype::Bf16).times(moe),
             shared_on(Side::Attention).times(moe),
         ]);
@@ -179,9 +201,9 @@ impl Model {
         norms.plus(attention)
     }
 
-    /// A SwiGLU FFN of width `ffn`: gate, up and down.
-    fn ffn_block(&self, ffn: u64) -> Tally {
-        let (h, dt) = (self.hidden, self.gemm_dtype);
+    /// A SwiGLU FFN of width `ffn` with weights in `dt`: gate, up and down.
+    fn ffn_block(&self, ffn: u64, dt: Dtype) -> Tally {
+        let h = self.hidden;
         Tally::matrix(ffn, h, dt)
             .times(2)
             .plus(Tally::matrix(h, ffn, dt))
@@ -200,6 +222,15 @@ mod tests {
         let b = Tally::matrix(129, 1, Dtype::Bf16);
         assert_eq!((b.params, b.bytes), (129, 258));
         assert_eq!(Tally::matrix(129, 1, Dtype::Fp8).bytes, 129 + 2 * 4);
+    }
+
+    #[test]
+    fn mxfp4_rows_are_blocks_of_32_values_with_one_scale_byte() {
+        // 2880 = 90 blocks of 32: 90 × (16 + 1) bytes per row.
+        let t = Tally::matrix(5760, 2880, Dtype::Mxfp4);
+        assert_eq!((t.params, t.bytes), (5760 * 2880, 5760 * 90 * 17));
+        // A partial last block takes a whole block's bytes.
+        assert_eq!(Tally::matrix(2, 33, Dtype::Mxfp4).bytes, 2 * 2 * 17);
     }
 
     #[test]
