@@ -143,13 +143,16 @@ pub fn load_measurements(path: &Path) -> Result<Vec<LayerMeasurement>, InputErro
                 ));
             }
         };
-        let gemm_dtype = Dtype::parse(get(4)).ok_or_else(|| {
-            InputError::new(
-                &file,
-                key("gemm_dtype"),
-                format!("`{}` is not a dtype (bf16 or fp8)", get(4)),
-            )
-        })?;
+        // A model's GEMMs run in BF16 or FP8 (MXFP4 is a weight format of routed experts).
+        let gemm_dtype = Dtype::parse(get(4))
+            .filter(|d| matches!(d, Dtype::Bf16 | Dtype::Fp8))
+            .ok_or_else(|| {
+                InputError::new(
+                    &file,
+                    key("gemm_dtype"),
+                    format!("`{}` is not a GEMM dtype (bf16 or fp8)", get(4)),
+                )
+            })?;
         let time_us = match get(9).parse::<f64>() {
             Ok(t) if t.is_finite() && t > 0.0 => t,
             _ => {
@@ -285,6 +288,10 @@ mod tests {
             ),
             (
                 "gpu,deepseek-v3,attention,3,fp4,1,1,,,eager,5,1,x\n",
+                "column gemm_dtype",
+            ),
+            (
+                "gpu,deepseek-v3,attention,3,mxfp4,1,1,,,eager,5,1,x\n",
                 "column gemm_dtype",
             ),
             (
