@@ -196,7 +196,9 @@ pub fn compare(
         let at = |col: &str| format!("line {}, column {col}", r.line);
         let mut model =
             Model::embedded(&r.model).map_err(|e| InputError::new(file, at("model"), e.message))?;
+        // The profiler ran every GEMM, routed experts included, in the row's dtype.
         model.gemm_dtype = r.gemm_dtype;
+        model.expert_dtype = r.gemm_dtype;
         let b = match r.side {
             LayerSide::Attention { tokens, ctx } => {
                 model.attention_side_at(table, r.layer, tokens, ctx, AttentionKernel::Measured)
