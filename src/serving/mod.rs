@@ -341,6 +341,19 @@ impl<'a> Server<'a> {
 
     /// Serves `requests` (checked to fit by the caller).
     pub fn serve(&mut self, requests: &[traffic::Request]) -> Result<ServingOutcome, QueryError> {
+        let options = sim::SimOptions {
+            kv_shares_fabric: self.spec.kv_shares_fabric,
+        };
+        self.serve_with(requests, options)
+    }
+
+    /// [`Self::serve`] with options other than the scenario's (the iterations simulated so
+    /// far are reused either way).
+    pub fn serve_with(
+        &mut self,
+        requests: &[traffic::Request],
+        options: sim::SimOptions,
+    ) -> Result<ServingOutcome, QueryError> {
         let before = self.cost.stats;
         let run = sim::simulate_with(
             self.fabric,
@@ -348,9 +361,7 @@ impl<'a> Server<'a> {
             &self.spec.layout,
             requests,
             &mut self.cost,
-            sim::SimOptions {
-                kv_shares_fabric: self.spec.kv_shares_fabric,
-            },
+            options,
         )?;
         let mut metrics = ServingMetrics::of(self.spec, &run);
         metrics.iteration_queries = self.cost.stats.queries - before.queries;
