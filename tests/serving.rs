@@ -221,3 +221,66 @@ fn an_afd_prefill_pool() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("serving.prefill"), "{}", stderr(&o));
 }
+
+/// P/D on four HGX servers: the prefill pool's KV caches enter the decode servers through
+/// the NICs that carry the decode pool's own all-to-all. With `kv_shares_fabric` (the
+/// default) the transfers get what the iterations leave and take longer; off, they see an
+/// idle fabric. Each run is deterministic; bad values name the key.
+#[test]
+fn kv_transfers_share_the_nics_with_the_iterations() {
+    let pd = SMALL
+        .replace("nodes = 2", "nodes = 4")
+        .replace("requests = 200", "requests = 80\nprefill_gpus = 16")
+        .replace("rate = 20.0", "rate = 40.0");
+    let kv = |text: &str| {
+        let p = temp_file("serving", "kv-share.toml", text);
+        let o = afdsim(&["run", "--json", p.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(v["metrics"]["deployment"], "pd");
+        let k = &v["metrics"]["kv_transfer_ms"];
+        (
+            k["mean"].as_f64().unwrap(),
+            k["p50"].as_f64().unwrap(),
+            stdout(&o),
+        )
+    };
+    let on = kv(&pd);
+    let explicit = kv(&pd.replace(
+        "prefill_gpus = 16",
+        "prefill_gpus = 16\nkv_shares_fabric = true",
+    ));
+    assert_eq!(on.2, explicit.2, "true is the default");
+    let off = kv(&pd.replace(
+        "prefill_gpus = 16",
+        "prefill_gpus = 16\nkv_shares_fabric = false",
+    ));
+    assert!(
+        on.0 > off.0 * 1.01 && on.1 > off.1,
+        "KV transfer mean/p50 on {:?} vs off {:?}",
+        (on.0, on.1),
+        (off.0, off.1)
+    );
+    for (text, want) in [
+        (
+            pd.replace(
+                "prefill_gpus = 16",
+                "prefill_gpus = 16\nkv_shares_fabric = \"yes\"",
+            ),
+            "true",
+        ),
+        (
+            SMALL.replace("requests = 200", "requests = 200\nkv_shares_fabric = false"),
+            "prefill pool",
+        ),
+    ] {
+        let p = temp_file("serving", "kv-bad.toml", &text);
+        let o = afdsim(&["run", p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("serving.kv_shares_fabric") && e.contains(want) && e.contains("kv-bad.toml"),
+            "{e}"
+        );
+    }
+}

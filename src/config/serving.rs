@@ -76,6 +76,10 @@ pub struct ServingFile {
     /// `serving::cost`).
     #[serde(default)]
     pub all_layers: Option<bool>,
+    /// P/D: KV-cache transfers share each link with the pools' iteration traffic (they get
+    /// the capacity it leaves); false: they see an idle fabric. Default true.
+    #[serde(default)]
+    pub kv_shares_fabric: Option<toml::Value>,
     /// The decode pool, as an `[afd]` table.
     pub decode: toml::Table,
     /// The prefill pool as an `[afd]`-style table (`mode`, `attention_gpus`, `ffn_gpus`,
@@ -245,6 +249,27 @@ pub(super) fn resolve(
             ));
         }
     };
+    let kv_shares_fabric = match &s.kv_shares_fabric {
+        None => true,
+        Some(_) if prefill.is_none() => {
+            return Err(cx.err(
+                key("kv_shares_fabric"),
+                "needs a prefill pool (prefill_gpus or [serving.prefill]): aggregated serving \
+                 sends no KV cache over the fabric",
+            ));
+        }
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(v) => {
+            return Err(cx.err(
+                key("kv_shares_fabric"),
+                format!(
+                    "{v} is not allowed: true (KV-cache transfers get the link capacity the \
+                     pools' iteration traffic leaves; the default) or false (they see an \
+                     idle fabric)"
+                ),
+            ));
+        }
+    };
     let total_gpus = decode_gpus + prefill.as_ref().map_or(0, distinct_gpus);
     let layout = Layout {
         mode: match &prefill {
@@ -275,6 +300,7 @@ pub(super) fn resolve(
         seed,
         slo,
         all_layers: s.all_layers.unwrap_or(false),
+        kv_shares_fabric,
         total_gpus,
     })
 }

@@ -7,9 +7,17 @@
 //! drains. That is cheap while few flows are active at once (tens of transfers, not the
 //! millions of messages of a decode step, which go through the incremental allocator).
 //!
-//! Invariant: time only moves forward (`start` and `advance` never go back); each flow
-//! drains its wire bytes exactly once and finishes at drain + its route's tail; the order of
-//! completions at one time is the order the flows started. Deterministic.
+//! **Background traffic.** A caller may declare traffic that is not made of these flows
+//! ([`OnlineFlows::set_background`]: serving's pools' own iteration traffic): so many wire
+//! bytes per link spread evenly over a span (a fluid approximation). The flows then share
+//! what it leaves of each link, capacity x (1 - u) with u the background's utilisation
+//! summed over its sources, never less than [`MIN_SHARE`] of the capacity. The background
+//! itself is not slowed by the flows (first order).
+//!
+//! Invariant: time only moves forward (`start`, `advance` and `set_background` never go
+//! back); each flow drains its wire bytes exactly once and finishes at drain + its route's
+//! tail; the order of completions at one time is the order the flows started; no link's
+//! capacity is ever zero or negative. Deterministic.
 
 use super::maxmin::full_recompute;
 use super::paths::route;
@@ -17,6 +25,11 @@ use super::{assemble, links_of};
 use crate::engine::{Dur, PS_PER_S, Time};
 use crate::packet::{MessageSpec, PacketParams, PacketRun};
 use crate::topology::Fabric;
+
+/// The least share of a link's capacity the flows keep however busy the background makes
+/// it: a guard for utilisations at or above 1 (interpolated or summed over sources), so a
+/// transfer is slowed, never stopped. Not a model of how a switch shares a full link.
+pub const MIN_SHARE: f64 = 0.05;
 
 struct Flow {
     spec: MessageSpec,
@@ -36,7 +49,12 @@ struct Flow {
 pub struct OnlineFlows<'a> {
     fabric: &'a Fabric,
     params: &'a PacketParams,
+    /// Each link's capacity, bytes/ps, and what the background leaves of it.
+    base: Vec<f64>,
     cap: Vec<f64>,
+    /// Per background source: its utilisation of each link (dense, empty until used) and
+    /// the links it loads.
+    background: Vec<(Vec<f64>, Vec<u32>)>,
     flows: Vec<Flow>,
     /// Draining flows, in start order.
     active: Vec<u32>,
@@ -47,7 +65,7 @@ pub struct OnlineFlows<'a> {
 
 impl<'a> OnlineFlows<'a> {
     pub fn new(fabric: &'a Fabric, params: &'a PacketParams) -> OnlineFlows<'a> {
-        let cap = fabric
+        let cap: Vec<f64> = fabric
             .topology
             .links()
             .iter()
@@ -56,7 +74,9 @@ impl<'a> OnlineFlows<'a> {
         OnlineFlows {
             fabric,
             params,
+            base: cap.clone(),
             cap,
+            background: Vec::new(),
             flows: Vec::new(),
             active: Vec::new(),
             tails: Vec::new(),
@@ -130,6 +150,65 @@ impl<'a> OnlineFlows<'a> {
         }
     }
 
+    /// From `now` on, background source `source` (any small index; serving uses one per
+    /// pool) loads each link `l` of `bytes` with its wire bytes spread evenly over `span`:
+    /// utilisation u = bytes / (capacity x span). It replaces what the source declared
+    /// before; an empty `bytes` (or a zero `span`) clears it. Flows in flight get the
+    /// capacity left, capacity x max(1 - the sources' summed u, [`MIN_SHARE`]), from now;
+    /// when no link's capacity changes, nothing else does (not even rounding).
+    pub fn set_background(&mut self, now: Time, source: usize, bytes: &[(u32, f64)], span: Dur) {
+        assert!(now >= self.now, "time only moves forward");
+        let links = self.base.len();
+        if self.background.len() <= source {
+            self.background.resize_with(source + 1, Default::default);
+        }
+        let (util, loaded) = &mut self.background[source];
+        if util.is_empty() {
+            util.resize(links, 0.0);
+        }
+        let mut changed = std::mem::take(loaded);
+        for &l in &changed {
+            util[l as usize] = 0.0;
+        }
+        let span = span.as_ps() as f64;
+        if span > 0.0 {
+            for &(l, b) in bytes {
+                if b > 0.0 {
+                    util[l as usize] += b / (self.base[l as usize] * span);
+                    loaded.push(l);
+                }
+            }
+        }
+        changed.extend_from_slice(loaded);
+        let mut any = false;
+        for l in changed {
+            let l = l as usize;
+            let u: f64 = self
+                .background
+                .iter()
+                .map(|(u, _)| u.get(l).copied().unwrap_or(0.0))
+                .sum();
+            let cap = self.base[l] * (1.0 - u).max(MIN_SHARE);
+            if cap != self.cap[l] {
+                self.cap[l] = cap;
+                any = true;
+            }
+        }
+        if any && !self.active.is_empty() {
+            // The bytes sent so far at the old rates, then the new rates from now.
+            self.settle(now);
+            self.reallocate();
+        } else {
+            self.now = now;
+        }
+    }
+
+    /// The capacity, bytes/ps, flows may use on `link` now (its line rate less the
+    /// background).
+    pub fn capacity(&self, link: u32) -> f64 {
+        self.cap[link as usize]
+    }
+
     /// Bytes sent at the current rates up to `t`.
     fn settle(&mut self, t: Time) {
         for &f in &self.active {
@@ -191,7 +270,7 @@ impl<'a> OnlineFlows<'a> {
 mod tests {
     use super::*;
     use crate::config::Scenario;
-    use crate::topology::NodeId;
+    use crate::topology::{LinkId, NodeId};
 
     fn star() -> Scenario {
         Scenario::parse(
@@ -253,5 +332,78 @@ mod tests {
         assert_eq!(done, vec![a, b]);
         let run = net.into_run();
         assert_eq!(run.bytes_delivered, 2 << 20);
+    }
+
+    /// The flow's bottleneck rate, bytes/ps, on the capacities the flows see now.
+    fn bottleneck(net: &OnlineFlows, links: &[(LinkId, f64)]) -> f64 {
+        links
+            .iter()
+            .map(|&(l, w)| net.capacity(l.0) / w)
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// Background traffic with utilisation u on every link of a flow's route leaves it
+    /// capacity x (1 - u): it drains in wire bytes / ((1 - u) x its bottleneck) and ends its
+    /// route's tail later. Past u = 1 it keeps MIN_SHARE; a cleared background gives the
+    /// whole line rate back, to the bit.
+    #[test]
+    fn background_leaves_the_rest_of_each_link() {
+        let s = star();
+        let m = msg(0, 1, 3 << 20);
+        let r = route(&s.fabric, &s.packet, 0, &m);
+        let span = Dur::from_ps(1_000_000_000);
+        for (u, share) in [(0.0, 1.0), (0.3, 0.7), (0.75, 0.25), (1.4, MIN_SHARE)] {
+            let mut net = OnlineFlows::new(&s.fabric, &s.packet);
+            let alone = bottleneck(&net, &r.links);
+            // Two sources of u / 2 each on every link of the route.
+            let load: Vec<(u32, f64)> = r
+                .links
+                .iter()
+                .map(|&(l, _)| (l.0, u / 2.0 * net.capacity(l.0) * span.as_ps() as f64))
+                .collect();
+            net.set_background(Time::ZERO, 0, &load, span);
+            net.set_background(Time::ZERO, 1, &load, span);
+            let f = net.start(Time::ZERO, m.clone());
+            let mut done = Vec::new();
+            net.advance(Time::MAX, &mut done);
+            let want =
+                (r.wire_bytes as f64 / (share * alone)).ceil() as i64 + r.tail.as_ps() as i64;
+            let got = net.finish(f).unwrap().as_ps() as i64;
+            assert!((got - want).abs() <= 1, "u = {u}: {got} vs {want} ps");
+            let end = net.finish(f).unwrap();
+            net.set_background(end, 0, &[], Dur::ZERO);
+            net.set_background(end, 1, &[], Dur::ZERO);
+            for &(l, _) in &r.links {
+                assert_eq!(net.capacity(l.0), net.base[l.0 as usize], "cleared");
+            }
+        }
+    }
+
+    /// A background that starts while a flow is in flight slows it from then on: the bytes
+    /// sent before at the full rate, the rest at (1 - u).
+    #[test]
+    fn background_applies_from_when_it_is_declared() {
+        let s = star();
+        let m = msg(0, 1, 1 << 20);
+        let r = route(&s.fabric, &s.packet, 0, &m);
+        let mut net = OnlineFlows::new(&s.fabric, &s.packet);
+        let rate = bottleneck(&net, &r.links);
+        let f = net.start(Time::ZERO, m);
+        let half = Time::from_ps((r.wire_bytes as f64 / 2.0 / rate).round() as u64);
+        let mut done = Vec::new();
+        net.advance(half, &mut done);
+        let span = Dur::from_ps(1 << 40);
+        let u = 0.5;
+        let load: Vec<(u32, f64)> = r
+            .links
+            .iter()
+            .map(|&(l, _)| (l.0, u * net.capacity(l.0) * span.as_ps() as f64))
+            .collect();
+        net.set_background(half, 0, &load, span);
+        net.advance(Time::MAX, &mut done);
+        let left = r.wire_bytes as f64 - rate * half.as_ps() as f64;
+        let want = half.as_ps() as f64 + left / (rate * (1.0 - u)) + r.tail.as_ps() as f64;
+        let got = net.finish(f).unwrap().as_ps() as f64;
+        assert!((got - want).abs() <= 2.0, "{got} vs {want} ps");
     }
 }

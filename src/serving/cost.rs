@@ -24,8 +24,13 @@
 //! `extrapolate` on, a corner simulates the dense layers plus `p` and `2p` MoE layers and
 //! extends the line to the model's count (checked against whole-model steps by a test).
 //!
-//! Invariant: the same query always returns the same time; corners are never simulated
-//! twice.
+//! A corner also carries the wire bytes its iteration put on each link; a query's link bytes
+//! ([`StepCost::link_bytes`]) are the corners' with the weights its time was interpolated
+//! with (multilinear too: the traffic of an iteration grows with its tokens as its time
+//! does).
+//!
+//! Invariant: the same query always returns the same time and link bytes; corners are never
+//! simulated twice.
 
 use std::collections::HashMap;
 
@@ -45,12 +50,20 @@ pub struct Point {
     pub prefix: u64,
 }
 
+/// One simulated iteration: its time and the wire bytes it put on each link.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Iteration {
+    pub time: Dur,
+    /// (link, wire bytes), links that carried none left out, sorted by link.
+    pub links: Vec<(u32, f64)>,
+}
+
 /// What times the grid's corners.
 pub trait PointSim {
-    /// The time of one iteration of the decode (or aggregated) pool.
-    fn decode_pool(&mut self, p: Point) -> Result<Dur, QueryError>;
-    /// The time of one iteration of the prefill pool (`p.batch` is 0).
-    fn prefill_pool(&mut self, p: Point) -> Result<Dur, QueryError>;
+    /// One iteration of the decode (or aggregated) pool.
+    fn decode_pool(&mut self, p: Point) -> Result<Iteration, QueryError>;
+    /// One iteration of the prefill pool (`p.batch` is 0).
+    fn prefill_pool(&mut self, p: Point) -> Result<Iteration, QueryError>;
 }
 
 /// The corners of one axis: `lo`, then powers of two, up to and including `max`.
@@ -107,8 +120,14 @@ pub struct GridCost<S: PointSim> {
     tokens: Vec<u64>,
     ctx: Vec<u64>,
     prefix: Vec<u64>,
-    decode_memo: HashMap<Point, Dur>,
-    prefill_memo: HashMap<Point, Dur>,
+    decode_memo: HashMap<Point, Iteration>,
+    prefill_memo: HashMap<Point, Iteration>,
+    /// The corners the last query weighed, with their weights (prefill pool?, corner,
+    /// weight), in the order their times were summed.
+    last: Vec<(bool, Point, f64)>,
+    /// Scratch for [`StepCost::link_bytes`]: bytes per link, and whether a link is listed.
+    sum: Vec<f64>,
+    listed: Vec<bool>,
     pub stats: CostStats,
 }
 
@@ -147,6 +166,9 @@ impl<S: PointSim> GridCost<S> {
             prefix: with_kinks(axis_by(0, 1024, max_prefix.max(1), 4)),
             decode_memo: HashMap::new(),
             prefill_memo: HashMap::new(),
+            last: Vec::new(),
+            sum: Vec::new(),
+            listed: Vec::new(),
             stats: CostStats::default(),
         }
     }
@@ -157,18 +179,19 @@ impl<S: PointSim> GridCost<S> {
         } else {
             &mut self.decode_memo
         };
-        if let Some(d) = memo.get(&p) {
-            return Ok(d.as_ps() as f64);
+        if let Some(it) = memo.get(&p) {
+            return Ok(it.time.as_ps() as f64);
         }
         let t0 = std::time::Instant::now();
-        let d = if prefill {
+        let it = if prefill {
             self.sim.prefill_pool(p)?
         } else {
             self.sim.decode_pool(p)?
         };
         self.stats.corners_simulated += 1;
         self.stats.corner_wall_s += t0.elapsed().as_secs_f64();
-        memo.insert(p, d);
+        let d = it.time;
+        memo.insert(p, it);
         Ok(d.as_ps() as f64)
     }
 
@@ -195,6 +218,7 @@ impl<S: PointSim> GridCost<S> {
             (0, 0, 0.0)
         };
         let mut total = 0.0;
+        self.last.clear();
         for corner in 0..32u32 {
             let pick = |bit: u32, (lo, hi, w): (u64, u64, f64)| {
                 if corner & bit == 0 {
@@ -225,12 +249,44 @@ impl<S: PointSim> GridCost<S> {
                 prefix: if tt > 0 { pp } else { 0 },
             };
             total += w * self.corner(prefill, pt)?;
+            self.last.push((prefill, pt, w));
         }
         Ok(Dur::from_ps(total.round() as u64))
     }
 }
 
 impl<S: PointSim> StepCost for GridCost<S> {
+    fn link_bytes(&mut self, out: &mut Vec<(u32, f64)>) {
+        // Each link's bytes summed over the corners in the order the time was (so the same
+        // query always gives the same sums); links listed in the order first met.
+        let start = out.len();
+        for &(prefill, p, w) in &self.last {
+            let memo = if prefill {
+                &self.prefill_memo
+            } else {
+                &self.decode_memo
+            };
+            for &(l, b) in &memo[&p].links {
+                let l = l as usize;
+                if l >= self.sum.len() {
+                    self.sum.resize(l + 1, 0.0);
+                    self.listed.resize(l + 1, false);
+                }
+                if !self.listed[l] {
+                    self.listed[l] = true;
+                    out.push((l as u32, 0.0));
+                }
+                self.sum[l] += w * b;
+            }
+        }
+        for e in &mut out[start..] {
+            let l = e.0 as usize;
+            e.1 = self.sum[l];
+            self.sum[l] = 0.0;
+            self.listed[l] = false;
+        }
+    }
+
     fn decode(&mut self, gpus: u32, batch: u32, ctx: u64) -> Result<Dur, QueryError> {
         self.mixed(gpus, batch, ctx, 0, 0)
     }
@@ -289,15 +345,34 @@ mod tests {
         }
     }
 
-    impl PointSim for Affine {
-        fn decode_pool(&mut self, p: Point) -> Result<Dur, QueryError> {
-            self.0 += 1;
-            Ok(Affine::at(p))
+    impl Affine {
+        /// Link bytes multilinear in the corner too: link 3 carries 100 bytes per token,
+        /// link 7 (prefill pool only) 5 per prompt token and GPU.
+        fn links(p: Point, prefill: bool) -> Vec<(u32, f64)> {
+            let tokens = (p.batch + p.tokens) as f64;
+            let mut v = vec![(3, 100.0 * tokens * p.gpus as f64)];
+            if prefill {
+                v.push((7, 5.0 * p.tokens as f64 * p.gpus as f64));
+            }
+            v
         }
-        fn prefill_pool(&mut self, p: Point) -> Result<Dur, QueryError> {
+    }
+
+    impl PointSim for Affine {
+        fn decode_pool(&mut self, p: Point) -> Result<Iteration, QueryError> {
+            self.0 += 1;
+            Ok(Iteration {
+                time: Affine::at(p),
+                links: Affine::links(p, false),
+            })
+        }
+        fn prefill_pool(&mut self, p: Point) -> Result<Iteration, QueryError> {
             self.0 += 1;
             assert_eq!(p.batch, 0);
-            Ok(Affine::at(p))
+            Ok(Iteration {
+                time: Affine::at(p),
+                links: Affine::links(p, true),
+            })
         }
     }
 
@@ -375,5 +450,32 @@ mod tests {
             prefix: 8192,
         };
         assert_eq!(g.prefill(16, 512, 8192).unwrap(), Affine::at(q));
+    }
+
+    /// A query's link bytes are its corners' with its time's weights: exact (to rounding)
+    /// for bytes multilinear in the corner, the pool's own links only, and the same on a
+    /// second ask.
+    #[test]
+    fn link_bytes_interpolate_like_times() {
+        let mut g = GridCost::new(Affine(0), (24, 16), 256, 4096, (40_000, 100_000), &[2048]);
+        let mut out = Vec::new();
+        g.decode(19, 37, 3000).unwrap();
+        g.link_bytes(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, 3);
+        assert!((out[0].1 - 100.0 * 37.0 * 19.0).abs() < 1e-6, "{out:?}");
+        out.clear();
+        g.prefill(13, 1500, 70_000).unwrap();
+        g.link_bytes(&mut out);
+        let want = [(3, 100.0 * 1500.0 * 13.0), (7, 5.0 * 1500.0 * 13.0)];
+        assert_eq!(out.len(), 2);
+        for ((l, b), (wl, wb)) in out.iter().zip(want) {
+            assert_eq!(*l, wl);
+            assert!((b - wb).abs() < 1e-6, "{out:?}");
+        }
+        let mut again = Vec::new();
+        g.prefill(13, 1500, 70_000).unwrap();
+        g.link_bytes(&mut again);
+        assert_eq!(out, again, "the same query, the same sums");
     }
 }

@@ -102,6 +102,9 @@ pub struct ServingSpec {
     pub slo: Option<Slo>,
     /// Simulate every layer of an iteration instead of extrapolating.
     pub all_layers: bool,
+    /// P/D: KV-cache transfers get the link capacity the pools' iterations leave
+    /// (`sim::SimOptions`).
+    pub kv_shares_fabric: bool,
     /// Every GPU of the deployment (prefill, attention, FFN).
     pub total_gpus: u32,
 }
@@ -338,13 +341,27 @@ impl<'a> Server<'a> {
 
     /// Serves `requests` (checked to fit by the caller).
     pub fn serve(&mut self, requests: &[traffic::Request]) -> Result<ServingOutcome, QueryError> {
+        let options = sim::SimOptions {
+            kv_shares_fabric: self.spec.kv_shares_fabric,
+        };
+        self.serve_with(requests, options)
+    }
+
+    /// [`Self::serve`] with options other than the scenario's (the iterations simulated so
+    /// far are reused either way).
+    pub fn serve_with(
+        &mut self,
+        requests: &[traffic::Request],
+        options: sim::SimOptions,
+    ) -> Result<ServingOutcome, QueryError> {
         let before = self.cost.stats;
-        let run = sim::simulate(
+        let run = sim::simulate_with(
             self.fabric,
             self.params,
             &self.spec.layout,
             requests,
             &mut self.cost,
+            options,
         )?;
         let mut metrics = ServingMetrics::of(self.spec, &run);
         metrics.iteration_queries = self.cost.stats.queries - before.queries;

@@ -7,11 +7,16 @@
 //! 2 x [`PERIOD`] MoE layers and extends the line to the model's MoE layers
 //! (`tests/serving.rs` checks this against whole-model steps).
 //!
-//! Invariant: a corner's time depends only on the corner (its routing draws come from a
-//! stream of the run's seed that restarts at every corner).
+//! A corner also reports the wire bytes its iteration put on each link (the pool's own
+//! dispatch, combine or all-to-all), extrapolated like its time: the background the KV-cache
+//! transfers share the fabric with (`docs/serving.md`, "KV transfers and iteration
+//! traffic").
+//!
+//! Invariant: a corner's time and link bytes depend only on the corner (its routing draws
+//! come from a stream of the run's seed that restarts at every corner).
 
 use super::ServingSpec;
-use super::cost::{Point, PointSim};
+use super::cost::{Iteration, Point, PointSim};
 use crate::afd::AfdSpec;
 use crate::compute::QueryError;
 use crate::config::Level;
@@ -54,39 +59,70 @@ impl<'a> FabricPoints<'a> {
         }
     }
 
-    fn time(&self, template: &AfdSpec, p: Point) -> Result<Dur, QueryError> {
+    fn time(&self, template: &AfdSpec, p: Point) -> Result<Iteration, QueryError> {
         let mut spec = template.clone();
         spec.active_attention_gpus = p.gpus;
         spec.batch_per_attention_gpu = p.batch;
         spec.context = p.ctx;
         spec.prefill_tokens = p.tokens;
         spec.prefill_prefix = p.prefix;
-        self.time_of(&spec)
+        self.iteration_of(&spec)
     }
 
     /// The time of the iteration `spec` describes (its batch, context and prompt tokens
     /// set): extrapolated from a few MoE layers unless `all_layers`.
     pub fn time_of(&self, spec: &AfdSpec) -> Result<Dur, QueryError> {
+        self.iteration_of(spec).map(|it| it.time)
+    }
+
+    /// [`Self::time_of`] with the wire bytes the iteration puts on each link, extrapolated
+    /// from the same steps along the same line (every MoE layer adds its dispatch and
+    /// combine).
+    pub fn iteration_of(&self, spec: &AfdSpec) -> Result<Iteration, QueryError> {
         let mut spec = spec.clone();
         spec.steps = 1;
         let model = &spec.model;
         let (dense, moe) = (model.dense_layers, model.moe_layers());
         if self.all_layers || moe <= 2 * PERIOD {
             spec.layers = model.layers;
-            return self.step(&spec);
+            return self.step_run(&spec);
         }
         spec.layers = dense + PERIOD;
-        let t1 = self.step(&spec)?.as_ps() as f64;
+        let s1 = self.step_run(&spec)?;
         spec.layers = dense + 2 * PERIOD;
-        let t2 = self.step(&spec)?.as_ps() as f64;
+        let s2 = self.step_run(&spec)?;
+        let (t1, t2) = (s1.time.as_ps() as f64, s2.time.as_ps() as f64);
         let per = (t2 - t1) / PERIOD as f64;
-        Ok(Dur::from_ps(
-            (t2 + per * (moe - 2 * PERIOD) as f64).round() as u64
-        ))
+        let more = (moe - 2 * PERIOD) as f64 / PERIOD as f64;
+        // Both lists are sorted by link; a link the longer step uses and the shorter does
+        // not started carrying bytes in its later layers.
+        let mut links = Vec::with_capacity(s2.links.len());
+        let mut i = 0;
+        for &(l, b2) in &s2.links {
+            while i < s1.links.len() && s1.links[i].0 < l {
+                i += 1;
+            }
+            let b1 = match s1.links.get(i) {
+                Some(&(l1, b1)) if l1 == l => b1,
+                _ => 0.0,
+            };
+            // More layers never carry fewer bytes; the clamp only guards rounding.
+            links.push((l, b2 + (b2 - b1).max(0.0) * more));
+        }
+        Ok(Iteration {
+            time: Dur::from_ps((t2 + per * (moe - 2 * PERIOD) as f64).round() as u64),
+            links,
+        })
     }
 
     /// One step from its first kernel to its last kernel or transfer.
     pub fn step(&self, spec: &AfdSpec) -> Result<Dur, QueryError> {
+        self.step_run(spec).map(|it| it.time)
+    }
+
+    /// [`Self::step`] with the wire bytes the step put on each link (links that carried
+    /// none left out), sorted by link.
+    pub fn step_run(&self, spec: &AfdSpec) -> Result<Iteration, QueryError> {
         let mut rng = SimRng::stream(self.seed, STREAM_SERVING);
         let step = spec.decode_step(&mut rng)?;
         let (f, p) = (self.fabric, self.params);
@@ -98,7 +134,17 @@ impl<'a> FabricPoints<'a> {
                 unreachable!("config rejects [serving] at the analytical level")
             }
         };
-        Ok(makespan(&run).since(Time::ZERO))
+        let links = run
+            .links
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.wire_bytes > 0)
+            .map(|(i, l)| (i as u32, l.wire_bytes as f64))
+            .collect();
+        Ok(Iteration {
+            time: makespan(&run).since(Time::ZERO),
+            links,
+        })
     }
 }
 
@@ -110,11 +156,11 @@ fn makespan(run: &PacketRun) -> Time {
 }
 
 impl PointSim for FabricPoints<'_> {
-    fn decode_pool(&mut self, p: Point) -> Result<Dur, QueryError> {
+    fn decode_pool(&mut self, p: Point) -> Result<Iteration, QueryError> {
         self.time(&self.decode, p)
     }
 
-    fn prefill_pool(&mut self, p: Point) -> Result<Dur, QueryError> {
+    fn prefill_pool(&mut self, p: Point) -> Result<Iteration, QueryError> {
         let spec = self
             .prefill
             .as_ref()

@@ -13,7 +13,12 @@
 //!   fabric, as a flow of the online flow level, to the decode GPU with the most free KV
 //!   cache that has room for the whole request (input + output) and a batch slot, first
 //!   come first served. The decode pool iterates over all its sequences at once; a sequence
-//!   joins at the first iteration after its KV cache arrived.
+//!   joins at the first iteration after its KV cache arrived. Unless
+//!   [`SimOptions::kv_shares_fabric`] is off, the KV transfers get only what the pools'
+//!   running iterations leave of each link: each pool's iteration traffic
+//!   ([`StepCost::link_bytes`]), spread evenly over the iteration, is the online flow
+//!   level's background from the iteration's start to its end (first order: the transfers
+//!   do not slow the iterations).
 //!
 //! Iteration times come from a [`StepCost`] (the fabric simulations of `cost.rs`, or a
 //! closed form in tests), asked for as `n` GPUs each as busy as the busiest one (the most
@@ -56,7 +61,32 @@ pub trait StepCost {
         tokens: u32,
         prefix: u64,
     ) -> Result<Dur, QueryError>;
+    /// The wire bytes per link of the iteration the last call timed (the pool's own
+    /// dispatch, combine or all-to-all), appended to `out` as (link, bytes), each link
+    /// once. Default: none known (the KV transfers see an idle fabric).
+    fn link_bytes(&mut self, _out: &mut Vec<(u32, f64)>) {}
 }
+
+/// Choices of the request-level simulation beyond the deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimOptions {
+    /// KV-cache transfers share each link with the pools' running iterations (they get the
+    /// capacity the iterations' traffic leaves); off: they see an idle fabric, as before
+    /// this coupling existed.
+    pub kv_shares_fabric: bool,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            kv_shares_fabric: true,
+        }
+    }
+}
+
+/// The online flow level's background sources: one per pool.
+const BG_DECODE: usize = 0;
+const BG_PREFILL: usize = 1;
 
 /// How the deployment's GPUs serve requests.
 #[derive(Clone, Debug, PartialEq)]
@@ -228,16 +258,41 @@ struct Sim<'a, C: StepCost> {
     last_arrival: Time,
     /// Output tokens made from the first to the last arrival.
     window_tokens: u64,
+    /// P/D with `kv_shares_fabric`: iterations load the KV transfers' links.
+    coupled: bool,
+    /// A pool's iteration ended and its background is still declared (cleared unless the
+    /// next iteration starts at the same time): decode, prefill.
+    bg_stale: [bool; 2],
+    link_bytes: Vec<(u32, f64)>,
 }
 
 /// Serves `requests` (in arrival order) on `layout`, timing iterations with `cost` and the
-/// KV-cache transfers with the flow level on `fabric`.
+/// KV-cache transfers with the flow level on `fabric` (default options).
 pub fn simulate<C: StepCost>(
     fabric: &Fabric,
     params: &PacketParams,
     layout: &Layout,
     requests: &[Request],
     cost: &mut C,
+) -> Result<ServingRun, QueryError> {
+    simulate_with(
+        fabric,
+        params,
+        layout,
+        requests,
+        cost,
+        SimOptions::default(),
+    )
+}
+
+/// [`simulate`] with explicit options.
+pub fn simulate_with<C: StepCost>(
+    fabric: &Fabric,
+    params: &PacketParams,
+    layout: &Layout,
+    requests: &[Request],
+    cost: &mut C,
+    options: SimOptions,
 ) -> Result<ServingRun, QueryError> {
     let disagg = matches!(layout.mode, Mode::Disaggregated { .. });
     let mut sim = Sim {
@@ -279,6 +334,9 @@ pub fn simulate<C: StepCost>(
         arriving: (0, 0),
         last_arrival: requests.last().map_or(Time::ZERO, |r| r.arrival),
         window_tokens: 0,
+        coupled: disagg && options.kv_shares_fabric,
+        bg_stale: [false; 2],
+        link_bytes: Vec::new(),
     };
     for (i, r) in requests.iter().enumerate() {
         assert!(
@@ -317,6 +375,7 @@ pub fn simulate<C: StepCost>(
             }
         };
         sim.start_decode(now)?;
+        sim.clear_stale_background(now);
     }
     sim.finish()
 }
@@ -329,6 +388,29 @@ fn equivalent_gpus(work: u64, per_gpu: u64) -> u32 {
 }
 
 impl<C: StepCost> Sim<'_, C> {
+    /// Declares the iteration just timed (the cost's last call), lasting `d` from `now`,
+    /// as pool `source`'s background on the KV transfers' links.
+    fn load_links(&mut self, now: Time, source: usize, d: Dur) {
+        if !self.coupled {
+            return;
+        }
+        self.link_bytes.clear();
+        self.cost.link_bytes(&mut self.link_bytes);
+        self.net.set_background(now, source, &self.link_bytes, d);
+        self.bg_stale[source] = false;
+    }
+
+    /// Clears the background of a pool whose iteration ended and that did not start
+    /// another at the same time.
+    fn clear_stale_background(&mut self, now: Time) {
+        for source in [BG_DECODE, BG_PREFILL] {
+            if self.bg_stale[source] {
+                self.bg_stale[source] = false;
+                self.net.set_background(now, source, &[], Dur::ZERO);
+            }
+        }
+    }
+
     fn count(&mut self, now: Time, delta: i64) {
         self.area_ps += self.in_system as u128 * now.since(self.last).as_ps() as u128;
         self.last = now;
@@ -482,11 +564,13 @@ impl<C: StepCost> Sim<'_, C> {
         self.decode.load_sum += batch as u64;
         self.decode_busy = true;
         self.queue.schedule_at(now + d, Event::DecodeDone);
+        self.load_links(now, BG_DECODE, d);
         Ok(())
     }
 
     fn decode_done(&mut self, now: Time, disagg: bool) {
         self.decode_busy = false;
+        self.bg_stale[BG_DECODE] = self.coupled;
         // Every decoding sequence gained a token.
         for g in 0..self.dgpus.len() {
             let running = std::mem::take(&mut self.dgpus[g].running);
@@ -557,11 +641,13 @@ impl<C: StepCost> Sim<'_, C> {
         self.prefill.load_sum += chunk as u64;
         self.prefill_busy = true;
         self.queue.schedule_at(now + d, Event::PrefillDone);
+        self.load_links(now, BG_PREFILL, d);
         Ok(())
     }
 
     fn prefill_done(&mut self, now: Time) {
         self.prefill_busy = false;
+        self.bg_stale[BG_PREFILL] = self.coupled;
         let pieces = std::mem::take(&mut self.prefill_pieces);
         for p in &pieces {
             let r = &mut self.reqs[p.req as usize];
@@ -687,6 +773,7 @@ mod tests {
     use super::*;
     use crate::config::{STAR_SCENARIO, STAR_SCENARIO_ORIGIN, Scenario};
     use crate::engine::SimRng;
+    use crate::flow::online::MIN_SHARE;
 
     /// Closed-form iteration times: a fixed part plus a part per sequence and per token.
     struct Linear {
@@ -877,6 +964,185 @@ mod tests {
             // The limits bind: without them more would have run at once.
             assert_eq!(most.0, 3, "the batch limit is reached");
         }
+    }
+
+    /// [`Linear`] whose decode iterations load `links` (link, utilisation) over their
+    /// whole length, and whose prefill iterations load nothing.
+    struct Loaded {
+        inner: Linear,
+        links: Vec<(u32, f64)>,
+        cap: Vec<f64>,
+        last_decode: Option<Dur>,
+    }
+
+    impl Loaded {
+        fn new(s: &Scenario, links: Vec<(u32, f64)>) -> Loaded {
+            let cap = OnlineFlows::new(&s.fabric, &s.packet);
+            let cap = (0..s.fabric.topology.links().len() as u32)
+                .map(|l| cap.capacity(l))
+                .collect();
+            Loaded {
+                inner: Linear { calls: 0 },
+                links,
+                cap,
+                last_decode: None,
+            }
+        }
+    }
+
+    impl StepCost for Loaded {
+        fn decode(&mut self, g: u32, b: u32, ctx: u64) -> Result<Dur, QueryError> {
+            let d = self.inner.decode(g, b, ctx)?;
+            self.last_decode = Some(d);
+            Ok(d)
+        }
+        fn prefill(&mut self, g: u32, t: u32, p: u64) -> Result<Dur, QueryError> {
+            self.last_decode = None;
+            self.inner.prefill(g, t, p)
+        }
+        fn mixed(&mut self, g: u32, b: u32, c: u64, t: u32, p: u64) -> Result<Dur, QueryError> {
+            self.last_decode = None;
+            self.inner.mixed(g, b, c, t, p)
+        }
+        fn link_bytes(&mut self, out: &mut Vec<(u32, f64)>) {
+            if let Some(d) = self.last_decode {
+                out.extend(
+                    self.links
+                        .iter()
+                        .map(|&(l, u)| (l, u * self.cap[l as usize] * d.as_ps() as f64)),
+                );
+            }
+        }
+    }
+
+    /// Request 0 decodes for a long time (short prompt, long output); request 1 arrives
+    /// later, so its KV transfer runs while the decode pool iterates.
+    fn decoding_and_probe() -> Vec<Request> {
+        vec![
+            Request {
+                id: 0,
+                arrival: Time::from_ps(5 * US),
+                input: 10,
+                output: 200,
+                cached: 0,
+            },
+            Request {
+                id: 1,
+                arrival: Time::from_ps(20_000 * US),
+                input: 1000,
+                output: 2,
+                cached: 0,
+            },
+        ]
+    }
+
+    /// The route of request 1's KV cache in [`decoding_and_probe`]: prefill GPU 0 to the
+    /// second decode GPU (the first holds request 0), the second flow started.
+    fn probe_route(s: &Scenario) -> crate::flow::paths::Route {
+        let m = MessageSpec {
+            src: NodeId(0),
+            dst: NodeId(5),
+            bytes: 1000 * 70_000,
+            start: Time::ZERO,
+        };
+        crate::flow::paths::route(&s.fabric, &s.packet, 1, &m)
+    }
+
+    /// A KV transfer that crosses links the decode pool's iterations load with utilisation
+    /// u drains at (1 - u) of its bottleneck (the iterations run throughout it): wire bytes
+    /// / ((1 - u) x bottleneck) + tail. With the coupling off it takes what it takes alone;
+    /// past u = 1 it keeps MIN_SHARE.
+    #[test]
+    fn kv_transfers_get_what_the_iterations_leave() {
+        let s = star();
+        let l = layout(pd());
+        let reqs = decoding_and_probe();
+        let r = probe_route(&s);
+        let alone = r
+            .links
+            .iter()
+            .map(|&(link, w)| {
+                s.fabric.topology.links()[link.0 as usize].rate.bps() as f64 / 8e12 / w
+            })
+            .fold(f64::INFINITY, f64::min);
+        let kv_time = |u: f64, on: bool| {
+            let links = r.links.iter().map(|&(link, _)| (link.0, u)).collect();
+            let mut cost = Loaded::new(&s, links);
+            let opts = SimOptions {
+                kv_shares_fabric: on,
+            };
+            let run = simulate_with(&s.fabric, &s.packet, &l, &reqs, &mut cost, opts).unwrap();
+            let r1 = &run.requests[1];
+            assert_eq!(r1.decode_gpu, 1, "the probe goes to the free decode GPU");
+            let (ks, kf) = r1.kv_transfer.unwrap();
+            // The decode pool is busy with request 0 throughout the transfer.
+            assert!(run.requests[0].first_token < ks && run.requests[0].finish > kf);
+            kf.since(ks).as_ps() as f64
+        };
+        let tail = r.tail.as_ps() as f64;
+        let wire = r.wire_bytes as f64;
+        let off = kv_time(0.4, false);
+        assert!(
+            (off - (wire / alone).ceil() - tail).abs() <= 1.0,
+            "off: {off}"
+        );
+        for (u, share) in [(0.0, 1.0), (0.4, 0.6), (0.9, 0.1), (1.2, MIN_SHARE)] {
+            let on = kv_time(u, true);
+            let want = wire / (share * alone) + tail;
+            // Re-declared at every iteration start: a picosecond of rounding each time.
+            assert!((on - want).abs() <= 20.0, "u = {u}: {on} vs {want} ps");
+        }
+    }
+
+    /// The background lasts only while an iteration runs: a lone request's transfer (both
+    /// pools idle by then) takes what it takes alone, coupling on or off; and a cost that
+    /// knows no link bytes gives the results of the coupling off exactly.
+    #[test]
+    fn no_running_iteration_no_background() {
+        let s = star();
+        let l = layout(pd());
+        let everywhere: Vec<(u32, f64)> = (0..s.fabric.topology.links().len() as u32)
+            .map(|link| (link, 0.5))
+            .collect();
+        let lone = one(1000, 3, 0);
+        let runs: Vec<ServingRun> = [true, false]
+            .iter()
+            .map(|&on| {
+                let mut cost = Loaded::new(&s, everywhere.clone());
+                let opts = SimOptions {
+                    kv_shares_fabric: on,
+                };
+                simulate_with(&s.fabric, &s.packet, &l, &lone, &mut cost, opts).unwrap()
+            })
+            .collect();
+        assert!(runs[0].requests == runs[1].requests);
+        let reqs = poisson(400, 40.0, 5);
+        let plain = run(pd(), &reqs);
+        let opts = SimOptions {
+            kv_shares_fabric: false,
+        };
+        let mut cost = Loaded::new(&s, everywhere.clone());
+        let off = simulate_with(&s.fabric, &s.packet, &l, &reqs, &mut cost, opts).unwrap();
+        assert!(plain.requests == off.requests, "off = no link bytes known");
+        // And on with the load, the same requests' transfers take longer.
+        let mut cost = Loaded::new(&s, everywhere);
+        let on = simulate_with(
+            &s.fabric,
+            &s.packet,
+            &l,
+            &reqs,
+            &mut cost,
+            SimOptions::default(),
+        )
+        .unwrap();
+        let kv = |run: &ServingRun| -> u64 {
+            run.requests
+                .iter()
+                .filter_map(|r| r.kv_transfer)
+                .map(|(a, b)| b.since(a).as_ps())
+                .sum()
+        };
+        assert!(kv(&on) > kv(&plain), "{} vs {}", kv(&on), kv(&plain));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Serving cases: light load against unloaded iterations, Little's law, prefix reuse.
+//! Serving cases: light load against unloaded iterations, Little's law, prefix reuse, a KV
+//! transfer against the decode pool's iteration traffic.
 
 use super::{Case, Check};
 use crate::config::Scenario;
@@ -23,12 +24,17 @@ pub fn cases() -> Vec<Case> {
             name: "serving-prefix-reuse",
             run: prefix_reuse,
         },
+        Case {
+            name: "serving-kv-background",
+            run: kv_background,
+        },
     ]
 }
 
 const LIGHT: &str = include_str!("../../validation/serving-light-load.toml");
 const LITTLE: &str = include_str!("../../validation/serving-littles-law.toml");
 const PREFIX: &str = include_str!("../../validation/serving-prefix-reuse.toml");
+const KV_BG: &str = include_str!("../../validation/serving-kv-background.toml");
 
 fn spec(s: &Scenario) -> &ServingSpec {
     s.serving.as_ref().expect("a [serving] scenario")
@@ -221,4 +227,139 @@ fn prefix_reuse() -> Result<Vec<Check>, InputError> {
         ));
     }
     Ok(checks)
+}
+
+fn kv_background() -> Result<Vec<Check>, InputError> {
+    use crate::engine::{Dur, PS_PER_S};
+    use crate::serving::sim::SimOptions;
+    use crate::serving::traffic::Request;
+    let case = "serving-kv-background";
+    let s = Scenario::parse(KV_BG, "validation/serving-kv-background.toml", None)?;
+    let sp = spec(&s);
+    let bad = |e: crate::compute::QueryError| InputError::new(&s.origin, "serving", e.to_string());
+    // The background: the traffic's requests (fixed lengths), all at time 0; then the probe.
+    let n = sp.requests - 1;
+    let mut reqs = sp.traffic.requests(n, s.seed)?;
+    for r in &mut reqs {
+        r.arrival = Time::ZERO;
+    }
+    reqs.push(Request {
+        id: n,
+        arrival: Time::from_ps(PS_PER_S * 3 / 10),
+        input: 4096,
+        output: 2,
+        cached: 0,
+    });
+    crate::config::check_fits(&s.origin, sp, &reqs)?;
+    let mut server = Server::new(sp, &s.fabric, &s.packet, s.level);
+    let mut serve = |on: bool| {
+        let options = SimOptions {
+            kv_shares_fabric: on,
+        };
+        server
+            .serve_with(&reqs, options)
+            .map(|o| o.run)
+            .map_err(bad)
+    };
+    let (on, off) = (serve(true)?, serve(false)?);
+    let probe = |run: &ServingRun| {
+        let (ks, kf) = run.requests[n as usize].kv_transfer.expect("P/D");
+        (ks, kf, kf.since(ks).as_secs_f64() * 1e3)
+    };
+    let (ks, kf, on_ms) = probe(&on);
+    let off_ms = probe(&off).2;
+    // The decode pool's operating point during the transfer: every background request
+    // decoding (one GPU, batch n), at the context they have reached by mid-transfer.
+    let bg = &on.requests[..n as usize];
+    let steady = bg
+        .iter()
+        .filter(|r| r.first_token <= ks && r.finish >= kf)
+        .count();
+    let b0 = &bg[0];
+    let tpot = b0.tpot().expect("long outputs").as_ps();
+    let mid = ks + Dur::from_ps(kf.since(ks).as_ps() / 2);
+    let ctx = (b0.input + 1) as u64 + mid.since(b0.first_token).as_ps() / tpot;
+    let points = FabricPoints::new(sp, &s.fabric, &s.packet, s.level);
+    let mut t = sp.decode.clone();
+    t.layers = t.model.layers;
+    t.active_attention_gpus = 1;
+    t.batch_per_attention_gpu = n;
+    t.context = ctx;
+    t.prefill_tokens = 0;
+    t.prefill_prefix = 0;
+    let it = points.step_run(&t).map_err(bad)?;
+    // The probe's route: from the first prefill GPU (all backlogs are empty when it
+    // arrives: lowest index) to the decode pool's one GPU; flows are numbered in start
+    // order, and the background's n started before it.
+    let Mode::Disaggregated { prefill_gpus } = &sp.layout.mode else {
+        unreachable!("the case is P/D")
+    };
+    let m = MessageSpec {
+        src: prefill_gpus[0],
+        dst: sp.layout.decode_gpus[0],
+        bytes: 4096 * sp.layout.kv_bytes_per_token,
+        start: Time::ZERO,
+    };
+    let route = crate::flow::paths::route(&s.fabric, &s.packet, n, &m);
+    let links = s.fabric.topology.links();
+    let span = it.time.as_ps() as f64;
+    let util = |l: u32| {
+        let c = links[l as usize].rate.bps() as f64 / 8.0 / PS_PER_S as f64;
+        let b = it
+            .links
+            .iter()
+            .find(|&&(x, _)| x == l)
+            .map_or(0.0, |&(_, b)| b);
+        (c, b / (c * span))
+    };
+    let (mut alone, mut shared, mut u_max) = (f64::INFINITY, f64::INFINITY, 0.0f64);
+    for &(l, w) in &route.links {
+        let (c, u) = util(l.0);
+        alone = alone.min(c / w);
+        shared = shared.min(c * (1.0 - u) / w);
+        u_max = u_max.max(u);
+    }
+    let wire = route.wire_bytes as f64;
+    let tail = route.tail.as_ps() as f64;
+    let ms = |ps: f64| ps / 1e9;
+    Ok(vec![
+        Check::at_least(
+            case,
+            "precondition: background requests decoding through the transfer",
+            n as f64,
+            steady as f64,
+            "the decode pool iterates over its whole batch while the probe's KV cache moves",
+        ),
+        Check::at_least(
+            case,
+            "precondition: iteration utilisation of the busiest link on the route",
+            0.1,
+            u_max,
+            "the probe's route carries the iterations' traffic (the case tests something)",
+        ),
+        Check::at_most(
+            case,
+            "precondition: iteration utilisation of the busiest link on the route (below the floor)",
+            1.0 - crate::flow::online::MIN_SHARE,
+            u_max,
+            "the closed form holds above the floor",
+        ),
+        Check::within(
+            case,
+            "kv_transfer_ms, kv_shares_fabric = true",
+            ms(wire / shared + tail),
+            on_ms,
+            1.0,
+            "wire bytes / min over the route (C x (1 - u) / share) + tail, u from a whole-model \
+             decode iteration",
+        ),
+        Check::within(
+            case,
+            "kv_transfer_ms, kv_shares_fabric = false",
+            ms(wire / alone + tail),
+            off_ms,
+            0.01,
+            "wire bytes / min over the route (C / share) + tail: the lone transfer",
+        ),
+    ])
 }
