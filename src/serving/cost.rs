@@ -59,11 +59,11 @@ pub struct Iteration {
 }
 
 /// What times the grid's corners.
-pub trait PointSim {
+pub trait PointSim: Sync {
     /// One iteration of the decode (or aggregated) pool.
-    fn decode_pool(&mut self, p: Point) -> Result<Iteration, QueryError>;
+    fn decode_pool(&self, p: Point) -> Result<Iteration, QueryError>;
     /// One iteration of the prefill pool (`p.batch` is 0).
-    fn prefill_pool(&mut self, p: Point) -> Result<Iteration, QueryError>;
+    fn prefill_pool(&self, p: Point) -> Result<Iteration, QueryError>;
 }
 
 /// The corners of one axis: `lo`, then powers of two, up to and including `max`.
@@ -173,26 +173,50 @@ impl<S: PointSim> GridCost<S> {
         }
     }
 
-    fn corner(&mut self, prefill: bool, p: Point) -> Result<f64, QueryError> {
+    /// Simulates the corners of `pts` not simulated yet, in parallel (each corner's result
+    /// depends only on the corner, so the order and the thread do not matter); on errors,
+    /// the first in `pts` order.
+    fn simulate_missing(&mut self, prefill: bool, pts: &[Point]) -> Result<(), QueryError> {
+        let memo = if prefill {
+            &self.prefill_memo
+        } else {
+            &self.decode_memo
+        };
+        let mut missing: Vec<Point> = Vec::new();
+        for p in pts {
+            if !memo.contains_key(p) && !missing.contains(p) {
+                missing.push(*p);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let t0 = std::time::Instant::now();
+        let sim = &self.sim;
+        let run = |p: &Point| {
+            if prefill {
+                sim.prefill_pool(*p)
+            } else {
+                sim.decode_pool(*p)
+            }
+        };
+        let results: Vec<Result<Iteration, QueryError>> = if missing.len() == 1 {
+            vec![run(&missing[0])]
+        } else {
+            use rayon::prelude::*;
+            missing.par_iter().map(run).collect()
+        };
+        self.stats.corner_wall_s += t0.elapsed().as_secs_f64();
         let memo = if prefill {
             &mut self.prefill_memo
         } else {
             &mut self.decode_memo
         };
-        if let Some(it) = memo.get(&p) {
-            return Ok(it.time.as_ps() as f64);
+        for (p, r) in missing.into_iter().zip(results) {
+            memo.insert(p, r?);
+            self.stats.corners_simulated += 1;
         }
-        let t0 = std::time::Instant::now();
-        let it = if prefill {
-            self.sim.prefill_pool(p)?
-        } else {
-            self.sim.decode_pool(p)?
-        };
-        self.stats.corners_simulated += 1;
-        self.stats.corner_wall_s += t0.elapsed().as_secs_f64();
-        let d = it.time;
-        memo.insert(p, it);
-        Ok(d.as_ps() as f64)
+        Ok(())
     }
 
     /// Multilinear interpolation over the axes a query uses.
@@ -217,7 +241,6 @@ impl<S: PointSim> GridCost<S> {
         } else {
             (0, 0, 0.0)
         };
-        let mut total = 0.0;
         self.last.clear();
         for corner in 0..32u32 {
             let pick = |bit: u32, (lo, hi, w): (u64, u64, f64)| {
@@ -248,9 +271,21 @@ impl<S: PointSim> GridCost<S> {
                 tokens: tt as u32,
                 prefix: if tt > 0 { pp } else { 0 },
             };
-            total += w * self.corner(prefill, pt)?;
             self.last.push((prefill, pt, w));
         }
+        let pts: Vec<Point> = self.last.iter().map(|&(_, p, _)| p).collect();
+        self.simulate_missing(prefill, &pts)?;
+        let memo = if prefill {
+            &self.prefill_memo
+        } else {
+            &self.decode_memo
+        };
+        // Summed in corner order, as always: the same query gives the same bits.
+        let total: f64 = self
+            .last
+            .iter()
+            .map(|&(_, p, w)| w * memo[&p].time.as_ps() as f64)
+            .sum();
         Ok(Dur::from_ps(total.round() as u64))
     }
 }
@@ -329,8 +364,9 @@ impl<S: PointSim> StepCost for GridCost<S> {
 mod tests {
     use super::*;
 
-    /// A function linear in each argument: interpolation reproduces it exactly.
-    struct Affine(u64);
+    /// A function linear in each argument: interpolation reproduces it exactly. Counts its
+    /// simulations.
+    struct Affine(std::sync::atomic::AtomicU64);
 
     impl Affine {
         fn at(p: Point) -> Dur {
@@ -359,15 +395,15 @@ mod tests {
     }
 
     impl PointSim for Affine {
-        fn decode_pool(&mut self, p: Point) -> Result<Iteration, QueryError> {
-            self.0 += 1;
+        fn decode_pool(&self, p: Point) -> Result<Iteration, QueryError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(Iteration {
                 time: Affine::at(p),
                 links: Affine::links(p, false),
             })
         }
-        fn prefill_pool(&mut self, p: Point) -> Result<Iteration, QueryError> {
-            self.0 += 1;
+        fn prefill_pool(&self, p: Point) -> Result<Iteration, QueryError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             assert_eq!(p.batch, 0);
             Ok(Iteration {
                 time: Affine::at(p),
@@ -388,7 +424,14 @@ mod tests {
 
     #[test]
     fn multilinear_functions_come_back_exactly_and_corners_run_once() {
-        let mut g = GridCost::new(Affine(0), (24, 16), 256, 4096, (40_000, 100_000), &[2048]);
+        let mut g = GridCost::new(
+            Affine(Default::default()),
+            (24, 16),
+            256,
+            4096,
+            (40_000, 100_000),
+            &[2048],
+        );
         for (b, c, t, p) in [
             (37, 3000, 0, 0),
             (37, 3000, 500, 9000),
@@ -413,9 +456,13 @@ mod tests {
             // Multilinear interpolation is exact on multilinear functions (up to rounding).
             assert!(err <= 1, "({b},{c},{t},{p}): {got:?} vs {want:?}");
         }
-        let before = g.sim.0;
+        let before = g.sim.0.load(std::sync::atomic::Ordering::Relaxed);
         g.mixed(19, 37, 3000, 0, 0).unwrap();
-        assert_eq!(g.sim.0, before, "memoized");
+        assert_eq!(
+            g.sim.0.load(std::sync::atomic::Ordering::Relaxed),
+            before,
+            "memoized"
+        );
         assert!(g.mixed(19, 257, 1, 0, 0).is_err());
         assert!(g.mixed(25, 1, 1, 0, 0).is_err());
         assert!(g.prefill(16, 4097, 0).is_err());
@@ -423,7 +470,14 @@ mod tests {
 
     #[test]
     fn kinks_get_corners_on_both_sides() {
-        let g = GridCost::new(Affine(0), (1, 1), 4, 4, (10_000, 10_000), &[2048, 5]);
+        let g = GridCost::new(
+            Affine(Default::default()),
+            (1, 1),
+            4,
+            4,
+            (10_000, 10_000),
+            &[2048, 5],
+        );
         assert_eq!(
             g.ctx,
             vec![1, 5, 6, 128, 256, 512, 1024, 2048, 2049, 4096, 8192, 10_000]
@@ -433,7 +487,14 @@ mod tests {
 
     #[test]
     fn corners_are_exact() {
-        let mut g = GridCost::new(Affine(0), (24, 16), 256, 4096, (40_000, 100_000), &[2048]);
+        let mut g = GridCost::new(
+            Affine(Default::default()),
+            (24, 16),
+            256,
+            4096,
+            (40_000, 100_000),
+            &[2048],
+        );
         let p = Point {
             gpus: 16,
             batch: 64,
@@ -457,7 +518,14 @@ mod tests {
     /// second ask.
     #[test]
     fn link_bytes_interpolate_like_times() {
-        let mut g = GridCost::new(Affine(0), (24, 16), 256, 4096, (40_000, 100_000), &[2048]);
+        let mut g = GridCost::new(
+            Affine(Default::default()),
+            (24, 16),
+            256,
+            4096,
+            (40_000, 100_000),
+            &[2048],
+        );
         let mut out = Vec::new();
         g.decode(19, 37, 3000).unwrap();
         g.link_bytes(&mut out);

@@ -156,11 +156,11 @@ fn makespan(run: &PacketRun) -> Time {
 }
 
 impl PointSim for FabricPoints<'_> {
-    fn decode_pool(&mut self, p: Point) -> Result<Iteration, QueryError> {
+    fn decode_pool(&self, p: Point) -> Result<Iteration, QueryError> {
         self.time(&self.decode, p)
     }
 
-    fn prefill_pool(&mut self, p: Point) -> Result<Iteration, QueryError> {
+    fn prefill_pool(&self, p: Point) -> Result<Iteration, QueryError> {
         let spec = self
             .prefill
             .as_ref()
