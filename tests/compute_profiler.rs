@@ -38,6 +38,25 @@ fn skip(what: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {what}: {why} ***\n");
 }
 
+/// Runs the profiler with `args` into a fresh folder named after `what`; asserts it succeeded.
+fn profile(args: &[&str], what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("afdsim-profiler-{what}-{}", std::process::id()));
+    let out = Command::new(python())
+        .arg(script())
+        .args(args)
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
 /// (op, sizes) of every table operator the six models' layers ask for.
 fn layer_shapes() -> BTreeSet<(String, String)> {
     let t = ComputeTable::embedded("h100-sxm").unwrap();
@@ -112,18 +131,7 @@ fn profiler_smoke_run_writes_a_table_afdsim_loads() {
         );
         return;
     }
-    let dir = std::env::temp_dir().join(format!("afdsim-profiler-{}", std::process::id()));
-    let out = Command::new(python())
-        .arg(script())
-        .args(["--smoke", "--cpu", "--out", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = profile(&["--smoke", "--cpu"], "table");
     let t = ComputeTable::load(&dir.join("compute.csv")).unwrap();
     let ops: BTreeSet<&str> = t.rows().iter().map(|r| r.query.op.name()).collect();
     for op in Op::ALL {
@@ -159,24 +167,7 @@ fn profiler_smoke_layers_are_checked_against_assembled_layers() {
         );
         return;
     }
-    let dir = std::env::temp_dir().join(format!("afdsim-layers-{}", std::process::id()));
-    let out = Command::new(python())
-        .arg(script())
-        .args([
-            "--smoke",
-            "--cpu",
-            "--layers",
-            "--out",
-            dir.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dir = profile(&["--smoke", "--cpu", "--layers"], "layers");
     let file = dir.join("layers.csv");
     let rows = layer_check::load_measurements(&file).unwrap();
     // Two models (GQA; MLA with the DSA indexer past top-k) x (two attention points, one FFN).

@@ -14,7 +14,7 @@ use super::interp::Scheme;
 use super::layer::{AttentionKernel, LayerBreakdown};
 use super::layer_check::{self, LayerComparison, LayerSide};
 use super::model::Model;
-use super::predict::{ErrorSummary, Method};
+use super::predict::{ErrorSummary, LooPoint, Method};
 use super::table::{ComputeTable, Header, Op};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -586,20 +586,21 @@ fn loo_report(
             );
         }
     };
-    for op in Op::ALL {
-        let e = loo
-            .iter()
-            .filter(|p| p.query.op == op && p.method == Method::Interpolated)
-            .map(|p| p.abs_err_pct())
-            .collect();
-        line(&mut s, op.name(), e);
-    }
-    let all = loo
-        .iter()
-        .filter(|p| p.method == Method::Interpolated)
-        .map(|p| p.abs_err_pct())
-        .collect();
-    line(&mut s, "all", all);
+    // One line per op of the points `keep` selects, then one over all of them.
+    let per_op = |s: &mut String, pts: &[LooPoint], keep: &dyn Fn(&LooPoint) -> bool| {
+        let errors = |op: Option<Op>| {
+            pts.iter()
+                .filter(|p| keep(p) && op.is_none_or(|op| p.query.op == op))
+                .map(|p| p.abs_err_pct())
+                .collect()
+        };
+        for op in Op::ALL {
+            line(s, op.name(), errors(Some(op)));
+        }
+        line(s, "all", errors(None));
+    };
+    let interpolated = |p: &LooPoint| p.method == Method::Interpolated;
+    per_op(&mut s, &loo, &interpolated);
     let edge = loo
         .iter()
         .filter(|p| p.method == Method::Extrapolated)
@@ -626,20 +627,7 @@ fn loo_report(
             "\nin-between sizes held out: each size that is not a power of two predicted from \
              the powers-of-two points (a 2x gap, as a query between grid points sees)"
         );
-        for op in Op::ALL {
-            let e = held
-                .iter()
-                .filter(|p| p.query.op == op && p.method == Method::Interpolated)
-                .map(|p| p.abs_err_pct())
-                .collect();
-            line(&mut s, op.name(), e);
-        }
-        let e = held
-            .iter()
-            .filter(|p| p.method == Method::Interpolated)
-            .map(|p| p.abs_err_pct())
-            .collect();
-        line(&mut s, "all", e);
+        per_op(&mut s, &held, &interpolated);
     }
     if let Some(path) = out {
         let file = path.display().to_string();

@@ -412,6 +412,18 @@ mod tests {
         }
     }
 
+    /// The grid most tests use: pools of 24 and 16 GPUs, DSA's kink at 2,048.
+    fn grid() -> GridCost<Affine> {
+        GridCost::new(
+            Affine(Default::default()),
+            (24, 16),
+            256,
+            4096,
+            (40_000, 100_000),
+            &[2048],
+        )
+    }
+
     #[test]
     fn axes_end_at_their_limit() {
         assert_eq!(axis(0, 1, 6), vec![0, 1, 2, 4, 6]);
@@ -424,14 +436,7 @@ mod tests {
 
     #[test]
     fn multilinear_functions_come_back_exactly_and_corners_run_once() {
-        let mut g = GridCost::new(
-            Affine(Default::default()),
-            (24, 16),
-            256,
-            4096,
-            (40_000, 100_000),
-            &[2048],
-        );
+        let mut g = grid();
         for (b, c, t, p) in [
             (37, 3000, 0, 0),
             (37, 3000, 500, 9000),
@@ -487,14 +492,7 @@ mod tests {
 
     #[test]
     fn corners_are_exact() {
-        let mut g = GridCost::new(
-            Affine(Default::default()),
-            (24, 16),
-            256,
-            4096,
-            (40_000, 100_000),
-            &[2048],
-        );
+        let mut g = grid();
         let p = Point {
             gpus: 16,
             batch: 64,
@@ -518,14 +516,7 @@ mod tests {
     /// second ask.
     #[test]
     fn link_bytes_interpolate_like_times() {
-        let mut g = GridCost::new(
-            Affine(Default::default()),
-            (24, 16),
-            256,
-            4096,
-            (40_000, 100_000),
-            &[2048],
-        );
+        let mut g = grid();
         let mut out = Vec::new();
         g.decode(19, 37, 3000).unwrap();
         g.link_bytes(&mut out);
