@@ -5,14 +5,17 @@
 //! - **Aggregated**: every GPU of the pool holds sequences. Each iteration runs, on every
 //!   GPU at once (expert parallelism couples them: one all-to-all per layer), the GPU's
 //!   decoding sequences plus up to `chunk_tokens` prompt tokens (Sarathi-style chunked
-//!   prefill, oldest request first). A request is admitted to prefill once its whole KV
-//!   cache (input + output tokens) fits the GPU and a batch slot is free; it never has to be
-//!   preempted later.
+//!   prefill, oldest request first). A request is admitted to prefill once a batch slot is
+//!   free and its KV cache fits the GPU ([`Admission`]): its whole cache (input + output
+//!   tokens), so it never has to be preempted later; or (vLLM-style) its prompt, the cache
+//!   then growing a token per iteration, the newest sequences preempted and recomputed
+//!   (prefilled again over prompt + tokens made) when the GPU's sequences cannot all grow.
 //! - **Disaggregated** (P/D, with AFD or expert-parallel decode): the prefill pool iterates
 //!   over prompt chunks; a finished prompt's KV cache (every input token's) goes over the
 //!   fabric, as a flow of the online flow level, to the decode GPU with the most free KV
-//!   cache that has room for the whole request (input + output) and a batch slot, first
-//!   come first served. The decode pool iterates over all its sequences at once; a sequence
+//!   cache that has room for it (the whole request, or its prompt) and a batch slot, first
+//!   come first served; a sequence preempted on a decode GPU is prefilled again on the
+//!   prefill pool and its KV cache transferred again. The decode pool iterates over all its sequences at once; a sequence
 //!   joins at the first iteration after its KV cache arrived. Unless
 //!   [`SimOptions::kv_shares_fabric`] is off, the KV transfers get only what the pools'
 //!   running iterations leave of each link: each pool's iteration traffic
@@ -31,8 +34,10 @@
 //! TTFT = arrival to the first token at the decode side (end of prefill, plus the KV
 //! transfer under P/D); TPOT = (finish - first token) / (output - 1).
 //!
-//! Invariant: time never goes back; every request finishes (config guarantees that each
-//! fits an empty GPU); requests in the system = arrived - finished at every event. The
+//! Invariant: time never goes back; every request finishes and makes each of its tokens
+//! once (config guarantees that each fits an empty GPU; a lone sequence is never preempted
+//! and every recompute makes a token); a GPU never holds more KV cache than it has;
+//! requests in the system = arrived - finished at every event. The
 //! same requests and costs give the same results (ties: flows before pool events, then
 //! insertion order).
 
