@@ -15,8 +15,9 @@
 //!   fabric, as a flow of the online flow level, to the decode GPU with the most free KV
 //!   cache that has room for it (the whole request, or its prompt) and a batch slot, first
 //!   come first served; a sequence preempted on a decode GPU is prefilled again on the
-//!   prefill pool and its KV cache transferred again. The decode pool iterates over all its sequences at once; a sequence
-//!   joins at the first iteration after its KV cache arrived. Unless
+//!   prefill pool and its KV cache transferred again. The decode pool iterates over all
+//!   its sequences at once; a sequence joins at the first iteration after its KV cache
+//!   arrived. Unless
 //!   [`SimOptions::kv_shares_fabric`] is off, the KV transfers get only what the pools'
 //!   running iterations leave of each link: each pool's iteration traffic
 //!   ([`StepCost::link_bytes`]), spread evenly over the iteration, is the online flow
@@ -37,9 +38,8 @@
 //! Invariant: time never goes back; every request finishes and makes each of its tokens
 //! once (config guarantees that each fits an empty GPU; a lone sequence is never preempted
 //! and every recompute makes a token); a GPU never holds more KV cache than it has;
-//! requests in the system = arrived - finished at every event. The
-//! same requests and costs give the same results (ties: flows before pool events, then
-//! insertion order).
+//! requests in the system = arrived - finished at every event. The same requests and
+//! costs give the same results (ties: flows before pool events, then insertion order).
 
 use std::collections::VecDeque;
 
@@ -141,10 +141,12 @@ pub struct RequestResult {
     /// When the first token reached the decode side.
     pub first_token: Time,
     pub finish: Time,
-    /// The KV-cache transfer's start and finish (P/D only).
+    /// The KV-cache transfer's start and finish (P/D only; after a preemption, the first
+    /// transfer, the one before the first token).
     pub kv_transfer: Option<(Time, Time)>,
-    /// The GPU (index in the aggregated or decode pool) that held its KV cache, and when
-    /// it reserved room for it (admission to prefill; under P/D, the transfer's start).
+    /// The GPU (index in the aggregated or decode pool) that held its KV cache last, and
+    /// when it was first admitted (to prefill; under P/D, its first transfer's start);
+    /// every stay is in `stints`.
     pub decode_gpu: u32,
     pub admitted: Time,
     /// Times it was preempted (always 0 under [`Admission::Reserve`]).
