@@ -284,3 +284,109 @@ fn kv_transfers_share_the_nics_with_the_iterations() {
         );
     }
 }
+
+/// [`SMALL`] under KV pressure: GPUs of 63.2 GiB leave about 4,100 tokens of KV cache
+/// each, and outputs (300-900 tokens) are longer than prompts (128-512).
+fn kv_pressure(extra: &str) -> String {
+    SMALL
+        .replace("micro_batches = 2", "micro_batches = 2\nhbm_gib = 63.2")
+        .replace("requests = 200", &format!("requests = 100\n{extra}"))
+        .replace("low = 4", "low = 300")
+        .replace("high = 64", "high = 900")
+        .replace("high = 1024", "high = 512")
+}
+
+fn run_json(name: &str, text: &str) -> (serde_json::Value, String) {
+    let p = temp_file("serving", name, text);
+    let o = afdsim(&["run", "--json", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    (serde_json::from_str(&out).expect("one JSON object"), out)
+}
+
+/// `admission = "grow"` admits on the prompt and preempts when the caches outgrow the
+/// GPU: aggregated and P/D both preempt and recompute, first tokens come far sooner than
+/// when whole caches are reserved, and the run is deterministic. "reserve" (the default)
+/// reports no preemption keys at all.
+#[test]
+fn grow_admission_preempts_under_kv_pressure() {
+    for (pd, extra) in [(false, ""), (true, "prefill_gpus = 16\n")] {
+        let text = |a: &str| {
+            let t = kv_pressure(&format!("{extra}{a}"));
+            if pd {
+                t.replace("nodes = 2", "nodes = 4")
+            } else {
+                t
+            }
+        };
+        let (reserve, default_out) = run_json("kvp-default.toml", &text(""));
+        let (_, reserve_out) = run_json("kvp-reserve.toml", &text("admission = \"reserve\""));
+        assert_eq!(default_out, reserve_out, "reserve is the default");
+        let grow_text = text("admission = \"grow\"\nkv_watermark = 0.02");
+        let (grow, grow_out) = run_json("kvp-grow.toml", &grow_text);
+        let (_, again) = run_json("kvp-grow.toml", &grow_text);
+        assert_eq!(grow_out, again, "same input + seed = same output");
+        let (r, g) = (&reserve["metrics"], &grow["metrics"]);
+        assert_eq!(r["deployment"], if pd { "pd" } else { "aggregated" });
+        assert!(r.get("preemptions").is_none() && r.get("recomputed_tokens").is_none());
+        let (n, tokens) = (
+            g["preemptions"].as_u64().unwrap(),
+            g["recomputed_tokens"].as_u64().unwrap(),
+        );
+        // Each preemption recomputes at most a whole sequence (input + output - 1).
+        assert!(
+            n > 0 && tokens > 0 && tokens < n * (512 + 900),
+            "{n}, {tokens}"
+        );
+        let ttft = |m: &serde_json::Value| m["ttft_ms"]["p90"].as_f64().unwrap();
+        assert!(
+            ttft(g) * 10.0 < ttft(r),
+            "TTFT p90 grow {} vs reserve {}",
+            ttft(g),
+            ttft(r)
+        );
+        assert!(g["mean_decode_batch"].as_f64() > r["mean_decode_batch"].as_f64());
+    }
+}
+
+/// Bad admission settings name the file, the key and what is allowed.
+#[test]
+fn bad_admission_settings_are_named() {
+    for (extra, k, want) in [
+        ("admission = \"lazy\"", "serving.admission", "\"grow\""),
+        ("admission = true", "serving.admission", "\"reserve\""),
+        (
+            "kv_watermark = 0.05",
+            "serving.kv_watermark",
+            "admission = \"grow\"",
+        ),
+        (
+            "admission = \"reserve\"\nkv_watermark = 0.05",
+            "serving.kv_watermark",
+            "admission = \"grow\"",
+        ),
+        (
+            "admission = \"grow\"\nkv_watermark = 1.5",
+            "serving.kv_watermark",
+            "0 <= watermark < 1",
+        ),
+        (
+            "admission = \"grow\"\nkv_watermark = \"x\"",
+            "serving.kv_watermark",
+            "fraction",
+        ),
+    ] {
+        let p = temp_file(
+            "serving",
+            "admission-bad.toml",
+            &SMALL.replace("requests = 200", &format!("requests = 200\n{extra}")),
+        );
+        let o = afdsim(&["run", p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{extra}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains(k) && e.contains(want) && e.contains("admission-bad.toml"),
+            "{extra}: {e}"
+        );
+    }
+}

@@ -28,7 +28,7 @@ use super::afd::{AfdFile, check_weights, known_hbm_gib};
 use crate::afd::AfdSpec;
 use crate::compute::WeightPlacement;
 use crate::error::InputError;
-use crate::serving::sim::{Layout, Mode};
+use crate::serving::sim::{Admission, Layout, Mode};
 use crate::serving::traffic::{Request, Traffic};
 use crate::serving::{Deployment, ServingSpec, Slo};
 use crate::topology::NodeId;
@@ -80,6 +80,16 @@ pub struct ServingFile {
     /// the capacity it leaves); false: they see an idle fabric. Default true.
     #[serde(default)]
     pub kv_shares_fabric: Option<toml::Value>,
+    /// When a request takes KV cache: "reserve" (its whole cache, input + output, up
+    /// front; never preempted; the default) or "grow" (its prompt; the cache grows a token
+    /// per iteration and the newest sequences are preempted and recomputed when it runs
+    /// out, as vLLM and SGLang do).
+    #[serde(default)]
+    pub admission: Option<toml::Value>,
+    /// With `admission = "grow"`: the fraction of a GPU's KV capacity kept free when a
+    /// request is admitted (vLLM's watermark); default 0.01.
+    #[serde(default)]
+    pub kv_watermark: Option<toml::Value>,
     /// The decode pool, as an `[afd]` table.
     pub decode: toml::Table,
     /// The prefill pool as an `[afd]`-style table (`mode`, `attention_gpus`, `ffn_gpus`,
@@ -270,6 +280,7 @@ pub(super) fn resolve(
             ));
         }
     };
+    let admission = admission(cx, s, kv_capacity_tokens)?;
     let total_gpus = decode_gpus + prefill.as_ref().map_or(0, distinct_gpus);
     let layout = Layout {
         mode: match &prefill {
@@ -301,7 +312,59 @@ pub(super) fn resolve(
         slo,
         all_layers: s.all_layers.unwrap_or(false),
         kv_shares_fabric,
+        admission,
         total_gpus,
+    })
+}
+
+/// The admission policy: `admission` and its `kv_watermark`.
+fn admission(cx: &Ctx, s: &ServingFile, kv_capacity: u64) -> Result<Admission, InputError> {
+    let key = |k: &str| format!("serving.{k}");
+    let grow = match &s.admission {
+        None => false,
+        Some(toml::Value::String(v)) if v == "reserve" => false,
+        Some(toml::Value::String(v)) if v == "grow" => true,
+        Some(v) => {
+            return Err(cx.err(
+                key("admission"),
+                format!(
+                    "{v} is not allowed: \"reserve\" (a request's whole KV cache, input + \
+                     output, is reserved at admission; nothing is preempted; the default) or \
+                     \"grow\" (admitted when its prompt fits; the cache grows a token per \
+                     iteration; the newest sequences are preempted and recomputed when it runs \
+                     out)"
+                ),
+            ));
+        }
+    };
+    let watermark = match &s.kv_watermark {
+        None => 0.01,
+        Some(_) if !grow => {
+            return Err(cx.err(
+                key("kv_watermark"),
+                "needs admission = \"grow\": with \"reserve\" a request's whole cache is \
+                 reserved, so no room is kept free",
+            ));
+        }
+        Some(v) => match v.as_float().or(v.as_integer().map(|i| i as f64)) {
+            Some(w) if w.is_finite() && (0.0..1.0).contains(&w) => w,
+            _ => {
+                return Err(cx.err(
+                    key("kv_watermark"),
+                    format!(
+                        "{v} is not allowed: a fraction of the KV capacity, 0 <= watermark < 1 \
+                         (default 0.01)"
+                    ),
+                ));
+            }
+        },
+    };
+    Ok(if grow {
+        Admission::Grow {
+            watermark_tokens: (watermark * kv_capacity as f64) as u64,
+        }
+    } else {
+        Admission::Reserve
     })
 }
 

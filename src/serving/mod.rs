@@ -105,6 +105,8 @@ pub struct ServingSpec {
     /// P/D: KV-cache transfers get the link capacity the pools' iterations leave
     /// (`sim::SimOptions`).
     pub kv_shares_fabric: bool,
+    /// When requests take KV cache, and whether sequences are preempted.
+    pub admission: sim::Admission,
     /// Every GPU of the deployment (prefill, attention, FFN).
     pub total_gpus: u32,
 }
@@ -186,6 +188,12 @@ pub struct ServingMetrics {
     /// Iteration times asked for, and distinct iterations simulated through the fabric.
     pub iteration_queries: u64,
     pub iterations_simulated: u64,
+    /// `admission = "grow"` only: sequences preempted, and prompt tokens prefilled again
+    /// because of it (absent under "reserve", which never preempts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preemptions: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recomputed_tokens: Option<u64>,
 }
 
 impl ServingMetrics {
@@ -218,6 +226,7 @@ impl ServingMetrics {
             }
         };
         let rate = spec.traffic.rate();
+        let grow = matches!(spec.admission, sim::Admission::Grow { .. });
         let busy = |d: crate::engine::Dur| {
             if span_s > 0.0 {
                 d.as_ps() as f64 / PS_PER_S as f64 / span_s
@@ -262,6 +271,8 @@ impl ServingMetrics {
             kv_bytes: run.kv.bytes_delivered,
             iteration_queries: 0,
             iterations_simulated: 0,
+            preemptions: grow.then_some(run.preemptions),
+            recomputed_tokens: grow.then_some(run.recomputed_tokens),
         }
     }
 }
@@ -355,13 +366,14 @@ impl<'a> Server<'a> {
         options: sim::SimOptions,
     ) -> Result<ServingOutcome, QueryError> {
         let before = self.cost.stats;
-        let run = sim::simulate_with(
+        let run = sim::simulate_admitting(
             self.fabric,
             self.params,
             &self.spec.layout,
             requests,
             &mut self.cost,
             options,
+            self.spec.admission,
         )?;
         let mut metrics = ServingMetrics::of(self.spec, &run);
         metrics.iteration_queries = self.cost.stats.queries - before.queries;

@@ -5,15 +5,19 @@
 //! - **Aggregated**: every GPU of the pool holds sequences. Each iteration runs, on every
 //!   GPU at once (expert parallelism couples them: one all-to-all per layer), the GPU's
 //!   decoding sequences plus up to `chunk_tokens` prompt tokens (Sarathi-style chunked
-//!   prefill, oldest request first). A request is admitted to prefill once its whole KV
-//!   cache (input + output tokens) fits the GPU and a batch slot is free; it never has to be
-//!   preempted later.
+//!   prefill, oldest request first). A request is admitted to prefill once a batch slot is
+//!   free and its KV cache fits the GPU ([`Admission`]): its whole cache (input + output
+//!   tokens), so it never has to be preempted later; or (vLLM-style) its prompt, the cache
+//!   then growing a token per iteration, the newest sequences preempted and recomputed
+//!   (prefilled again over prompt + tokens made) when the GPU's sequences cannot all grow.
 //! - **Disaggregated** (P/D, with AFD or expert-parallel decode): the prefill pool iterates
 //!   over prompt chunks; a finished prompt's KV cache (every input token's) goes over the
 //!   fabric, as a flow of the online flow level, to the decode GPU with the most free KV
-//!   cache that has room for the whole request (input + output) and a batch slot, first
-//!   come first served. The decode pool iterates over all its sequences at once; a sequence
-//!   joins at the first iteration after its KV cache arrived. Unless
+//!   cache that has room for it (the whole request, or its prompt) and a batch slot, first
+//!   come first served; a sequence preempted on a decode GPU is prefilled again on the
+//!   prefill pool and its KV cache transferred again. The decode pool iterates over all
+//!   its sequences at once; a sequence joins at the first iteration after its KV cache
+//!   arrived. Unless
 //!   [`SimOptions::kv_shares_fabric`] is off, the KV transfers get only what the pools'
 //!   running iterations leave of each link: each pool's iteration traffic
 //!   ([`StepCost::link_bytes`]), spread evenly over the iteration, is the online flow
@@ -31,10 +35,11 @@
 //! TTFT = arrival to the first token at the decode side (end of prefill, plus the KV
 //! transfer under P/D); TPOT = (finish - first token) / (output - 1).
 //!
-//! Invariant: time never goes back; every request finishes (config guarantees that each
-//! fits an empty GPU); requests in the system = arrived - finished at every event. The
-//! same requests and costs give the same results (ties: flows before pool events, then
-//! insertion order).
+//! Invariant: time never goes back; every request finishes and makes each of its tokens
+//! once (config guarantees that each fits an empty GPU; a lone sequence is never preempted
+//! and every recompute makes a token); a GPU never holds more KV cache than it has;
+//! requests in the system = arrived - finished at every event. The same requests and
+//! costs give the same results (ties: flows before pool events, then insertion order).
 
 use std::collections::VecDeque;
 
@@ -74,6 +79,20 @@ pub struct SimOptions {
     /// capacity the iterations' traffic leaves); off: they see an idle fabric, as before
     /// this coupling existed.
     pub kv_shares_fabric: bool,
+}
+
+/// When a request may take KV cache on a GPU, and what happens when the cache runs out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Admission {
+    /// A request is admitted once its whole KV cache (input + output tokens) fits: room
+    /// for every token it will make is reserved up front, so nothing is ever preempted.
+    #[default]
+    Reserve,
+    /// vLLM/SGLang: a request is admitted once its prompt fits with `watermark_tokens` to
+    /// spare (no watermark on a GPU that holds nothing); a decoding sequence's cache grows
+    /// by a token per iteration, and when a GPU's sequences cannot all grow, the most
+    /// recently admitted are preempted (cache freed, recomputed on re-admission).
+    Grow { watermark_tokens: u64 },
 }
 
 impl Default for SimOptions {
@@ -122,12 +141,37 @@ pub struct RequestResult {
     /// When the first token reached the decode side.
     pub first_token: Time,
     pub finish: Time,
-    /// The KV-cache transfer's start and finish (P/D only).
+    /// The KV-cache transfer's start and finish (P/D only; after a preemption, the first
+    /// transfer, the one before the first token).
     pub kv_transfer: Option<(Time, Time)>,
-    /// The GPU (index in the aggregated or decode pool) that held its KV cache, and when
-    /// it reserved room for it (admission to prefill; under P/D, the transfer's start).
+    /// The GPU (index in the aggregated or decode pool) that held its KV cache last, and
+    /// when it was first admitted (to prefill; under P/D, its first transfer's start);
+    /// every stay is in `stints`.
     pub decode_gpu: u32,
     pub admitted: Time,
+    /// Times it was preempted (always 0 under [`Admission::Reserve`]).
+    pub preemptions: u32,
+    /// Its stays on decode GPUs, in order: one, plus one per preemption.
+    pub stints: Vec<Stint>,
+}
+
+/// One stay of a request's KV cache on a GPU of the aggregated or decode pool: from
+/// admission (aggregated: to prefill; P/D: the KV transfer's start) to its finish or
+/// preemption.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stint {
+    /// The GPU (index in the aggregated or decode pool).
+    pub gpu: u32,
+    pub admitted: Time,
+    /// KV tokens taken at admission: input + output under [`Admission::Reserve`], the
+    /// prompt (input, or input + tokens made so far after a preemption) under
+    /// [`Admission::Grow`], where each decode iteration it joins adds one.
+    pub reserved: u64,
+    /// When it started decoding (its prompt's last chunk done, or its KV cache landed);
+    /// `None` if preempted before.
+    pub decoding: Option<Time>,
+    /// Its finish or preemption: the cache is freed then.
+    pub end: Time,
 }
 
 impl RequestResult {
@@ -179,7 +223,17 @@ pub struct ServingRun {
     pub prefill_tokens: u64,
     /// Prompt tokens served from the prefix cache.
     pub cached_tokens: u64,
+    /// Preemptions, and the tokens prefilled again because of them (for each, the
+    /// sequence's tokens at preemption, prompt and made, less its cached prefix; a
+    /// sequence preempted while prefilling: its prompt tokens prefilled so far, less the
+    /// cached prefix). Both 0 under [`Admission::Reserve`].
+    pub preemptions: u64,
+    pub recomputed_tokens: u64,
     pub end: Time,
+    /// Start times of the aggregated or decode pool's iterations (tests replay the KV
+    /// cache's growth from them).
+    #[cfg(test)]
+    pub decode_starts: Vec<Time>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,6 +248,9 @@ enum Event {
 #[derive(Clone, Debug)]
 struct Req {
     r: Request,
+    /// The prompt to prefill: the input, or after a preemption the input and the tokens
+    /// made so far (recompute).
+    prompt: u32,
     /// Prompt tokens whose KV exists (the cached prefix, then prefilled chunks).
     prefilled: u32,
     generated: u32,
@@ -204,6 +261,12 @@ struct Req {
     finish: Option<Time>,
     kv: Option<(Time, Time)>,
     admitted: Option<Time>,
+    /// KV tokens it holds on its decode GPU now (0 when it holds none).
+    held: u64,
+    /// Admission order of its current stint (the newest is preempted first).
+    admit_order: u64,
+    preemptions: u32,
+    stints: Vec<Stint>,
 }
 
 /// One GPU's queues. In the aggregated pool a GPU uses all of them; in P/D a prefill GPU
@@ -215,7 +278,8 @@ struct Gpu {
     /// KV arrived, joins at the next iteration (P/D).
     ready: Vec<u32>,
     running: Vec<u32>,
-    /// KV tokens reserved (whole requests) and batch slots taken (P/D: from the transfer).
+    /// KV tokens held (reserved whole requests, or grown caches) and batch slots taken
+    /// (P/D: from the transfer).
     kv_used: u64,
     slots: u32,
     /// Prompt tokens waiting or being prefilled (the arrival balancer's measure).
@@ -264,6 +328,14 @@ struct Sim<'a, C: StepCost> {
     /// next iteration starts at the same time): decode, prefill.
     bg_stale: [bool; 2],
     link_bytes: Vec<(u32, f64)>,
+    admission: Admission,
+    admissions: u64,
+    preemptions: u64,
+    recomputed: u64,
+    /// Prompt tokens of every chunk prefilled (checks the recompute bookkeeping).
+    prefilled_total: u64,
+    #[cfg(test)]
+    decode_starts: Vec<Time>,
 }
 
 /// Serves `requests` (in arrival order) on `layout`, timing iterations with `cost` and the
@@ -294,6 +366,27 @@ pub fn simulate_with<C: StepCost>(
     cost: &mut C,
     options: SimOptions,
 ) -> Result<ServingRun, QueryError> {
+    simulate_admitting(
+        fabric,
+        params,
+        layout,
+        requests,
+        cost,
+        options,
+        Admission::Reserve,
+    )
+}
+
+/// [`simulate_with`] with an explicit admission policy.
+pub fn simulate_admitting<C: StepCost>(
+    fabric: &Fabric,
+    params: &PacketParams,
+    layout: &Layout,
+    requests: &[Request],
+    cost: &mut C,
+    options: SimOptions,
+    admission: Admission,
+) -> Result<ServingRun, QueryError> {
     let disagg = matches!(layout.mode, Mode::Disaggregated { .. });
     let mut sim = Sim {
         layout,
@@ -302,6 +395,7 @@ pub fn simulate_with<C: StepCost>(
             .iter()
             .map(|r| Req {
                 r: r.clone(),
+                prompt: r.input,
                 prefilled: r.cached,
                 generated: 0,
                 pgpu: 0,
@@ -310,6 +404,10 @@ pub fn simulate_with<C: StepCost>(
                 finish: None,
                 kv: None,
                 admitted: None,
+                held: 0,
+                admit_order: 0,
+                preemptions: 0,
+                stints: Vec::new(),
             })
             .collect(),
         dgpus: vec![Gpu::default(); layout.decode_gpus.len()],
@@ -337,6 +435,13 @@ pub fn simulate_with<C: StepCost>(
         coupled: disagg && options.kv_shares_fabric,
         bg_stale: [false; 2],
         link_bytes: Vec::new(),
+        admission,
+        admissions: 0,
+        preemptions: 0,
+        recomputed: 0,
+        prefilled_total: 0,
+        #[cfg(test)]
+        decode_starts: Vec::new(),
     };
     for (i, r) in requests.iter().enumerate() {
         assert!(
@@ -374,10 +479,33 @@ pub fn simulate_with<C: StepCost>(
                 now
             }
         };
-        sim.start_decode(now)?;
+        if sim.start_decode(now)? && disagg {
+            // Preempted sequences went back to the prefill pool, which may be idle.
+            sim.start_prefill(now)?;
+        }
         sim.clear_stale_background(now);
     }
     sim.finish()
+}
+
+/// KV tokens request `r` takes at admission: its whole cache, or its prompt.
+fn admission_need(admission: Admission, r: &Req) -> u64 {
+    match admission {
+        Admission::Reserve => (r.r.input + r.r.output) as u64,
+        Admission::Grow { .. } => r.prompt as u64,
+    }
+}
+
+/// Whether `gpu` (with `pending` KV tokens to grow before its next iteration) has a batch
+/// slot and room for a request that takes `need` KV tokens, with the watermark to spare
+/// unless it holds nothing.
+fn room(admission: Admission, layout: &Layout, gpu: &Gpu, pending: u64, need: u64) -> bool {
+    let spare = match admission {
+        Admission::Grow { watermark_tokens } if gpu.slots > 0 => watermark_tokens,
+        _ => 0,
+    };
+    gpu.slots < layout.max_batch
+        && gpu.kv_used + pending + need + spare <= layout.kv_capacity_tokens
 }
 
 /// GPUs that, each as busy as the busiest GPU (`per_gpu` tokens), carry `work` tokens in
@@ -449,10 +577,114 @@ impl<C: StepCost> Sim<'_, C> {
     fn done(&mut self, now: Time, i: u32) {
         let r = &mut self.reqs[i as usize];
         r.finish = Some(now);
+        r.stints.last_mut().expect("admitted").end = now;
         let g = &mut self.dgpus[r.dgpu as usize];
-        g.kv_used -= (r.r.input + r.r.output) as u64;
+        g.kv_used -= r.held;
+        r.held = 0;
         g.slots -= 1;
         self.count(now, -1);
+    }
+
+    /// Books request `i`'s admission to decode GPU `g` (its KV and slot already taken).
+    fn admitted(&mut self, now: Time, g: u32, i: u32, need: u64) {
+        self.admissions += 1;
+        let r = &mut self.reqs[i as usize];
+        r.admitted.get_or_insert(now);
+        r.held = need;
+        r.admit_order = self.admissions;
+        r.stints.push(Stint {
+            gpu: g,
+            admitted: now,
+            reserved: need,
+            decoding: None,
+            end: Time::MAX,
+        });
+    }
+
+    /// Preempts request `i` on decode GPU `g` (recompute): frees its KV cache and slot and
+    /// puts it at the head of its prefill GPU's waiting queue (aggregated: the same GPU),
+    /// to be prefilled again over its prompt and the tokens made so far.
+    fn preempt(&mut self, now: Time, g: usize, i: u32) {
+        let aggregated = self.pgpus.is_empty();
+        let gpu = &mut self.dgpus[g];
+        let decoding = match gpu.running.iter().position(|&x| x == i) {
+            Some(k) => {
+                gpu.running.remove(k);
+                true
+            }
+            None => {
+                let k = gpu
+                    .prefilling
+                    .iter()
+                    .position(|&x| x == i)
+                    .expect("a victim decodes or prefills");
+                gpu.prefilling.remove(k);
+                false
+            }
+        };
+        let r = &mut self.reqs[i as usize];
+        gpu.kv_used -= r.held;
+        gpu.slots -= 1;
+        r.held = 0;
+        r.preemptions += 1;
+        r.stints.last_mut().expect("admitted").end = now;
+        if decoding {
+            // Recompute: the prompt and every token made so far (the newest's KV was not
+            // written yet; its forward pass makes the next token).
+            r.prompt = r.r.input + r.generated;
+        }
+        // The tokens whose KV is computed again: all but the cached prefix of what was
+        // prefilled (and, decoding, made).
+        let lost = if decoding { r.prompt } else { r.prefilled } - r.r.cached;
+        r.prefilled = r.r.cached;
+        self.preemptions += 1;
+        self.recomputed += lost as u64;
+        let pool = if aggregated {
+            &mut self.dgpus[g]
+        } else {
+            &mut self.pgpus[r.pgpu as usize]
+        };
+        pool.backlog += lost as u64;
+        pool.waiting.push_front(i);
+    }
+
+    /// [`Admission::Grow`]: makes room for each of GPU `g`'s decoding sequences to grow by
+    /// a token in the iteration starting now, preempting the most recently admitted
+    /// sequences (decoding or prefilling) while they cannot, then grows them. Whether it
+    /// preempted.
+    fn grow(&mut self, now: Time, g: usize) -> bool {
+        let cap = self.layout.kv_capacity_tokens;
+        let mut preempted = false;
+        loop {
+            let gpu = &self.dgpus[g];
+            let n = gpu.running.len() as u64;
+            if gpu.kv_used + n <= cap {
+                break;
+            }
+            let victim = gpu
+                .running
+                .iter()
+                .chain(&gpu.prefilling)
+                .copied()
+                .max_by_key(|&i| self.reqs[i as usize].admit_order)
+                .expect("a GPU over capacity holds sequences");
+            // A lone sequence fits (config: input + output <= capacity, and a decoding
+            // sequence holds at most input + output - 1); one left alone with caches in
+            // flight to its GPU (P/D) gives way to them.
+            assert!(
+                gpu.running.len() + gpu.prefilling.len() > 1
+                    || gpu.kv_used > self.reqs[victim as usize].held,
+                "a lone sequence cannot grow on decode GPU {g}"
+            );
+            self.preempt(now, g, victim);
+            preempted = true;
+        }
+        let gpu = &mut self.dgpus[g];
+        gpu.kv_used += gpu.running.len() as u64;
+        for &i in &gpu.running {
+            self.reqs[i as usize].held += 1;
+        }
+        preempted
     }
 
     /// The prompt pieces of one GPU's next iteration: requests already prefilling first,
@@ -461,7 +693,7 @@ impl<C: StepCost> Sim<'_, C> {
         reqs: &[Req],
         gpu: &mut Gpu,
         budget: u32,
-        mut admit: impl FnMut(&mut Gpu, &Req) -> bool,
+        mut admit: impl FnMut(&mut Gpu, u32, &Req) -> bool,
         out: &mut Vec<Piece>,
     ) -> u32 {
         let mut left = budget;
@@ -470,19 +702,19 @@ impl<C: StepCost> Sim<'_, C> {
                 break;
             }
             let r = &reqs[i as usize];
-            let t = (r.r.input - r.prefilled).min(left);
+            let t = (r.prompt - r.prefilled).min(left);
             out.push(Piece { req: i, tokens: t });
             left -= t;
         }
         while left > 0 {
             let Some(&i) = gpu.waiting.front() else { break };
-            if !admit(gpu, &reqs[i as usize]) {
+            if !admit(gpu, i, &reqs[i as usize]) {
                 break;
             }
             gpu.waiting.pop_front();
             gpu.prefilling.push(i);
             let r = &reqs[i as usize];
-            let t = (r.r.input - r.prefilled).min(left);
+            let t = (r.prompt - r.prefilled).min(left);
             out.push(Piece { req: i, tokens: t });
             left -= t;
         }
@@ -503,41 +735,51 @@ impl<C: StepCost> Sim<'_, C> {
     }
 
     /// Starts the aggregated or decode pool's next iteration if it is idle and has work.
-    fn start_decode(&mut self, now: Time) -> Result<(), QueryError> {
+    /// Whether it preempted a sequence ([`Admission::Grow`]).
+    fn start_decode(&mut self, now: Time) -> Result<bool, QueryError> {
         if self.decode_busy {
-            return Ok(());
+            return Ok(false);
         }
         let aggregated = self.pgpus.is_empty();
-        let (cap, max_batch) = (self.layout.kv_capacity_tokens, self.layout.max_batch);
+        let grow = matches!(self.admission, Admission::Grow { .. });
         self.decode_pieces.clear();
         let (mut batch, mut chunk, mut work) = (0u32, 0u32, 0u64);
         let (mut ctx_sum, mut seqs) = (0u64, 0u64);
+        let mut preempted = false;
+        let mut admitted = Vec::new();
         for g in 0..self.dgpus.len() {
             let gpu = &mut self.dgpus[g];
             let ready = std::mem::take(&mut gpu.ready);
             gpu.running.extend(ready);
+            if grow {
+                preempted |= self.grow(now, g);
+            }
             if aggregated {
+                admitted.clear();
+                let (admission, layout) = (self.admission, self.layout);
                 let c = Self::chunk(
                     &self.reqs,
-                    gpu,
+                    &mut self.dgpus[g],
                     self.layout.chunk_tokens,
-                    |gpu, r| {
-                        let need = (r.r.input + r.r.output) as u64;
-                        let fits = gpu.kv_used + need <= cap && gpu.slots < max_batch;
+                    |gpu, i, r| {
+                        let need = admission_need(admission, r);
+                        let fits = room(admission, layout, gpu, 0, need);
                         if fits {
                             gpu.kv_used += need;
                             gpu.slots += 1;
+                            admitted.push((i, need));
                         }
                         fits
                     },
                     &mut self.decode_pieces,
                 );
-                for &i in &gpu.prefilling {
-                    self.reqs[i as usize].admitted.get_or_insert(now);
+                for &(i, need) in &admitted {
+                    self.admitted(now, g as u32, i, need);
                 }
                 chunk = chunk.max(c);
                 work += c as u64;
             }
+            let gpu = &self.dgpus[g];
             batch = batch.max(gpu.running.len() as u32);
             work += gpu.running.len() as u64;
             for &i in &gpu.running {
@@ -547,8 +789,10 @@ impl<C: StepCost> Sim<'_, C> {
             }
         }
         if batch == 0 && chunk == 0 {
-            return Ok(());
+            return Ok(preempted);
         }
+        #[cfg(test)]
+        self.decode_starts.push(now);
         let ctx = ctx_sum.checked_div(seqs).unwrap_or(0);
         let active = equivalent_gpus(work, batch as u64 + chunk as u64);
         let d = if aggregated {
@@ -565,7 +809,7 @@ impl<C: StepCost> Sim<'_, C> {
         self.decode_busy = true;
         self.queue.schedule_at(now + d, Event::DecodeDone);
         self.load_links(now, BG_DECODE, d);
-        Ok(())
+        Ok(preempted)
     }
 
     fn decode_done(&mut self, now: Time, disagg: bool) {
@@ -594,16 +838,21 @@ impl<C: StepCost> Sim<'_, C> {
         // Aggregated: the prompt pieces advanced; a finished prompt made its first token.
         let pieces = std::mem::take(&mut self.decode_pieces);
         for p in &pieces {
+            self.prefilled_total += p.tokens as u64;
             let r = &mut self.reqs[p.req as usize];
             r.prefilled += p.tokens;
             let g = r.dgpu as usize;
             self.dgpus[g].backlog -= p.tokens as u64;
-            if r.prefilled == r.r.input {
-                r.first_token = Some(now);
-                r.generated = 1;
+            if r.prefilled == r.prompt {
+                // The prompt's last chunk makes a token: the first, or after a recompute
+                // the next one (those made before are kept).
+                r.first_token.get_or_insert(now);
+                r.generated += 1;
+                r.stints.last_mut().expect("admitted").decoding = Some(now);
                 self.count_tokens(now, 1);
                 self.dgpus[g].prefilling.retain(|&x| x != p.req);
-                if self.reqs[p.req as usize].r.output == 1 {
+                let r = &self.reqs[p.req as usize];
+                if r.generated == r.r.output {
                     self.done(now, p.req);
                 } else {
                     self.dgpus[g].running.push(p.req);
@@ -624,7 +873,7 @@ impl<C: StepCost> Sim<'_, C> {
                 &self.reqs,
                 &mut self.pgpus[g],
                 self.layout.chunk_tokens,
-                |_, _| true,
+                |_, _, _| true,
                 &mut self.prefill_pieces,
             );
             chunk = chunk.max(c);
@@ -650,11 +899,12 @@ impl<C: StepCost> Sim<'_, C> {
         self.bg_stale[BG_PREFILL] = self.coupled;
         let pieces = std::mem::take(&mut self.prefill_pieces);
         for p in &pieces {
+            self.prefilled_total += p.tokens as u64;
             let r = &mut self.reqs[p.req as usize];
             r.prefilled += p.tokens;
             let g = r.pgpu as usize;
             self.pgpus[g].backlog -= p.tokens as u64;
-            if r.prefilled == r.r.input {
+            if r.prefilled == r.prompt {
                 self.pgpus[g].prefilling.retain(|&x| x != p.req);
                 self.handoff.push_back(p.req);
             }
@@ -667,18 +917,29 @@ impl<C: StepCost> Sim<'_, C> {
         let Mode::Disaggregated { prefill_gpus } = &self.layout.mode else {
             return;
         };
-        let (cap, max_batch) = (self.layout.kv_capacity_tokens, self.layout.max_batch);
+        let grow = matches!(self.admission, Admission::Grow { .. });
         while let Some(&i) = self.handoff.front() {
-            let r = &self.reqs[i as usize];
-            let need = (r.r.input + r.r.output) as u64;
+            let need = admission_need(self.admission, &self.reqs[i as usize]);
+            // Grow: the sequences that join the next iteration grow a token there first.
+            let pending = |gpu: &Gpu| {
+                if grow {
+                    (gpu.running.len() + gpu.ready.len()) as u64
+                } else {
+                    0
+                }
+            };
             // The decode GPU with the most free KV cache that fits the request.
             let best = (0..self.dgpus.len())
-                .filter(|&g| self.dgpus[g].slots < max_batch && self.dgpus[g].kv_used + need <= cap)
-                .min_by_key(|&g| (self.dgpus[g].kv_used, g));
+                .filter(|&g| {
+                    let gpu = &self.dgpus[g];
+                    room(self.admission, self.layout, gpu, pending(gpu), need)
+                })
+                .min_by_key(|&g| (self.dgpus[g].kv_used + pending(&self.dgpus[g]), g));
             let Some(g) = best else { break };
             self.handoff.pop_front();
             self.dgpus[g].kv_used += need;
             self.dgpus[g].slots += 1;
+            self.admitted(now, g as u32, i, need);
             let r = &mut self.reqs[i as usize];
             r.dgpu = g as u32;
             let f = self.net.start(
@@ -686,24 +947,29 @@ impl<C: StepCost> Sim<'_, C> {
                 MessageSpec {
                     src: prefill_gpus[r.pgpu as usize],
                     dst: self.layout.decode_gpus[g],
-                    bytes: r.r.input as u64 * self.layout.kv_bytes_per_token,
+                    bytes: r.prompt as u64 * self.layout.kv_bytes_per_token,
                     start: now,
                 },
             );
             debug_assert_eq!(f as usize, self.flow_req.len());
             self.flow_req.push(i);
-            r.kv = Some((now, Time::MAX));
-            r.admitted = Some(now);
+            // The first transfer (the one before the first token) is the one reported.
+            r.kv.get_or_insert((now, Time::MAX));
         }
     }
 
     fn kv_arrived(&mut self, now: Time, i: u32) {
         self.count_tokens(now, 1);
         let r = &mut self.reqs[i as usize];
-        r.kv.as_mut().expect("transfer started").1 = now;
-        r.first_token = Some(now);
-        r.generated = 1;
-        if r.r.output == 1 {
+        let kv = r.kv.as_mut().expect("transfer started");
+        if kv.1 == Time::MAX {
+            kv.1 = now;
+        }
+        // The prefill made a token: the first, or after a recompute the next one.
+        r.first_token.get_or_insert(now);
+        r.generated += 1;
+        r.stints.last_mut().expect("admitted").decoding = Some(now);
+        if r.generated == r.r.output {
             self.done(now, i);
             self.handoff_kv(now);
         } else {
@@ -712,14 +978,15 @@ impl<C: StepCost> Sim<'_, C> {
         }
     }
 
-    fn finish(self) -> Result<ServingRun, QueryError> {
+    fn finish(mut self) -> Result<ServingRun, QueryError> {
         let (mut prefill_tokens, mut cached_tokens) = (0, 0);
         let requests: Vec<RequestResult> = self
             .reqs
-            .iter()
+            .iter_mut()
             .map(|r| {
                 prefill_tokens += (r.r.input - r.r.cached) as u64;
                 cached_tokens += r.r.cached as u64;
+                assert_eq!(r.generated, r.r.output, "every token made once");
                 RequestResult {
                     id: r.r.id,
                     arrival: r.r.arrival,
@@ -731,10 +998,17 @@ impl<C: StepCost> Sim<'_, C> {
                     kv_transfer: r.kv,
                     decode_gpu: r.dgpu,
                     admitted: r.admitted.expect("every request was admitted"),
+                    preemptions: r.preemptions,
+                    stints: std::mem::take(&mut r.stints),
                 }
             })
             .collect();
         assert_eq!(self.in_system, 0, "every request left");
+        assert_eq!(
+            self.prefilled_total,
+            prefill_tokens + self.recomputed,
+            "prompt tokens prefilled = every prompt's once + those recomputed"
+        );
         let end = requests
             .iter()
             .map(|r| r.finish)
@@ -763,7 +1037,11 @@ impl<C: StepCost> Sim<'_, C> {
             },
             prefill_tokens,
             cached_tokens,
+            preemptions: self.preemptions,
+            recomputed_tokens: self.recomputed,
             end,
+            #[cfg(test)]
+            decode_starts: self.decode_starts,
         })
     }
 }
@@ -1151,5 +1429,238 @@ mod tests {
         let a = run(pd(), &reqs);
         let b = run(pd(), &reqs);
         assert_eq!(a.requests, b.requests);
+    }
+
+    fn grow(watermark_tokens: u64) -> Admission {
+        Admission::Grow { watermark_tokens }
+    }
+
+    fn run_admitting(l: &Layout, reqs: &[Request], admission: Admission) -> ServingRun {
+        let s = star();
+        simulate_admitting(
+            &s.fabric,
+            &s.packet,
+            l,
+            reqs,
+            &mut Linear { calls: 0 },
+            SimOptions::default(),
+            admission,
+        )
+        .expect("runs")
+    }
+
+    /// One aggregated GPU with room for `cap` KV tokens, prompts prefilled in one chunk.
+    fn one_gpu(cap: u64) -> Layout {
+        Layout {
+            decode_gpus: vec![NodeId(0)],
+            kv_capacity_tokens: cap,
+            chunk_tokens: 4096,
+            ..layout(Mode::Aggregated)
+        }
+    }
+
+    /// Closed form. One GPU holds N = 1000 KV tokens; A and B each have a 400-token prompt
+    /// and 300 output tokens: either fits alone (700), both prompts fit (800), both whole
+    /// caches do not (1400).
+    /// - Reserve: B waits for A's finish; 300 iterations each (a prefill, 299 decodes).
+    /// - Grow: A prefills in iteration 1; B is admitted when iteration 2 starts (A grown to
+    ///   401, +400 = 801) and prefills in it. From iteration 3 both grow a token per
+    ///   iteration: before iteration j's growth they hold 801 + 2 (j - 3), so the first j
+    ///   where they cannot both grow (> N - 2) is j = 102. B, the newest, is preempted
+    ///   then, having made 1 + 99 tokens: its length is 400 + 100 = 500, the tokens
+    ///   recomputed. A holds 501 after growing, so B (500 + A's >= 501 > N) waits for A's
+    ///   finish (iteration 300), is prefilled again over 500 tokens (making its token 101)
+    ///   and decodes its last 199: 500 iterations in all.
+    #[test]
+    fn grow_admits_earlier_and_preempts_the_newest_once() {
+        const N: u64 = 1000;
+        let l = one_gpu(N);
+        let reqs: Vec<Request> = (0..2)
+            .map(|id| Request {
+                id,
+                arrival: Time::from_ps((5 + 10 * id as u64) * US),
+                input: 400,
+                output: 300,
+                cached: 0,
+            })
+            .collect();
+        let reserve = run_admitting(&l, &reqs, Admission::Reserve);
+        let grow = run_admitting(&l, &reqs, grow(0));
+        let (ra, rb) = (&reserve.requests[0], &reserve.requests[1]);
+        let (ga, gb) = (&grow.requests[0], &grow.requests[1]);
+        // Reserve: nothing preempted, B admitted at A's finish, 600 iterations.
+        assert_eq!((reserve.preemptions, reserve.recomputed_tokens), (0, 0));
+        assert_eq!(rb.admitted, ra.finish);
+        assert_eq!(reserve.decode.iterations, 600);
+        // Grow: B admitted when iteration 2 starts (A's first token), long before.
+        assert_eq!(grow.decode_starts[1], ga.first_token);
+        assert_eq!(gb.admitted, ga.first_token);
+        assert!(gb.admitted < rb.admitted);
+        assert_eq!(
+            gb.first_token, grow.decode_starts[2],
+            "B's prefill: iteration 2"
+        );
+        // The iteration where the two cannot both grow, from the closed form above.
+        let j = (3..).find(|j| 801 + 2 * (j - 3) + 2 > N).unwrap();
+        assert_eq!(j, 102);
+        assert_eq!(
+            (ga.preemptions, gb.preemptions, grow.preemptions),
+            (0, 1, 1)
+        );
+        assert_eq!(gb.stints.len(), 2);
+        let (s0, s1) = (&gb.stints[0], &gb.stints[1]);
+        assert_eq!(
+            s0.end,
+            grow.decode_starts[j as usize - 1],
+            "preempted at j's start"
+        );
+        // Its length then: the prompt and the tokens made (one from the prefill, one per
+        // decode iteration it joined).
+        let made = 1 + grow
+            .decode_starts
+            .iter()
+            .filter(|&&t| s0.decoding.unwrap() <= t && t < s0.end)
+            .count() as u64;
+        assert_eq!(made, 100);
+        assert_eq!(grow.recomputed_tokens, 400 + made);
+        assert_eq!((s0.reserved, s1.reserved), (400, 400 + made));
+        // Re-admitted when A's cache is freed, prefilled again, then decoded to the end.
+        assert_eq!(s1.admitted, ga.finish);
+        assert_eq!(gb.finish, grow.end);
+        assert_eq!(grow.decode.iterations, 500);
+        // TTFT keeps the first token; every token made once (finish checks generated =
+        // output); a lone A's and the prefix cache's counts unchanged.
+        assert_eq!(gb.first_token, grow.decode_starts[2]);
+        assert_eq!(grow.prefill_tokens, 800);
+        // A never waited, so it finishes as it does under reserve... except that it ran
+        // beside B for a while: its TPOT is larger, its TTFT the same.
+        assert_eq!(ga.first_token, ra.first_token);
+        assert!(ga.finish > ra.finish);
+        assert!(
+            gb.finish < rb.finish,
+            "B gains from the early start despite recompute"
+        );
+    }
+
+    /// Under grow, no GPU ever holds more KV cache than it has, nor more sequences than
+    /// its batch: replayed from each request's stints (KV reserved at admission, plus one
+    /// token for every iteration started while it decodes) at every iteration start and
+    /// every admission. A finished stint's cache is its input + output - 1 tokens (the
+    /// last token's KV is never written); a stint preempted while decoding is recomputed
+    /// over its length (its cache + the newest token).
+    #[test]
+    fn grow_capacity_limits_hold() {
+        for mode in [Mode::Aggregated, pd()] {
+            let mut l = layout(mode);
+            l.kv_capacity_tokens = 7000;
+            l.max_batch = 8;
+            let reqs = poisson(300, 200.0, 3);
+            let run = run_admitting(&l, &reqs, grow(50));
+            assert!(run.preemptions > 10, "{} preemptions", run.preemptions);
+            let starts = &run.decode_starts;
+            let grown = |s: &Stint, t: Time| match s.decoding {
+                None => 0,
+                Some(d) => starts
+                    .iter()
+                    .filter(|&&x| d <= x && x <= t && x < s.end)
+                    .count() as u64,
+            };
+            let mut recomputed = 0u64;
+            let mut preemptions = 0;
+            for r in &run.requests {
+                assert_eq!(r.stints.len(), r.preemptions as usize + 1);
+                preemptions += r.preemptions as u64;
+                for (k, s) in r.stints.iter().enumerate() {
+                    assert!(s.admitted <= s.end);
+                    let held = s.reserved + grown(s, s.end);
+                    match r.stints.get(k + 1) {
+                        None => {
+                            assert_eq!(s.end, r.finish);
+                            assert_eq!(held, (r.input + r.output - 1) as u64);
+                        }
+                        Some(next) if s.decoding.is_some() => {
+                            assert_eq!(next.reserved, held + 1);
+                            recomputed += next.reserved - r.cached as u64;
+                        }
+                        Some(next) => assert_eq!(next.reserved, s.reserved),
+                    }
+                }
+            }
+            assert_eq!(preemptions, run.preemptions);
+            assert!(recomputed <= run.recomputed_tokens);
+            let mut times: Vec<Time> = starts.clone();
+            times.extend(
+                run.requests
+                    .iter()
+                    .flat_map(|r| r.stints.iter().map(|s| s.admitted)),
+            );
+            times.sort_unstable();
+            times.dedup();
+            let stints: Vec<&Stint> = run.requests.iter().flat_map(|r| &r.stints).collect();
+            let (mut most_kv, mut most_n) = (0u64, 0u64);
+            for &t in &times {
+                let mut kv = vec![0u64; l.decode_gpus.len()];
+                let mut n = vec![0u64; l.decode_gpus.len()];
+                for s in stints.iter().filter(|s| s.admitted <= t && t < s.end) {
+                    kv[s.gpu as usize] += s.reserved + grown(s, t);
+                    n[s.gpu as usize] += 1;
+                }
+                most_kv = most_kv.max(*kv.iter().max().unwrap());
+                most_n = most_n.max(*n.iter().max().unwrap());
+            }
+            assert!(most_kv <= 7000, "{most_kv} KV tokens on one GPU");
+            assert!(most_n <= 8, "{most_n} sequences on one GPU");
+            // The capacity binds: the GPUs were nearly full.
+            assert!(most_kv > 6900, "{most_kv}");
+        }
+    }
+
+    /// Aggregated, grow with room for everything admits as reserve does and never
+    /// preempts: the same requests, times and iterations (watermark 0). (Under P/D the
+    /// decode GPUs are chosen by free KV, which differs: prompts held, not whole caches.)
+    #[test]
+    fn grow_without_pressure_is_reserve() {
+        {
+            let l = layout(Mode::Aggregated);
+            let reqs = poisson(400, 40.0, 9);
+            let a = run_admitting(&l, &reqs, Admission::Reserve);
+            let b = run_admitting(&l, &reqs, grow(0));
+            assert_eq!(b.preemptions, 0);
+            let strip = |run: &ServingRun| -> Vec<RequestResult> {
+                run.requests
+                    .iter()
+                    .map(|r| RequestResult {
+                        stints: Vec::new(),
+                        ..r.clone()
+                    })
+                    .collect()
+            };
+            assert!(strip(&a) == strip(&b));
+        }
+    }
+
+    /// Under grow, Little's law still holds on the books and the same requests give the
+    /// same results.
+    #[test]
+    fn grow_littles_law_and_determinism() {
+        for mode in [Mode::Aggregated, pd()] {
+            let mut l = layout(mode);
+            l.kv_capacity_tokens = 9000;
+            let reqs = poisson(1000, 60.0, 7);
+            let run = run_admitting(&l, &reqs, grow(90));
+            assert!(run.preemptions > 0);
+            let span = run.end.since(reqs[0].arrival).as_ps() as f64;
+            let sum: f64 = run
+                .requests
+                .iter()
+                .map(|r| r.latency().as_ps() as f64)
+                .sum();
+            let want = sum / span;
+            assert!((run.mean_in_system - want).abs() <= 1e-9 * want);
+            let again = run_admitting(&l, &reqs, grow(90));
+            assert!(run.requests == again.requests);
+            assert_eq!(run.decode_starts, again.decode_starts);
+            assert_eq!(run.recomputed_tokens, again.recomputed_tokens);
+        }
     }
 }
