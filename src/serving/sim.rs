@@ -552,14 +552,22 @@ impl<C: StepCost> Sim<'_, C> {
             self.arriving = (self.area_ps, now.since(first).as_ps());
         }
         let left = (self.reqs[i as usize].r.input - self.reqs[i as usize].prefilled) as u64;
-        // The least backlogged GPU (lowest index on ties).
+        // The least backlogged GPU; on ties (at low load every backlog is 0) the one holding
+        // the fewest requests, then the lowest index. In an aggregated
+        // pool the requests a GPU decodes count: without them every arrival at low load went
+        // to GPU 0, whose cache and batch filled while the others idled. A prefill GPU
+        // holds only the prompts of its backlog, so there the order is the backlog's.
         let pool = if self.pgpus.is_empty() {
             &mut self.dgpus
         } else {
             &mut self.pgpus
         };
         let g = (0..pool.len())
-            .min_by_key(|&g| (pool[g].backlog, g))
+            .min_by_key(|&g| {
+                let gpu = &pool[g];
+                let held = gpu.waiting.len() + gpu.prefilling.len() + gpu.ready.len();
+                (gpu.backlog, held + gpu.running.len(), g)
+            })
             .expect("a pool has GPUs");
         pool[g].backlog += left;
         pool[g].waiting.push_back(i);
@@ -1136,6 +1144,28 @@ mod tests {
         let s = star();
         let l = layout(mode);
         simulate(&s.fabric, &s.packet, &l, reqs, &mut Linear { calls: 0 }).expect("runs")
+    }
+
+    /// At low load every prompt backlog is empty when a request arrives: an aggregated pool
+    /// spreads its arrivals by the requests each GPU holds (before, all went to GPU 0).
+    #[test]
+    fn low_load_arrivals_spread_over_an_aggregated_pool() {
+        // 16 short prompts 1 ms apart, each decoding far longer than the arrivals last.
+        let reqs: Vec<Request> = (0..16)
+            .map(|i| Request {
+                id: i,
+                arrival: Time::from_ps((1 + i as u64) * 1000 * US),
+                input: 8,
+                output: 2000,
+                cached: 0,
+            })
+            .collect();
+        let run = run(Mode::Aggregated, &reqs);
+        let mut per_gpu = [0u32; 8];
+        for r in &run.requests {
+            per_gpu[r.decode_gpu as usize] += 1;
+        }
+        assert_eq!(per_gpu, [2; 8], "{per_gpu:?}");
     }
 
     /// Alone in the system, a request's first token comes after its prompt's chunks, and
