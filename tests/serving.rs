@@ -346,6 +346,19 @@ fn grow_admission_preempts_under_kv_pressure() {
             ttft(r)
         );
         assert!(g["mean_decode_batch"].as_f64() > r["mean_decode_batch"].as_f64());
+        // The human table says the same (and nothing of preemption under reserve).
+        let human = |name: &str, text: &str| {
+            let p = temp_file("serving", name, text);
+            stdout(&afdsim(&["run", p.to_str().unwrap()]))
+        };
+        let line = format!("{n}, {tokens}");
+        let h = human("kvp-grow-human.toml", &grow_text);
+        assert!(
+            h.lines()
+                .any(|l| l.contains("preemptions, tokens recomputed") && l.contains(&line)),
+            "{h}"
+        );
+        assert!(!human("kvp-reserve-human.toml", &text("")).contains("preemptions"));
     }
 }
 

@@ -446,6 +446,15 @@ fn serving_rows(m: &crate::serving::ServingMetrics) -> Vec<(String, String, &'st
             format!("{}", m.kv_capacity_tokens_per_gpu),
             "tokens",
         ),
+    ]);
+    if let (Some(n), Some(tokens)) = (m.preemptions, m.recomputed_tokens) {
+        rows.push((
+            "preemptions, tokens recomputed".into(),
+            format!("{n}, {tokens}"),
+            "",
+        ));
+    }
+    rows.extend([
         (
             "KV transfer mean / p99".into(),
             format!("{:.3} / {:.3}", m.kv_transfer_ms.mean, m.kv_transfer_ms.p99),
