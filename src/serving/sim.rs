@@ -556,7 +556,8 @@ impl<C: StepCost> Sim<'_, C> {
         // the fewest requests, then the lowest index. In an aggregated
         // pool the requests a GPU decodes count: without them every arrival at low load went
         // to GPU 0, whose cache and batch filled while the others idled. A prefill GPU
-        // holds only the prompts of its backlog, so there the order is the backlog's.
+        // holds only its backlog's prompts, plus one whose last chunk is in the running
+        // iteration: an idle one is preferred to it.
         let pool = if self.pgpus.is_empty() {
             &mut self.dgpus
         } else {
