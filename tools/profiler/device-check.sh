@@ -9,9 +9,12 @@
 #
 #   run (device tool): bash tools/profiler/device-check.sh        (writes under $OUT)
 #   here:              bash tools/profiler/device-check.sh DIR    (any CUDA machine)
-# Then, on the build machine (files under the device reply's files_at):
+# Then, on the build machine (files under the device reply's files_at; device.txt names the
+# GPU: compare with the shipped table of the same kind, h100-sxm or h200-sxm):
 #   afdsim compute layer-check --table h100-sxm --layers DIR/layers.csv
-#   afdsim compute loo --table DIR/compute.csv
+#   afdsim compute loo --table DIR/compute.csv        # "in-between sizes held out"
+# Files come back as they are written (rows are flushed one by one), so a run cut short by
+# its time limit still returns what it measured.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-${1:?usage: tools/profiler/device-check.sh OUTDIR (or set OUT)}}
