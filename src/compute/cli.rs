@@ -276,8 +276,7 @@ fn layer_check_report(
     let modes: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.mode.as_str()).collect();
     let _ = writeln!(
         s,
-        "
-|error| %          rows   median      p90      max   within {:.0} %   table only: median  max",
+        "\n|error| %          rows   median      p90      max   within {:.0} %   table only: median  max",
         layer_check::GOAL_PCT
     );
     for mode in modes {
