@@ -321,12 +321,15 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
                 if !a.json {
                     let _ = writeln!(
                         std::io::stdout(),
-                        "  probe {n:>2}: {:>10.3} req/s  TTFT {:>10.1} ms  TPOT {:>8.2} ms  {:>8.1} tok/s/GPU  {}",
+                        "  probe {n:>2}: {:>10.3} req/s  TTFT {:>10.1} ms  TPOT {:>8.2} ms  {:>8.1} tok/s/GPU  {}{}",
                         p.rate_per_s,
                         p.ttft_ms,
                         p.tpot_ms,
                         p.tokens_per_s_per_gpu,
-                        if p.met { "met" } else { "missed" }
+                        if p.met { "met" } else { "missed" },
+                        p.preemptions
+                            .map(|n| format!("  ({n} preempted)"))
+                            .unwrap_or_default()
                     );
                 }
             },

@@ -362,6 +362,31 @@ fn grow_admission_preempts_under_kv_pressure() {
     }
 }
 
+/// slo-search says how many sequences each probe preempted under grow (and, in JSON, only
+/// then).
+#[test]
+fn slo_search_reports_preemptions_under_grow() {
+    let search = |name: &str, text: &str, json: bool| {
+        let p = temp_file("serving", name, text);
+        let mut args = vec!["slo-search", "--probes", "2", p.to_str().unwrap()];
+        if json {
+            args.push("--json");
+        }
+        let o = afdsim(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let grow = kv_pressure("admission = \"grow\"");
+    let text = search("kvp-search-grow.toml", &grow, false);
+    let probes: Vec<&str> = text.lines().filter(|l| l.starts_with("  probe ")).collect();
+    assert_eq!(probes.len(), 2, "{text}");
+    assert!(probes.iter().any(|l| l.contains("preempted)")), "{text}");
+    let json = search("kvp-search-grow.toml", &grow, true);
+    assert!(json.contains("\"preemptions\""), "{json}");
+    let reserve = search("kvp-search-reserve.toml", &kv_pressure(""), true);
+    assert!(!reserve.contains("preemptions"), "{reserve}");
+}
+
 /// Bad admission settings name the file, the key and what is allowed.
 #[test]
 fn bad_admission_settings_are_named() {

@@ -38,6 +38,9 @@ pub struct Probe {
     pub ttft_ms: f64,
     pub tpot_ms: f64,
     pub tokens_per_s_per_gpu: f64,
+    /// Sequences preempted (`admission = "grow"` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preemptions: Option<u64>,
 }
 
 /// What the search found.
@@ -94,6 +97,7 @@ pub fn search(
             ttft_ms,
             tpot_ms,
             tokens_per_s_per_gpu: out.metrics.tokens_per_s_per_gpu,
+            preemptions: out.metrics.preemptions,
         };
         on_probe(&probe);
         probes.push(probe);
