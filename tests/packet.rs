@@ -102,6 +102,40 @@ fn retransmission_none_loses_messages() {
     assert_eq!(r.bytes_injected, r.bytes_delivered + r.bytes_dropped);
 }
 
+/// A QP's retry count: past it, timeouts in a row without progress put the QP in the error
+/// state and its message is lost; more retries lose fewer messages, unlimited none. Bytes
+/// are still accounted for: sent = offered − never sent + resent.
+#[test]
+fn retry_count_bounds_the_timeouts_a_message_survives() {
+    let lossy = |retry: &str| run(&incast(LOSSY, &format!("rto_us = 20\n{retry}")));
+    let unlimited = lossy("");
+    assert_eq!(unlimited.recovery.qp_errors, 0);
+    assert!(unlimited.messages.iter().all(|m| m.finish.is_some()));
+    let lost = |r: &PacketRun| r.messages.iter().filter(|m| m.finish.is_none()).count() as u64;
+    let zero = lossy("retry_cnt = 0");
+    assert!(zero.recovery.qp_errors > 0, "{:?}", zero.recovery);
+    assert_eq!(lost(&zero), zero.recovery.qp_errors);
+    let mut last = zero.recovery.qp_errors;
+    for n in 1..=7 {
+        let r = lossy(&format!("retry_cnt = {n}"));
+        assert_eq!(lost(&r), r.recovery.qp_errors);
+        assert!(
+            r.recovery.qp_errors <= last,
+            "retry_cnt {n}: {:?}",
+            r.recovery
+        );
+        last = r.recovery.qp_errors;
+        // Nothing a failed QP sent is delivered twice or lost from the books.
+        assert_eq!(
+            r.bytes_injected,
+            r.bytes_delivered + r.bytes_dropped + r.recovery.bytes_discarded
+        );
+    }
+    // Lossless fabrics never time out, whatever the retry count.
+    let r = run(&incast(LOSSLESS, "retry_cnt = 0"));
+    assert_eq!(r.recovery, Default::default());
+}
+
 /// Lossless fabrics never use go-back-N: nothing is resent or discarded.
 #[test]
 fn lossless_runs_recover_nothing() {
@@ -122,6 +156,13 @@ fn bad_recovery_keys_are_named() {
         (
             "retransmission = \"none\"\nrto_us = 10",
             "fabric.nic.rto_us",
+            "go-back-n",
+        ),
+        ("retry_cnt = 8", "fabric.nic.retry_cnt", "0 to 7"),
+        ("retry_cnt = -1", "fabric.nic.retry_cnt", "0 to 7"),
+        (
+            "retransmission = \"none\"\nretry_cnt = 7",
+            "fabric.nic.retry_cnt",
             "go-back-n",
         ),
     ] {

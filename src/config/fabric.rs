@@ -96,14 +96,23 @@ pub struct NicFile {
     /// Go-back-N: least time between two NAKs for the same expected PSN; default 500.
     #[serde(default)]
     pub nak_interval_us: Option<f64>,
+    /// Go-back-N: the QP's retry count, 0..=7 (timeouts in a row without progress before
+    /// the QP fails and its message is lost); default unlimited.
+    #[serde(default)]
+    pub retry_cnt: Option<i64>,
 }
 
 /// Resolves the NIC's loss recovery (`packet::Transport`).
 fn resolve_transport(cx: &Ctx, n: Option<&NicFile>) -> Result<Transport, InputError> {
     let key = |k: &str| format!("fabric.nic.{k}");
-    let (kind, rto, nak) = match n {
-        None => (None, None, None),
-        Some(n) => (n.retransmission.as_deref(), n.rto_us, n.nak_interval_us),
+    let (kind, rto, nak, retry) = match n {
+        None => (None, None, None, None),
+        Some(n) => (
+            n.retransmission.as_deref(),
+            n.rto_us,
+            n.nak_interval_us,
+            n.retry_cnt,
+        ),
     };
     match kind {
         None | Some("go-back-n") => {
@@ -117,14 +126,25 @@ fn resolve_transport(cx: &Ctx, n: Option<&NicFile>) -> Result<Transport, InputEr
             if let Some(t) = nak {
                 g.nak_interval = cx.dur_ns(&key("nak_interval_us"), t * 1e3)?;
             }
+            if let Some(r) = retry {
+                if !(0..=7).contains(&r) {
+                    return Err(cx.err(
+                        key("retry_cnt"),
+                        format!("{r} is not a retry count: 0 to 7 (InfiniBand's 3-bit field)"),
+                    ));
+                }
+                g.retry_cnt = Some(r as u32);
+            }
             Ok(Transport::GoBackN(g))
         }
         Some("none") => {
-            if rto.is_some() || nak.is_some() {
+            if rto.is_some() || nak.is_some() || retry.is_some() {
                 let k = if rto.is_some() {
                     "rto_us"
-                } else {
+                } else if nak.is_some() {
                     "nak_interval_us"
+                } else {
+                    "retry_cnt"
                 };
                 return Err(cx.err(key(k), "needs retransmission = \"go-back-n\""));
             }

@@ -21,7 +21,9 @@
 //!   priority in real deployments).
 //!
 //! Invariants, asserted at the end of every run: bytes injected = bytes delivered + bytes
-//! dropped; no packet left in the pool; every message without a dropped packet completed.
+//! dropped (+ discarded by go-back-N) = bytes offered − never sent by a failed QP + resent;
+//! no packet left in the pool; every message completed unless it was lost (a dropped packet
+//! without recovery, or a QP out of retries).
 //! A run that stalls with packets held (a PFC/credit cycle) is reported as a [`Deadlock`].
 
 mod dcqcn;
@@ -199,6 +201,8 @@ pub struct Recovery {
     pub bytes_discarded: u64,
     pub naks: u64,
     pub timeouts: u64,
+    /// Messages lost because their QP ran out of retries (`GoBackN::retry_cnt`).
+    pub qp_errors: u64,
 }
 
 /// Everything a packet-level run measured.
@@ -277,6 +281,11 @@ struct GbnState {
     rcv_advanced_at: Time,
     /// Receiver: the last NAK it sent (expected PSN, time).
     last_nak: Option<(u32, Time)>,
+    /// Sender: timeouts in a row without the receiver advancing past `retry_psn`.
+    retries: u32,
+    retry_psn: u32,
+    /// The QP ran out of retries: nothing more is sent or accepted.
+    failed: bool,
 }
 
 /// The ECMP hash of message `index` in a run with `seed`. Every level uses it, so a
@@ -402,6 +411,7 @@ pub fn simulate_workload(
         bytes_injected: 0,
         bytes_delivered: 0,
         bytes_dropped: 0,
+        bytes_abandoned: 0,
         cnps: 0,
         lossless_overflow_bytes: 0,
         recovery: Recovery::default(),
@@ -421,6 +431,9 @@ pub fn simulate_workload(
                     rcv_next: 0,
                     rcv_advanced_at: Time::ZERO,
                     last_nak: None,
+                    retries: 0,
+                    retry_psn: 0,
+                    failed: false,
                 })
             })
             .collect();
@@ -525,6 +538,8 @@ struct Sim<'a> {
     bytes_injected: u64,
     bytes_delivered: u64,
     bytes_dropped: u64,
+    /// Payload a failed QP never sent (`fail_qp`).
+    bytes_abandoned: u64,
     cnps: u64,
     lossless_overflow_bytes: u64,
     recovery: Recovery,
@@ -731,6 +746,9 @@ impl Sim<'_> {
         let Some(gbn) = self.gbn_mut(m) else {
             return true;
         };
+        if gbn.failed {
+            return false;
+        }
         let expected = gbn.rcv_next;
         if psn == expected {
             gbn.rcv_next += 1;
@@ -759,7 +777,8 @@ impl Sim<'_> {
     /// A NAK reaches the sender: resend from `psn`, unless the sender already knows the
     /// message is complete.
     fn on_nak(&mut self, now: Time, m: u32, psn: u32) {
-        if !self.sender_knows_complete(now, m as usize) {
+        let failed = self.gbn[m as usize].as_ref().is_some_and(|g| g.failed);
+        if !failed && !self.sender_knows_complete(now, m as usize) {
             self.go_back(now, m, psn);
         }
     }
@@ -792,9 +811,34 @@ impl Sim<'_> {
         }
         let acked = gbn.rcv_next;
         self.recovery.timeouts += 1;
+        let retry_cnt = self.gbn_params.retry_cnt;
+        let gbn = self.gbn[mi].as_mut().expect("go-back-N");
+        if acked != gbn.retry_psn {
+            (gbn.retries, gbn.retry_psn) = (0, acked);
+        }
+        gbn.retries += 1;
+        if retry_cnt.is_some_and(|max| gbn.retries > max) {
+            self.fail_qp(m);
+            return true;
+        }
         self.go_back(now, m, acked);
         self.queue.schedule_at(now + rto, Event::Rto(m));
         true
+    }
+
+    /// Message `m`'s QP enters the error state: the message is lost, what it had not sent
+    /// is never sent, and its packets still in flight are discarded on arrival.
+    fn fail_qp(&mut self, m: u32) {
+        self.recovery.qp_errors += 1;
+        self.gbn[m as usize].as_mut().expect("go-back-N").failed = true;
+        let ms = &mut self.msgs[m as usize];
+        ms.dropped = true;
+        self.bytes_abandoned += ms.unsent_bytes;
+        ms.unsent_bytes = 0;
+        let g = ms.group as usize;
+        if let Some(i) = self.groups[g].msgs.iter().position(|&x| x == m) {
+            self.groups[g].msgs.remove(i);
+        }
     }
 
     /// Rewinds message `m`'s sender to `psn`; a message that had sent everything rejoins
@@ -1160,7 +1204,7 @@ impl Sim<'_> {
             .map(|(s, _)| s.bytes)
             .sum();
         assert_eq!(
-            self.bytes_injected,
+            self.bytes_injected + self.bytes_abandoned,
             offered + self.recovery.bytes_retransmitted,
             "bytes sent other than once plus retransmissions"
         );

@@ -174,16 +174,24 @@ pub enum Transport {
 pub struct GoBackN {
     pub rto: Dur,
     pub nak_interval: Dur,
+    /// The QP's retry count: after this many retransmission timeouts in a row without
+    /// progress, one more puts the QP in the error state and its message is lost (on real
+    /// NICs the job fails; InfiniBand's field is 3 bits, at most 7, NCCL's
+    /// `NCCL_IB_RETRY_CNT` default). `None`: retry until the message completes.
+    pub retry_cnt: Option<u32>,
 }
 
 impl Default for GoBackN {
     /// `rto`: timeout exponent 14 (4.096 us x 2^14 = 67.1 ms), perftest's default
     /// (`DEF_QP_TIME`); NCCL's `NCCL_IB_TIMEOUT` default (20) is 64 times longer.
-    /// `nak_interval`: the HPCC ns-3 model's 500 us.
+    /// `nak_interval`: the HPCC ns-3 model's 500 us. `retry_cnt`: unlimited, so that a
+    /// deterministic model's lockstep losses (docs/packet.md) still complete; set 7 to see
+    /// whether a real job would have failed.
     fn default() -> Self {
         GoBackN {
             rto: Dur::from_ps(4_096_000 << 14),
             nak_interval: Dur::from_us(500),
+            retry_cnt: None,
         }
     }
 }

@@ -96,11 +96,13 @@ pub struct PacketMetrics {
     pub cnps: u64,
     pub drops: u64,
     /// Go-back-N loss recovery (lossy fabrics): payload bytes sent again, bytes discarded
-    /// at receivers (out of sequence), NAKs, retransmission timeouts.
+    /// at receivers (out of sequence), NAKs, retransmission timeouts, and messages lost
+    /// to a QP out of retries (`retry_cnt`).
     pub bytes_retransmitted: u64,
     pub bytes_discarded: u64,
     pub naks: u64,
     pub timeouts: u64,
+    pub qp_errors: u64,
     pub lossless_overflow_bytes: u64,
     pub packets: u64,
     pub packet_hops: u64,
@@ -196,6 +198,7 @@ impl PacketMetrics {
             bytes_discarded: run.recovery.bytes_discarded,
             naks: run.recovery.naks,
             timeouts: run.recovery.timeouts,
+            qp_errors: run.recovery.qp_errors,
             lossless_overflow_bytes: run.lossless_overflow_bytes,
             packets: run.packets,
             packet_hops: run.packet_hops,
@@ -253,10 +256,14 @@ impl PacketMetrics {
                 "",
             ),
             (
-                "resent / discarded, NAKs / timeouts".into(),
+                "resent / discarded, NAKs / timeouts / QP errors".into(),
                 format!(
-                    "{} B / {} B, {} / {}",
-                    self.bytes_retransmitted, self.bytes_discarded, self.naks, self.timeouts
+                    "{} B / {} B, {} / {} / {}",
+                    self.bytes_retransmitted,
+                    self.bytes_discarded,
+                    self.naks,
+                    self.timeouts,
+                    self.qp_errors
                 ),
                 "",
             ),
