@@ -272,6 +272,10 @@ pub struct RoutingFile {
     /// NCCL's PXN on rail-optimized fabrics (`topology::FabricSpec::pxn`); default false.
     #[serde(default)]
     pub pxn: Option<bool>,
+    /// PXN: bytes a relay GPU may hold for relaying (`PacketParams::pxn_fifo_bytes`), KiB;
+    /// default unbounded.
+    #[serde(default)]
+    pub pxn_fifo_kib: Option<f64>,
 }
 
 /// A resolved fabric: the topology spec and the packet-level parameters.
@@ -284,6 +288,7 @@ pub struct ResolvedFabric {
     pub switch: SwitchParams,
     pub routing: Routing,
     pub transport: Transport,
+    pub pxn_fifo_bytes: Option<u64>,
 }
 
 /// Looks up an embedded fabric by name.
@@ -421,6 +426,31 @@ pub(super) fn resolve(cx: &Ctx, f: &FabricFile) -> Result<ResolvedFabric, InputE
             ));
         }
     };
+    let pxn = f.routing.as_ref().and_then(|r| r.pxn).unwrap_or(false);
+    let pxn_fifo_bytes = match f.routing.as_ref().and_then(|r| r.pxn_fifo_kib) {
+        None => None,
+        Some(v) => {
+            let k = key("routing.pxn_fifo_kib");
+            if !pxn {
+                return Err(cx.err(k, "needs pxn = true"));
+            }
+            let b = kib(cx, &k, v)?;
+            // A relay must hold at least one packet of each of two senders, or a source
+            // could wait on space that no packet in flight will ever free.
+            let least = 2 * (nic_wire.mtu_bytes + nic_wire.header_bytes) as u64;
+            if b < least {
+                return Err(cx.err(
+                    k,
+                    format!(
+                        "{v} KiB is less than two NIC packets ({} KiB); allowed: >= {}",
+                        least as f64 / 1024.0,
+                        least as f64 / 1024.0
+                    ),
+                ));
+            }
+            Some(b)
+        }
+    };
     Ok(ResolvedFabric {
         name: f.name.clone().unwrap_or_else(|| "fabric".to_string()),
         spec: FabricSpec {
@@ -429,13 +459,14 @@ pub(super) fn resolve(cx: &Ctx, f: &FabricFile) -> Result<ResolvedFabric, InputE
             nvlink,
             nic,
             scale_out,
-            pxn: f.routing.as_ref().and_then(|r| r.pxn).unwrap_or(false),
+            pxn,
         },
         nic_wire,
         nvlink_wire,
         switch,
         routing,
         transport: resolve_transport(cx, f.nic.as_ref())?,
+        pxn_fifo_bytes,
     })
 }
 

@@ -436,6 +436,7 @@ fn resolve(
             // Four of the largest packets: enough to keep a link busy across a credit
             // round trip of a few hundred ns at NVLink and PCIe rates.
             credit_bytes: 4 * largest_packet,
+            pxn_fifo_bytes: rf.pxn_fifo_bytes,
             seed,
         },
         messages,
@@ -504,6 +505,8 @@ fn check_level(s: &Scenario, chosen_by: &str) -> Result<(), InputError> {
         Some(("fabric.switch.ecn_kmin_kib", "ECN marking"))
     } else if matches!(s.packet.congestion_control, CongestionControl::Dcqcn(_)) {
         Some(("fabric.nic.congestion_control", "DCQCN rate control"))
+    } else if s.packet.pxn_fifo_bytes.is_some() {
+        Some(("fabric.routing.pxn_fifo_kib", "a bounded PXN relay buffer"))
     } else {
         None
     };

@@ -373,6 +373,7 @@ pub(crate) fn assemble(
         cnps: 0,
         lossless_overflow_bytes: 0,
         recovery: Default::default(),
+        relay_peak_bytes: 0,
         end,
     }
 }

@@ -97,6 +97,9 @@ struct Packet {
     ecn: bool,
     /// `dst` is the PXN relay GPU, not the message's destination.
     relayed: bool,
+    /// PXN: the relay GPU whose buffer this packet takes, from its source until the relay's
+    /// NIC has sent it on; NONE otherwise.
+    relay_hold: u32,
 }
 
 /// Fixed-size slots so that the hot path never allocates per packet.
@@ -222,6 +225,9 @@ pub struct PacketRun {
     /// small); zero when the configuration is sound.
     pub lossless_overflow_bytes: u64,
     pub recovery: Recovery,
+    /// PXN: the most bytes any relay GPU held for relaying (in flight toward it or waiting
+    /// for its NIC), the buffer NCCL's proxy would have needed; 0 without PXN.
+    pub relay_peak_bytes: u64,
     pub end: Time,
 }
 
@@ -412,6 +418,9 @@ pub fn simulate_workload(
         bytes_delivered: 0,
         bytes_dropped: 0,
         bytes_abandoned: 0,
+        relay_used: vec![0; topo.nodes()],
+        relay_waiters: vec![Vec::new(); topo.nodes()],
+        relay_peak_bytes: 0,
         cnps: 0,
         lossless_overflow_bytes: 0,
         recovery: Recovery::default(),
@@ -540,6 +549,11 @@ struct Sim<'a> {
     bytes_dropped: u64,
     /// Payload a failed QP never sent (`fail_qp`).
     bytes_abandoned: u64,
+    /// PXN, per relay GPU: bytes it holds for relaying (`Packet::relay_hold`), the links
+    /// waiting for it to have room, and the peak over the run.
+    relay_used: Vec<u64>,
+    relay_waiters: Vec<Vec<u32>>,
+    relay_peak_bytes: u64,
     cnps: u64,
     lossless_overflow_bytes: u64,
     recovery: Recovery,
@@ -635,6 +649,11 @@ impl Sim<'_> {
         ls.busy = false;
         let pkt = std::mem::replace(&mut ls.on_wire, NONE);
         let p = self.pool.slots[pkt as usize];
+        if p.relay_hold != NONE && !p.relayed {
+            // It has left the relay's NIC: its room there is free again.
+            self.pool.slots[pkt as usize].relay_hold = NONE;
+            self.release_relay(now, p.relay_hold, p.wire_bytes as u64);
+        }
         if p.in_link != NONE {
             self.release_held(now, LinkId(p.in_link), p.wire_bytes as u64);
         }
@@ -680,10 +699,36 @@ impl Sim<'_> {
         self.start_next(now, next);
     }
 
+    /// PXN: `bytes` of relay GPU `relay`'s buffer are free again; the links that waited for
+    /// room there try again.
+    fn release_relay(&mut self, now: Time, relay: u32, bytes: u64) {
+        let r = relay as usize;
+        self.relay_used[r] -= bytes;
+        // Wake waiting links in the order they came, only until one takes the room: every
+        // link woken scans its messages again, so waking all of them at every freed packet
+        // costs a scan per waiter per relayed packet. A woken link that does not take the
+        // room (its blocked messages were sent meanwhile) leaves it to the next.
+        // At most the links waiting now: one woken but still short of room (a small packet
+        // freed, a full one wanted) waits again and must not be woken twice here.
+        let n = self.relay_waiters[r].len();
+        for _ in 0..n {
+            if self.relay_waiters[r].is_empty() {
+                break;
+            }
+            let l = self.relay_waiters[r].remove(0);
+            let before = self.relay_used[r];
+            self.start_next(now, LinkId(l));
+            if self.relay_used[r] > before {
+                break;
+            }
+        }
+    }
+
     /// PXN: the relay GPU `at` sends packet `pkt` on toward its destination through its
     /// own NIC. The packet leaves like one of `at`'s own (no ingress buffer holds it: it
     /// sits in GPU memory) and goes ahead of `at`'s own messages' next packets, as a queued
-    /// packet does; NCCL bounds the relay's buffer by its FIFO slots, this model does not.
+    /// packet does. Its room in the relay's buffer (`PacketParams::pxn_fifo_bytes`) was taken
+    /// when its source sent it and is freed when the relay's NIC has sent it on.
     fn relay(&mut self, now: Time, at: NodeId, pkt: u32) {
         let slot = &mut self.pool.slots[pkt as usize];
         let dst = self.specs[slot.msg as usize].dst;
@@ -1118,6 +1163,26 @@ impl Sim<'_> {
                     continue;
                 }
                 let payload = ms.unsent_bytes.min(ms.wire.mtu_bytes as u64);
+                // PXN: a relayed packet needs room in its relay's buffer; without it the
+                // link tries the next message and waits to be woken by the relay.
+                let via = ms.via;
+                let relay_hold = if via != self.specs[m as usize].dst {
+                    let wire = payload + ms.wire.header_bytes as u64;
+                    let used = self.relay_used[via.0 as usize] + wire;
+                    if self.params.pxn_fifo_bytes.is_some_and(|b| used > b) {
+                        let w = &mut self.relay_waiters[via.0 as usize];
+                        if !w.contains(&l.0) {
+                            w.push(l.0);
+                        }
+                        continue;
+                    }
+                    self.relay_used[via.0 as usize] = used;
+                    self.relay_peak_bytes = self.relay_peak_bytes.max(used);
+                    via.0
+                } else {
+                    NONE
+                };
+                let ms = &mut self.msgs[m as usize];
                 ms.unsent_bytes -= payload;
                 let psn = ms.snd_next;
                 ms.snd_next += 1;
@@ -1160,6 +1225,7 @@ impl Sim<'_> {
                     in_link: NONE,
                     ecn: false,
                     relayed,
+                    relay_hold,
                 }));
             }
         }
@@ -1250,6 +1316,7 @@ impl Sim<'_> {
             cnps: self.cnps,
             lossless_overflow_bytes: self.lossless_overflow_bytes,
             recovery: self.recovery,
+            relay_peak_bytes: self.relay_peak_bytes,
             end,
         })
     }
@@ -1280,6 +1347,7 @@ mod tests {
             congestion_control: CongestionControl::None,
             transport: Transport::GoBackN(GoBackN::default()),
             credit_bytes: 4 * 4160,
+            pxn_fifo_bytes: None,
             seed: 1,
         }
     }

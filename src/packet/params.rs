@@ -209,5 +209,10 @@ pub struct PacketParams {
     /// one pauses while that node holds more than the link's round-trip bandwidth-delay
     /// product plus this many bytes from it, and resumes below half of that.
     pub credit_bytes: u64,
+    /// PXN: the bytes a relay GPU may hold for relaying, counted from the moment a source
+    /// sends a relayed packet toward it until the relay's NIC has sent it on (NCCL's proxy
+    /// FIFO in GPU memory). A source whose relay is full sends other messages' packets, or
+    /// waits. `None`: unbounded.
+    pub pxn_fifo_bytes: Option<u64>,
     pub seed: u64,
 }

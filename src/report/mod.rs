@@ -103,6 +103,8 @@ pub struct PacketMetrics {
     pub naks: u64,
     pub timeouts: u64,
     pub qp_errors: u64,
+    /// PXN: the most bytes a relay GPU held for relaying (0 without PXN).
+    pub relay_peak_bytes: u64,
     pub lossless_overflow_bytes: u64,
     pub packets: u64,
     pub packet_hops: u64,
@@ -199,6 +201,7 @@ impl PacketMetrics {
             naks: run.recovery.naks,
             timeouts: run.recovery.timeouts,
             qp_errors: run.recovery.qp_errors,
+            relay_peak_bytes: run.relay_peak_bytes,
             lossless_overflow_bytes: run.lossless_overflow_bytes,
             packets: run.packets,
             packet_hops: run.packet_hops,
@@ -271,6 +274,13 @@ impl PacketMetrics {
             ("packet hops".into(), self.packet_hops.to_string(), ""),
             ("events".into(), self.events.to_string(), ""),
         ]);
+        if self.relay_peak_bytes > 0 {
+            rows.push((
+                "PXN relay buffer peak".into(),
+                self.relay_peak_bytes.to_string(),
+                "B",
+            ));
+        }
         rows
     }
 }
