@@ -1,7 +1,6 @@
 //! Compute tables: loading, prediction paths, bad input, the query and layer commands.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use afdsim::compute::cli::{ComputeCommand, KernelArg, run_command};
 use afdsim::compute::{
@@ -9,15 +8,8 @@ use afdsim::compute::{
     Source,
 };
 
-fn h100() -> &'static ComputeTable {
-    static T: OnceLock<ComputeTable> = OnceLock::new();
-    T.get_or_init(|| ComputeTable::embedded("h100-sxm").unwrap())
-}
-
-fn h200() -> &'static ComputeTable {
-    static T: OnceLock<ComputeTable> = OnceLock::new();
-    T.get_or_init(|| ComputeTable::embedded("h200-sxm").unwrap())
-}
+mod common;
+use common::{h100, h200};
 
 const HEADER: &str = "device,op,dtype,m,n,k,groups,batch,ctx,heads,kv_heads,head_dim,m_max,time_us,tflops,gbps,reps,impl\n";
 

@@ -1,21 +1,12 @@
 //! MXFP4 routed experts (gpt-oss): the model-file key, resident bytes, and grouped GEMM times
 //! derived from the BF16 rows (`time = T_bf16 × roofline(mxfp4 bytes) / roofline(bf16 bytes)`).
 
-use std::sync::OnceLock;
-
 use afdsim::compute::{
     ComputeTable, Dtype, Method, Model, Op, OpQuery, QueryError, Source, WeightPlacement, Work,
 };
 
-fn tables() -> &'static [ComputeTable; 2] {
-    static T: OnceLock<[ComputeTable; 2]> = OnceLock::new();
-    T.get_or_init(|| {
-        [
-            ComputeTable::embedded("h100-sxm").unwrap(),
-            ComputeTable::embedded("h200-sxm").unwrap(),
-        ]
-    })
-}
+mod common;
+use common::tables;
 
 /// A table file of (op, dtype, m, n, k, groups, time) GEMM rows and (op, dtype, batch, ctx,
 /// heads, kv_heads, head_dim, time) attention rows, in the table's column layout.
@@ -235,7 +226,7 @@ fn the_mxfp4_advantage_shrinks_as_tokens_per_expert_grow() {
 
 #[test]
 fn mxfp4_is_only_for_gemms_and_needs_bf16_rows() {
-    let t = &tables()[0];
+    let t = tables()[0];
     let q = OpQuery {
         dtype: Dtype::Mxfp4,
         ..OpQuery::attention(Op::GqaDecode, 8, 1024, 64, 8, 64)

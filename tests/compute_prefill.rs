@@ -1,21 +1,12 @@
 //! Mixed decode + prefill iterations, resident weights and KV bytes per token.
 
-use std::sync::OnceLock;
-
 use afdsim::compute::cli::{ComputeCommand, KernelArg, run_command};
 use afdsim::compute::{
-    AttentionKernel, ComputeTable, LayerBreakdown, Method, Model, Op, Source, WeightPlacement, Work,
+    AttentionKernel, LayerBreakdown, Method, Model, Op, Source, WeightPlacement, Work,
 };
 
-fn h100() -> &'static ComputeTable {
-    static T: OnceLock<ComputeTable> = OnceLock::new();
-    T.get_or_init(|| ComputeTable::embedded("h100-sxm").unwrap())
-}
-
-fn h200() -> &'static ComputeTable {
-    static T: OnceLock<ComputeTable> = OnceLock::new();
-    T.get_or_init(|| ComputeTable::embedded("h200-sxm").unwrap())
-}
+mod common;
+use common::{h100, h200};
 
 const KERNELS: [AttentionKernel; 2] = [AttentionKernel::Measured, AttentionKernel::FLASH_MLA];
 

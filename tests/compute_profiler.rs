@@ -9,6 +9,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
+mod common;
+use common::{afdsim, h100, stderr, stdout};
+
 use afdsim::compute::layer_check::{self, LayerSide};
 use afdsim::compute::{AttentionKernel, ComputeTable, Dtype, Method, Model, Op, Work};
 
@@ -59,20 +62,20 @@ fn profile(args: &[&str], what: &str) -> PathBuf {
 
 /// (op, sizes) of every table operator the six models' layers ask for.
 fn layer_shapes() -> BTreeSet<(String, String)> {
-    let t = ComputeTable::embedded("h100-sxm").unwrap();
+    let t = h100();
     let mut out = BTreeSet::new();
     for name in Model::embedded_names() {
         let m = Model::embedded(name).unwrap();
         let mut ops = m
-            .attention_side(&t, 8, 8192, AttentionKernel::Measured)
+            .attention_side(t, 8, 8192, AttentionKernel::Measured)
             .unwrap()
             .ops;
         ops.extend(
-            m.attention_side_at(&t, 0, 8, 8192, AttentionKernel::Measured)
+            m.attention_side_at(t, 0, 8, 8192, AttentionKernel::Measured)
                 .unwrap()
                 .ops,
         );
-        ops.extend(m.ffn_side(&t, 4, 4).unwrap().ops);
+        ops.extend(m.ffn_side(t, 4, 4).unwrap().ops);
         for o in ops {
             let Work::Table(q) = o.work else { continue };
             let key = match q.op {
@@ -188,23 +191,21 @@ fn profiler_smoke_layers_are_checked_against_assembled_layers() {
         assert_eq!(r.gemm_dtype, Dtype::Bf16, "{r:?}");
         assert_eq!(r.mode, "eager");
     }
-    let t = ComputeTable::embedded("h100-sxm").unwrap();
-    let cmp = layer_check::compare(file.to_str().unwrap(), &rows, &t).unwrap();
+    let cmp = layer_check::compare(file.to_str().unwrap(), &rows, h100()).unwrap();
     for c in &cmp {
         assert!(c.assembled_us.is_finite() && c.assembled_us > c.table_us && c.table_us > 0.0);
     }
     // The CLI reads the same file and prints one line per row plus the summary.
-    let out = Command::new(env!("CARGO_BIN_EXE_afdsim"))
-        .args(["compute", "layer-check", "--table", "h100-sxm", "--layers"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let out = afdsim(&[
+        "compute",
+        "layer-check",
+        "--table",
+        "h100-sxm",
+        "--layers",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
     let lines = text
         .lines()
         .filter(|l| l.starts_with("qwen3-30b-a3b ") || l.starts_with("deepseek-v3.2 "))

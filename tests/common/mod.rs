@@ -1,9 +1,30 @@
-//! Helpers the CLI-level test crates share: run the binary, read its output, write inputs.
+//! Helpers the test crates share: run the binary, read its output, write inputs, the
+//! embedded compute tables.
 // Each test crate compiles this module and uses part of it.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use afdsim::compute::ComputeTable;
+
+/// The embedded H100 table, loaded once per test crate.
+pub fn h100() -> &'static ComputeTable {
+    static T: OnceLock<ComputeTable> = OnceLock::new();
+    T.get_or_init(|| ComputeTable::embedded("h100-sxm").unwrap())
+}
+
+/// The embedded H200 table, loaded once per test crate.
+pub fn h200() -> &'static ComputeTable {
+    static T: OnceLock<ComputeTable> = OnceLock::new();
+    T.get_or_init(|| ComputeTable::embedded("h200-sxm").unwrap())
+}
+
+/// Both embedded tables.
+pub fn tables() -> [&'static ComputeTable; 2] {
+    [h100(), h200()]
+}
 
 /// Runs the afdsim binary with `args`.
 pub fn afdsim(args: &[&str]) -> Output {
