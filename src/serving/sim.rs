@@ -846,12 +846,10 @@ impl<C: StepCost> Sim<'_, C> {
         }
         // Aggregated: the prompt pieces advanced; a finished prompt made its first token.
         let pieces = std::mem::take(&mut self.decode_pieces);
+        self.advance_prompts(&pieces, false);
         for p in &pieces {
-            self.prefilled_total += p.tokens as u64;
             let r = &mut self.reqs[p.req as usize];
-            r.prefilled += p.tokens;
             let g = r.dgpu as usize;
-            self.dgpus[g].backlog -= p.tokens as u64;
             if r.prefilled == r.prompt {
                 // The prompt's last chunk makes a token: the first, or after a recompute
                 // the next one (those made before are kept).
@@ -867,6 +865,22 @@ impl<C: StepCost> Sim<'_, C> {
                     self.dgpus[g].running.push(p.req);
                 }
             }
+        }
+    }
+
+    /// An iteration prefilled `pieces`: each request's prompt and its GPU's backlog (in the
+    /// prefill pool, or the aggregated one) advance by its piece.
+    fn advance_prompts(&mut self, pieces: &[Piece], prefill_pool: bool) {
+        for p in pieces {
+            self.prefilled_total += p.tokens as u64;
+            let r = &mut self.reqs[p.req as usize];
+            r.prefilled += p.tokens;
+            let gpu = if prefill_pool {
+                &mut self.pgpus[r.pgpu as usize]
+            } else {
+                &mut self.dgpus[r.dgpu as usize]
+            };
+            gpu.backlog -= p.tokens as u64;
         }
     }
 
@@ -907,12 +921,10 @@ impl<C: StepCost> Sim<'_, C> {
         self.prefill_busy = false;
         self.bg_stale[BG_PREFILL] = self.coupled;
         let pieces = std::mem::take(&mut self.prefill_pieces);
+        self.advance_prompts(&pieces, true);
         for p in &pieces {
-            self.prefilled_total += p.tokens as u64;
-            let r = &mut self.reqs[p.req as usize];
-            r.prefilled += p.tokens;
+            let r = &self.reqs[p.req as usize];
             let g = r.pgpu as usize;
-            self.pgpus[g].backlog -= p.tokens as u64;
             if r.prefilled == r.prompt {
                 self.pgpus[g].prefilling.retain(|&x| x != p.req);
                 self.handoff.push_back(p.req);
