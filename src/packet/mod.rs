@@ -1166,7 +1166,8 @@ impl Sim<'_> {
                 // PXN: a relayed packet needs room in its relay's buffer; without it the
                 // link tries the next message and waits to be woken by the relay.
                 let via = ms.via;
-                let relay_hold = if via != self.specs[m as usize].dst {
+                let relayed = via != self.specs[m as usize].dst;
+                let relay_hold = if relayed {
                     let wire = payload + ms.wire.header_bytes as u64;
                     let used = self.relay_used[via.0 as usize] + wire;
                     if self.params.pxn_fifo_bytes.is_some_and(|b| used > b) {
@@ -1213,11 +1214,9 @@ impl Sim<'_> {
                 self.links[li].group_cursor = (gi + 1) % ngroups;
                 self.packets += 1;
                 self.bytes_injected += payload;
-                let dst = ms.via;
-                let relayed = dst != self.specs[m as usize].dst;
                 return Some(self.pool.alloc(Packet {
                     msg: m,
-                    dst,
+                    dst: via,
                     payload_bytes: payload as u32,
                     wire_bytes: wire_bytes as u32,
                     psn,
