@@ -254,15 +254,11 @@ fn layer_check_report(
                 tokens_per_expert,
             } => format!("{experts} exp x {tokens_per_expert} tok"),
         };
-        let side = match m.side {
-            LayerSide::Attention { .. } => "attention",
-            LayerSide::Ffn { .. } => "ffn",
-        };
         let _ = writeln!(
             s,
             "{:<16} {:<9} {:<5} {:<18} {:<8} {:>11.1} {:>11.1} {:>+8.1} {:>11.1} {:>+8.1}",
             m.model,
-            side,
+            m.side.name(),
             m.gemm_dtype.name(),
             point,
             m.mode,
@@ -322,19 +318,14 @@ fn layer_check_report(
         .map_err(werr)?;
         for c in &cmp {
             let m = &c.measured;
-            let (side, a, b, e, x) = match m.side {
-                LayerSide::Attention { tokens, ctx } => (
-                    "attention",
-                    tokens.to_string(),
-                    ctx.to_string(),
-                    "".into(),
-                    "".into(),
-                ),
+            let (a, b, e, x) = match m.side {
+                LayerSide::Attention { tokens, ctx } => {
+                    (tokens.to_string(), ctx.to_string(), "".into(), "".into())
+                }
                 LayerSide::Ffn {
                     experts,
                     tokens_per_expert,
                 } => (
-                    "ffn",
                     String::new(),
                     String::new(),
                     experts.to_string(),
@@ -344,7 +335,7 @@ fn layer_check_report(
             w.write_record([
                 m.device.as_str(),
                 &m.model,
-                side,
+                m.side.name(),
                 m.gemm_dtype.name(),
                 &a,
                 &b,

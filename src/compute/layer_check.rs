@@ -32,6 +32,15 @@ pub enum LayerSide {
     },
 }
 
+impl LayerSide {
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerSide::Attention { .. } => "attention",
+            LayerSide::Ffn { .. } => "ffn",
+        }
+    }
+}
+
 /// One row of `layers.csv`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerMeasurement {

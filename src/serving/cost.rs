@@ -173,19 +173,20 @@ impl<S: PointSim> GridCost<S> {
         }
     }
 
-    /// Simulates the corners of `pts` not simulated yet, in parallel (each corner's result
-    /// depends only on the corner, so the order and the thread do not matter); on errors,
-    /// the first in `pts` order.
-    fn simulate_missing(&mut self, prefill: bool, pts: &[Point]) -> Result<(), QueryError> {
+    /// Simulates the corners the last query weighs (`last`) that are not simulated yet, in
+    /// parallel (each corner's result depends only on the corner, so the order and the
+    /// thread do not matter); on errors, the first in `last` order. Allocates only when a
+    /// corner is missing.
+    fn simulate_missing(&mut self, prefill: bool) -> Result<(), QueryError> {
         let memo = if prefill {
             &self.prefill_memo
         } else {
             &self.decode_memo
         };
         let mut missing: Vec<Point> = Vec::new();
-        for p in pts {
-            if !memo.contains_key(p) && !missing.contains(p) {
-                missing.push(*p);
+        for &(_, p, _) in &self.last {
+            if !memo.contains_key(&p) && !missing.contains(&p) {
+                missing.push(p);
             }
         }
         if missing.is_empty() {
@@ -273,8 +274,7 @@ impl<S: PointSim> GridCost<S> {
             };
             self.last.push((prefill, pt, w));
         }
-        let pts: Vec<Point> = self.last.iter().map(|&(_, p, _)| p).collect();
-        self.simulate_missing(prefill, &pts)?;
+        self.simulate_missing(prefill)?;
         let memo = if prefill {
             &self.prefill_memo
         } else {
