@@ -19,7 +19,8 @@ pub mod validation;
 pub mod workload;
 
 use config::Scenario;
-use engine::{SimRng, Time};
+use engine::{PastHorizon, SimRng};
+pub use workload::Progress;
 
 /// What one scenario run produced: the raw run and its metrics.
 pub struct Outcome {
@@ -61,6 +62,9 @@ pub enum RunError {
     /// A cycle of pauses that can never clear.
     #[error("the simulation deadlocked: {0}")]
     Deadlock(packet::Deadlock),
+    /// The simulated time passed its limit with work left (rates too low for the bytes).
+    #[error("{0}")]
+    PastHorizon(PastHorizon),
     /// A kernel time the compute tables cannot give (an AFD scenario).
     #[error("afd: a kernel time cannot be computed: {0}")]
     Compute(compute::QueryError),
@@ -70,26 +74,40 @@ pub enum RunError {
     Input(error::InputError),
 }
 
+impl From<packet::SimError> for RunError {
+    fn from(e: packet::SimError) -> Self {
+        match e {
+            packet::SimError::Deadlock(d) => RunError::Deadlock(d),
+            packet::SimError::PastHorizon(h) => RunError::PastHorizon(h),
+        }
+    }
+}
+
+impl From<PastHorizon> for RunError {
+    fn from(h: PastHorizon) -> Self {
+        RunError::PastHorizon(h)
+    }
+}
+
 /// The random stream of AFD routing draws (config uses 1 for traffic).
 const STREAM_AFD: u64 = 2;
 
 /// Runs a resolved scenario at its level (packet, flow or analytical; all return the
 /// packet level's result type, so the metrics are computed the same way). A scenario with
 /// an `[afd]` table runs one decode step (plus its `[[traffic]]`, as background messages).
-/// `progress` is called now and then with the events processed and the simulated time (for
-/// a progress bar; it must not affect the run).
-pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(u64, Time)) -> Result<Outcome, RunError> {
+/// `progress` is called now and then with how far the run has come (for a progress bar; it
+/// must not affect the run).
+pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(Progress)) -> Result<Outcome, RunError> {
     let (f, p, m) = (&scenario.fabric, &scenario.packet, &scenario.messages);
     if let Some(spec) = &scenario.serving {
         return run_serving(scenario, spec);
     }
     let Some(spec) = &scenario.afd else {
+        fits_horizon(scenario, m, "traffic")?;
         let run = match scenario.level {
-            config::Level::Packet => {
-                packet::simulate(f, p, m, progress).map_err(RunError::Deadlock)?
-            }
-            config::Level::Flow => flow::simulate(f, p, m, progress),
-            config::Level::Analytical => flow::analytical::simulate(f, p, m),
+            config::Level::Packet => packet::simulate(f, p, m, progress)?,
+            config::Level::Flow => flow::simulate(f, p, m, progress)?,
+            config::Level::Analytical => flow::analytical::simulate(f, p, m)?,
         };
         let metrics = report::PacketMetrics::of(scenario, &run);
         return Ok(Outcome {
@@ -111,10 +129,10 @@ pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(u64, Time)) -> Result<O
         for msg in m {
             step.workload.message(msg.clone(), &[]);
         }
+        fits_horizon(scenario, &step.workload.messages, "afd")?;
         let run = match scenario.level {
-            config::Level::Packet => packet::simulate_workload(f, p, &step.workload, progress)
-                .map_err(RunError::Deadlock)?,
-            config::Level::Flow => flow::simulate_workload(f, p, &step.workload, progress),
+            config::Level::Packet => packet::simulate_workload(f, p, &step.workload, progress)?,
+            config::Level::Flow => flow::simulate_workload(f, p, &step.workload, progress)?,
             config::Level::Analytical => {
                 unreachable!("config rejects [afd] at the analytical level")
             }
@@ -132,6 +150,32 @@ pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(u64, Time)) -> Result<O
         step: Some(step),
         serving: None,
     })
+}
+
+/// Refuses, before running, messages that no level could finish within `Time::HORIZON`
+/// (see [`workload::past_horizon`]), naming the GPU, its bytes and its links' rate.
+fn fits_horizon(
+    scenario: &Scenario,
+    messages: &[packet::MessageSpec],
+    key: &str,
+) -> Result<(), RunError> {
+    let Some(b) = workload::past_horizon(&scenario.fabric.topology, messages) else {
+        return Ok(());
+    };
+    Err(RunError::Input(error::InputError::new(
+        &scenario.origin,
+        key,
+        format!(
+            "GPU {} must {} {} bytes through {} Gb/s of links: at least {:.3e} s, past the \
+             limit of simulated time (2^62 ps, about 53 days); raise the `rate_gbps` keys or \
+             lower the `bytes`",
+            b.gpu.0,
+            b.direction,
+            b.bytes,
+            b.rate_bps as f64 / 1e9,
+            b.seconds
+        ),
+    )))
 }
 
 /// Serves a scenario's request stream: its requests, then the serving simulation.

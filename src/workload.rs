@@ -8,9 +8,72 @@
 //! construction; every GPU has one compute stream that runs one task at a time, in the order
 //! tasks become ready (ties in the order they were added).
 
-use crate::engine::{Dur, Time};
+use crate::engine::{Dur, PS_PER_S, Time};
 use crate::packet::MessageSpec;
-use crate::topology::NodeId;
+use crate::topology::{NodeId, Topology};
+
+/// How far a level has come with a workload, handed to a progress callback now and then.
+/// A callback must not affect the run: it only reads this.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Events the level has processed.
+    pub events: u64,
+    /// Simulated time reached.
+    pub now: Time,
+    /// Message bytes delivered (packet level) or drained (flow level) so far, and the
+    /// workload's total: a fraction done that a progress bar can show with an ETA.
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}
+
+/// A GPU whose messages cannot all leave it (or all reach it) before [`Time::HORIZON`], even
+/// at the full rate of every link it has: a run of them would only stop at the horizon.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PastHorizonBound {
+    pub gpu: NodeId,
+    /// `"send"` or `"receive"`.
+    pub direction: &'static str,
+    pub bytes: u64,
+    /// The sum of the GPU's link rates that way, bit/s.
+    pub rate_bps: u64,
+    /// The bytes over that rate: a lower bound on any level's makespan.
+    pub seconds: f64,
+}
+
+/// The first GPU (lowest id, sending before receiving) whose payload bytes over the total
+/// rate of its links exceed [`Time::HORIZON`]: a lower bound on every level's makespan, so
+/// a scenario it finds can be refused before it runs (a packet-level run would otherwise
+/// simulate up to ~10^8 packets to reach the horizon). O(messages + links).
+pub fn past_horizon(topo: &Topology, messages: &[MessageSpec]) -> Option<PastHorizonBound> {
+    let gpus = topo.gpus() as usize;
+    let (mut out, mut inn) = (vec![0u128; gpus], vec![0u128; gpus]);
+    for m in messages {
+        out[m.src.0 as usize] += m.bytes as u128;
+        inn[m.dst.0 as usize] += m.bytes as u128;
+    }
+    let (mut out_bps, mut in_bps) = (vec![0u128; gpus], vec![0u128; gpus]);
+    for l in topo.links() {
+        if (l.from.0 as usize) < gpus {
+            out_bps[l.from.0 as usize] += l.rate.bps() as u128;
+        }
+        if (l.to.0 as usize) < gpus {
+            in_bps[l.to.0 as usize] += l.rate.bps() as u128;
+        }
+    }
+    let horizon = Time::HORIZON.as_ps() as u128;
+    (0..gpus).find_map(|g| {
+        [("send", out[g], out_bps[g]), ("receive", inn[g], in_bps[g])]
+            .into_iter()
+            .find(|&(_, bytes, bps)| bps > 0 && bytes * 8 * PS_PER_S as u128 / bps >= horizon)
+            .map(|(direction, bytes, bps)| PastHorizonBound {
+                gpu: NodeId(g as u32),
+                direction,
+                bytes: u64::try_from(bytes).unwrap_or(u64::MAX),
+                rate_bps: u64::try_from(bps).unwrap_or(u64::MAX),
+                seconds: bytes as f64 * 8.0 / bps as f64,
+            })
+    })
+}
 
 /// A task of a workload.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

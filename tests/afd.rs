@@ -157,7 +157,7 @@ layers = 4
 "#
         );
         let s = Scenario::parse(&text, "monotone", None).expect("valid");
-        let o = afdsim::run(&s, &mut |_, _| {}).expect("runs");
+        let o = afdsim::run(&s, &mut |_| {}).expect("runs");
         o.afd.expect("afd metrics").tpot_ms
     }
 
@@ -234,7 +234,7 @@ fn the_critical_path_spans_the_step() {
         (SMALL, 1.0),
     ] {
         let s = Scenario::parse(text, "t", None).unwrap();
-        let o = afdsim::run(&s, &mut |_, _| {}).unwrap();
+        let o = afdsim::run(&s, &mut |_| {}).unwrap();
         let step = o.step.as_ref().unwrap();
         let (comm, compute) = afdsim::afd::critical_path(&step.workload, &o.run);
         let m = o.afd.unwrap();
@@ -259,7 +259,7 @@ fn more_micro_batches_hide_more_communication() {
     let metrics = |m: u32| {
         let text = SMALL.replace("micro_batches = 2", &format!("micro_batches = {m}"));
         let s = Scenario::parse(&text, "t", None).unwrap();
-        afdsim::run(&s, &mut |_, _| {}).unwrap().afd.unwrap()
+        afdsim::run(&s, &mut |_| {}).unwrap().afd.unwrap()
     };
     let (one, three) = (metrics(1), metrics(3));
     assert!(
@@ -285,7 +285,7 @@ fn the_colocated_baseline_keeps_local_tokens_off_the_fabric() {
         )
         .replace("attention_gpus = 8\nffn_gpus = 8", "attention_gpus = 16");
     let s = Scenario::parse(&text, "t", None).unwrap();
-    let o = afdsim::run(&s, &mut |_, _| {}).unwrap();
+    let o = afdsim::run(&s, &mut |_| {}).unwrap();
     let step = o.step.as_ref().unwrap();
     let model = &s.afd.as_ref().unwrap().model;
     let dispatched: u64 = o
@@ -334,7 +334,7 @@ fn several_steps_give_a_mean_and_a_p99() {
     let m = |steps: u32| {
         let text = SMALL.replace("layers = 6", &format!("layers = 6\nsteps = {steps}"));
         let s = Scenario::parse(&text, "t", None).unwrap();
-        afdsim::run(&s, &mut |_, _| {}).unwrap().afd.unwrap()
+        afdsim::run(&s, &mut |_| {}).unwrap().afd.unwrap()
     };
     let (one, four) = (m(1), m(4));
     assert_eq!((one.steps, four.steps), (1, 4));
@@ -357,7 +357,7 @@ fn zipf_routing_skews_the_ffn_load() {
     let m = |routing: &str| {
         let text = SMALL.replace("layers = 6", &format!("layers = 6\n{routing}"));
         let s = Scenario::parse(&text, "t", None).unwrap();
-        afdsim::run(&s, &mut |_, _| {}).unwrap().afd.unwrap()
+        afdsim::run(&s, &mut |_| {}).unwrap().afd.unwrap()
     };
     let uniform = m("routing = \"uniform\"");
     let hot = m("routing = \"zipf\"\nzipf_s = 1.2");
@@ -380,7 +380,7 @@ fn zipf_routing_skews_the_ffn_load() {
 fn small_with(extra: &str) -> (afdsim::Outcome, afdsim::config::Scenario) {
     let text = format!("{SMALL}{extra}\n");
     let s = afdsim::config::Scenario::parse(&text, "t", None).unwrap();
-    (afdsim::run(&s, &mut |_, _| {}).unwrap(), s)
+    (afdsim::run(&s, &mut |_| {}).unwrap(), s)
 }
 
 /// Dispatched and combined bytes are exactly the token copies the routing drew times the
@@ -447,7 +447,7 @@ fn uneven_expert_counts_need_a_placement_that_says_how() {
         let spec = s.afd.as_ref().unwrap();
         assert_eq!(spec.experts.slots_on.iter().sum::<u64>(), 256);
         assert!(spec.experts.slots_on.iter().all(|&n| n == 42 || n == 43));
-        let o = afdsim::run(&s, &mut |_, _| {}).unwrap();
+        let o = afdsim::run(&s, &mut |_| {}).unwrap();
         assert_bytes_conserved(&o, &s);
     }
     let p = file("uneven.toml", &uneven);
@@ -606,7 +606,7 @@ fn skew_inside_an_ffn_gpu_slows_its_grouped_gemm() {
             h.display()
         );
         let s = afdsim::config::Scenario::parse(&text, "t", None).unwrap();
-        let o = afdsim::run(&s, &mut |_, _| {}).unwrap();
+        let o = afdsim::run(&s, &mut |_| {}).unwrap();
         assert_eq!(o.step.as_ref().unwrap().ffn_pairs, vec![2048 * 3; 8]);
         (o.afd.unwrap(), s)
     };
@@ -703,7 +703,7 @@ fn long_context(ctx: &str) -> String {
 
 fn run_text(text: &str) -> (afdsim::Outcome, afdsim::config::Scenario) {
     let s = afdsim::config::Scenario::parse(text, "t", None).unwrap();
-    (afdsim::run(&s, &mut |_, _| {}).unwrap(), s)
+    (afdsim::run(&s, &mut |_| {}).unwrap(), s)
 }
 
 /// Attention kernel time per attention GPU over the step, microseconds.

@@ -90,8 +90,8 @@ fn packet_only_features_are_rejected_at_flow_level() {
 #[test]
 fn flow_run_has_the_packet_run_shape_and_is_deterministic() {
     let s = parse("flow", "", "").unwrap();
-    let a = afdsim::run(&s, &mut |_, _| {}).unwrap();
-    let b = afdsim::run(&s, &mut |_, _| {}).unwrap();
+    let a = afdsim::run(&s, &mut |_| {}).unwrap();
+    let b = afdsim::run(&s, &mut |_| {}).unwrap();
     let out = a.output(&s);
     assert_eq!(out.level, "flow");
     assert_eq!(out.to_json(), b.output(&s).to_json());
@@ -121,10 +121,10 @@ fn closed_forms_hold_at_every_level() {
     ];
     for text in files {
         let s = Scenario::parse(text, "closed-form", None).unwrap();
-        let packet = afdsim::run(&s, &mut |_, _| {}).unwrap().run.end;
+        let packet = afdsim::run(&s, &mut |_| {}).unwrap().run.end;
         for level in [Level::Flow, Level::Analytical] {
             let s = s.clone().with_level(level).unwrap();
-            let end = afdsim::run(&s, &mut |_, _| {}).unwrap().run.end;
+            let end = afdsim::run(&s, &mut |_| {}).unwrap().run.end;
             let diff = end.as_ps().abs_diff(packet.as_ps());
             assert!(
                 diff <= 1,
@@ -200,7 +200,7 @@ bytes = 4194304
 start_ns = 20970
 "#;
     let s = Scenario::parse(text, "staggered.toml", None).unwrap();
-    let r = afdsim::run(&s, &mut |_, _| {}).unwrap().run;
+    let r = afdsim::run(&s, &mut |_| {}).unwrap().run;
     // Wire bytes: 1024 packets of 4096 + 64 B; 400 Gb/s = 0.05 B/ps.
     let wire = 1024.0 * 4160.0;
     let c = 0.05;

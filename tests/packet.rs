@@ -34,7 +34,7 @@ bytes = 1048576
 }
 
 fn run(s: &Scenario) -> PacketRun {
-    simulate(&s.fabric, &s.packet, &s.messages, &mut |_, _| {}).unwrap()
+    simulate(&s.fabric, &s.packet, &s.messages, &mut |_| {}).unwrap()
 }
 
 fn makespan_us(r: &PacketRun) -> f64 {
@@ -249,7 +249,8 @@ fn pxn_keeps_cross_rail_traffic_off_the_spines() {
     assert_eq!(spine_bytes(&pxn, &r), 0);
     assert_eq!(r.bytes_delivered, 1048576);
     assert!(spine_bytes(&direct, &run(&direct)) > 0);
-    let flow = afdsim::flow::simulate(&pxn.fabric, &pxn.packet, &pxn.messages, &mut |_, _| {});
+    let flow =
+        afdsim::flow::simulate(&pxn.fabric, &pxn.packet, &pxn.messages, &mut |_| {}).unwrap();
     assert_eq!(spine_bytes(&pxn, &flow), 0);
     // The relay (GPU 1) sends it: its PCIe link to its NIC carries the message.
     let t = &pxn.fabric.topology;

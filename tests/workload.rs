@@ -34,11 +34,11 @@ fn runs(s: &Scenario, w: &Workload) -> [(&'static str, PacketRun); 2] {
     [
         (
             "packet",
-            simulate_workload(&s.fabric, &s.packet, w, &mut |_, _| {}).unwrap(),
+            simulate_workload(&s.fabric, &s.packet, w, &mut |_| {}).unwrap(),
         ),
         (
             "flow",
-            afdsim::flow::simulate_workload(&s.fabric, &s.packet, w, &mut |_, _| {}),
+            afdsim::flow::simulate_workload(&s.fabric, &s.packet, w, &mut |_| {}).unwrap(),
         ),
     ]
 }

@@ -327,12 +327,13 @@ impl Ctx<'_> {
         InputError::new(self.origin, key, msg)
     }
 
-    /// A rate in Gb/s: finite, positive, at most 100 Tb/s.
+    /// A rate in Gb/s: finite, at least 1 Mb/s (below any link a GPU fabric has, and low
+    /// enough that one packet's time is exact: see `Time::HORIZON`), at most 100 Tb/s.
     fn rate(&self, key: &str, gbps: f64) -> Result<Bandwidth, InputError> {
-        if !(gbps.is_finite() && gbps > 0.0 && gbps <= 100_000.0) {
+        if !(gbps.is_finite() && (0.001..=100_000.0).contains(&gbps)) {
             return Err(self.err(
                 key,
-                format!("{gbps} is not allowed: a rate in Gb/s must be > 0 and <= 100000"),
+                format!("{gbps} is not allowed: a rate in Gb/s must be >= 0.001 and <= 100000"),
             ));
         }
         Bandwidth::from_bps((gbps * 1e9).round() as u64)

@@ -9,4 +9,4 @@ mod time;
 
 pub use queue::{EventQueue, QueueStats};
 pub use rng::SimRng;
-pub use time::{Bandwidth, Dur, PS_PER_MS, PS_PER_NS, PS_PER_S, PS_PER_US, Time};
+pub use time::{Bandwidth, Dur, PS_PER_MS, PS_PER_NS, PS_PER_S, PS_PER_US, PastHorizon, Time};

@@ -3,6 +3,11 @@
 //! Time is an integer count of picoseconds so that runs are bit-for-bit reproducible (no
 //! floating-point accumulation) and so that one packet time on a 400 Gb/s link (4160 B ->
 //! 83,200 ps) is exact. `u64` picoseconds covers about 213 days of simulated time.
+//!
+//! Arithmetic that input can drive past `u64` (a time plus a duration, a serialization at a
+//! tiny rate) saturates instead of panicking. Every level stops with [`PastHorizon`] when an
+//! event it must process lies at or past [`Time::HORIZON`] (2^62 ps, about 53 days): a
+//! saturated value is always past it, so no result carries a clipped time.
 
 use std::fmt;
 use std::ops::{Add, AddAssign, Sub};
@@ -24,6 +29,11 @@ pub struct Dur(u64);
 impl Time {
     pub const ZERO: Time = Time(0);
     pub const MAX: Time = Time(u64::MAX);
+    /// The latest time a run may reach: 2^62 ps, about 53.4 days of simulated time. Far past
+    /// any decode step or serving run; a quarter of `u64`, so the times a level computes
+    /// from one below it (config bounds a latency to 1 s, a packet to 64 KiB at >= 1 Mb/s)
+    /// stay exact, and anything larger saturates past it.
+    pub const HORIZON: Time = Time(1 << 62);
 
     pub const fn from_ps(ps: u64) -> Time {
         Time(ps)
@@ -53,11 +63,13 @@ impl Dur {
     pub const fn from_ps(ps: u64) -> Dur {
         Dur(ps)
     }
+    /// Saturates at `u64::MAX` ps (past [`Time::HORIZON`]).
     pub const fn from_ns(ns: u64) -> Dur {
-        Dur(ns * PS_PER_NS)
+        Dur(ns.saturating_mul(PS_PER_NS))
     }
+    /// Saturates at `u64::MAX` ps (past [`Time::HORIZON`]).
     pub const fn from_us(us: u64) -> Dur {
-        Dur(us * PS_PER_US)
+        Dur(us.saturating_mul(PS_PER_US))
     }
     pub const fn as_ps(self) -> u64 {
         self.0
@@ -76,14 +88,13 @@ impl Dur {
     }
 }
 
+/// Saturates at [`Time::MAX`], which lies past [`Time::HORIZON`]: the level that schedules
+/// such a time stops with [`PastHorizon`] when it reaches it.
 impl Add<Dur> for Time {
     type Output = Time;
+    #[inline]
     fn add(self, d: Dur) -> Time {
-        Time(
-            self.0
-                .checked_add(d.0)
-                .expect("simulated time overflowed u64 picoseconds"),
-        )
+        Time(self.0.saturating_add(d.0))
     }
 }
 
@@ -93,13 +104,12 @@ impl AddAssign<Dur> for Time {
     }
 }
 
+/// Saturates at `u64::MAX` ps, as `Time + Dur` does.
 impl Add for Dur {
     type Output = Dur;
+    #[inline]
     fn add(self, d: Dur) -> Dur {
-        Dur(self
-            .0
-            .checked_add(d.0)
-            .expect("duration overflowed u64 picoseconds"))
+        Dur(self.0.saturating_add(d.0))
     }
 }
 
@@ -125,6 +135,28 @@ impl fmt::Display for Time {
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:.3} us", self.as_us_f64())
+    }
+}
+
+/// A run reached [`Time::HORIZON`] with work left: its rates are too low for its bytes (or
+/// its compute too long) for the simulated time to fit. Input, not a bug: reported as such.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the simulated time passed its limit of 2^62 ps (about 53 days) with work left: the \
+     scenario's bytes are too many for its link rates (raise the `rate_gbps` keys or lower \
+     the `bytes`), or its compute times too long"
+)]
+pub struct PastHorizon;
+
+impl PastHorizon {
+    /// `Err(PastHorizon)` when `t` is at or past the horizon.
+    #[inline]
+    pub fn check(t: Time) -> Result<(), PastHorizon> {
+        if t >= Time::HORIZON {
+            Err(PastHorizon)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -154,11 +186,12 @@ impl Bandwidth {
     }
 
     /// Time to put `bytes` on the wire at this rate, rounded up to a whole picosecond so that
-    /// a link is never faster than its rate.
+    /// a link is never faster than its rate. Saturates at `u64::MAX` ps (past
+    /// [`Time::HORIZON`]) for a size the rate cannot carry within `u64` picoseconds.
     pub fn serialize(self, bytes: u64) -> Dur {
         let bits_ps = bytes as u128 * 8 * PS_PER_S as u128;
         let ps = bits_ps.div_ceil(self.0 as u128);
-        Dur(u64::try_from(ps).expect("serialization time overflowed u64 picoseconds"))
+        Dur(u64::try_from(ps).unwrap_or(u64::MAX))
     }
 }
 
@@ -185,6 +218,19 @@ mod tests {
         // 1 B at 3 bit/s = 2.666.. s -> rounded up, never down.
         let r = Bandwidth::from_bps(3).unwrap();
         assert_eq!(r.serialize(1).as_ps(), 2_666_666_666_667);
+    }
+
+    #[test]
+    fn overflow_saturates_past_the_horizon() {
+        // 1 TiB at 1 bit/s: 8.8e24 ps, far past u64.
+        let d = Bandwidth::from_bps(1).unwrap().serialize(1 << 40);
+        assert_eq!(d.as_ps(), u64::MAX);
+        assert!(PastHorizon::check(Time::ZERO + d).is_err());
+        assert_eq!((Time::HORIZON + Dur::from_ps(u64::MAX)).as_ps(), u64::MAX);
+        assert_eq!((d + d).as_ps(), u64::MAX);
+        assert_eq!(Dur::from_us(u64::MAX / 2).as_ps(), u64::MAX);
+        assert!(PastHorizon::check(Time::from_ps((1 << 62) - 1)).is_ok());
+        assert!(PastHorizon::check(Time::HORIZON).is_err());
     }
 
     #[test]

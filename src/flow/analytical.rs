@@ -11,12 +11,17 @@
 //! and flows that finish early freeing capacity: use the flow level for those.
 
 use super::paths::route;
-use crate::engine::{Dur, QueueStats, Time};
+use crate::engine::{Dur, PastHorizon, QueueStats, Time};
 use crate::packet::{MessageSpec, PacketParams, PacketRun};
 use crate::topology::Fabric;
 
-/// Runs `messages` on `fabric` at the analytical level.
-pub fn simulate(fabric: &Fabric, params: &PacketParams, messages: &[MessageSpec]) -> PacketRun {
+/// Runs `messages` on `fabric` at the analytical level; [`PastHorizon`] when a message's
+/// bound lies at or past [`Time::HORIZON`] (the sums saturate: see `engine/time.rs`).
+pub fn simulate(
+    fabric: &Fabric,
+    params: &PacketParams,
+    messages: &[MessageSpec],
+) -> Result<PacketRun, PastHorizon> {
     let topo = &fabric.topology;
     let routes: Vec<_> = messages
         .iter()
@@ -60,5 +65,7 @@ pub fn simulate(fabric: &Fabric, params: &PacketParams, messages: &[MessageSpec]
         })
         .collect();
     let starts: Vec<Time> = messages.iter().map(|m| m.start).collect();
-    super::assemble(messages, &starts, finish, links, QueueStats::default())
+    let run = super::assemble(messages, &starts, finish, links, QueueStats::default());
+    PastHorizon::check(run.end)?;
+    Ok(run)
 }

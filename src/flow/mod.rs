@@ -30,12 +30,12 @@ pub mod maxmin;
 pub mod online;
 pub mod paths;
 
-use crate::engine::{Dur, EventQueue, PS_PER_S, Time};
+use crate::engine::{Dur, EventQueue, PS_PER_S, PastHorizon, Time};
 use crate::packet::{
     ComputeResult, LinkStats, MessageResult, MessageSpec, PacketParams, PacketRun,
 };
 use crate::topology::Fabric;
-use crate::workload::{TaskRef, Tracker, Workload};
+use crate::workload::{Progress, TaskRef, Tracker, Workload};
 use maxmin::Allocator;
 pub use paths::{Route, route};
 
@@ -104,9 +104,9 @@ pub fn simulate(
     fabric: &Fabric,
     params: &PacketParams,
     messages: &[MessageSpec],
-    progress: &mut dyn FnMut(u64, Time),
-) -> PacketRun {
-    simulate_with_stats(fabric, params, messages, progress).0
+    progress: &mut dyn FnMut(Progress),
+) -> Result<PacketRun, PastHorizon> {
+    Ok(simulate_with_stats(fabric, params, messages, progress)?.0)
 }
 
 /// [`simulate`], also returning what the engine did.
@@ -114,8 +114,8 @@ pub fn simulate_with_stats(
     fabric: &Fabric,
     params: &PacketParams,
     messages: &[MessageSpec],
-    progress: &mut dyn FnMut(u64, Time),
-) -> (PacketRun, FlowStats) {
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(PacketRun, FlowStats), PastHorizon> {
     simulate_workload_with_stats(
         fabric,
         params,
@@ -129,19 +129,23 @@ pub fn simulate_workload(
     fabric: &Fabric,
     params: &PacketParams,
     workload: &Workload,
-    progress: &mut dyn FnMut(u64, Time),
-) -> PacketRun {
-    simulate_workload_with_stats(fabric, params, workload, progress).0
+    progress: &mut dyn FnMut(Progress),
+) -> Result<PacketRun, PastHorizon> {
+    Ok(simulate_workload_with_stats(fabric, params, workload, progress)?.0)
 }
 
-/// [`simulate_workload`], also returning what the engine did.
+/// [`simulate_workload`], also returning what the engine did. Stops with [`PastHorizon`]
+/// when an event it must act on lies at or past [`Time::HORIZON`] (times saturate: see
+/// `engine/time.rs`).
 pub fn simulate_workload_with_stats(
     fabric: &Fabric,
     params: &PacketParams,
     workload: &Workload,
-    progress: &mut dyn FnMut(u64, Time),
-) -> (PacketRun, FlowStats) {
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(PacketRun, FlowStats), PastHorizon> {
     let messages = &workload.messages[..];
+    let bytes_total: u64 = messages.iter().map(|m| m.bytes).sum();
+    let mut bytes_done = 0u64;
     let topo = &fabric.topology;
     let caps: Vec<f64> = topo
         .links()
@@ -206,6 +210,11 @@ pub fn simulate_workload_with_stats(
             batch.push(queue.pop().expect("peeked").1);
         }
         for &ev in &batch {
+            // A drain superseded by a later rate change is skipped below before the check,
+            // since one clamped to the horizon may be stale; every other event is real.
+            if !matches!(ev, Event::Drain { .. }) {
+                PastHorizon::check(now)?;
+            }
             match ev {
                 Event::Start(m) => {
                     started[m as usize] = now;
@@ -243,6 +252,7 @@ pub fn simulate_workload_with_stats(
                         stats.stale_events += 1;
                         continue;
                     }
+                    PastHorizon::check(now)?;
                     // Drain events are scheduled lazily (see below): this one may be early.
                     let rate = alloc.rate(flow);
                     fd.left = (fd.left - rate * now.since(fd.since).as_ps() as f64).max(0.0);
@@ -250,11 +260,12 @@ pub fn simulate_workload_with_stats(
                     let ps = ceil_ps(fd.left / rate);
                     if ps > 0 {
                         stats.early_events += 1;
-                        fd.pending_at = now + Dur::from_ps(ps);
+                        fd.pending_at = (now + Dur::from_ps(ps)).min(Time::HORIZON);
                         queue.schedule_at(fd.pending_at, Event::Drain { flow, version: v });
                         continue;
                     }
                     drained[fi] = Some(now);
+                    bytes_done += messages[fi].bytes;
                     fd.left = 0.0;
                     alloc.stop(flow);
                     queue.schedule_at(now + routes[fi].2, Event::Finish(flow));
@@ -269,8 +280,9 @@ pub fn simulate_workload_with_stats(
             let elapsed = now.since(fd.since).as_ps() as f64;
             fd.left = (fd.left - old_rate * elapsed).max(0.0);
             fd.since = now;
-            // Bounded by config (bytes <= 2^40, rates >= 1 bit/s): far below u64 ps.
-            let at = now + Dur::from_ps(ceil_ps(fd.left / alloc.rate(f)));
+            // A drain past the horizon waits at the horizon (where it stops the run unless a
+            // rate change brings it earlier first); the sentinel `Time::MAX` stays above it.
+            let at = (now + Dur::from_ps(ceil_ps(fd.left / alloc.rate(f)))).min(Time::HORIZON);
             // Lazy: a drain already pending at or before `at` stays; when it fires early it
             // reschedules itself. Only a drain that moves earlier needs a new event, so a
             // slowed flow costs no event, and stale events stay few.
@@ -288,7 +300,12 @@ pub fn simulate_workload_with_stats(
         }
         let processed = queue.stats().processed;
         if processed & 0xFFFF < batch.len() as u64 {
-            progress(processed, now);
+            progress(Progress {
+                events: processed,
+                now,
+                bytes_done,
+                bytes_total,
+            });
         }
     }
     stats.updates = alloc.updates;
@@ -306,7 +323,8 @@ pub fn simulate_workload_with_stats(
     let links = link_stats(fabric, &alloc, &routes);
     let mut run = assemble(messages, &started, finish, links, queue.stats());
     run.computes = computes;
-    (run, stats)
+    PastHorizon::check(run.end)?;
+    Ok((run, stats))
 }
 
 /// Link statistics of a fluid run: the wire bytes each flow put on each link.

@@ -298,7 +298,7 @@ mod tests {
             .flat_map(|a| (0..4).filter(move |&b| b != a).map(move |b| (a, b)))
             .map(|(a, b)| msg(a, b, 1 << 20))
             .collect();
-        let batch = super::super::simulate(&s.fabric, &s.packet, &specs, &mut |_, _| {});
+        let batch = super::super::simulate(&s.fabric, &s.packet, &specs, &mut |_| {}).unwrap();
         let mut online = OnlineFlows::new(&s.fabric, &s.packet);
         for m in &specs {
             online.start(Time::ZERO, m.clone());

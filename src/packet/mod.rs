@@ -35,9 +35,9 @@ pub use params::{
     SwitchParams, Transport, Wire,
 };
 
-use crate::engine::{Dur, EventQueue, QueueStats, SimRng, Time};
+use crate::engine::{Dur, EventQueue, PastHorizon, QueueStats, SimRng, Time};
 use crate::topology::{Fabric, LinkClass, LinkId, NodeId, NodeKind, Topology};
-use crate::workload::{TaskRef, Tracker, Workload};
+use crate::workload::{Progress, TaskRef, Tracker, Workload};
 use std::collections::{HashMap, VecDeque};
 
 /// A message to deliver: `bytes` from GPU `src` to GPU `dst`, becoming ready at `start`.
@@ -240,6 +240,17 @@ pub struct Deadlock {
     pub packets_stuck: usize,
 }
 
+/// Why a packet-level run produced no result.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SimError {
+    /// A cycle of pauses that can never clear.
+    #[error("the simulation deadlocked: {0}")]
+    Deadlock(Deadlock),
+    /// Simulated time reached [`Time::HORIZON`] with work left.
+    #[error(transparent)]
+    PastHorizon(#[from] PastHorizon),
+}
+
 impl std::fmt::Display for Deadlock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -318,14 +329,14 @@ fn mix(mut x: u64) -> u64 {
 const STREAM_ECN: u64 = 101;
 
 /// Simulates independent `messages` on `fabric` until every message completes, is lost, or
-/// the run deadlocks. `progress` is called now and then with the events processed and the
-/// simulated time.
+/// the run deadlocks or passes [`Time::HORIZON`]. `progress` is called now and then with
+/// how far the run has come.
 pub fn simulate(
     fabric: &Fabric,
     params: &PacketParams,
     messages: &[MessageSpec],
-    progress: &mut dyn FnMut(u64, Time),
-) -> Result<PacketRun, Deadlock> {
+    progress: &mut dyn FnMut(Progress),
+) -> Result<PacketRun, SimError> {
     simulate_workload(
         fabric,
         params,
@@ -340,9 +351,10 @@ pub fn simulate_workload(
     fabric: &Fabric,
     params: &PacketParams,
     workload: &Workload,
-    progress: &mut dyn FnMut(u64, Time),
-) -> Result<PacketRun, Deadlock> {
+    progress: &mut dyn FnMut(Progress),
+) -> Result<PacketRun, SimError> {
     let messages = &workload.messages[..];
+    let bytes_total: u64 = messages.iter().map(|m| m.bytes).sum();
     let topo = &fabric.topology;
     let links = topo
         .links()
@@ -487,6 +499,9 @@ pub fn simulate_workload(
     // message complete.
     let mut end = Time::ZERO;
     while let Some((now, ev)) = sim.queue.pop() {
+        // Times saturate rather than wrap (engine/time.rs): anything at or past the horizon
+        // is a run that cannot fit, never a result.
+        PastHorizon::check(now)?;
         let mut acted = true;
         match ev {
             Event::MessageStart(m) => sim.on_message_start(now, m),
@@ -506,10 +521,15 @@ pub fn simulate_workload(
         }
         let processed = sim.queue.stats().processed;
         if processed & 0xF_FFFF == 0 {
-            progress(processed, now);
+            progress(Progress {
+                events: processed,
+                now,
+                bytes_done: sim.bytes_delivered,
+                bytes_total,
+            });
         }
     }
-    sim.finish(end)
+    sim.finish(end).map_err(SimError::Deadlock)
 }
 
 /// Active messages that may leave a GPU on the same set of first-hop links.
@@ -1355,7 +1375,7 @@ mod tests {
     /// shortest path runs clockwise through two ring links. Every ring link carries two
     /// flows and every switch's ring ingress waits on the next switch: a cyclic buffer
     /// dependency. With small PFC thresholds the run must stop as a reported deadlock.
-    fn ring(buffers: Buffers) -> Result<PacketRun, Deadlock> {
+    fn ring(buffers: Buffers) -> Result<PacketRun, SimError> {
         let n = 5u32;
         let rate = Bandwidth::from_gbps(100).unwrap();
         let mut kinds = vec![NodeKind::Gpu; n as usize];
@@ -1385,7 +1405,7 @@ mod tests {
                 start: Time::ZERO,
             })
             .collect();
-        simulate(&fabric, &params(buffers), &messages, &mut |_, _| {})
+        simulate(&fabric, &params(buffers), &messages, &mut |_| {})
     }
 
     #[test]
@@ -1399,6 +1419,9 @@ mod tests {
             ingress_bytes: None,
         })
         .expect_err("a PFC cycle deadlocks");
+        let SimError::Deadlock(d) = d else {
+            panic!("a deadlock, not {d}")
+        };
         assert!(d.packets_stuck > 0);
         assert!(!d.paused_links.is_empty());
         assert!(d.to_string().contains("deadlock"));
@@ -1409,5 +1432,61 @@ mod tests {
         let r = ring(Buffers::Unbounded).expect("no pauses, no deadlock");
         assert!(r.messages.iter().all(|m| m.finish.is_some()));
         assert_eq!(r.bytes_delivered, 5 * (4 << 20));
+    }
+
+    /// GPU 0 - switch - switch - GPU 1 with a 1 bit/s link between the switches: every GPU's
+    /// own links are fast (so the up-front bound of `workload::past_horizon` passes), but
+    /// 1 MiB needs ~8.7e6 s on the middle link, past `Time::HORIZON` (~4.6e6 s). Every level
+    /// must stop with `PastHorizon`, not panic, wrap or hang.
+    #[test]
+    fn a_run_past_the_horizon_stops_at_every_level() {
+        let fast = Bandwidth::from_gbps(100).unwrap();
+        let slow = Bandwidth::from_bps(1).unwrap();
+        let kinds = vec![
+            NodeKind::Gpu,
+            NodeKind::Gpu,
+            NodeKind::Switch,
+            NodeKind::Switch,
+        ];
+        let mut links = Vec::new();
+        for (a, b, rate, class) in [
+            (0, 2, fast, LinkClass::Access),
+            (1, 3, fast, LinkClass::Access),
+            (2, 3, slow, LinkClass::Fabric),
+        ] {
+            for (from, to) in [(a, b), (b, a)] {
+                links.push(Link {
+                    from: NodeId(from),
+                    to: NodeId(to),
+                    rate,
+                    latency: Dur::from_ns(1000),
+                    class,
+                });
+            }
+        }
+        let fabric = Fabric::from_topology(Topology::new(kinds, links).unwrap());
+        let messages = [MessageSpec {
+            src: NodeId(0),
+            dst: NodeId(1),
+            bytes: 1 << 20,
+            start: Time::ZERO,
+        }];
+        assert_eq!(
+            crate::workload::past_horizon(&fabric.topology, &messages),
+            None
+        );
+        let p = params(Buffers::Unbounded);
+        assert_eq!(
+            simulate(&fabric, &p, &messages, &mut |_| {}).unwrap_err(),
+            SimError::PastHorizon(PastHorizon)
+        );
+        assert_eq!(
+            crate::flow::simulate(&fabric, &p, &messages, &mut |_| {}).unwrap_err(),
+            PastHorizon
+        );
+        assert_eq!(
+            crate::flow::analytical::simulate(&fabric, &p, &messages).unwrap_err(),
+            PastHorizon
+        );
     }
 }

@@ -127,9 +127,10 @@ impl<'a> FabricPoints<'a> {
         let step = spec.decode_step(&mut rng)?;
         let (f, p) = (self.fabric, self.params);
         let run = match self.level {
-            Level::Packet => crate::packet::simulate_workload(f, p, &step.workload, &mut |_, _| {})
-                .map_err(|d| QueryError::Invalid(format!("the iteration deadlocked: {d}")))?,
-            Level::Flow => crate::flow::simulate_workload(f, p, &step.workload, &mut |_, _| {}),
+            Level::Packet => crate::packet::simulate_workload(f, p, &step.workload, &mut |_| {})
+                .map_err(|e| QueryError::Invalid(format!("the iteration did not finish: {e}")))?,
+            Level::Flow => crate::flow::simulate_workload(f, p, &step.workload, &mut |_| {})
+                .map_err(|e| QueryError::Invalid(format!("the iteration did not finish: {e}")))?,
             Level::Analytical => {
                 unreachable!("config rejects [serving] at the analytical level")
             }

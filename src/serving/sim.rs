@@ -1216,8 +1216,9 @@ mod tests {
                 bytes: 1000 * 70_000,
                 start: Time::ZERO,
             }],
-            &mut |_, _| {},
-        );
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!(
             kf.since(ks),
             alone.messages[0].finish.unwrap().since(Time::ZERO)

@@ -258,7 +258,7 @@ pub fn run_point(
     let t0 = Instant::now();
     let scenario = sweep.scenario(point)?;
     let t1 = Instant::now();
-    let outcome = crate::run(&scenario, &mut |_, _| {}).map_err(|d| {
+    let outcome = crate::run(&scenario, &mut |_| {}).map_err(|d| {
         InputError::new(
             sweep.origin.as_str(),
             format!("point {} ({})", point.index, point.id),

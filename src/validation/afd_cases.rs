@@ -35,8 +35,8 @@ const STEPMESH_F2A: &str = include_str!("../../validation/stepmesh-2a2f-f2a.toml
 /// Runs an AFD scenario exactly as `afdsim run` does; a case's inputs are fixed, so an error
 /// is reported as an input error of the case's file.
 fn run(s: &Scenario) -> Result<(crate::afd::DecodeStep, crate::packet::PacketRun), InputError> {
-    let o = crate::run(s, &mut |_, _| {})
-        .map_err(|e| InputError::new(&s.origin, "afd", e.to_string()))?;
+    let o =
+        crate::run(s, &mut |_| {}).map_err(|e| InputError::new(&s.origin, "afd", e.to_string()))?;
     let step = o.step.expect("an [afd] scenario yields its decode step");
     Ok((step, o.run))
 }
@@ -189,7 +189,7 @@ fn bytes_at(
 /// scenario's matrix, first start to last finish, against the published time (15 %).
 fn stepmesh(text: &str, case: &'static str, published_us: f64) -> Result<Vec<Check>, InputError> {
     let s = Scenario::parse(text, &format!("validation/{case}.toml"), None)?;
-    let o = crate::run(&s, &mut |_, _| {})
+    let o = crate::run(&s, &mut |_| {})
         .map_err(|e| InputError::new(&s.origin, "traffic", e.to_string()))?;
     let first = o.run.messages.iter().map(|m| m.start).min();
     let last = o.run.messages.iter().filter_map(|m| m.finish).max();

@@ -75,18 +75,20 @@ fn load(text: &str, name: &str, drop_buffers: bool) -> Result<Scenario, InputErr
 }
 
 fn packet(s: &Scenario) -> PacketRun {
-    crate::packet::simulate(&s.fabric, &s.packet, &s.messages, &mut |_, _| {})
+    crate::packet::simulate(&s.fabric, &s.packet, &s.messages, &mut |_| {})
         .expect("flow-vs-packet cases cannot deadlock")
 }
 
 /// The flow level through the library: it never reads the buffer keys, and `load` has
 /// removed them where the case needs to (the CLI would reject them).
 fn flow(s: &Scenario) -> PacketRun {
-    crate::flow::simulate(&s.fabric, &s.packet, &s.messages, &mut |_, _| {})
+    crate::flow::simulate(&s.fabric, &s.packet, &s.messages, &mut |_| {})
+        .expect("the embedded cases end within the horizon")
 }
 
 fn analytical(s: &Scenario) -> PacketRun {
     crate::flow::analytical::simulate(&s.fabric, &s.packet, &s.messages)
+        .expect("the embedded cases end within the horizon")
 }
 
 fn makespan_us(r: &PacketRun) -> f64 {

@@ -91,7 +91,7 @@ const PXN: &str = include_str!("../../validation/pxn-rail-local.toml");
 const PERMUTATION: &str = include_str!("../../validation/flow-vs-packet-permutation-spray.toml");
 
 fn run(s: &Scenario) -> PacketRun {
-    crate::packet::simulate(&s.fabric, &s.packet, &s.messages, &mut |_, _| {})
+    crate::packet::simulate(&s.fabric, &s.packet, &s.messages, &mut |_| {})
         .expect("closed-form cases cannot deadlock")
 }
 
@@ -386,7 +386,8 @@ fn pxn_rail_local() -> Result<Vec<Check>, InputError> {
     let r_pxn = run(&pxn);
     let r_direct = run(&direct);
     let makespan = |r: &PacketRun| last_finish(r).since(first_start(r));
-    let flow = crate::flow::simulate(&pxn.fabric, &pxn.packet, &pxn.messages, &mut |_, _| {});
+    let flow = crate::flow::simulate(&pxn.fabric, &pxn.packet, &pxn.messages, &mut |_| {})
+        .expect("the embedded case ends within the horizon");
     Ok(vec![
         Check::within(
             case,
