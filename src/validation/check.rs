@@ -96,6 +96,42 @@ impl Check {
     }
 }
 
+/// What a check's result means for `afdsim validate`: whether it passed, and whether it is a
+/// documented known gap (`validation::KNOWN_GAPS`). `Fail` and `KnownGapPasses` are
+/// regressions, which make `validate` exit 1; a known gap that still fails does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Passes; not a known gap.
+    Pass,
+    /// Fails and is not a known gap: a regression.
+    Fail,
+    /// A known gap that still fails, as documented.
+    KnownGap,
+    /// A known gap that passes now: its entry must leave `KNOWN_GAPS` (a regression of the
+    /// list, so that a fix cannot leave a stale reason behind).
+    KnownGapPasses,
+}
+
+impl Status {
+    pub fn new(pass: bool, known_gap: bool) -> Status {
+        match (pass, known_gap) {
+            (true, false) => Status::Pass,
+            (false, false) => Status::Fail,
+            (false, true) => Status::KnownGap,
+            (true, true) => Status::KnownGapPasses,
+        }
+    }
+
+    pub fn is_regression(self) -> bool {
+        matches!(self, Status::Fail | Status::KnownGapPasses)
+    }
+
+    pub fn is_known_gap(self) -> bool {
+        matches!(self, Status::KnownGap | Status::KnownGapPasses)
+    }
+}
+
 /// The JSON row of `afdsim validate --json`.
 #[derive(Serialize)]
 pub struct CheckRow<'a> {
@@ -106,9 +142,12 @@ pub struct CheckRow<'a> {
     pub error_pct: Option<f64>,
     pub tolerance_pct: Option<f64>,
     pub compare: &'static str,
+    /// The comparison alone, known gap or not.
     pub pass: bool,
+    /// `pass`, `fail`, `known_gap` or `known_gap_passes` (`Status`).
+    pub status: Status,
     pub source: &'a str,
-    /// Why this check is a documented known gap (it fails), or null.
+    /// Why this check is a documented known gap, or null.
     pub known_gap: Option<&'static str>,
 }
 
@@ -127,6 +166,7 @@ impl<'a> From<&'a Check> for CheckRow<'a> {
                 Compare::AtMost => "at_most",
             },
             pass: c.pass(),
+            status: super::status(c),
             source: &c.source,
             known_gap: super::known_gap(c),
         }
