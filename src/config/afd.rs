@@ -16,10 +16,11 @@ pub struct AfdFile {
     /// same GPUs; `ffn_gpus` is then not used).
     #[serde(default)]
     pub mode: Option<String>,
-    /// An embedded model (`deepseek-v3.2`, ...) or a model file.
+    /// An embedded model (`deepseek-v3.2`, ...) or a model file (relative to the
+    /// scenario's folder).
     pub model: String,
-    /// Compute table of the attention GPUs (embedded `h100-sxm`, `h200-sxm`, or a CSV path);
-    /// default `h100-sxm`.
+    /// Compute table of the attention GPUs (embedded `h100-sxm`, `h200-sxm`, or a CSV path
+    /// relative to the scenario's folder); default `h100-sxm`.
     #[serde(default)]
     pub table: Option<String>,
     /// Compute table of the FFN GPUs; default: `table`.

@@ -89,8 +89,10 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// Reads and resolves a scenario file. `seed` overrides the file's seed. A relative
-    /// `fabric.file` path is taken relative to the scenario file's folder.
+    /// Reads and resolves a scenario file. `seed` overrides the file's seed. Relative file
+    /// names in it (`fabric.file`, `afd.model`, `afd.table`, `afd.ffn_table`,
+    /// `afd.routing_file`, `serving.traffic`, the same under `[serving.decode]`) are taken
+    /// relative to the scenario file's folder.
     pub fn load(path: &Path, seed: Option<u64>) -> Result<Scenario, InputError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| InputError::for_path(path, "", format!("cannot read file: {e}")))?;
@@ -104,13 +106,13 @@ impl Scenario {
             .expect("the embedded default scenario is valid (checked by a test)")
     }
 
-    /// Parses and resolves scenario text; `origin` names it in errors. Relative fabric
-    /// paths are taken from the current folder.
+    /// Parses and resolves scenario text; `origin` names it in errors. Relative file
+    /// names in it are taken from the current folder.
     pub fn parse(text: &str, origin: &str, seed: Option<u64>) -> Result<Scenario, InputError> {
         Scenario::parse_in(text, origin, Path::new(""), seed)
     }
 
-    /// Parses scenario text whose relative fabric paths are relative to `dir`.
+    /// Parses scenario text whose relative file names are relative to `dir`.
     pub fn parse_in(
         text: &str,
         origin: &str,
