@@ -222,19 +222,9 @@ impl Model {
 
     /// Parses and validates TOML text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Model, InputError> {
-        let raw: RawModel = toml::from_str(text).map_err(|e| {
-            let msg = e.message().to_string();
-            let key = e
-                .span()
-                .map(|s| {
-                    format!(
-                        "line {}",
-                        text[..s.start.min(text.len())].lines().count().max(1)
-                    )
-                })
-                .unwrap_or_default();
-            InputError::new(file, key, msg)
-        })?;
+        // Key path and line of a type error, an unknown or a missing key; the line (and
+        // the key that line sets) of a syntax error.
+        let raw: RawModel = crate::error::parse_toml(text, file)?;
         let err = |key: &str, msg: String| InputError::new(file, key, msg);
         let pos = |key: &str, v: u64| {
             if v == 0 {
@@ -588,7 +578,9 @@ mod tests {
             "≥ 1",
         );
         let e = Model::parse("m.toml", &good.replace("hidden = 2048", "hidden = -3")).unwrap_err();
-        assert!(e.key.starts_with("line "), "{e}");
+        assert!(e.key.starts_with("hidden (line "), "{e}");
+        let e = Model::parse("m.toml", "").unwrap_err();
+        assert!(e.message.contains("missing field `name`"), "{e}");
         let e = Model::parse("m.toml", &format!("{good}\nbogus = 1\n")).unwrap_err();
         assert!(e.message.contains("bogus"), "{e}");
     }

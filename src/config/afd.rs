@@ -16,10 +16,11 @@ pub struct AfdFile {
     /// same GPUs; `ffn_gpus` is then not used).
     #[serde(default)]
     pub mode: Option<String>,
-    /// An embedded model (`deepseek-v3.2`, ...) or a model file.
+    /// An embedded model (`deepseek-v3.2`, ...) or a model file (relative to the
+    /// scenario's folder).
     pub model: String,
-    /// Compute table of the attention GPUs (embedded `h100-sxm`, `h200-sxm`, or a CSV path);
-    /// default `h100-sxm`.
+    /// Compute table of the attention GPUs (embedded `h100-sxm`, `h200-sxm`, or a CSV path
+    /// relative to the scenario's folder); default `h100-sxm`.
     #[serde(default)]
     pub table: Option<String>,
     /// Compute table of the FFN GPUs; default: `table`.
@@ -174,22 +175,7 @@ pub(super) fn check_weights(
 }
 
 pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<AfdSpec, InputError> {
-    let rekey = |k: &str| {
-        let k = key(k);
-        move |e: InputError| cx.err(k.clone(), e.to_string())
-    };
-    let mut model = Model::embedded(&a.model)
-        .or_else(|_| Model::load(std::path::Path::new(&a.model)))
-        .map_err(|_| {
-            cx.err(
-                key("model"),
-                format!(
-                    "`{}` is neither an embedded model ({}) nor a readable model file",
-                    a.model,
-                    Model::embedded_names().join(", ")
-                ),
-            )
-        })?;
+    let mut model = model(cx, &a.model)?;
     for (k, over, field) in [
         (
             "dispatch_dtype",
@@ -221,10 +207,10 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
         };
     }
     let table_name = a.table.as_deref().unwrap_or("h100-sxm");
-    let attention_table = ComputeTable::by_name_or_path(table_name).map_err(rekey("table"))?;
+    let attention_table = table(cx, "table", table_name)?;
     let ffn_table = match a.ffn_table.as_deref() {
         None => attention_table.clone(),
-        Some(t) => ComputeTable::by_name_or_path(t).map_err(rekey("ffn_table"))?,
+        Some(t) => table(cx, "ffn_table", t)?,
     };
     let kernel = match a.attention_kernel.as_deref().unwrap_or("flash-mla") {
         "flash-mla" => AttentionKernel::FLASH_MLA,
@@ -408,6 +394,63 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
 
 fn key(k: &str) -> String {
     format!("afd.{k}")
+}
+
+/// The model `name`: an embedded one, or a model file relative to the scenario's folder. A
+/// name that is neither is the scenario's error (`afd.model`); a file that can be read is
+/// parsed, and its own errors name it, its key and line.
+fn model(cx: &Ctx, name: &str) -> Result<Model, InputError> {
+    let names = Model::embedded_names();
+    if names.contains(&name) {
+        return Model::embedded(name);
+    }
+    let path = cx.path(name);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        cx.err(
+            key("model"),
+            format!(
+                "`{name}` is neither an embedded model ({}) nor a readable model file \
+                 (`{}`: {e})",
+                names.join(", "),
+                path.display()
+            ),
+        )
+    })?;
+    Model::parse(&path.display().to_string(), &text)
+}
+
+/// The compute table `name` under key `k` (`table`, `ffn_table`): an embedded one, or a
+/// CSV path (one with a `/` or ending in `.csv`, as `ComputeTable::by_name_or_path` tells)
+/// relative to the scenario's folder. A name that is neither, or a file that cannot be
+/// read, is the scenario's error; a file that can be read names its own errors.
+fn table(cx: &Ctx, k: &str, name: &str) -> Result<ComputeTable, InputError> {
+    let names = ComputeTable::embedded_names();
+    if names.contains(&name) {
+        return ComputeTable::embedded(name);
+    }
+    if !name.contains('/') && !name.ends_with(".csv") {
+        return Err(cx.err(
+            key(k),
+            format!(
+                "`{name}` is not an embedded compute table ({}); a table file is a path \
+                 ending in .csv",
+                names.join(", ")
+            ),
+        ));
+    }
+    let path = cx.path(name);
+    if let Err(e) = std::fs::metadata(&path) {
+        return Err(cx.err(
+            key(k),
+            format!(
+                "`{name}` is neither an embedded compute table ({}) nor a readable CSV file \
+                 (`{}`: {e})",
+                names.join(", "),
+                path.display()
+            ),
+        ));
+    }
+    ComputeTable::load(&path)
 }
 
 /// The context of every sequence: one length, or one drawn per sequence.
@@ -618,10 +661,7 @@ fn routing(
                     "required for routing = \"histogram\": a CSV of expert,tokens",
                 ));
             };
-            let dir = std::path::Path::new(cx.origin)
-                .parent()
-                .unwrap_or(std::path::Path::new(""));
-            let path = dir.join(file);
+            let path = cx.path(file);
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 cx.err(
                     key("routing_file"),

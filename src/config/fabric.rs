@@ -10,6 +10,18 @@ use crate::packet::{
 use crate::topology::{FabricSpec, NicSpec, NvlinkSpec, ScaleOutKind, ScaleOutSpec};
 use serde::Deserialize;
 
+/// ECN marking when `congestion_control = "dcqcn"` and the switches set no thresholds:
+/// the DCQCN paper's switch settings (Zhu et al., "Congestion Control for Large-Scale RDMA
+/// Deployments", SIGCOMM 2015: Kmin = 5 KB, Kmax = 200 KB, Pmax = 1 %, on its 40 Gb/s
+/// testbed), as bytes. DCQCN cuts its rate only on a CNP, and CNPs answer only marks:
+/// without thresholds it would run at line rate while the file says DCQCN. The paper
+/// chose them for 40 Gb/s; faster links may want higher ones (`docs/packet.md`, ECN).
+pub const DCQCN_DEFAULT_ECN: EcnParams = EcnParams {
+    kmin_bytes: 5_000,
+    kmax_bytes: 200_000,
+    pmax: 0.01,
+};
+
 /// Fabric files compiled into the binary, by the name a scenario uses in `fabric.file`.
 pub const EMBEDDED_FABRICS: &[(&str, &str)] = &[
     ("hgx-h100", include_str!("../../fabrics/hgx-h100.toml")),
@@ -539,12 +551,20 @@ fn resolve_switch(
             ));
         }
     };
+    // A check across keys names the key that was set (the one a scenario's override
+    // adds, say), so that the file holding it is the one blamed.
     let pfc = match (s.pfc_xoff_kib, s.pfc_xon_kib) {
         (None, None) => None,
-        (Some(_), None) | (None, Some(_)) => {
+        (Some(_), None) => {
+            return Err(cx.err(
+                "fabric.switch.pfc_xoff_kib",
+                "needs pfc_xon_kib too: PFC needs both pfc_xoff_kib and pfc_xon_kib",
+            ));
+        }
+        (None, Some(_)) => {
             return Err(cx.err(
                 "fabric.switch.pfc_xon_kib",
-                "PFC needs both pfc_xoff_kib and pfc_xon_kib",
+                "needs pfc_xoff_kib too: PFC needs both pfc_xoff_kib and pfc_xon_kib",
             ));
         }
         (Some(off), Some(on)) => {
@@ -570,13 +590,13 @@ fn resolve_switch(
     };
     if !lossless && buffer_bytes.is_none() {
         return Err(cx.err(
-            "fabric.switch.buffer_kib",
-            "mode = \"lossy\" needs a finite buffer_kib",
+            "fabric.switch.mode",
+            "mode = \"lossy\" drops at a full buffer and needs a finite buffer_kib",
         ));
     }
     if lossless && buffer_bytes.is_some() && pfc.is_none() {
         return Err(cx.err(
-            "fabric.switch.pfc_xoff_kib",
+            "fabric.switch.buffer_kib",
             "a finite buffer in lossless mode needs PFC thresholds (pfc_xoff_kib, pfc_xon_kib)",
         ));
     }
@@ -601,10 +621,16 @@ fn resolve_switch(
             }
             None
         }
-        (Some(_), None) | (None, Some(_)) => {
+        (Some(_), None) => {
+            return Err(cx.err(
+                "fabric.switch.ecn_kmin_kib",
+                "needs ecn_kmax_kib too: ECN needs both ecn_kmin_kib and ecn_kmax_kib",
+            ));
+        }
+        (None, Some(_)) => {
             return Err(cx.err(
                 "fabric.switch.ecn_kmax_kib",
-                "ECN needs both ecn_kmin_kib and ecn_kmax_kib",
+                "needs ecn_kmin_kib too: ECN needs both ecn_kmin_kib and ecn_kmax_kib",
             ));
         }
         (Some(lo), Some(hi)) => {

@@ -21,7 +21,7 @@ pub use fabric::{EMBEDDED_FABRICS, FabricFile, ResolvedFabric, embedded as embed
 pub use raw::{ScenarioFile, TrafficFile};
 
 use crate::engine::{Bandwidth, Dur, SimRng, Time};
-use crate::error::InputError;
+use crate::error::{InputError, one_line};
 use crate::packet::{Buffers, CongestionControl, MessageSpec, PacketParams};
 use crate::topology::{Fabric, NodeId, NodeKind};
 use std::path::{Path, PathBuf};
@@ -89,8 +89,10 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// Reads and resolves a scenario file. `seed` overrides the file's seed. A relative
-    /// `fabric.file` path is taken relative to the scenario file's folder.
+    /// Reads and resolves a scenario file. `seed` overrides the file's seed. Relative file
+    /// names in it (`fabric.file`, `afd.model`, `afd.table`, `afd.ffn_table`,
+    /// `afd.routing_file`, `serving.traffic`, the same under `[serving.decode]`) are taken
+    /// relative to the scenario file's folder.
     pub fn load(path: &Path, seed: Option<u64>) -> Result<Scenario, InputError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| InputError::for_path(path, "", format!("cannot read file: {e}")))?;
@@ -104,13 +106,13 @@ impl Scenario {
             .expect("the embedded default scenario is valid (checked by a test)")
     }
 
-    /// Parses and resolves scenario text; `origin` names it in errors. Relative fabric
-    /// paths are taken from the current folder.
+    /// Parses and resolves scenario text; `origin` names it in errors. Relative file
+    /// names in it are taken from the current folder.
     pub fn parse(text: &str, origin: &str, seed: Option<u64>) -> Result<Scenario, InputError> {
         Scenario::parse_in(text, origin, Path::new(""), seed)
     }
 
-    /// Parses scenario text whose relative fabric paths are relative to `dir`.
+    /// Parses scenario text whose relative file names are relative to `dir`.
     pub fn parse_in(
         text: &str,
         origin: &str,
@@ -129,6 +131,7 @@ impl Scenario {
         seed: Option<u64>,
     ) -> Result<Scenario, InputError> {
         let fabric_origin = expand_fabric_file(&mut table, origin, dir)?;
+        check_finite(&table, "", origin, fabric_origin.as_ref())?;
         let raw: ScenarioFile =
             from_value(toml::Value::Table(table), origin, fabric_origin.as_ref())?;
         resolve(&raw, origin, dir, fabric_origin.as_ref(), seed, "level")
@@ -151,16 +154,17 @@ impl Scenario {
         let mut table = parse_table(&text, &origin)?;
         table.insert("level".into(), toml::Value::String(level.as_str().into()));
         let fabric_origin = expand_fabric_file(&mut table, &origin, &dir)?;
+        check_finite(&table, "", &origin, fabric_origin.as_ref())?;
         let raw: ScenarioFile =
             from_value(toml::Value::Table(table), &origin, fabric_origin.as_ref())?;
         resolve(&raw, &origin, &dir, fabric_origin.as_ref(), seed, "--level")
     }
 }
 
-/// Parses TOML text into a table, reporting the line of a syntax error.
+/// Parses TOML text into a table, reporting the line of a syntax error (and the key that
+/// line sets, when it can be told).
 pub fn parse_table(text: &str, origin: &str) -> Result<toml::Table, InputError> {
-    text.parse::<toml::Table>()
-        .map_err(|e| InputError::new(origin, line_of(text, e.span()), one_line(e.message())))
+    crate::error::parse_toml_table(text, origin)
 }
 
 /// Deserializes TOML text into `T` (a sweep file, say), naming the key path and line of
@@ -169,20 +173,7 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
     text: &str,
     origin: &str,
 ) -> Result<T, InputError> {
-    let de = toml::Deserializer::parse(text)
-        .map_err(|e| InputError::new(origin, line_of(text, e.span()), one_line(e.message())))?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let key = if path == "." { String::new() } else { path };
-        let at = line_of(text, inner.span());
-        let key = match (key.is_empty(), at.is_empty()) {
-            (true, _) => at,
-            (false, true) => key,
-            (false, false) => format!("{key} ({at})"),
-        };
-        InputError::new(origin, key, one_line(inner.message()))
-    })
+    crate::error::parse_toml(text, origin)
 }
 
 /// Where a scenario's fabric keys came from, to blame the right file for an error.
@@ -289,6 +280,50 @@ fn merge(base: &mut toml::Table, over: &toml::Table, prefix: &str, keys: &mut Ve
     }
 }
 
+/// Rejects `nan` and infinities anywhere in a scenario (its fabric file merged in), naming
+/// the key and the file that holds it. TOML allows them; no key of a scenario means them,
+/// and a range check such as `!(v > 0.0)` written the other way round would let NaN
+/// through. `path` is the dotted path of `table` (empty at the top).
+fn check_finite(
+    table: &toml::Table,
+    path: &str,
+    origin: &str,
+    fabric: Option<&FabricOrigin>,
+) -> Result<(), InputError> {
+    fn walk(
+        v: &toml::Value,
+        path: &str,
+        origin: &str,
+        fabric: Option<&FabricOrigin>,
+    ) -> Result<(), InputError> {
+        match v {
+            toml::Value::Float(f) if !f.is_finite() => {
+                let file = fabric.map_or(origin, |fo| fo.file_for(path, origin));
+                Err(InputError::new(
+                    file,
+                    path,
+                    format!("{f} is not allowed: numbers must be finite"),
+                ))
+            }
+            toml::Value::Table(t) => check_finite(t, path, origin, fabric),
+            toml::Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, v)| walk(v, &format!("{path}[{i}]"), origin, fabric)),
+            _ => Ok(()),
+        }
+    }
+    for (k, v) in table {
+        let p = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        walk(v, &p, origin, fabric)?;
+    }
+    Ok(())
+}
+
 /// Deserializes a TOML value, naming the key path of the first problem and the file
 /// that holds the key.
 fn from_value<T: serde::de::DeserializeOwned>(
@@ -304,25 +339,25 @@ fn from_value<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    match span {
-        Some(s) if s.start <= text.len() => {
-            format!("line {}", text[..s.start].matches('\n').count() + 1)
-        }
-        _ => String::new(),
-    }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// Resolution helpers that carry the origin so every error names the file.
 struct Ctx<'a> {
     origin: &'a str,
+    /// The scenario's folder: relative file names in it (fabric, model, compute table,
+    /// traffic and routing files) are taken from here, whatever the working directory.
+    dir: &'a Path,
 }
 
 impl Ctx<'_> {
+    /// A file named in the scenario: absolute, or relative to its folder.
+    fn path(&self, name: &str) -> PathBuf {
+        let p = Path::new(name);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+
     fn err(&self, key: impl Into<String>, msg: impl Into<String>) -> InputError {
         InputError::new(self.origin, key, msg)
     }
@@ -370,7 +405,7 @@ fn resolve(
     seed: Option<u64>,
     level_chosen_by: &str,
 ) -> Result<Scenario, InputError> {
-    let cx = Ctx { origin };
+    let cx = Ctx { origin, dir };
     if raw.name.trim().is_empty() {
         return Err(cx.err("name", "must not be empty"));
     }
@@ -447,7 +482,7 @@ fn resolve(
         },
         serving: match &raw.serving {
             None => None,
-            Some(sv) => Some(serving::resolve(&cx, sv, gpus, seed, dir)?),
+            Some(sv) => Some(serving::resolve(&cx, sv, gpus, seed)?),
         },
     };
     check_level(&scenario, level_chosen_by)?;
@@ -502,10 +537,12 @@ fn check_level(s: &Scenario, chosen_by: &str) -> Result<(), InputError> {
         ))
     } else if matches!(sw.buffers, Buffers::Lossless { .. }) {
         Some(("fabric.switch.pfc_xoff_kib", "PFC on finite switch buffers"))
+    } else if matches!(s.packet.congestion_control, CongestionControl::Dcqcn(_)) {
+        // Before ECN: DCQCN brings default marking thresholds (`fabric::DCQCN_DEFAULT_ECN`)
+        // the file may not name.
+        Some(("fabric.nic.congestion_control", "DCQCN rate control"))
     } else if sw.ecn.is_some() {
         Some(("fabric.switch.ecn_kmin_kib", "ECN marking"))
-    } else if matches!(s.packet.congestion_control, CongestionControl::Dcqcn(_)) {
-        Some(("fabric.nic.congestion_control", "DCQCN rate control"))
     } else if s.packet.pxn_fifo_bytes.is_some() {
         Some(("fabric.routing.pxn_fifo_kib", "a bounded PXN relay buffer"))
     } else {
@@ -532,7 +569,11 @@ fn resolve_fabric(
     origin: &str,
     fabric_origin: Option<&FabricOrigin>,
 ) -> Result<(ResolvedFabric, Fabric, CongestionControl), InputError> {
-    let cx = Ctx { origin };
+    // Fabric keys name no files (`fabric.file` was expanded before).
+    let cx = Ctx {
+        origin,
+        dir: Path::new(""),
+    };
     let file_for = |key: &str| -> String {
         fabric_origin.map_or(origin.to_string(), |f| f.file_for(key, origin).to_string())
     };
@@ -540,7 +581,7 @@ fn resolve_fabric(
         e.file = file_for(&e.key);
         e
     };
-    let rf = fabric::resolve(&cx, f).map_err(blame)?;
+    let mut rf = fabric::resolve(&cx, f).map_err(blame)?;
     let built = crate::topology::build(&rf.spec).map_err(|e| {
         let key = if e.key.is_empty() {
             "fabric".to_string()
@@ -569,6 +610,8 @@ fn resolve_fabric(
                 .map(|n| n.rate)
                 .expect("a [nic] table was read");
             let d = f.nic.as_ref().and_then(|n| n.dcqcn.as_ref());
+            // DCQCN reacts only to marks: switches without thresholds mark as the paper's.
+            rf.switch.ecn.get_or_insert(fabric::DCQCN_DEFAULT_ECN);
             CongestionControl::Dcqcn(fabric::resolve_dcqcn(&cx, d, line).map_err(blame)?)
         }
         Some(other) => {
@@ -598,6 +641,7 @@ pub fn load_fabric(
     let mut table = toml::Table::new();
     table.insert("fabric".into(), toml::Value::Table(fab));
     let fabric_origin = expand_fabric_file(&mut table, origin, Path::new(""))?;
+    check_finite(&table, "", origin, fabric_origin.as_ref())?;
     let value = table.remove("fabric").expect("inserted above");
     // Key paths from here on are relative to the fabric table: prefix them.
     let f: FabricFile = serde_path_to_error::deserialize(value).map_err(|e| {
@@ -1000,14 +1044,14 @@ bytes = 4096
         check(
             "latency_ns = 100\n[[",
             "latency_ns = 100\nbuffer_kib = 64\n[[",
-            "fabric.switch.pfc_xoff_kib",
+            "fabric.switch.buffer_kib",
             "needs PFC",
         );
         check(
             "latency_ns = 100\n[[",
             "latency_ns = 100\nmode = \"lossy\"\n[[",
-            "fabric.switch.buffer_kib",
-            "finite",
+            "fabric.switch.mode",
+            "finite buffer_kib",
         );
         check(
             "latency_ns = 100\n[fabric.scale",
@@ -1053,14 +1097,32 @@ bytes = 4096
             "fabric.nodes",
             "between 1",
         );
-        // A key the scenario did not set is blamed on the fabric file.
+        // Half a PFC pair set by the scenario: the half it set, in the scenario.
         check_err(
             base,
             "nodes = 2",
             "nodes = 2\n[fabric.switch]\npfc_xoff_kib = 10",
-            "hgx-h100",
-            "fabric.switch.pfc_xon_kib",
+            "f.toml",
+            "fabric.switch.pfc_xoff_kib",
             "both",
+        );
+        // A key the scenario did not set is blamed on the fabric file.
+        let dir = std::env::temp_dir().join(format!("afdsim-config-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fabric = "nodes = 4\ngpus_per_node = 1\n[nic]\nrate_gbps = 400\nlatency_ns = 100\n\
+                      [scale_out]\ntopology = \"single-switch\"\n[switch]\nmode = \"lossy\"\n";
+        std::fs::write(dir.join("lossy.toml"), fabric).unwrap();
+        let text = "name = \"t\"\n[fabric]\nfile = \"lossy.toml\"\nnodes = 2\n[[traffic]]\n\
+                    pattern = \"all-to-all\"\nbytes = 4096\n";
+        let e = Scenario::parse_in(text, "f.toml", &dir, None).unwrap_err();
+        assert_eq!(e.file, dir.join("lossy.toml").display().to_string(), "{e}");
+        assert_eq!(e.key, "fabric.switch.mode", "{e}");
+        // The scenario setting the mode: the scenario.
+        let text = text.replace("nodes = 2", "nodes = 2\n[fabric.switch]\nmode = \"lossy\"");
+        let e = Scenario::parse_in(&text, "f.toml", &dir, None).unwrap_err();
+        assert_eq!(
+            (e.file.as_str(), e.key.as_str()),
+            ("f.toml", "fabric.switch.mode")
         );
     }
 

@@ -21,8 +21,6 @@
 //! pool the next ones. `[serving.decode]` takes the keys of `[afd]` except those the
 //! request stream sets (`batch_per_attention_gpu`, `context`, `steps`).
 
-use std::path::Path;
-
 use super::Ctx;
 use super::afd::{AfdFile, check_weights, known_hbm_gib};
 use crate::afd::AfdSpec;
@@ -128,7 +126,6 @@ pub(super) fn resolve(
     s: &ServingFile,
     gpus: u32,
     seed: u64,
-    dir: &Path,
 ) -> Result<ServingSpec, InputError> {
     let key = |k: &str| format!("serving.{k}");
     for k in SET_BY_SERVING {
@@ -155,7 +152,7 @@ pub(super) fn resolve(
         1,
         1 << 16,
     )? as u32;
-    let prefill = prefill_pool(cx, s, gpus, seed)?;
+    let prefill = prefill_pool(cx, s, gpus, decode_gpus, seed)?;
     if let Some(p) = &prefill {
         let n = distinct_gpus(p);
         if decode_gpus + n > gpus {
@@ -209,11 +206,27 @@ pub(super) fn resolve(
     let kv_capacity_tokens = ((hbm - weights) / kv_per_token as f64) as u64;
 
     let traffic = match &s.traffic {
-        toml::Value::String(name) => Traffic::by_name_or_path_in(name, dir)?,
+        toml::Value::String(name) => traffic_by_name(cx, name)?,
         toml::Value::Table(t) => {
-            Traffic::parse(cx.origin, &toml::to_string(t).expect("a table prints"), dir).map_err(
-                |e| InputError::new(cx.origin, format!("serving.traffic.{}", e.key), e.message),
-            )?
+            Traffic::parse(
+                cx.origin,
+                &toml::to_string(t).expect("a table prints"),
+                cx.dir,
+            )
+            .map_err(|e| {
+                // The table's own keys are the scenario's, under serving.traffic (the
+                // lines of the text printed from it mean nothing); a trace's errors
+                // name the trace.
+                if e.file != cx.origin {
+                    return e;
+                }
+                let k = e.key.find(" (line ").map_or(&e.key[..], |i| &e.key[..i]);
+                let k = match k.starts_with("line ") || k.is_empty() {
+                    true => "serving.traffic".to_string(),
+                    false => format!("serving.traffic.{k}"),
+                };
+                InputError::new(cx.origin, k, e.message)
+            })?
         }
         _ => {
             return Err(cx.err(
@@ -315,6 +328,27 @@ pub(super) fn resolve(
         admission,
         total_gpus,
     })
+}
+
+/// `serving.traffic = "NAME"`: a preset, or a traffic file relative to the scenario's
+/// folder. A name that is neither is the scenario's error; a file that can be read names
+/// its own errors (and its trace's).
+fn traffic_by_name(cx: &Ctx, name: &str) -> Result<Traffic, InputError> {
+    if let Some(t) = Traffic::preset(name) {
+        return Ok(t);
+    }
+    let path = cx.path(name);
+    if let Err(e) = std::fs::read_to_string(&path) {
+        return Err(cx.err(
+            "serving.traffic",
+            format!(
+                "`{name}` is neither a preset ({}) nor a readable traffic file (`{}`: {e})",
+                Traffic::preset_names().join(", "),
+                path.display()
+            ),
+        ));
+    }
+    Traffic::by_name_or_path(&path.display().to_string())
 }
 
 /// The admission policy: `admission` and its `kv_watermark`.
@@ -422,9 +456,11 @@ fn prefill_pool(
     cx: &Ctx,
     s: &ServingFile,
     gpus: u32,
+    decode_gpus: u32,
     seed: u64,
 ) -> Result<Option<AfdSpec>, InputError> {
     let key = |k: &str| format!("serving.{k}");
+    check_prefill_fits(cx, s, gpus, decode_gpus)?;
     let mut t = s.decode.clone();
     for k in POOL_KEYS {
         t.remove(k);
@@ -478,6 +514,52 @@ fn prefill_pool(
         }
     }
     afd_pool(cx, t, gpus, seed, "prefill").map(Some)
+}
+
+/// The prefill pool's GPUs as written, checked against the GPUs the decode pool leaves
+/// before the pool is resolved: 48 + 40 GPUs on 64 is the problem, not that the experts do
+/// not divide over 40. Values that are not positive integers are left to the pool's own
+/// checks.
+fn check_prefill_fits(
+    cx: &Ctx,
+    s: &ServingFile,
+    gpus: u32,
+    decode_gpus: u32,
+) -> Result<(), InputError> {
+    let int = |v: Option<&toml::Value>| v.and_then(toml::Value::as_integer).filter(|&n| n > 0);
+    let (k, n, what) = match (s.prefill_gpus, &s.prefill) {
+        (Some(p), None) if p > 0 => ("prefill_gpus", p, format!("{p} prefill")),
+        (None, Some(t)) => {
+            let colocated = t.get("mode").and_then(toml::Value::as_str) == Some("colocated");
+            let Some(na) = int(t.get("attention_gpus")) else {
+                return Ok(());
+            };
+            match (colocated, int(t.get("ffn_gpus"))) {
+                (true, _) => ("prefill.attention_gpus", na, format!("{na} prefill")),
+                (false, Some(nf)) => (
+                    "prefill.ffn_gpus",
+                    na.saturating_add(nf),
+                    format!(
+                        "{} prefill ({na} attention + {nf} FFN)",
+                        na.saturating_add(nf)
+                    ),
+                ),
+                (false, None) => return Ok(()),
+            }
+        }
+        _ => return Ok(()),
+    };
+    if decode_gpus as i64 + n > gpus as i64 {
+        return Err(cx.err(
+            format!("serving.{k}"),
+            format!(
+                "{decode_gpus} decode + {what} GPUs exceed the fabric's {gpus} GPUs: at most \
+                 {} GPUs are left for the prefill pool",
+                gpus.saturating_sub(decode_gpus)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// An `[afd]`-style pool from a table the serving simulation completes; errors name the
