@@ -594,3 +594,50 @@ values = [2, 4]
     );
     assert!(e.contains("skipped exposed-comm-micro-batches.svg"), "{e}");
 }
+
+/// Runs afdsim and fails the test if it has not exited after `limit` (a hang is a bug: the
+/// child is killed so the test run goes on).
+fn afdsim_within(args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_afdsim"))
+        .args(args)
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("SLURM_ARRAY_TASK_COUNT")
+        .env_remove("SLURM_ARRAY_TASK_MIN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the afdsim binary runs");
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("afdsim {args:?} still running after {limit:?}: a hang");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// `--jobs` beyond the stated maximum is refused (issue 13: `--jobs 100000` started
+/// thousands of threads); within it, the threads are capped at the points to run.
+#[test]
+fn sweep_jobs_are_bounded() {
+    let t = temp_dir("jobs");
+    let sweep = sweep_file(&t, 4, 8192, AXES);
+    let out = t.join("out");
+    let o = afdsim_within(
+        &["sweep", s(&sweep), "--out", s(&out), "--jobs", "100000"],
+        Duration::from_secs(30),
+    );
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+    assert!(e.contains("--jobs") && e.contains("1 to 1024"), "{e}");
+    let o = ok(afdsim_within(
+        &["sweep", s(&sweep), "--out", s(&out), "--jobs", "1000"],
+        Duration::from_secs(30),
+    ));
+    let e = stderr(&o);
+    assert!(e.contains("12 to run on 12 thread(s)"), "{e}");
+}

@@ -15,6 +15,12 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The most threads `--jobs` may ask for. Points are CPU-bound, so more threads than cores
+/// gain nothing; the bound is far above any node's cores (a Slurm task passes its
+/// `--cpus-per-task`) and refuses a typo such as `--jobs 100000`, which started thousands
+/// of threads.
+pub const MAX_JOBS: usize = 1024;
+
 /// `afdsim sweep SWEEP.toml --out DIR [--jobs N] [--shard I/N]`
 #[derive(Args, Debug)]
 pub struct SweepArgs {
@@ -24,7 +30,8 @@ pub struct SweepArgs {
     /// skips finished points.
     #[arg(long, value_name = "DIR", required_unless_present = "list")]
     pub out: Option<PathBuf>,
-    /// Points run in parallel (default: the number of cores).
+    /// Points run in parallel, 1 to 1024 (default: the number of cores); never more threads
+    /// than points to run.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
     /// Run only points with index ≡ I (mod N), I from 0. Default: the Slurm array task
@@ -182,11 +189,11 @@ pub fn run_sweep(args: &SweepArgs) -> Result<ExitCode, InputError> {
         None => Shard::from_slurm(|k| std::env::var(k).ok())?.unwrap_or(Shard::ALL),
     };
     let jobs = match args.jobs {
-        Some(0) => {
+        Some(n) if !(1..=MAX_JOBS).contains(&n) => {
             return Err(InputError::new(
                 "<command line>",
                 "--jobs",
-                "0 is not allowed: at least 1",
+                format!("{n} is not allowed: 1 to {MAX_JOBS} (threads running points)"),
             ));
         }
         Some(n) => n,
@@ -200,6 +207,8 @@ pub fn run_sweep(args: &SweepArgs) -> Result<ExitCode, InputError> {
         .as_deref()
         .expect("clap requires --out unless --list");
     let plan = Plan::new(&sweep, out, shard)?;
+    // A thread with no point to run would only cost its start.
+    let jobs = jobs.min(plan.pending.len()).max(1);
     let r = plan.report();
     eprintln!(
         "sweep {}: {} points; shard {shard}: {} points, {} already finished{}, {} to run on {jobs} thread(s)",
