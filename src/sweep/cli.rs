@@ -8,7 +8,7 @@ use super::shard::Shard;
 use super::spec::{Sweep, cell};
 use crate::error::InputError;
 use crate::report::figures::standard_figures;
-use crate::report::plot::{Mark, Plot, Table, axis_label, render_svg, series_of};
+use crate::report::plot::{Mark, Plot, Table, axis_label, default_title, render_svg, series_of};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -127,22 +127,39 @@ pub fn run_plot(args: &PlotArgs) -> Result<ExitCode, InputError> {
         }
     }
     let series: Vec<&str> = args.series.iter().map(String::as_str).collect();
-    let series = series_of(&table, &args.x, &args.y, &series, args.mean, Mark::Lines)
+    let lines = series_of(&table, &args.x, &args.y, &series, args.mean, Mark::Lines)
         .map_err(|m| err("", m))?;
+    for (log, col, flag) in [
+        (args.log_x, &args.x, "--log-x"),
+        (args.log_y, &args.y, "--log-y"),
+    ] {
+        if log {
+            table.check_positive(col, flag).map_err(|m| err("", m))?;
+        }
+    }
+    // The subtitle: overrides fixed over the rows drawn (a one-value axis, a --where on a
+    // swept key), and --where choices on other columns.
+    let mut shown = vec![args.x.as_str(), args.y.as_str()];
+    shown.extend(series.iter().copied());
+    let mut subtitle = table.fixed_overrides(&shown);
+    let params = table.param_columns();
+    for f in &args.filters {
+        let (col, value) = f.split_once('=').expect("checked above");
+        if !params.iter().any(|p| p == col) && !shown.contains(&col) {
+            subtitle.push(format!("{col} = {value}"));
+        }
+    }
     let plot = Plot {
-        title: args.title.clone().unwrap_or_else(|| {
-            let t = format!("{} vs {}", args.y, args.x);
-            if args.filters.is_empty() {
-                t
-            } else {
-                format!("{t} ({})", args.filters.join(", "))
-            }
-        }),
+        title: args
+            .title
+            .clone()
+            .unwrap_or_else(|| default_title(&args.x, &args.y)),
+        subtitle,
         x_label: args.x_label.clone().unwrap_or_else(|| axis_label(&args.x)),
         y_label: args.y_label.clone().unwrap_or_else(|| axis_label(&args.y)),
         log_x: args.log_x,
         log_y: args.log_y,
-        series,
+        series: lines,
     };
     let svg = render_svg(&plot).map_err(|m| err("", m))?;
     write_file_atomically(&args.out, svg.as_bytes())?;
