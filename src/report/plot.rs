@@ -709,8 +709,10 @@ pub fn series_of(
         .collect::<Result<_, _>>()?;
     // Sort key of a series: its cells, as numbers where they parse.
     type Key = Vec<(Option<OrdF64>, String)>;
-    // series key -> x -> (rows, their y)
-    let mut groups: BTreeMap<Key, BTreeMap<OrdF64, (Vec<usize>, Vec<f64>)>> = BTreeMap::new();
+    // The rows at one x of a series, and their y.
+    type Rows = (Vec<usize>, Vec<f64>);
+    // series key -> x -> rows
+    let mut groups: BTreeMap<Key, BTreeMap<OrdF64, Rows>> = BTreeMap::new();
     for (i, r) in table.rows.iter().enumerate() {
         let xv = table.number(i, xc)?;
         let yv = table.number(i, yc)?;

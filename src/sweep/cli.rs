@@ -81,7 +81,9 @@ pub struct PlotArgs {
     pub log_x: bool,
     #[arg(long)]
     pub log_y: bool,
-    /// Title (default: "Y vs X").
+    /// Title (default: y and x by their readable names, "makespan vs fabric NIC rate").
+    /// A subtitle names the swept keys with one value over the rows drawn and the --where
+    /// choices.
     #[arg(long)]
     pub title: Option<String>,
     /// Axis labels (default: the column names, with units spelled out from their suffix).
