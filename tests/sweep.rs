@@ -594,3 +594,230 @@ values = [2, 4]
     );
     assert!(e.contains("skipped exposed-comm-micro-batches.svg"), "{e}");
 }
+
+/// Runs afdsim and fails the test if it has not exited after `limit` (a hang is a bug: the
+/// child is killed so the test run goes on).
+fn afdsim_within(args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_afdsim"))
+        .args(args)
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("SLURM_ARRAY_TASK_COUNT")
+        .env_remove("SLURM_ARRAY_TASK_MIN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the afdsim binary runs");
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("afdsim {args:?} still running after {limit:?}: a hang");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Non-finite cells (`inf`, `-inf`, `NaN`, in x or y) are an error naming the file, the
+/// column and the line; values near ±f64::MAX, and log axes over hundreds of decades, are
+/// drawn or refused in well under the limit, never a spin (issue 13: `inf` and ±1e308 hung
+/// `plot` at 100 % CPU).
+#[test]
+fn plot_refuses_non_finite_values_and_never_hangs() {
+    let t = temp_dir("nonfinite");
+    let limit = Duration::from_secs(30);
+    let svg = t.join("p.svg");
+    let write = |name: &str, text: &str| {
+        let p = t.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    for (x, y, col, line, cell) in [
+        ("1\n2", "2\ninf", "y", 3, "inf"),
+        ("1\n2", "-inf\n2", "y", 2, "-inf"),
+        ("1\n2", "NaN\n3", "y", 2, "NaN"),
+        ("1\ninf", "2\n3", "x", 3, "inf"),
+        ("nan\n2", "2\n3", "x", 2, "nan"),
+    ] {
+        let rows: String = x
+            .lines()
+            .zip(y.lines())
+            .map(|(a, b)| format!("{a},{b}\n"))
+            .collect();
+        let csv = write("bad.csv", &format!("x,y\n{rows}"));
+        let o = afdsim_within(
+            &["plot", s(&csv), "--x", "x", "--y", "y", "--out", s(&svg)],
+            limit,
+        );
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{x:?} {y:?}: {e}");
+        assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+        for w in [
+            "bad.csv",
+            &format!("`{col}`"),
+            &format!("line {line}"),
+            &format!("`{cell}`"),
+            "finite",
+        ] {
+            assert!(e.contains(w), "`{w}` not in: {e}");
+        }
+    }
+    // Ranges at the ends of f64: drawn (scaled by a power of ten the label names).
+    for (rows, log_y) in [
+        ("1,1e308\n2,-1e308\n", false),
+        ("1,1.7e308\n2,1.79e308\n", false),
+        ("1,-1e308\n2,-1e308\n", false),
+        ("1,1e-310\n2,3e-310\n", false),
+        ("1,1e300\n2,1e301\n", true),
+        ("1,1e-300\n2,1e-290\n", true),
+        ("1,1e308\n2,1e308\n", true),
+        ("1,1\n2,1.0000000000000002\n", false),
+    ] {
+        let csv = write("edge.csv", &format!("x,y\n{rows}"));
+        let mut args = vec!["plot", s(&csv), "--x", "x", "--y", "y", "--out", s(&svg)];
+        if log_y {
+            args.push("--log-y");
+        }
+        let o = afdsim_within(&args, limit);
+        assert!(o.status.success(), "{rows:?}: {}", stderr(&o));
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(text.starts_with("<svg"), "{rows:?}");
+    }
+    // More decades than a log axis can hold: refused with the span named.
+    let csv = write("wide.csv", "x,y\n1,1e-320\n2,1e300\n");
+    let o = afdsim_within(
+        &[
+            "plot",
+            s(&csv),
+            "--x",
+            "x",
+            "--y",
+            "y",
+            "--log-y",
+            "--out",
+            s(&svg),
+        ],
+        limit,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("decades"), "{}", stderr(&o));
+    // A value <= 0 on a log axis names its line.
+    let csv = write("zero.csv", "x,y\n1,5\n2,0\n");
+    let o = afdsim_within(
+        &[
+            "plot",
+            s(&csv),
+            "--x",
+            "x",
+            "--y",
+            "y",
+            "--log-y",
+            "--out",
+            s(&svg),
+        ],
+        limit,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    for w in ["zero.csv", "--log-y", "`y`", "line 3", "> 0"] {
+        assert!(stderr(&o).contains(w), "`{w}` not in: {}", stderr(&o));
+    }
+
+    // `report` draws through the same path: an infinite makespan skips that figure with
+    // the line named, and the other figure is drawn.
+    let csv = write(
+        "merged.csv",
+        "point,index,fabric.nic.rate_gbps,seed,scenario,level,afdsim_version,makespan_us,message_time_us.p99\n\
+         a,0,100,1,s,packet,v,10,4\n\
+         b,1,200,1,s,packet,v,inf,2\n",
+    );
+    let figs = t.join("figs");
+    let o = afdsim_within(&["report", s(&csv), "--out", s(&figs)], limit);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(figs.join("bandwidth-message-p99.svg").exists(), "{e}");
+    assert!(!figs.join("bandwidth-makespan.svg").exists(), "{e}");
+    assert!(
+        e.contains("skipped bandwidth-makespan.svg") && e.contains("line 3 (point b)"),
+        "{e}"
+    );
+}
+
+/// `--jobs` beyond the stated maximum is refused (issue 13: `--jobs 100000` started
+/// thousands of threads); within it, the threads are capped at the points to run.
+#[test]
+fn sweep_jobs_are_bounded() {
+    let t = temp_dir("jobs");
+    let sweep = sweep_file(&t, 4, 8192, AXES);
+    let out = t.join("out");
+    let o = afdsim_within(
+        &["sweep", s(&sweep), "--out", s(&out), "--jobs", "100000"],
+        Duration::from_secs(30),
+    );
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+    assert!(e.contains("--jobs") && e.contains("1 to 1024"), "{e}");
+    let o = ok(afdsim_within(
+        &["sweep", s(&sweep), "--out", s(&out), "--jobs", "1000"],
+        Duration::from_secs(30),
+    ));
+    let e = stderr(&o);
+    assert!(e.contains("12 to run on 12 thread(s)"), "{e}");
+}
+
+/// A figure's title uses the readable labels of its axes, and a subtitle names the fixed
+/// overrides that change its meaning (a swept key with one value; a `--where` choice).
+#[test]
+fn figures_name_their_fixed_overrides() {
+    let t = temp_dir("subtitle");
+    let axes = r#"
+[[axis]]
+key = "fabric.nic.rate_gbps"
+values = [100, 200, 400]
+[[axis]]
+key = "fabric.nic.latency_ns"
+values = [700]
+[[axis]]
+key = "traffic[0].bytes"
+values = [8192, 16384]
+"#;
+    let sweep = sweep_file(&t, 4, 8192, axes);
+    let out = t.join("out");
+    ok(afdsim(&["sweep", s(&sweep), "--out", s(&out)]));
+    let csv = t.join("r.csv");
+    merged(&[&out], &csv);
+    let svg = t.join("p.svg");
+    ok(afdsim(&[
+        "plot",
+        s(&csv),
+        "--x",
+        "fabric.nic.rate_gbps",
+        "--y",
+        "makespan_us",
+        "--where",
+        "traffic[0].bytes=16384",
+        "--out",
+        s(&svg),
+    ]));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for w in [
+        "makespan vs fabric NIC rate",
+        "fabric.nic.latency_ns = 700",
+        "traffic[0].bytes = 16384",
+    ] {
+        assert!(text.contains(w), "`{w}` not in the SVG");
+    }
+    assert!(
+        !text.contains("makespan_us vs"),
+        "raw column names in the title"
+    );
+    let figs = t.join("figs");
+    ok(afdsim(&["report", s(&csv), "--out", s(&figs)]));
+    let text = std::fs::read_to_string(figs.join("bandwidth-makespan.svg")).unwrap();
+    assert!(text.contains("Makespan vs link bandwidth"));
+    assert!(
+        text.contains("fabric.nic.latency_ns = 700"),
+        "the fixed override is not in the report figure"
+    );
+}

@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 pub struct Table {
     pub header: Vec<String>,
     pub rows: Vec<Vec<String>>,
+    /// The file line each row starts on (the header is line 1), so an error can name the
+    /// row in the file the user reads, also after `filter`.
+    pub lines: Vec<u64>,
 }
 
 impl Table {
@@ -25,12 +28,80 @@ impl Table {
             .iter()
             .map(str::to_string)
             .collect();
-        let rows = r
-            .records()
-            .map(|rec| rec.map(|r| r.iter().map(str::to_string).collect()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("not CSV: {e}"))?;
-        Ok(Table { header, rows })
+        let mut rows = Vec::new();
+        let mut lines = Vec::new();
+        for rec in r.records() {
+            let rec = rec.map_err(|e| format!("not CSV: {e}"))?;
+            lines.push(rec.position().map_or(0, |p| p.line()));
+            rows.push(rec.iter().map(str::to_string).collect());
+        }
+        Ok(Table {
+            header,
+            rows,
+            lines,
+        })
+    }
+
+    /// Where row `i` is, for messages: `line 7`, or `line 7 (point 0123abcd...)` in a merged
+    /// sweep, whose `point` column names the point.
+    pub fn row_name(&self, i: usize) -> String {
+        let line = self.lines.get(i).copied().unwrap_or(0);
+        match self.column("point").and_then(|c| self.rows[i].get(c)) {
+            Some(id) if !id.is_empty() => format!("line {line} (point {id})"),
+            _ => format!("line {line}"),
+        }
+    }
+
+    /// A numeric cell that a plot can place: a finite number, or an error naming the column,
+    /// the row and what is allowed (`inf` and `NaN` parse as f64, but no axis holds them).
+    pub fn number(&self, i: usize, c: usize) -> Result<f64, String> {
+        let cell = &self.rows[i][c];
+        let name = &self.header[c];
+        match cell.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(v),
+            Ok(_) => Err(format!(
+                "`{name}` at {} is `{cell}`: values to plot must be finite numbers",
+                self.row_name(i)
+            )),
+            Err(_) => Err(format!(
+                "`{name}` at {} holds `{cell}`, not a number: values to plot must be finite numbers",
+                self.row_name(i)
+            )),
+        }
+    }
+
+    /// Checks that every value of `col` is > 0, as a log axis (`flag`) needs.
+    pub fn check_positive(&self, col: &str, flag: &str) -> Result<(), String> {
+        let c = self.column(col).ok_or_else(|| self.no_column(col))?;
+        for i in 0..self.rows.len() {
+            let v = self.number(i, c)?;
+            if v <= 0.0 {
+                return Err(format!(
+                    "{flag} needs every value of `{col}` > 0; {} holds `{}`",
+                    self.row_name(i),
+                    self.rows[i][c]
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The scenario overrides that hold one value over the whole table: the parameter
+    /// columns (swept keys) that do not vary, as `key = value`, leaving out `except` (the
+    /// columns the plot shows). A sweep that fixes `afd.layers = 12` changes what every
+    /// TPOT means, so a figure names it.
+    pub fn fixed_overrides(&self, except: &[&str]) -> Vec<String> {
+        if self.rows.is_empty() {
+            return Vec::new();
+        }
+        self.param_columns()
+            .into_iter()
+            .filter(|c| !except.contains(&c.as_str()) && !self.varies(c))
+            .map(|c| {
+                let v = &self.rows[0][self.column(&c).expect("a param column")];
+                format!("{c} = {v}")
+            })
+            .collect()
     }
 
     pub fn column(&self, name: &str) -> Option<usize> {
@@ -53,9 +124,13 @@ impl Table {
             (Ok(a), Ok(b)) => a == b,
             _ => cell == value,
         };
+        let keep: Vec<usize> = (0..self.rows.len())
+            .filter(|&i| eq(&self.rows[i][c]))
+            .collect();
         Ok(Table {
             header: self.header.clone(),
-            rows: self.rows.iter().filter(|r| eq(&r[c])).cloned().collect(),
+            rows: keep.iter().map(|&i| self.rows[i].clone()).collect(),
+            lines: keep.iter().map(|&i| self.lines[i]).collect(),
         })
     }
 
@@ -102,6 +177,9 @@ pub struct Series {
 #[derive(Clone, Debug)]
 pub struct Plot {
     pub title: String,
+    /// Settings that hold for every point and change what the plot means (`afd.layers =
+    /// 12`), shown under the title; empty: no subtitle.
+    pub subtitle: Vec<String>,
     pub x_label: String,
     pub y_label: String,
     pub log_x: bool,
@@ -112,7 +190,125 @@ pub struct Plot {
 /// Width and height of every plot, pixels.
 pub const SIZE: (u32, u32) = (900, 560);
 
-/// Renders a plot as SVG text.
+/// The most decades a log axis spans: the ratio of its ends, padding included, must stay
+/// a finite f64 (plotters' log ticks loop forever on an infinite ratio).
+pub const MAX_LOG_DECADES: f64 = 280.0;
+
+/// One axis as drawn: its range, in units of `10^exp` of the values (so ticks are computed
+/// on moderate numbers whatever the data's magnitude).
+#[derive(Copy, Clone, Debug, PartialEq)]
+struct Axis {
+    lo: f64,
+    hi: f64,
+    exp: i32,
+}
+
+/// `v / 10^exp`, in steps that neither overflow nor underflow for any finite `v` and the
+/// exponents [`axis`] picks (|exp| <= 330).
+fn unscale(mut v: f64, exp: i32) -> f64 {
+    let mut e = exp;
+    while e != 0 {
+        let step = e.clamp(-300, 300);
+        v /= 10f64.powi(step);
+        e -= step;
+    }
+    v
+}
+
+/// The drawn range of an axis holding `values` (finite; > 0 when `log`): a little beyond
+/// the extreme points, and in a power of ten of the values' unit when they are so large or
+/// so small that the range or plotters' tick arithmetic would overflow (±1e308) or lose
+/// its precision (subnormals). `name` is `x` or `y`, for errors.
+fn axis(values: &[f64], log: bool, name: &str) -> Result<Axis, String> {
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    if log {
+        let (lo_e, hi_e) = (lo.log10(), hi.log10());
+        if hi_e - lo_e > MAX_LOG_DECADES {
+            return Err(format!(
+                "the {name} values span {:.0} decades ({} to {}): more than a log axis holds ({MAX_LOG_DECADES})",
+                hi_e - lo_e,
+                number(lo),
+                number(hi)
+            ));
+        }
+        // Centre the decades on 1 when an end is far from it.
+        let exp = if lo_e < -100.0 || hi_e > 100.0 {
+            ((lo_e + hi_e) / 2.0).round() as i32
+        } else {
+            0
+        };
+        let (lo, hi) = (unscale(lo, exp), unscale(hi, exp));
+        let (lo, hi) = if lo == hi {
+            (lo / 2.0, hi * 2.0)
+        } else {
+            (lo, hi)
+        };
+        // A little room beyond the extreme points, in ratio.
+        let pad = (hi / lo).powf(0.04);
+        // plotters' log ticks start at the first power of ten inside the range: start
+        // the axis at one, or the values below it would have no tick.
+        // (A minimum that is a power of ten is its own tick.)
+        let decade = 10f64.powf(lo.log10().floor());
+        let start = if (decade - lo).abs() <= lo * 1e-9 {
+            lo / pad
+        } else {
+            decade
+        };
+        Ok(Axis {
+            lo: start,
+            hi: hi * pad,
+            exp,
+        })
+    } else {
+        // The largest magnitude to about 1..10 when it is beyond 1e100 either way: the
+        // span (up to twice the magnitude), its padding and the tick steps stay finite.
+        let m = lo.abs().max(hi.abs());
+        let exp = if m > 1e100 || (m > 0.0 && m < 1e-100) {
+            m.log10().floor() as i32
+        } else {
+            0
+        };
+        let (lo, hi) = (unscale(lo, exp), unscale(hi, exp));
+        let (lo, hi) = if lo == hi {
+            (lo - lo.abs().max(1.0) * 0.5, hi + hi.abs().max(1.0) * 0.5)
+        } else {
+            (lo, hi)
+        };
+        let pad = (hi - lo) * 0.05;
+        // Start a positive quantity's axis at 0 when that costs little room.
+        let lo = if lo >= 0.0 && lo < (hi - lo) * 0.5 {
+            0.0
+        } else {
+            lo - pad
+        };
+        Ok(Axis {
+            lo,
+            hi: hi + pad,
+            exp,
+        })
+    }
+}
+
+/// An axis label with the power of ten its values are drawn in: `makespan (µs)`, 308 ->
+/// `makespan (×1e308 µs)`.
+fn scaled_label(label: &str, exp: i32) -> String {
+    if exp == 0 {
+        return label.to_string();
+    }
+    match label.strip_suffix(')').and_then(|l| l.rsplit_once(" (")) {
+        Some((name, unit)) => format!("{name} (×1e{exp} {unit})"),
+        None => format!("{label} (×1e{exp})"),
+    }
+}
+
+/// Renders a plot as SVG text. Every value must be finite (and > 0 on a log axis): the
+/// table's rows are checked with their lines named before a plot is built
+/// ([`series_of`], [`Table::check_positive`]); this checks again so no input can reach
+/// plotters' tick loops, which spin forever on infinite ranges.
 pub fn render_svg(plot: &Plot) -> Result<String, String> {
     let pts: Vec<(f64, f64)> = plot
         .series
@@ -122,65 +318,75 @@ pub fn render_svg(plot: &Plot) -> Result<String, String> {
     if pts.is_empty() {
         return Err("nothing to plot: no rows with numbers in both columns".into());
     }
+    if let Some(p) = pts.iter().find(|p| !p.0.is_finite() || !p.1.is_finite()) {
+        return Err(format!(
+            "the point ({}, {}) is not finite: values to plot must be finite numbers",
+            p.0, p.1
+        ));
+    }
     if plot.log_x && pts.iter().any(|p| p.0 <= 0.0) {
         return Err("--log-x needs every x > 0".into());
     }
     if plot.log_y && pts.iter().any(|p| p.1 <= 0.0) {
         return Err("--log-y needs every y > 0".into());
     }
-    let span = |v: &mut dyn Iterator<Item = f64>, log: bool| {
-        let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-            (a.min(x), b.max(x))
-        });
-        if log {
-            let (lo, hi) = if lo == hi {
-                (lo / 2.0, hi * 2.0)
-            } else {
-                (lo, hi)
-            };
-            // A little room beyond the extreme points, in ratio.
-            let pad = (hi / lo).powf(0.04);
-            // plotters' log ticks start at the first power of ten inside the range: start
-            // the axis at one, or the values below it would have no tick.
-            // (A minimum that is a power of ten is its own tick.)
-            let decade = 10f64.powf(lo.log10().floor());
-            let start = if (decade - lo).abs() <= lo * 1e-9 {
-                lo / pad
-            } else {
-                decade
-            };
-            (start, hi * pad)
-        } else {
-            let (lo, hi) = if lo == hi {
-                (lo - lo.abs().max(1.0) * 0.5, hi + hi.abs().max(1.0) * 0.5)
-            } else {
-                (lo, hi)
-            };
-            let pad = (hi - lo) * 0.05;
-            // Start a positive quantity's axis at 0 when that costs little room.
-            let lo = if lo >= 0.0 && lo < (hi - lo) * 0.5 {
-                0.0
-            } else {
-                lo - pad
-            };
-            (lo, hi + pad)
-        }
+    let xs: Vec<f64> = pts.iter().map(|p| p.0).collect();
+    let ys: Vec<f64> = pts.iter().map(|p| p.1).collect();
+    let x = axis(&xs, plot.log_x, "x")?;
+    let y = axis(&ys, plot.log_y, "y")?;
+    // The plot in the axes' units.
+    let scaled = Plot {
+        x_label: scaled_label(&plot.x_label, x.exp),
+        y_label: scaled_label(&plot.y_label, y.exp),
+        series: plot
+            .series
+            .iter()
+            .map(|s| Series {
+                points: s
+                    .points
+                    .iter()
+                    .map(|&(a, b)| (unscale(a, x.exp), unscale(b, y.exp)))
+                    .collect(),
+                ..s.clone()
+            })
+            .collect(),
+        ..plot.clone()
     };
-    let x = span(&mut pts.iter().map(|p| p.0), plot.log_x);
-    let y = span(&mut pts.iter().map(|p| p.1), plot.log_y);
+    let plot = &scaled;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         let r = match (plot.log_x, plot.log_y) {
-            (false, false) => draw(&root, plot, x.0..x.1, y.0..y.1),
-            (true, false) => draw(&root, plot, (x.0..x.1).log_scale(), y.0..y.1),
-            (false, true) => draw(&root, plot, x.0..x.1, (y.0..y.1).log_scale()),
-            (true, true) => draw(&root, plot, (x.0..x.1).log_scale(), (y.0..y.1).log_scale()),
+            (false, false) => draw(&root, plot, x.lo..x.hi, y.lo..y.hi),
+            (true, false) => draw(&root, plot, (x.lo..x.hi).log_scale(), y.lo..y.hi),
+            (false, true) => draw(&root, plot, x.lo..x.hi, (y.lo..y.hi).log_scale()),
+            (true, true) => draw(
+                &root,
+                plot,
+                (x.lo..x.hi).log_scale(),
+                (y.lo..y.hi).log_scale(),
+            ),
         };
         r.map_err(|e| format!("drawing failed: {e}"))?;
         root.present().map_err(|e| format!("drawing failed: {e}"))?;
     }
     Ok(svg)
+}
+
+/// The subtitle's entries in lines of at most about `width` characters (plotters draws
+/// each text on one line).
+fn wrap(entries: &[String], width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for e in entries {
+        match lines.last_mut() {
+            Some(l) if l.len() + 2 + e.len() <= width => {
+                l.push_str(", ");
+                l.push_str(e);
+            }
+            _ => lines.push(e.clone()),
+        }
+    }
+    lines
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
@@ -198,6 +404,10 @@ where
     YR::CoordDescType: ValueFormatter<f64>,
 {
     root.fill(&WHITE)?;
+    let mut area = root.titled(&plot.title, ("sans-serif", 22))?;
+    for line in wrap(&plot.subtitle, 95) {
+        area = area.titled(&line, ("sans-serif", 15).into_font().color(&BLACK.mix(0.7)))?;
+    }
     // Few integer x values (micro-batches, GPUs): one tick per integer, no 0.5 steps.
     let xs: Vec<f64> = plot
         .series
@@ -210,8 +420,7 @@ where
     } else {
         12
     };
-    let mut chart = ChartBuilder::on(root)
-        .caption(&plot.title, ("sans-serif", 22))
+    let mut chart = ChartBuilder::on(&area)
         .margin(16)
         .x_label_area_size(56)
         .y_label_area_size(84)
@@ -466,6 +675,21 @@ pub fn axis_label(col: &str) -> String {
     }
 }
 
+/// A column's readable name without its unit, for titles: `makespan_us` -> `makespan`,
+/// `fabric.nic.rate_gbps` -> `fabric NIC rate` (the axes carry the units).
+pub fn quantity(col: &str) -> String {
+    let label = axis_label(col);
+    match label.strip_suffix(')').and_then(|l| l.rsplit_once(" (")) {
+        Some((name, _)) => name.to_string(),
+        None => label,
+    }
+}
+
+/// The default title of `y` against `x`: `makespan vs fabric NIC rate`.
+pub fn default_title(x: &str, y: &str) -> String {
+    format!("{} vs {}", quantity(y), quantity(x))
+}
+
 /// Series of `y` against `x` from a table, one per distinct combination of the `series`
 /// columns (sorted numerically where they are numbers). Rows sharing (series, x) are an
 /// error that names the parameter columns that tell them apart, unless `mean` averages them.
@@ -483,22 +707,15 @@ pub fn series_of(
         .iter()
         .map(|s| table.column(s).ok_or_else(|| table.no_column(s)))
         .collect::<Result<_, _>>()?;
-    let num = |r: &[String], c: usize, name: &str| {
-        r[c].parse::<f64>().map_err(|_| {
-            format!(
-                "column `{name}` holds `{}`, not a number (row of point {})",
-                r[c],
-                r.first().map_or("?", String::as_str)
-            )
-        })
-    };
     // Sort key of a series: its cells, as numbers where they parse.
     type Key = Vec<(Option<OrdF64>, String)>;
-    // series key -> x bits -> (rows, x, sum of y)
-    let mut groups: BTreeMap<Key, BTreeMap<OrdF64, (Vec<usize>, f64)>> = BTreeMap::new();
+    // The rows at one x of a series, and their y.
+    type Rows = (Vec<usize>, Vec<f64>);
+    // series key -> x -> rows
+    let mut groups: BTreeMap<Key, BTreeMap<OrdF64, Rows>> = BTreeMap::new();
     for (i, r) in table.rows.iter().enumerate() {
-        let xv = num(r, xc, x)?;
-        let yv = num(r, yc, y)?;
+        let xv = table.number(i, xc)?;
+        let yv = table.number(i, yc)?;
         let key: Key = sc
             .iter()
             .map(|&c| (r[c].parse::<f64>().ok().map(OrdF64), r[c].clone()))
@@ -507,9 +724,9 @@ pub fn series_of(
             .entry(key)
             .or_default()
             .entry(OrdF64(xv))
-            .or_insert((Vec::new(), 0.0));
+            .or_insert((Vec::new(), Vec::new()));
         e.0.push(i);
-        e.1 += yv;
+        e.1.push(yv);
     }
     if !mean
         && let Some((rows, _)) = groups
@@ -555,7 +772,9 @@ pub fn series_of(
                 .join(", "),
             points: g
                 .into_iter()
-                .map(|(xv, (rows, sum))| (xv.0, sum / rows.len() as f64))
+                // Each y over n before summing: the mean of finite values stays finite
+                // (a sum of two 1e308 would not).
+                .map(|(xv, (_, ys))| (xv.0, ys.iter().map(|y| y / ys.len() as f64).sum()))
                 .collect(),
             mark,
         })
@@ -666,6 +885,7 @@ mod tests {
         let t = table();
         let plot = Plot {
             title: "y vs a".into(),
+            subtitle: vec!["afd.layers = 12".into()],
             x_label: axis_label("fabric.link_rate_gbps"),
             y_label: axis_label("makespan_us"),
             log_x: true,
@@ -681,8 +901,119 @@ mod tests {
             "b = 10",
             "b = 20",
             "y vs a",
+            "afd.layers = 12",
         ] {
             assert!(a.contains(text), "{text} missing");
         }
+    }
+
+    /// Renders on another thread and fails if it takes more than 30 s: plotters' tick loops
+    /// spun forever on infinite ranges (issue 13), so a regression must fail, not hang.
+    fn render_within(plot: Plot) -> Result<String, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shown = format!("{:?}", plot.series);
+        std::thread::spawn(move || {
+            let _ = tx.send(render_svg(&plot));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("render_svg of {shown} still running after 30 s"))
+    }
+
+    fn plot_of(points: &[(f64, f64)], log_x: bool, log_y: bool) -> Plot {
+        Plot {
+            title: "t".into(),
+            subtitle: Vec::new(),
+            x_label: axis_label("x_us"),
+            y_label: axis_label("y"),
+            log_x,
+            log_y,
+            series: vec![Series {
+                name: String::new(),
+                points: points.to_vec(),
+                mark: Mark::Lines,
+            }],
+        }
+    }
+
+    #[test]
+    fn extreme_ranges_are_drawn_or_refused_never_spun() {
+        let big = f64::MAX;
+        for (pts, log_x, log_y) in [
+            (vec![(1.0, 1e308), (2.0, -1e308)], false, false),
+            (vec![(-big, 1.0), (big, 2.0)], false, false),
+            (vec![(1.0, big), (2.0, big)], false, false),
+            (vec![(1.0, 5e-324), (2.0, 1e-323)], false, false),
+            (vec![(1.0, 1.0), (2.0, 1.0 + f64::EPSILON)], false, false),
+            (vec![(1e300, 1e-300), (1e301, 1e-290)], true, true),
+            (vec![(1.0, big), (2.0, big)], false, true),
+            (vec![(1.0, 5e-324), (2.0, 1e-300)], false, true),
+        ] {
+            let svg = render_within(plot_of(&pts, log_x, log_y))
+                .unwrap_or_else(|e| panic!("{pts:?}: {e}"));
+            assert!(svg.starts_with("<svg"), "{pts:?}");
+        }
+        // The power of ten the values are drawn in is in the label.
+        let svg = render_within(plot_of(&[(1e308, 1.0), (1.5e308, 2.0)], false, false)).unwrap();
+        assert!(svg.contains("x (×1e308 µs)"), "{svg}");
+        // Too many decades, non-finite points, log of <= 0: errors, at once.
+        for (pts, log_y, words) in [
+            (vec![(1.0, 5e-324), (2.0, 1e308)], true, "decades"),
+            (vec![(1.0, f64::INFINITY), (2.0, 1.0)], false, "finite"),
+            (vec![(f64::NAN, 1.0), (2.0, 1.0)], false, "finite"),
+            (vec![(1.0, 0.0), (2.0, 1.0)], true, "--log-y"),
+        ] {
+            let e = render_within(plot_of(&pts, false, log_y)).unwrap_err();
+            assert!(e.contains(words), "{pts:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn cells_name_their_line_and_column() {
+        let t = Table::parse("point,index,a,seed,y\np0,0,1,1,5\np1,1,2,1,inf\n").unwrap();
+        assert_eq!(t.lines, [2, 3]);
+        let e = series_of(&t, "a", "y", &[], false, Mark::Lines).unwrap_err();
+        assert!(
+            e.contains("`y` at line 3 (point p1) is `inf`") && e.contains("finite"),
+            "{e}"
+        );
+        let f = t.filter("a", "2").unwrap();
+        assert_eq!(f.row_name(0), "line 3 (point p1)");
+        let t = Table::parse("x,y\n1,0\n2,abc\n").unwrap();
+        assert!(
+            t.check_positive("y", "--log-y")
+                .unwrap_err()
+                .contains("--log-y needs every value of `y` > 0; line 2 holds `0`")
+        );
+        assert!(t.number(1, 1).unwrap_err().contains("not a number"));
+    }
+
+    #[test]
+    fn titles_read_like_the_axes_and_fixed_overrides_are_named() {
+        assert_eq!(
+            default_title("fabric.nic.rate_gbps", "makespan_us"),
+            "makespan vs fabric NIC rate"
+        );
+        assert_eq!(quantity("tokens_per_s_per_gpu"), "tokens/s per GPU");
+        assert_eq!(
+            scaled_label("tokens/s per GPU", -5),
+            "tokens/s per GPU (×1e-5)"
+        );
+        let t = Table::parse(
+            "point,index,afd.layers,afd.micro_batches,fabric.nic.rate_gbps,seed,level,tpot_ms\n\
+             p0,0,12,1,100,1,flow,13\np1,1,12,2,100,1,flow,12\n",
+        )
+        .unwrap();
+        assert_eq!(
+            t.fixed_overrides(&["afd.micro_batches", "tpot_ms"]),
+            ["afd.layers = 12", "fabric.nic.rate_gbps = 100"]
+        );
+        assert_eq!(
+            t.fixed_overrides(&["fabric.nic.rate_gbps"]),
+            ["afd.layers = 12"]
+        );
+        assert_eq!(
+            wrap(&["a = 1".into(), "b = 2".into(), "c = 3".into()], 12),
+            ["a = 1, b = 2", "c = 3"]
+        );
     }
 }

@@ -8,12 +8,18 @@ use super::shard::Shard;
 use super::spec::{Sweep, cell};
 use crate::error::InputError;
 use crate::report::figures::standard_figures;
-use crate::report::plot::{Mark, Plot, Table, axis_label, render_svg, series_of};
+use crate::report::plot::{Mark, Plot, Table, axis_label, default_title, render_svg, series_of};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// The most threads `--jobs` may ask for. Points are CPU-bound, so more threads than cores
+/// gain nothing; the bound is far above any node's cores (a Slurm task passes its
+/// `--cpus-per-task`) and refuses a typo such as `--jobs 100000`, which started thousands
+/// of threads.
+pub const MAX_JOBS: usize = 1024;
 
 /// `afdsim sweep SWEEP.toml --out DIR [--jobs N] [--shard I/N]`
 #[derive(Args, Debug)]
@@ -24,7 +30,8 @@ pub struct SweepArgs {
     /// skips finished points.
     #[arg(long, value_name = "DIR", required_unless_present = "list")]
     pub out: Option<PathBuf>,
-    /// Points run in parallel (default: the number of cores).
+    /// Points run in parallel, 1 to 1024 (default: the number of cores); never more threads
+    /// than points to run.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
     /// Run only points with index ≡ I (mod N), I from 0. Default: the Slurm array task
@@ -74,7 +81,9 @@ pub struct PlotArgs {
     pub log_x: bool,
     #[arg(long)]
     pub log_y: bool,
-    /// Title (default: "Y vs X").
+    /// Title (default: y and x by their readable names, "makespan vs fabric NIC rate").
+    /// A subtitle names the swept keys with one value over the rows drawn and the --where
+    /// choices.
     #[arg(long)]
     pub title: Option<String>,
     /// Axis labels (default: the column names, with units spelled out from their suffix).
@@ -120,22 +129,39 @@ pub fn run_plot(args: &PlotArgs) -> Result<ExitCode, InputError> {
         }
     }
     let series: Vec<&str> = args.series.iter().map(String::as_str).collect();
-    let series = series_of(&table, &args.x, &args.y, &series, args.mean, Mark::Lines)
+    let lines = series_of(&table, &args.x, &args.y, &series, args.mean, Mark::Lines)
         .map_err(|m| err("", m))?;
+    for (log, col, flag) in [
+        (args.log_x, &args.x, "--log-x"),
+        (args.log_y, &args.y, "--log-y"),
+    ] {
+        if log {
+            table.check_positive(col, flag).map_err(|m| err("", m))?;
+        }
+    }
+    // The subtitle: overrides fixed over the rows drawn (a one-value axis, a --where on a
+    // swept key), and --where choices on other columns.
+    let mut shown = vec![args.x.as_str(), args.y.as_str()];
+    shown.extend(series.iter().copied());
+    let mut subtitle = table.fixed_overrides(&shown);
+    let params = table.param_columns();
+    for f in &args.filters {
+        let (col, value) = f.split_once('=').expect("checked above");
+        if !params.iter().any(|p| p == col) && !shown.contains(&col) {
+            subtitle.push(format!("{col} = {value}"));
+        }
+    }
     let plot = Plot {
-        title: args.title.clone().unwrap_or_else(|| {
-            let t = format!("{} vs {}", args.y, args.x);
-            if args.filters.is_empty() {
-                t
-            } else {
-                format!("{t} ({})", args.filters.join(", "))
-            }
-        }),
+        title: args
+            .title
+            .clone()
+            .unwrap_or_else(|| default_title(&args.x, &args.y)),
+        subtitle,
         x_label: args.x_label.clone().unwrap_or_else(|| axis_label(&args.x)),
         y_label: args.y_label.clone().unwrap_or_else(|| axis_label(&args.y)),
         log_x: args.log_x,
         log_y: args.log_y,
-        series,
+        series: lines,
     };
     let svg = render_svg(&plot).map_err(|m| err("", m))?;
     write_file_atomically(&args.out, svg.as_bytes())?;
@@ -182,11 +208,11 @@ pub fn run_sweep(args: &SweepArgs) -> Result<ExitCode, InputError> {
         None => Shard::from_slurm(|k| std::env::var(k).ok())?.unwrap_or(Shard::ALL),
     };
     let jobs = match args.jobs {
-        Some(0) => {
+        Some(n) if !(1..=MAX_JOBS).contains(&n) => {
             return Err(InputError::new(
                 "<command line>",
                 "--jobs",
-                "0 is not allowed: at least 1",
+                format!("{n} is not allowed: 1 to {MAX_JOBS} (threads running points)"),
             ));
         }
         Some(n) => n,
@@ -200,6 +226,8 @@ pub fn run_sweep(args: &SweepArgs) -> Result<ExitCode, InputError> {
         .as_deref()
         .expect("clap requires --out unless --list");
     let plan = Plan::new(&sweep, out, shard)?;
+    // A thread with no point to run would only cost its start.
+    let jobs = jobs.min(plan.pending.len()).max(1);
     let r = plan.report();
     eprintln!(
         "sweep {}: {} points; shard {shard}: {} points, {} already finished{}, {} to run on {jobs} thread(s)",
