@@ -375,6 +375,16 @@ impl RunOutput<'_> {
                         format!("{:.1} / {:.1}", m.dispatch_us, m.combine_us),
                         "us",
                     ),
+                    (
+                        "communication exposed (on the critical path)".into(),
+                        format!("{:.1}", 100.0 * m.comm_time_fraction_exposed),
+                        "% of step",
+                    ),
+                    (
+                        "communication hidden by overlap".into(),
+                        format!("{:.1}", 100.0 * m.comm_hidden_fraction),
+                        "% of transfer time",
+                    ),
                 ]);
                 a.network
             }
