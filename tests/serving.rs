@@ -428,3 +428,82 @@ fn bad_admission_settings_are_named() {
         );
     }
 }
+
+/// SMALL at a light 2 requests/s (100 s of arrivals, latencies of a few seconds).
+fn small_light() -> String {
+    let text = SMALL.replace("rate = 20.0", "rate = 2.0");
+    assert_ne!(text, SMALL);
+    text
+}
+
+/// Both throughputs, named apart (issue 13): the whole run's is the requests over first
+/// arrival to last finish exactly; the steady one, at light load, is the offered rate
+/// within the Poisson noise of 200 arrivals (3 standard deviations, 3 sqrt(2 / 200) = 30 %
+/// relative: the count in half the arrival window and the window's length).
+#[test]
+fn steady_and_whole_run_throughput() {
+    let (v, _) = run_json("light.toml", &small_light());
+    let p = temp_file("serving", "light-human.toml", &small_light());
+    let o = afdsim(&["run", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let human = stdout(&o);
+    let m = &v["metrics"];
+    let whole = m["throughput_req_per_s"].as_f64().unwrap();
+    let duration = m["duration_s"].as_f64().unwrap();
+    assert!(
+        (whole * duration - 200.0).abs() < 1e-9 * 200.0,
+        "{whole} x {duration}"
+    );
+    let steady = m["throughput_steady_req_per_s"].as_f64().unwrap();
+    let window = m["steady_window_s"].as_f64().unwrap();
+    assert!(
+        window > 0.0 && window < duration / 2.0 + 1e-9,
+        "{window} of {duration}"
+    );
+    let tol = 3.0 * (2.0f64 / 200.0).sqrt();
+    assert!((steady / 2.0 - 1.0).abs() <= tol, "{steady}");
+    assert!(
+        human.contains("throughput, whole run (first arrival to last finish)")
+            && human.contains("throughput, steady (2nd half of the arrivals"),
+        "{human}"
+    );
+}
+
+/// `best` holds the metrics of the best rate's probe: its `rate_per_s` is that rate, and
+/// Little's product uses it (issue 13: both were the scenario's own rate, where the search
+/// started).
+#[test]
+fn slo_search_best_metrics_are_at_the_best_rate() {
+    let p = temp_file("serving", "best.toml", &small_light());
+    let o = afdsim(&[
+        "slo-search",
+        "--json",
+        "--probes",
+        "3",
+        "--tolerance",
+        "0.2",
+        p.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    let r = &v[0]["result"];
+    let best = r["best_rate_per_s"]
+        .as_f64()
+        .expect("a rate met the limits");
+    assert!(
+        best > 2.0,
+        "precondition: the search moved off the scenario's rate: {r}"
+    );
+    let m = &r["best"];
+    assert_eq!(m["rate_per_s"].as_f64(), Some(best), "{m}");
+    let latency_s = m["latency_ms"]["mean"].as_f64().unwrap() / 1e3;
+    let little = m["littles_law_product"].as_f64().unwrap();
+    assert!((little - best * latency_s).abs() <= 1e-9 * little, "{m}");
+    let probe = r["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["rate_per_s"].as_f64() == Some(best))
+        .expect("the best rate was probed");
+    assert_eq!(probe["tokens_per_s_per_gpu"], m["tokens_per_s_per_gpu"]);
+}

@@ -48,8 +48,8 @@ pub struct Probe {
 pub struct SearchResult {
     pub slo: Slo,
     pub probes: Vec<Probe>,
-    /// The highest rate that met the limits, with its metrics; `None` if even the lowest
-    /// rate probed did not.
+    /// The highest rate that met the limits, with its metrics (their `rate_per_s` is that
+    /// rate); `None` if even the lowest rate probed did not.
     pub best_rate_per_s: Option<f64>,
     pub best: Option<ServingMetrics>,
     /// The lowest rate that missed them (the bracket's upper side), if one was probed.
@@ -103,7 +103,9 @@ pub fn search(
         probes.push(probe);
         if met {
             if best.as_ref().is_none_or(|(r, _)| rate > *r) {
-                best = Some((rate, out.metrics));
+                // The metrics of the requests served, drawn at this probe's rate (the
+                // scenario's own rate is only where the search started).
+                best = Some((rate, out.metrics.at_rate(rate)));
             }
         } else if failed.is_none_or(|f| rate < f) {
             failed = Some(rate);
