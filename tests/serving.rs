@@ -507,3 +507,59 @@ fn slo_search_best_metrics_are_at_the_best_rate() {
         .expect("the best rate was probed");
     assert_eq!(probe["tokens_per_s_per_gpu"], m["tokens_per_s_per_gpu"]);
 }
+
+/// A search reports its progress (each probe's requests finished, the corners simulated)
+/// and gives the very same result, serialized, as one that reports nothing.
+#[test]
+fn progress_changes_nothing_and_counts_every_request_and_corner() {
+    use afdsim::error::InputError;
+    use afdsim::serving::traffic::Request;
+    use afdsim::serving::{Server, search};
+    let p = temp_file("serving", "progress.toml", &small_light());
+    let s = Scenario::load_at_level(&p, None, None).unwrap();
+    let spec = s.serving.as_ref().unwrap();
+    let slo = spec.slo.unwrap();
+    let opts = search::Options {
+        max_probes: 2,
+        tolerance: 0.2,
+    };
+    let draw = |rate: f64| -> Result<Vec<Request>, InputError> {
+        spec.traffic
+            .with_rate(rate)?
+            .requests(spec.requests, s.seed)
+    };
+    let mut plain = Server::new(spec, &s.fabric, &s.packet, s.level);
+    let a = search::search(&mut plain, slo, opts, 2.0, draw, |_| {}).unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let mut observed = Server::new(spec, &s.fabric, &s.packet, s.level);
+    let b = search::search_observed(
+        &mut observed,
+        slo,
+        opts,
+        2.0,
+        draw,
+        |_| {},
+        &|p: search::SearchProgress| seen.lock().unwrap().push(p),
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&b).unwrap()
+    );
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(b.probes.len(), 2);
+    for (i, probe) in b.probes.iter().enumerate() {
+        let mine: Vec<_> = seen.iter().filter(|p| p.probe == i as u32 + 1).collect();
+        let last = mine.last().expect("each probe reports");
+        assert_eq!(last.rate_per_s, probe.rate_per_s);
+        assert_eq!(last.run.requests_done, spec.requests as u64);
+        for p in &mine {
+            assert_eq!(p.run.requests, spec.requests as u64);
+            assert!(p.run.requests_done <= p.run.requests, "{p:?}");
+            assert!(p.run.corners_done <= p.run.corners_needed, "{p:?}");
+        }
+    }
+    let corners = seen.iter().map(|p| p.run.corners_simulated).max();
+    assert_eq!(corners, Some(observed.cost_stats().corners_simulated));
+    assert!(corners.unwrap() > 0);
+}

@@ -17,6 +17,8 @@ pub mod search;
 pub mod sim;
 pub mod traffic;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde::Serialize;
 
 use crate::afd::AfdSpec;
@@ -359,6 +361,74 @@ pub fn meets(slo: &Slo, run: &ServingRun) -> bool {
     ttft <= slo.ttft_ms && tpot <= slo.tpot_ms
 }
 
+/// Where a serving run stands, for a progress display. Nothing in the results reads it: a
+/// run gives the same results whatever is done with it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Requests finished, of the run's.
+    pub requests_done: u64,
+    pub requests: u64,
+    /// Grid corners (simulated iterations) that the query being answered still lacked,
+    /// and how many of them are done; both 0 while no corner is being simulated.
+    pub corners_done: u64,
+    pub corners_needed: u64,
+    /// Corners simulated since the server was made (every probe of a search).
+    pub corners_simulated: u64,
+}
+
+/// Collects a run's progress from the simulating thread (requests) and the corner threads
+/// (corners) into [`Progress`] snapshots for one callback: atomics, since corners finish
+/// on several threads at once.
+struct ProgressSink<'a> {
+    on: &'a (dyn Fn(Progress) + Sync),
+    requests: u64,
+    requests_done: AtomicU64,
+    corners_done: AtomicU64,
+    corners_needed: AtomicU64,
+    corners_simulated: AtomicU64,
+}
+
+impl<'a> ProgressSink<'a> {
+    fn new(on: &'a (dyn Fn(Progress) + Sync), requests: u64, corners_before: u64) -> Self {
+        ProgressSink {
+            on,
+            requests,
+            requests_done: AtomicU64::new(0),
+            corners_done: AtomicU64::new(0),
+            corners_needed: AtomicU64::new(0),
+            corners_simulated: AtomicU64::new(corners_before),
+        }
+    }
+
+    fn requests_done(&self, n: u64) {
+        self.requests_done.store(n, Ordering::Relaxed);
+        self.report();
+    }
+
+    /// `done` of `needed` corners of a batch: (0, n) as it starts, then once per corner
+    /// finished (in any order of `done`, from any thread), then (0, 0) once it is over.
+    fn corners(&self, done: u64, needed: u64) {
+        if done == 0 {
+            self.corners_done.store(0, Ordering::Relaxed);
+            self.corners_needed.store(needed, Ordering::Relaxed);
+        } else {
+            self.corners_done.fetch_max(done, Ordering::Relaxed);
+            self.corners_simulated.fetch_add(1, Ordering::Relaxed);
+        }
+        self.report();
+    }
+
+    fn report(&self) {
+        (self.on)(Progress {
+            requests_done: self.requests_done.load(Ordering::Relaxed),
+            requests: self.requests,
+            corners_done: self.corners_done.load(Ordering::Relaxed),
+            corners_needed: self.corners_needed.load(Ordering::Relaxed),
+            corners_simulated: self.corners_simulated.load(Ordering::Relaxed),
+        });
+    }
+}
+
 /// A deployment ready to serve request streams; iteration times simulated for one run are
 /// kept for the next (an SLO search's probes share them).
 pub struct Server<'a> {
@@ -407,10 +477,21 @@ impl<'a> Server<'a> {
 
     /// Serves `requests` (checked to fit by the caller).
     pub fn serve(&mut self, requests: &[traffic::Request]) -> Result<ServingOutcome, QueryError> {
+        self.serve_observed(requests, &|_| {})
+    }
+
+    /// [`Self::serve`], telling `progress` how the run advances (requests finished, corners
+    /// simulated). `progress` is called from the simulating thread and from the threads
+    /// that simulate corners; the results are the same with any `progress`.
+    pub fn serve_observed(
+        &mut self,
+        requests: &[traffic::Request],
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<ServingOutcome, QueryError> {
         let options = sim::SimOptions {
             kv_shares_fabric: self.spec.kv_shares_fabric,
         };
-        self.serve_with(requests, options)
+        self.serve_with_observed(requests, options, progress)
     }
 
     /// [`Self::serve`] with options other than the scenario's (the iterations simulated so
@@ -420,15 +501,27 @@ impl<'a> Server<'a> {
         requests: &[traffic::Request],
         options: sim::SimOptions,
     ) -> Result<ServingOutcome, QueryError> {
+        self.serve_with_observed(requests, options, &|_| {})
+    }
+
+    fn serve_with_observed(
+        &mut self,
+        requests: &[traffic::Request],
+        options: sim::SimOptions,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<ServingOutcome, QueryError> {
         let before = self.cost.stats;
-        let run = sim::simulate_admitting(
+        let sink = ProgressSink::new(progress, requests.len() as u64, before.corners_simulated);
+        let corners = |done: u64, needed: u64| sink.corners(done, needed);
+        let run = sim::simulate_observed(
             self.fabric,
             self.params,
             &self.spec.layout,
             requests,
-            &mut self.cost,
+            &mut cost::Observed::new(&mut self.cost, &corners),
             options,
             self.spec.admission,
+            &mut |n| sink.requests_done(n),
         )?;
         let mut metrics = ServingMetrics::of(self.spec, &run);
         metrics.iteration_queries = self.cost.stats.queries - before.queries;

@@ -17,7 +17,7 @@
 use serde::Serialize;
 
 use super::traffic::Request;
-use super::{Server, ServingMetrics, Slo, at_percentile, meets};
+use super::{Progress, Server, ServingMetrics, Slo, at_percentile, meets};
 use crate::compute::QueryError;
 use crate::error::InputError;
 
@@ -73,22 +73,59 @@ impl Default for Options {
     }
 }
 
+/// Where a search stands, for a progress display: the probe under way and its run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SearchProgress {
+    /// The probe's number, from 1, and its rate.
+    pub probe: u32,
+    pub rate_per_s: f64,
+    pub run: Progress,
+}
+
 /// Runs the search on `server`. `requests_at(rate)` draws the request stream at a rate.
 pub fn search(
     server: &mut Server,
     slo: Slo,
     opts: Options,
     start_rate: f64,
+    requests_at: impl FnMut(f64) -> Result<Vec<Request>, InputError>,
+    on_probe: impl FnMut(&Probe),
+) -> Result<SearchResult, SearchError> {
+    search_observed(
+        server,
+        slo,
+        opts,
+        start_rate,
+        requests_at,
+        on_probe,
+        &|_| {},
+    )
+}
+
+/// [`search`], telling `progress` how each probe's run advances (from the search's thread
+/// and the threads that simulate corners); the result is the same with any `progress`.
+pub fn search_observed(
+    server: &mut Server,
+    slo: Slo,
+    opts: Options,
+    start_rate: f64,
     mut requests_at: impl FnMut(f64) -> Result<Vec<Request>, InputError>,
     mut on_probe: impl FnMut(&Probe),
+    progress: &(dyn Fn(SearchProgress) + Sync),
 ) -> Result<SearchResult, SearchError> {
     let mut probes = Vec::new();
     let mut best: Option<(f64, ServingMetrics)> = None;
     let mut failed: Option<f64> = None;
     let mut rate = start_rate;
-    for _ in 0..opts.max_probes {
+    for probe in 1..=opts.max_probes {
         let reqs = requests_at(rate)?;
-        let out = server.serve(&reqs)?;
+        let out = server.serve_observed(&reqs, &|run: Progress| {
+            progress(SearchProgress {
+                probe,
+                rate_per_s: rate,
+                run,
+            })
+        })?;
         let met = meets(&slo, &out.run);
         let (ttft_ms, tpot_ms) = at_percentile(&out.run, slo.percentile);
         let probe = Probe {

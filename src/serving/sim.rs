@@ -334,6 +334,8 @@ struct Sim<'a, C: StepCost> {
     recomputed: u64,
     /// Prompt tokens of every chunk prefilled (checks the recompute bookkeeping).
     prefilled_total: u64,
+    /// Requests finished so far (for progress reports).
+    finished: u64,
     #[cfg(test)]
     decode_starts: Vec<Time>,
 }
@@ -386,6 +388,31 @@ pub fn simulate_admitting<C: StepCost>(
     cost: &mut C,
     options: SimOptions,
     admission: Admission,
+) -> Result<ServingRun, QueryError> {
+    simulate_observed(
+        fabric,
+        params,
+        layout,
+        requests,
+        cost,
+        options,
+        admission,
+        &mut |_| {},
+    )
+}
+
+/// [`simulate_admitting`], calling `finished(n)` each time the requests finished so far
+/// become `n` (for a progress display; it cannot change the run).
+#[allow(clippy::too_many_arguments)]
+pub fn simulate_observed<C: StepCost>(
+    fabric: &Fabric,
+    params: &PacketParams,
+    layout: &Layout,
+    requests: &[Request],
+    cost: &mut C,
+    options: SimOptions,
+    admission: Admission,
+    finished: &mut dyn FnMut(u64),
 ) -> Result<ServingRun, QueryError> {
     let disagg = matches!(layout.mode, Mode::Disaggregated { .. });
     let mut sim = Sim {
@@ -440,6 +467,7 @@ pub fn simulate_admitting<C: StepCost>(
         preemptions: 0,
         recomputed: 0,
         prefilled_total: 0,
+        finished: 0,
         #[cfg(test)]
         decode_starts: Vec::new(),
     };
@@ -451,6 +479,7 @@ pub fn simulate_admitting<C: StepCost>(
         sim.queue.schedule_at(r.arrival, Event::Arrival(i as u32));
     }
     let mut finished_flows = Vec::new();
+    let mut reported = 0;
     loop {
         let tq = sim.queue.peek_time();
         let tf = sim.net.next_event();
@@ -484,6 +513,10 @@ pub fn simulate_admitting<C: StepCost>(
             sim.start_prefill(now)?;
         }
         sim.clear_stale_background(now);
+        if sim.finished != reported {
+            reported = sim.finished;
+            finished(reported);
+        }
     }
     sim.finish()
 }
@@ -591,6 +624,7 @@ impl<C: StepCost> Sim<'_, C> {
         g.kv_used -= r.held;
         r.held = 0;
         g.slots -= 1;
+        self.finished += 1;
         self.count(now, -1);
     }
 
