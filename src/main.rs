@@ -310,11 +310,9 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
         let bar = if tty {
             let bar = ProgressBar::new(requests as u64);
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{elapsed:>4} [{bar:24}] {pos}/{len} requests  {wide_msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{elapsed:>4} [{bar:16}] {pos}/{len} req  {wide_msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
             );
             bar
         } else {
@@ -325,26 +323,38 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
         // Called from the search's thread and from the threads simulating corners.
         let progress = |p: search::SearchProgress| {
             let r = p.run;
-            let corners = if r.corners_needed > 0 {
-                format!(
-                    "corners {}/{} for this iteration, {} simulated",
-                    r.corners_done, r.corners_needed, r.corners_simulated
-                )
-            } else {
-                format!("{} corners simulated", r.corners_simulated)
-            };
             if tty {
+                // Short: the line is cut at the terminal's width.
                 bar.set_length(r.requests);
                 bar.set_position(r.requests_done);
-                bar.set_message(format!(
-                    "probe {} at {:.3} req/s, {corners}",
-                    p.probe, p.rate_per_s
-                ));
+                bar.set_message(if r.corners_needed > 0 {
+                    format!(
+                        "probe {} @ {:.3}/s, corners {}/{} ({} done)",
+                        p.probe,
+                        p.rate_per_s,
+                        r.corners_done,
+                        r.corners_needed,
+                        r.corners_simulated
+                    )
+                } else {
+                    format!(
+                        "probe {} @ {:.3}/s, {} corners done",
+                        p.probe, p.rate_per_s, r.corners_simulated
+                    )
+                });
                 return;
             }
             let mut last = last_line.lock().unwrap_or_else(|e| e.into_inner());
             if last.elapsed() >= PLAIN_EVERY {
                 *last = std::time::Instant::now();
+                let corners = if r.corners_needed > 0 {
+                    format!(
+                        "corners {}/{} for this iteration, {} simulated",
+                        r.corners_done, r.corners_needed, r.corners_simulated
+                    )
+                } else {
+                    format!("{} corners simulated", r.corners_simulated)
+                };
                 eprintln!(
                     "{name}: probe {} at {:.3} req/s: {}/{} requests served, {corners}",
                     p.probe, p.rate_per_s, r.requests_done, r.requests
