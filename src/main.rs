@@ -310,6 +310,11 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
         return Err(cmd("--requests", "must be at least 1".into()));
     }
     let level = a.level.as_deref().and_then(afdsim::config::Level::parse);
+    // Progress within a probe goes to stderr (stdout keeps the results): a bar on a
+    // terminal, otherwise a line at most every PLAIN_EVERY. The wall clock is read here
+    // only; the search's results do not depend on it.
+    const PLAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+    let tty = std::io::stderr().is_terminal();
     let mut results = Vec::new();
     let mut stdout = std::io::stdout().lock();
     for path in &a.scenarios {
@@ -363,8 +368,62 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
             );
         }
         let mut server = Server::new(spec, &scenario.fabric, &scenario.packet, scenario.level);
+        let bar = if tty {
+            let bar = ProgressBar::new(requests as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{elapsed:>4} [{bar:16}] {pos}/{len} req  {wide_msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        let last_line = std::sync::Mutex::new(std::time::Instant::now());
+        let name = scenario.name.as_str();
+        // Called from the search's thread and from the threads simulating corners.
+        let progress = |p: search::SearchProgress| {
+            let r = p.run;
+            if tty {
+                // Short: the line is cut at the terminal's width.
+                bar.set_length(r.requests);
+                bar.set_position(r.requests_done);
+                bar.set_message(if r.corners_needed > 0 {
+                    format!(
+                        "probe {} @ {:.3}/s, corners {}/{} ({} done)",
+                        p.probe,
+                        p.rate_per_s,
+                        r.corners_done,
+                        r.corners_needed,
+                        r.corners_simulated
+                    )
+                } else {
+                    format!(
+                        "probe {} @ {:.3}/s, {} corners done",
+                        p.probe, p.rate_per_s, r.corners_simulated
+                    )
+                });
+                return;
+            }
+            let mut last = last_line.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() >= PLAIN_EVERY {
+                *last = std::time::Instant::now();
+                let corners = if r.corners_needed > 0 {
+                    format!(
+                        "corners {}/{} for this iteration, {} simulated",
+                        r.corners_done, r.corners_needed, r.corners_simulated
+                    )
+                } else {
+                    format!("{} corners simulated", r.corners_simulated)
+                };
+                eprintln!(
+                    "{name}: probe {} at {:.3} req/s: {}/{} requests served, {corners}",
+                    p.probe, p.rate_per_s, r.requests_done, r.requests
+                );
+            }
+        };
         let mut n = 0;
-        let result = search::search(
+        let result = search::search_observed(
             &mut server,
             slo,
             search::Options {
@@ -380,7 +439,7 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
             |p| {
                 n += 1;
                 if !a.json {
-                    let _ = writeln!(
+                    bar.suspend(|| writeln!(
                         std::io::stdout(),
                         "  probe {n:>2}: {:>10.3} req/s  TTFT {:>10.1} ms  TPOT {:>8.2} ms  {:>8.1} tok/s/GPU  {}{}",
                         p.rate_per_s,
@@ -391,11 +450,14 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
                         p.preemptions
                             .map(|n| format!("  ({n} preempted)"))
                             .unwrap_or_default()
-                    );
+                    ))
+                    .ok();
                 }
             },
+            &progress,
         )
         .map_err(|e| InputError::new(origin.clone(), "serving", e.to_string()))?;
+        bar.finish_and_clear();
         let stats = server.cost_stats();
         eprintln!(
             "{}: {} iterations simulated in {:.1} s for {} asked",

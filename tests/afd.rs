@@ -52,6 +52,43 @@ fn an_afd_run_reports_step_metrics_and_the_network_beneath() {
     assert!(m["network"]["messages"].as_u64().unwrap() > 0);
 }
 
+/// The human table carries the two communication figures the JSON has, as percentages
+/// with their bases named (issue 13: they were missing).
+#[test]
+fn the_human_table_shows_exposed_and_hidden_communication() {
+    let p = file("human.toml", SMALL);
+    let v = json(&afdsim(&["run", p.to_str().unwrap(), "--json"]));
+    let o = afdsim(&["run", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for (name, key, unit) in [
+        (
+            "communication exposed (on the critical path)",
+            "comm_time_fraction_exposed",
+            "% of step",
+        ),
+        (
+            "communication hidden by overlap",
+            "comm_hidden_fraction",
+            "% of transfer time",
+        ),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no line {name:?} in\n{text}"));
+        assert!(line.trim_end().ends_with(unit), "{line}");
+        let shown: f64 = line[line.find(name).unwrap() + name.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let want = 100.0 * v["metrics"][key].as_f64().unwrap();
+        assert!((shown - want).abs() <= 0.05 + 1e-9, "{line}: {want}");
+    }
+}
+
 #[test]
 fn the_same_seed_gives_the_same_step_and_another_seed_another_draw() {
     let p = file("seeded.toml", SMALL);

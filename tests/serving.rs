@@ -428,3 +428,138 @@ fn bad_admission_settings_are_named() {
         );
     }
 }
+
+/// SMALL at a light 2 requests/s (100 s of arrivals, latencies of a few seconds).
+fn small_light() -> String {
+    let text = SMALL.replace("rate = 20.0", "rate = 2.0");
+    assert_ne!(text, SMALL);
+    text
+}
+
+/// Both throughputs, named apart (issue 13): the whole run's is the requests over first
+/// arrival to last finish exactly; the steady one, at light load, is the offered rate
+/// within the Poisson noise of 200 arrivals (3 standard deviations, 3 sqrt(2 / 200) = 30 %
+/// relative: the count in half the arrival window and the window's length).
+#[test]
+fn steady_and_whole_run_throughput() {
+    let (v, _) = run_json("light.toml", &small_light());
+    let p = temp_file("serving", "light-human.toml", &small_light());
+    let o = afdsim(&["run", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let human = stdout(&o);
+    let m = &v["metrics"];
+    let whole = m["throughput_req_per_s"].as_f64().unwrap();
+    let duration = m["duration_s"].as_f64().unwrap();
+    assert!(
+        (whole * duration - 200.0).abs() < 1e-9 * 200.0,
+        "{whole} x {duration}"
+    );
+    let steady = m["throughput_steady_req_per_s"].as_f64().unwrap();
+    let window = m["steady_window_s"].as_f64().unwrap();
+    assert!(
+        window > 0.0 && window < duration / 2.0 + 1e-9,
+        "{window} of {duration}"
+    );
+    let tol = 3.0 * (2.0f64 / 200.0).sqrt();
+    assert!((steady / 2.0 - 1.0).abs() <= tol, "{steady}");
+    assert!(
+        human.contains("throughput, whole run (first arrival to last finish)")
+            && human.contains("throughput, steady (2nd half of the arrivals"),
+        "{human}"
+    );
+}
+
+/// `best` holds the metrics of the best rate's probe: its `rate_per_s` is that rate, and
+/// Little's product uses it (issue 13: both were the scenario's own rate, where the search
+/// started).
+#[test]
+fn slo_search_best_metrics_are_at_the_best_rate() {
+    let p = temp_file("serving", "best.toml", &small_light());
+    let o = afdsim(&[
+        "slo-search",
+        "--json",
+        "--probes",
+        "3",
+        "--tolerance",
+        "0.2",
+        p.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    let r = &v[0]["result"];
+    let best = r["best_rate_per_s"]
+        .as_f64()
+        .expect("a rate met the limits");
+    assert!(
+        best > 2.0,
+        "precondition: the search moved off the scenario's rate: {r}"
+    );
+    let m = &r["best"];
+    assert_eq!(m["rate_per_s"].as_f64(), Some(best), "{m}");
+    let latency_s = m["latency_ms"]["mean"].as_f64().unwrap() / 1e3;
+    let little = m["littles_law_product"].as_f64().unwrap();
+    assert!((little - best * latency_s).abs() <= 1e-9 * little, "{m}");
+    let probe = r["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["rate_per_s"].as_f64() == Some(best))
+        .expect("the best rate was probed");
+    assert_eq!(probe["tokens_per_s_per_gpu"], m["tokens_per_s_per_gpu"]);
+}
+
+/// A search reports its progress (each probe's requests finished, the corners simulated)
+/// and gives the very same result, serialized, as one that reports nothing.
+#[test]
+fn progress_changes_nothing_and_counts_every_request_and_corner() {
+    use afdsim::error::InputError;
+    use afdsim::serving::traffic::Request;
+    use afdsim::serving::{Server, search};
+    let p = temp_file("serving", "progress.toml", &small_light());
+    let s = Scenario::load_at_level(&p, None, None).unwrap();
+    let spec = s.serving.as_ref().unwrap();
+    let slo = spec.slo.unwrap();
+    let opts = search::Options {
+        max_probes: 2,
+        tolerance: 0.2,
+    };
+    let draw = |rate: f64| -> Result<Vec<Request>, InputError> {
+        spec.traffic
+            .with_rate(rate)?
+            .requests(spec.requests, s.seed)
+    };
+    let mut plain = Server::new(spec, &s.fabric, &s.packet, s.level);
+    let a = search::search(&mut plain, slo, opts, 2.0, draw, |_| {}).unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let mut observed = Server::new(spec, &s.fabric, &s.packet, s.level);
+    let b = search::search_observed(
+        &mut observed,
+        slo,
+        opts,
+        2.0,
+        draw,
+        |_| {},
+        &|p: search::SearchProgress| seen.lock().unwrap().push(p),
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&b).unwrap()
+    );
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(b.probes.len(), 2);
+    for (i, probe) in b.probes.iter().enumerate() {
+        let mine: Vec<_> = seen.iter().filter(|p| p.probe == i as u32 + 1).collect();
+        let last = mine.last().expect("each probe reports");
+        assert_eq!(last.rate_per_s, probe.rate_per_s);
+        assert_eq!(last.run.requests_done, spec.requests as u64);
+        for p in &mine {
+            assert_eq!(p.run.requests, spec.requests as u64);
+            assert!(p.run.requests_done <= p.run.requests, "{p:?}");
+            assert!(p.run.corners_done <= p.run.corners_needed, "{p:?}");
+        }
+    }
+    let corners = seen.iter().map(|p| p.run.corners_simulated).max();
+    assert_eq!(corners, Some(observed.cost_stats().corners_simulated));
+    assert!(corners.unwrap() > 0);
+}

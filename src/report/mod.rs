@@ -375,6 +375,16 @@ impl RunOutput<'_> {
                         format!("{:.1} / {:.1}", m.dispatch_us, m.combine_us),
                         "us",
                     ),
+                    (
+                        "communication exposed (on the critical path)".into(),
+                        format!("{:.1}", 100.0 * m.comm_time_fraction_exposed),
+                        "% of step",
+                    ),
+                    (
+                        "communication hidden by overlap".into(),
+                        format!("{:.1}", 100.0 * m.comm_hidden_fraction),
+                        "% of transfer time",
+                    ),
                 ]);
                 a.network
             }
@@ -413,8 +423,16 @@ fn serving_rows(m: &crate::serving::ServingMetrics) -> Vec<(String, String, &'st
             "req/s",
         ),
         (
-            "throughput".into(),
+            "throughput, whole run (first arrival to last finish)".into(),
             format!("{:.3}", m.throughput_req_per_s),
+            "req/s",
+        ),
+        (
+            format!(
+                "throughput, steady (2nd half of the arrivals, {:.1} s)",
+                m.steady_window_s
+            ),
+            format!("{:.3}", m.throughput_steady_req_per_s),
             "req/s",
         ),
         (

@@ -33,6 +33,7 @@
 //! simulated twice.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::sim::StepCost;
 use crate::compute::QueryError;
@@ -101,6 +102,10 @@ fn bracket(axis: &[u64], x: u64, name: &str) -> Result<(u64, u64, f64), QueryErr
     let (a, b) = (axis[i - 1], axis[i]);
     Ok((a, b, (x - a) as f64 / (b - a) as f64))
 }
+
+/// Told how the corners a query lacks advance: (corners done, corners needed), from the
+/// threads that simulate them ([`GridCost::simulate_missing`]).
+pub type CornerProgress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
 /// Counters for reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -176,8 +181,14 @@ impl<S: PointSim> GridCost<S> {
     /// Simulates the corners the last query weighs (`last`) that are not simulated yet, in
     /// parallel (each corner's result depends only on the corner, so the order and the
     /// thread do not matter); on errors, the first in `last` order. Allocates only when a
-    /// corner is missing.
-    fn simulate_missing(&mut self, prefill: bool) -> Result<(), QueryError> {
+    /// corner is missing. `progress` hears (0, n) as n corners start, (k, n) as each
+    /// finishes (k counted across the threads, so calls may come out of order), and (0, 0)
+    /// when they are done.
+    fn simulate_missing(
+        &mut self,
+        prefill: bool,
+        progress: Option<CornerProgress>,
+    ) -> Result<(), QueryError> {
         let memo = if prefill {
             &self.prefill_memo
         } else {
@@ -194,12 +205,21 @@ impl<S: PointSim> GridCost<S> {
         }
         let t0 = std::time::Instant::now();
         let sim = &self.sim;
+        let needed = missing.len() as u64;
+        let done = AtomicU64::new(0);
+        if let Some(on) = progress {
+            on(0, needed);
+        }
         let run = |p: &Point| {
-            if prefill {
+            let r = if prefill {
                 sim.prefill_pool(*p)
             } else {
                 sim.decode_pool(*p)
+            };
+            if let Some(on) = progress {
+                on(done.fetch_add(1, Ordering::Relaxed) + 1, needed);
             }
+            r
         };
         let results: Vec<Result<Iteration, QueryError>> = if missing.len() == 1 {
             vec![run(&missing[0])]
@@ -208,6 +228,9 @@ impl<S: PointSim> GridCost<S> {
             missing.par_iter().map(run).collect()
         };
         self.stats.corner_wall_s += t0.elapsed().as_secs_f64();
+        if let Some(on) = progress {
+            on(0, 0);
+        }
         let memo = if prefill {
             &mut self.prefill_memo
         } else {
@@ -222,6 +245,16 @@ impl<S: PointSim> GridCost<S> {
 
     /// Multilinear interpolation over the axes a query uses.
     fn query(&mut self, prefill: bool, q: Point) -> Result<Dur, QueryError> {
+        self.query_observed(prefill, q, None)
+    }
+
+    /// [`Self::query`], telling `progress` how the corners it lacks advance.
+    fn query_observed(
+        &mut self,
+        prefill: bool,
+        q: Point,
+        progress: Option<CornerProgress>,
+    ) -> Result<Dur, QueryError> {
         self.stats.queries += 1;
         let pool = if prefill {
             &self.prefill_gpus
@@ -274,7 +307,7 @@ impl<S: PointSim> GridCost<S> {
             };
             self.last.push((prefill, pt, w));
         }
-        self.simulate_missing(prefill)?;
+        self.simulate_missing(prefill, progress)?;
         let memo = if prefill {
             &self.prefill_memo
         } else {
@@ -357,6 +390,58 @@ impl<S: PointSim> StepCost for GridCost<S> {
                 prefix,
             },
         )
+    }
+}
+
+/// A [`GridCost`] that reports the corners it simulates to a callback while a run uses it:
+/// the same queries, the same corners, the same times and link bytes.
+pub struct Observed<'c, S: PointSim> {
+    grid: &'c mut GridCost<S>,
+    progress: CornerProgress<'c>,
+}
+
+impl<'c, S: PointSim> Observed<'c, S> {
+    pub fn new(grid: &'c mut GridCost<S>, progress: CornerProgress<'c>) -> Self {
+        Observed { grid, progress }
+    }
+}
+
+impl<S: PointSim> StepCost for Observed<'_, S> {
+    fn link_bytes(&mut self, out: &mut Vec<(u32, f64)>) {
+        self.grid.link_bytes(out)
+    }
+
+    fn decode(&mut self, gpus: u32, batch: u32, ctx: u64) -> Result<Dur, QueryError> {
+        self.mixed(gpus, batch, ctx, 0, 0)
+    }
+
+    fn prefill(&mut self, gpus: u32, tokens: u32, prefix: u64) -> Result<Dur, QueryError> {
+        let q = Point {
+            gpus,
+            batch: 0,
+            ctx: 1,
+            tokens,
+            prefix,
+        };
+        self.grid.query_observed(true, q, Some(self.progress))
+    }
+
+    fn mixed(
+        &mut self,
+        gpus: u32,
+        batch: u32,
+        ctx: u64,
+        tokens: u32,
+        prefix: u64,
+    ) -> Result<Dur, QueryError> {
+        let q = Point {
+            gpus,
+            batch,
+            ctx,
+            tokens,
+            prefix,
+        };
+        self.grid.query_observed(false, q, Some(self.progress))
     }
 }
 
@@ -509,6 +594,45 @@ mod tests {
             prefix: 8192,
         };
         assert_eq!(g.prefill(16, 512, 8192).unwrap(), Affine::at(q));
+    }
+
+    /// An observed grid answers every query as the plain one does, simulates the same
+    /// corners, and reports each batch as (0, n), the n corners finished once each, (0, 0).
+    #[test]
+    fn observed_corners_are_reported_and_change_nothing() {
+        let (mut plain, mut seen) = (grid(), grid());
+        let calls = std::sync::Mutex::new(Vec::new());
+        let on = |d: u64, n: u64| calls.lock().unwrap().push((d, n));
+        for (g, b, c, t, p) in [
+            (19, 37, 3000, 0, 0),
+            (19, 37, 3000, 500, 9000),
+            (3, 0, 1, 1500, 70_000),
+            (19, 37, 3000, 0, 0),
+        ] {
+            let want = plain.mixed(g, b, c, t, p).unwrap();
+            let got = Observed::new(&mut seen, &on).mixed(g, b, c, t, p).unwrap();
+            assert_eq!(got, want);
+        }
+        let want = plain.prefill(13, 1500, 70_000).unwrap();
+        let got = Observed::new(&mut seen, &on)
+            .prefill(13, 1500, 70_000)
+            .unwrap();
+        assert_eq!(got, want);
+        assert_eq!(seen.stats.corners_simulated, plain.stats.corners_simulated);
+        let calls = calls.into_inner().unwrap();
+        let finished = calls.iter().filter(|c| c.0 > 0).count() as u64;
+        assert_eq!(finished, seen.stats.corners_simulated);
+        let mut i = 0;
+        while i < calls.len() {
+            let (zero, n) = calls[i];
+            assert!(zero == 0 && n > 0, "{calls:?}");
+            let n = n as usize;
+            let mut done: Vec<u64> = calls[i + 1..i + 1 + n].iter().map(|c| c.0).collect();
+            done.sort_unstable();
+            assert_eq!(done, (1..=n as u64).collect::<Vec<_>>());
+            assert_eq!(calls[i + 1 + n], (0, 0));
+            i += n + 2;
+        }
     }
 
     /// A query's link bytes are its corners' with its time's weights: exact (to rounding)

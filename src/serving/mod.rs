@@ -17,6 +17,8 @@ pub mod search;
 pub mod sim;
 pub mod traffic;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde::Serialize;
 
 use crate::afd::AfdSpec;
@@ -155,7 +157,16 @@ pub struct ServingMetrics {
     pub rate_per_s: Option<f64>,
     /// First arrival to last finish.
     pub duration_s: f64,
+    /// Requests per second over the whole run: all of them over `duration_s`. The drain
+    /// after the last arrival (the longest requests finishing alone) counts, so at a rate
+    /// the deployment sustains this is well below it; see `throughput_steady_req_per_s`.
     pub throughput_req_per_s: f64,
+    /// Requests finished per second over the steady window ([`steady_window`]: the second
+    /// half of the arrival window, warm-up and drain left out); 0 with fewer than two
+    /// arrival times. Equals the arrival rate when the deployment keeps up.
+    pub throughput_steady_req_per_s: f64,
+    /// The steady window's length.
+    pub steady_window_s: f64,
     /// Output tokens per second over the whole run (first arrival to last finish).
     pub output_tokens_per_s: f64,
     /// Output tokens per second while requests arrive (the steady state, without the drain
@@ -227,6 +238,7 @@ impl ServingMetrics {
         };
         let rate = spec.traffic.rate();
         let grow = matches!(spec.admission, sim::Admission::Grow { .. });
+        let (steady_window_s, steady_rate) = steady_throughput(reqs).unwrap_or((0.0, 0.0));
         let busy = |d: crate::engine::Dur| {
             if span_s > 0.0 {
                 d.as_ps() as f64 / PS_PER_S as f64 / span_s
@@ -240,6 +252,8 @@ impl ServingMetrics {
             rate_per_s: rate,
             duration_s: span_s,
             throughput_req_per_s: per_s(reqs.len() as f64),
+            throughput_steady_req_per_s: steady_rate,
+            steady_window_s,
             output_tokens_per_s: per_s(out_tokens as f64),
             tokens_per_s_per_gpu: run.window_tokens_per_s / spec.total_gpus as f64,
             gpus: spec.total_gpus,
@@ -277,6 +291,49 @@ impl ServingMetrics {
     }
 }
 
+impl ServingMetrics {
+    /// The same metrics for requests drawn at `rate_per_s` instead of the scenario's rate
+    /// (an SLO search's probes scale the arrival times): the offered rate and Little's
+    /// product follow the rate actually served.
+    pub fn at_rate(mut self, rate_per_s: f64) -> ServingMetrics {
+        self.rate_per_s = Some(rate_per_s);
+        self.littles_law_product = Some(rate_per_s * self.latency_ms.mean / 1e3);
+        self
+    }
+}
+
+/// The steady window of a run's requests (in arrival order): from halfway between the
+/// first and the last arrival to the last arrival, open at its start; `None` when they
+/// coincide.
+///
+/// Why: the run starts empty, so requests finish more slowly than they arrive until the
+/// system holds its steady number (rate x mean latency), about one latency after the
+/// first arrival; after the last arrival only the drain is left (the longest requests
+/// finishing alone). Finishes over the second half of the arrival window leave both out,
+/// and count the arrival rate within the statistical noise whenever the deployment keeps
+/// up and latencies are well under half the window (a run too short for that measures
+/// nothing steady). Finishes over the whole arrival window would be low by about mean
+/// latency / window (a quarter for 2,000 chat requests at 40/s on serving-pd-afd-64: 13 s of
+/// mean latency, 50 s of arrivals).
+pub fn steady_window(reqs: &[sim::RequestResult]) -> Option<(Time, Time)> {
+    let (first, last) = (reqs.first()?.arrival, reqs.last()?.arrival);
+    let half = crate::engine::Dur::from_ps(last.since(first).as_ps() / 2);
+    let from = first + half;
+    (from < last).then_some((from, last))
+}
+
+/// The steady window's length in seconds, and the requests that finished in it (after its
+/// start, up to and including its end) per second; `None` without a window.
+pub fn steady_throughput(reqs: &[sim::RequestResult]) -> Option<(f64, f64)> {
+    let (from, to) = steady_window(reqs)?;
+    let s = to.since(from).as_ps() as f64 / PS_PER_S as f64;
+    let done = reqs
+        .iter()
+        .filter(|r| r.finish > from && r.finish <= to)
+        .count();
+    Some((s, done as f64 / s))
+}
+
 /// TTFT and TPOT at a percentile, in ms (0 where no request has one).
 pub fn at_percentile(run: &ServingRun, pct: f64) -> (f64, f64) {
     let mut ttft: Vec<u64> = run.requests.iter().map(|r| r.ttft().as_ps()).collect();
@@ -302,6 +359,74 @@ pub fn at_percentile(run: &ServingRun, pct: f64) -> (f64, f64) {
 pub fn meets(slo: &Slo, run: &ServingRun) -> bool {
     let (ttft, tpot) = at_percentile(run, slo.percentile);
     ttft <= slo.ttft_ms && tpot <= slo.tpot_ms
+}
+
+/// Where a serving run stands, for a progress display. Nothing in the results reads it: a
+/// run gives the same results whatever is done with it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Requests finished, of the run's.
+    pub requests_done: u64,
+    pub requests: u64,
+    /// Grid corners (simulated iterations) that the query being answered still lacked,
+    /// and how many of them are done; both 0 while no corner is being simulated.
+    pub corners_done: u64,
+    pub corners_needed: u64,
+    /// Corners simulated since the server was made (every probe of a search).
+    pub corners_simulated: u64,
+}
+
+/// Collects a run's progress from the simulating thread (requests) and the corner threads
+/// (corners) into [`Progress`] snapshots for one callback: atomics, since corners finish
+/// on several threads at once.
+struct ProgressSink<'a> {
+    on: &'a (dyn Fn(Progress) + Sync),
+    requests: u64,
+    requests_done: AtomicU64,
+    corners_done: AtomicU64,
+    corners_needed: AtomicU64,
+    corners_simulated: AtomicU64,
+}
+
+impl<'a> ProgressSink<'a> {
+    fn new(on: &'a (dyn Fn(Progress) + Sync), requests: u64, corners_before: u64) -> Self {
+        ProgressSink {
+            on,
+            requests,
+            requests_done: AtomicU64::new(0),
+            corners_done: AtomicU64::new(0),
+            corners_needed: AtomicU64::new(0),
+            corners_simulated: AtomicU64::new(corners_before),
+        }
+    }
+
+    fn requests_done(&self, n: u64) {
+        self.requests_done.store(n, Ordering::Relaxed);
+        self.report();
+    }
+
+    /// `done` of `needed` corners of a batch: (0, n) as it starts, then once per corner
+    /// finished (in any order of `done`, from any thread), then (0, 0) once it is over.
+    fn corners(&self, done: u64, needed: u64) {
+        if done == 0 {
+            self.corners_done.store(0, Ordering::Relaxed);
+            self.corners_needed.store(needed, Ordering::Relaxed);
+        } else {
+            self.corners_done.fetch_max(done, Ordering::Relaxed);
+            self.corners_simulated.fetch_add(1, Ordering::Relaxed);
+        }
+        self.report();
+    }
+
+    fn report(&self) {
+        (self.on)(Progress {
+            requests_done: self.requests_done.load(Ordering::Relaxed),
+            requests: self.requests,
+            corners_done: self.corners_done.load(Ordering::Relaxed),
+            corners_needed: self.corners_needed.load(Ordering::Relaxed),
+            corners_simulated: self.corners_simulated.load(Ordering::Relaxed),
+        });
+    }
 }
 
 /// A deployment ready to serve request streams; iteration times simulated for one run are
@@ -352,10 +477,21 @@ impl<'a> Server<'a> {
 
     /// Serves `requests` (checked to fit by the caller).
     pub fn serve(&mut self, requests: &[traffic::Request]) -> Result<ServingOutcome, QueryError> {
+        self.serve_observed(requests, &|_| {})
+    }
+
+    /// [`Self::serve`], telling `progress` how the run advances (requests finished, corners
+    /// simulated). `progress` is called from the simulating thread and from the threads
+    /// that simulate corners; the results are the same with any `progress`.
+    pub fn serve_observed(
+        &mut self,
+        requests: &[traffic::Request],
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<ServingOutcome, QueryError> {
         let options = sim::SimOptions {
             kv_shares_fabric: self.spec.kv_shares_fabric,
         };
-        self.serve_with(requests, options)
+        self.serve_with_observed(requests, options, progress)
     }
 
     /// [`Self::serve`] with options other than the scenario's (the iterations simulated so
@@ -365,15 +501,27 @@ impl<'a> Server<'a> {
         requests: &[traffic::Request],
         options: sim::SimOptions,
     ) -> Result<ServingOutcome, QueryError> {
+        self.serve_with_observed(requests, options, &|_| {})
+    }
+
+    fn serve_with_observed(
+        &mut self,
+        requests: &[traffic::Request],
+        options: sim::SimOptions,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<ServingOutcome, QueryError> {
         let before = self.cost.stats;
-        let run = sim::simulate_admitting(
+        let sink = ProgressSink::new(progress, requests.len() as u64, before.corners_simulated);
+        let corners = |done: u64, needed: u64| sink.corners(done, needed);
+        let run = sim::simulate_observed(
             self.fabric,
             self.params,
             &self.spec.layout,
             requests,
-            &mut self.cost,
+            &mut cost::Observed::new(&mut self.cost, &corners),
             options,
             self.spec.admission,
+            &mut |n| sink.requests_done(n),
         )?;
         let mut metrics = ServingMetrics::of(self.spec, &run);
         metrics.iteration_queries = self.cost.stats.queries - before.queries;

@@ -17,7 +17,7 @@
 use serde::Serialize;
 
 use super::traffic::Request;
-use super::{Server, ServingMetrics, Slo, at_percentile, meets};
+use super::{Progress, Server, ServingMetrics, Slo, at_percentile, meets};
 use crate::compute::QueryError;
 use crate::error::InputError;
 
@@ -48,8 +48,8 @@ pub struct Probe {
 pub struct SearchResult {
     pub slo: Slo,
     pub probes: Vec<Probe>,
-    /// The highest rate that met the limits, with its metrics; `None` if even the lowest
-    /// rate probed did not.
+    /// The highest rate that met the limits, with its metrics (their `rate_per_s` is that
+    /// rate); `None` if even the lowest rate probed did not.
     pub best_rate_per_s: Option<f64>,
     pub best: Option<ServingMetrics>,
     /// The lowest rate that missed them (the bracket's upper side), if one was probed.
@@ -73,22 +73,59 @@ impl Default for Options {
     }
 }
 
+/// Where a search stands, for a progress display: the probe under way and its run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SearchProgress {
+    /// The probe's number, from 1, and its rate.
+    pub probe: u32,
+    pub rate_per_s: f64,
+    pub run: Progress,
+}
+
 /// Runs the search on `server`. `requests_at(rate)` draws the request stream at a rate.
 pub fn search(
     server: &mut Server,
     slo: Slo,
     opts: Options,
     start_rate: f64,
+    requests_at: impl FnMut(f64) -> Result<Vec<Request>, InputError>,
+    on_probe: impl FnMut(&Probe),
+) -> Result<SearchResult, SearchError> {
+    search_observed(
+        server,
+        slo,
+        opts,
+        start_rate,
+        requests_at,
+        on_probe,
+        &|_| {},
+    )
+}
+
+/// [`search`], telling `progress` how each probe's run advances (from the search's thread
+/// and the threads that simulate corners); the result is the same with any `progress`.
+pub fn search_observed(
+    server: &mut Server,
+    slo: Slo,
+    opts: Options,
+    start_rate: f64,
     mut requests_at: impl FnMut(f64) -> Result<Vec<Request>, InputError>,
     mut on_probe: impl FnMut(&Probe),
+    progress: &(dyn Fn(SearchProgress) + Sync),
 ) -> Result<SearchResult, SearchError> {
     let mut probes = Vec::new();
     let mut best: Option<(f64, ServingMetrics)> = None;
     let mut failed: Option<f64> = None;
     let mut rate = start_rate;
-    for _ in 0..opts.max_probes {
+    for probe in 1..=opts.max_probes {
         let reqs = requests_at(rate)?;
-        let out = server.serve(&reqs)?;
+        let out = server.serve_observed(&reqs, &|run: Progress| {
+            progress(SearchProgress {
+                probe,
+                rate_per_s: rate,
+                run,
+            })
+        })?;
         let met = meets(&slo, &out.run);
         let (ttft_ms, tpot_ms) = at_percentile(&out.run, slo.percentile);
         let probe = Probe {
@@ -103,7 +140,9 @@ pub fn search(
         probes.push(probe);
         if met {
             if best.as_ref().is_none_or(|(r, _)| rate > *r) {
-                best = Some((rate, out.metrics));
+                // The metrics of the requests served, drawn at this probe's rate (the
+                // scenario's own rate is only where the search started).
+                best = Some((rate, out.metrics.at_rate(rate)));
             }
         } else if failed.is_none_or(|f| rate < f) {
             failed = Some(rate);
