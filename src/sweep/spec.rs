@@ -378,7 +378,7 @@ impl Sweep {
                     .point_value(&point.params)
                     .map_err(|m| self.axis_error(a, &m, &m))?;
                 let text = toml::to_string(&v).expect("TOML value");
-                if let Err(e) = Scenario::parse(&text, &self.origin, None) {
+                if let Err(e) = Scenario::parse_in(&text, &self.origin, &self.base_dir, None) {
                     let values: Vec<String> = axis
                         .columns
                         .iter()
@@ -509,6 +509,7 @@ fn range(r: &RangeFile, log: bool) -> Result<Vec<toml::Value>, String> {
     let num = |v: &toml::Value, k: &str| match v {
         toml::Value::Integer(i) => Ok((*i as f64, true)),
         toml::Value::Float(f) if f.is_finite() => Ok((*f, false)),
+        toml::Value::Float(f) => Err(format!("`{k}` = {f} is not allowed: a finite number")),
         other => Err(format!("`{k}` must be a number, not {}", other.type_str())),
     };
     let (from, int_from) = num(&r.from, "from")?;
