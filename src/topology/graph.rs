@@ -160,13 +160,11 @@ impl Topology {
                     }
                 }
             }
-            for src in 0..gpus {
-                if src != dst && dist[src] == u32::MAX {
-                    return Err(TopologyError::Unreachable {
-                        from_gpu: src as u32,
-                        to_gpu: dst as u32,
-                    });
-                }
+            if let Some(src) = (0..gpus).find(|&s| s != dst && dist[s] == u32::MAX) {
+                return Err(TopologyError::Unreachable {
+                    from_gpu: src as u32,
+                    to_gpu: dst as u32,
+                });
             }
             for u in 0..n {
                 hop_start.push(hop_links.len() as u32);
