@@ -194,6 +194,9 @@ impl Fabric {
 struct Builder {
     kinds: Vec<NodeKind>,
     links: Vec<Link>,
+    /// Only count links (for [`size`]): a 65,536-GPU fabric has millions of them.
+    count_only: bool,
+    link_count: u64,
 }
 
 impl Builder {
@@ -203,6 +206,10 @@ impl Builder {
         first
     }
     fn cable(&mut self, a: u32, b: u32, rate: Bandwidth, latency: Dur, class: LinkClass) {
+        self.link_count += 2;
+        if self.count_only {
+            return;
+        }
         for (from, to) in [(a, b), (b, a)] {
             self.links.push(Link {
                 from: NodeId(from),
@@ -215,8 +222,48 @@ impl Builder {
     }
 }
 
+/// Nodes (GPUs, NICs, NVSwitch chips, switches) and unidirectional links of a fabric.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct GraphSize {
+    pub gpus: u64,
+    pub nodes: u64,
+    pub links: u64,
+}
+
+/// The size of the fabric `spec` describes, without building it: no links are stored and
+/// no routes computed, so it costs a byte per node. The memory check
+/// (`crate::memory`) needs it before [`build`] allocates a next-hop table of nodes x GPUs.
+pub fn size(spec: &FabricSpec) -> Result<GraphSize, BuildError> {
+    let (b, _, _) = graph(spec, true)?;
+    Ok(GraphSize {
+        gpus: spec.nodes as u64 * spec.gpus_per_node as u64,
+        nodes: b.kinds.len() as u64,
+        links: b.link_count,
+    })
+}
+
 /// Builds the fabric that `spec` describes.
 pub fn build(spec: &FabricSpec) -> Result<Fabric, BuildError> {
+    let (b, domain_of_gpu, tiers) = graph(spec, false)?;
+    let topology = Topology::new(b.kinds, b.links).map_err(|e| match e {
+        TopologyError::Unreachable { .. } => err("scale_out.topology", e.to_string()),
+        other => err("", format!("internal topology error: {other}")),
+    })?;
+    Ok(Fabric {
+        spec: spec.clone(),
+        topology,
+        domain_of_gpu,
+        tiers,
+    })
+}
+
+/// The nodes and links of the fabric (links only counted with `count_only`), each GPU's
+/// NVLink domain, and the scale-out tiers.
+#[allow(clippy::type_complexity)]
+fn graph(
+    spec: &FabricSpec,
+    count_only: bool,
+) -> Result<(Builder, Vec<Option<u32>>, Vec<Tier>), BuildError> {
     let gpus = spec
         .nodes
         .checked_mul(spec.gpus_per_node)
@@ -232,6 +279,8 @@ pub fn build(spec: &FabricSpec) -> Result<Fabric, BuildError> {
     let mut b = Builder {
         kinds: Vec::new(),
         links: Vec::new(),
+        count_only,
+        link_count: 0,
     };
     b.add(NodeKind::Gpu, gpus);
 
@@ -318,16 +367,7 @@ pub fn build(spec: &FabricSpec) -> Result<Fabric, BuildError> {
         ScaleOutKind::FatTree => fat_tree(&mut b, spec, &ports)?,
     };
 
-    let topology = Topology::new(b.kinds, b.links).map_err(|e| match e {
-        TopologyError::Unreachable { .. } => err("scale_out.topology", e.to_string()),
-        other => err("", format!("internal topology error: {other}")),
-    })?;
-    Ok(Fabric {
-        spec: spec.clone(),
-        topology,
-        domain_of_gpu,
-        tiers,
-    })
+    Ok((b, domain_of_gpu, tiers))
 }
 
 fn two_tier(b: &mut Builder, spec: &FabricSpec, ports: &[u32]) -> Result<Vec<Tier>, BuildError> {
@@ -571,6 +611,29 @@ mod tests {
         assert_eq!(t.hops(NodeId(0), NodeId(9)), 6);
         assert_eq!(f.nvlink_per_gpu_bps(), 18 * 200_000_000_000);
         assert_eq!(f.scale_out_bisection_bps(), 32 * 400_000_000_000 / 2);
+    }
+
+    #[test]
+    fn size_counts_what_build_builds() {
+        for kind in [
+            ScaleOutKind::RailLeafSpine,
+            ScaleOutKind::LeafSpine,
+            ScaleOutKind::FatTree,
+        ] {
+            for nodes in [2, 4, 16] {
+                let spec = hgx(nodes, kind);
+                let t = build(&spec).unwrap().topology;
+                let s = size(&spec).unwrap();
+                assert_eq!(s.gpus, t.gpus() as u64, "{kind:?} {nodes}");
+                assert_eq!(s.nodes, t.nodes() as u64, "{kind:?} {nodes}");
+                assert_eq!(s.links, t.links().len() as u64, "{kind:?} {nodes}");
+            }
+        }
+        // Errors are the builder's, with its key.
+        assert_eq!(
+            size(&hgx(0, ScaleOutKind::LeafSpine)).unwrap_err().key,
+            "nodes"
+        );
     }
 
     #[test]

@@ -107,11 +107,11 @@ pub struct Topology {
     links: Vec<Link>,
     out_links: Vec<Vec<LinkId>>,
     /// Equal-cost next hops of (node, destination GPU): `hop_links[hop_start[i]..hop_start[i+1]]`
-    /// with `i = node * gpus + dst`.
+    /// with `i = dst * nodes + node`. Destination-major, so each destination's BFS writes
+    /// its entries in order and no nodes x GPUs distance table is held; the table is the
+    /// run's largest fixed state (4 bytes per node and GPU, `crate::memory`).
     hop_start: Vec<u32>,
     hop_links: Vec<LinkId>,
-    /// Hop counts between GPU pairs, `hops[src * gpus + dst]`.
-    hops: Vec<u32>,
 }
 
 impl Topology {
@@ -141,8 +141,6 @@ impl Topology {
         // expand through them.
         let mut hop_start = Vec::with_capacity(n * gpus + 1);
         let mut hop_links = Vec::new();
-        let mut hops = vec![0u32; gpus * gpus];
-        let mut dist_all = vec![0u32; n * gpus];
         let mut dist = vec![u32::MAX; n];
         let mut frontier = VecDeque::new();
         for dst in 0..gpus {
@@ -162,33 +160,28 @@ impl Topology {
                     }
                 }
             }
-            for src in 0..gpus {
-                if src != dst && dist[src] == u32::MAX {
-                    return Err(TopologyError::Unreachable {
-                        from_gpu: src as u32,
-                        to_gpu: dst as u32,
-                    });
-                }
-                hops[src * gpus + dst] = dist[src];
+            if let Some(src) = (0..gpus).find(|&s| s != dst && dist[s] == u32::MAX) {
+                return Err(TopologyError::Unreachable {
+                    from_gpu: src as u32,
+                    to_gpu: dst as u32,
+                });
             }
             for u in 0..n {
-                dist_all[u * gpus + dst] = dist[u];
-            }
-        }
-        for u in 0..n {
-            for dst in 0..gpus {
                 hop_start.push(hop_links.len() as u32);
-                let du = dist_all[u * gpus + dst];
+                let du = dist[u];
                 if u == dst || du == u32::MAX {
                     continue;
                 }
-                hop_links.extend(out_links[u].iter().copied().filter(|&LinkId(li)| {
-                    let to = links[li as usize].to.0 as usize;
-                    dist_all[to * gpus + dst] == du - 1
-                }));
+                hop_links.extend(
+                    out_links[u]
+                        .iter()
+                        .copied()
+                        .filter(|&LinkId(li)| dist[links[li as usize].to.0 as usize] == du - 1),
+                );
             }
         }
         hop_start.push(hop_links.len() as u32);
+        hop_links.shrink_to_fit();
         Ok(Topology {
             kinds,
             gpus: gpus as u32,
@@ -196,7 +189,6 @@ impl Topology {
             out_links,
             hop_start,
             hop_links,
-            hops,
         })
     }
 
@@ -224,12 +216,19 @@ impl Topology {
     /// All equal-cost next links from `at` toward GPU `dst`; empty when `at` is `dst`.
     #[inline]
     pub fn next_hops(&self, at: NodeId, dst: NodeId) -> &[LinkId] {
-        let i = at.0 as usize * self.gpus as usize + dst.0 as usize;
+        let i = dst.0 as usize * self.kinds.len() + at.0 as usize;
         &self.hop_links[self.hop_start[i] as usize..self.hop_start[i + 1] as usize]
     }
-    /// Links on a shortest path between two GPUs.
+    /// Links on a shortest path between two GPUs. Walked on demand (a few steps) rather
+    /// than stored: a GPUs x GPUs table would be 17 GB at 65,536 GPUs.
     pub fn hops(&self, src: NodeId, dst: NodeId) -> u32 {
-        self.hops[src.0 as usize * self.gpus as usize + dst.0 as usize]
+        let mut at = src;
+        let mut n = 0;
+        while let Some(&l) = self.next_hops(at, dst).first() {
+            n += 1;
+            at = self.link(l).to;
+        }
+        n
     }
     /// One route from `src` to `dst` (always the first equal-cost choice), in order.
     pub fn first_route(&self, src: NodeId, dst: NodeId) -> Vec<LinkId> {

@@ -9,6 +9,7 @@ mod build;
 mod graph;
 
 pub use build::{
-    BuildError, Fabric, FabricSpec, NicSpec, NvlinkSpec, ScaleOutKind, ScaleOutSpec, Tier, build,
+    BuildError, Fabric, FabricSpec, GraphSize, NicSpec, NvlinkSpec, ScaleOutKind, ScaleOutSpec,
+    Tier, build, size,
 };
 pub use graph::{Link, LinkClass, LinkId, NodeId, NodeKind, Topology, TopologyError};

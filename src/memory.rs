@@ -1,0 +1,282 @@
+//! What a run will hold in memory, estimated before it is allocated, and a check that
+//! refuses a run that cannot fit with an [`InputError`] rather than an allocation abort.
+//!
+//! The state that grows with a scenario (issue 13): the next-hop table, 4 bytes per
+//! (fabric node, destination GPU) (`topology::Topology`; 44 GB for 8,192 HGX nodes, 65,536
+//! GPUs and 168,960 fabric nodes), and per-message state at every level (the message list,
+//! its copy in the `Workload`, the level's own records: a few hundred bytes per message,
+//! 67 M messages for an all-to-all on 8,192 GPUs). Everything else (links, queues, packets
+//! in flight under PFC or credits) was small beside these on every run measured.
+
+use crate::config::{Level, TrafficFile};
+use crate::error::InputError;
+use crate::topology::{FabricSpec, GraphSize};
+
+/// The environment variable that replaces the memory this machine has available (bytes).
+pub const LIMIT_ENV: &str = "AFDSIM_MEMORY_LIMIT_BYTES";
+
+/// The process before any scenario state: the binary, embedded tables, allocator.
+const BASE_BYTES: u64 = 8_000_000;
+/// Per (fabric node, destination GPU): 4 bytes of next-hop index, about 4 of next-hop links
+/// (leaves fan out to every spine) and, at the packet level, 4 of NVSwitch stripe counters;
+/// 16 leaves room for fabrics with wider fan-outs than the rail-optimized HGX one measured.
+const ROUTING_BYTES_PER_NODE_GPU: u64 = 16;
+/// Per message, by level (config's list, the workload's copy and dependency lists, the
+/// level's own records).
+const PACKET_BYTES_PER_MESSAGE: u64 = 560;
+const FLOW_BYTES_PER_MESSAGE: u64 = 840;
+const ANALYTICAL_BYTES_PER_MESSAGE: u64 = 320;
+
+/// The bytes a run will hold at its peak, by part. Conservative: it over-estimates the peak
+/// resident set by at most about 1.5x on the runs it was fitted on.
+///
+/// Fitted on 2026-12-02 on peak RSS (`/usr/bin/time -v`, release build) of all-to-alls on
+/// the `hgx-h100` fabric (rail-optimized leaf/spine): 8, 16, 32, 64 and 128 nodes of 8
+/// GPUs and 256 and 1,024 nodes of 1 GPU, 1 B per pair, each at the packet, flow and
+/// analytical levels, and the same fabrics with one message for the routing alone.
+/// Measured: routing 6.5 / 7.7 / 10.7 / 19.5 / 46.7 MB for 64 to 1,024 GPUs (before the
+/// distance and hop-count tables went, about 13.5 bytes per node and GPU beyond the base);
+/// per message 475-505 B (packet), 700-764 B (flow), 255-264 B (analytical). Message size
+/// matters little: 1 MiB per pair on 128 GPUs (`hgx16-a2a-dcqcn.toml`) held 21 MB against
+/// 16 MB at 1 B, and 256 KiB on 1,024 GPUs 413 MB against 532 MB at 1 B: PFC and credit
+/// windows bound the packets in flight by links, not messages. Estimate over measured peak:
+/// 1.08-1.23x on the 1 B runs (all three levels), 1.16x on the 1,024-GPU routing alone,
+/// 1.54x on the 256 KiB 1,024-GPU run (its 413 MB is ARCHITECTURE.md's, an older build).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    pub base_bytes: u64,
+    /// The next-hop table (nodes x GPUs) and the packet level's per-(node, GPU) counters.
+    pub routing_bytes: u64,
+    /// Per-message state at the run's level.
+    pub messages_bytes: u64,
+}
+
+impl MemoryEstimate {
+    pub fn total_bytes(&self) -> u64 {
+        self.base_bytes
+            .saturating_add(self.routing_bytes)
+            .saturating_add(self.messages_bytes)
+    }
+}
+
+/// The bytes a run on a fabric of `size` with `messages` messages holds at `level`.
+pub fn estimate(size: &GraphSize, messages: u64, level: Level) -> MemoryEstimate {
+    let per_message = match level {
+        Level::Packet => PACKET_BYTES_PER_MESSAGE,
+        Level::Flow => FLOW_BYTES_PER_MESSAGE,
+        Level::Analytical => ANALYTICAL_BYTES_PER_MESSAGE,
+    };
+    MemoryEstimate {
+        base_bytes: BASE_BYTES,
+        routing_bytes: size
+            .nodes
+            .saturating_mul(size.gpus)
+            .saturating_mul(ROUTING_BYTES_PER_NODE_GPU),
+        messages_bytes: messages.saturating_mul(per_message),
+    }
+}
+
+/// The messages each `[[traffic]]` entry makes on `gpus` GPUs, counted from the entry as
+/// written (before any is generated). `moe-dispatch` gives an upper bound (a source sends
+/// at most one message to each other GPU, and at most one per token and choice); an entry
+/// config will reject counts 0.
+pub fn traffic_messages(traffic: &[TrafficFile], gpus: u64) -> Vec<u64> {
+    let others = gpus.saturating_sub(1);
+    traffic
+        .iter()
+        .map(|t| match t.pattern.as_str() {
+            "message" => 1,
+            "all-to-all" => gpus.saturating_mul(others),
+            "incast" => t.senders.as_ref().map_or(0, |s| s.len() as u64),
+            "permutation" => gpus,
+            "matrix" => t.matrix_bytes.as_ref().map_or(0, |rows| {
+                rows.iter()
+                    .map(|r| r.iter().filter(|&&b| b != 0).count() as u64)
+                    .sum()
+            }),
+            "moe-dispatch" => {
+                let choices =
+                    t.tokens_per_gpu
+                        .unwrap_or(0)
+                        .max(0)
+                        .saturating_mul(t.top_k.unwrap_or(0).max(0)) as u64;
+                gpus.saturating_mul(others.min(choices))
+            }
+            _ => 0,
+        })
+        .collect()
+}
+
+/// The bytes this process may still allocate: `AFDSIM_MEMORY_LIMIT_BYTES` when set, else
+/// `MemAvailable` from `/proc/meminfo`, lowered to the room left under a cgroup v2 limit;
+/// `None` when neither can be read (the check is then skipped).
+fn available_bytes(origin: &str) -> Result<Option<(u64, &'static str)>, InputError> {
+    if let Ok(v) = std::env::var(LIMIT_ENV) {
+        return match v.trim().parse::<u64>() {
+            Ok(b) => Ok(Some((b, LIMIT_ENV))),
+            Err(_) => Err(InputError::new(
+                origin,
+                "",
+                format!("{LIMIT_ENV}=`{v}` is not a number of bytes"),
+            )),
+        };
+    }
+    let Some(mut avail) = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| meminfo_available_bytes(&t))
+    else {
+        return Ok(None);
+    };
+    let mut what = "MemAvailable in /proc/meminfo";
+    let read = |p: &str| std::fs::read_to_string(p).ok()?.trim().parse::<u64>().ok();
+    if let (Some(max), Some(cur)) = (
+        read("/sys/fs/cgroup/memory.max"),
+        read("/sys/fs/cgroup/memory.current"),
+    ) && max.saturating_sub(cur) < avail
+    {
+        avail = max.saturating_sub(cur);
+        what = "the cgroup's memory.max less memory.current";
+    }
+    Ok(Some((avail, what)))
+}
+
+/// `MemAvailable` (kB in the file) in bytes.
+fn meminfo_available_bytes(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb.saturating_mul(1024))
+}
+
+fn gb(bytes: u64) -> String {
+    format!("{:.1} GB", bytes as f64 / 1e9)
+}
+
+/// Refuses a scenario whose run cannot fit in the memory available, before the fabric's
+/// routes or the messages are built: an allocation failure is never the user's error
+/// message. `origin` names the scenario file; `spec` is the resolved fabric, not yet built.
+/// Without a readable figure for the memory available, or when the fabric is invalid
+/// (the builder then reports it), it passes.
+pub fn check(
+    origin: &str,
+    spec: &FabricSpec,
+    traffic: &[TrafficFile],
+    level: Level,
+) -> Result<(), InputError> {
+    let Ok(size) = crate::topology::size(spec) else {
+        return Ok(());
+    };
+    let per_entry = traffic_messages(traffic, size.gpus);
+    let messages: u64 = per_entry.iter().fold(0, |a, &m| a.saturating_add(m));
+    let need = estimate(&size, messages, level);
+    let Some((have, source)) = available_bytes(origin)? else {
+        return Ok(());
+    };
+    if need.total_bytes() <= have {
+        return Ok(());
+    }
+    // Blame the larger part: the fabric's size, or the traffic entry with most messages.
+    let biggest = per_entry
+        .iter()
+        .enumerate()
+        .max_by_key(|&(i, &m)| (m, std::cmp::Reverse(i)))
+        .map(|(i, &m)| (i, m));
+    let key = match biggest {
+        Some((i, _)) if need.messages_bytes >= need.routing_bytes => format!("traffic[{i}]"),
+        _ => "fabric.nodes".to_string(),
+    };
+    let other_levels: Vec<&str> = Level::ALL
+        .into_iter()
+        .filter(|&l| l != level && estimate(&size, messages, l).total_bytes() <= have)
+        .map(Level::as_str)
+        .collect();
+    let level_hint = if other_levels.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "run at the {} level (--level {}), which needs less here; or ",
+            other_levels.join(" or "),
+            other_levels[0]
+        )
+    };
+    Err(InputError::new(
+        origin,
+        key,
+        format!(
+            "this run needs about {} of memory ({} of routing for {} GPUs x {} fabric nodes \
+             (fabric.nodes = {}), {} for {} messages at the {} level) but this machine has {} \
+             available ({source}): {level_hint}use fewer nodes (routing grows as GPUs x fabric \
+             nodes) or fewer messages (a pattern over fewer GPUs; message size adds little)",
+            gb(need.total_bytes()),
+            gb(need.routing_bytes),
+            size.gpus,
+            size.nodes,
+            spec.nodes,
+            gb(need.messages_bytes),
+            messages,
+            level.as_str(),
+            gb(have),
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size(nodes: u64, gpus: u64) -> GraphSize {
+        GraphSize {
+            gpus,
+            nodes,
+            links: 0,
+        }
+    }
+
+    #[test]
+    fn estimate_grows_with_nodes_gpus_and_messages() {
+        for level in Level::ALL {
+            let e = |n, g, m| estimate(&size(n, g), m, level).total_bytes();
+            assert!(e(100, 64, 1000) < e(200, 64, 1000), "{level:?}");
+            assert!(e(100, 64, 1000) < e(100, 128, 1000), "{level:?}");
+            assert!(e(100, 64, 1000) < e(100, 64, 2000), "{level:?}");
+            assert!(e(100, 64, 0) >= BASE_BYTES, "{level:?}");
+        }
+    }
+
+    #[test]
+    fn estimate_saturates_instead_of_overflowing() {
+        let e = estimate(&size(u64::MAX, u64::MAX), u64::MAX, Level::Flow);
+        assert_eq!(e.total_bytes(), u64::MAX);
+    }
+
+    #[test]
+    fn the_issue_runs_do_not_fit_a_workstation() {
+        // 8,192 HGX nodes (65,536 GPUs, 168,960 fabric nodes), all-to-all: 44 GB of routes
+        // alone at 4 bytes, more with the rest.
+        let e = estimate(&size(168_960, 65_536), 65_536 * 65_535, Level::Flow);
+        assert!(e.routing_bytes > 44_000_000_000);
+        assert!(e.messages_bytes > 1_000_000_000_000);
+    }
+
+    #[test]
+    fn meminfo_is_read_in_bytes() {
+        let t = "MemTotal:       24000000 kB\nMemFree:  1 kB\nMemAvailable:   22000000 kB\n";
+        assert_eq!(meminfo_available_bytes(t), Some(22_000_000 * 1024));
+        assert_eq!(meminfo_available_bytes("MemTotal: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn traffic_counts_follow_the_patterns() {
+        let t: Vec<TrafficFile> = [
+            "pattern = \"all-to-all\"\nbytes = 1",
+            "pattern = \"message\"\nbytes = 1\nsrc = 0\ndst = 1",
+            "pattern = \"incast\"\nbytes = 1\nsenders = [1, 2, 3]\nreceiver = 0",
+            "pattern = \"permutation\"\nbytes = 1",
+            "pattern = \"matrix\"\nmatrix_bytes = [[0, 5], [0, 0]]",
+            "pattern = \"moe-dispatch\"\ntokens_per_gpu = 2\nexperts = 8\ntop_k = 1\nhidden = 8",
+        ]
+        .iter()
+        .map(|s| toml::from_str(s).unwrap())
+        .collect();
+        assert_eq!(traffic_messages(&t, 8), vec![56, 1, 3, 8, 1, 16]);
+    }
+}
