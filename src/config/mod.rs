@@ -420,7 +420,12 @@ fn resolve(
         })?,
     };
 
-    let (rf, built, congestion_control) = resolve_fabric(&raw.fabric, origin, fabric_origin)?;
+    // The memory a run will hold is checked before the routing tables are built (they alone
+    // can need tens of GB): see `crate::memory`.
+    let (rf, built, congestion_control) =
+        resolve_fabric(&raw.fabric, origin, fabric_origin, &|spec| {
+            crate::memory::check(origin, spec, &raw.traffic, level)
+        })?;
     let largest_packet = [rf.nic_wire, rf.nvlink_wire]
         .iter()
         .map(|w| (w.mtu_bytes + w.header_bytes) as u64)
@@ -568,6 +573,7 @@ fn resolve_fabric(
     f: &FabricFile,
     origin: &str,
     fabric_origin: Option<&FabricOrigin>,
+    before_build: &dyn Fn(&crate::topology::FabricSpec) -> Result<(), InputError>,
 ) -> Result<(ResolvedFabric, Fabric, CongestionControl), InputError> {
     // Fabric keys name no files (`fabric.file` was expanded before).
     let cx = Ctx {
@@ -582,6 +588,7 @@ fn resolve_fabric(
         e
     };
     let mut rf = fabric::resolve(&cx, f).map_err(blame)?;
+    before_build(&rf.spec)?;
     let built = crate::topology::build(&rf.spec).map_err(|e| {
         let key = if e.key.is_empty() {
             "fabric".to_string()
@@ -652,7 +659,10 @@ pub fn load_fabric(
             .to_string();
         InputError::new(file, key, one_line(e.into_inner().message()))
     })?;
-    resolve_fabric(&f, origin, fabric_origin.as_ref())
+    // `fabric show` builds the routes too: the same check, with no messages.
+    resolve_fabric(&f, origin, fabric_origin.as_ref(), &|spec| {
+        crate::memory::check(origin, spec, &[], Level::Flow)
+    })
 }
 
 /// In lossless mode with a finite per-ingress buffer, XOFF plus the headroom the worst
