@@ -89,17 +89,19 @@ pub enum QueryError {
 ///
 /// Why a bound: extrapolation carries the last measured slope (or the fitted roofline) on
 /// without limit, so a typo or an overflowed size (2^32 tokens, sizes near 2^64) came back as
-/// days or 1e49 us instead of an error. Why 32: it is the smallest power of two that covers
-/// what the shipped serving grid asks for. Serving times prefill chunks at prefix corners 4x
-/// apart (…, 65536, 262144): with the `agentic-coding` preset (prompts up to 128 Ki tokens)
-/// and 8192-token chunks, a chunk ends at 262144 + 8192 = 270336 tokens, 16.5x the tables'
-/// longest prefill (16384); and DeepSeek-V3.2's unfused prefill indexer with
-/// `attention_kernel = "measured"` runs an 8192-token chunk as a batch of 8192 against the
-/// tables' 256 (32x). The tables' largest points are already compute- or bandwidth-bound
-/// (the regime the slope carries on in), so 32x is an extrapolation of the physics, not of a
-/// trend; far beyond it (and beyond any GPU's memory: 32x the largest `hbm_read` is 309 GB)
-/// the tables say nothing. docs/compute.md, "Range".
-pub const RANGE_FACTOR: u64 = 32;
+/// days or 1e49 us instead of an error. Why 64: it is the smallest power of two that covers
+/// what serving's grid asks of the shipped tables for every embedded model and traffic preset.
+/// Serving times prefill chunks at prefix corners 4x apart (…, 65536, 262144): with the
+/// `agentic-coding` preset (prompts up to 128 Ki tokens) and 8192-token chunks, a chunk is
+/// timed at prefix 262144, so it ends at 270336 tokens: 16.5x the tables' longest prefill
+/// (16384), and for dense MLA (DeepSeek-V3, Kimi K2) its `kv_b` projection runs at
+/// m = 270336, 33x the tables' largest GEMM m (8192). DeepSeek-V3.2's unfused prefill indexer
+/// (`attention_kernel = "measured"`) runs an 8192-token chunk as a batch of 8192 against the
+/// tables' 256 (32x). The tables' largest points are already compute- or bandwidth-bound,
+/// the regime the slope carries on in, so within 64x the answer extrapolates the physics, not
+/// a trend; far beyond it (past any GPU's memory: 64x the largest `hbm_read` is 618 GB) the
+/// tables say nothing. docs/compute.md, "Range".
+pub const RANGE_FACTOR: u64 = 64;
 
 /// The interpolation scheme used for each operator kind (chosen by leave-one-out on both
 /// shipped tables; see docs/compute.md).
