@@ -293,10 +293,7 @@ fn query_command_answers_rows_and_explains_the_rest() {
     })
     .unwrap();
     assert!(report.contains("6 queries"), "{report}");
-    assert!(
-        report.contains("1 out of range, 1 unanswered"),
-        "{report}"
-    );
+    assert!(report.contains("1 out of range, 1 unanswered"), "{report}");
     let mut rdr = csv::Reader::from_path(&output).unwrap();
     let h = rdr.headers().unwrap().clone();
     assert_eq!(h.get(0), Some("label"));
@@ -310,8 +307,14 @@ fn query_command_answers_rows_and_explains_the_rest() {
         ("between", "interpolated"),
         ("beyond", "extrapolated"),
         ("unknown-shape", "roofline"),
-        ("far-beyond", "out-of-range: `gemm` m = 18446744073709551615"),
-        ("never-measured", "no-data: table `h100-sxm` has no `mla_decode` fp8 rows"),
+        (
+            "far-beyond",
+            "out-of-range: `gemm` m = 18446744073709551615",
+        ),
+        (
+            "never-measured",
+            "no-data: table `h100-sxm` has no `mla_decode` fp8 rows",
+        ),
     ];
     assert_eq!(rows.len(), expect.len());
     for (row, (label, method)) in rows.iter().zip(expect) {
@@ -352,8 +355,15 @@ fn query_command_fails_on_bad_files() {
         out: scratch("o3.csv"),
     })
     .unwrap_err();
-    assert_eq!((e.file.as_str(), e.key.as_str()), ("<command line>", "--table"), "{e}");
-    assert!(e.message.contains("/nonexistent/table.csv") && e.message.contains("h100-sxm"), "{e}");
+    assert_eq!(
+        (e.file.as_str(), e.key.as_str()),
+        ("<command line>", "--table"),
+        "{e}"
+    );
+    assert!(
+        e.message.contains("/nonexistent/table.csv") && e.message.contains("h100-sxm"),
+        "{e}"
+    );
 }
 
 // ---------------------------------------------------------------- layers

@@ -13,7 +13,7 @@ use afdsim::compute::{
 use afdsim::error::InputError;
 
 mod common;
-use common::{afdsim, h100, stderr, stdout, temp_file, tables};
+use common::{afdsim, h100, stderr, stdout, tables, temp_file};
 
 const COLUMNS: &str = "op,dtype,m,n,k,groups,batch,ctx,heads,kv_heads,head_dim,m_max";
 
@@ -47,20 +47,55 @@ fn check_bad_row(name: &str, row: &str, col: &str, fragment: &str) {
 
 #[test]
 fn malformed_query_rows_are_errors_naming_line_and_column() {
-    check_bad_row("text", "gemm,bf16,abc,7168,2048,,,,,,,", "m", "not a whole number");
+    check_bad_row(
+        "text",
+        "gemm,bf16,abc,7168,2048,,,,,,,",
+        "m",
+        "not a whole number",
+    );
     check_bad_row("negative", "gemm,bf16,-3,7168,2048,,,,,,,", "m", "negative");
-    check_bad_row("zero", "gemm,bf16,0,7168,2048,,,,,,,", "m", "needs column `m` ≥ 1");
-    check_bad_row("empty", "gemm,bf16,64,,2048,,,,,,,", "n", "needs column `n` ≥ 1");
-    check_bad_row("fraction", "gemm,bf16,1.5,7168,2048,,,,,,,", "m", "not a whole number");
-    check_bad_row("huge", "gemm,bf16,1e30,7168,2048,,,,,,,", "m", "beyond the largest size");
+    check_bad_row(
+        "zero",
+        "gemm,bf16,0,7168,2048,,,,,,,",
+        "m",
+        "needs column `m` ≥ 1",
+    );
+    check_bad_row(
+        "empty",
+        "gemm,bf16,64,,2048,,,,,,,",
+        "n",
+        "needs column `n` ≥ 1",
+    );
+    check_bad_row(
+        "fraction",
+        "gemm,bf16,1.5,7168,2048,,,,,,,",
+        "m",
+        "not a whole number",
+    );
+    check_bad_row(
+        "huge",
+        "gemm,bf16,1e30,7168,2048,,,,,,,",
+        "m",
+        "beyond the largest size",
+    );
     check_bad_row(
         "overflow",
         "gemm,bf16,18446744073709551616,7168,2048,,,,,,,",
         "m",
         "beyond the largest size",
     );
-    check_bad_row("op", "softmax,bf16,1,2,3,,,,,,,", "op", "unknown op `softmax`");
-    check_bad_row("dtype", "gemm,int4,1,2,3,,,,,,,", "dtype", "unknown dtype `int4`");
+    check_bad_row(
+        "op",
+        "softmax,bf16,1,2,3,,,,,,,",
+        "op",
+        "unknown op `softmax`",
+    );
+    check_bad_row(
+        "dtype",
+        "gemm,int4,1,2,3,,,,,,,",
+        "dtype",
+        "unknown dtype `int4`",
+    );
     check_bad_row(
         "mxfp4",
         "mla_decode,mxfp4,,,,,4,512,128,1,576,",
@@ -160,7 +195,9 @@ fn sizes_beyond_the_range_factor_are_refused_and_within_it_answered() {
         // The tables' largest gemm m is 8192.
         let limit = t.size_limit(Op::Gemm, afdsim::compute::Field::M).unwrap();
         assert_eq!(limit, 8192 * RANGE_FACTOR);
-        let at = t.predict(&OpQuery::gemm(Dtype::Fp8, limit, 7168, 2048)).unwrap();
+        let at = t
+            .predict(&OpQuery::gemm(Dtype::Fp8, limit, 7168, 2048))
+            .unwrap();
         assert!(at.time_us.is_finite() && at.time_us > 0.0);
         for m in [limit + 1, 1 << 32, u64::MAX] {
             let e = t
@@ -230,7 +267,14 @@ fn a_scenario_whose_sizes_leave_the_range_is_a_query_error_not_a_time() {
     }
     let e = m.ffn_side(h100(), 8, u64::MAX).unwrap_err();
     assert!(
-        matches!(e, QueryError::OutOfRange { op: "grouped_gemm", field: "m", .. }),
+        matches!(
+            e,
+            QueryError::OutOfRange {
+                op: "grouped_gemm",
+                field: "m",
+                ..
+            }
+        ),
         "{e}"
     );
 }
@@ -280,7 +324,10 @@ fn layer_err(cmd: ComputeCommand) -> InputError {
 fn layer_sizes_beyond_the_range_name_their_flag_and_its_maximum() {
     let e = layer_err(layer(4_294_967_295, 4_294_967_295));
     assert_eq!(e.key, "--tokens", "{e}");
-    assert!(e.message.contains(&(8192 * RANGE_FACTOR).to_string()), "{e}");
+    assert!(
+        e.message.contains(&(8192 * RANGE_FACTOR).to_string()),
+        "{e}"
+    );
     // Tokens alone: the largest that assembles, found by bisection, is the measured kernel's
     // batch limit or the gemm's m limit, whichever binds first.
     let e = layer_err(layer(1_000_000, 4096));
@@ -298,14 +345,19 @@ fn layer_sizes_beyond_the_range_name_their_flag_and_its_maximum() {
     assert_eq!(e.key, "--ctx", "{e}");
     assert!(e.message.contains("at most"), "{e}");
     let e = layer_err(layer_with(
-        64, 4096,
+        64,
+        4096,
         Opts {
             tokens_per_expert: Some(99_999_999),
             ..Opts::default()
         },
     ));
     assert_eq!(e.key, "--tokens-per-expert", "{e}");
-    assert!(e.message.contains(&format!("at most {}", 4096 * RANGE_FACTOR)), "{e}");
+    assert!(
+        e.message
+            .contains(&format!("at most {}", 4096 * RANGE_FACTOR)),
+        "{e}"
+    );
 }
 
 #[test]
@@ -314,7 +366,8 @@ fn each_layer_flag_names_itself() {
     assert_eq!(e.key, "--ctx", "{e}");
     assert!(e.message.contains("≥ 1"), "{e}");
     let e = layer_err(layer_with(
-        8, 100,
+        8,
+        100,
         Opts {
             layer: Some(999),
             ..Opts::default()
@@ -325,7 +378,8 @@ fn each_layer_flag_names_itself() {
     let e = layer_err(layer(0, 100));
     assert_eq!(e.key, "--tokens", "{e}");
     let e = layer_err(layer_with(
-        8, 100,
+        8,
+        100,
         Opts {
             experts_per_gpu: Some(0),
             ..Opts::default()
@@ -334,7 +388,8 @@ fn each_layer_flag_names_itself() {
     assert_eq!(e.key, "--experts-per-gpu", "{e}");
     assert!(e.message.contains("1..=256"), "{e}");
     let e = layer_err(layer_with(
-        8, 100,
+        8,
+        100,
         Opts {
             tokens_per_expert: Some(0),
             ..Opts::default()
@@ -342,7 +397,8 @@ fn each_layer_flag_names_itself() {
     ));
     assert_eq!(e.key, "--tokens-per-expert", "{e}");
     let e = layer_err(layer_with(
-        8, 100,
+        8,
+        100,
         Opts {
             prefill_tokens: 10,
             prefill_prefix: u64::MAX,
@@ -356,8 +412,16 @@ fn each_layer_flag_names_itself() {
 fn layer_kernel_takes_the_scenario_words_and_floor_as_an_alias() {
     let out = |k: &str| {
         let o = afdsim(&[
-            "compute", "layer", "--model", "deepseek-v3", "--tokens", "8", "--ctx", "100",
-            "--kernel", k,
+            "compute",
+            "layer",
+            "--model",
+            "deepseek-v3",
+            "--tokens",
+            "8",
+            "--ctx",
+            "100",
+            "--kernel",
+            k,
         ]);
         assert_eq!(o.status.code(), Some(0), "{k}: {}", stderr(&o));
         stdout(&o)
@@ -371,8 +435,16 @@ fn layer_kernel_takes_the_scenario_words_and_floor_as_an_alias() {
     );
     assert_ne!(out("measured"), flash);
     let o = afdsim(&[
-        "compute", "layer", "--model", "deepseek-v3", "--tokens", "8", "--ctx", "100",
-        "--kernel", "bogus",
+        "compute",
+        "layer",
+        "--model",
+        "deepseek-v3",
+        "--tokens",
+        "8",
+        "--ctx",
+        "100",
+        "--kernel",
+        "bogus",
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("flash-mla, measured"), "{}", stderr(&o));
@@ -388,13 +460,17 @@ fn an_unknown_table_is_named_where_it_was_given() {
         out: PathBuf::from("unused.out.csv"),
     })
     .unwrap_err();
-    assert_eq!((e.file.as_str(), e.key.as_str()), ("<command line>", "--table"));
+    assert_eq!(
+        (e.file.as_str(), e.key.as_str()),
+        ("<command line>", "--table")
+    );
     assert!(
         e.message.contains("`a100`") && e.message.contains("h100-sxm, h200-sxm"),
         "{e}"
     );
     let e = layer_err(layer_with(
-        8, 100,
+        8,
+        100,
         Opts {
             ffn_table: Some("b200".into()),
             ..Opts::default()
@@ -403,18 +479,22 @@ fn an_unknown_table_is_named_where_it_was_given() {
     assert_eq!(e.key, "--ffn-table", "{e}");
     let e = ComputeTable::by_name_or_path_from("garbage.toml", "s.toml", "afd.table").unwrap_err();
     assert_eq!((e.file.as_str(), e.key.as_str()), ("s.toml", "afd.table"));
-    assert!(e.message.contains("garbage.toml") && e.message.contains("h100-sxm"), "{e}");
-    // From a scenario: the scenario file, its key and the name given; never `<embedded default>`.
-    let text = afdsim::config::DEFAULT_SCENARIO.replace(
-        "table = \"h100-sxm\"",
-        "table = \"garbage.toml\"",
+    assert!(
+        e.message.contains("garbage.toml") && e.message.contains("h100-sxm"),
+        "{e}"
     );
+    // From a scenario: the scenario file, its key and the name given; never `<embedded default>`.
+    let text = afdsim::config::DEFAULT_SCENARIO
+        .replace("table = \"h100-sxm\"", "table = \"garbage.toml\"");
     assert_ne!(text, afdsim::config::DEFAULT_SCENARIO);
     let e = afdsim::config::Scenario::parse(&text, "my-scenario.toml", None)
         .err()
         .expect("an unknown table is refused");
     let shown = e.to_string();
-    assert!(shown.starts_with("my-scenario.toml: afd.table: "), "{shown}");
+    assert!(
+        shown.starts_with("my-scenario.toml: afd.table: "),
+        "{shown}"
+    );
     assert!(
         shown.contains("garbage.toml") && shown.contains("h100-sxm, h200-sxm"),
         "{shown}"

@@ -55,7 +55,9 @@ pub enum ComputeCommand {
         #[arg(long)]
         table: String,
         /// Queries: the table's columns op,dtype,m,n,k,groups,batch,ctx,heads,kv_heads,head_dim,m_max
-        /// (unused ones empty, extra columns kept).
+        /// (all in the header, unused sizes empty, extra columns kept). A malformed row is an
+        /// error naming its line and column; a row beyond the table's range is marked
+        /// `out-of-range` in the output.
         #[arg(long = "in")]
         input: PathBuf,
         /// Output CSV: each query row plus time_us and method.
@@ -489,7 +491,12 @@ struct LayerArgs {
 
 /// The flags of `compute layer` that set sizes, in the order a size beyond the table's range
 /// is blamed on: (flag, its value, `args` with it set to `v`, its smallest valid value).
-type SizeFlag = (&'static str, fn(&LayerArgs) -> u64, fn(&mut LayerArgs, u64), u64);
+type SizeFlag = (
+    &'static str,
+    fn(&LayerArgs) -> u64,
+    fn(&mut LayerArgs, u64),
+    u64,
+);
 
 fn size_flags(a: &LayerArgs) -> [SizeFlag; 6] {
     [
@@ -577,7 +584,10 @@ fn check_layer_args(m: &Model, a: &LayerArgs) -> Result<(), InputError> {
     {
         return Err(cli_err(
             "--experts-per-gpu",
-            format!("{e} is not allowed: 1..={} (the model's routed experts)", m.routed_experts),
+            format!(
+                "{e} is not allowed: 1..={} (the model's routed experts)",
+                m.routed_experts
+            ),
         ));
     }
     if a.tokens_per_expert == Some(0) {
@@ -605,9 +615,12 @@ fn check_layer_range(
         return Ok(());
     };
     let same = |e: &Option<super::QueryError>| match (e, &err) {
-        (Some(OutOfRange { op, field, .. }), OutOfRange { op: o, field: f, .. }) => {
-            op == o && field == f
-        }
+        (
+            Some(OutOfRange { op, field, .. }),
+            OutOfRange {
+                op: o, field: f, ..
+            },
+        ) => op == o && field == f,
         _ => false,
     };
     for (flag, get, set, min) in size_flags(a) {
@@ -643,7 +656,11 @@ fn check_layer_range(
             format!("{given} is too large for the compute tables ({bound}): {err}"),
         ));
     }
-    let key = if a.layer.is_some() { "--layer" } else { "--model" };
+    let key = if a.layer.is_some() {
+        "--layer"
+    } else {
+        "--model"
+    };
     Err(cli_err(key, format!("the model's own sizes: {err}")))
 }
 
@@ -710,7 +727,12 @@ fn layer_report(
     a: &LayerArgs,
 ) -> Result<String, InputError> {
     let sides = sides(m, ta, tf, a).map_err(|(flag, e)| cli_err(flag, e.to_string()))?;
-    let (layer, e, x, att) = (sides.layer, sides.experts, sides.tokens_per_expert, &sides.att);
+    let (layer, e, x, att) = (
+        sides.layer,
+        sides.experts,
+        sides.tokens_per_expert,
+        &sides.att,
+    );
     let mut s = String::new();
     let _ = write!(
         s,

@@ -609,10 +609,9 @@ fn parse_size(s: &str) -> Result<u64, String> {
         Ok(v) if v.is_finite() && v.fract() == 0.0 && v < u64::MAX as f64 => Err(format!(
             "`{s}` is too large to read exactly in this form; write the whole number's digits"
         )),
-        Ok(v) if v.is_finite() && v.fract() == 0.0 || v == f64::INFINITY => Err(format!(
-            "`{s}` is beyond the largest size, {}",
-            u64::MAX
-        )),
+        Ok(v) if v.is_finite() && v.fract() == 0.0 || v == f64::INFINITY => {
+            Err(format!("`{s}` is beyond the largest size, {}", u64::MAX))
+        }
         _ => Err(format!("`{s}` is not a whole number")),
     }
 }
