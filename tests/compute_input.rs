@@ -488,8 +488,7 @@ fn an_unknown_table_is_named_where_it_was_given() {
         .replace("table = \"h100-sxm\"", "table = \"garbage.toml\"");
     assert_ne!(text, afdsim::config::DEFAULT_SCENARIO);
     let e = afdsim::config::Scenario::parse(&text, "my-scenario.toml", None)
-        .err()
-        .expect("an unknown table is refused");
+        .expect_err("an unknown table is refused");
     let shown = e.to_string();
     assert!(
         shown.starts_with("my-scenario.toml: afd.table: "),
