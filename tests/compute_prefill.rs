@@ -353,7 +353,7 @@ fn layer_command_prints_a_mixed_iteration() {
         prefill_prefix: 8192,
         experts_per_gpu: None,
         tokens_per_expert: None,
-        kernel: KernelArg::Floor,
+        kernel: KernelArg::FlashMla,
         efficiency: 0.9,
         layer: None,
     };

@@ -17,12 +17,15 @@ use super::model::Model;
 use super::predict::{ErrorSummary, LooPoint, Method};
 use super::table::{ComputeTable, Header, Op};
 
+/// The decode-attention kernel, in the words of the scenario key `afd.attention_kernel`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum KernelArg {
+    /// The `hbm_read` memory floor divided by --efficiency (FlashMLA-class kernels; `floor` is
+    /// a deprecated alias).
+    #[value(name = "flash-mla", alias = "floor")]
+    FlashMla,
     /// The table's measured decode-attention kernel (unfused for MLA).
     Measured,
-    /// The `hbm_read` memory floor divided by --efficiency (FlashMLA-class kernels).
-    Floor,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -52,7 +55,9 @@ pub enum ComputeCommand {
         #[arg(long)]
         table: String,
         /// Queries: the table's columns op,dtype,m,n,k,groups,batch,ctx,heads,kv_heads,head_dim,m_max
-        /// (unused ones empty, extra columns kept).
+        /// (all in the header, unused sizes empty, extra columns kept). A malformed row is an
+        /// error naming its line and column; a row beyond the table's range is marked
+        /// `out-of-range` in the output.
         #[arg(long = "in")]
         input: PathBuf,
         /// Output CSV: each query row plus time_us and method.
@@ -98,10 +103,11 @@ pub enum ComputeCommand {
         /// Tokens at each expert (default: tokens × top_k / routed experts, rounded up).
         #[arg(long)]
         tokens_per_expert: Option<u64>,
-        /// Core attention timing.
-        #[arg(long, value_enum, default_value = "floor")]
+        /// Decode-attention kernel, as the scenario key `attention_kernel`: flash-mla (the HBM
+        /// floor over --efficiency) or measured (the table's unfused kernel).
+        #[arg(long, value_enum, default_value = "flash-mla")]
         kernel: KernelArg,
-        /// Fraction of the memory floor's bandwidth the attention kernel reaches (floor only).
+        /// Fraction of the memory floor's bandwidth the attention kernel reaches (flash-mla only).
         #[arg(long, default_value_t = 0.9)]
         efficiency: f64,
         /// Layer index (0-based) for the attention side; default: the first full-attention MoE
@@ -141,7 +147,7 @@ pub enum ComputeCommand {
 pub fn run_command(cmd: &ComputeCommand, out: &mut dyn Write) -> Result<(), InputError> {
     let text = match cmd {
         ComputeCommand::Query { table, input, out } => {
-            let t = ComputeTable::by_name_or_path(table)?;
+            let t = table_arg(table, "--table")?;
             query(&t, input, out)?
         }
         ComputeCommand::Layer {
@@ -170,9 +176,9 @@ pub fn run_command(cmd: &ComputeCommand, out: &mut dyn Write) -> Result<(), Inpu
                     ));
                 }
             };
-            let ta = ComputeTable::by_name_or_path(table)?;
+            let ta = table_arg(table, "--table")?;
             let tf = match ffn_table {
-                Some(s) => ComputeTable::by_name_or_path(s)?,
+                Some(s) => table_arg(s, "--ffn-table")?,
                 None => ta.clone(),
             };
             if !(*efficiency > 0.0 && *efficiency <= 1.0) {
@@ -183,7 +189,7 @@ pub fn run_command(cmd: &ComputeCommand, out: &mut dyn Write) -> Result<(), Inpu
             }
             let kernel = match kernel {
                 KernelArg::Measured => AttentionKernel::Measured,
-                KernelArg::Floor => AttentionKernel::MemoryFloor {
+                KernelArg::FlashMla => AttentionKernel::MemoryFloor {
                     efficiency: *efficiency,
                 },
             };
@@ -197,14 +203,16 @@ pub fn run_command(cmd: &ComputeCommand, out: &mut dyn Write) -> Result<(), Inpu
                 kernel,
                 layer: *layer,
             };
+            check_layer_args(&m, &args)?;
+            check_layer_range(&m, &ta, &tf, &args)?;
             layer_report(&m, &ta, &tf, &args)?
         }
         ComputeCommand::LayerCheck { table, layers, out } => {
-            let t = ComputeTable::by_name_or_path(table)?;
+            let t = table_arg(table, "--table")?;
             layer_check_report(&t, layers, out.as_deref())?
         }
         ComputeCommand::Loo { table, out, scheme } => {
-            let t = ComputeTable::by_name_or_path(table)?;
+            let t = table_arg(table, "--table")?;
             loo_report(&t, out.as_deref(), scheme.map(Scheme::from))?
         }
     };
@@ -361,7 +369,16 @@ fn cli_err(key: &str, msg: impl Into<String>) -> InputError {
     InputError::new("<command line>", key, msg)
 }
 
-/// Answers every row of `input` into `output`; row problems go into the `method` column.
+/// The table a command-line flag names (an embedded name or a CSV path).
+fn table_arg(spec: &str, flag: &str) -> Result<ComputeTable, InputError> {
+    ComputeTable::by_name_or_path_from(spec, "<command line>", flag)
+}
+
+/// Answers every row of `input` into `output`. A malformed file (a missing column, a row with
+/// the wrong number of fields, a cell that is not a valid op, dtype or size) is an error naming
+/// the file, line and column, and nothing is written. A well-formed row the table cannot
+/// answer (sizes beyond its range, an op and dtype it has no rows of) gets an empty `time_us`
+/// and a `method` saying why: `out-of-range: …` or `no-data: …`.
 fn query(table: &ComputeTable, input: &Path, output: &Path) -> Result<String, InputError> {
     let file = input.display().to_string();
     let mut rdr = csv::ReaderBuilder::new()
@@ -372,7 +389,36 @@ fn query(table: &ComputeTable, input: &Path, output: &Path) -> Result<String, In
         .headers()
         .map_err(|e| InputError::new(&file, "line 1", format!("bad CSV header: {e}")))?
         .clone();
+    Header::require_query_columns(&file, &headers)?;
     let header = Header::parse(&file, &headers)?;
+    // Every row is checked before anything is written, so a bad file leaves no output.
+    let mut rows = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| {
+            let line = e.position().map(|p| p.line()).unwrap_or(0);
+            InputError::new(&file, format!("line {line}"), format!("bad CSV: {e}"))
+        })?;
+        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        if rec.len() != headers.len() {
+            return Err(InputError::new(
+                &file,
+                format!("line {line}"),
+                format!(
+                    "{} fields, but the header has {}; leave unused sizes empty, not out",
+                    rec.len(),
+                    headers.len()
+                ),
+            ));
+        }
+        let q = header.query(&rec).map_err(|e| {
+            InputError::new(
+                &file,
+                format!("line {line}, column `{}`", e.column),
+                e.message,
+            )
+        })?;
+        rows.push((rec, q));
+    }
     let ofile = output.display().to_string();
     let mut w = csv::Writer::from_path(output)
         .map_err(|e| InputError::new(&ofile, "", format!("cannot write predictions: {e}")))?;
@@ -389,30 +435,28 @@ fn query(table: &ComputeTable, input: &Path, output: &Path) -> Result<String, In
     out_headers.push("time_us".into());
     out_headers.push("method".into());
     w.write_record(&out_headers).map_err(werr)?;
-    let mut counts = [0usize; 5];
-    let mut n = 0;
-    for rec in rdr.records() {
-        let rec = rec.map_err(|e| {
-            let line = e.position().map(|p| p.line()).unwrap_or(0);
-            InputError::new(&file, format!("line {line}"), format!("bad CSV: {e}"))
-        })?;
-        n += 1;
-        let (time, method) = match header.query(&rec) {
-            Err(why) => (String::new(), format!("error: {why}")),
-            Ok(q) => match table.predict(&q) {
-                Ok(p) => {
-                    counts[p.method as usize] += 1;
-                    (format!("{:.3}", p.time_us), p.method.name().to_string())
-                }
-                Err(e) => (String::new(), format!("error: {e}")),
-            },
+    // exact, interpolated, extrapolated, roofline, out of range, unanswered
+    let mut counts = [0usize; 6];
+    for (rec, q) in &rows {
+        let (time, method) = match table.predict(q) {
+            Ok(p) => {
+                counts[p.method as usize] += 1;
+                (format!("{:.3}", p.time_us), p.method.name().to_string())
+            }
+            Err(e @ super::QueryError::OutOfRange { .. }) => {
+                counts[4] += 1;
+                (String::new(), format!("out-of-range: {e}"))
+            }
+            Err(e @ super::QueryError::NoData { .. }) => {
+                counts[5] += 1;
+                (String::new(), format!("no-data: {e}"))
+            }
+            Err(e) => {
+                counts[5] += 1;
+                (String::new(), format!("error: {e}"))
+            }
         };
-        if time.is_empty() {
-            counts[4] += 1;
-        }
-        let mut row: Vec<&str> = (0..headers.len())
-            .map(|i| rec.get(i).unwrap_or(""))
-            .collect();
+        let mut row: Vec<&str> = rec.iter().collect();
         row.push(&time);
         row.push(&method);
         w.write_record(&row).map_err(werr)?;
@@ -420,16 +464,20 @@ fn query(table: &ComputeTable, input: &Path, output: &Path) -> Result<String, In
     w.flush()
         .map_err(|e| InputError::new(&ofile, "", format!("cannot write: {e}")))?;
     Ok(format!(
-        "{n} queries on {} -> {ofile}: {} exact, {} interpolated, {} extrapolated, {} roofline, {} unanswered\n",
+        "{} queries on {} -> {ofile}: {} exact, {} interpolated, {} extrapolated, {} roofline, \
+         {} out of range, {} unanswered\n",
+        rows.len(),
         table.name(),
         counts[0],
         counts[1],
         counts[2],
         counts[3],
-        counts[4]
+        counts[4],
+        counts[5]
     ))
 }
 
+#[derive(Clone)]
 struct LayerArgs {
     tokens: u64,
     ctx: u64,
@@ -441,13 +489,199 @@ struct LayerArgs {
     layer: Option<u64>,
 }
 
-fn layer_report(
+/// The flags of `compute layer` that set sizes, in the order a size beyond the table's range
+/// is blamed on: (flag, its value, `args` with it set to `v`, its smallest valid value).
+type SizeFlag = (
+    &'static str,
+    fn(&LayerArgs) -> u64,
+    fn(&mut LayerArgs, u64),
+    u64,
+);
+
+fn size_flags(a: &LayerArgs) -> [SizeFlag; 6] {
+    [
+        (
+            "--tokens",
+            |a| a.tokens,
+            |a, v| a.tokens = v,
+            u64::from(a.tokens > 0),
+        ),
+        ("--ctx", |a| a.ctx, |a, v| a.ctx = v, 1),
+        (
+            "--prefill-tokens",
+            |a| a.prefill_tokens,
+            |a, v| a.prefill_tokens = v,
+            u64::from(a.prefill_tokens > 0),
+        ),
+        (
+            "--prefill-prefix",
+            |a| a.prefill_prefix,
+            |a, v| a.prefill_prefix = v,
+            0,
+        ),
+        (
+            "--experts-per-gpu",
+            |a| a.experts_per_gpu.unwrap_or(0),
+            |a, v| a.experts_per_gpu = Some(v),
+            1,
+        ),
+        (
+            "--tokens-per-expert",
+            |a| a.tokens_per_expert.unwrap_or(0),
+            |a, v| a.tokens_per_expert = Some(v),
+            1,
+        ),
+    ]
+}
+
+/// Each flag's own problems, named by that flag, before anything is assembled.
+fn check_layer_args(m: &Model, a: &LayerArgs) -> Result<(), InputError> {
+    if a.tokens == 0 && a.prefill_tokens == 0 {
+        return Err(cli_err(
+            "--tokens",
+            "0 with --prefill-tokens 0 leaves nothing to run: give --tokens ≥ 1, or \
+             --prefill-tokens ≥ 1 for a prefill-only iteration",
+        ));
+    }
+    if a.tokens > 0 && a.ctx == 0 {
+        return Err(cli_err(
+            "--ctx",
+            "0 is not allowed: cached tokens per decoding sequence, ≥ 1",
+        ));
+    }
+    if a.tokens.checked_add(a.prefill_tokens).is_none() {
+        return Err(cli_err(
+            "--prefill-tokens",
+            format!(
+                "{} + --tokens {} overflows a 64-bit count",
+                a.prefill_tokens, a.tokens
+            ),
+        ));
+    }
+    if a.prefill_prefix.checked_add(a.prefill_tokens).is_none() {
+        return Err(cli_err(
+            "--prefill-prefix",
+            format!(
+                "{} + --prefill-tokens {} overflows a 64-bit count",
+                a.prefill_prefix, a.prefill_tokens
+            ),
+        ));
+    }
+    if let Some(l) = a.layer
+        && l >= m.layers
+    {
+        return Err(cli_err(
+            "--layer",
+            format!(
+                "{l} is beyond the model's {} layers: allowed 0..={}",
+                m.layers,
+                m.layers - 1
+            ),
+        ));
+    }
+    if let Some(e) = a.experts_per_gpu
+        && !(1..=m.routed_experts).contains(&e)
+    {
+        return Err(cli_err(
+            "--experts-per-gpu",
+            format!(
+                "{e} is not allowed: 1..={} (the model's routed experts)",
+                m.routed_experts
+            ),
+        ));
+    }
+    if a.tokens_per_expert == Some(0) {
+        return Err(cli_err("--tokens-per-expert", "0 is not allowed: ≥ 1"));
+    }
+    Ok(())
+}
+
+/// A size beyond the tables' range ([`super::RANGE_FACTOR`]) as an error naming the flag
+/// that drives it and its largest allowed value with the other flags as given. The flag is the
+/// first (in [`size_flags`] order) whose smallest value makes that size's error go away; its
+/// maximum is found by bisection (every size grows with every flag).
+fn check_layer_range(
     m: &Model,
     ta: &ComputeTable,
     tf: &ComputeTable,
     a: &LayerArgs,
-) -> Result<String, InputError> {
-    let qerr = |key: &str, e: super::QueryError| cli_err(key, e.to_string());
+) -> Result<(), InputError> {
+    use super::QueryError::OutOfRange;
+    let out_of_range = |a: &LayerArgs| match sides(m, ta, tf, a) {
+        Err((_, e @ OutOfRange { .. })) => Some(e),
+        _ => None,
+    };
+    let Some(err) = out_of_range(a) else {
+        return Ok(());
+    };
+    let same = |e: &Option<super::QueryError>| match (e, &err) {
+        (
+            Some(OutOfRange { op, field, .. }),
+            OutOfRange {
+                op: o, field: f, ..
+            },
+        ) => op == o && field == f,
+        _ => false,
+    };
+    for (flag, get, set, min) in size_flags(a) {
+        let given = get(a);
+        if given <= min {
+            continue;
+        }
+        let with = |v: u64| {
+            let mut b = a.clone();
+            set(&mut b, v);
+            b
+        };
+        if same(&out_of_range(&with(min))) {
+            continue;
+        }
+        let bound = if out_of_range(&with(min)).is_none() {
+            // ok(lo), !ok(hi)
+            let (mut lo, mut hi) = (min, given);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if out_of_range(&with(mid)).is_none() {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            format!("at most {lo} with the other flags as given")
+        } else {
+            "other flags are out of range too".to_string()
+        };
+        return Err(cli_err(
+            flag,
+            format!("{given} is too large for the compute tables ({bound}): {err}"),
+        ));
+    }
+    let key = if a.layer.is_some() {
+        "--layer"
+    } else {
+        "--model"
+    };
+    Err(cli_err(key, format!("the model's own sizes: {err}")))
+}
+
+/// The breakdowns `compute layer` prints: the attention side of the chosen layer, the FFN side
+/// (MoE layers) and the attention side of a dense layer (models with dense layers). An error
+/// comes with the flag of the table it was predicted on.
+struct Sides {
+    layer: u64,
+    experts: u64,
+    tokens_per_expert: u64,
+    att: LayerBreakdown,
+    ffn: Option<LayerBreakdown>,
+    dense: Option<LayerBreakdown>,
+}
+
+fn sides(
+    m: &Model,
+    ta: &ComputeTable,
+    tf: &ComputeTable,
+    a: &LayerArgs,
+) -> Result<Sides, (&'static str, super::QueryError)> {
     let layer = a.layer.unwrap_or_else(|| m.first_full_moe_layer());
     let e = a.experts_per_gpu.unwrap_or(8.min(m.routed_experts));
     let x = a
@@ -463,9 +697,42 @@ fn layer_report(
             a.prefill_prefix,
             a.kernel,
         )
-        .map_err(|e| qerr("--tokens", e))
+        .map_err(|e| ("--table", e))
     };
     let att = side(layer)?;
+    let ffn = if layer >= m.dense_layers {
+        Some(m.ffn_side(tf, e, x).map_err(|e| ("--ffn-table", e))?)
+    } else {
+        None
+    };
+    let dense = if m.dense_layers > 0 && layer >= m.dense_layers {
+        Some(side(0)?)
+    } else {
+        None
+    };
+    Ok(Sides {
+        layer,
+        experts: e,
+        tokens_per_expert: x,
+        att,
+        ffn,
+        dense,
+    })
+}
+
+fn layer_report(
+    m: &Model,
+    ta: &ComputeTable,
+    tf: &ComputeTable,
+    a: &LayerArgs,
+) -> Result<String, InputError> {
+    let sides = sides(m, ta, tf, a).map_err(|(flag, e)| cli_err(flag, e.to_string()))?;
+    let (layer, e, x, att) = (
+        sides.layer,
+        sides.experts,
+        sides.tokens_per_expert,
+        &sides.att,
+    );
     let mut s = String::new();
     let _ = write!(
         s,
@@ -501,21 +768,17 @@ fn layer_report(
         ta.name(),
         ta.device()
     );
-    print_breakdown(&mut s, &att);
-    if layer >= m.dense_layers {
-        let ffn = m
-            .ffn_side(tf, e, x)
-            .map_err(|e| qerr("--experts-per-gpu", e))?;
+    print_breakdown(&mut s, att);
+    if let Some(ffn) = &sides.ffn {
         let _ = writeln!(
             s,
             "\nffn side: {e} experts x {x} tokens each, on {} ({})",
             tf.name(),
             tf.device()
         );
-        print_breakdown(&mut s, &ffn);
+        print_breakdown(&mut s, ffn);
     }
-    if m.dense_layers > 0 && layer >= m.dense_layers {
-        let dense = side(0)?;
+    if let Some(dense) = &sides.dense {
         let _ = writeln!(
             s,
             "\ndense layers 0..{} (attention GPUs, no dispatch): {:.2} us each (--layer 0 for the breakdown)",

@@ -193,14 +193,7 @@ impl Builder<'_> {
                         "attention kernel efficiency {efficiency} is outside (0, 1]"
                     )));
                 }
-                let p = self
-                    .table
-                    .read_floor(kv_bytes)
-                    .ok_or_else(|| QueryError::NoData {
-                        table: self.table.name().to_string(),
-                        op: Op::HbmRead.name(),
-                        dtype: Dtype::Bf16.name(),
-                    })?;
+                let p = self.table.read_floor(kv_bytes)?;
                 self.out.ops.push(OpTime {
                     name,
                     work: Work::Floor {
@@ -742,7 +735,7 @@ impl Model {
                 ops: Vec::with_capacity(8),
             },
         };
-        let rows = e * x;
+        let rows = e.saturating_mul(x);
         match (self.dispatch_dtype, act) {
             (Dtype::Bf16, Dtype::Fp8) => {
                 b.glue("fp8 quant (input)", Glue::Fp8Quant { rows, width: h })
@@ -784,7 +777,10 @@ impl Model {
 
     /// The default tokens per expert when `tokens` tokens are routed over all experts evenly.
     pub fn balanced_tokens_per_expert(&self, tokens: u64) -> u64 {
-        (tokens * self.top_k).div_ceil(self.routed_experts).max(1)
+        tokens
+            .saturating_mul(self.top_k)
+            .div_ceil(self.routed_experts)
+            .max(1)
     }
 
     /// The first MoE layer that attends to the whole context (not a sliding-window one).

@@ -33,7 +33,7 @@ pub use interp::{Path, Scheme};
 pub use layer::{AttentionKernel, LayerBreakdown, OpTime, Source, Work};
 pub use model::{Attention, DecodeFlops, Gqa, Mla, Model, Side, Sparse};
 pub use predict::{
-    ErrorSummary, LooPoint, Method, Prediction, QueryError, across_first, scheme_for,
+    ErrorSummary, LooPoint, Method, Prediction, QueryError, RANGE_FACTOR, across_first, scheme_for,
 };
 pub use prefill::CausalPrefill;
 pub use roofline::{Roofline, RooflineFit};

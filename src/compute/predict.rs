@@ -6,7 +6,7 @@
 //! > 0 or an error that says why.
 
 use super::interp::{Path, Scheme, interp1};
-use super::table::{ComputeTable, Dtype, Family, FamilyKey, GridRow, Op, OpQuery};
+use super::table::{ComputeTable, Dtype, Family, FamilyKey, Field, GridRow, Op, OpQuery};
 
 /// Which path produced a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -63,9 +63,45 @@ pub enum QueryError {
         op: &'static str,
         dtype: &'static str,
     },
+    #[error(
+        "`{op}` {field} = {value} is beyond the range of table `{table}`: it measured {field} up to \
+         {measured}, and predictions stop at {RANGE_FACTOR}x that ({limit})"
+    )]
+    OutOfRange {
+        table: String,
+        op: &'static str,
+        /// The size column (`m`, `ctx`, …), or `bytes` for the memory floor.
+        field: &'static str,
+        value: u64,
+        /// The largest value of `field` among the table's rows of `op`.
+        measured: u64,
+        /// `RANGE_FACTOR` × `measured`: the largest value answered.
+        limit: u64,
+    },
     #[error("{0}")]
     Invalid(String),
 }
+
+/// How far past the table's measurements a prediction may reach: along each size column, up to
+/// this factor times the largest value of that column among the table's rows of the same op
+/// (any dtype, any shape; the memory floor: times the largest `hbm_read` byte count). Beyond
+/// it, a query is a [`QueryError::OutOfRange`] instead of an answer.
+///
+/// Why a bound: extrapolation carries the last measured slope (or the fitted roofline) on
+/// without limit, so a typo or an overflowed size (2^32 tokens, sizes near 2^64) came back as
+/// days or 1e49 us instead of an error. Why 64: it is the smallest power of two that covers
+/// what serving's grid asks of the shipped tables for every embedded model and traffic preset.
+/// Serving times prefill chunks at prefix corners 4x apart (…, 65536, 262144): with the
+/// `agentic-coding` preset (prompts up to 128 Ki tokens) and 8192-token chunks, a chunk is
+/// timed at prefix 262144, so it ends at 270336 tokens: 16.5x the tables' longest prefill
+/// (16384), and for dense MLA (DeepSeek-V3, Kimi K2) its `kv_b` projection runs at
+/// m = 270336, 33x the tables' largest GEMM m (8192). DeepSeek-V3.2's unfused prefill indexer
+/// (`attention_kernel = "measured"`) runs an 8192-token chunk as a batch of 8192 against the
+/// tables' 256 (32x). The tables' largest points are already compute- or bandwidth-bound,
+/// the regime the slope carries on in, so within 64x the answer extrapolates the physics, not
+/// a trend; far beyond it (past any GPU's memory: 64x the largest `hbm_read` is 618 GB) the
+/// tables say nothing. docs/compute.md, "Range".
+pub const RANGE_FACTOR: u64 = 64;
 
 /// The interpolation scheme used for each operator kind (chosen by leave-one-out on both
 /// shipped tables; see docs/compute.md).
@@ -144,6 +180,7 @@ impl ComputeTable {
                 q.m_max, q.m
             )));
         }
+        self.check_range(q)?;
         let answer = if q.op == Op::GroupedGemmSkew {
             self.predict_skew(q, scheme, skip)?
         } else {
@@ -180,6 +217,36 @@ impl ComputeTable {
             )));
         }
         Ok(answer)
+    }
+
+    /// `Ok` when every size `q.op` uses is within [`RANGE_FACTOR`] times the largest value of
+    /// that column among the table's rows of the op; else the first size beyond it. An op the
+    /// table has no rows of is not bounded here: it is answered from another op's rows (a
+    /// skewed grouped GEMM from the balanced one), which are checked in turn, or not at all.
+    pub fn check_range(&self, q: &OpQuery) -> Result<(), QueryError> {
+        let top = &self.measured_max[q.op as usize];
+        for &f in q.op.required() {
+            let measured = top[f as usize];
+            let limit = measured.saturating_mul(RANGE_FACTOR);
+            if measured > 0 && q.get(f) > limit {
+                return Err(QueryError::OutOfRange {
+                    table: self.name().to_string(),
+                    op: q.op.name(),
+                    field: f.name(),
+                    value: q.get(f),
+                    measured,
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The largest value of `field` [`predict`](Self::predict) answers for `op` on this table
+    /// ([`RANGE_FACTOR`] × the largest measured), or `None` when the table has no rows of `op`.
+    pub fn size_limit(&self, op: Op, field: Field) -> Option<u64> {
+        let measured = self.measured_max[op as usize][field as usize];
+        (measured > 0).then(|| measured.saturating_mul(RANGE_FACTOR))
     }
 
     /// The fitted roofline, anchored to the nearest measured shape of the same op and dtype:
@@ -423,15 +490,37 @@ impl ComputeTable {
     }
 
     /// The memory floor: reading `hbm_bytes` once, interpolated over the `hbm_read` rows by
-    /// byte count. `None` when the table has fewer than two `hbm_read` sizes.
-    pub fn read_floor(&self, hbm_bytes: f64) -> Option<Prediction> {
+    /// byte count. `NoData` when the table has fewer than two `hbm_read` sizes; `OutOfRange`
+    /// (field `bytes`) beyond [`RANGE_FACTOR`] times the largest read measured.
+    pub fn read_floor(&self, hbm_bytes: f64) -> Result<Prediction, QueryError> {
         if !(hbm_bytes.is_finite() && hbm_bytes > 0.0) {
-            return None;
+            return Err(QueryError::Invalid(format!(
+                "the memory floor needs a byte count > 0, not {hbm_bytes}"
+            )));
         }
-        interp1(&self.read_floor, hbm_bytes, Scheme::Secant).map(|(t, p)| Prediction {
-            time_us: t,
-            method: Method::from_path(p),
-        })
+        let no_data = || QueryError::NoData {
+            table: self.name().to_string(),
+            op: Op::HbmRead.name(),
+            dtype: Dtype::Bf16.name(),
+        };
+        let measured = self.read_floor.last().ok_or_else(no_data)?.0;
+        let limit = measured * RANGE_FACTOR as f64;
+        if hbm_bytes > limit {
+            return Err(QueryError::OutOfRange {
+                table: self.name().to_string(),
+                op: Op::HbmRead.name(),
+                field: "bytes",
+                value: hbm_bytes as u64,
+                measured: measured as u64,
+                limit: limit as u64,
+            });
+        }
+        interp1(&self.read_floor, hbm_bytes, Scheme::Secant)
+            .map(|(t, p)| Prediction {
+                time_us: t,
+                method: Method::from_path(p),
+            })
+            .ok_or_else(no_data)
     }
 
     /// Leave-one-out over every grid point (and skew point): the point is removed, then

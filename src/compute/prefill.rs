@@ -73,9 +73,12 @@ impl CausalPrefill {
         self.query.ctx - self.prefix
     }
 
-    /// T_W(prefix + tokens) − T_W(prefix), times `scale`.
+    /// T_W(prefix + tokens) − T_W(prefix), times `scale`. A chunk ending beyond the table's
+    /// range ([`super::predict::RANGE_FACTOR`] × its longest prefill) is `OutOfRange`: the L²
+    /// growth below is carried on only that far.
     pub fn time(&self, table: &ComputeTable) -> Result<Prediction, QueryError> {
         let end = self.query.ctx;
+        table.check_range(&self.query)?;
         let (hi, m_hi) = self.windowed(table, end)?;
         let (lo, m_lo) = self.windowed(table, self.prefix)?;
         let t = (hi - lo) * self.scale;

@@ -444,6 +444,10 @@ pub struct ComputeTable {
     /// `hbm_read` as a function of bytes (sorted, duplicates averaged): the memory floor.
     pub(crate) read_floor: Vec<(f64, f64)>,
     pub(crate) roofline: Roofline,
+    /// The largest value of each size column over the rows of each op (any dtype, any shape),
+    /// indexed `[op as usize][field as usize]`; 0 where the op has no rows. Bounds
+    /// extrapolation (`predict::RANGE_FACTOR`).
+    pub(crate) measured_max: [[u64; 10]; 10],
 }
 
 const COLUMNS: [&str; 13] = [
@@ -494,25 +498,57 @@ impl Header {
         })
     }
 
+    /// The query columns a query file must have (a table file needs `time_us` too): `op`,
+    /// `dtype` and every size column, unused ones left empty in a row.
+    pub fn require_query_columns(
+        file: &str,
+        headers: &csv::StringRecord,
+    ) -> Result<(), InputError> {
+        for c in &COLUMNS[..12] {
+            if !headers.iter().any(|h| h.trim() == *c) {
+                return Err(InputError::new(
+                    file,
+                    "line 1",
+                    format!(
+                        "header lacks the `{c}` column (need: {}; unused sizes may be empty)",
+                        COLUMNS[..12].join(",")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Parses the query part of a record; errors say which column and why.
-    pub fn query(&self, rec: &csv::StringRecord) -> Result<OpQuery, String> {
+    pub fn query(&self, rec: &csv::StringRecord) -> Result<OpQuery, CellError> {
         let cell = |i: usize| rec.get(i).unwrap_or("").trim();
+        let bad = |column: &'static str, message: String| CellError { column, message };
         let op_s = cell(self.op);
         let op = Op::parse(op_s).ok_or_else(|| {
             let known: Vec<&str> = Op::ALL.iter().map(|o| o.name()).collect();
-            format!("unknown op `{op_s}` (known: {})", known.join(", "))
+            bad(
+                "op",
+                format!("unknown op `{op_s}` (known: {})", known.join(", ")),
+            )
         })?;
         let dt_s = self.dtype.map_or("", cell);
         let dtype = if dt_s.is_empty() {
             Dtype::Bf16
         } else {
-            Dtype::parse(dt_s)
-                .ok_or_else(|| format!("unknown dtype `{dt_s}` (bf16, fp8 or mxfp4)"))?
+            Dtype::parse(dt_s).ok_or_else(|| {
+                bad(
+                    "dtype",
+                    format!("unknown dtype `{dt_s}` (bf16, fp8 or mxfp4; empty: bf16)"),
+                )
+            })?
         };
         if dtype == Dtype::Mxfp4 && !matches!(op, Op::Gemm | Op::GroupedGemm) {
-            return Err(format!(
-                "dtype mxfp4 applies to gemm and grouped_gemm only, not `{}`",
-                op.name()
+            return Err(bad(
+                "dtype",
+                format!(
+                    "dtype mxfp4 applies to gemm and grouped_gemm only, not `{}`",
+                    op.name()
+                ),
             ));
         }
         let mut q = OpQuery::blank(op, dtype);
@@ -522,39 +558,60 @@ impl Header {
             if s.is_empty() {
                 continue;
             }
-            let v = parse_size(s).map_err(|why| format!("column `{}`: {why}", f.name()))?;
+            let v = parse_size(s).map_err(|why| bad(f.name(), why))?;
             q.set(f, v);
         }
         if let Some(f) = q.missing_field() {
-            return Err(format!(
-                "op `{}` needs column `{}` ≥ 1 (required: {})",
-                op.name(),
+            return Err(bad(
                 f.name(),
-                op.required()
-                    .iter()
-                    .map(|f| f.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                format!(
+                    "op `{}` needs column `{}` ≥ 1 (required: {})",
+                    op.name(),
+                    f.name(),
+                    op.required()
+                        .iter()
+                        .map(|f| f.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             ));
         }
         if op == Op::GroupedGemmSkew && q.m_max < q.m {
-            return Err(format!(
-                "m_max {} is below the mean m {}: the busiest expert has at least the mean",
-                q.m_max, q.m
+            return Err(bad(
+                "m_max",
+                format!(
+                    "m_max {} is below the mean m {}: the busiest expert has at least the mean",
+                    q.m_max, q.m
+                ),
             ));
         }
         Ok(q)
     }
 }
 
-/// A size cell: a non-negative integer (a trailing `.0` is accepted).
+/// A cell of a row that is not a valid query: its column and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CellError {
+    pub column: &'static str,
+    pub message: String,
+}
+
+/// A size cell: a whole number from 0 to 2^64 − 1 (a trailing `.0` or an exponent is accepted
+/// below 2^53, where a float holds every whole number exactly).
 fn parse_size(s: &str) -> Result<u64, String> {
     if let Ok(v) = s.parse::<u64>() {
         return Ok(v);
     }
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
     match s.parse::<f64>() {
         Ok(v) if v < 0.0 => Err(format!("`{s}` is negative; sizes are counts ≥ 0")),
-        Ok(v) if v.is_finite() && v.fract() == 0.0 && v < 9.0e15 => Ok(v as u64),
+        Ok(v) if v.is_finite() && v.fract() == 0.0 && v <= EXACT => Ok(v as u64),
+        Ok(v) if v.is_finite() && v.fract() == 0.0 && v < u64::MAX as f64 => Err(format!(
+            "`{s}` is too large to read exactly in this form; write the whole number's digits"
+        )),
+        Ok(v) if v.is_finite() && v.fract() == 0.0 || v == f64::INFINITY => {
+            Err(format!("`{s}` is beyond the largest size, {}", u64::MAX))
+        }
         _ => Err(format!("`{s}` is not a whole number")),
     }
 }
@@ -576,7 +633,7 @@ impl ComputeTable {
     pub fn embedded(name: &str) -> Result<ComputeTable, InputError> {
         let (n, text) = EMBEDDED.iter().find(|(n, _)| *n == name).ok_or_else(|| {
             InputError::new(
-                "<embedded default>",
+                "<embedded tables>",
                 "",
                 format!(
                     "no embedded compute table `{name}` (known: {})",
@@ -591,12 +648,44 @@ impl ComputeTable {
         EMBEDDED.iter().map(|(n, _)| *n).collect()
     }
 
-    /// A table given by name (embedded) or by path: a name without `/` or `.csv` is embedded.
+    /// A table given by name (embedded) or by path. Without the place the name came from, an
+    /// unknown one is reported under its own name as the file; callers that know where it was
+    /// given use [`by_name_or_path_from`](Self::by_name_or_path_from).
     pub fn by_name_or_path(spec: &str) -> Result<ComputeTable, InputError> {
-        if !spec.contains('/') && !spec.ends_with(".csv") {
+        ComputeTable::by_name_or_path_from(spec, spec, "")
+    }
+
+    /// A table given by `spec`, an embedded name or a CSV path, at `key` of `origin` (a
+    /// scenario file and `afd.table`, or `<command line>` and `--table`). A name that is neither
+    /// an embedded table nor a readable file is an error naming `origin`, `key` and what is
+    /// allowed; a readable file that is not a valid table is an error naming that file and line.
+    pub fn by_name_or_path_from(
+        spec: &str,
+        origin: &str,
+        key: &str,
+    ) -> Result<ComputeTable, InputError> {
+        if EMBEDDED.iter().any(|(n, _)| *n == spec) {
             return ComputeTable::embedded(spec);
         }
-        ComputeTable::load(Path::new(spec))
+        let path = Path::new(spec);
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| spec.to_string());
+                ComputeTable::parse(&name, spec, &text)
+            }
+            Err(e) => Err(InputError::new(
+                origin,
+                key,
+                format!(
+                    "`{spec}` is neither an embedded compute table ({}) nor a readable compute \
+                     table file ({e})",
+                    ComputeTable::embedded_names().join(", ")
+                ),
+            )),
+        }
     }
 
     /// Parses CSV text; `file` names it in errors.
@@ -635,7 +724,9 @@ impl ComputeTable {
             if rec.iter().all(|c| c.trim().is_empty()) {
                 continue;
             }
-            let query = header.query(&rec).map_err(at)?;
+            let query = header
+                .query(&rec)
+                .map_err(|e| at(format!("column `{}`: {}", e.column, e.message)))?;
             let t_s = rec.get(time_col).unwrap_or("").trim();
             let time_us: f64 = t_s
                 .parse()
@@ -726,6 +817,13 @@ impl ComputeTable {
             .collect();
         read_floor.sort_by(|a, b| a.0.total_cmp(&b.0));
         let roofline = Roofline::fit(&rows);
+        let mut measured_max = [[0u64; 10]; 10];
+        for r in &rows {
+            let top = &mut measured_max[r.query.op as usize];
+            for f in Field::ALL {
+                top[f as usize] = top[f as usize].max(r.query.get(f));
+            }
+        }
         let mut table = ComputeTable {
             name: name.to_string(),
             device: device.to_string(),
@@ -734,6 +832,7 @@ impl ComputeTable {
             index,
             read_floor,
             roofline,
+            measured_max,
         };
         table.index_skew();
         table
