@@ -115,12 +115,12 @@ fn bad_input_is_a_clear_one_line_error() {
     check(
         "zero-rate.toml",
         Some(&base.replace("rate_gbps = 200", "rate_gbps = 0")),
-        &["fabric.nic.rate_gbps", "> 0"],
+        &["fabric.nic.rate_gbps", ">= 0.001"],
     );
     check(
         "negative-rate.toml",
         Some(&base.replace("rate_gbps = 200", "rate_gbps = -200")),
-        &["fabric.nic.rate_gbps", "> 0"],
+        &["fabric.nic.rate_gbps", ">= 0.001"],
     );
     check(
         "negative-bytes.toml",

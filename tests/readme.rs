@@ -66,7 +66,8 @@ fn placeholders(dir: &Path, repo: &Path) {
     // Compute queries: the table's columns (docs/compute.md).
     std::fs::write(
         dir.join("queries.csv"),
-        "op,dtype,m,n,k\nhbm_copy,bf16,,,8388608\n",
+        "op,dtype,m,n,k,groups,batch,ctx,heads,kv_heads,head_dim,m_max\n\
+         gemm,bf16,128,7168,2048,,,,,,,\n",
     )
     .unwrap();
 }

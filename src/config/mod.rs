@@ -986,13 +986,20 @@ bytes = 4096
             "rate_gbps = 400",
             "rate_gbps = 0",
             "fabric.nic.rate_gbps",
-            "> 0",
+            ">= 0.001",
+        );
+        // Below 1 Mb/s (a typo for Gb/s): refused, so a packet's time is exact.
+        check(
+            "rate_gbps = 400",
+            "rate_gbps = 1e-9",
+            "fabric.nic.rate_gbps",
+            ">= 0.001",
         );
         check(
             "rate_gbps = 400",
             "rate_gbps = -5",
             "fabric.nic.rate_gbps",
-            "> 0",
+            ">= 0.001",
         );
         check("nodes = 4", "nodes = 1", "fabric.nodes", "between 2");
         check(
@@ -1089,7 +1096,7 @@ bytes = 4096
             "nodes = 2\n[fabric.nic]\nrate_gbps = 0",
             "f.toml",
             "fabric.nic.rate_gbps",
-            "> 0",
+            ">= 0.001",
         );
         check_err(
             base,
