@@ -1,6 +1,6 @@
 //! The afdsim command line: a thin shell over the library.
 //!
-//! Exit status: 0 success, 1 a validation case failed, 2 bad input or usage, 3 the
+//! Exit status: 0 success, 1 a validation regression, 2 bad input or usage, 3 the
 //! simulation deadlocked (a cycle of PFC or credit pauses).
 
 use afdsim::config::Scenario;
