@@ -138,6 +138,20 @@ fn query_files_missing_a_column_or_fields_are_errors() {
     assert!(r.unwrap_err().message.contains("13 fields"));
 }
 
+/// `afdsim compute query --table h100-sxm --in IN --out OUT`.
+fn query_cli(input: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    afdsim(&[
+        "compute",
+        "query",
+        "--table",
+        "h100-sxm",
+        "--in",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
 #[test]
 fn query_cli_exits_2_on_a_malformed_file_and_0_on_unanswerable_rows() {
     let bad = temp_file(
@@ -146,16 +160,7 @@ fn query_cli_exits_2_on_a_malformed_file_and_0_on_unanswerable_rows() {
         &format!("{COLUMNS}\ngemm,bf16,-3,7168,2048,,,,,,,\n"),
     );
     let out = bad.with_extension("out.csv");
-    let o = afdsim(&[
-        "compute",
-        "query",
-        "--table",
-        "h100-sxm",
-        "--in",
-        bad.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = query_cli(&bad, &out);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -168,16 +173,7 @@ fn query_cli_exits_2_on_a_malformed_file_and_0_on_unanswerable_rows() {
         "cli-good.csv",
         &format!("{COLUMNS}\ngemm,bf16,18446744073709551615,7168,2048,,,,,,,\n"),
     );
-    let o = afdsim(&[
-        "compute",
-        "query",
-        "--table",
-        "h100-sxm",
-        "--in",
-        good.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = query_cli(&good, &out);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains("1 out of range"), "{}", stdout(&o));
     let text = std::fs::read_to_string(&out).unwrap();

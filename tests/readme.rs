@@ -7,8 +7,10 @@
 //! A command is run unless [`SKIPPED`] names it, with the reason: a new README command is
 //! run by default, and one the test cannot run must be listed here on purpose.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Which commands are not run, and why.
@@ -217,25 +219,14 @@ fn readme_commands_run_as_written() {
              in tests/readme.rs with the reason"
         );
         let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_afdsim"))
-            .args(&words[1..])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_afdsim"));
+        cmd.args(&words[1..])
             .current_dir(&dir)
             .env_remove("SLURM_ARRAY_TASK_ID")
             .env_remove("SLURM_ARRAY_TASK_COUNT")
-            .env_remove("SLURM_ARRAY_TASK_MIN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        while child.try_wait().unwrap().is_none() {
-            if started.elapsed() > LIMIT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("README command `{command}` still running after {LIMIT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let o = child.wait_with_output().unwrap();
+            .env_remove("SLURM_ARRAY_TASK_MIN");
+        let o = common::output_within(cmd, LIMIT)
+            .unwrap_or_else(|| panic!("README command `{command}` still running after {LIMIT:?}"));
         assert!(
             o.status.success(),
             "README command `{command}` failed ({}): {}",

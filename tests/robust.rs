@@ -14,9 +14,8 @@
 mod common;
 
 use proptest::prelude::*;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// The longest a generated case may take (the bar for a hang is 60 s; on a loaded
 /// 2-core machine a valid case takes well under 5 s).
@@ -25,35 +24,17 @@ const CASE_LIMIT: Duration = Duration::from_secs(60);
 /// Runs `afdsim run FILE --level LEVEL`, killing it past [`CASE_LIMIT`].
 fn run_case(text: &str, level: &str, case: &str) -> Result<(), TestCaseError> {
     let path = common::temp_file("robust", &format!("{case}.toml"), text);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_afdsim"))
-        .args(["run", path.to_str().unwrap(), "--level", level, "--json"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_afdsim"));
+    cmd.args(["run", path.to_str().unwrap(), "--level", level, "--json"])
         .env("AFDSIM_MEMORY_LIMIT_BYTES", "2000000000")
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the afdsim binary runs");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > CASE_LIMIT {
-            child.kill().ok();
-            child.wait().ok();
-            return Err(TestCaseError::fail(format!(
-                "hung past {CASE_LIMIT:?} at level {level}:\n{text}"
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        .env("RUST_BACKTRACE", "0");
+    let Some(out) = common::output_within(cmd, CASE_LIMIT) else {
+        return Err(TestCaseError::fail(format!(
+            "hung past {CASE_LIMIT:?} at level {level}:\n{text}"
+        )));
     };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let status = out.status;
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     let lines: Vec<&str> = err
         .lines()
         .filter(|l| !l.starts_with("progress:"))

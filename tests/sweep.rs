@@ -1,6 +1,8 @@
 //! `afdsim sweep` and `afdsim merge` as a user meets them: sharding, resume after SIGKILL,
 //! byte-identical merges whatever --jobs or shards, clear errors.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -598,25 +600,13 @@ values = [2, 4]
 /// Runs afdsim and fails the test if it has not exited after `limit` (a hang is a bug: the
 /// child is killed so the test run goes on).
 fn afdsim_within(args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_afdsim"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_afdsim"));
+    cmd.args(args)
         .env_remove("SLURM_ARRAY_TASK_ID")
         .env_remove("SLURM_ARRAY_TASK_COUNT")
-        .env_remove("SLURM_ARRAY_TASK_MIN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the afdsim binary runs");
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("afdsim {args:?} still running after {limit:?}: a hang");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+        .env_remove("SLURM_ARRAY_TASK_MIN");
+    common::output_within(cmd, limit)
+        .unwrap_or_else(|| panic!("afdsim {args:?} still running after {limit:?}: a hang"))
 }
 
 /// Non-finite cells (`inf`, `-inf`, `NaN`, in x or y) are an error naming the file, the

@@ -50,3 +50,24 @@ pub fn temp_file(suite: &str, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).unwrap();
     p
 }
+
+/// Runs `cmd` (stdout and stderr piped), killing it past `limit`: `None` when it had to be
+/// killed (a hang, for the tests that look for one), else its output.
+pub fn output_within(mut cmd: std::process::Command, limit: std::time::Duration) -> Option<Output> {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().unwrap())
+}
