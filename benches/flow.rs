@@ -42,7 +42,7 @@ fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     (times[times.len() / 2], last.expect("reps >= 1"))
 }
 
-fn makespan_us(r: &afdsim::packet::PacketRun) -> f64 {
+fn makespan_us(r: &afdsim::net::NetRun) -> f64 {
     let first = r.messages.iter().map(|m| m.start).min().expect("messages");
     let last = r
         .messages

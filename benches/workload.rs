@@ -12,9 +12,9 @@
 
 use afdsim::config::Scenario;
 use afdsim::engine::{Dur, Time};
-use afdsim::packet::MessageSpec;
+use afdsim::net::MessageSpec;
+use afdsim::net::{TaskRef, Workload};
 use afdsim::topology::NodeId;
-use afdsim::workload::{TaskRef, Workload};
 use std::time::Instant;
 
 fn step() -> Workload {
@@ -69,7 +69,7 @@ fn main() {
         w.messages.len(),
         w.computes.len()
     );
-    let end = |r: &afdsim::packet::PacketRun| {
+    let end = |r: &afdsim::net::NetRun| {
         r.messages
             .iter()
             .filter_map(|m| m.finish)

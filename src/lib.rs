@@ -10,22 +10,23 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod flow;
+pub mod levels;
 pub mod memory;
+pub mod net;
 pub mod packet;
 pub mod report;
 pub mod serving;
 pub mod sweep;
 pub mod topology;
 pub mod validation;
-pub mod workload;
 
 use config::Scenario;
 use engine::{PastHorizon, SimRng};
-pub use workload::Progress;
+pub use net::Progress;
 
 /// What one scenario run produced: the raw run and its metrics.
 pub struct Outcome {
-    pub run: packet::PacketRun,
+    pub run: net::NetRun,
     pub metrics: report::PacketMetrics,
     /// The decode step's metrics, for a scenario with an `[afd]` table.
     pub afd: Option<afd::AfdMetrics>,
@@ -62,10 +63,13 @@ impl Outcome {
 pub enum RunError {
     /// A cycle of pauses that can never clear.
     #[error("the simulation deadlocked: {0}")]
-    Deadlock(packet::Deadlock),
+    Deadlock(net::Deadlock),
     /// The simulated time passed its limit with work left (rates too low for the bytes).
     #[error("{0}")]
     PastHorizon(PastHorizon),
+    /// The scenario's level cannot run its study.
+    #[error("{0}")]
+    Unsupported(String),
     /// A kernel time the compute tables cannot give (an AFD scenario).
     #[error("afd: a kernel time cannot be computed: {0}")]
     Compute(compute::QueryError),
@@ -75,11 +79,12 @@ pub enum RunError {
     Input(error::InputError),
 }
 
-impl From<packet::SimError> for RunError {
-    fn from(e: packet::SimError) -> Self {
+impl From<net::NetError> for RunError {
+    fn from(e: net::NetError) -> Self {
         match e {
-            packet::SimError::Deadlock(d) => RunError::Deadlock(d),
-            packet::SimError::PastHorizon(h) => RunError::PastHorizon(h),
+            net::NetError::Deadlock(d) => RunError::Deadlock(d),
+            net::NetError::PastHorizon(h) => RunError::PastHorizon(h),
+            e @ net::NetError::Unsupported { .. } => RunError::Unsupported(e.to_string()),
         }
     }
 }
@@ -105,11 +110,8 @@ pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(Progress)) -> Result<Ou
     }
     let Some(spec) = &scenario.afd else {
         fits_horizon(scenario, m, "traffic")?;
-        let run = match scenario.level {
-            config::Level::Packet => packet::simulate(f, p, m, progress)?,
-            config::Level::Flow => flow::simulate(f, p, m, progress)?,
-            config::Level::Analytical => flow::analytical::simulate(f, p, m)?,
-        };
+        let workload = net::Workload::from_messages(m.clone());
+        let run = levels::simulate(scenario.level, f, p, &workload, progress)?;
         let metrics = report::PacketMetrics::of(scenario, &run);
         return Ok(Outcome {
             run,
@@ -131,13 +133,7 @@ pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(Progress)) -> Result<Ou
             step.workload.message(msg.clone(), &[]);
         }
         fits_horizon(scenario, &step.workload.messages, "afd")?;
-        let run = match scenario.level {
-            config::Level::Packet => packet::simulate_workload(f, p, &step.workload, progress)?,
-            config::Level::Flow => flow::simulate_workload(f, p, &step.workload, progress)?,
-            config::Level::Analytical => {
-                unreachable!("config rejects [afd] at the analytical level")
-            }
-        };
+        let run = levels::simulate(scenario.level, f, p, &step.workload, progress)?;
         per_step.push(afd::AfdMetrics::of(spec, &step, &run));
         last = Some((step, run));
     }
@@ -154,13 +150,13 @@ pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(Progress)) -> Result<Ou
 }
 
 /// Refuses, before running, messages that no level could finish within `Time::HORIZON`
-/// (see [`workload::past_horizon`]), naming the GPU, its bytes and its links' rate.
+/// (see [`net::past_horizon`]), naming the GPU, its bytes and its links' rate.
 fn fits_horizon(
     scenario: &Scenario,
-    messages: &[packet::MessageSpec],
+    messages: &[net::MessageSpec],
     key: &str,
 ) -> Result<(), RunError> {
-    let Some(b) = workload::past_horizon(&scenario.fabric.topology, messages) else {
+    let Some(b) = net::past_horizon(&scenario.fabric.topology, messages) else {
         return Ok(());
     };
     Err(RunError::Input(error::InputError::new(

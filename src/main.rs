@@ -261,7 +261,8 @@ fn cmd_run(
                 afdsim::RunError::Deadlock(_) => 3,
                 afdsim::RunError::Compute(_)
                 | afdsim::RunError::Input(_)
-                | afdsim::RunError::PastHorizon(_) => 2,
+                | afdsim::RunError::PastHorizon(_)
+                | afdsim::RunError::Unsupported(_) => 2,
             }));
         }
     };

@@ -2,7 +2,8 @@
 //! modes, and PXN routing on rail-optimized fabrics.
 
 use afdsim::config::Scenario;
-use afdsim::packet::{PacketRun, simulate};
+use afdsim::net::NetRun;
+use afdsim::packet::simulate;
 
 /// A 16:1 incast of 1 MiB per sender through one 400 Gb/s switch (the validation case
 /// `closed-form-incast`), with `switch` as the `[fabric.switch]` table and `nic` added to
@@ -33,11 +34,11 @@ bytes = 1048576
     Scenario::parse(&text, "incast.toml", None).unwrap()
 }
 
-fn run(s: &Scenario) -> PacketRun {
+fn run(s: &Scenario) -> NetRun {
     simulate(&s.fabric, &s.packet, &s.messages, &mut |_| {}).unwrap()
 }
 
-fn makespan_us(r: &PacketRun) -> f64 {
+fn makespan_us(r: &NetRun) -> f64 {
     r.messages
         .iter()
         .filter_map(|m| m.finish)
@@ -111,7 +112,7 @@ fn retry_count_bounds_the_timeouts_a_message_survives() {
     let unlimited = lossy("");
     assert_eq!(unlimited.recovery.qp_errors, 0);
     assert!(unlimited.messages.iter().all(|m| m.finish.is_some()));
-    let lost = |r: &PacketRun| r.messages.iter().filter(|m| m.finish.is_none()).count() as u64;
+    let lost = |r: &NetRun| r.messages.iter().filter(|m| m.finish.is_none()).count() as u64;
     let zero = lossy("retry_cnt = 0");
     assert!(zero.recovery.qp_errors > 0, "{:?}", zero.recovery);
     assert_eq!(lost(&zero), zero.recovery.qp_errors);
@@ -236,7 +237,7 @@ fn pxn_keeps_cross_rail_traffic_off_the_spines() {
              pxn = {pxn}\n[[traffic]]\npattern = \"message\"\nsrc = 0\ndst = 9\nbytes = 1048576\n"
         )
     };
-    let spine_bytes = |s: &Scenario, r: &PacketRun| -> u64 {
+    let spine_bytes = |s: &Scenario, r: &NetRun| -> u64 {
         let t = &s.fabric.topology;
         (t.links().iter().zip(&r.links))
             .filter(|(l, _)| l.class == afdsim::topology::LinkClass::Fabric)

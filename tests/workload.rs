@@ -2,9 +2,10 @@
 
 use afdsim::config::Scenario;
 use afdsim::engine::{Dur, Time};
-use afdsim::packet::{MessageSpec, PacketRun, simulate_workload};
+use afdsim::net::{MessageSpec, NetRun};
+use afdsim::net::{TaskRef, Workload};
+use afdsim::packet::simulate_workload;
 use afdsim::topology::NodeId;
-use afdsim::workload::{TaskRef, Workload};
 
 /// Two GPUs with integrated 400 Gb/s NICs on one switch (1 us links, 300 ns switch).
 fn pair() -> Scenario {
@@ -30,7 +31,7 @@ bytes = 1
 }
 
 /// Both levels execute the same workload; every test checks both against the closed form.
-fn runs(s: &Scenario, w: &Workload) -> [(&'static str, PacketRun); 2] {
+fn runs(s: &Scenario, w: &Workload) -> [(&'static str, NetRun); 2] {
     [
         (
             "packet",

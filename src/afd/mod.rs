@@ -44,9 +44,9 @@ use crate::compute::{
     Work,
 };
 use crate::engine::{Dur, SimRng, Time};
-use crate::packet::MessageSpec;
+use crate::net::MessageSpec;
+use crate::net::{TaskRef, Workload};
 use crate::topology::NodeId;
-use crate::workload::{TaskRef, Workload};
 use routing::Router;
 
 /// A resolved AFD decode deployment (or, with the FFN GPUs equal to the attention GPUs, the
@@ -550,7 +550,7 @@ pub struct AfdMetrics {
 }
 
 impl AfdMetrics {
-    pub fn of(spec: &AfdSpec, step: &DecodeStep, run: &crate::packet::PacketRun) -> AfdMetrics {
+    pub fn of(spec: &AfdSpec, step: &DecodeStep, run: &crate::net::NetRun) -> AfdMetrics {
         use crate::engine::Time;
         let first = run
             .computes
@@ -691,7 +691,7 @@ impl AfdMetrics {
 /// that stream. Returns the time on the path spent in (transfers, kernels), seconds. The path
 /// is contiguous (each task starts when its predecessor ends), so the two sum to the span
 /// from the path's first task to the end.
-pub fn critical_path(w: &Workload, run: &crate::packet::PacketRun) -> (f64, f64) {
+pub fn critical_path(w: &Workload, run: &crate::net::NetRun) -> (f64, f64) {
     use crate::engine::Time;
     let span = |t: TaskRef| -> Option<(Time, Time)> {
         match t {

@@ -4,7 +4,7 @@
 use super::Ctx;
 use crate::engine::{Bandwidth, Dur};
 use crate::error::InputError;
-use crate::packet::{
+use crate::net::{
     Buffers, DcqcnParams, EcnParams, GoBackN, PfcParams, Routing, SwitchParams, Transport, Wire,
 };
 use crate::topology::{FabricSpec, NicSpec, NvlinkSpec, ScaleOutKind, ScaleOutSpec};
@@ -114,7 +114,7 @@ pub struct NicFile {
     pub retry_cnt: Option<i64>,
 }
 
-/// Resolves the NIC's loss recovery (`packet::Transport`).
+/// Resolves the NIC's loss recovery (`net::Transport`).
 fn resolve_transport(cx: &Ctx, n: Option<&NicFile>) -> Result<Transport, InputError> {
     let key = |k: &str| format!("fabric.nic.{k}");
     let (kind, rto, nak, retry) = match n {
@@ -169,7 +169,7 @@ fn resolve_transport(cx: &Ctx, n: Option<&NicFile>) -> Result<Transport, InputEr
     }
 }
 
-/// DCQCN reaction- and notification-point parameters (see `packet::DcqcnParams`).
+/// DCQCN reaction- and notification-point parameters (see `net::DcqcnParams`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DcqcnFile {
@@ -284,7 +284,7 @@ pub struct RoutingFile {
     /// NCCL's PXN on rail-optimized fabrics (`topology::FabricSpec::pxn`); default false.
     #[serde(default)]
     pub pxn: Option<bool>,
-    /// PXN: bytes a relay GPU may hold for relaying (`PacketParams::pxn_fifo_bytes`), KiB;
+    /// PXN: bytes a relay GPU may hold for relaying (`NetParams::pxn_fifo_bytes`), KiB;
     /// default unbounded.
     #[serde(default)]
     pub pxn_fifo_kib: Option<f64>,

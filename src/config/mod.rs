@@ -22,7 +22,7 @@ pub use raw::{ScenarioFile, TrafficFile};
 
 use crate::engine::{Bandwidth, Dur, SimRng, Time};
 use crate::error::{InputError, one_line};
-use crate::packet::{Buffers, CongestionControl, MessageSpec, PacketParams};
+use crate::net::{Buffers, CongestionControl, MessageSpec, NetParams};
 use crate::topology::{Fabric, NodeId, NodeKind};
 use std::path::{Path, PathBuf};
 
@@ -41,33 +41,7 @@ pub const DEFAULT_SEED: u64 = 1;
 /// purpose never shifts the others.
 const STREAM_TRAFFIC: u64 = 1;
 
-/// Simulation fidelity.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Level {
-    /// Every packet on every hop (`packet`).
-    Packet,
-    /// Fluid flows sharing links max-min fairly (`flow`, `src/flow/`).
-    Flow,
-    /// Bytes over bottleneck bandwidth plus latency per message (`flow/analytical.rs`).
-    Analytical,
-}
-
-impl Level {
-    pub const ALL: [Level; 3] = [Level::Packet, Level::Flow, Level::Analytical];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Packet => "packet",
-            Level::Flow => "flow",
-            Level::Analytical => "analytical",
-        }
-    }
-
-    /// The level named `s` (as in a scenario's `level` key or `--level`).
-    pub fn parse(s: &str) -> Option<Level> {
-        Level::ALL.into_iter().find(|l| l.as_str() == s)
-    }
-}
+pub use crate::net::Level;
 
 /// A resolved scenario: what the simulation runs. Built only by this module.
 #[derive(Clone, Debug)]
@@ -80,7 +54,7 @@ pub struct Scenario {
     /// The fabric's name (from its file) and the built fabric.
     pub fabric_name: String,
     pub fabric: Fabric,
-    pub packet: PacketParams,
+    pub packet: NetParams,
     pub messages: Vec<MessageSpec>,
     /// An AFD decode deployment, when the scenario has an `[afd]` table.
     pub afd: Option<crate::afd::AfdSpec>,
@@ -467,7 +441,7 @@ fn resolve(
         level,
         fabric_name: rf.name.clone(),
         fabric: built,
-        packet: PacketParams {
+        packet: NetParams {
             nic_wire: rf.nic_wire,
             nvlink_wire: rf.nvlink_wire,
             switch: rf.switch,

@@ -12,16 +12,43 @@
 
 use super::paths::route;
 use crate::engine::{Dur, PastHorizon, QueueStats, Time};
-use crate::packet::{MessageSpec, PacketParams, PacketRun};
+use crate::net::{Level, MessageSpec, NetError, NetParams, NetRun, Progress, Simulator, Workload};
 use crate::topology::Fabric;
+
+/// The analytical level as a [`Simulator`]: independent messages only (a workload with
+/// compute tasks or dependencies is [`NetError::Unsupported`]).
+pub struct AnalyticalLevel;
+
+impl Simulator for AnalyticalLevel {
+    fn level(&self) -> Level {
+        Level::Analytical
+    }
+    fn simulate(
+        &self,
+        fabric: &Fabric,
+        params: &NetParams,
+        workload: &Workload,
+        _progress: &mut dyn FnMut(Progress),
+    ) -> Result<NetRun, NetError> {
+        if workload.has_dependencies() {
+            return Err(NetError::Unsupported {
+                level: Level::Analytical.as_str(),
+                what: "compute tasks or messages that wait for other tasks (an [afd] or \
+                       [serving] study): use the flow or packet level"
+                    .into(),
+            });
+        }
+        Ok(simulate(fabric, params, &workload.messages)?)
+    }
+}
 
 /// Runs `messages` on `fabric` at the analytical level; [`PastHorizon`] when a message's
 /// bound lies at or past [`Time::HORIZON`] (the sums saturate: see `engine/time.rs`).
 pub fn simulate(
     fabric: &Fabric,
-    params: &PacketParams,
+    params: &NetParams,
     messages: &[MessageSpec],
-) -> Result<PacketRun, PastHorizon> {
+) -> Result<NetRun, PastHorizon> {
     let topo = &fabric.topology;
     let routes: Vec<_> = messages
         .iter()
@@ -58,7 +85,7 @@ pub fn simulate(
         .links()
         .iter()
         .enumerate()
-        .map(|(i, _)| crate::packet::LinkStats {
+        .map(|(i, _)| crate::net::LinkStats {
             wire_bytes: load[i].round() as u64,
             busy: drain[i],
             ..Default::default()

@@ -1,6 +1,6 @@
 //! The flow level: every message is a fluid flow sharing link capacity max-min fairly.
 //!
-//! - Routes are the packet level's (same `Fabric`, same `PacketParams`, same
+//! - Routes are the packet level's (same `Fabric`, same `NetParams`, same
 //!   `MessageSpec`s): ECMP picks one path with the packet level's hash; NVLink traffic,
 //!   spraying, and adaptive routing (treated as spraying: the fluid model has no queues to
 //!   adapt to) split a flow evenly over the equal-cost next links ([`paths`]).
@@ -16,12 +16,12 @@
 //!   message lands where the packet level's closed form puts it.
 //!
 //! - Workloads: compute tasks run on the GPUs' streams and a task starts once the tasks it
-//!   waits for are done ([`crate::workload::Tracker`], shared with the packet level); a
+//!   waits for are done ([`crate::net::Tracker`], shared with the packet level); a
 //!   message is done when its last byte arrives (drain plus tail).
 //!
 //! Invariant: the flow level never sees packets. It is blind to queues, buffers, PFC,
 //! ECN and congestion control; `config` rejects scenarios that set them for this level.
-//! The result is a [`PacketRun`] (the packet level's type): messages with start and
+//! The result is a [`NetRun`] (the packet level's type): messages with start and
 //! finish, per-link wire bytes and busy time; every packet counter, the run's and each
 //! link's, is zero.
 
@@ -31,11 +31,12 @@ pub mod online;
 pub mod paths;
 
 use crate::engine::{Dur, EventQueue, PS_PER_S, PastHorizon, Time};
-use crate::packet::{
-    ComputeResult, LinkStats, MessageResult, MessageSpec, PacketParams, PacketRun,
+use crate::net::{
+    ComputeResult, Level, LinkStats, MessageResult, MessageSpec, NetError, NetParams, NetRun,
+    Simulator,
 };
+use crate::net::{Progress, TaskRef, Tracker, Workload};
 use crate::topology::Fabric;
-use crate::workload::{Progress, TaskRef, Tracker, Workload};
 use maxmin::Allocator;
 pub use paths::{Route, route};
 
@@ -99,23 +100,41 @@ fn bytes_per_ps(bps: u64) -> f64 {
     bps as f64 / 8.0 / PS_PER_S as f64
 }
 
+/// The flow level as a [`Simulator`].
+pub struct FlowLevel;
+
+impl Simulator for FlowLevel {
+    fn level(&self) -> Level {
+        Level::Flow
+    }
+    fn simulate(
+        &self,
+        fabric: &Fabric,
+        params: &NetParams,
+        workload: &Workload,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<NetRun, NetError> {
+        Ok(simulate_workload(fabric, params, workload, progress)?)
+    }
+}
+
 /// Runs `messages` on `fabric` at the flow level.
 pub fn simulate(
     fabric: &Fabric,
-    params: &PacketParams,
+    params: &NetParams,
     messages: &[MessageSpec],
     progress: &mut dyn FnMut(Progress),
-) -> Result<PacketRun, PastHorizon> {
+) -> Result<NetRun, PastHorizon> {
     Ok(simulate_with_stats(fabric, params, messages, progress)?.0)
 }
 
 /// [`simulate`], also returning what the engine did.
 pub fn simulate_with_stats(
     fabric: &Fabric,
-    params: &PacketParams,
+    params: &NetParams,
     messages: &[MessageSpec],
     progress: &mut dyn FnMut(Progress),
-) -> Result<(PacketRun, FlowStats), PastHorizon> {
+) -> Result<(NetRun, FlowStats), PastHorizon> {
     simulate_workload_with_stats(
         fabric,
         params,
@@ -127,10 +146,10 @@ pub fn simulate_with_stats(
 /// Runs a workload (messages and compute tasks with dependencies) at the flow level.
 pub fn simulate_workload(
     fabric: &Fabric,
-    params: &PacketParams,
+    params: &NetParams,
     workload: &Workload,
     progress: &mut dyn FnMut(Progress),
-) -> Result<PacketRun, PastHorizon> {
+) -> Result<NetRun, PastHorizon> {
     Ok(simulate_workload_with_stats(fabric, params, workload, progress)?.0)
 }
 
@@ -139,10 +158,10 @@ pub fn simulate_workload(
 /// `engine/time.rs`).
 pub fn simulate_workload_with_stats(
     fabric: &Fabric,
-    params: &PacketParams,
+    params: &NetParams,
     workload: &Workload,
     progress: &mut dyn FnMut(Progress),
-) -> Result<(PacketRun, FlowStats), PastHorizon> {
+) -> Result<(NetRun, FlowStats), PastHorizon> {
     let messages = &workload.messages[..];
     let bytes_total: u64 = messages.iter().map(|m| m.bytes).sum();
     let mut bytes_done = 0u64;
@@ -364,10 +383,10 @@ pub(crate) fn assemble(
     finish: Vec<Time>,
     links: Vec<LinkStats>,
     queue: crate::engine::QueueStats,
-) -> PacketRun {
+) -> NetRun {
     let bytes: u64 = messages.iter().map(|m| m.bytes).sum();
     let end = finish.iter().copied().max().unwrap_or(Time::ZERO);
-    PacketRun {
+    NetRun {
         computes: Vec::new(),
         messages: messages
             .iter()

@@ -23,7 +23,7 @@ use super::maxmin::full_recompute;
 use super::paths::route;
 use super::{assemble, links_of};
 use crate::engine::{Dur, PS_PER_S, Time};
-use crate::packet::{MessageSpec, PacketParams, PacketRun};
+use crate::net::{MessageSpec, NetParams, NetRun};
 use crate::topology::Fabric;
 
 /// The least share of a link's capacity the flows keep however busy the background makes
@@ -48,7 +48,7 @@ struct Flow {
 /// Flows started one at a time on a fabric, each finishing when its last byte arrives.
 pub struct OnlineFlows<'a> {
     fabric: &'a Fabric,
-    params: &'a PacketParams,
+    params: &'a NetParams,
     /// Each link's capacity, bytes/ps, and what the background leaves of it.
     base: Vec<f64>,
     cap: Vec<f64>,
@@ -64,7 +64,7 @@ pub struct OnlineFlows<'a> {
 }
 
 impl<'a> OnlineFlows<'a> {
-    pub fn new(fabric: &'a Fabric, params: &'a PacketParams) -> OnlineFlows<'a> {
+    pub fn new(fabric: &'a Fabric, params: &'a NetParams) -> OnlineFlows<'a> {
         let cap: Vec<f64> = fabric
             .topology
             .links()
@@ -250,7 +250,7 @@ impl<'a> OnlineFlows<'a> {
 
     /// Every flow as a finished message, with the wire bytes each put on each link (the
     /// batch flow level's result type). Flows still in flight are left out.
-    pub fn into_run(self) -> PacketRun {
+    pub fn into_run(self) -> NetRun {
         let mut bytes = vec![0.0f64; self.fabric.topology.links().len()];
         let done: Vec<&Flow> = self.flows.iter().filter(|f| f.finish.is_some()).collect();
         for fl in &done {

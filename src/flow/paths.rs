@@ -2,8 +2,8 @@
 //!
 //! The same choices as the packet level, made once per message instead of once per packet:
 //! at every node, over `Topology::next_hops(at, dst)` (the GPU's first hop included),
-//! - under ECMP in the scale-out network, the one link `packet::ecmp_pick(hash, at, n)`
-//!   picks, with `hash = packet::message_hash(seed, index)`: the packet level's path;
+//! - under ECMP in the scale-out network, the one link `net::ecmp_pick(hash, at, n)`
+//!   picks, with `hash = net::message_hash(seed, index)`: the packet level's path;
 //! - on NVLink (always), and under spraying (and adaptive routing, which the flow level
 //!   treats as spraying), an equal share of the flow on every equal-cost next link, as
 //!   the packet level's round-robin over the links does on average.
@@ -12,7 +12,7 @@
 //! relay to destination through the relay's NIC, as at the packet level.
 
 use crate::engine::Dur;
-use crate::packet::{MessageSpec, PacketParams, Routing, Wire, ecmp_pick, message_hash};
+use crate::net::{MessageSpec, NetParams, Routing, Wire, ecmp_pick, message_hash};
 use crate::topology::{Fabric, LinkClass, LinkId, NodeId, NodeKind, Topology};
 
 /// One message as a fluid flow: the share of its bytes on each link, its bytes on the
@@ -30,7 +30,7 @@ pub struct Route {
 
 /// The wire format a message uses at the packet level: NVLink packetization inside an
 /// NVLink domain, the NIC's otherwise.
-pub fn wire_of(fabric: &Fabric, params: &PacketParams, m: &MessageSpec) -> Wire {
+pub fn wire_of(fabric: &Fabric, params: &NetParams, m: &MessageSpec) -> Wire {
     if fabric.same_domain(m.src, m.dst) {
         params.nvlink_wire
     } else {
@@ -44,7 +44,7 @@ fn spreads(topo: &Topology, routing: Routing, hops: &[LinkId]) -> bool {
 }
 
 /// The route of message number `index`.
-pub fn route(fabric: &Fabric, params: &PacketParams, index: u32, m: &MessageSpec) -> Route {
+pub fn route(fabric: &Fabric, params: &NetParams, index: u32, m: &MessageSpec) -> Route {
     let topo = &fabric.topology;
     let hash = message_hash(params.seed, index);
     let wire = wire_of(fabric, params, m);

@@ -4,8 +4,8 @@
 //! Simplification, stated: one periodic timer serves both alpha decay (the paper's K) and
 //! the timer-driven rate increase (the paper's T); the paper's defaults give both 55 us.
 
-use super::params::DcqcnParams;
 use crate::engine::Bandwidth;
+use crate::net::DcqcnParams;
 
 #[derive(Clone, Debug)]
 pub struct ReactionPoint {

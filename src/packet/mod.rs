@@ -27,27 +27,18 @@
 //! A run that stalls with packets held (a PFC/credit cycle) is reported as a [`Deadlock`].
 
 mod dcqcn;
-mod params;
 
 pub use dcqcn::ReactionPoint;
-pub use params::{
-    Buffers, CongestionControl, DcqcnParams, EcnParams, GoBackN, PacketParams, PfcParams, Routing,
-    SwitchParams, Transport, Wire,
+
+use crate::engine::{Dur, EventQueue, PastHorizon, SimRng, Time};
+use crate::net::{
+    Buffers, ComputeResult, CongestionControl, Deadlock, GoBackN, LinkStats, MessageResult,
+    MessageSpec, NetError, NetParams, NetRun, Recovery, Routing, Transport, Wire, ecmp_pick,
+    message_hash, mix,
 };
-
-use crate::engine::{Dur, EventQueue, PastHorizon, QueueStats, SimRng, Time};
+use crate::net::{Level, Progress, Simulator, TaskRef, Tracker, Workload};
 use crate::topology::{Fabric, LinkClass, LinkId, NodeId, NodeKind, Topology};
-use crate::workload::{Progress, TaskRef, Tracker, Workload};
 use std::collections::{HashMap, VecDeque};
-
-/// A message to deliver: `bytes` from GPU `src` to GPU `dst`, becoming ready at `start`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MessageSpec {
-    pub src: NodeId,
-    pub dst: NodeId,
-    pub bytes: u64,
-    pub start: Time,
-}
 
 /// Every thing that can happen at the packet level.
 #[derive(Clone, Copy, Debug)]
@@ -127,24 +118,6 @@ impl PacketPool {
     }
 }
 
-/// What one link carried and suffered.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct LinkStats {
-    pub wire_bytes: u64,
-    pub packets: u64,
-    pub busy: Dur,
-    /// Largest egress FIFO (bytes waiting, not counting the packet on the wire).
-    pub peak_queue_bytes: u64,
-    /// Largest number of bytes received on this link and held by its receiver.
-    pub peak_held_bytes: u64,
-    /// Pause frames its receiver sent to stop it (PFC or credit).
-    pub pause_frames: u64,
-    pub paused: Dur,
-    pub ecn_marks: u64,
-    pub drops: u64,
-    pub dropped_bytes: u64,
-}
-
 struct LinkState {
     /// Static data of the link, kept here so one cache line serves a hop.
     to: NodeId,
@@ -172,96 +145,6 @@ struct LinkState {
     pause: Option<(u64, u64)>,
     pause_sent: bool,
     stats: LinkStats,
-}
-
-/// The outcome of one compute task; `None` when it never ran (a task it waited for was a
-/// message that lost a packet).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ComputeResult {
-    pub gpu: NodeId,
-    pub start: Option<Time>,
-    pub finish: Option<Time>,
-}
-
-/// The outcome of one message: `start` is when it became ready (its dependencies done);
-/// `finish` is `None` when a packet of it (or of a message it waited for) was dropped.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MessageResult {
-    pub src: NodeId,
-    pub dst: NodeId,
-    pub bytes: u64,
-    pub start: Time,
-    pub finish: Option<Time>,
-}
-
-/// What go-back-N recovery cost (all zero without drops, or without retransmission).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Recovery {
-    /// Payload bytes sent again (a PSN sent before).
-    pub bytes_retransmitted: u64,
-    /// Payload bytes that reached their destination GPU out of sequence (or twice) and
-    /// were discarded there, as go-back-N requires.
-    pub bytes_discarded: u64,
-    pub naks: u64,
-    pub timeouts: u64,
-    /// Messages lost because their QP ran out of retries (`GoBackN::retry_cnt`).
-    pub qp_errors: u64,
-}
-
-/// Everything a packet-level run measured.
-#[derive(Clone, Debug)]
-pub struct PacketRun {
-    pub messages: Vec<MessageResult>,
-    pub computes: Vec<ComputeResult>,
-    pub links: Vec<LinkStats>,
-    pub queue: QueueStats,
-    pub packets: u64,
-    pub packet_hops: u64,
-    pub bytes_injected: u64,
-    pub bytes_delivered: u64,
-    pub bytes_dropped: u64,
-    pub cnps: u64,
-    /// Bytes by which a lossless ingress exceeded its configured buffer (headroom too
-    /// small); zero when the configuration is sound.
-    pub lossless_overflow_bytes: u64,
-    pub recovery: Recovery,
-    /// PXN: the most bytes any relay GPU held for relaying (in flight toward it or waiting
-    /// for its NIC), the buffer NCCL's proxy would have needed; 0 without PXN.
-    pub relay_peak_bytes: u64,
-    pub end: Time,
-}
-
-/// A run that stopped with packets still held: a cycle of pauses (or credits) that can
-/// never clear.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Deadlock {
-    pub time: Time,
-    pub paused_links: Vec<LinkId>,
-    pub packets_stuck: usize,
-}
-
-/// Why a packet-level run produced no result.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum SimError {
-    /// A cycle of pauses that can never clear.
-    #[error("the simulation deadlocked: {0}")]
-    Deadlock(Deadlock),
-    /// Simulated time reached [`Time::HORIZON`] with work left.
-    #[error(transparent)]
-    PastHorizon(#[from] PastHorizon),
-}
-
-impl std::fmt::Display for Deadlock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "deadlock at {}: {} packets stuck, {} links paused (first: {:?})",
-            self.time,
-            self.packets_stuck,
-            self.paused_links.len(),
-            &self.paused_links[..self.paused_links.len().min(8)]
-        )
-    }
 }
 
 struct MsgState {
@@ -305,38 +188,36 @@ struct GbnState {
     failed: bool,
 }
 
-/// The ECMP hash of message `index` in a run with `seed`. Every level uses it, so a
-/// message takes the same hashed path at the packet and the flow level.
-pub fn message_hash(seed: u64, index: u32) -> u64 {
-    mix(seed ^ mix(index as u64))
-}
-
-/// Which of `n` equal-cost next hops a message with `hash` takes at node `at` under ECMP
-/// (and where its packets start rotating under spraying).
-pub fn ecmp_pick(hash: u64, at: NodeId, n: usize) -> usize {
-    (mix(hash ^ at.0 as u64) % n as u64) as usize
-}
-
-/// SplitMix64: a fixed, portable mix for ECMP hashes.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 /// Random streams of the packet level (see `config` for the traffic stream).
 const STREAM_ECN: u64 = 101;
+
+/// The packet level as a [`Simulator`].
+pub struct PacketLevel;
+
+impl Simulator for PacketLevel {
+    fn level(&self) -> Level {
+        Level::Packet
+    }
+    fn simulate(
+        &self,
+        fabric: &Fabric,
+        params: &NetParams,
+        workload: &Workload,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<NetRun, NetError> {
+        simulate_workload(fabric, params, workload, progress)
+    }
+}
 
 /// Simulates independent `messages` on `fabric` until every message completes, is lost, or
 /// the run deadlocks or passes [`Time::HORIZON`]. `progress` is called now and then with
 /// how far the run has come.
 pub fn simulate(
     fabric: &Fabric,
-    params: &PacketParams,
+    params: &NetParams,
     messages: &[MessageSpec],
     progress: &mut dyn FnMut(Progress),
-) -> Result<PacketRun, SimError> {
+) -> Result<NetRun, NetError> {
     simulate_workload(
         fabric,
         params,
@@ -349,10 +230,10 @@ pub fn simulate(
 /// streams, each starting once the tasks it waits for are done.
 pub fn simulate_workload(
     fabric: &Fabric,
-    params: &PacketParams,
+    params: &NetParams,
     workload: &Workload,
     progress: &mut dyn FnMut(Progress),
-) -> Result<PacketRun, SimError> {
+) -> Result<NetRun, NetError> {
     let messages = &workload.messages[..];
     let bytes_total: u64 = messages.iter().map(|m| m.bytes).sum();
     let topo = &fabric.topology;
@@ -529,7 +410,7 @@ pub fn simulate_workload(
             });
         }
     }
-    sim.finish(end).map_err(SimError::Deadlock)
+    sim.finish(end).map_err(NetError::Deadlock)
 }
 
 /// Active messages that may leave a GPU on the same set of first-hop links.
@@ -540,7 +421,7 @@ struct Group {
 
 struct Sim<'a> {
     topo: &'a Topology,
-    params: &'a PacketParams,
+    params: &'a NetParams,
     specs: &'a [MessageSpec],
     workload: &'a Workload,
     tracker: Tracker<'a>,
@@ -747,7 +628,7 @@ impl Sim<'_> {
     /// PXN: the relay GPU `at` sends packet `pkt` on toward its destination through its
     /// own NIC. The packet leaves like one of `at`'s own (no ingress buffer holds it: it
     /// sits in GPU memory) and goes ahead of `at`'s own messages' next packets, as a queued
-    /// packet does. Its room in the relay's buffer (`PacketParams::pxn_fifo_bytes`) was taken
+    /// packet does. Its room in the relay's buffer (`NetParams::pxn_fifo_bytes`) was taken
     /// when its source sent it and is freed when the relay's NIC has sent it on.
     fn relay(&mut self, now: Time, at: NodeId, pkt: u32) {
         let slot = &mut self.pool.slots[pkt as usize];
@@ -1258,7 +1139,7 @@ impl Sim<'_> {
         None
     }
 
-    fn finish(mut self, end: Time) -> Result<PacketRun, Deadlock> {
+    fn finish(mut self, end: Time) -> Result<NetRun, Deadlock> {
         let stuck = self.pool.in_use();
         // A message never started waited for a lost one (lossy mode): not a deadlock.
         let unsent = self
@@ -1322,7 +1203,7 @@ impl Sim<'_> {
                 }
             })
             .collect();
-        Ok(PacketRun {
+        Ok(NetRun {
             messages,
             computes: self.computes,
             links: self.links.into_iter().map(|l| l.stats).collect(),
@@ -1345,10 +1226,11 @@ impl Sim<'_> {
 mod tests {
     use super::*;
     use crate::engine::Bandwidth;
+    use crate::net::{PfcParams, SwitchParams};
     use crate::topology::Link;
 
-    fn params(buffers: Buffers) -> PacketParams {
-        PacketParams {
+    fn params(buffers: Buffers) -> NetParams {
+        NetParams {
             nic_wire: Wire {
                 mtu_bytes: 4096,
                 header_bytes: 64,
@@ -1375,7 +1257,7 @@ mod tests {
     /// shortest path runs clockwise through two ring links. Every ring link carries two
     /// flows and every switch's ring ingress waits on the next switch: a cyclic buffer
     /// dependency. With small PFC thresholds the run must stop as a reported deadlock.
-    fn ring(buffers: Buffers) -> Result<PacketRun, SimError> {
+    fn ring(buffers: Buffers) -> Result<NetRun, NetError> {
         let n = 5u32;
         let rate = Bandwidth::from_gbps(100).unwrap();
         let mut kinds = vec![NodeKind::Gpu; n as usize];
@@ -1419,7 +1301,7 @@ mod tests {
             ingress_bytes: None,
         })
         .expect_err("a PFC cycle deadlocks");
-        let SimError::Deadlock(d) = d else {
+        let NetError::Deadlock(d) = d else {
             panic!("a deadlock, not {d}")
         };
         assert!(d.packets_stuck > 0);
@@ -1471,14 +1353,11 @@ mod tests {
             bytes: 1 << 20,
             start: Time::ZERO,
         }];
-        assert_eq!(
-            crate::workload::past_horizon(&fabric.topology, &messages),
-            None
-        );
+        assert_eq!(crate::net::past_horizon(&fabric.topology, &messages), None);
         let p = params(Buffers::Unbounded);
         assert_eq!(
             simulate(&fabric, &p, &messages, &mut |_| {}).unwrap_err(),
-            SimError::PastHorizon(PastHorizon)
+            NetError::PastHorizon(PastHorizon)
         );
         assert_eq!(
             crate::flow::simulate(&fabric, &p, &messages, &mut |_| {}).unwrap_err(),

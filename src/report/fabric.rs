@@ -1,7 +1,7 @@
 //! `afdsim fabric show`: what a fabric file resolves to.
 
 use crate::config::ResolvedFabric;
-use crate::packet::{Buffers, CongestionControl};
+use crate::net::{Buffers, CongestionControl};
 use crate::topology::{Fabric, LinkClass, NodeKind};
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -10,7 +10,7 @@ pub mod trace;
 
 use crate::config::Scenario;
 use crate::engine::{Dur, Time};
-use crate::packet::PacketRun;
+use crate::net::NetRun;
 use crate::topology::{LinkClass, NodeKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -113,7 +113,7 @@ pub struct PacketMetrics {
 }
 
 impl PacketMetrics {
-    pub fn of(scenario: &Scenario, run: &PacketRun) -> PacketMetrics {
+    pub fn of(scenario: &Scenario, run: &NetRun) -> PacketMetrics {
         let topo = &scenario.fabric.topology;
         let first_start = run
             .messages
@@ -509,7 +509,7 @@ pub fn write_out_dir(
     dir: &Path,
     out: &RunOutput,
     scenario: &Scenario,
-    run: &PacketRun,
+    run: &NetRun,
 ) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("metrics.json"), out.to_json() + "\n")?;

@@ -6,7 +6,7 @@
 //! microseconds, as the format wants; the picosecond times are rounded to 1e-6 us.
 
 use crate::afd::{DecodeStep, Stage, Transfer};
-use crate::packet::PacketRun;
+use crate::net::NetRun;
 use crate::topology::Topology;
 use serde_json::json;
 use std::io::{self, Write};
@@ -15,7 +15,7 @@ use std::io::{self, Write};
 pub fn write_trace(
     w: &mut dyn Write,
     topo: &Topology,
-    run: &PacketRun,
+    run: &NetRun,
     step: Option<&DecodeStep>,
 ) -> io::Result<()> {
     let mut first = true;

@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::afd::AfdSpec;
 use crate::compute::QueryError;
 use crate::engine::{PS_PER_S, Time};
-use crate::packet::PacketParams;
+use crate::net::NetParams;
 use crate::topology::Fabric;
 use cost::{CostStats, GridCost};
 use points::FabricPoints;
@@ -434,7 +434,7 @@ impl<'a> ProgressSink<'a> {
 pub struct Server<'a> {
     pub spec: &'a ServingSpec,
     fabric: &'a Fabric,
-    params: &'a PacketParams,
+    params: &'a NetParams,
     cost: GridCost<FabricPoints<'a>>,
 }
 
@@ -448,8 +448,8 @@ impl<'a> Server<'a> {
     pub fn new(
         spec: &'a ServingSpec,
         fabric: &'a Fabric,
-        params: &'a PacketParams,
-        level: crate::config::Level,
+        params: &'a NetParams,
+        level: crate::net::Level,
     ) -> Server<'a> {
         let points = FabricPoints::new(spec, fabric, params, level);
         let max_ctx = 1 << 22;

@@ -19,9 +19,9 @@ use super::ServingSpec;
 use super::cost::{Iteration, Point, PointSim};
 use crate::afd::AfdSpec;
 use crate::compute::QueryError;
-use crate::config::Level;
 use crate::engine::{Dur, SimRng, Time};
-use crate::packet::{PacketParams, PacketRun};
+use crate::net::Level;
+use crate::net::{NetParams, NetRun};
 use crate::topology::Fabric;
 
 /// MoE layers per extrapolation step (a multiple of every embedded model's layer pattern:
@@ -35,7 +35,7 @@ pub struct FabricPoints<'a> {
     decode: AfdSpec,
     prefill: Option<AfdSpec>,
     fabric: &'a Fabric,
-    params: &'a PacketParams,
+    params: &'a NetParams,
     level: Level,
     seed: u64,
     all_layers: bool,
@@ -45,7 +45,7 @@ impl<'a> FabricPoints<'a> {
     pub fn new(
         spec: &ServingSpec,
         fabric: &'a Fabric,
-        params: &'a PacketParams,
+        params: &'a NetParams,
         level: Level,
     ) -> FabricPoints<'a> {
         FabricPoints {
@@ -126,15 +126,8 @@ impl<'a> FabricPoints<'a> {
         let mut rng = SimRng::stream(self.seed, STREAM_SERVING);
         let step = spec.decode_step(&mut rng)?;
         let (f, p) = (self.fabric, self.params);
-        let run = match self.level {
-            Level::Packet => crate::packet::simulate_workload(f, p, &step.workload, &mut |_| {})
-                .map_err(|e| QueryError::Invalid(format!("the iteration did not finish: {e}")))?,
-            Level::Flow => crate::flow::simulate_workload(f, p, &step.workload, &mut |_| {})
-                .map_err(|e| QueryError::Invalid(format!("the iteration did not finish: {e}")))?,
-            Level::Analytical => {
-                unreachable!("config rejects [serving] at the analytical level")
-            }
-        };
+        let run = crate::levels::simulate(self.level, f, p, &step.workload, &mut |_| {})
+            .map_err(|e| QueryError::Invalid(format!("the iteration did not finish: {e}")))?;
         let links = run
             .links
             .iter()
@@ -150,7 +143,7 @@ impl<'a> FabricPoints<'a> {
 }
 
 /// The last finish of any kernel or transfer.
-fn makespan(run: &PacketRun) -> Time {
+fn makespan(run: &NetRun) -> Time {
     let c = run.computes.iter().filter_map(|c| c.finish).max();
     let m = run.messages.iter().filter_map(|m| m.finish).max();
     c.max(m).unwrap_or(Time::ZERO)

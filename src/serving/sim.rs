@@ -47,7 +47,7 @@ use super::traffic::Request;
 use crate::compute::QueryError;
 use crate::engine::{Dur, EventQueue, Time};
 use crate::flow::online::OnlineFlows;
-use crate::packet::{MessageSpec, PacketParams, PacketRun};
+use crate::net::{MessageSpec, NetParams, NetRun};
 use crate::topology::{Fabric, NodeId};
 
 /// The time of one iteration of a pool, for its busiest GPU.
@@ -205,7 +205,7 @@ pub struct ServingRun {
     /// In request order.
     pub requests: Vec<RequestResult>,
     /// The KV-cache transfers, as finished messages of the flow level.
-    pub kv: PacketRun,
+    pub kv: NetRun,
     /// The aggregated pool's iterations, or the decode pool's.
     pub decode: PoolStats,
     /// Prompt tokens per iteration of the aggregated pool, or the prefill pool's iterations.
@@ -344,7 +344,7 @@ struct Sim<'a, C: StepCost> {
 /// KV-cache transfers with the flow level on `fabric` (default options).
 pub fn simulate<C: StepCost>(
     fabric: &Fabric,
-    params: &PacketParams,
+    params: &NetParams,
     layout: &Layout,
     requests: &[Request],
     cost: &mut C,
@@ -362,7 +362,7 @@ pub fn simulate<C: StepCost>(
 /// [`simulate`] with explicit options.
 pub fn simulate_with<C: StepCost>(
     fabric: &Fabric,
-    params: &PacketParams,
+    params: &NetParams,
     layout: &Layout,
     requests: &[Request],
     cost: &mut C,
@@ -382,7 +382,7 @@ pub fn simulate_with<C: StepCost>(
 /// [`simulate_with`] with an explicit admission policy.
 pub fn simulate_admitting<C: StepCost>(
     fabric: &Fabric,
-    params: &PacketParams,
+    params: &NetParams,
     layout: &Layout,
     requests: &[Request],
     cost: &mut C,
@@ -406,7 +406,7 @@ pub fn simulate_admitting<C: StepCost>(
 #[allow(clippy::too_many_arguments)]
 pub fn simulate_observed<C: StepCost>(
     fabric: &Fabric,
-    params: &PacketParams,
+    params: &NetParams,
     layout: &Layout,
     requests: &[Request],
     cost: &mut C,

@@ -34,7 +34,7 @@ const STEPMESH_F2A: &str = include_str!("../../validation/stepmesh-2a2f-f2a.toml
 
 /// Runs an AFD scenario exactly as `afdsim run` does; a case's inputs are fixed, so an error
 /// is reported as an input error of the case's file.
-fn run(s: &Scenario) -> Result<(crate::afd::DecodeStep, crate::packet::PacketRun), InputError> {
+fn run(s: &Scenario) -> Result<(crate::afd::DecodeStep, crate::net::NetRun), InputError> {
     let o =
         crate::run(s, &mut |_| {}).map_err(|e| InputError::new(&s.origin, "afd", e.to_string()))?;
     let step = o.step.expect("an [afd] scenario yields its decode step");

@@ -10,7 +10,7 @@ use super::{Case, Check};
 use crate::config::{STAR_SCENARIO, Scenario, parse_table};
 use crate::engine::{Dur, Time};
 use crate::error::InputError;
-use crate::packet::{PacketRun, Wire};
+use crate::net::{NetRun, Wire};
 use std::path::Path;
 
 pub fn cases() -> Vec<Case> {
@@ -74,24 +74,24 @@ fn load(text: &str, name: &str, drop_buffers: bool) -> Result<Scenario, InputErr
     Scenario::from_table(table, &origin, Path::new("validation"), None)
 }
 
-fn packet(s: &Scenario) -> PacketRun {
+fn packet(s: &Scenario) -> NetRun {
     crate::packet::simulate(&s.fabric, &s.packet, &s.messages, &mut |_| {})
         .expect("flow-vs-packet cases cannot deadlock")
 }
 
 /// The flow level through the library: it never reads the buffer keys, and `load` has
 /// removed them where the case needs to (the CLI would reject them).
-fn flow(s: &Scenario) -> PacketRun {
+fn flow(s: &Scenario) -> NetRun {
     crate::flow::simulate(&s.fabric, &s.packet, &s.messages, &mut |_| {})
         .expect("the embedded cases end within the horizon")
 }
 
-fn analytical(s: &Scenario) -> PacketRun {
+fn analytical(s: &Scenario) -> NetRun {
     crate::flow::analytical::simulate(&s.fabric, &s.packet, &s.messages)
         .expect("the embedded cases end within the horizon")
 }
 
-fn makespan_us(r: &PacketRun) -> f64 {
+fn makespan_us(r: &NetRun) -> f64 {
     let first = r
         .messages
         .iter()
@@ -107,12 +107,12 @@ fn makespan_us(r: &PacketRun) -> f64 {
     last.since(first).as_us_f64()
 }
 
-fn message_us(r: &PacketRun, i: usize) -> f64 {
+fn message_us(r: &NetRun, i: usize) -> f64 {
     let m = &r.messages[i];
     m.finish.expect("lossless").since(m.start).as_us_f64()
 }
 
-fn mean_us(r: &PacketRun) -> f64 {
+fn mean_us(r: &NetRun) -> f64 {
     let n = r.messages.len() as f64;
     (0..r.messages.len()).map(|i| message_us(r, i)).sum::<f64>() / n
 }

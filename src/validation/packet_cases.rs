@@ -4,7 +4,7 @@ use super::{Case, Check};
 use crate::config::{STAR_SCENARIO, STAR_SCENARIO_ORIGIN, Scenario};
 use crate::engine::{Dur, Time};
 use crate::error::InputError;
-use crate::packet::{PacketRun, Wire};
+use crate::net::{NetRun, Wire};
 use crate::topology::{LinkClass, NodeId};
 
 pub fn cases() -> Vec<Case> {
@@ -90,7 +90,7 @@ const SPRAY: &str = include_str!("../../validation/ecmp-vs-spray-spray.toml");
 const PXN: &str = include_str!("../../validation/pxn-rail-local.toml");
 const PERMUTATION: &str = include_str!("../../validation/flow-vs-packet-permutation-spray.toml");
 
-fn run(s: &Scenario) -> PacketRun {
+fn run(s: &Scenario) -> NetRun {
     crate::packet::simulate(&s.fabric, &s.packet, &s.messages, &mut |_| {})
         .expect("closed-form cases cannot deadlock")
 }
@@ -123,7 +123,7 @@ fn path_latency(s: &Scenario) -> Dur {
     l + l + s.packet.switch.latency
 }
 
-fn last_finish(r: &PacketRun) -> Time {
+fn last_finish(r: &NetRun) -> Time {
     r.messages
         .iter()
         .filter_map(|m| m.finish)
@@ -217,7 +217,7 @@ fn parse(text: &str, file: &str) -> Result<Scenario, InputError> {
     Scenario::parse(text, &format!("validation/{file}.toml"), None)
 }
 
-fn first_start(r: &PacketRun) -> Time {
+fn first_start(r: &NetRun) -> Time {
     r.messages
         .iter()
         .map(|m| m.start)
@@ -227,7 +227,7 @@ fn first_start(r: &PacketRun) -> Time {
 
 /// Mean over sending GPUs of bytes sent / makespan, GB/s: nccl-tests' bus bandwidth for
 /// all-to-all (algbw x (n-1)/n) and the plain throughput of a single transfer.
-fn send_gbytes_per_s(r: &PacketRun) -> f64 {
+fn send_gbytes_per_s(r: &NetRun) -> f64 {
     let makespan = last_finish(r).since(first_start(r)).as_secs_f64();
     let mut sent = std::collections::BTreeMap::new();
     for m in &r.messages {
@@ -341,7 +341,7 @@ fn incast_lossy() -> Result<Vec<Check>, InputError> {
 }
 
 /// Wire bytes the run put on switch-to-switch links.
-fn fabric_wire_bytes(s: &Scenario, r: &PacketRun) -> u64 {
+fn fabric_wire_bytes(s: &Scenario, r: &NetRun) -> u64 {
     let t = &s.fabric.topology;
     (t.links().iter().zip(&r.links))
         .filter(|(l, _)| l.class == LinkClass::Fabric)
@@ -385,7 +385,7 @@ fn pxn_rail_local() -> Result<Vec<Check>, InputError> {
     }
     let r_pxn = run(&pxn);
     let r_direct = run(&direct);
-    let makespan = |r: &PacketRun| last_finish(r).since(first_start(r));
+    let makespan = |r: &NetRun| last_finish(r).since(first_start(r));
     let flow = crate::flow::simulate(&pxn.fabric, &pxn.packet, &pxn.messages, &mut |_| {})
         .expect("the embedded case ends within the horizon");
     Ok(vec![
@@ -432,7 +432,7 @@ fn spray_variance() -> Result<Vec<Check>, InputError> {
     let random_text = PERMUTATION.replace("policy = \"spray-rr\"", "policy = \"spray\"");
     let random = parse(&random_text, "flow-vs-packet-permutation-spray")?;
     let (r_rr, r_random) = (run(&rr), run(&random));
-    let peak = |r: &PacketRun| {
+    let peak = |r: &NetRun| {
         r.links
             .iter()
             .map(|l| l.peak_queue_bytes)
@@ -513,11 +513,11 @@ fn ecmp_link_loads(s: &Scenario) -> Vec<u32> {
     let t = &s.fabric.topology;
     let mut load = vec![0u32; t.links().len()];
     for (i, m) in s.messages.iter().enumerate() {
-        let hash = crate::packet::message_hash(s.seed, i as u32);
+        let hash = crate::net::message_hash(s.seed, i as u32);
         let mut at = m.src;
         while at != m.dst {
             let hops = t.next_hops(at, m.dst);
-            let l = hops[crate::packet::ecmp_pick(hash, at, hops.len())];
+            let l = hops[crate::net::ecmp_pick(hash, at, hops.len())];
             load[l.0 as usize] += 1;
             at = t.link(l).to;
         }

@@ -5,7 +5,7 @@ use super::{Case, Check};
 use crate::config::Scenario;
 use crate::engine::Time;
 use crate::error::InputError;
-use crate::packet::MessageSpec;
+use crate::net::MessageSpec;
 use crate::serving::points::FabricPoints;
 use crate::serving::sim::{Mode, ServingRun};
 use crate::serving::{Server, ServingSpec};

@@ -8,8 +8,8 @@
 //! construction; every GPU has one compute stream that runs one task at a time, in the order
 //! tasks become ready (ties in the order they were added).
 
+use super::MessageSpec;
 use crate::engine::{Dur, PS_PER_S, Time};
-use crate::packet::MessageSpec;
 use crate::topology::{NodeId, Topology};
 
 /// How far a level has come with a workload, handed to a progress callback now and then.

@@ -1,4 +1,6 @@
-//! Parameters of the packet level, resolved and valid (built by `config`).
+//! Parameters of the network, resolved and valid (built by `config`): the wire and routing every
+//! level uses, and the switch buffering, congestion control and transport that only the packet
+//! level models.
 
 use crate::engine::{Bandwidth, Dur};
 
@@ -196,9 +198,10 @@ impl Default for GoBackN {
     }
 }
 
-/// Everything the packet level needs beyond the topology.
+/// Everything a level needs beyond the topology. The flow and analytical levels read the wires,
+/// the routing, the switch latency and the seed; the rest is the packet level's.
 #[derive(Clone, Debug, PartialEq)]
-pub struct PacketParams {
+pub struct NetParams {
     pub nic_wire: Wire,
     pub nvlink_wire: Wire,
     pub switch: SwitchParams,
