@@ -57,14 +57,15 @@ fn flow_row(s: &Scenario, reps: usize) -> Duration {
     // Building the scenario (topology, routes between all GPU pairs, traffic) is not part
     // of the level's time: both levels start from the same resolved scenario.
     let (wall, (run, st)) = time(reps, || {
-        afdsim::flow::simulate_with_stats(&s.fabric, &s.packet, &s.messages, &mut |_| {}).unwrap()
+        afdsim::flow::simulate_with_stats(&s.fabric(), &s.net(), &s.messages(), &mut |_| {})
+            .unwrap()
     });
     let t_route = time(reps, || {
-        s.messages
+        s.messages()
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                afdsim::flow::route(&s.fabric, &s.packet, i as u32, m)
+                afdsim::flow::route(&s.fabric(), &s.net(), i as u32, m)
                     .links
                     .len()
             })
@@ -75,7 +76,7 @@ fn flow_row(s: &Scenario, reps: usize) -> Duration {
         "  flow     {:>9.1} ms  {:>10.0} flows/s  makespan {:>9.3} us  updates {:>6}  \
          refilled {:>9} ({:.1}/update)  route entries {:>8}  routes {:.1} ms",
         wall.as_secs_f64() * 1e3,
-        s.messages.len() as f64 / wall.as_secs_f64(),
+        s.messages().len() as f64 / wall.as_secs_f64(),
         makespan_us(&run),
         st.updates,
         st.flows_refilled,
@@ -88,13 +89,13 @@ fn flow_row(s: &Scenario, reps: usize) -> Duration {
 
 fn packet_row(s: &Scenario) -> Duration {
     let (wall, run) = time(1, || {
-        afdsim::packet::simulate(&s.fabric, &s.packet, &s.messages, &mut |_| {})
+        afdsim::packet::simulate(&s.fabric(), &s.net(), &s.messages(), &mut |_| {})
             .expect("no deadlock")
     });
     println!(
         "  packet   {:>9.1} ms  {:>10.0} flows/s  makespan {:>9.3} us  packet-hops {}",
         wall.as_secs_f64() * 1e3,
-        s.messages.len() as f64 / wall.as_secs_f64(),
+        s.messages().len() as f64 / wall.as_secs_f64(),
         makespan_us(&run),
         run.packet_hops
     );
@@ -124,7 +125,7 @@ fn main() {
         let mut pts = Vec::new();
         for nodes in [8u32, 16, 32, 64] {
             let s = all_to_all(nodes, 262_144, 0);
-            println!("{} GPUs, {} flows:", nodes * 8, s.messages.len());
+            println!("{} GPUs, {} flows:", nodes * 8, s.messages().len());
             let w = flow_row(&s, 3);
             pts.push(((nodes * 8) as f64, w.as_secs_f64()));
         }

@@ -72,7 +72,7 @@ fn engine(s: &Scenario) {
         })
         .collect();
     let t0 = Instant::now();
-    let run = simulate(&s.fabric, &s.packet, &layout, &reqs, &mut Closed).expect("runs");
+    let run = simulate(&s.fabric(), &s.net(), &layout, &reqs, &mut Closed).expect("runs");
     let wall = t0.elapsed().as_secs_f64();
     let iterations = run.decode.iterations + run.prefill.iterations;
     println!(
@@ -85,13 +85,13 @@ fn engine(s: &Scenario) {
 }
 
 fn corner(s: &Scenario) {
-    let spec = s.serving.as_ref().expect("serving");
+    let spec = s.serving().expect("serving");
     let mut t = spec.decode.clone();
     t.active_attention_gpus = t.attention_gpus.len() as u32;
     t.batch_per_attention_gpu = 64;
     t.context = 4096;
     t.layers = t.model.layers;
-    let points = FabricPoints::new(spec, &s.fabric, &s.packet, s.level);
+    let points = FabricPoints::new(spec, &s.fabric(), &s.net(), s.level());
     let t0 = Instant::now();
     let fast = points.time_of(&t).expect("times");
     let t_fast = t0.elapsed().as_secs_f64();
@@ -109,17 +109,20 @@ fn corner(s: &Scenario) {
 }
 
 fn scenario(s: &Scenario) {
-    let spec = s.serving.as_ref().expect("serving");
-    let reqs = spec.traffic.requests(spec.requests, s.seed).expect("draws");
+    let spec = s.serving().expect("serving");
+    let reqs = spec
+        .traffic
+        .requests(spec.requests, s.seed())
+        .expect("draws");
     let t0 = Instant::now();
-    let mut server = Server::new(spec, &s.fabric, &s.packet, s.level);
+    let mut server = Server::new(spec, &s.fabric(), &s.net(), s.level());
     let out = server.serve(&reqs).expect("serves");
     let wall = t0.elapsed().as_secs_f64();
     let st = server.cost_stats();
     println!(
         "scenario {}: {} requests in {wall:.2} s wall ({} corners simulated in {:.2} s, {} \
          iteration times asked); TTFT p90 {:.1} ms, TPOT p90 {:.2} ms",
-        s.name,
+        s.name(),
         reqs.len(),
         st.corners_simulated,
         st.corner_wall_s,
@@ -143,7 +146,7 @@ fn scenario(s: &Scenario) {
         |rate| {
             spec.traffic
                 .with_rate(rate)?
-                .requests(spec.requests, s.seed)
+                .requests(spec.requests, s.seed())
         },
         |_| {},
     )

@@ -20,39 +20,75 @@ pub mod sweep;
 pub mod topology;
 pub mod validation;
 
-use config::Scenario;
+use config::{Scenario, Study};
 use engine::{PastHorizon, SimRng};
 pub use net::Progress;
 
-/// What one scenario run produced: the raw run and its metrics.
+/// What one scenario run produced: the network run, its metrics, and what the study made
+/// of it.
 pub struct Outcome {
+    /// The run: the traffic, an AFD study's last decode step, or a serving study's KV-cache
+    /// transfers.
     pub run: net::NetRun,
     pub metrics: report::PacketMetrics,
-    /// The decode step's metrics, for a scenario with an `[afd]` table.
-    pub afd: Option<afd::AfdMetrics>,
-    /// The decode step that ran (what each task was), for traces.
-    pub step: Option<afd::DecodeStep>,
-    /// A serving scenario's metrics (`run` is then its KV-cache transfers).
-    pub serving: Option<serving::ServingMetrics>,
+    pub study: StudyOutcome,
+}
+
+/// What a [`config::Study`] produced, one variant per study.
+pub enum StudyOutcome {
+    Network,
+    Afd {
+        /// Over all decode steps.
+        metrics: afd::AfdMetrics,
+        /// The last decode step that ran (what each task was), for traces.
+        step: afd::DecodeStep,
+    },
+    Serving(serving::ServingMetrics),
 }
 
 impl Outcome {
+    /// An AFD study's metrics.
+    pub fn afd(&self) -> Option<&afd::AfdMetrics> {
+        match &self.study {
+            StudyOutcome::Afd { metrics, .. } => Some(metrics),
+            _ => None,
+        }
+    }
+
+    /// An AFD study's last decode step.
+    pub fn step(&self) -> Option<&afd::DecodeStep> {
+        match &self.study {
+            StudyOutcome::Afd { step, .. } => Some(step),
+            _ => None,
+        }
+    }
+
+    /// A serving study's metrics.
+    pub fn serving(&self) -> Option<&serving::ServingMetrics> {
+        match &self.study {
+            StudyOutcome::Serving(m) => Some(m),
+            _ => None,
+        }
+    }
+
     /// The object `afdsim run --json` prints: `{scenario, seed, level, metrics}`.
     pub fn output<'a>(&'a self, scenario: &'a Scenario) -> report::RunOutput<'a> {
         report::RunOutput {
-            scenario: &scenario.name,
-            seed: scenario.seed,
-            level: scenario.level.as_str(),
-            metrics: match (&self.afd, &self.serving) {
-                (Some(afd), _) => report::Metrics::Afd(report::AfdRunMetrics {
-                    afd,
+            scenario: scenario.name(),
+            seed: scenario.seed(),
+            level: scenario.level().as_str(),
+            metrics: match &self.study {
+                StudyOutcome::Afd { metrics, .. } => report::Metrics::Afd(report::AfdRunMetrics {
+                    afd: metrics,
                     network: &self.metrics,
                 }),
-                (None, Some(serving)) => report::Metrics::Serving(report::ServingRunMetrics {
-                    serving,
-                    kv_network: &self.metrics,
-                }),
-                (None, None) => report::Metrics::Network(&self.metrics),
+                StudyOutcome::Serving(serving) => {
+                    report::Metrics::Serving(report::ServingRunMetrics {
+                        serving,
+                        kv_network: &self.metrics,
+                    })
+                }
+                StudyOutcome::Network => report::Metrics::Network(&self.metrics),
             },
         }
     }
@@ -104,48 +140,73 @@ const STREAM_AFD: u64 = 2;
 /// `progress` is called now and then with how far the run has come (for a progress bar; it
 /// must not affect the run).
 pub fn run(scenario: &Scenario, progress: &mut dyn FnMut(Progress)) -> Result<Outcome, RunError> {
-    let (f, p, m) = (&scenario.fabric, &scenario.packet, &scenario.messages);
-    if let Some(spec) = &scenario.serving {
-        return run_serving(scenario, spec);
+    match scenario.study() {
+        Study::Network => run_network(scenario, progress),
+        Study::Afd(spec) => run_afd(scenario, spec, progress),
+        Study::Serving(spec) => run_serving(scenario, spec),
     }
-    let Some(spec) = &scenario.afd else {
-        fits_horizon(scenario, m, "traffic")?;
-        let workload = net::Workload::from_messages(m.clone());
-        let run = levels::simulate(scenario.level, f, p, &workload, progress)?;
-        let metrics = report::PacketMetrics::of(scenario, &run);
-        return Ok(Outcome {
-            run,
-            metrics,
-            afd: None,
-            step: None,
-            serving: None,
-        });
-    };
+}
+
+/// The `[[traffic]]` messages, independent of each other.
+fn run_network(
+    scenario: &Scenario,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Outcome, RunError> {
+    let m = scenario.messages();
+    fits_horizon(scenario, m, "traffic")?;
+    let workload = net::Workload::from_messages(m.to_vec());
+    let run = levels::simulate(
+        scenario.level(),
+        scenario.fabric(),
+        scenario.net(),
+        &workload,
+        progress,
+    )?;
+    let metrics = report::PacketMetrics::of(scenario, &run);
+    Ok(Outcome {
+        run,
+        metrics,
+        study: StudyOutcome::Network,
+    })
+}
+
+/// AFD decode steps, with the `[[traffic]]` messages as background in each.
+fn run_afd(
+    scenario: &Scenario,
+    spec: &afd::AfdSpec,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Outcome, RunError> {
     // Steps run one after another, each its own simulation (a decode step starts when the
     // previous one's tokens are out); routing draws continue from one stream. The run and
     // network metrics reported are the last step's.
-    let mut rng = SimRng::stream(scenario.seed, STREAM_AFD);
+    let mut rng = SimRng::stream(scenario.seed(), STREAM_AFD);
     let mut per_step = Vec::with_capacity(spec.steps as usize);
     let mut last = None;
     for _ in 0..spec.steps {
         let mut step = spec.decode_step(&mut rng).map_err(RunError::Compute)?;
-        for msg in m {
+        for msg in scenario.messages() {
             step.workload.message(msg.clone(), &[]);
         }
         fits_horizon(scenario, &step.workload.messages, "afd")?;
-        let run = levels::simulate(scenario.level, f, p, &step.workload, progress)?;
+        let run = levels::simulate(
+            scenario.level(),
+            scenario.fabric(),
+            scenario.net(),
+            &step.workload,
+            progress,
+        )?;
         per_step.push(afd::AfdMetrics::of(spec, &step, &run));
         last = Some((step, run));
     }
     let (step, run) = last.expect("steps >= 1 (config)");
     let metrics = report::PacketMetrics::of(scenario, &run);
-    let afd = Some(afd::AfdMetrics::over_steps(&per_step));
     Ok(Outcome {
         run,
         metrics,
-        afd,
-        step: Some(step),
-        serving: None,
+        study: StudyOutcome::Afd {
+            metrics: afd::AfdMetrics::over_steps(&per_step),
+            step,
+        },
     })
 }
 
@@ -156,11 +217,11 @@ fn fits_horizon(
     messages: &[net::MessageSpec],
     key: &str,
 ) -> Result<(), RunError> {
-    let Some(b) = net::past_horizon(&scenario.fabric.topology, messages) else {
+    let Some(b) = net::past_horizon(&scenario.fabric().topology, messages) else {
         return Ok(());
     };
     Err(RunError::Input(error::InputError::new(
-        &scenario.origin,
+        scenario.origin(),
         key,
         format!(
             "GPU {} must {} {} bytes through {} Gb/s of links: at least {:.3e} s, past the \
@@ -179,17 +240,16 @@ fn fits_horizon(
 fn run_serving(scenario: &Scenario, spec: &serving::ServingSpec) -> Result<Outcome, RunError> {
     let requests = spec
         .traffic
-        .requests(spec.requests, scenario.seed)
+        .requests(spec.requests, scenario.seed())
         .map_err(RunError::Input)?;
-    config::check_fits(&scenario.origin, spec, &requests).map_err(RunError::Input)?;
-    let mut server = serving::Server::new(spec, &scenario.fabric, &scenario.packet, scenario.level);
+    config::check_fits(scenario.origin(), spec, &requests).map_err(RunError::Input)?;
+    let mut server =
+        serving::Server::new(spec, &scenario.fabric(), &scenario.net(), scenario.level());
     let out = server.serve(&requests).map_err(RunError::Compute)?;
     let metrics = report::PacketMetrics::of(scenario, &out.run.kv);
     Ok(Outcome {
         run: out.run.kv,
         metrics,
-        afd: None,
-        step: None,
-        serving: Some(out.metrics),
+        study: StudyOutcome::Serving(out.metrics),
     })
 }

@@ -255,7 +255,7 @@ fn cmd_run(
             match &e {
                 // An input error names its own file.
                 afdsim::RunError::Input(i) => eprintln!("error: {i}"),
-                _ => eprintln!("error: {}: {e}", scenario.origin),
+                _ => eprintln!("error: {}: {e}", scenario.origin()),
             }
             return Ok(ExitCode::from(match e {
                 afdsim::RunError::Deadlock(_) => 3,
@@ -272,9 +272,9 @@ fn cmd_run(
             let mut w = std::io::BufWriter::new(std::fs::File::create(file)?);
             afdsim::report::trace::write_trace(
                 &mut w,
-                &scenario.fabric.topology,
+                &scenario.fabric().topology,
                 &outcome.run,
-                outcome.step.as_ref(),
+                outcome.step(),
             )?;
             w.flush()
         };
@@ -320,8 +320,8 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
     let mut stdout = std::io::stdout().lock();
     for path in &a.scenarios {
         let scenario = Scenario::load_at_level(path, a.seed, level)?;
-        let origin = scenario.origin.clone();
-        let Some(spec) = &scenario.serving else {
+        let origin = scenario.origin().to_string();
+        let Some(spec) = &scenario.serving() else {
             return Err(InputError::new(
                 origin,
                 "serving",
@@ -358,17 +358,17 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
             let _ = writeln!(
                 stdout,
                 "{}: {} on {} GPUs, p{} TTFT <= {} ms, TPOT <= {} ms, {} requests, seed {}",
-                scenario.name,
+                scenario.name(),
                 spec.deployment.as_str(),
                 spec.total_gpus,
                 slo.percentile,
                 slo.ttft_ms,
                 slo.tpot_ms,
                 requests,
-                scenario.seed
+                scenario.seed()
             );
         }
-        let mut server = Server::new(spec, &scenario.fabric, &scenario.packet, scenario.level);
+        let mut server = Server::new(spec, &scenario.fabric(), &scenario.net(), scenario.level());
         let bar = if tty {
             let bar = ProgressBar::new(requests as u64);
             bar.set_style(
@@ -381,7 +381,7 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
             ProgressBar::hidden()
         };
         let last_line = std::sync::Mutex::new(std::time::Instant::now());
-        let name = scenario.name.as_str();
+        let name = scenario.name();
         // Called from the search's thread and from the threads simulating corners.
         let progress = |p: search::SearchProgress| {
             let r = p.run;
@@ -433,7 +433,7 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
             },
             start,
             |rate| {
-                let reqs = spec.traffic.with_rate(rate)?.requests(requests, scenario.seed)?;
+                let reqs = spec.traffic.with_rate(rate)?.requests(requests, scenario.seed())?;
                 afdsim::config::check_fits(&origin, spec, &reqs)?;
                 Ok(reqs)
             },
@@ -462,14 +462,17 @@ fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
         let stats = server.cost_stats();
         eprintln!(
             "{}: {} iterations simulated in {:.1} s for {} asked",
-            scenario.name, stats.corners_simulated, stats.corner_wall_s, stats.queries
+            scenario.name(),
+            stats.corners_simulated,
+            stats.corner_wall_s,
+            stats.queries
         );
         results.push((
-            scenario.name.clone(),
+            scenario.name().to_string(),
             spec.deployment.as_str(),
             spec.total_gpus,
-            scenario.seed,
-            scenario.level.as_str(),
+            scenario.seed(),
+            scenario.level().as_str(),
             result,
         ));
     }

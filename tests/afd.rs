@@ -195,7 +195,7 @@ layers = 4
         );
         let s = Scenario::parse(&text, "monotone", None).expect("valid");
         let o = afdsim::run(&s, &mut |_| {}).expect("runs");
-        o.afd.expect("afd metrics").tpot_ms
+        o.afd().expect("afd metrics").tpot_ms
     }
 
     proptest! {
@@ -272,9 +272,9 @@ fn the_critical_path_spans_the_step() {
     ] {
         let s = Scenario::parse(text, "t", None).unwrap();
         let o = afdsim::run(&s, &mut |_| {}).unwrap();
-        let step = o.step.as_ref().unwrap();
+        let step = o.step().unwrap();
         let (comm, compute) = afdsim::afd::critical_path(&step.workload, &o.run);
-        let m = o.afd.unwrap();
+        let m = o.afd().unwrap().clone();
         let span_s = m.tpot_ms / 1e3;
         assert!(
             ((comm + compute) - span_s).abs() <= 1e-9 * span_s.max(1.0),
@@ -296,7 +296,7 @@ fn more_micro_batches_hide_more_communication() {
     let metrics = |m: u32| {
         let text = SMALL.replace("micro_batches = 2", &format!("micro_batches = {m}"));
         let s = Scenario::parse(&text, "t", None).unwrap();
-        afdsim::run(&s, &mut |_| {}).unwrap().afd.unwrap()
+        afdsim::run(&s, &mut |_| {}).unwrap().afd().unwrap().clone()
     };
     let (one, three) = (metrics(1), metrics(3));
     assert!(
@@ -323,8 +323,8 @@ fn the_colocated_baseline_keeps_local_tokens_off_the_fabric() {
         .replace("attention_gpus = 8\nffn_gpus = 8", "attention_gpus = 16");
     let s = Scenario::parse(&text, "t", None).unwrap();
     let o = afdsim::run(&s, &mut |_| {}).unwrap();
-    let step = o.step.as_ref().unwrap();
-    let model = &s.afd.as_ref().unwrap().model;
+    let step = o.step().unwrap();
+    let model = &s.afd().unwrap().model;
     let dispatched: u64 = o
         .run
         .messages
@@ -338,7 +338,7 @@ fn the_colocated_baseline_keeps_local_tokens_off_the_fabric() {
         step.token_copies * model.dispatch_bytes_per_token(model.dispatch_dtype)
     );
     assert!(o.run.messages.iter().all(|m| m.src != m.dst));
-    let m = o.afd.unwrap();
+    let m = o.afd().unwrap().clone();
     assert!((m.tokens_per_s_per_gpu * 16.0 - m.tokens_per_s).abs() < 1e-6);
     // One stream per GPU runs both sides: together they cannot exceed it.
     assert!(m.attention_busy_fraction + m.ffn_busy_fraction <= 1.0 + 1e-9);
@@ -371,7 +371,7 @@ fn several_steps_give_a_mean_and_a_p99() {
     let m = |steps: u32| {
         let text = SMALL.replace("layers = 6", &format!("layers = 6\nsteps = {steps}"));
         let s = Scenario::parse(&text, "t", None).unwrap();
-        afdsim::run(&s, &mut |_| {}).unwrap().afd.unwrap()
+        afdsim::run(&s, &mut |_| {}).unwrap().afd().unwrap().clone()
     };
     let (one, four) = (m(1), m(4));
     assert_eq!((one.steps, four.steps), (1, 4));
@@ -394,7 +394,7 @@ fn zipf_routing_skews_the_ffn_load() {
     let m = |routing: &str| {
         let text = SMALL.replace("layers = 6", &format!("layers = 6\n{routing}"));
         let s = Scenario::parse(&text, "t", None).unwrap();
-        afdsim::run(&s, &mut |_| {}).unwrap().afd.unwrap()
+        afdsim::run(&s, &mut |_| {}).unwrap().afd().unwrap().clone()
     };
     let uniform = m("routing = \"uniform\"");
     let hot = m("routing = \"zipf\"\nzipf_s = 1.2");
@@ -424,8 +424,8 @@ fn small_with(extra: &str) -> (afdsim::Outcome, afdsim::config::Scenario) {
 /// bytes per token copy, whatever the placement.
 fn assert_bytes_conserved(o: &afdsim::Outcome, s: &afdsim::config::Scenario) {
     use afdsim::afd::Transfer;
-    let step = o.step.as_ref().unwrap();
-    let model = &s.afd.as_ref().unwrap().model;
+    let step = o.step().unwrap();
+    let model = &s.afd().unwrap().model;
     let sent = |kind: Transfer| -> u64 {
         o.run
             .messages
@@ -457,8 +457,8 @@ fn eplb_balances_hot_experts_and_conserves_bytes() {
             "{zipf}\nplacement = \"eplb\"\nredundant_experts = 16"
         ));
         let (ci, ei) = (
-            contiguous.afd.as_ref().unwrap().ffn_load_imbalance,
-            eplb.afd.as_ref().unwrap().ffn_load_imbalance,
+            contiguous.afd().unwrap().ffn_load_imbalance,
+            eplb.afd().unwrap().ffn_load_imbalance,
         );
         assert!(
             ei < 0.75 * ci && ei < 1.3,
@@ -466,7 +466,7 @@ fn eplb_balances_hot_experts_and_conserves_bytes() {
         );
         for (o, sc) in [(&contiguous, &sc), (&eplb, &se)] {
             assert_bytes_conserved(o, sc);
-            let step = o.step.as_ref().unwrap();
+            let step = o.step().unwrap();
             // 256 tokens x 8 experts x 3 MoE layers, every pair on some FFN GPU.
             assert_eq!(step.ffn_pairs.iter().sum::<u64>(), 256 * 8 * 3);
         }
@@ -481,7 +481,7 @@ fn uneven_expert_counts_need_a_placement_that_says_how() {
     for p in ["round-robin", "eplb"] {
         let text = format!("{uneven}placement = \"{p}\"\n");
         let s = afdsim::config::Scenario::parse(&text, "t", None).unwrap();
-        let spec = s.afd.as_ref().unwrap();
+        let spec = s.afd().unwrap();
         assert_eq!(spec.experts.slots_on.iter().sum::<u64>(), 256);
         assert!(spec.experts.slots_on.iter().all(|&n| n == 42 || n == 43));
         let o = afdsim::run(&s, &mut |_| {}).unwrap();
@@ -551,7 +551,7 @@ fn a_routing_histogram_is_followed_exactly_and_checked() {
         )
     };
     let (o, s) = small_with(&with(&h));
-    let step = o.step.as_ref().unwrap();
+    let step = o.step().unwrap();
     // Experts 0, 4, 8, ... sit on GPUs 0..8 (32 experts each), 8 of them per GPU: every FFN
     // GPU gets 8 x 32 pairs per MoE layer.
     assert_eq!(step.ffn_pairs, vec![8 * 32 * 3; 8]);
@@ -598,9 +598,9 @@ fn dedup_per_expert_and_bf16_change_the_bytes_as_stated() {
         assert_bytes_conserved(o, s);
     }
     // Per expert: exactly tokens x top_k x MoE layers copies, whatever the draw.
-    assert_eq!(expert.step.as_ref().unwrap().token_copies, 256 * 8 * 3);
-    assert!(gpu.step.as_ref().unwrap().token_copies < 256 * 8 * 3);
-    let model = &sb.afd.as_ref().unwrap().model;
+    assert_eq!(expert.step().unwrap().token_copies, 256 * 8 * 3);
+    assert!(gpu.step().unwrap().token_copies < 256 * 8 * 3);
+    let model = &sb.afd().unwrap().model;
     assert_eq!(
         model.dispatch_bytes_per_token(model.dispatch_dtype),
         7168 * 2
@@ -644,8 +644,8 @@ fn skew_inside_an_ffn_gpu_slows_its_grouped_gemm() {
         );
         let s = afdsim::config::Scenario::parse(&text, "t", None).unwrap();
         let o = afdsim::run(&s, &mut |_| {}).unwrap();
-        assert_eq!(o.step.as_ref().unwrap().ffn_pairs, vec![2048 * 3; 8]);
-        (o.afd.unwrap(), s)
+        assert_eq!(o.step().unwrap().ffn_pairs, vec![2048 * 3; 8]);
+        (o.afd().unwrap().clone(), s)
     };
     let (crowded, _) = run("crowded.csv", 8, 256);
     let (even, s) = run("even.csv", 32, 64);
@@ -655,7 +655,7 @@ fn skew_inside_an_ffn_gpu_slows_its_grouped_gemm() {
         crowded.ffn_us,
         even.ffn_us
     );
-    let spec = s.afd.as_ref().unwrap();
+    let spec = s.afd().unwrap();
     let balanced = spec
         .model
         .ffn_side(&spec.ffn_table, 32, 64)
@@ -745,7 +745,7 @@ fn run_text(text: &str) -> (afdsim::Outcome, afdsim::config::Scenario) {
 
 /// Attention kernel time per attention GPU over the step, microseconds.
 fn attention_busy_per_gpu(o: &afdsim::Outcome) -> std::collections::BTreeMap<u32, f64> {
-    let step = o.step.as_ref().unwrap();
+    let step = o.step().unwrap();
     let mut busy = std::collections::BTreeMap::new();
     for (c, s) in o.run.computes.iter().zip(&step.compute_stage) {
         if *s == afdsim::afd::Stage::Attention {
@@ -764,7 +764,7 @@ fn a_context_distribution_gives_each_attention_gpu_its_own_time() {
     let (fixed, _) = run_text(&long_context("context = 16384"));
     let wide = long_context("context_dist = \"uniform\"\ncontext_min = 1\ncontext_max = 32767");
     let (spread, s) = run_text(&wide);
-    let spec = s.afd.as_ref().unwrap();
+    let spec = s.afd().unwrap();
     assert_eq!(spec.contexts.len(), 8);
     assert!(spec.contexts.iter().all(|c| c.len() == 32));
     let all: Vec<u64> = spec.contexts.iter().flatten().copied().collect();
@@ -786,16 +786,13 @@ fn a_context_distribution_gives_each_attention_gpu_its_own_time() {
     );
     let (lo, hi) = range(&spread_busy);
     assert!(hi > 1.02 * lo, "spread: GPUs differ ({lo} .. {hi})");
-    let (tf, ts) = (
-        fixed.afd.as_ref().unwrap().tpot_ms,
-        spread.afd.as_ref().unwrap().tpot_ms,
-    );
+    let (tf, ts) = (fixed.afd().unwrap().tpot_ms, spread.afd().unwrap().tpot_ms);
     assert!(ts >= tf, "spread {ts} ms vs fixed {tf} ms");
     // Seeded: the same seed draws the same contexts, another seed others.
     let (_, again) = run_text(&wide);
-    assert_eq!(again.afd.as_ref().unwrap().contexts, spec.contexts);
+    assert_eq!(again.afd().unwrap().contexts, spec.contexts);
     let other = afdsim::config::Scenario::parse(&wide, "t", Some(9)).unwrap();
-    assert_ne!(other.afd.as_ref().unwrap().contexts, spec.contexts);
+    assert_ne!(other.afd().unwrap().contexts, spec.contexts);
 }
 
 /// The KV check of drawn contexts uses the attention GPU whose sequences hold the most
@@ -806,7 +803,7 @@ fn drawn_contexts_are_checked_against_hbm_on_the_fullest_gpu() {
         long_context("context_dist = \"lognormal\"\ncontext_mean = 16384\ncontext_sigma = 1.0");
     let s =
         afdsim::config::Scenario::parse(&format!("{wide}hbm_gib = 10000\n"), "t", None).unwrap();
-    let spec = s.afd.as_ref().unwrap();
+    let spec = s.afd().unwrap();
     let sums: Vec<u64> = spec.contexts.iter().map(|c| c.iter().sum()).collect();
     let (max, mean) = (
         *sums.iter().max().unwrap() as f64,
@@ -906,7 +903,7 @@ fn dsv32_shared(na: u32, nf: u32, side: &str) -> (afdsim::Outcome, afdsim::confi
 
 /// The mean kernel time of `stage` over the MoE layers (3 ..) of a DeepSeek step, us.
 fn moe_kernel_us(o: &afdsim::Outcome, stage: afdsim::afd::Stage) -> f64 {
-    let step = o.step.as_ref().unwrap();
+    let step = o.step().unwrap();
     let times: Vec<f64> = o
         .run
         .computes
@@ -929,7 +926,7 @@ fn the_shared_expert_on_the_ffn_side_moves_work_across_and_conserves_bytes() {
     for (na, nf, attention_bound) in [(8, 24, true), (16, 16, false)] {
         let (att, sa) = dsv32_shared(na, nf, "attention");
         let (ffn, sf) = dsv32_shared(na, nf, "ffn");
-        let (ma, mf) = (att.afd.as_ref().unwrap(), ffn.afd.as_ref().unwrap());
+        let (ma, mf) = (att.afd().unwrap(), ffn.afd().unwrap());
         let (a_us, f_us) = (
             moe_kernel_us(&att, afdsim::afd::Stage::Attention),
             moe_kernel_us(&att, afdsim::afd::Stage::Ffn),
@@ -942,7 +939,7 @@ fn the_shared_expert_on_the_ffn_side_moves_work_across_and_conserves_bytes() {
         assert!(mf.attention_us < ma.attention_us && mf.ffn_us > ma.ffn_us);
         assert_bytes_conserved(&att, &sa);
         assert_bytes_conserved(&ffn, &sf);
-        let (step_a, step_f) = (att.step.as_ref().unwrap(), ffn.step.as_ref().unwrap());
+        let (step_a, step_f) = (att.step().unwrap(), ffn.step().unwrap());
         assert_eq!(step_a.token_copies, step_f.token_copies);
         assert!(step_a.ffn_shared.iter().all(|&n| n == 0));
         // 3 dense layers, 3 MoE layers: every token's shared expert once per MoE layer.
@@ -968,7 +965,7 @@ fn the_shared_expert_on_the_ffn_side_moves_work_across_and_conserves_bytes() {
 fn the_shared_expert_spreads_evenly_over_the_ffn_gpus_under_skew() {
     let text = SMALL.replace("layers = 6", "layers = 6\nrouting = \"zipf\"\nzipf_s = 1.0");
     let (o, _) = run_text(&format!("{text}shared_expert_side = \"ffn\"\n"));
-    let step = o.step.as_ref().unwrap();
+    let step = o.step().unwrap();
     let ratio = |v: &[u64]| {
         let max = *v.iter().max().unwrap() as f64;
         max / (v.iter().sum::<u64>() as f64 / v.len() as f64)
@@ -1002,7 +999,7 @@ fn a_per_layer_histogram_routes_each_layer_by_its_own_counts() {
     };
     let h = file("layers.csv", &csv);
     let (o, s) = small_with(&with(&h));
-    let step = o.step.as_ref().unwrap();
+    let step = o.step().unwrap();
     // Contiguous: 32 experts per GPU. Layer 3 puts 32 x 8 on every GPU; layer 4 32 x 32 on
     // GPUs 0 and 1; layer 5 all 2048 pairs on GPU 0.
     let mut want = vec![256u64; 8];
@@ -1033,7 +1030,7 @@ fn a_per_layer_histogram_routes_each_layer_by_its_own_counts() {
     let layer60: String = (0..256).map(|e| format!("60,{e},8\n")).collect();
     let later = file("later.csv", &format!("{csv}{layer60}"));
     let (o2, _) = small_with(&with(&later));
-    assert_eq!(o2.step.as_ref().unwrap().ffn_pairs, want);
+    assert_eq!(o2.step().unwrap().ffn_pairs, want);
 
     let bad = |name: &str, text: &str, words: &str| {
         let hp = file(name, text);
@@ -1088,4 +1085,44 @@ fn weights_must_fit_each_gpu() {
     let e = afdsim::config::Scenario::parse(&small, "t", None).expect_err("weights + KV");
     assert_eq!(e.key, "afd.batch_per_attention_gpu");
     assert!(e.message.contains("GiB of weights"), "{}", e.message);
+}
+
+/// An embedding caller cannot put an AFD study at a level that cannot run it: the scenario
+/// refuses the level, and the level itself refuses the step's workload (a typed error, never a
+/// panic or a wrong answer).
+#[test]
+fn an_afd_study_at_the_analytical_level_is_refused_by_scenario_and_level() {
+    use afdsim::config::{Scenario, Study};
+    use afdsim::net::{Level, NetError};
+    let s = Scenario::embedded_default(None);
+    let Study::Afd(spec) = s.study() else {
+        panic!("the default scenario is an AFD study");
+    };
+    let err = s.clone().with_level(Level::Analytical).unwrap_err();
+    assert_eq!(err.key, "afd", "{err}");
+    let mut rng = afdsim::engine::SimRng::stream(1, 2);
+    let step = spec.decode_step(&mut rng).unwrap();
+    let e = afdsim::levels::simulate(
+        Level::Analytical,
+        s.fabric(),
+        s.net(),
+        &step.workload,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            NetError::Unsupported {
+                level: "analytical",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    for level in [Level::Flow, Level::Packet] {
+        let run = afdsim::levels::simulate(level, s.fabric(), s.net(), &step.workload, &mut |_| {})
+            .unwrap();
+        assert!(run.messages.iter().all(|m| m.finish.is_some()));
+    }
 }

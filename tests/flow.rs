@@ -36,7 +36,7 @@ fn levels_parse_and_unknown_levels_are_rejected() {
         ("flow", Level::Flow),
         ("analytical", Level::Analytical),
     ] {
-        assert_eq!(parse(name, "", "").unwrap().level, level);
+        assert_eq!(parse(name, "", "").unwrap().level(), level);
     }
     let e = parse("fluid", "", "").unwrap_err();
     assert_eq!(e.key, "level");
@@ -129,7 +129,7 @@ fn closed_forms_hold_at_every_level() {
             assert!(
                 diff <= 1,
                 "{} at {level:?}: {end} vs packet {packet}",
-                s.name
+                s.name()
             );
         }
     }
@@ -240,7 +240,7 @@ fn level_override_applies_before_the_checks() {
     std::fs::write(&p, text).unwrap();
     assert!(Scenario::load(&p, None).is_err());
     let s = Scenario::load_at_level(&p, None, Some(Level::Packet)).unwrap();
-    assert_eq!(s.level, Level::Packet);
+    assert_eq!(s.level(), Level::Packet);
     let e = Scenario::load_at_level(&p, None, Some(Level::Analytical)).unwrap_err();
     assert!(e.message.contains("--level"), "{e}");
 }

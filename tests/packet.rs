@@ -35,7 +35,7 @@ bytes = 1048576
 }
 
 fn run(s: &Scenario) -> NetRun {
-    simulate(&s.fabric, &s.packet, &s.messages, &mut |_| {}).unwrap()
+    simulate(&s.fabric(), &s.net(), &s.messages(), &mut |_| {}).unwrap()
 }
 
 fn makespan_us(r: &NetRun) -> f64 {
@@ -55,7 +55,7 @@ fn lossy_incast_completes_with_go_back_n() {
     let lossless = run(&incast(LOSSLESS, ""));
     let s = incast(LOSSY, "rto_us = 100\nnak_interval_us = 10");
     let r = run(&s);
-    let offered: u64 = s.messages.iter().map(|m| m.bytes).sum();
+    let offered: u64 = s.messages().iter().map(|m| m.bytes).sum();
     assert!(r.messages.iter().all(|m| m.finish.is_some()));
     assert!(r.bytes_dropped > 0, "a 64 KiB buffer overflows");
     assert_eq!(r.bytes_delivered, offered, "goodput: each byte once");
@@ -202,7 +202,7 @@ fn spray_rr_puts_one_packet_per_path_per_round() {
         );
         let s = Scenario::parse(&text, "t.toml", None).unwrap();
         let r = run(&s);
-        let t = &s.fabric.topology;
+        let t = &s.fabric().topology;
         // Packets per switch-to-switch link the flow used, by tier of the sending switch.
         let mut used: Vec<u64> = t
             .links()
@@ -238,7 +238,7 @@ fn pxn_keeps_cross_rail_traffic_off_the_spines() {
         )
     };
     let spine_bytes = |s: &Scenario, r: &NetRun| -> u64 {
-        let t = &s.fabric.topology;
+        let t = &s.fabric().topology;
         (t.links().iter().zip(&r.links))
             .filter(|(l, _)| l.class == afdsim::topology::LinkClass::Fabric)
             .map(|(_, st)| st.wire_bytes)
@@ -251,10 +251,10 @@ fn pxn_keeps_cross_rail_traffic_off_the_spines() {
     assert_eq!(r.bytes_delivered, 1048576);
     assert!(spine_bytes(&direct, &run(&direct)) > 0);
     let flow =
-        afdsim::flow::simulate(&pxn.fabric, &pxn.packet, &pxn.messages, &mut |_| {}).unwrap();
+        afdsim::flow::simulate(&pxn.fabric(), &pxn.net(), &pxn.messages(), &mut |_| {}).unwrap();
     assert_eq!(spine_bytes(&pxn, &flow), 0);
     // The relay (GPU 1) sends it: its PCIe link to its NIC carries the message.
-    let t = &pxn.fabric.topology;
+    let t = &pxn.fabric().topology;
     let relay_out = t.next_hops(afdsim::topology::NodeId(1), afdsim::topology::NodeId(9))[0];
     assert!(r.links[relay_out.0 as usize].wire_bytes >= 1048576);
 }
@@ -354,9 +354,12 @@ fn pxn_fifo_keys_are_checked() {
 fn progress_reports_bytes_delivered_of_offered() {
     let text = afdsim::config::STAR_SCENARIO.replace("bytes = 1048576", "bytes = 41943040");
     let s = Scenario::parse(&text, "star.toml", None).unwrap();
-    let offered: u64 = s.messages.iter().map(|m| m.bytes).sum();
+    let offered: u64 = s.messages().iter().map(|m| m.bytes).sum();
     let mut reports = Vec::new();
-    let r = simulate(&s.fabric, &s.packet, &s.messages, &mut |p| reports.push(p)).unwrap();
+    let r = simulate(&s.fabric(), &s.net(), &s.messages(), &mut |p| {
+        reports.push(p)
+    })
+    .unwrap();
     assert!(
         !reports.is_empty(),
         "{} events, no report",

@@ -178,8 +178,8 @@ fn a_request_that_never_fits_is_named_by_its_trace_line() {
 #[test]
 fn layer_extrapolation_matches_whole_steps() {
     let s = Scenario::parse(SMALL, "small", None).unwrap();
-    let spec = s.serving.as_ref().unwrap();
-    let points = FabricPoints::new(spec, &s.fabric, &s.packet, s.level);
+    let spec = s.serving().unwrap();
+    let points = FabricPoints::new(spec, &s.fabric(), &s.net(), s.level());
     for (batch, ctx, tokens, prefix) in [(16, 4096, 0, 0), (1, 512, 0, 0), (8, 2048, 1024, 4096)] {
         let mut t = spec.decode.clone();
         t.batch_per_attention_gpu = batch;
@@ -517,7 +517,7 @@ fn progress_changes_nothing_and_counts_every_request_and_corner() {
     use afdsim::serving::{Server, search};
     let p = temp_file("serving", "progress.toml", &small_light());
     let s = Scenario::load_at_level(&p, None, None).unwrap();
-    let spec = s.serving.as_ref().unwrap();
+    let spec = s.serving().unwrap();
     let slo = spec.slo.unwrap();
     let opts = search::Options {
         max_probes: 2,
@@ -526,12 +526,12 @@ fn progress_changes_nothing_and_counts_every_request_and_corner() {
     let draw = |rate: f64| -> Result<Vec<Request>, InputError> {
         spec.traffic
             .with_rate(rate)?
-            .requests(spec.requests, s.seed)
+            .requests(spec.requests, s.seed())
     };
-    let mut plain = Server::new(spec, &s.fabric, &s.packet, s.level);
+    let mut plain = Server::new(spec, &s.fabric(), &s.net(), s.level());
     let a = search::search(&mut plain, slo, opts, 2.0, draw, |_| {}).unwrap();
     let seen = std::sync::Mutex::new(Vec::new());
-    let mut observed = Server::new(spec, &s.fabric, &s.packet, s.level);
+    let mut observed = Server::new(spec, &s.fabric(), &s.net(), s.level());
     let b = search::search_observed(
         &mut observed,
         slo,

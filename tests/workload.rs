@@ -35,11 +35,11 @@ fn runs(s: &Scenario, w: &Workload) -> [(&'static str, NetRun); 2] {
     [
         (
             "packet",
-            simulate_workload(&s.fabric, &s.packet, w, &mut |_| {}).unwrap(),
+            simulate_workload(&s.fabric(), &s.net(), w, &mut |_| {}).unwrap(),
         ),
         (
             "flow",
-            afdsim::flow::simulate_workload(&s.fabric, &s.packet, w, &mut |_| {}).unwrap(),
+            afdsim::flow::simulate_workload(&s.fabric(), &s.net(), w, &mut |_| {}).unwrap(),
         ),
     ]
 }
@@ -55,8 +55,8 @@ fn msg(src: u32, dst: u32, bytes: u64) -> MessageSpec {
 
 /// One uncongested message over GPU -> switch -> GPU: (P + 1) packet times + path.
 fn message_time(s: &Scenario, bytes: u64) -> Dur {
-    let rate = s.fabric.topology.links()[0].rate;
-    let w = s.packet.nic_wire;
+    let rate = s.fabric().topology.links()[0].rate;
+    let w = s.net().nic_wire;
     let (full, rest) = (bytes / w.mtu_bytes as u64, bytes % w.mtu_bytes as u64);
     let t_full = rate.serialize((w.mtu_bytes + w.header_bytes) as u64);
     let t_last = if rest > 0 {
@@ -65,8 +65,8 @@ fn message_time(s: &Scenario, bytes: u64) -> Dur {
         t_full
     };
     let stream = t_full.saturating_mul(full) + if rest > 0 { t_last } else { Dur::ZERO };
-    let lat = s.fabric.topology.links()[0].latency;
-    stream + t_last + lat + lat + s.packet.switch.latency
+    let lat = s.fabric().topology.links()[0].latency;
+    stream + t_last + lat + lat + s.net().switch.latency
 }
 
 #[test]

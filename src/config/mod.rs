@@ -46,20 +46,88 @@ pub use crate::net::Level;
 /// A resolved scenario: what the simulation runs. Built only by this module.
 #[derive(Clone, Debug)]
 pub struct Scenario {
-    pub name: String,
+    name: String,
+    origin: String,
+    seed: u64,
+    level: Level,
+    fabric_name: String,
+    fabric: Fabric,
+    net: NetParams,
+    messages: Vec<MessageSpec>,
+    study: Study,
+}
+
+/// What a scenario studies: exactly one of these.
+#[derive(Clone, Debug)]
+pub enum Study {
+    /// The `[[traffic]]` messages alone.
+    Network,
+    /// One or more AFD decode steps (`[afd]`), with `[[traffic]]` as background messages.
+    Afd(crate::afd::AfdSpec),
+    /// A request stream served by a deployment (`[serving]`); it has no `[[traffic]]`.
+    Serving(crate::serving::ServingSpec),
+}
+
+impl Study {
+    pub fn afd(&self) -> Option<&crate::afd::AfdSpec> {
+        match self {
+            Study::Afd(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    pub fn serving(&self) -> Option<&crate::serving::ServingSpec> {
+        match self {
+            Study::Serving(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Read access to a resolved scenario. Its fields are private: a scenario is only built by
+/// resolving input ([`Scenario::load`], [`Scenario::parse`]) and only changed through checked
+/// methods ([`Scenario::with_level`]), so every `Scenario` a caller holds is valid.
+impl Scenario {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
     /// Where it came from (a path, or the embedded default).
-    pub origin: String,
-    pub seed: u64,
-    pub level: Level,
-    /// The fabric's name (from its file) and the built fabric.
-    pub fabric_name: String,
-    pub fabric: Fabric,
-    pub packet: NetParams,
-    pub messages: Vec<MessageSpec>,
-    /// An AFD decode deployment, when the scenario has an `[afd]` table.
-    pub afd: Option<crate::afd::AfdSpec>,
-    /// A request stream and its deployment, when the scenario has a `[serving]` table.
-    pub serving: Option<crate::serving::ServingSpec>,
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    pub fn level(&self) -> Level {
+        self.level
+    }
+    /// The fabric's name (from its file).
+    pub fn fabric_name(&self) -> &str {
+        &self.fabric_name
+    }
+    pub fn fabric(&self) -> &Fabric {
+        &self.fabric
+    }
+    /// The network parameters every level reads (wires, routing, seed) and the packet
+    /// level's own (buffers, congestion control, transport).
+    pub fn net(&self) -> &NetParams {
+        &self.net
+    }
+    /// The `[[traffic]]` messages (an AFD study's background).
+    pub fn messages(&self) -> &[MessageSpec] {
+        &self.messages
+    }
+    pub fn study(&self) -> &Study {
+        &self.study
+    }
+    /// The AFD deployment, for an `[afd]` study.
+    pub fn afd(&self) -> Option<&crate::afd::AfdSpec> {
+        self.study.afd()
+    }
+    /// The serving deployment and requests, for a `[serving]` study.
+    pub fn serving(&self) -> Option<&crate::serving::ServingSpec> {
+        self.study.serving()
+    }
 }
 
 impl Scenario {
@@ -412,12 +480,15 @@ fn resolve(
             "at least one [[traffic]] entry (or an [afd] or [serving] table) is required",
         ));
     }
-    if raw.serving.is_some() && (raw.afd.is_some() || !raw.traffic.is_empty()) {
-        return Err(cx.err(
+    let serving_alone = || {
+        cx.err(
             "serving",
             "a [serving] scenario has no [afd] table and no [[traffic]]: its decode pool is \
              [serving.decode] and its messages come from the requests",
-        ));
+        )
+    };
+    if raw.serving.is_some() && (raw.afd.is_some() || !raw.traffic.is_empty()) {
+        return Err(serving_alone());
     }
     let gpus = built.topology.gpus();
     let mut rng = SimRng::stream(seed, STREAM_TRAFFIC);
@@ -441,7 +512,7 @@ fn resolve(
         level,
         fabric_name: rf.name.clone(),
         fabric: built,
-        packet: NetParams {
+        net: NetParams {
             nic_wire: rf.nic_wire,
             nvlink_wire: rf.nvlink_wire,
             switch: rf.switch,
@@ -455,13 +526,11 @@ fn resolve(
             seed,
         },
         messages,
-        afd: match &raw.afd {
-            None => None,
-            Some(a) => Some(afd::resolve(&cx, a, gpus, seed)?),
-        },
-        serving: match &raw.serving {
-            None => None,
-            Some(sv) => Some(serving::resolve(&cx, sv, gpus, seed)?),
+        study: match (&raw.afd, &raw.serving) {
+            (None, None) => Study::Network,
+            (Some(a), None) => Study::Afd(afd::resolve(&cx, a, gpus, seed)?),
+            (None, Some(sv)) => Study::Serving(serving::resolve(&cx, sv, gpus, seed)?),
+            (Some(_), Some(_)) => return Err(serving_alone()),
         },
     };
     check_level(&scenario, level_chosen_by)?;
@@ -483,7 +552,7 @@ impl Scenario {
 /// rate control, and ignoring the keys would answer a different question silently.
 /// `chosen_by` names where the level came from (`level` or `--level`).
 fn check_level(s: &Scenario, chosen_by: &str) -> Result<(), InputError> {
-    if s.level == Level::Analytical && s.serving.is_some() {
+    if s.level == Level::Analytical && s.serving().is_some() {
         return Err(InputError::new(
             s.origin.clone(),
             "serving",
@@ -494,7 +563,7 @@ fn check_level(s: &Scenario, chosen_by: &str) -> Result<(), InputError> {
             ),
         ));
     }
-    if s.level == Level::Analytical && s.afd.is_some() {
+    if s.level == Level::Analytical && s.afd().is_some() {
         return Err(InputError::new(
             s.origin.clone(),
             "afd",
@@ -508,7 +577,7 @@ fn check_level(s: &Scenario, chosen_by: &str) -> Result<(), InputError> {
     if s.level == Level::Packet {
         return Ok(());
     }
-    let sw = &s.packet.switch;
+    let sw = &s.net.switch;
     let found = if matches!(sw.buffers, Buffers::Lossy { .. }) {
         Some((
             "fabric.switch.mode",
@@ -516,13 +585,13 @@ fn check_level(s: &Scenario, chosen_by: &str) -> Result<(), InputError> {
         ))
     } else if matches!(sw.buffers, Buffers::Lossless { .. }) {
         Some(("fabric.switch.pfc_xoff_kib", "PFC on finite switch buffers"))
-    } else if matches!(s.packet.congestion_control, CongestionControl::Dcqcn(_)) {
+    } else if matches!(s.net.congestion_control, CongestionControl::Dcqcn(_)) {
         // Before ECN: DCQCN brings default marking thresholds (`fabric::DCQCN_DEFAULT_ECN`)
         // the file may not name.
         Some(("fabric.nic.congestion_control", "DCQCN rate control"))
     } else if sw.ecn.is_some() {
         Some(("fabric.switch.ecn_kmin_kib", "ECN marking"))
-    } else if s.packet.pxn_fifo_bytes.is_some() {
+    } else if s.net.pxn_fifo_bytes.is_some() {
         Some(("fabric.routing.pxn_fifo_kib", "a bounded PXN relay buffer"))
     } else {
         None
@@ -895,7 +964,7 @@ mod tests {
     #[test]
     fn embedded_default_resolves() {
         let s = Scenario::embedded_default(None);
-        assert!(s.afd.is_some(), "the default is an AFD decode step");
+        assert!(s.afd().is_some(), "the default is an AFD decode step");
         let star = Scenario::parse(STAR_SCENARIO, STAR_SCENARIO_ORIGIN, None).unwrap();
         assert_eq!(star.messages.len(), 56);
     }

@@ -114,7 +114,7 @@ pub struct PacketMetrics {
 
 impl PacketMetrics {
     pub fn of(scenario: &Scenario, run: &NetRun) -> PacketMetrics {
-        let topo = &scenario.fabric.topology;
+        let topo = &scenario.fabric().topology;
         let first_start = run
             .messages
             .iter()
@@ -553,7 +553,7 @@ pub fn write_out_dir(
         "ecn_marks",
         "drops",
     ])?;
-    let topo = &scenario.fabric.topology;
+    let topo = &scenario.fabric().topology;
     for (i, (l, s)) in topo.links().iter().zip(&run.links).enumerate() {
         w.write_record([
             i.to_string(),

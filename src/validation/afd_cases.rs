@@ -35,16 +35,18 @@ const STEPMESH_F2A: &str = include_str!("../../validation/stepmesh-2a2f-f2a.toml
 /// Runs an AFD scenario exactly as `afdsim run` does; a case's inputs are fixed, so an error
 /// is reported as an input error of the case's file.
 fn run(s: &Scenario) -> Result<(crate::afd::DecodeStep, crate::net::NetRun), InputError> {
-    let o =
-        crate::run(s, &mut |_| {}).map_err(|e| InputError::new(&s.origin, "afd", e.to_string()))?;
-    let step = o.step.expect("an [afd] scenario yields its decode step");
-    Ok((step, o.run))
+    let o = crate::run(s, &mut |_| {})
+        .map_err(|e| InputError::new(s.origin(), "afd", e.to_string()))?;
+    match o.study {
+        crate::StudyOutcome::Afd { step, .. } => Ok((step, o.run)),
+        _ => unreachable!("an [afd] scenario yields its decode step"),
+    }
 }
 
 fn pipeline() -> Result<Vec<Check>, InputError> {
     let case = "afd-pipeline-closed-form";
     let s = Scenario::parse(PIPELINE, "validation/afd-pipeline-closed-form.toml", None)?;
-    let spec = s.afd.as_ref().expect("[afd]");
+    let spec = s.afd().expect("[afd]");
     let (step, r) = run(&s)?;
     let dur = |i: usize| {
         let c = &r.computes[i];
@@ -140,7 +142,7 @@ fn bytes_at(
     let text = format!("{BYTES}{extra}");
     let s = Scenario::parse(&text, "validation/afd-bytes-conservation.toml", None)?
         .with_level(level)?;
-    let spec = s.afd.as_ref().expect("[afd]");
+    let spec = s.afd().expect("[afd]");
     let model = &spec.model;
     let (step, r) = run(&s)?;
     let delivered = |kind: Transfer| -> u64 {
@@ -190,7 +192,7 @@ fn bytes_at(
 fn stepmesh(text: &str, case: &'static str, published_us: f64) -> Result<Vec<Check>, InputError> {
     let s = Scenario::parse(text, &format!("validation/{case}.toml"), None)?;
     let o = crate::run(&s, &mut |_| {})
-        .map_err(|e| InputError::new(&s.origin, "traffic", e.to_string()))?;
+        .map_err(|e| InputError::new(s.origin(), "traffic", e.to_string()))?;
     let first = o.run.messages.iter().map(|m| m.start).min();
     let last = o.run.messages.iter().filter_map(|m| m.finish).max();
     let simulated_us = match (first, last) {

@@ -75,19 +75,19 @@ fn load(text: &str, name: &str, drop_buffers: bool) -> Result<Scenario, InputErr
 }
 
 fn packet(s: &Scenario) -> NetRun {
-    crate::packet::simulate(&s.fabric, &s.packet, &s.messages, &mut |_| {})
+    crate::packet::simulate(&s.fabric(), &s.net(), &s.messages(), &mut |_| {})
         .expect("flow-vs-packet cases cannot deadlock")
 }
 
 /// The flow level through the library: it never reads the buffer keys, and `load` has
 /// removed them where the case needs to (the CLI would reject them).
 fn flow(s: &Scenario) -> NetRun {
-    crate::flow::simulate(&s.fabric, &s.packet, &s.messages, &mut |_| {})
+    crate::flow::simulate(&s.fabric(), &s.net(), &s.messages(), &mut |_| {})
         .expect("the embedded cases end within the horizon")
 }
 
 fn analytical(s: &Scenario) -> NetRun {
-    crate::flow::analytical::simulate(&s.fabric, &s.packet, &s.messages)
+    crate::flow::analytical::simulate(&s.fabric(), &s.net(), &s.messages())
         .expect("the embedded cases end within the horizon")
 }
 
@@ -196,7 +196,7 @@ fn incast() -> Result<Vec<Check>, InputError> {
     let plain = load(INCAST, name, true)?;
     let (p_pfc, p_plain, f) = (packet(&pfc), packet(&plain), flow(&plain));
     // The victim is the last message (GPU 1 -> GPU 17).
-    let victim = pfc.messages.len() - 1;
+    let victim = pfc.messages().len() - 1;
     let victim_flow = message_us(&f, victim);
     // Expected sizes (see the scenario file): with PFC the victim moves at the incast
     // flow's pace and finishes with the incast, whose time is the receiver link's (the
@@ -297,8 +297,8 @@ fn closed_forms() -> Result<Vec<Check>, InputError> {
     ];
     for (label, text, sharing) in files {
         let s = Scenario::parse(text, label, None)?;
-        let link = &s.fabric.topology.links()[0];
-        let pkts = packet_times(link.rate, s.packet.nic_wire, s.messages[0].bytes);
+        let link = &s.fabric().topology.links()[0];
+        let pkts = packet_times(link.rate, s.net().nic_wire, s.messages()[0].bytes);
         let all: Dur = pkts.iter().fold(Dur::ZERO, |a, &d| a + d);
         // Every case is GPU -> switch -> GPU on equal links: `sharing` messages stream
         // through the bottleneck link back to back, then the last packet crosses the
@@ -307,8 +307,8 @@ fn closed_forms() -> Result<Vec<Check>, InputError> {
             + *pkts.last().expect("non-empty")
             + link.latency
             + link.latency
-            + s.packet.switch.latency;
-        let start = s.messages[0].start;
+            + s.net().switch.latency;
+        let start = s.messages()[0].start;
         let expected_us = (start + expected).as_us_f64();
         for (level, run) in [("flow", flow(&s)), ("analytical", analytical(&s))] {
             checks.push(Check::within(

@@ -91,7 +91,7 @@ const PXN: &str = include_str!("../../validation/pxn-rail-local.toml");
 const PERMUTATION: &str = include_str!("../../validation/flow-vs-packet-permutation-spray.toml");
 
 fn run(s: &Scenario) -> NetRun {
-    crate::packet::simulate(&s.fabric, &s.packet, &s.messages, &mut |_| {})
+    crate::packet::simulate(&s.fabric(), &s.net(), &s.messages(), &mut |_| {})
         .expect("closed-form cases cannot deadlock")
 }
 
@@ -100,8 +100,8 @@ fn packet_times(s: &Scenario, bytes: u64) -> Vec<Dur> {
     let Wire {
         mtu_bytes,
         header_bytes,
-    } = s.packet.nic_wire;
-    let rate = s.fabric.topology.links()[0].rate;
+    } = s.net().nic_wire;
+    let rate = s.fabric().topology.links()[0].rate;
     let mut left = bytes;
     let mut out = Vec::new();
     while left > 0 {
@@ -119,8 +119,8 @@ fn sum(ds: &[Dur]) -> Dur {
 /// One link's latency plus the switch latency, twice the link latency in all: GPU -> switch
 /// -> GPU.
 fn path_latency(s: &Scenario) -> Dur {
-    let l = s.fabric.topology.links()[0].latency;
-    l + l + s.packet.switch.latency
+    let l = s.fabric().topology.links()[0].latency;
+    l + l + s.net().switch.latency
 }
 
 fn last_finish(r: &NetRun) -> Time {
@@ -135,8 +135,8 @@ const EXACT: &str = "closed form, store-and-forward (see the scenario file)";
 
 fn default_scenario() -> Result<Vec<Check>, InputError> {
     let s = Scenario::parse(STAR_SCENARIO, STAR_SCENARIO_ORIGIN, None)?;
-    let n = s.fabric.topology.gpus() as u64;
-    let bytes = s.messages[0].bytes;
+    let n = s.fabric().topology.gpus() as u64;
+    let bytes = s.messages()[0].bytes;
     let pkts = packet_times(&s, bytes);
     // Every sender streams (N-1) messages back to back in permutation slots; the last packet
     // then crosses the second hop uncontended.
@@ -154,7 +154,7 @@ fn default_scenario() -> Result<Vec<Check>, InputError> {
 
 fn single_flow() -> Result<Vec<Check>, InputError> {
     let s = Scenario::parse(SINGLE_FLOW, "validation/closed-form-single-flow.toml", None)?;
-    let m = &s.messages[0];
+    let m = &s.messages()[0];
     let pkts = packet_times(&s, m.bytes);
     let expected = sum(&pkts) + *pkts.last().unwrap() + path_latency(&s);
     let r = run(&s);
@@ -163,9 +163,9 @@ fn single_flow() -> Result<Vec<Check>, InputError> {
     // simulation gives as finish minus the pipeline tail (last packet's second hop + path).
     let stream = finish - *pkts.last().unwrap() - path_latency(&s);
     let goodput_gbps = m.bytes as f64 * 8.0 / stream.as_secs_f64() / 1e9;
-    let rate = s.fabric.topology.links()[0].rate.gbps_f64();
-    let mtu = s.packet.nic_wire.mtu_bytes as f64;
-    let ideal_gbps = rate * mtu / (mtu + s.packet.nic_wire.header_bytes as f64);
+    let rate = s.fabric().topology.links()[0].rate.gbps_f64();
+    let mtu = s.net().nic_wire.mtu_bytes as f64;
+    let ideal_gbps = rate * mtu / (mtu + s.net().nic_wire.header_bytes as f64);
     Ok(vec![
         Check::within(
             "closed-form-single-flow",
@@ -188,8 +188,8 @@ fn single_flow() -> Result<Vec<Check>, InputError> {
 
 fn incast() -> Result<Vec<Check>, InputError> {
     let s = Scenario::parse(INCAST, "validation/closed-form-incast.toml", None)?;
-    let n = s.messages.len() as u64;
-    let pkts = packet_times(&s, s.messages[0].bytes);
+    let n = s.messages().len() as u64;
+    let pkts = packet_times(&s, s.messages()[0].bytes);
     let expected = pkts[0] + sum(&pkts).saturating_mul(n) + path_latency(&s);
     let r = run(&s);
     let first_done = r.messages.iter().filter_map(|m| m.finish).min().unwrap();
@@ -239,8 +239,8 @@ fn send_gbytes_per_s(r: &NetRun) -> f64 {
 fn incast_lossless() -> Result<Vec<Check>, InputError> {
     let case = "closed-form-incast-lossless";
     let s = parse(INCAST_LOSSLESS, case)?;
-    let n = s.messages.len() as u64;
-    let pkts = packet_times(&s, s.messages[0].bytes);
+    let n = s.messages().len() as u64;
+    let pkts = packet_times(&s, s.messages()[0].bytes);
     let expected = pkts[0] + sum(&pkts).saturating_mul(n) + path_latency(&s);
     let r = run(&s);
     let m = crate::report::PacketMetrics::of(&s, &r);
@@ -283,12 +283,12 @@ fn incast_lossless() -> Result<Vec<Check>, InputError> {
 fn incast_lossy() -> Result<Vec<Check>, InputError> {
     let case = "closed-form-incast-lossy";
     let s = parse(INCAST_LOSSY, case)?;
-    let n = s.messages.len() as u64;
-    let pkts = packet_times(&s, s.messages[0].bytes);
+    let n = s.messages().len() as u64;
+    let pkts = packet_times(&s, s.messages()[0].bytes);
     let line_rate_finish = pkts[0] + sum(&pkts).saturating_mul(n) + path_latency(&s);
     let r = run(&s);
     let m = crate::report::PacketMetrics::of(&s, &r);
-    let offered: u64 = s.messages.iter().map(|m| m.bytes).sum();
+    let offered: u64 = s.messages().iter().map(|m| m.bytes).sum();
     let rec = &r.recovery;
     Ok(vec![
         Check::at_least(
@@ -342,7 +342,7 @@ fn incast_lossy() -> Result<Vec<Check>, InputError> {
 
 /// Wire bytes the run put on switch-to-switch links.
 fn fabric_wire_bytes(s: &Scenario, r: &NetRun) -> u64 {
-    let t = &s.fabric.topology;
+    let t = &s.fabric().topology;
     (t.links().iter().zip(&r.links))
         .filter(|(l, _)| l.class == LinkClass::Fabric)
         .map(|(_, st)| st.wire_bytes)
@@ -353,17 +353,17 @@ fn pxn_rail_local() -> Result<Vec<Check>, InputError> {
     let case = "pxn-rail-local";
     let pxn = parse(PXN, case)?;
     let direct = parse(&PXN.replace("pxn = true", "pxn = false"), case)?;
-    let (f, t) = (&pxn.fabric, &pxn.fabric.topology);
+    let (f, t) = (&pxn.fabric(), &pxn.fabric().topology);
     let per_node = f.spec.gpus_per_node;
-    let bytes = pxn.messages[0].bytes;
+    let bytes = pxn.messages()[0].bytes;
     let Wire {
         mtu_bytes,
         header_bytes,
-    } = pxn.packet.nic_wire;
+    } = pxn.net().nic_wire;
     let packets = bytes.div_ceil(mtu_bytes as u64);
     let wire = bytes + packets * header_bytes as u64;
     // Without PXN, every cross-node, cross-rail message goes up to a spine and down.
-    let cross_rail = (pxn.messages.iter())
+    let cross_rail = (pxn.messages().iter())
         .filter(|m| !f.same_domain(m.src, m.dst) && m.src.0 % per_node != m.dst.0 % per_node)
         .count() as u64;
     // With PXN, a NIC streams its node's messages to its rail: every GPU of its node sends
@@ -379,14 +379,14 @@ fn pxn_rail_local() -> Result<Vec<Check>, InputError> {
     let stream = (full.saturating_mul(packets - 1) + hop(1).rate.serialize(last_wire))
         .saturating_mul(per_nic);
     let head = hop(0).rate.serialize(first_wire) + hop(0).latency;
-    let mut tail = pxn.packet.switch.latency + hop(1).latency;
+    let mut tail = pxn.net().switch.latency + hop(1).latency;
     for i in 2..route.len() {
         tail += hop(i).rate.serialize(last_wire) + hop(i).latency;
     }
     let r_pxn = run(&pxn);
     let r_direct = run(&direct);
     let makespan = |r: &NetRun| last_finish(r).since(first_start(r));
-    let flow = crate::flow::simulate(&pxn.fabric, &pxn.packet, &pxn.messages, &mut |_| {})
+    let flow = crate::flow::simulate(&pxn.fabric(), &pxn.net(), &pxn.messages(), &mut |_| {})
         .expect("the embedded case ends within the horizon");
     Ok(vec![
         Check::within(
@@ -440,8 +440,8 @@ fn spray_variance() -> Result<Vec<Check>, InputError> {
             .unwrap_or(0)
     };
     // One round: a packet from each of the flows sharing a port, at most one per spine.
-    let spines = rr.fabric.tiers.last().map_or(1, |t| t.switches) as u64;
-    let wire = (rr.packet.nic_wire.mtu_bytes + rr.packet.nic_wire.header_bytes) as u64;
+    let spines = rr.fabric().tiers.last().map_or(1, |t| t.switches) as u64;
+    let wire = (rr.net().nic_wire.mtu_bytes + rr.net().nic_wire.header_bytes) as u64;
     Ok(vec![
         Check::at_most(
             case,
@@ -510,10 +510,10 @@ fn nccl_h100_nvlink() -> Result<Vec<Check>, InputError> {
 
 /// The flows each link carries when every message follows its ECMP hash.
 fn ecmp_link_loads(s: &Scenario) -> Vec<u32> {
-    let t = &s.fabric.topology;
+    let t = &s.fabric().topology;
     let mut load = vec![0u32; t.links().len()];
-    for (i, m) in s.messages.iter().enumerate() {
-        let hash = crate::net::message_hash(s.seed, i as u32);
+    for (i, m) in s.messages().iter().enumerate() {
+        let hash = crate::net::message_hash(s.seed(), i as u32);
         let mut at = m.src;
         while at != m.dst {
             let hops = t.next_hops(at, m.dst);
@@ -529,20 +529,20 @@ fn ecmp_vs_spray() -> Result<Vec<Check>, InputError> {
     let case = "ecmp-vs-spray";
     let ecmp = parse(ECMP, "ecmp-vs-spray-ecmp")?;
     let spray = parse(SPRAY, "ecmp-vs-spray-spray")?;
-    let t = &spray.fabric.topology;
-    let pkts = packet_times(&spray, spray.messages[0].bytes);
+    let t = &spray.fabric().topology;
+    let pkts = packet_times(&spray, spray.messages()[0].bytes);
     let stream = sum(&pkts);
     // Ideal: each flow alone on its path, store-and-forward; the longest path sets it.
-    let link_lat = spray.fabric.topology.links()[0].latency;
+    let link_lat = spray.fabric().topology.links()[0].latency;
     let ideal = spray
-        .messages
+        .messages()
         .iter()
         .map(|m| {
             let hops = t.hops(m.src, m.dst) as u64;
             stream
                 + pkts[pkts.len() - 1].saturating_mul(hops - 1)
                 + link_lat.saturating_mul(hops)
-                + spray.packet.switch.latency.saturating_mul(hops - 1)
+                + spray.net().switch.latency.saturating_mul(hops - 1)
         })
         .max()
         .expect("messages");
@@ -583,8 +583,8 @@ fn dcqcn_incast() -> Result<Vec<Check>, InputError> {
     let case = "dcqcn-incast";
     let off = parse(DCQCN_OFF, "dcqcn-incast-none")?;
     let on = parse(DCQCN_ON, "dcqcn-incast-dcqcn")?;
-    let n = off.messages.len() as u64;
-    let pkts = packet_times(&off, off.messages[0].bytes);
+    let n = off.messages().len() as u64;
+    let pkts = packet_times(&off, off.messages()[0].bytes);
     let line_rate_finish = pkts[0] + sum(&pkts).saturating_mul(n) + path_latency(&off);
     let r_off = run(&off);
     let r_on = run(&on);
@@ -642,8 +642,8 @@ fn deepep(
     tolerance_pct: f64,
 ) -> Result<Vec<Check>, InputError> {
     let s = parse(text, case)?;
-    let t = s.fabric.topology.gpus() as u64;
-    let nodes = s.fabric.spec.nodes as u64;
+    let t = s.fabric().topology.gpus() as u64;
+    let nodes = s.fabric().spec.nodes as u64;
     // Setting shared by every DeepEP case (the scenario files): 4096 tokens, 256 experts,
     // top-8, FP8 with per-128 scales.
     let (tokens, experts, k) = (4096.0, 256u64, 8u64);

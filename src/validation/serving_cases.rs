@@ -37,18 +37,18 @@ const PREFIX: &str = include_str!("../../validation/serving-prefix-reuse.toml");
 const KV_BG: &str = include_str!("../../validation/serving-kv-background.toml");
 
 fn spec(s: &Scenario) -> &ServingSpec {
-    s.serving.as_ref().expect("a [serving] scenario")
+    s.serving().expect("a [serving] scenario")
 }
 
 /// Serves a scenario's requests as `afdsim run` does.
 fn serve(s: &Scenario) -> Result<ServingRun, InputError> {
     let spec = spec(s);
-    let reqs = spec.traffic.requests(spec.requests, s.seed)?;
-    crate::config::check_fits(&s.origin, spec, &reqs)?;
-    let mut server = Server::new(spec, &s.fabric, &s.packet, s.level);
+    let reqs = spec.traffic.requests(spec.requests, s.seed())?;
+    crate::config::check_fits(s.origin(), spec, &reqs)?;
+    let mut server = Server::new(spec, &s.fabric(), &s.net(), s.level());
     let out = server
         .serve(&reqs)
-        .map_err(|e| InputError::new(&s.origin, "serving", e.to_string()))?;
+        .map_err(|e| InputError::new(s.origin(), "serving", e.to_string()))?;
     Ok(out.run)
 }
 
@@ -62,7 +62,7 @@ fn light_load() -> Result<Vec<Check>, InputError> {
     let s = Scenario::parse(LIGHT, "validation/serving-light-load.toml", None)?;
     let sp = spec(&s);
     let run = serve(&s)?;
-    let bad = |e: crate::compute::QueryError| InputError::new(&s.origin, "serving", e.to_string());
+    let bad = |e: crate::compute::QueryError| InputError::new(s.origin(), "serving", e.to_string());
     // Only requests alone in the system from arrival to finish count (Poisson gaps are
     // sometimes short even at this rate).
     let reqs = &run.requests;
@@ -74,7 +74,7 @@ fn light_load() -> Result<Vec<Check>, InputError> {
         .map(|i| &reqs[i])
         .collect();
     let (input, output) = (run.requests[0].input as u64, run.requests[0].output as u64);
-    let points = FabricPoints::new(sp, &s.fabric, &s.packet, s.level);
+    let points = FabricPoints::new(sp, &s.fabric(), &s.net(), s.level());
     let whole = |template: &crate::afd::AfdSpec, batch: u32, ctx: u64, tokens: u32| {
         let mut t = template.clone();
         t.layers = t.model.layers;
@@ -93,8 +93,8 @@ fn light_load() -> Result<Vec<Check>, InputError> {
         unreachable!("the case is P/D")
     };
     let kv = crate::flow::simulate(
-        &s.fabric,
-        &s.packet,
+        &s.fabric(),
+        &s.net(),
         &[MessageSpec {
             src: prefill_gpus[0],
             dst: sp.layout.decode_gpus[0],
@@ -176,7 +176,7 @@ fn prefix_reuse() -> Result<Vec<Check>, InputError> {
         // What the prefill pool should have spent: per request (each alone in the pool at
         // this load), one whole-model iteration of its uncached tokens after its cached
         // prefix, on one GPU.
-        let points = FabricPoints::new(sp, &s.fabric, &s.packet, s.level);
+        let points = FabricPoints::new(sp, &s.fabric(), &s.net(), s.level());
         let mut t = sp.prefill.clone().expect("P/D");
         t.layers = t.model.layers;
         t.active_attention_gpus = 1;
@@ -186,7 +186,7 @@ fn prefix_reuse() -> Result<Vec<Check>, InputError> {
         t.prefill_prefix = r0.cached as u64;
         let one = points
             .step(&t)
-            .map_err(|e| InputError::new(&s.origin, "serving", e.to_string()))?;
+            .map_err(|e| InputError::new(s.origin(), "serving", e.to_string()))?;
         let expected = one.as_secs_f64() * 1e3 * run.requests.len() as f64;
         checks.push(Check::within(
             case,
@@ -237,10 +237,10 @@ fn kv_background() -> Result<Vec<Check>, InputError> {
     let case = "serving-kv-background";
     let s = Scenario::parse(KV_BG, "validation/serving-kv-background.toml", None)?;
     let sp = spec(&s);
-    let bad = |e: crate::compute::QueryError| InputError::new(&s.origin, "serving", e.to_string());
+    let bad = |e: crate::compute::QueryError| InputError::new(s.origin(), "serving", e.to_string());
     // The background: the traffic's requests (fixed lengths), all at time 0; then the probe.
     let n = sp.requests - 1;
-    let mut reqs = sp.traffic.requests(n, s.seed)?;
+    let mut reqs = sp.traffic.requests(n, s.seed())?;
     for r in &mut reqs {
         r.arrival = Time::ZERO;
     }
@@ -251,8 +251,8 @@ fn kv_background() -> Result<Vec<Check>, InputError> {
         output: 2,
         cached: 0,
     });
-    crate::config::check_fits(&s.origin, sp, &reqs)?;
-    let mut server = Server::new(sp, &s.fabric, &s.packet, s.level);
+    crate::config::check_fits(s.origin(), sp, &reqs)?;
+    let mut server = Server::new(sp, &s.fabric(), &s.net(), s.level());
     let mut serve = |on: bool| {
         let options = SimOptions {
             kv_shares_fabric: on,
@@ -280,7 +280,7 @@ fn kv_background() -> Result<Vec<Check>, InputError> {
     let tpot = b0.tpot().expect("long outputs").as_ps();
     let mid = ks + Dur::from_ps(kf.since(ks).as_ps() / 2);
     let ctx = (b0.input + 1) as u64 + mid.since(b0.first_token).as_ps() / tpot;
-    let points = FabricPoints::new(sp, &s.fabric, &s.packet, s.level);
+    let points = FabricPoints::new(sp, &s.fabric(), &s.net(), s.level());
     let mut t = sp.decode.clone();
     t.layers = t.model.layers;
     t.active_attention_gpus = 1;
@@ -301,8 +301,8 @@ fn kv_background() -> Result<Vec<Check>, InputError> {
         bytes: 4096 * sp.layout.kv_bytes_per_token,
         start: Time::ZERO,
     };
-    let route = crate::flow::paths::route(&s.fabric, &s.packet, n, &m);
-    let links = s.fabric.topology.links();
+    let route = crate::flow::paths::route(&s.fabric(), &s.net(), n, &m);
+    let links = s.fabric().topology.links();
     let span = it.time.as_ps() as f64;
     let util = |l: u32| {
         let c = links[l as usize].rate.bps() as f64 / 8.0 / PS_PER_S as f64;
