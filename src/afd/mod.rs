@@ -5,7 +5,7 @@
 //! `compute::Model::attention_side_at`: projections, core attention, router, shared expert,
 //! and for dense layers the dense FFN) on its share of the micro-batch (with per-sequence
 //! contexts, each GPU from its own sequences: [`ContextShape`]); every token picks
-//! `top_k` experts ([`Routing`]: uniform, Zipf or a histogram); each expert lives in one or
+//! `top_k` experts ([`ExpertRouting`]: uniform, Zipf or a histogram); each expert lives in one or
 //! more slots on the FFN GPUs ([`Placement`]: contiguous, round-robin or EPLB copies of hot
 //! experts); each attention GPU dispatches its tokens once per destination FFN GPU
 //! ([`Dedup::Gpu`], DeepEP normal mode) or once per expert ([`Dedup::Expert`], DeepEP
@@ -37,7 +37,7 @@ mod routing;
 
 pub use context::{ContextDist, ContextShape, STREAM_CONTEXT};
 pub use placement::{ExpertMap, Placement};
-pub use routing::Routing;
+pub use routing::ExpertRouting;
 
 use crate::compute::{
     Attention, AttentionKernel, ComputeTable, Dtype, Mla, Model, Op, OpQuery, QueryError, Side,
@@ -84,7 +84,7 @@ pub struct AfdSpec {
     pub layers: u64,
     /// Decode steps to simulate, one after another, each with its own routing draw.
     pub steps: u32,
-    pub routing: Routing,
+    pub routing: ExpertRouting,
     pub placement: Placement,
     /// The slots of every expert on the FFN GPUs (from `placement` and the routing's
     /// expected load).

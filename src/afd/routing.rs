@@ -9,7 +9,7 @@ use crate::engine::SimRng;
 
 /// How tokens pick their experts.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Routing {
+pub enum ExpertRouting {
     /// Every expert equally likely.
     Uniform,
     /// Expert popularity follows Zipf(`s`): the i-th hottest expert has weight 1 / i^s; which
@@ -22,7 +22,7 @@ pub enum Routing {
     Histogram { pairs: Vec<Vec<u64>> },
 }
 
-impl Routing {
+impl ExpertRouting {
     /// The expected token-expert pairs per expert (unnormalized), what EPLB balances: equal
     /// for uniform, the counts of a histogram, and for Zipf the counts of a load history: a
     /// sample of [`HISTORY_TOKENS`] tokens drawn from the same distribution on a stream of its
@@ -30,8 +30,8 @@ impl Routing {
     /// experts less hot than their single-draw weight).
     pub fn expected_load(&self, experts: u64, top_k: u64) -> Vec<f64> {
         match self {
-            Routing::Uniform => vec![1.0; experts as usize],
-            Routing::Zipf { seed, .. } => {
+            ExpertRouting::Uniform => vec![1.0; experts as usize],
+            ExpertRouting::Zipf { seed, .. } => {
                 let mut router = Router::new(self, experts, top_k);
                 let mut rng = SimRng::new(seed ^ 0xE91B);
                 let (mut load, mut picked) = (vec![0.0; experts as usize], Vec::new());
@@ -44,7 +44,7 @@ impl Routing {
                 load
             }
             // One placement serves every layer: the load summed over the layers.
-            Routing::Histogram { pairs } => (0..experts as usize)
+            ExpertRouting::Histogram { pairs } => (0..experts as usize)
                 .map(|e| pairs.iter().map(|l| l[e] as f64).sum())
                 .collect(),
         }
@@ -127,17 +127,17 @@ enum Kind {
 }
 
 impl Router {
-    pub(super) fn new(routing: &Routing, experts: u64, top_k: u64) -> Router {
+    pub(super) fn new(routing: &ExpertRouting, experts: u64, top_k: u64) -> Router {
         let kind = match routing {
-            Routing::Uniform => Kind::Uniform((0..experts).collect()),
-            Routing::Zipf { s, seed } => {
+            ExpertRouting::Uniform => Kind::Uniform((0..experts).collect()),
+            ExpertRouting::Zipf { s, seed } => {
                 let weights: Vec<f64> = (0..experts as usize).map(|i| zipf_weight(i, *s)).collect();
                 Kind::Zipf {
                     hot: hot_order(experts, *seed),
                     alias: Alias::new(&weights),
                 }
             }
-            Routing::Histogram { pairs } => Kind::Histogram {
+            ExpertRouting::Histogram { pairs } => Kind::Histogram {
                 pairs: pairs.clone(),
                 layer: Vec::new(),
                 order: Vec::new(),
@@ -250,7 +250,7 @@ mod tests {
         let (tokens, top_k) = (10u64, 4u64);
         assert_eq!(pairs.iter().sum::<u64>(), tokens * top_k);
         let mut r = Router::new(
-            &Routing::Histogram {
+            &ExpertRouting::Histogram {
                 pairs: vec![pairs.clone()],
             },
             7,

@@ -1,7 +1,7 @@
 //! The `[afd]` table of a scenario: an AFD decode deployment on the scenario's fabric.
 
 use super::Ctx;
-use crate::afd::{AfdSpec, ContextDist, Dedup, ExpertMap, Placement, Routing, STREAM_CONTEXT};
+use crate::afd::{AfdSpec, ContextDist, Dedup, ExpertMap, ExpertRouting, Placement, STREAM_CONTEXT};
 use crate::compute::{AttentionKernel, ComputeTable, Dtype, Model, Side, WeightPlacement};
 use crate::engine::SimRng;
 use crate::error::InputError;
@@ -634,7 +634,7 @@ fn routing(
     tokens: u64,
     layers: u64,
     seed: u64,
-) -> Result<Routing, InputError> {
+) -> Result<ExpertRouting, InputError> {
     let kind = a.routing.as_deref().unwrap_or("uniform");
     if a.zipf_s.is_some() && kind != "zipf" {
         return Err(cx.err(key("zipf_s"), "needs routing = \"zipf\""));
@@ -643,13 +643,13 @@ fn routing(
         return Err(cx.err(key("routing_file"), "needs routing = \"histogram\""));
     }
     match kind {
-        "uniform" => Ok(Routing::Uniform),
+        "uniform" => Ok(ExpertRouting::Uniform),
         "zipf" => {
             let s = a.zipf_s.unwrap_or(1.0);
             if !(s.is_finite() && (0.0..=4.0).contains(&s)) {
                 return Err(cx.err(key("zipf_s"), format!("{s} is not allowed: 0 ..= 4")));
             }
-            Ok(Routing::Zipf {
+            Ok(ExpertRouting::Zipf {
                 s,
                 seed: seed ^ 0x5A1F,
             })
@@ -669,7 +669,7 @@ fn routing(
                 )
             })?;
             let pairs = histogram(&path.display().to_string(), &text, model, tokens, layers)?;
-            Ok(Routing::Histogram { pairs })
+            Ok(ExpertRouting::Histogram { pairs })
         }
         other => Err(cx.err(
             key("routing"),
