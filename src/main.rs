@@ -3,6 +3,8 @@
 //! Exit status: 0 success, 1 a validation regression, 2 bad input or usage, 3 the
 //! simulation deadlocked (a cycle of PFC or credit pauses).
 
+mod cli;
+
 use afdsim::config::Scenario;
 use afdsim::error::InputError;
 use afdsim::report::write_out_dir;
@@ -74,41 +76,7 @@ enum Command {
     Report(afdsim::sweep::cli::ReportArgs),
     /// Find the highest request rate that meets TTFT and TPOT limits, for one serving
     /// scenario or several (a deployment comparison table).
-    SloSearch(SloSearchArgs),
-}
-
-#[derive(clap::Args)]
-struct SloSearchArgs {
-    /// Serving scenario files (a `[serving]` table each); several give a comparison table.
-    #[arg(required = true)]
-    scenarios: Vec<PathBuf>,
-    /// TTFT limit, ms (default: the scenario's `serving.ttft_ms`).
-    #[arg(long)]
-    ttft_ms: Option<f64>,
-    /// TPOT limit, ms (default: the scenario's `serving.tpot_ms`).
-    #[arg(long)]
-    tpot_ms: Option<f64>,
-    /// Percentile the limits apply to (default: the scenario's, else 90).
-    #[arg(long)]
-    percentile: Option<f64>,
-    /// Most probes per scenario.
-    #[arg(long, default_value_t = 12)]
-    probes: u32,
-    /// Stop when the bracket is this close (relative).
-    #[arg(long, default_value_t = 0.05)]
-    tolerance: f64,
-    /// Requests per probe (default: the scenario's `serving.requests`).
-    #[arg(long)]
-    requests: Option<u32>,
-    /// Seed (overrides the files').
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Simulation level of the iterations (overrides the files').
-    #[arg(long, value_parser = ["packet", "flow"])]
-    level: Option<String>,
-    /// Print one JSON array of results instead of text.
-    #[arg(long)]
-    json: bool,
+    SloSearch(cli::slo_search::SloSearchArgs),
 }
 
 #[derive(Subcommand)]
@@ -152,7 +120,7 @@ fn main() -> ExitCode {
         Command::Merge(args) => afdsim::sweep::cli::run_merge(&args),
         Command::Plot(args) => afdsim::sweep::cli::run_plot(&args),
         Command::Report(args) => afdsim::sweep::cli::run_report(&args),
-        Command::SloSearch(args) => cmd_slo_search(&args),
+        Command::SloSearch(args) => cli::slo_search::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -295,223 +263,6 @@ fn cmd_run(
     };
     // A closed pipe (e.g. `| head`) is not an error worth a message.
     let _ = written;
-    Ok(ExitCode::SUCCESS)
-}
-
-fn cmd_slo_search(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
-    use afdsim::serving::{Server, Slo, search};
-    let cmd = |key: &str, msg: String| InputError::new("<command line>", key, msg);
-    if !(a.tolerance.is_finite() && a.tolerance > 0.0 && a.tolerance < 10.0) {
-        return Err(cmd("--tolerance", "must be > 0 and < 10".into()));
-    }
-    if a.probes == 0 {
-        return Err(cmd("--probes", "must be at least 1".into()));
-    }
-    if a.requests == Some(0) {
-        return Err(cmd("--requests", "must be at least 1".into()));
-    }
-    let level = a.level.as_deref().and_then(afdsim::config::Level::parse);
-    // Progress within a probe goes to stderr (stdout keeps the results): a bar on a
-    // terminal, otherwise a line at most every PLAIN_EVERY. The wall clock is read here
-    // only; the search's results do not depend on it.
-    const PLAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-    let tty = std::io::stderr().is_terminal();
-    let mut results = Vec::new();
-    let mut stdout = std::io::stdout().lock();
-    for path in &a.scenarios {
-        let scenario = Scenario::load_at_level(path, a.seed, level)?;
-        let origin = scenario.origin.clone();
-        let Some(spec) = &scenario.serving else {
-            return Err(InputError::new(
-                origin,
-                "serving",
-                "slo-search needs a serving scenario (a [serving] table)",
-            ));
-        };
-        let file = spec.slo;
-        let slo = match (
-            a.ttft_ms.or(file.map(|s| s.ttft_ms)),
-            a.tpot_ms.or(file.map(|s| s.tpot_ms)),
-        ) {
-            (Some(ttft), Some(tpot)) => {
-                let pct = a.percentile.or(file.map(|s| s.percentile)).unwrap_or(90.0);
-                Slo::new(ttft, tpot, pct)
-                    .map_err(|(k, m)| cmd(&format!("--{}", k.replace('_', "-")), m))?
-            }
-            _ => {
-                return Err(InputError::new(
-                    origin,
-                    "serving.ttft_ms",
-                    "no limits: give --ttft-ms and --tpot-ms, or serving.ttft_ms and serving.tpot_ms",
-                ));
-            }
-        };
-        let Some(start) = spec.traffic.rate() else {
-            return Err(InputError::new(
-                origin,
-                "serving.traffic",
-                "a trace has no rate to search over: use a Poisson traffic",
-            ));
-        };
-        let requests = a.requests.unwrap_or(spec.requests);
-        if !a.json {
-            let _ = writeln!(
-                stdout,
-                "{}: {} on {} GPUs, p{} TTFT <= {} ms, TPOT <= {} ms, {} requests, seed {}",
-                scenario.name,
-                spec.deployment.as_str(),
-                spec.total_gpus,
-                slo.percentile,
-                slo.ttft_ms,
-                slo.tpot_ms,
-                requests,
-                scenario.seed
-            );
-        }
-        let mut server = Server::new(spec, &scenario.fabric, &scenario.packet, scenario.level);
-        let bar = if tty {
-            let bar = ProgressBar::new(requests as u64);
-            bar.set_style(
-                ProgressStyle::with_template("{elapsed:>4} [{bar:16}] {pos}/{len} req  {wide_msg}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
-        let last_line = std::sync::Mutex::new(std::time::Instant::now());
-        let name = scenario.name.as_str();
-        // Called from the search's thread and from the threads simulating corners.
-        let progress = |p: search::SearchProgress| {
-            let r = p.run;
-            if tty {
-                // Short: the line is cut at the terminal's width.
-                bar.set_length(r.requests);
-                bar.set_position(r.requests_done);
-                bar.set_message(if r.corners_needed > 0 {
-                    format!(
-                        "probe {} @ {:.3}/s, corners {}/{} ({} done)",
-                        p.probe,
-                        p.rate_per_s,
-                        r.corners_done,
-                        r.corners_needed,
-                        r.corners_simulated
-                    )
-                } else {
-                    format!(
-                        "probe {} @ {:.3}/s, {} corners done",
-                        p.probe, p.rate_per_s, r.corners_simulated
-                    )
-                });
-                return;
-            }
-            let mut last = last_line.lock().unwrap_or_else(|e| e.into_inner());
-            if last.elapsed() >= PLAIN_EVERY {
-                *last = std::time::Instant::now();
-                let corners = if r.corners_needed > 0 {
-                    format!(
-                        "corners {}/{} for this iteration, {} simulated",
-                        r.corners_done, r.corners_needed, r.corners_simulated
-                    )
-                } else {
-                    format!("{} corners simulated", r.corners_simulated)
-                };
-                eprintln!(
-                    "{name}: probe {} at {:.3} req/s: {}/{} requests served, {corners}",
-                    p.probe, p.rate_per_s, r.requests_done, r.requests
-                );
-            }
-        };
-        let mut n = 0;
-        let result = search::search_observed(
-            &mut server,
-            slo,
-            search::Options {
-                max_probes: a.probes,
-                tolerance: a.tolerance,
-            },
-            start,
-            |rate| {
-                let reqs = spec.traffic.with_rate(rate)?.requests(requests, scenario.seed)?;
-                afdsim::config::check_fits(&origin, spec, &reqs)?;
-                Ok(reqs)
-            },
-            |p| {
-                n += 1;
-                if !a.json {
-                    bar.suspend(|| writeln!(
-                        std::io::stdout(),
-                        "  probe {n:>2}: {:>10.3} req/s  TTFT {:>10.1} ms  TPOT {:>8.2} ms  {:>8.1} tok/s/GPU  {}{}",
-                        p.rate_per_s,
-                        p.ttft_ms,
-                        p.tpot_ms,
-                        p.tokens_per_s_per_gpu,
-                        if p.met { "met" } else { "missed" },
-                        p.preemptions
-                            .map(|n| format!("  ({n} preempted)"))
-                            .unwrap_or_default()
-                    ))
-                    .ok();
-                }
-            },
-            &progress,
-        )
-        .map_err(|e| InputError::new(origin.clone(), "serving", e.to_string()))?;
-        bar.finish_and_clear();
-        let stats = server.cost_stats();
-        eprintln!(
-            "{}: {} iterations simulated in {:.1} s for {} asked",
-            scenario.name, stats.corners_simulated, stats.corner_wall_s, stats.queries
-        );
-        results.push((
-            scenario.name.clone(),
-            spec.deployment.as_str(),
-            spec.total_gpus,
-            scenario.seed,
-            scenario.level.as_str(),
-            result,
-        ));
-    }
-    if a.json {
-        let v: Vec<serde_json::Value> = results
-            .iter()
-            .map(|(name, dep, gpus, seed, level, r)| {
-                serde_json::json!({"scenario": name, "deployment": dep, "gpus": gpus, "seed": seed, "level": level, "result": r})
-            })
-            .collect();
-        let _ = writeln!(
-            stdout,
-            "{}",
-            serde_json::to_string_pretty(&v).expect("serializes")
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    let _ = writeln!(
-        stdout,
-        "\n{:<28} {:<15} {:>5} {:>12} {:>13} {:>10} {:>10} {:>7}",
-        "scenario", "deployment", "GPUs", "best req/s", "tok/s/GPU", "TTFT pX", "TPOT pX", "probes"
-    );
-    for (name, dep, gpus, _, _, r) in &results {
-        let best = r.best.as_ref();
-        let probe = r
-            .probes
-            .iter()
-            .find(|p| p.met && Some(p.rate_per_s) == r.best_rate_per_s);
-        let _ = writeln!(
-            stdout,
-            "{:<28} {:<15} {:>5} {:>12} {:>13} {:>10} {:>10} {:>7}",
-            name,
-            dep,
-            gpus,
-            r.best_rate_per_s
-                .map_or("none".into(), |x| format!("{x:.3}")),
-            best.map_or("-".into(), |b| format!("{:.1}", b.tokens_per_s_per_gpu)),
-            probe.map_or("-".into(), |p| format!("{:.1}", p.ttft_ms)),
-            probe.map_or("-".into(), |p| format!("{:.2}", p.tpot_ms)),
-            r.probes.len()
-        );
-    }
     Ok(ExitCode::SUCCESS)
 }
 

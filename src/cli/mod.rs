@@ -1,0 +1,5 @@
+//! The command line's modules: clap arguments, progress display and output formatting, one
+//! module per command (or family). Only the binary (`main.rs`) declares them; what they
+//! compute is the library's.
+
+pub mod slo_search;
