@@ -51,7 +51,7 @@ enum Command {
     },
     /// Measured compute-time tables: queries, layer breakdowns, accuracy.
     #[command(subcommand)]
-    Compute(afdsim::compute::cli::ComputeCommand),
+    Compute(cli::compute::ComputeArgs),
     /// Inspect fabric files.
     Fabric {
         #[command(subcommand)]
@@ -106,8 +106,9 @@ fn main() -> ExitCode {
             trace,
         } => cmd_run(scenario, seed, json, out, level.as_deref(), trace),
         Command::Validate { json, filter } => cmd_validate(json, filter.as_deref()),
-        Command::Compute(c) => afdsim::compute::cli::run_command(&c, &mut std::io::stdout().lock())
-            .map(|()| ExitCode::SUCCESS),
+        Command::Compute(c) => {
+            cli::compute::run(c, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)
+        }
         Command::Fabric {
             command:
                 FabricCommand::Show {

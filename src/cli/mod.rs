@@ -2,4 +2,5 @@
 //! module per command (or family). Only the binary (`main.rs`) declares them; what they
 //! compute is the library's.
 
+pub mod compute;
 pub mod slo_search;
