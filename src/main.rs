@@ -67,13 +67,13 @@ enum Command {
         filter: Option<String>,
     },
     /// Run a sweep's points in parallel into an output folder (resumable; shardable).
-    Sweep(afdsim::sweep::cli::SweepArgs),
+    Sweep(cli::sweep::SweepArgs),
     /// Merge sweep output folders (shards) into one CSV, checking that no point is missing.
-    Merge(afdsim::sweep::cli::MergeArgs),
+    Merge(cli::sweep::MergeArgs),
     /// Plot two columns of a result table as SVG.
-    Plot(afdsim::sweep::cli::PlotArgs),
+    Plot(cli::sweep::PlotArgs),
     /// Draw the standard figures of a merged sweep as SVG files.
-    Report(afdsim::sweep::cli::ReportArgs),
+    Report(cli::sweep::ReportArgs),
     /// Find the highest request rate that meets TTFT and TPOT limits, for one serving
     /// scenario or several (a deployment comparison table).
     SloSearch(cli::slo_search::SloSearchArgs),
@@ -117,10 +117,10 @@ fn main() -> ExitCode {
                     json,
                 },
         } => cmd_fabric_show(&fabric, nodes, json),
-        Command::Sweep(args) => afdsim::sweep::cli::run_sweep(&args),
-        Command::Merge(args) => afdsim::sweep::cli::run_merge(&args),
-        Command::Plot(args) => afdsim::sweep::cli::run_plot(&args),
-        Command::Report(args) => afdsim::sweep::cli::run_report(&args),
+        Command::Sweep(args) => cli::sweep::run_sweep(&args),
+        Command::Merge(args) => cli::sweep::run_merge(&args),
+        Command::Plot(args) => cli::sweep::run_plot(&args),
+        Command::Report(args) => cli::sweep::run_report(&args),
         Command::SloSearch(args) => cli::slo_search::run(&args),
     };
     match result {

@@ -4,3 +4,4 @@
 
 pub mod compute;
 pub mod slo_search;
+pub mod sweep;
