@@ -3,5 +3,8 @@
 //! compute is the library's.
 
 pub mod compute;
+pub mod fabric;
+pub mod run;
 pub mod slo_search;
 pub mod sweep;
+pub mod validate;

@@ -5,7 +5,7 @@
 //! so a kill at any moment loses no finished row and leaves no partial one; merged output is
 //! in sweep order, so equal inputs give byte-identical files whatever `--jobs` or sharding.
 //! The module sits above `config` and the models and below the CLI (the binary's
-//! `src/cli/sweep.rs` holds the clap arguments and the progress display).
+//! `src/cli/sweep.rs` holds the command-line arguments and the progress display).
 
 pub mod id;
 pub mod keypath;
