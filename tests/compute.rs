@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use afdsim::compute::cli::{ComputeCommand, KernelArg, run_command};
+use afdsim::compute::command::{ComputeCommand, KernelChoice, run_command};
 use afdsim::compute::{
     AttentionKernel, ComputeTable, Dtype, ErrorSummary, Method, Model, Op, OpQuery, QueryError,
     Source,
@@ -505,7 +505,7 @@ fn layer_command_prints_both_sides_with_model_name_or_file() {
         prefill_prefix: 0,
         experts_per_gpu: Some(4),
         tokens_per_expert: None,
-        kernel: KernelArg::FlashMla,
+        kernel: KernelChoice::FlashMla,
         efficiency: 0.9,
         layer: None,
     };

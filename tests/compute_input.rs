@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use afdsim::compute::cli::{ComputeCommand, KernelArg, run_command};
+use afdsim::compute::command::{ComputeCommand, KernelChoice, run_command};
 use afdsim::compute::{
     AttentionKernel, CausalPrefill, ComputeTable, Dtype, Model, Op, OpQuery, QueryError,
     RANGE_FACTOR,
@@ -300,7 +300,7 @@ fn layer_with(tokens: u64, ctx: u64, o: Opts) -> ComputeCommand {
         prefill_prefix: o.prefill_prefix,
         experts_per_gpu: o.experts_per_gpu,
         tokens_per_expert: o.tokens_per_expert,
-        kernel: KernelArg::FlashMla,
+        kernel: KernelChoice::FlashMla,
         efficiency: 0.9,
         layer: o.layer,
     }

@@ -1,6 +1,6 @@
 //! Mixed decode + prefill iterations, resident weights and KV bytes per token.
 
-use afdsim::compute::cli::{ComputeCommand, KernelArg, run_command};
+use afdsim::compute::command::{ComputeCommand, KernelChoice, run_command};
 use afdsim::compute::{
     AttentionKernel, LayerBreakdown, Method, Model, Op, Source, WeightPlacement, Work,
 };
@@ -353,7 +353,7 @@ fn layer_command_prints_a_mixed_iteration() {
         prefill_prefix: 8192,
         experts_per_gpu: None,
         tokens_per_expert: None,
-        kernel: KernelArg::FlashMla,
+        kernel: KernelChoice::FlashMla,
         efficiency: 0.9,
         layer: None,
     };

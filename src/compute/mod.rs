@@ -3,7 +3,7 @@
 //! Invariant: every time this module returns is finite and > 0, or an error that says why;
 //! input problems never panic. Prediction does no I/O and no allocation per query (indices are
 //! built when a table loads); files are read only by the `load`/`embedded` constructors and
-//! the CLI shell in [`cli`].
+//! the reports of `afdsim compute` in [`command`].
 //!
 //! API boundary: [`ComputeTable`] (`load`, `embedded`, `predict`, `read_floor`,
 //! `leave_one_out`), [`Model`] (`embedded`, `load`, byte and FLOP accounting, the weights a GPU
@@ -14,7 +14,7 @@
 //! `load_measurements` constructor).
 //! Method and figures: docs/compute.md.
 
-pub mod cli;
+pub mod command;
 mod glue;
 pub mod holdout;
 mod interp;

@@ -4,10 +4,9 @@
 //! the afdsim version; every finished row is one file written whole and renamed into place,
 //! so a kill at any moment loses no finished row and leaves no partial one; merged output is
 //! in sweep order, so equal inputs give byte-identical files whatever `--jobs` or sharding.
-//! The module sits above `config` and the models and below the CLI (`cli.rs` holds the clap
-//! arguments and `run_*` functions that `main.rs` wires in).
+//! The module sits above `config` and the models and below the CLI (the binary's
+//! `src/cli/sweep.rs` holds the command-line arguments and the progress display).
 
-pub mod cli;
 pub mod id;
 pub mod keypath;
 pub mod merge;

@@ -1,12 +1,10 @@
-//! `afdsim compute …`: batch queries, layer breakdowns, leave-one-out figures.
-//!
-//! A thin shell over the library: parse arguments, load inputs, call the API, print.
+//! The reports of `afdsim compute …` (batch queries, layer breakdowns, leave-one-out
+//! figures, layer checks) as text, with no argument parser: the command line's flags map
+//! onto [`ComputeCommand`] one to one, and an embedding caller can build one too.
 
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-use clap::{Subcommand, ValueEnum};
 
 use crate::error::InputError;
 
@@ -17,133 +15,73 @@ use super::model::Model;
 use super::predict::{ErrorSummary, LooPoint, Method};
 use super::table::{ComputeTable, Header, Op};
 
-/// The decode-attention kernel, in the words of the scenario key `afd.attention_kernel`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum KernelArg {
-    /// The `hbm_read` memory floor divided by --efficiency (FlashMLA-class kernels; `floor` is
-    /// a deprecated alias).
-    #[value(name = "flash-mla", alias = "floor")]
+/// The decode-attention kernel of [`ComputeCommand::Layer`], as the scenario key
+/// `afd.attention_kernel` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// The `hbm_read` memory floor divided by the efficiency (FlashMLA-class kernels).
     FlashMla,
     /// The table's measured decode-attention kernel (unfused for MLA).
     Measured,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum SchemeArg {
-    Linear,
-    LogLog,
-    Secant,
-    Midpoint,
-}
-
-impl From<SchemeArg> for Scheme {
-    fn from(s: SchemeArg) -> Scheme {
-        match s {
-            SchemeArg::Linear => Scheme::Linear,
-            SchemeArg::LogLog => Scheme::LogLog,
-            SchemeArg::Secant => Scheme::Secant,
-            SchemeArg::Midpoint => Scheme::Midpoint,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Subcommand)]
+/// One `afdsim compute` report, as its inputs: tables and models by name or path, sizes as
+/// given. The command line builds it from its flags; an error names the flag
+/// (`<command line>`, `--tokens`) or the file at fault.
+#[derive(Clone, Debug, PartialEq)]
 pub enum ComputeCommand {
-    /// Predict the time of every operator in a CSV of queries.
+    /// Predict the time of every operator in a CSV of queries into an output CSV.
     Query {
-        /// Compute table: a CSV path, or an embedded name (h100-sxm, h200-sxm).
-        #[arg(long)]
+        /// A CSV path, or an embedded name (h100-sxm, h200-sxm).
         table: String,
-        /// Queries: the table's columns op,dtype,m,n,k,groups,batch,ctx,heads,kv_heads,head_dim,m_max
-        /// (all in the header, unused sizes empty, extra columns kept). A malformed row is an
-        /// error naming its line and column; a row beyond the table's range is marked
-        /// `out-of-range` in the output.
-        #[arg(long = "in")]
+        /// Queries: the table's columns op,dtype,m,n,k,groups,batch,ctx,heads,kv_heads,
+        /// head_dim,m_max (unused sizes empty, extra columns kept).
         input: PathBuf,
-        /// Output CSV: each query row plus time_us and method.
-        #[arg(long)]
+        /// Each query row plus time_us and method.
         out: PathBuf,
     },
-    /// Per-operator times of one layer (decode, optionally with a prefill chunk): attention side
-    /// and FFN side.
+    /// Per-operator times of one layer (decode, optionally with a prefill chunk): attention
+    /// side and FFN side.
     Layer {
-        /// Embedded model name (deepseek-v3, deepseek-v3.2, kimi-k2, qwen3-235b-a22b,
-        /// qwen3-30b-a3b, gpt-oss-120b).
-        #[arg(
-            long,
-            conflicts_with = "model_file",
-            required_unless_present = "model_file"
-        )]
+        /// An embedded model name (when `model_file` is `None`).
         model: Option<String>,
         /// A model TOML file instead of an embedded model.
-        #[arg(long)]
         model_file: Option<PathBuf>,
         /// Compute table of the attention GPUs (path or embedded name).
-        #[arg(long, default_value = "h100-sxm")]
         table: String,
-        /// Compute table of the FFN GPUs (default: the same as --table).
-        #[arg(long)]
+        /// Compute table of the FFN GPUs (default: the same as `table`).
         ffn_table: Option<String>,
-        /// Decoding sequences in the micro-batch (one new token each; 0 with --prefill-tokens
-        /// for a prefill-only iteration).
-        #[arg(long)]
         tokens: u64,
-        /// Cached context per decoding sequence.
-        #[arg(long)]
         ctx: u64,
-        /// New tokens of one prefill chunk run in the same iteration (0: decode only).
-        #[arg(long, default_value_t = 0)]
         prefill_tokens: u64,
-        /// Tokens of the chunk's sequence already cached (0 at the start of a prompt).
-        #[arg(long, default_value_t = 0)]
         prefill_prefix: u64,
-        /// Routed experts on one FFN GPU (default: 8, at most the model's experts).
-        #[arg(long)]
         experts_per_gpu: Option<u64>,
-        /// Tokens at each expert (default: tokens × top_k / routed experts, rounded up).
-        #[arg(long)]
         tokens_per_expert: Option<u64>,
-        /// Decode-attention kernel, as the scenario key `attention_kernel`: flash-mla (the HBM
-        /// floor over --efficiency) or measured (the table's unfused kernel).
-        #[arg(long, value_enum, default_value = "flash-mla")]
-        kernel: KernelArg,
-        /// Fraction of the memory floor's bandwidth the attention kernel reaches (flash-mla only).
-        #[arg(long, default_value_t = 0.9)]
+        kernel: KernelChoice,
+        /// Fraction of the memory floor's bandwidth (flash-mla only), in (0, 1].
         efficiency: f64,
-        /// Layer index (0-based) for the attention side; default: the first full-attention MoE
-        /// layer.
-        #[arg(long)]
+        /// Layer index (0-based); default: the first full-attention MoE layer.
         layer: Option<u64>,
     },
-    /// Whole layers timed by the profiler (`profile.py --layers`) against the same layers
-    /// assembled from a table: the glue model's check (goal: within 10 %).
+    /// Whole layers timed by the profiler against the same layers assembled from a table.
     LayerCheck {
-        /// Compute table to assemble from: a CSV path (the same GPU's profile), or an embedded
-        /// name.
-        #[arg(long)]
         table: String,
         /// The profiler's layers.csv.
-        #[arg(long)]
         layers: PathBuf,
-        /// Write every row (measured, assembled, table operators alone, errors) to this CSV.
-        #[arg(long)]
+        /// Write every row to this CSV.
         out: Option<PathBuf>,
     },
     /// Leave-one-out accuracy of the interpolation on a table.
     Loo {
-        /// Compute table: a CSV path, or an embedded name.
-        #[arg(long)]
         table: String,
-        /// Write every left-out point (query, measured, predicted, method) to this CSV.
-        #[arg(long)]
+        /// Write every left-out point to this CSV.
         out: Option<PathBuf>,
-        /// Use one scheme for every op instead of each op's own (for comparisons).
-        #[arg(long, value_enum)]
-        scheme: Option<SchemeArg>,
+        /// One scheme for every op instead of each op's own.
+        scheme: Option<Scheme>,
     },
 }
 
-/// Runs one `afdsim compute` command, printing its report to `out`.
+/// Runs one `afdsim compute` command, writing its report to `out`.
 pub fn run_command(cmd: &ComputeCommand, out: &mut dyn Write) -> Result<(), InputError> {
     let text = match cmd {
         ComputeCommand::Query { table, input, out } => {
@@ -188,8 +126,8 @@ pub fn run_command(cmd: &ComputeCommand, out: &mut dyn Write) -> Result<(), Inpu
                 ));
             }
             let kernel = match kernel {
-                KernelArg::Measured => AttentionKernel::Measured,
-                KernelArg::FlashMla => AttentionKernel::MemoryFloor {
+                KernelChoice::Measured => AttentionKernel::Measured,
+                KernelChoice::FlashMla => AttentionKernel::MemoryFloor {
                     efficiency: *efficiency,
                 },
             };
@@ -213,7 +151,7 @@ pub fn run_command(cmd: &ComputeCommand, out: &mut dyn Write) -> Result<(), Inpu
         }
         ComputeCommand::Loo { table, out, scheme } => {
             let t = table_arg(table, "--table")?;
-            loo_report(&t, out.as_deref(), scheme.map(Scheme::from))?
+            loo_report(&t, out.as_deref(), *scheme)?
         }
     };
     out.write_all(text.as_bytes())

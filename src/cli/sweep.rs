@@ -1,14 +1,14 @@
-//! The sweep commands of the CLI: clap arguments and `run_*` functions that `main.rs` calls.
+//! The sweep commands of the CLI (`sweep`, `merge`, `plot`, `report`): clap arguments and
+//! `run_*` functions that `main.rs` calls, over the library's [`afdsim::sweep`] and
+//! [`afdsim::report`].
 //! Each returns the exit code, or an [`InputError`] that the CLI prints on one line with
 //! exit status 2.
 
-use super::merge::merge;
-use super::run::Plan;
-use super::shard::Shard;
-use super::spec::{Sweep, cell};
-use crate::error::InputError;
-use crate::report::figures::standard_figures;
-use crate::report::plot::{Mark, Plot, Table, axis_label, default_title, render_svg, series_of};
+use afdsim::error::InputError;
+use afdsim::report::figures::standard_figures;
+use afdsim::report::plot::{Mark, Plot, Table, axis_label, default_title, render_svg, series_of};
+use afdsim::sweep::spec::cell;
+use afdsim::sweep::{Plan, Shard, Sweep, merge};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -321,10 +321,7 @@ pub fn run_merge(args: &MergeArgs) -> Result<ExitCode, InputError> {
 }
 
 /// Writes a whole file or none (a temporary beside it, then a rename).
-pub(crate) fn write_file_atomically(
-    path: &std::path::Path,
-    bytes: &[u8],
-) -> Result<(), InputError> {
+fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), InputError> {
     let err = |e: std::io::Error| InputError::for_path(path, "--out", format!("cannot write: {e}"));
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(err)?;
