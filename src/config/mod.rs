@@ -37,10 +37,6 @@ pub const STAR_SCENARIO_ORIGIN: &str = "workloads/scenarios/star-8gpu-all-to-all
 /// The seed used when neither the command line nor the file gives one.
 pub const DEFAULT_SEED: u64 = 1;
 
-/// Random streams drawn from the run's seed, one per purpose, so that a draw added to one
-/// purpose never shifts the others.
-const STREAM_TRAFFIC: u64 = 1;
-
 pub use crate::net::Level;
 
 /// A resolved scenario: what the simulation runs. Built only by this module.
@@ -420,7 +416,7 @@ fn resolve(
         ));
     }
     let gpus = built.topology.gpus();
-    let mut rng = SimRng::stream(seed, STREAM_TRAFFIC);
+    let mut rng = SimRng::stream(seed, crate::engine::stream::TRAFFIC);
     let mut messages = Vec::new();
     for (i, t) in raw.traffic.iter().enumerate() {
         resolve_traffic(
