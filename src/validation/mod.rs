@@ -24,7 +24,7 @@ pub type KnownGap = (&'static str, &'static str, &'static str);
 /// other check fails or when a check listed here passes, so that a fix must remove its
 /// entry (the test suite runs it).
 pub const KNOWN_GAPS: &[KnownGap] = &[
-    // --- AFD: StepMesh (issue 6) ---
+    // --- AFD: StepMesh ---
     (
         "stepmesh-2a2f-a2f",
         "transfer_us",
