@@ -3,6 +3,7 @@
 mod common;
 
 use common::{afdsim, temp_file};
+use rstest::{Context, rstest};
 use std::path::PathBuf;
 use std::process::Output;
 
@@ -103,67 +104,73 @@ fn the_same_seed_gives_the_same_step_and_another_seed_another_draw() {
     );
 }
 
-#[test]
-fn bad_afd_settings_are_clear_errors() {
-    let check = |name: &str, from: &str, to: &str, key: &str, words: &str| {
-        let text = SMALL.replacen(from, to, 1);
-        assert_ne!(text, SMALL, "{name}: replacement did not apply");
-        let p = file(&format!("{name}.toml"), &text);
-        let o = afdsim(&["run", p.to_str().unwrap()]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
-        assert!(!err.contains("panicked"), "{name}: {err}");
-        assert!(err.contains(key) && err.contains(words), "{name}: {err}");
-    };
-    check(
-        "too-many",
-        "ffn_gpus = 8",
-        "ffn_gpus = 9",
-        "afd.ffn_gpus",
-        "exceed the fabric",
-    );
-    check(
-        "indivisible",
-        "ffn_gpus = 8",
-        "ffn_gpus = 6",
-        "afd.ffn_gpus",
-        "do not divide",
-    );
-    check(
-        "thin-batch",
-        "batch_per_attention_gpu = 32",
-        "batch_per_attention_gpu = 1",
-        "afd.batch_per_attention_gpu",
-        "cannot fill",
-    );
-    check(
-        "model",
-        "\"deepseek-v3.2\"",
-        "\"no-such-model\"",
-        "afd.model",
-        "neither an embedded model",
-    );
-    check(
-        "analytical",
-        "level = \"flow\"",
-        "level = \"analytical\"",
-        "afd",
-        "flow",
-    );
-    check(
-        "layers",
-        "layers = 6",
-        "layers = 99",
-        "afd.layers",
-        "between 1 and 61",
-    );
-    check(
-        "kernel",
-        "layers = 6",
-        "layers = 6\nattention_kernel = \"magic\"",
-        "afd.attention_kernel",
-        "flash-mla",
-    );
+/// SMALL with `from` replaced by `to` (written as `name`.toml) fails naming `key` and saying
+/// `words`.
+#[rstest]
+#[case::too_many(
+    "too-many",
+    "ffn_gpus = 8",
+    "ffn_gpus = 9",
+    "afd.ffn_gpus",
+    "exceed the fabric"
+)]
+#[case::indivisible(
+    "indivisible",
+    "ffn_gpus = 8",
+    "ffn_gpus = 6",
+    "afd.ffn_gpus",
+    "do not divide"
+)]
+#[case::thin_batch(
+    "thin-batch",
+    "batch_per_attention_gpu = 32",
+    "batch_per_attention_gpu = 1",
+    "afd.batch_per_attention_gpu",
+    "cannot fill"
+)]
+#[case::model(
+    "model",
+    "\"deepseek-v3.2\"",
+    "\"no-such-model\"",
+    "afd.model",
+    "neither an embedded model"
+)]
+#[case::analytical(
+    "analytical",
+    "level = \"flow\"",
+    "level = \"analytical\"",
+    "afd",
+    "flow"
+)]
+#[case::layers(
+    "layers",
+    "layers = 6",
+    "layers = 99",
+    "afd.layers",
+    "between 1 and 61"
+)]
+#[case::kernel(
+    "kernel",
+    "layers = 6",
+    "layers = 6\nattention_kernel = \"magic\"",
+    "afd.attention_kernel",
+    "flash-mla"
+)]
+fn bad_afd_settings_are_clear_errors(
+    #[case] name: &str,
+    #[case] from: &str,
+    #[case] to: &str,
+    #[case] key: &str,
+    #[case] words: &str,
+) {
+    let text = SMALL.replacen(from, to, 1);
+    assert_ne!(text, SMALL, "{name}: replacement did not apply");
+    let p = file(&format!("{name}.toml"), &text);
+    let o = afdsim(&["run", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+    assert!(!err.contains("panicked"), "{name}: {err}");
+    assert!(err.contains(key) && err.contains(words), "{name}: {err}");
 }
 
 /// `afd-bandwidth-monotone`: at the flow level, doubling the NIC and scale-out rates never
@@ -497,22 +504,27 @@ fn uneven_expert_counts_need_a_placement_that_says_how() {
     );
 }
 
-#[test]
-fn placement_settings_are_checked() {
-    let check = |extra: &str, key: &str, words: &str| {
-        let p = file("placement-bad.toml", &format!("{SMALL}{extra}\n"));
-        let o = afdsim(&["run", p.to_str().unwrap()]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{extra}: {err}");
-        assert!(err.contains(key) && err.contains(words), "{extra}: {err}");
-    };
-    check("placement = \"random\"", "afd.placement", "round-robin");
-    check("redundant_experts = 4", "afd.redundant_experts", "eplb");
-    check(
-        "placement = \"eplb\"\nredundant_experts = -1",
-        "afd.redundant_experts",
-        "between 0",
-    );
+/// SMALL plus `extra` fails naming `key` and saying `words`.
+#[rstest]
+#[case::random_placement("placement = \"random\"", "afd.placement", "round-robin")]
+#[case::redundant_without_eplb("redundant_experts = 4", "afd.redundant_experts", "eplb")]
+#[case::negative_redundant(
+    "placement = \"eplb\"\nredundant_experts = -1",
+    "afd.redundant_experts",
+    "between 0"
+)]
+fn placement_settings_are_checked(
+    #[context] ctx: Context,
+    #[case] extra: &str,
+    #[case] key: &str,
+    #[case] words: &str,
+) {
+    let name = format!("placement-bad-{}.toml", ctx.description.unwrap());
+    let p = file(&name, &format!("{SMALL}{extra}\n"));
+    let o = afdsim(&["run", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{extra}: {err}");
+    assert!(err.contains(key) && err.contains(words), "{extra}: {err}");
 }
 
 /// The KV cache of a batch that does not fit the attention GPU's HBM is refused, saying by
