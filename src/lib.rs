@@ -16,6 +16,7 @@ pub mod net;
 pub mod packet;
 pub mod report;
 pub mod serving;
+pub mod stats;
 pub mod sweep;
 pub mod topology;
 pub mod validation;
