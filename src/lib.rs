@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod flow;
+pub mod input;
 pub mod levels;
 pub mod memory;
 pub mod net;

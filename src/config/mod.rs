@@ -22,6 +22,7 @@ pub use raw::{ScenarioFile, TrafficFile};
 
 use crate::engine::{Bandwidth, Dur, SimRng, Time};
 use crate::error::{InputError, one_line};
+use crate::input::parse_table;
 use crate::net::{Buffers, CongestionControl, MessageSpec, NetParams};
 use crate::topology::{Fabric, NodeId, NodeKind};
 use std::path::{Path, PathBuf};
@@ -129,21 +130,6 @@ impl Scenario {
             from_value(toml::Value::Table(table), &origin, fabric_origin.as_ref())?;
         resolve(&raw, &origin, &dir, fabric_origin.as_ref(), seed, "--level")
     }
-}
-
-/// Parses TOML text into a table, reporting the line of a syntax error (and the key that
-/// line sets, when it can be told).
-pub fn parse_table(text: &str, origin: &str) -> Result<toml::Table, InputError> {
-    crate::error::parse_toml_table(text, origin)
-}
-
-/// Deserializes TOML text into `T` (a sweep file, say), naming the key path and line of
-/// the first problem.
-pub fn parse_toml<T: serde::de::DeserializeOwned>(
-    text: &str,
-    origin: &str,
-) -> Result<T, InputError> {
-    crate::error::parse_toml(text, origin)
 }
 
 /// Where a scenario's fabric keys came from, to blame the right file for an error.

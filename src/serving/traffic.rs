@@ -177,7 +177,7 @@ impl Traffic {
     /// Parses a traffic TOML file's text; `file` names it in errors; `dir` resolves a
     /// relative trace path.
     pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Traffic, InputError> {
-        let raw: RawTraffic = crate::config::parse_toml(text, file)?;
+        let raw: RawTraffic = crate::input::parse_toml(text, file)?;
         let arrivals = match raw.arrival {
             RawArrival::Poisson => {
                 resolve_poisson(&raw).map_err(|(k, m)| InputError::new(file, k, m))?

@@ -18,7 +18,7 @@
 
 use super::id;
 use super::keypath::KeyPath;
-use crate::config::{self, DEFAULT_SEED, Scenario};
+use crate::config::{DEFAULT_SEED, Scenario};
 use crate::error::InputError;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -134,7 +134,7 @@ impl Sweep {
 
     /// Parses sweep text. `dir` is where a relative `base` path is looked up.
     pub fn parse(text: &str, origin: &str, dir: Option<&Path>) -> Result<Sweep, InputError> {
-        let raw: SweepFile = config::parse_toml(text, origin)?;
+        let raw: SweepFile = crate::input::parse_toml(text, origin)?;
         let err = |key: &str, msg: String| InputError::new(origin, key, msg);
         if raw.name.trim().is_empty() {
             return Err(err("name", "must not be empty".into()));
@@ -443,7 +443,7 @@ impl Sweep {
     }
 }
 
-/// A key without the ` (line N)` that `config::parse_toml` adds: lines of a generated point
+/// A key without the ` (line N)` that `input::parse_toml` adds: lines of a generated point
 /// text mean nothing to the user.
 fn without_line(key: &str) -> String {
     if key.starts_with("line ") {
