@@ -10,12 +10,14 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod flow;
+pub mod input;
 pub mod levels;
 pub mod memory;
 pub mod net;
 pub mod packet;
 pub mod report;
 pub mod serving;
+pub mod stats;
 pub mod sweep;
 pub mod topology;
 pub mod validation;
@@ -131,9 +133,6 @@ impl From<PastHorizon> for RunError {
     }
 }
 
-/// The random stream of AFD routing draws (config uses 1 for traffic).
-const STREAM_AFD: u64 = 2;
-
 /// Runs a resolved scenario at its level (packet, flow or analytical; all return the
 /// packet level's result type, so the metrics are computed the same way). A scenario with
 /// an `[afd]` table runs one decode step (plus its `[[traffic]]`, as background messages).
@@ -179,7 +178,7 @@ fn run_afd(
     // Steps run one after another, each its own simulation (a decode step starts when the
     // previous one's tokens are out); routing draws continue from one stream. The run and
     // network metrics reported are the last step's.
-    let mut rng = SimRng::stream(scenario.seed(), STREAM_AFD);
+    let mut rng = SimRng::stream(scenario.seed(), engine::stream::AFD);
     let mut per_step = Vec::with_capacity(spec.steps as usize);
     let mut last = None;
     for _ in 0..spec.steps {

@@ -1,7 +1,7 @@
 //! What a run will hold in memory, estimated before it is allocated, and a check that
 //! refuses a run that cannot fit with an [`InputError`] rather than an allocation abort.
 //!
-//! The state that grows with a scenario (issue 13): the next-hop table, 4 bytes per
+//! The state that grows with a scenario: the next-hop table, 4 bytes per
 //! (fabric node, destination GPU) (`topology::Topology`; 44 GB for 8,192 HGX nodes, 65,536
 //! GPUs and 168,960 fabric nodes), and per-message state at every level (the message list,
 //! its copy in the `Workload`, the level's own records: a few hundred bytes per message,

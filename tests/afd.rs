@@ -3,6 +3,7 @@
 mod common;
 
 use common::{afdsim, temp_file};
+use rstest::{Context, rstest};
 use std::path::PathBuf;
 use std::process::Output;
 
@@ -103,67 +104,73 @@ fn the_same_seed_gives_the_same_step_and_another_seed_another_draw() {
     );
 }
 
-#[test]
-fn bad_afd_settings_are_clear_errors() {
-    let check = |name: &str, from: &str, to: &str, key: &str, words: &str| {
-        let text = SMALL.replacen(from, to, 1);
-        assert_ne!(text, SMALL, "{name}: replacement did not apply");
-        let p = file(&format!("{name}.toml"), &text);
-        let o = afdsim(&["run", p.to_str().unwrap()]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
-        assert!(!err.contains("panicked"), "{name}: {err}");
-        assert!(err.contains(key) && err.contains(words), "{name}: {err}");
-    };
-    check(
-        "too-many",
-        "ffn_gpus = 8",
-        "ffn_gpus = 9",
-        "afd.ffn_gpus",
-        "exceed the fabric",
-    );
-    check(
-        "indivisible",
-        "ffn_gpus = 8",
-        "ffn_gpus = 6",
-        "afd.ffn_gpus",
-        "do not divide",
-    );
-    check(
-        "thin-batch",
-        "batch_per_attention_gpu = 32",
-        "batch_per_attention_gpu = 1",
-        "afd.batch_per_attention_gpu",
-        "cannot fill",
-    );
-    check(
-        "model",
-        "\"deepseek-v3.2\"",
-        "\"no-such-model\"",
-        "afd.model",
-        "neither an embedded model",
-    );
-    check(
-        "analytical",
-        "level = \"flow\"",
-        "level = \"analytical\"",
-        "afd",
-        "flow",
-    );
-    check(
-        "layers",
-        "layers = 6",
-        "layers = 99",
-        "afd.layers",
-        "between 1 and 61",
-    );
-    check(
-        "kernel",
-        "layers = 6",
-        "layers = 6\nattention_kernel = \"magic\"",
-        "afd.attention_kernel",
-        "flash-mla",
-    );
+/// SMALL with `from` replaced by `to` (written as `name`.toml) fails naming `key` and saying
+/// `words`.
+#[rstest]
+#[case::too_many(
+    "too-many",
+    "ffn_gpus = 8",
+    "ffn_gpus = 9",
+    "afd.ffn_gpus",
+    "exceed the fabric"
+)]
+#[case::indivisible(
+    "indivisible",
+    "ffn_gpus = 8",
+    "ffn_gpus = 6",
+    "afd.ffn_gpus",
+    "do not divide"
+)]
+#[case::thin_batch(
+    "thin-batch",
+    "batch_per_attention_gpu = 32",
+    "batch_per_attention_gpu = 1",
+    "afd.batch_per_attention_gpu",
+    "cannot fill"
+)]
+#[case::model(
+    "model",
+    "\"deepseek-v3.2\"",
+    "\"no-such-model\"",
+    "afd.model",
+    "neither an embedded model"
+)]
+#[case::analytical(
+    "analytical",
+    "level = \"flow\"",
+    "level = \"analytical\"",
+    "afd",
+    "flow"
+)]
+#[case::layers(
+    "layers",
+    "layers = 6",
+    "layers = 99",
+    "afd.layers",
+    "between 1 and 61"
+)]
+#[case::kernel(
+    "kernel",
+    "layers = 6",
+    "layers = 6\nattention_kernel = \"magic\"",
+    "afd.attention_kernel",
+    "flash-mla"
+)]
+fn bad_afd_settings_are_clear_errors(
+    #[case] name: &str,
+    #[case] from: &str,
+    #[case] to: &str,
+    #[case] key: &str,
+    #[case] words: &str,
+) {
+    let text = SMALL.replacen(from, to, 1);
+    assert_ne!(text, SMALL, "{name}: replacement did not apply");
+    let p = file(&format!("{name}.toml"), &text);
+    let o = afdsim(&["run", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+    assert!(!err.contains("panicked"), "{name}: {err}");
+    assert!(err.contains(key) && err.contains(words), "{name}: {err}");
 }
 
 /// `afd-bandwidth-monotone`: at the flow level, doubling the NIC and scale-out rates never
@@ -497,22 +504,27 @@ fn uneven_expert_counts_need_a_placement_that_says_how() {
     );
 }
 
-#[test]
-fn placement_settings_are_checked() {
-    let check = |extra: &str, key: &str, words: &str| {
-        let p = file("placement-bad.toml", &format!("{SMALL}{extra}\n"));
-        let o = afdsim(&["run", p.to_str().unwrap()]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{extra}: {err}");
-        assert!(err.contains(key) && err.contains(words), "{extra}: {err}");
-    };
-    check("placement = \"random\"", "afd.placement", "round-robin");
-    check("redundant_experts = 4", "afd.redundant_experts", "eplb");
-    check(
-        "placement = \"eplb\"\nredundant_experts = -1",
-        "afd.redundant_experts",
-        "between 0",
-    );
+/// SMALL plus `extra` fails naming `key` and saying `words`.
+#[rstest]
+#[case::random_placement("placement = \"random\"", "afd.placement", "round-robin")]
+#[case::redundant_without_eplb("redundant_experts = 4", "afd.redundant_experts", "eplb")]
+#[case::negative_redundant(
+    "placement = \"eplb\"\nredundant_experts = -1",
+    "afd.redundant_experts",
+    "between 0"
+)]
+fn placement_settings_are_checked(
+    #[context] ctx: Context,
+    #[case] extra: &str,
+    #[case] key: &str,
+    #[case] words: &str,
+) {
+    let name = format!("placement-bad-{}.toml", ctx.description.unwrap());
+    let p = file(&name, &format!("{SMALL}{extra}\n"));
+    let o = afdsim(&["run", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{extra}: {err}");
+    assert!(err.contains(key) && err.contains(words), "{extra}: {err}");
 }
 
 /// The KV cache of a batch that does not fit the attention GPU's HBM is refused, saying by
@@ -534,57 +546,68 @@ fn a_batch_whose_kv_cache_overflows_hbm_is_refused_with_the_excess() {
     );
 }
 
-/// A histogram file is reproduced exactly in every MoE layer; one that does not add up to
-/// tokens x top_k, or has a bad line, is an error naming the file (and the line).
-#[test]
-fn a_routing_histogram_is_followed_exactly_and_checked() {
-    // 256 tokens x top-8 = 2048 pairs: 64 experts with 32 tokens each (of 256 experts).
+/// 256 tokens x top-8 = 2048 pairs: 64 experts with 32 tokens each (of 256 experts).
+fn histogram_csv() -> String {
     let mut csv = String::from("# a test histogram\nexpert,tokens\n");
     for e in 0..64 {
         csv.push_str(&format!("{},32\n", e * 4));
     }
-    let h = file("hist.csv", &csv);
-    let with = |path: &std::path::Path| {
-        format!(
-            "routing = \"histogram\"\nrouting_file = \"{}\"",
-            path.display()
-        )
-    };
-    let (o, s) = small_with(&with(&h));
+    csv
+}
+
+/// The `[afd]` lines that route by the histogram at `path`.
+fn histogram_routing(path: &std::path::Path) -> String {
+    format!(
+        "routing = \"histogram\"\nrouting_file = \"{}\"",
+        path.display()
+    )
+}
+
+/// A histogram file is reproduced exactly in every MoE layer.
+#[test]
+fn a_routing_histogram_is_followed_exactly() {
+    let h = file("hist.csv", &histogram_csv());
+    let (o, s) = small_with(&histogram_routing(&h));
     let step = o.step().unwrap();
     // Experts 0, 4, 8, ... sit on GPUs 0..8 (32 experts each), 8 of them per GPU: every FFN
     // GPU gets 8 x 32 pairs per MoE layer.
     assert_eq!(step.ffn_pairs, vec![8 * 32 * 3; 8]);
     assert_bytes_conserved(&o, &s);
+}
 
-    let bad = |name: &str, text: &str, words: &str| {
-        let hp = file(name, text);
-        let sp = file(&format!("{name}.toml"), &format!("{SMALL}{}\n", with(&hp)));
-        let o = afdsim(&["run", sp.to_str().unwrap()]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
-        assert!(
-            err.contains(hp.to_str().unwrap()) && err.contains(words),
-            "{name}: {err}"
-        );
-    };
-    bad(
-        "short.csv",
-        &csv.replacen("tokens\n0,32\n", "tokens\n0,31\n", 1),
-        "sum to 2047 token-expert pairs",
+/// A histogram (the good one edited by `edit`, written as `name`) that does not add up to
+/// tokens x top_k, or has a bad line, is an error naming the file and saying `words`.
+#[rstest]
+#[case::short(
+    "short.csv",
+    |csv: &str| csv.replacen("tokens\n0,32\n", "tokens\n0,31\n", 1),
+    "sum to 2047 token-expert pairs"
+)]
+#[case::header("header.csv", |_: &str| "e,t\n0,1\n".to_string(), "line 1")]
+#[case::expert("expert.csv", |csv: &str| format!("{csv}999,0\n"), "line 67: expert `999`")]
+#[case::twice("twice.csv", |csv: &str| format!("{csv}0,0\n"), "expert 0 appears twice")]
+#[case::many(
+    "many.csv",
+    |_: &str| "expert,tokens\n0,257\n".to_string(),
+    "line 2: tokens `257`"
+)]
+fn a_bad_routing_histogram_names_its_file(
+    #[case] name: &str,
+    #[case] edit: fn(&str) -> String,
+    #[case] words: &str,
+) {
+    let hp = file(name, &edit(&histogram_csv()));
+    let sp = file(
+        &format!("{name}.toml"),
+        &format!("{SMALL}{}\n", histogram_routing(&hp)),
     );
-    bad("header.csv", "e,t\n0,1\n", "line 1");
-    bad(
-        "expert.csv",
-        &format!("{csv}999,0\n"),
-        &format!("line {}: expert `999`", 67),
+    let o = afdsim(&["run", sp.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+    assert!(
+        err.contains(hp.to_str().unwrap()) && err.contains(words),
+        "{name}: {err}"
     );
-    bad(
-        "twice.csv",
-        &format!("{csv}0,0\n"),
-        "expert 0 appears twice",
-    );
-    bad("many.csv", "expert,tokens\n0,257\n", "line 2: tokens `257`");
 }
 
 /// The dedup convention and dtype overrides change the bytes exactly as stated: once per
@@ -833,59 +856,52 @@ fn drawn_contexts_are_checked_against_hbm_on_the_fullest_gpu() {
     );
 }
 
-#[test]
-fn context_distribution_settings_are_checked() {
-    let cases = [
-        (
-            "context_dist = \"uniform\"\ncontext_min = 1\ncontext_max = 100\ncontext = 5",
-            "afd.context",
-            "not allowed with context_dist",
-        ),
-        (
-            "context_dist = \"uniform\"\ncontext_min = 10",
-            "afd.context_max",
-            "required",
-        ),
-        (
-            "context_dist = \"uniform\"\ncontext_min = 10\ncontext_max = 5",
-            "afd.context_max",
-            "below context_min",
-        ),
-        (
-            "context_dist = \"uniform\"\ncontext_min = 1\ncontext_max = 9\ncontext_sigma = 1",
-            "afd.context_sigma",
-            "lognormal",
-        ),
-        (
-            "context_dist = \"lognormal\"\ncontext_mean = 4096\ncontext_sigma = 9",
-            "afd.context_sigma",
-            "> 0 and <= 4",
-        ),
-        (
-            "context_dist = \"lognormal\"\ncontext_sigma = 1",
-            "afd.context_mean",
-            "required",
-        ),
-        (
-            "context_dist = \"gamma\"",
-            "afd.context_dist",
-            "uniform or lognormal",
-        ),
-        (
-            "context_mean = 4096",
-            "afd.context_mean",
-            "needs context_dist",
-        ),
-        ("", "afd.context", "required"),
-    ];
-    for (lines, k, words) in cases {
-        let text = SMALL.replace("context = 4096", lines);
-        let e = afdsim::config::Scenario::parse(&text, "t", None)
-            .err()
-            .unwrap_or_else(|| panic!("{lines}: accepted"));
-        assert_eq!(e.key, k, "{lines}");
-        assert!(e.message.contains(words), "{lines}: {}", e.message);
-    }
+/// SMALL with `context = 4096` replaced by `lines` is refused at `k`, saying `words`.
+#[rstest]
+#[case::context_with_dist(
+    "context_dist = \"uniform\"\ncontext_min = 1\ncontext_max = 100\ncontext = 5",
+    "afd.context",
+    "not allowed with context_dist"
+)]
+#[case::uniform_without_max(
+    "context_dist = \"uniform\"\ncontext_min = 10",
+    "afd.context_max",
+    "required"
+)]
+#[case::uniform_max_below_min(
+    "context_dist = \"uniform\"\ncontext_min = 10\ncontext_max = 5",
+    "afd.context_max",
+    "below context_min"
+)]
+#[case::uniform_with_sigma(
+    "context_dist = \"uniform\"\ncontext_min = 1\ncontext_max = 9\ncontext_sigma = 1",
+    "afd.context_sigma",
+    "lognormal"
+)]
+#[case::lognormal_sigma_too_large(
+    "context_dist = \"lognormal\"\ncontext_mean = 4096\ncontext_sigma = 9",
+    "afd.context_sigma",
+    "> 0 and <= 4"
+)]
+#[case::lognormal_without_mean(
+    "context_dist = \"lognormal\"\ncontext_sigma = 1",
+    "afd.context_mean",
+    "required"
+)]
+#[case::unknown_dist("context_dist = \"gamma\"", "afd.context_dist", "uniform or lognormal")]
+#[case::mean_without_dist("context_mean = 4096", "afd.context_mean", "needs context_dist")]
+#[case::no_context("", "afd.context", "required")]
+fn context_distribution_settings_are_checked(
+    #[case] lines: &str,
+    #[case] k: &str,
+    #[case] words: &str,
+) {
+    let text = SMALL.replace("context = 4096", lines);
+    let e = afdsim::config::Scenario::parse(&text, "t", None)
+        .err()
+        .unwrap_or_else(|| panic!("{lines}: accepted"));
+    assert_eq!(e.key, k, "{lines}");
+    assert!(e.message.contains(words), "{lines}: {}", e.message);
 }
 
 /// The shipped DeepSeek-V3.2 scenario, 6 layers, with `attention_gpus` + `ffn_gpus`
@@ -976,11 +992,8 @@ fn the_shared_expert_spreads_evenly_over_the_ffn_gpus_under_skew() {
     assert_eq!(step.ffn_shared.iter().sum::<u64>(), 256 * 3);
 }
 
-/// A histogram with a `layer` column routes each MoE layer by its own counts; every
-/// simulated MoE layer must be there, dense layers may not, and each layer's sum is checked.
-#[test]
-fn a_per_layer_histogram_routes_each_layer_by_its_own_counts() {
-    // 256 tokens x top-8 = 2048 pairs per layer; MoE layers 3, 4, 5 (3 dense, 6 simulated).
+/// 256 tokens x top-8 = 2048 pairs per layer; MoE layers 3, 4, 5 (3 dense, 6 simulated).
+fn per_layer_csv() -> String {
     let mut csv = String::from("layer,expert,tokens\n");
     for e in 0..256 {
         csv.push_str(&format!("3,{e},8\n"));
@@ -991,12 +1004,15 @@ fn a_per_layer_histogram_routes_each_layer_by_its_own_counts() {
     for e in 0..8 {
         csv.push_str(&format!("5,{e},256\n"));
     }
-    let with = |p: &std::path::Path| {
-        format!(
-            "routing = \"histogram\"\nrouting_file = \"{}\"",
-            p.display()
-        )
-    };
+    csv
+}
+
+/// A histogram with a `layer` column routes each MoE layer by its own counts; every
+/// simulated MoE layer must be there, dense layers may not, and each layer's sum is checked.
+#[test]
+fn a_per_layer_histogram_routes_each_layer_by_its_own_counts() {
+    let csv = per_layer_csv();
+    let with = histogram_routing;
     let h = file("layers.csv", &csv);
     let (o, s) = small_with(&with(&h));
     let step = o.step().unwrap();
@@ -1031,43 +1047,52 @@ fn a_per_layer_histogram_routes_each_layer_by_its_own_counts() {
     let later = file("later.csv", &format!("{csv}{layer60}"));
     let (o2, _) = small_with(&with(&later));
     assert_eq!(o2.step().unwrap().ffn_pairs, want);
+}
 
-    let bad = |name: &str, text: &str, words: &str| {
-        let hp = file(name, text);
-        let e = afdsim::config::Scenario::parse(&format!("{SMALL}{}\n", with(&hp)), "t", None)
+/// A per-layer histogram (the good one edited by `edit`, written as `name`) without a
+/// simulated MoE layer, with a dense layer, with a layer that does not sum up or a bad line
+/// names its file and says `words`.
+#[rstest]
+#[case::no_layer_5(
+    "no5.csv",
+    |csv: &str| {
+        csv.lines()
+            .filter(|l| !l.starts_with("5,"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    },
+    "layer 5 has no lines"
+)]
+#[case::dense_layer("dense.csv", |csv: &str| format!("{csv}1,0,0\n"), "layer `1` is not allowed")]
+#[case::layer_sum(
+    "sum4.csv",
+    |csv: &str| csv.replacen("4,0,32\n", "4,0,31\n", 1),
+    "layer 4: the counts sum to 2047"
+)]
+#[case::expert_twice(
+    "twice4.csv",
+    |csv: &str| format!("{csv}4,0,0\n"),
+    "expert 0 appears twice in layer 4"
+)]
+#[case::two_cells(
+    "cells.csv",
+    |_: &str| "layer,expert,tokens\n3,0\n".to_string(),
+    "three cells expected"
+)]
+fn a_bad_per_layer_histogram_names_its_file(
+    #[case] name: &str,
+    #[case] edit: fn(&str) -> String,
+    #[case] words: &str,
+) {
+    let hp = file(name, &edit(&per_layer_csv()));
+    let e =
+        afdsim::config::Scenario::parse(&format!("{SMALL}{}\n", histogram_routing(&hp)), "t", None)
             .expect_err(name);
-        assert!(
-            e.file.contains(hp.to_str().unwrap()) && e.message.contains(words),
-            "{name}: {} {}",
-            e.file,
-            e.message
-        );
-    };
-    let no5: String = csv
-        .lines()
-        .filter(|l| !l.starts_with("5,"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    bad("no5.csv", &no5, "layer 5 has no lines");
-    bad(
-        "dense.csv",
-        &format!("{csv}1,0,0\n"),
-        "layer `1` is not allowed",
-    );
-    bad(
-        "sum4.csv",
-        &csv.replacen("4,0,32\n", "4,0,31\n", 1),
-        "layer 4: the counts sum to 2047",
-    );
-    bad(
-        "twice4.csv",
-        &format!("{csv}4,0,0\n"),
-        "expert 0 appears twice in layer 4",
-    );
-    bad(
-        "cells.csv",
-        "layer,expert,tokens\n3,0\n",
-        "three cells expected",
+    assert!(
+        e.file.contains(hp.to_str().unwrap()) && e.message.contains(words),
+        "{name}: {} {}",
+        e.file,
+        e.message
     );
 }
 

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{afdsim, stderr, stdout, temp_file};
+use rstest::rstest;
 use std::path::PathBuf;
 
 const JITTERED: &str = r#"
@@ -82,51 +83,53 @@ fn out_dir_holds_metrics_and_tables() {
 }
 
 /// Bad input: exit status 2, one line on stderr naming the file and key, never a panic.
-#[test]
-fn bad_input_is_a_clear_one_line_error() {
-    let check = |name: &str, text: Option<&str>, needles: &[&str]| {
-        let path = match text {
-            Some(t) => temp_file("cli", name, t),
-            None => PathBuf::from("/nonexistent/afdsim/missing.toml"),
-        };
-        let o = afdsim(&["run", path.to_str().unwrap()]);
-        let err = stderr(&o);
-        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
-        assert!(!err.contains("panicked"), "{name}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{name}: {err}");
-        assert!(err.contains(path.to_str().unwrap()), "{name}: {err}");
-        for n in needles {
-            assert!(err.contains(n), "{name}: {err} lacks {n}");
-        }
-        assert!(o.stdout.is_empty(), "{name}: stdout not empty");
+/// `text`: the scenario written as `name` (`None`: a path that does not exist).
+#[rstest]
+#[case::missing("missing", None, &["cannot read"])]
+#[case::malformed(
+    "malformed.toml",
+    Some("name = \"x\"\n[fabric".to_string()),
+    &["line 2", "unclosed table"]
+)]
+#[case::unknown(
+    "unknown.toml",
+    Some(JITTERED.replace("nodes = 6", "nodes = 6\nspeed = 3")),
+    &["fabric", "unknown field `speed`"]
+)]
+#[case::zero_rate(
+    "zero-rate.toml",
+    Some(JITTERED.replace("rate_gbps = 200", "rate_gbps = 0")),
+    &["fabric.nic.rate_gbps", ">= 0.001"]
+)]
+#[case::negative_rate(
+    "negative-rate.toml",
+    Some(JITTERED.replace("rate_gbps = 200", "rate_gbps = -200")),
+    &["fabric.nic.rate_gbps", ">= 0.001"]
+)]
+#[case::negative_bytes(
+    "negative-bytes.toml",
+    Some(JITTERED.replace("bytes = 65536", "bytes = -1")),
+    &["traffic[0].bytes"]
+)]
+fn bad_input_is_a_clear_one_line_error(
+    #[case] name: &str,
+    #[case] text: Option<String>,
+    #[case] needles: &[&str],
+) {
+    let path = match &text {
+        Some(t) => temp_file("cli", name, t),
+        None => PathBuf::from("/nonexistent/afdsim/missing.toml"),
     };
-    let base = JITTERED;
-    check("missing", None, &["cannot read"]);
-    check(
-        "malformed.toml",
-        Some("name = \"x\"\n[fabric"),
-        &["line 2", "unclosed table"],
-    );
-    check(
-        "unknown.toml",
-        Some(&base.replace("nodes = 6", "nodes = 6\nspeed = 3")),
-        &["fabric", "unknown field `speed`"],
-    );
-    check(
-        "zero-rate.toml",
-        Some(&base.replace("rate_gbps = 200", "rate_gbps = 0")),
-        &["fabric.nic.rate_gbps", ">= 0.001"],
-    );
-    check(
-        "negative-rate.toml",
-        Some(&base.replace("rate_gbps = 200", "rate_gbps = -200")),
-        &["fabric.nic.rate_gbps", ">= 0.001"],
-    );
-    check(
-        "negative-bytes.toml",
-        Some(&base.replace("bytes = 65536", "bytes = -1")),
-        &["traffic[0].bytes"],
-    );
+    let o = afdsim(&["run", path.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+    assert!(!err.contains("panicked"), "{name}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{name}: {err}");
+    assert!(err.contains(path.to_str().unwrap()), "{name}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{name}: {err} lacks {n}");
+    }
+    assert!(o.stdout.is_empty(), "{name}: stdout not empty");
 }
 
 #[test]

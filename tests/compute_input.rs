@@ -11,6 +11,7 @@ use afdsim::compute::{
     RANGE_FACTOR,
 };
 use afdsim::error::InputError;
+use rstest::{Context, rstest};
 
 mod common;
 use common::{afdsim, h100, stderr, stdout, tables, temp_file};
@@ -45,69 +46,37 @@ fn check_bad_row(name: &str, row: &str, col: &str, fragment: &str) {
     assert!(!output.exists(), "{row}: output written");
 }
 
-#[test]
-fn malformed_query_rows_are_errors_naming_line_and_column() {
-    check_bad_row(
-        "text",
-        "gemm,bf16,abc,7168,2048,,,,,,,",
-        "m",
-        "not a whole number",
-    );
-    check_bad_row("negative", "gemm,bf16,-3,7168,2048,,,,,,,", "m", "negative");
-    check_bad_row(
-        "zero",
-        "gemm,bf16,0,7168,2048,,,,,,,",
-        "m",
-        "needs column `m` ≥ 1",
-    );
-    check_bad_row(
-        "empty",
-        "gemm,bf16,64,,2048,,,,,,,",
-        "n",
-        "needs column `n` ≥ 1",
-    );
-    check_bad_row(
-        "fraction",
-        "gemm,bf16,1.5,7168,2048,,,,,,,",
-        "m",
-        "not a whole number",
-    );
-    check_bad_row(
-        "huge",
-        "gemm,bf16,1e30,7168,2048,,,,,,,",
-        "m",
-        "beyond the largest size",
-    );
-    check_bad_row(
-        "overflow",
-        "gemm,bf16,18446744073709551616,7168,2048,,,,,,,",
-        "m",
-        "beyond the largest size",
-    );
-    check_bad_row(
-        "op",
-        "softmax,bf16,1,2,3,,,,,,,",
-        "op",
-        "unknown op `softmax`",
-    );
-    check_bad_row(
-        "dtype",
-        "gemm,int4,1,2,3,,,,,,,",
-        "dtype",
-        "unknown dtype `int4`",
-    );
-    check_bad_row(
-        "mxfp4",
-        "mla_decode,mxfp4,,,,,4,512,128,1,576,",
-        "dtype",
-        "mxfp4 applies to gemm and grouped_gemm only",
-    );
-    check_bad_row(
-        "skew",
-        "grouped_gemm_skew,bf16,64,7168,2048,8,,,,,,10",
-        "m_max",
-        "below the mean",
-    );
+#[rstest]
+#[case::text("gemm,bf16,abc,7168,2048,,,,,,,", "m", "not a whole number")]
+#[case::negative("gemm,bf16,-3,7168,2048,,,,,,,", "m", "negative")]
+#[case::zero("gemm,bf16,0,7168,2048,,,,,,,", "m", "needs column `m` ≥ 1")]
+#[case::empty("gemm,bf16,64,,2048,,,,,,,", "n", "needs column `n` ≥ 1")]
+#[case::fraction("gemm,bf16,1.5,7168,2048,,,,,,,", "m", "not a whole number")]
+#[case::huge("gemm,bf16,1e30,7168,2048,,,,,,,", "m", "beyond the largest size")]
+#[case::overflow(
+    "gemm,bf16,18446744073709551616,7168,2048,,,,,,,",
+    "m",
+    "beyond the largest size"
+)]
+#[case::op("softmax,bf16,1,2,3,,,,,,,", "op", "unknown op `softmax`")]
+#[case::dtype("gemm,int4,1,2,3,,,,,,,", "dtype", "unknown dtype `int4`")]
+#[case::mxfp4(
+    "mla_decode,mxfp4,,,,,4,512,128,1,576,",
+    "dtype",
+    "mxfp4 applies to gemm and grouped_gemm only"
+)]
+#[case::skew(
+    "grouped_gemm_skew,bf16,64,7168,2048,8,,,,,,10",
+    "m_max",
+    "below the mean"
+)]
+fn malformed_query_rows_are_errors_naming_line_and_column(
+    #[context] ctx: Context,
+    #[case] row: &str,
+    #[case] col: &str,
+    #[case] fragment: &str,
+) {
+    check_bad_row(ctx.description.unwrap(), row, col, fragment);
 }
 
 #[test]

@@ -7,6 +7,7 @@ use afdsim::compute::{
 
 mod common;
 use common::{h100, h200};
+use rstest::rstest;
 
 const KERNELS: [AttentionKernel; 2] = [AttentionKernel::Measured, AttentionKernel::FLASH_MLA];
 
@@ -322,20 +323,19 @@ fn placements_split_the_model() {
     );
 }
 
-#[test]
-fn kv_bytes_per_token_sum_every_layer() {
-    let check = |name: &str, want: u64| {
-        assert_eq!(
-            Model::embedded(name).unwrap().kv_bytes_per_token(),
-            want,
-            "{name}"
-        );
-    };
-    check("deepseek-v3.2", 61 * (576 + 132));
-    check("deepseek-v3", 61 * 576);
-    check("kimi-k2", 61 * 576);
-    check("qwen3-235b-a22b", 94 * 2 * 4 * 128 * 2);
-    check("gpt-oss-120b", 36 * 2 * 8 * 64 * 2);
+/// A model's KV bytes per token: every layer's, summed.
+#[rstest]
+#[case::deepseek_v3_2("deepseek-v3.2", 61 * (576 + 132))]
+#[case::deepseek_v3("deepseek-v3", 61 * 576)]
+#[case::kimi_k2("kimi-k2", 61 * 576)]
+#[case::qwen3_235b_a22b("qwen3-235b-a22b", 94 * 2 * 4 * 128 * 2)]
+#[case::gpt_oss_120b("gpt-oss-120b", 36 * 2 * 8 * 64 * 2)]
+fn kv_bytes_per_token_sum_every_layer(#[case] name: &str, #[case] want: u64) {
+    assert_eq!(
+        Model::embedded(name).unwrap().kv_bytes_per_token(),
+        want,
+        "{name}"
+    );
 }
 
 // ---------------------------------------------------------------- CLI

@@ -1,9 +1,10 @@
-//! Bad scenario input blames the right thing (issue 13): each error names the file that
+//! Bad scenario input blames the right thing: each error names the file that
 //! holds the key, the key, and what is allowed; exit status 2, one line, no panic.
 
 mod common;
 
 use common::{afdsim, stderr, stdout, temp_file};
+use rstest::{Context, rstest};
 use std::path::{Path, PathBuf};
 
 const SUITE: &str = "config-errors";
@@ -168,50 +169,50 @@ fn a_model_file_resolves_against_the_scenario_folder() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
-#[test]
-fn a_bad_model_file_reports_its_own_error() {
-    let good = model_text();
-    let cases: [(&str, String, &str, &[&str]); 4] = [
-        ("empty", String::new(), "", &["missing field `name`"]),
-        (
-            "type",
-            good.replacen("hidden = ", "hidden = \"big\"\n#", 1),
-            "hidden",
-            &["invalid type", "line"],
-        ),
-        (
-            "unknown",
-            format!("bogus_key = 1\n{good}"),
-            "",
-            &["unknown field `bogus_key`"],
-        ),
-        (
-            "syntax",
-            format!("name = \n{good}"),
-            "name (line 1)",
-            &["quoted"],
-        ),
-    ];
-    for (what, text, key, words) in cases {
-        let p = in_own_dir(
-            &format!("model-{what}"),
-            &[
-                ("bad-model.toml", &text),
-                ("s.toml", &afd_scenario("bad-model.toml", "")),
-            ],
-        );
-        let o = afdsim(&["run", p[1].to_str().unwrap()]);
-        let e = stderr(&o);
-        assert_eq!(o.status.code(), Some(2), "{what}: {e}");
-        assert!(
-            e.starts_with(&format!("error: {}: {key}", p[0].display())),
-            "{what}: the model file and `{key}` not named: {e}"
-        );
-        assert!(!e.contains("neither"), "{what}: {e}");
-        for w in words {
-            assert!(e.contains(w), "{what}: `{w}` not in {e}");
-        }
+/// The model file edited by `edit` names itself, the key `key` and every one of `words`.
+#[rstest]
+#[case::empty(|_: &str| String::new(), "", &["missing field `name`"])]
+#[case::type_(
+    |good: &str| good.replacen("hidden = ", "hidden = \"big\"\n#", 1),
+    "hidden",
+    &["invalid type", "line"]
+)]
+#[case::unknown(
+    |good: &str| format!("bogus_key = 1\n{good}"),
+    "",
+    &["unknown field `bogus_key`"]
+)]
+#[case::syntax(|good: &str| format!("name = \n{good}"), "name (line 1)", &["quoted"])]
+fn a_bad_model_file_reports_its_own_error(
+    #[context] ctx: Context,
+    #[case] edit: fn(&str) -> String,
+    #[case] key: &str,
+    #[case] words: &[&str],
+) {
+    let what = ctx.description.unwrap().trim_end_matches('_');
+    let text = edit(&model_text());
+    let p = in_own_dir(
+        &format!("model-{what}"),
+        &[
+            ("bad-model.toml", &text),
+            ("s.toml", &afd_scenario("bad-model.toml", "")),
+        ],
+    );
+    let o = afdsim(&["run", p[1].to_str().unwrap()]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{what}: {e}");
+    assert!(
+        e.starts_with(&format!("error: {}: {key}", p[0].display())),
+        "{what}: the model file and `{key}` not named: {e}"
+    );
+    assert!(!e.contains("neither"), "{what}: {e}");
+    for w in words {
+        assert!(e.contains(w), "{what}: `{w}` not in {e}");
     }
+}
+
+#[test]
+fn a_model_name_neither_embedded_nor_a_file_is_the_scenarios_key() {
     // A name that is neither embedded nor a file next to the scenario: the scenario's key.
     expect_error(
         "no-model.toml",
@@ -384,36 +385,39 @@ fn pools_that_exceed_the_fabric_say_so_first() {
 
 // Item 5: nan and inf are not finite, wherever they are written.
 
+/// STAR with `from` replaced by `to` fails naming `key` as not finite.
+#[rstest]
+#[case::nan_rate("rate_gbps = 400", "rate_gbps = nan", "fabric.nic.rate_gbps")]
+#[case::inf_latency(
+    "latency_ns = 100\n[fabric.scale",
+    "latency_ns = inf\n[fabric.scale",
+    "fabric.nic.latency_ns"
+)]
+#[case::minus_inf_start("bytes = 4096", "bytes = 4096\nstart_ns = -inf", "traffic[0].start_ns")]
+#[case::plus_nan_jitter(
+    "bytes = 4096",
+    "bytes = 4096\nstart_jitter_ns = +nan",
+    "traffic[0].start_jitter_ns"
+)]
+#[case::nan_pfc_xon(
+    "latency_ns = 100\n[[",
+    "latency_ns = 100\nbuffer_kib = 512\npfc_xoff_kib = 200\npfc_xon_kib = nan\n[[",
+    "fabric.switch.pfc_xon_kib"
+)]
+fn nan_and_inf_in_a_scenario_are_not_finite_and_name_their_key(
+    #[context] ctx: Context,
+    #[case] from: &str,
+    #[case] to: &str,
+    #[case] key: &str,
+) {
+    let text = STAR.replacen(from, to, 1);
+    assert_ne!(text, STAR, "{from}");
+    let name = format!("{}.toml", ctx.description.unwrap());
+    expect_error(&name, &text, None, key, &["finite"]);
+}
+
 #[test]
 fn nan_and_inf_are_not_finite_and_name_their_key() {
-    let cases = [
-        ("rate_gbps = 400", "rate_gbps = nan", "fabric.nic.rate_gbps"),
-        (
-            "latency_ns = 100\n[fabric.scale",
-            "latency_ns = inf\n[fabric.scale",
-            "fabric.nic.latency_ns",
-        ),
-        (
-            "bytes = 4096",
-            "bytes = 4096\nstart_ns = -inf",
-            "traffic[0].start_ns",
-        ),
-        (
-            "bytes = 4096",
-            "bytes = 4096\nstart_jitter_ns = +nan",
-            "traffic[0].start_jitter_ns",
-        ),
-        (
-            "latency_ns = 100\n[[",
-            "latency_ns = 100\nbuffer_kib = 512\npfc_xoff_kib = 200\npfc_xon_kib = nan\n[[",
-            "fabric.switch.pfc_xon_kib",
-        ),
-    ];
-    for (i, (from, to, key)) in cases.into_iter().enumerate() {
-        let text = STAR.replacen(from, to, 1);
-        assert_ne!(text, STAR, "{from}");
-        expect_error(&format!("nan-{i}.toml"), &text, None, key, &["finite"]);
-    }
     expect_error(
         "nan-afd.toml",
         &afd_scenario("deepseek-v3.2", "routing = \"zipf\"\nzipf_s = nan\n"),

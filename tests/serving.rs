@@ -7,6 +7,7 @@ use common::{afdsim, stderr, stdout, temp_file};
 
 use afdsim::config::Scenario;
 use afdsim::serving::points::FabricPoints;
+use rstest::{Context, rstest};
 
 /// A small aggregated deployment: DeepSeek-V3.2 on two HGX H100 servers, short requests.
 const SMALL: &str = r#"
@@ -103,46 +104,47 @@ fn slo_search_brackets_the_limit() {
     }
 }
 
-#[test]
-fn bad_serving_input_names_the_key() {
-    let cases = [
-        (
-            SMALL.replace(
-                "attention_gpus = 16",
-                "attention_gpus = 16\nbatch_per_attention_gpu = 4",
-            ),
-            "serving.decode.batch_per_attention_gpu",
-        ),
-        (
-            SMALL.replace("requests = 200", "requests = 200\nprefill_gpus = 16"),
-            "serving.prefill_gpus",
-        ),
-        (SMALL.replace("tpot_ms = 80.0", ""), "serving.tpot_ms"),
-        (
-            SMALL.replace("low = 4\nhigh = 64", "low = 0\nhigh = 64"),
-            "serving.traffic.output",
-        ),
-        (
-            SMALL.replace("attention_gpus = 16", "attention_gpus = 2"),
-            "serving.decode",
-        ),
-        // 16 experts per GPU plus the attention side fit 80 GB, not 70 % of it.
-        (
-            SMALL.replace(
-                "chunk_tokens = 1024",
-                "chunk_tokens = 1024\nmemory_reserve = 0.3",
-            ),
-            "serving.memory_reserve",
-        ),
-    ];
-    for (text, key) in cases {
-        let p = temp_file("serving", "bad.toml", &text);
-        let o = afdsim(&["run", p.to_str().unwrap()]);
-        assert_eq!(o.status.code(), Some(2), "{key}: {}", stderr(&o));
-        let e = stderr(&o);
-        assert!(e.contains(key), "{key} not in: {e}");
-        assert!(!e.contains("panicked"), "{e}");
-    }
+#[rstest]
+#[case::batch_in_decode(
+    SMALL.replace(
+        "attention_gpus = 16",
+        "attention_gpus = 16\nbatch_per_attention_gpu = 4",
+    ),
+    "serving.decode.batch_per_attention_gpu"
+)]
+#[case::prefill_gpus_with_prefill_pool(
+    SMALL.replace("requests = 200", "requests = 200\nprefill_gpus = 16"),
+    "serving.prefill_gpus"
+)]
+#[case::no_tpot(SMALL.replace("tpot_ms = 80.0", ""), "serving.tpot_ms")]
+#[case::output_low_zero(
+    SMALL.replace("low = 4\nhigh = 64", "low = 0\nhigh = 64"),
+    "serving.traffic.output"
+)]
+#[case::too_few_attention_gpus(
+    SMALL.replace("attention_gpus = 16", "attention_gpus = 2"),
+    "serving.decode"
+)]
+// 16 experts per GPU plus the attention side fit 80 GB, not 70 % of it.
+#[case::memory_reserve(
+    SMALL.replace(
+        "chunk_tokens = 1024",
+        "chunk_tokens = 1024\nmemory_reserve = 0.3",
+    ),
+    "serving.memory_reserve"
+)]
+fn bad_serving_input_names_the_key(
+    #[context] ctx: Context,
+    #[case] text: String,
+    #[case] key: &str,
+) {
+    let suite = format!("serving-{}", ctx.description.unwrap());
+    let p = temp_file(&suite, "bad.toml", &text);
+    let o = afdsim(&["run", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{key}: {}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains(key), "{key} not in: {e}");
+    assert!(!e.contains("panicked"), "{e}");
 }
 
 #[test]
@@ -388,45 +390,47 @@ fn slo_search_reports_preemptions_under_grow() {
 }
 
 /// Bad admission settings name the file, the key and what is allowed.
-#[test]
-fn bad_admission_settings_are_named() {
-    for (extra, k, want) in [
-        ("admission = \"lazy\"", "serving.admission", "\"grow\""),
-        ("admission = true", "serving.admission", "\"reserve\""),
-        (
-            "kv_watermark = 0.05",
-            "serving.kv_watermark",
-            "admission = \"grow\"",
-        ),
-        (
-            "admission = \"reserve\"\nkv_watermark = 0.05",
-            "serving.kv_watermark",
-            "admission = \"grow\"",
-        ),
-        (
-            "admission = \"grow\"\nkv_watermark = 1.5",
-            "serving.kv_watermark",
-            "0 <= watermark < 1",
-        ),
-        (
-            "admission = \"grow\"\nkv_watermark = \"x\"",
-            "serving.kv_watermark",
-            "fraction",
-        ),
-    ] {
-        let p = temp_file(
-            "serving",
-            "admission-bad.toml",
-            &SMALL.replace("requests = 200", &format!("requests = 200\n{extra}")),
-        );
-        let o = afdsim(&["run", p.to_str().unwrap()]);
-        assert_eq!(o.status.code(), Some(2), "{extra}: {}", stderr(&o));
-        let e = stderr(&o);
-        assert!(
-            e.contains(k) && e.contains(want) && e.contains("admission-bad.toml"),
-            "{extra}: {e}"
-        );
-    }
+#[rstest]
+#[case::unknown_admission("admission = \"lazy\"", "serving.admission", "\"grow\"")]
+#[case::admission_not_a_string("admission = true", "serving.admission", "\"reserve\"")]
+#[case::watermark_without_grow(
+    "kv_watermark = 0.05",
+    "serving.kv_watermark",
+    "admission = \"grow\""
+)]
+#[case::watermark_with_reserve(
+    "admission = \"reserve\"\nkv_watermark = 0.05",
+    "serving.kv_watermark",
+    "admission = \"grow\""
+)]
+#[case::watermark_above_1(
+    "admission = \"grow\"\nkv_watermark = 1.5",
+    "serving.kv_watermark",
+    "0 <= watermark < 1"
+)]
+#[case::watermark_not_a_number(
+    "admission = \"grow\"\nkv_watermark = \"x\"",
+    "serving.kv_watermark",
+    "fraction"
+)]
+fn bad_admission_settings_are_named(
+    #[context] ctx: Context,
+    #[case] extra: &str,
+    #[case] k: &str,
+    #[case] want: &str,
+) {
+    let p = temp_file(
+        &format!("serving-{}", ctx.description.unwrap()),
+        "admission-bad.toml",
+        &SMALL.replace("requests = 200", &format!("requests = 200\n{extra}")),
+    );
+    let o = afdsim(&["run", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{extra}: {}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains(k) && e.contains(want) && e.contains("admission-bad.toml"),
+        "{extra}: {e}"
+    );
 }
 
 /// SMALL at a light 2 requests/s (100 s of arrivals, latencies of a few seconds).

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use rstest::{Context, rstest};
+
 fn afdsim(args: &[&str]) -> Output {
     afdsim_env(args, &[])
 }
@@ -410,56 +412,60 @@ fn merge_names_missing_duplicated_and_foreign_points() {
     );
 }
 
-/// Bad input: exit 2, one line naming the file and the key.
-#[test]
-fn bad_sweeps_and_shards_are_clear_errors() {
-    let t = temp_dir("errors");
-    let check = |args: &[&str], words: &[&str]| {
-        let o = afdsim(args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
-        let e = stderr(&o);
-        assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
-        for w in words {
-            assert!(e.contains(w), "{args:?}: `{w}` not in: {e}");
-        }
-    };
+/// Runs `args` and expects exit 2 with one line on stderr holding every one of `words`.
+fn expect_one_line_error(args: &[&str], words: &[&str]) {
+    let o = afdsim(args);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+    for w in words {
+        assert!(e.contains(w), "{args:?}: `{w}` not in: {e}");
+    }
+}
+
+/// Bad input: exit 2, one line naming the file and the key. Each case is a sweep of `axes`
+/// run as `afdsim sweep SWEEP --out OUT` followed by `flags`.
+#[rstest]
+#[case::unknown_key(
+    "[[axis]]\nkey = \"fabric.link_rate_gbs\"\nvalues = [1]",
+    &[],
+    &["sweep.toml: axis[0].key: with fabric.link_rate_gbs = 1: unknown field `link_rate_gbs`"]
+)]
+#[case::empty_values(
+    "[[axis]]\nkey = \"fabric.nodes\"\nvalues = []",
+    &[],
+    &["sweep.toml: axis[0].values: is empty"]
+)]
+#[case::typo_value(
+    "[[axis]]\nkey = \"seed\"\nvalue = [1]",
+    &[],
+    &["sweep.toml: axis[0]", "unknown field `value`"]
+)]
+#[case::shard_out_of_range(AXES, &["--shard", "3/3"], &["--shard: shard index 3 is out of range"])]
+#[case::shard_of_zero(AXES, &["--shard", "1/0"], &["--shard"])]
+#[case::zero_jobs(AXES, &["--jobs", "0"], &["--jobs"])]
+fn bad_sweeps_and_shards_are_clear_errors(
+    #[context] ctx: Context,
+    #[case] axes: &str,
+    #[case] flags: &[&str],
+    #[case] words: &[&str],
+) {
+    let t = temp_dir(&format!("errors-{}", ctx.description.unwrap()));
+    let sweep = sweep_file(&t, 4, 8192, axes);
     let out = t.join("out");
-    let out = s(&out);
-    let unknown = sweep_file(
-        &t,
-        4,
-        8192,
-        "[[axis]]\nkey = \"fabric.link_rate_gbs\"\nvalues = [1]",
-    );
-    check(
-        &["sweep", s(&unknown), "--out", out],
-        &["sweep.toml: axis[0].key: with fabric.link_rate_gbs = 1: unknown field `link_rate_gbs`"],
-    );
-    let empty = sweep_file(&t, 4, 8192, "[[axis]]\nkey = \"fabric.nodes\"\nvalues = []");
-    check(
-        &["sweep", s(&empty), "--out", out],
-        &["sweep.toml: axis[0].values: is empty"],
-    );
-    let typo = sweep_file(&t, 4, 8192, "[[axis]]\nkey = \"seed\"\nvalue = [1]");
-    check(
-        &["sweep", s(&typo), "--out", out],
-        &["sweep.toml: axis[0]", "unknown field `value`"],
-    );
+    let mut args = vec!["sweep", s(&sweep), "--out", s(&out)];
+    args.extend_from_slice(flags);
+    expect_one_line_error(&args, words);
+}
+
+/// A Slurm array index past its count is an error naming the variable.
+#[test]
+fn a_slurm_task_id_out_of_range_is_an_error() {
+    let t = temp_dir("errors-slurm");
     let good = sweep_file(&t, 4, 8192, AXES);
-    check(
-        &["sweep", s(&good), "--out", out, "--shard", "3/3"],
-        &["--shard: shard index 3 is out of range"],
-    );
-    check(
-        &["sweep", s(&good), "--out", out, "--shard", "1/0"],
-        &["--shard"],
-    );
-    check(
-        &["sweep", s(&good), "--out", out, "--jobs", "0"],
-        &["--jobs"],
-    );
+    let out = t.join("out");
     let o = afdsim_env(
-        &["sweep", s(&good), "--out", out],
+        &["sweep", s(&good), "--out", s(&out)],
         &[
             ("SLURM_ARRAY_TASK_ID", "3"),
             ("SLURM_ARRAY_TASK_COUNT", "3"),
@@ -467,8 +473,15 @@ fn bad_sweeps_and_shards_are_clear_errors() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("SLURM_ARRAY_TASK_ID"), "{}", stderr(&o));
-    check(
-        &["merge", s(&t.join("nowhere")), "--out", out],
+}
+
+/// Merging a folder that holds no sweep names the missing sweep.json.
+#[test]
+fn merging_a_folder_without_a_sweep_is_a_clear_error() {
+    let t = temp_dir("errors-merge");
+    let out = t.join("out");
+    expect_one_line_error(
+        &["merge", s(&t.join("nowhere")), "--out", s(&out)],
         &["sweep.json"],
     );
 }

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use afdsim::serving::traffic::{Request, Traffic, cached_tokens, load_trace};
+use rstest::rstest;
 
 const N: u32 = 100_000;
 
@@ -361,110 +362,102 @@ fn poisson_with(extra: &str, lengths: &str) -> String {
     format!("name = \"t\"\narrival = \"poisson\"\n{rate}{extra}\n{lengths}\n")
 }
 
+/// An input-length table of a poisson file: lognormal with `body`.
+fn lognormal_input(body: &str) -> String {
+    poisson_with(
+        "",
+        &format!("[input]\ndist = \"lognormal\"\n{body}\n[output]\ndist = \"fixed\"\nvalue = 2"),
+    )
+}
+
 /// Each bad file must fail naming this key (a prefix of the error's key) and saying this.
+#[rstest]
+#[case::negative_rate(poisson_with("rate = -2.0", FIXED_LENGTHS), "rate", "> 0")]
+#[case::zero_rate(poisson_with("rate = 0.0", FIXED_LENGTHS), "rate", "> 0")]
+#[case::prefix_reuse_above_1(
+    poisson_with("prefix_reuse = 1.5", FIXED_LENGTHS),
+    "prefix_reuse",
+    "[0, 1]"
+)]
+#[case::unknown_key(poisson_with("colour = 1", FIXED_LENGTHS), "colour", "unknown field")]
+#[case::trace_without_trace_arrival(
+    poisson_with("trace = \"x.jsonl\"", FIXED_LENGTHS),
+    "trace",
+    "arrival = \"trace\""
+)]
+#[case::unknown_arrival(
+    "name = \"t\"\narrival = \"bursty\"\nrate = 1.0\n".into(),
+    "arrival",
+    "poisson"
+)]
+#[case::poisson_without_rate("name = \"t\"\narrival = \"poisson\"\n".into(), "rate", "required")]
+#[case::no_input(
+    poisson_with("", "[output]\ndist = \"fixed\"\nvalue = 2"),
+    "input",
+    "required"
+)]
+#[case::input_zero(
+    poisson_with(
+        "",
+        "[input]\ndist = \"fixed\"\nvalue = 0\n[output]\ndist = \"fixed\"\nvalue = 2",
+    ),
+    "input.value",
+    "[1, 4194304]"
+)]
+#[case::unknown_dist(
+    poisson_with(
+        "",
+        "[input]\ndist = \"normal\"\nmean = 3.0\n[output]\ndist = \"fixed\"\nvalue = 2",
+    ),
+    "input",
+    "lognormal"
+)]
+#[case::uniform_high_below_low(
+    poisson_with(
+        "",
+        "[input]\ndist = \"fixed\"\nvalue = 5\n[output]\ndist = \"uniform\"\nlow = 9\nhigh = 3",
+    ),
+    "output.high",
+    "below low"
+)]
+#[case::lognormal_max_below_min(
+    lognormal_input("mean = 100.0\nsigma = 1.0\nmin = 50\nmax = 20"),
+    "input.max",
+    "below min"
+)]
+#[case::lognormal_sigma_zero(
+    lognormal_input("mean = 100.0\nsigma = 0.0\nmax = 200"),
+    "input.sigma",
+    "fixed"
+)]
+#[case::lognormal_negative_mean(
+    lognormal_input("mean = -1.0\nsigma = 1.0\nmax = 200"),
+    "input.mean",
+    "positive"
+)]
+#[case::lognormal_without_max(lognormal_input("mean = 100.0\nsigma = 1.0"), "input", "max")]
+#[case::lognormal_with_value(
+    lognormal_input("mean = 100.0\nsigma = 1.0\nmax = 200\nvalue = 3"),
+    "input",
+    "value"
+)]
+#[case::trace_with_rate(
+    "name = \"t\"\narrival = \"trace\"\ntrace = \"x.jsonl\"\nrate = 2.0\n".into(),
+    "rate",
+    "not used"
+)]
+#[case::trace_without_file("name = \"t\"\narrival = \"trace\"\n".into(), "trace", "required")]
+fn bad_traffic_files_name_the_key(#[case] text: String, #[case] key: &str, #[case] says: &str) {
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.file, "t.toml");
+    assert!(e.key.starts_with(key), "want key {key}, got {e}");
+    assert!(e.message.contains(says), "{e} lacks `{says}`");
+}
+
+/// A trace file that cannot be read names that file; an unknown traffic name lists the
+/// embedded ones.
 #[test]
-fn bad_traffic_files_name_the_key() {
-    let check = |text: String, key: &str, says: &str| {
-        let e = parse(&text).unwrap_err();
-        assert_eq!(e.file, "t.toml");
-        assert!(e.key.starts_with(key), "want key {key}, got {e}");
-        assert!(e.message.contains(says), "{e} lacks `{says}`");
-    };
-    check(poisson_with("rate = -2.0", FIXED_LENGTHS), "rate", "> 0");
-    check(poisson_with("rate = 0.0", FIXED_LENGTHS), "rate", "> 0");
-    check(
-        poisson_with("prefix_reuse = 1.5", FIXED_LENGTHS),
-        "prefix_reuse",
-        "[0, 1]",
-    );
-    check(
-        poisson_with("colour = 1", FIXED_LENGTHS),
-        "colour",
-        "unknown field",
-    );
-    check(
-        poisson_with("trace = \"x.jsonl\"", FIXED_LENGTHS),
-        "trace",
-        "arrival = \"trace\"",
-    );
-    check(
-        "name = \"t\"\narrival = \"bursty\"\nrate = 1.0\n".into(),
-        "arrival",
-        "poisson",
-    );
-    check(
-        "name = \"t\"\narrival = \"poisson\"\n".into(),
-        "rate",
-        "required",
-    );
-    check(
-        poisson_with("", "[output]\ndist = \"fixed\"\nvalue = 2"),
-        "input",
-        "required",
-    );
-    check(
-        poisson_with(
-            "",
-            "[input]\ndist = \"fixed\"\nvalue = 0\n[output]\ndist = \"fixed\"\nvalue = 2",
-        ),
-        "input.value",
-        "[1, 4194304]",
-    );
-    check(
-        poisson_with(
-            "",
-            "[input]\ndist = \"normal\"\nmean = 3.0\n[output]\ndist = \"fixed\"\nvalue = 2",
-        ),
-        "input",
-        "lognormal",
-    );
-    check(
-        poisson_with(
-            "",
-            "[input]\ndist = \"fixed\"\nvalue = 5\n[output]\ndist = \"uniform\"\nlow = 9\nhigh = 3",
-        ),
-        "output.high",
-        "below low",
-    );
-    let logn = |body: &str| {
-        poisson_with(
-            "",
-            &format!(
-                "[input]\ndist = \"lognormal\"\n{body}\n[output]\ndist = \"fixed\"\nvalue = 2"
-            ),
-        )
-    };
-    check(
-        logn("mean = 100.0\nsigma = 1.0\nmin = 50\nmax = 20"),
-        "input.max",
-        "below min",
-    );
-    check(
-        logn("mean = 100.0\nsigma = 0.0\nmax = 200"),
-        "input.sigma",
-        "fixed",
-    );
-    check(
-        logn("mean = -1.0\nsigma = 1.0\nmax = 200"),
-        "input.mean",
-        "positive",
-    );
-    check(logn("mean = 100.0\nsigma = 1.0"), "input", "max");
-    check(
-        logn("mean = 100.0\nsigma = 1.0\nmax = 200\nvalue = 3"),
-        "input",
-        "value",
-    );
-    check(
-        "name = \"t\"\narrival = \"trace\"\ntrace = \"x.jsonl\"\nrate = 2.0\n".into(),
-        "rate",
-        "not used",
-    );
-    check(
-        "name = \"t\"\narrival = \"trace\"\n".into(),
-        "trace",
-        "required",
-    );
+fn an_unreadable_trace_or_unknown_name_is_an_error() {
     let e = Traffic::parse(
         "t.toml",
         "name = \"t\"\narrival = \"trace\"\ntrace = \"no-such.jsonl\"\n",

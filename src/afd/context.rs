@@ -2,14 +2,11 @@
 //! sequence from a distribution, and how a micro-batch of sequences with different contexts is
 //! timed with the compute tables (which take one context per query).
 //!
-//! Invariant: draws come only from the stream [`STREAM_CONTEXT`] of the run's seed, so the
-//! same seed gives the same contexts and no other draw shifts them; every drawn length is in
-//! `[min, max]`.
+//! Invariant: draws come only from the stream [`crate::engine::stream::CONTEXT`] of the
+//! run's seed, so the same seed gives the same contexts and no other draw shifts them; every
+//! drawn length is in `[min, max]`.
 
 use crate::engine::SimRng;
-
-/// The random stream of per-sequence context draws ("CTXT").
-pub const STREAM_CONTEXT: u64 = 0x4354_5854_0001;
 
 /// A distribution of cached tokens per sequence.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -98,6 +95,7 @@ impl ContextShape {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::stream;
 
     #[test]
     fn draws_are_seeded_and_in_range() {
@@ -107,15 +105,15 @@ mod tests {
             min: 16,
             max: 65536,
         };
-        let a = d.draw(20_000, &mut SimRng::stream(1, STREAM_CONTEXT));
-        let b = d.draw(20_000, &mut SimRng::stream(1, STREAM_CONTEXT));
+        let a = d.draw(20_000, &mut SimRng::stream(1, stream::CONTEXT));
+        let b = d.draw(20_000, &mut SimRng::stream(1, stream::CONTEXT));
         assert_eq!(a, b);
         assert!(a.iter().all(|&c| (16..=65536).contains(&c)));
         let mean = a.iter().sum::<u64>() as f64 / a.len() as f64;
         // The clamp at 16x the mean cuts little of a sigma = 1 tail.
         assert!((mean / 4096.0 - 1.0).abs() < 0.05, "{mean}");
         let u = ContextDist::Uniform { min: 1, max: 8191 }
-            .draw(20_000, &mut SimRng::stream(2, STREAM_CONTEXT));
+            .draw(20_000, &mut SimRng::stream(2, stream::CONTEXT));
         assert!(u.iter().all(|&c| (1..=8191).contains(&c)));
         let mean = u.iter().sum::<u64>() as f64 / u.len() as f64;
         assert!((mean / 4096.0 - 1.0).abs() < 0.03, "{mean}");

@@ -35,7 +35,7 @@ mod context;
 mod placement;
 mod routing;
 
-pub use context::{ContextDist, ContextShape, STREAM_CONTEXT};
+pub use context::{ContextDist, ContextShape};
 pub use placement::{ExpertMap, Placement};
 pub use routing::ExpertRouting;
 

@@ -6,7 +6,7 @@
 //! from a compute table, with the kernels the profiler ran: the measured decode attention
 //! ([`AttentionKernel::Measured`]) and the GEMM dtype the row records (a CPU smoke run has no
 //! FP8 GEMMs). The comparison says how far the assembled layer is from the measured one, with
-//! and without the glue lines (issue 5's goal: within 10 % with glue).
+//! and without the glue lines (the goal, [`GOAL_PCT`]: within 10 % with glue).
 
 use std::path::Path;
 
@@ -17,7 +17,7 @@ use super::model::Model;
 use super::predict::ErrorSummary;
 use super::table::{ComputeTable, Dtype};
 
-/// The goal for an assembled layer against the whole layer, % (issue 5).
+/// The goal for an assembled layer against the whole layer, %.
 pub const GOAL_PCT: f64 = 10.0;
 
 /// Which side of the layer a row timed.

@@ -25,7 +25,6 @@ mod predict;
 mod prefill;
 mod roofline;
 mod table;
-pub mod validation;
 mod weights;
 
 pub use glue::Glue;

@@ -224,7 +224,7 @@ impl Model {
     pub fn parse(file: &str, text: &str) -> Result<Model, InputError> {
         // Key path and line of a type error, an unknown or a missing key; the line (and
         // the key that line sets) of a syntax error.
-        let raw: RawModel = crate::error::parse_toml(text, file)?;
+        let raw: RawModel = crate::input::parse_toml(text, file)?;
         let err = |key: &str, msg: String| InputError::new(file, key, msg);
         let pos = |key: &str, v: u64| {
             if v == 0 {

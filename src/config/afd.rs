@@ -1,7 +1,7 @@
 //! The `[afd]` table of a scenario: an AFD decode deployment on the scenario's fabric.
 
 use super::Ctx;
-use crate::afd::{AfdSpec, ContextDist, Dedup, ExpertMap, ExpertRouting, Placement, STREAM_CONTEXT};
+use crate::afd::{AfdSpec, ContextDist, Dedup, ExpertMap, ExpertRouting, Placement};
 use crate::compute::{AttentionKernel, ComputeTable, Dtype, Model, Side, WeightPlacement};
 use crate::engine::SimRng;
 use crate::error::InputError;
@@ -566,7 +566,7 @@ fn contexts(cx: &Ctx, a: &AfdFile, na: u32, batch: u32, seed: u64) -> Result<Con
             format!("{max} is below context_min ({min})"),
         ));
     }
-    let mut rng = SimRng::stream(seed, STREAM_CONTEXT);
+    let mut rng = SimRng::stream(seed, crate::engine::stream::CONTEXT);
     Ok(Context::Drawn(
         (0..na)
             .map(|_| dist.draw(batch as usize, &mut rng))

@@ -22,6 +22,7 @@ pub use raw::{ScenarioFile, TrafficFile};
 
 use crate::engine::{Bandwidth, Dur, SimRng, Time};
 use crate::error::{InputError, one_line};
+use crate::input::parse_table;
 use crate::net::{Buffers, CongestionControl, MessageSpec, NetParams};
 use crate::topology::{Fabric, NodeId, NodeKind};
 use std::path::{Path, PathBuf};
@@ -36,10 +37,6 @@ pub const STAR_SCENARIO_ORIGIN: &str = "workloads/scenarios/star-8gpu-all-to-all
 
 /// The seed used when neither the command line nor the file gives one.
 pub const DEFAULT_SEED: u64 = 1;
-
-/// Random streams drawn from the run's seed, one per purpose, so that a draw added to one
-/// purpose never shifts the others.
-const STREAM_TRAFFIC: u64 = 1;
 
 pub use crate::net::Level;
 
@@ -201,21 +198,6 @@ impl Scenario {
             from_value(toml::Value::Table(table), &origin, fabric_origin.as_ref())?;
         resolve(&raw, &origin, &dir, fabric_origin.as_ref(), seed, "--level")
     }
-}
-
-/// Parses TOML text into a table, reporting the line of a syntax error (and the key that
-/// line sets, when it can be told).
-pub fn parse_table(text: &str, origin: &str) -> Result<toml::Table, InputError> {
-    crate::error::parse_toml_table(text, origin)
-}
-
-/// Deserializes TOML text into `T` (a sweep file, say), naming the key path and line of
-/// the first problem.
-pub fn parse_toml<T: serde::de::DeserializeOwned>(
-    text: &str,
-    origin: &str,
-) -> Result<T, InputError> {
-    crate::error::parse_toml(text, origin)
 }
 
 /// Where a scenario's fabric keys came from, to blame the right file for an error.
@@ -491,7 +473,7 @@ fn resolve(
         return Err(serving_alone());
     }
     let gpus = built.topology.gpus();
-    let mut rng = SimRng::stream(seed, STREAM_TRAFFIC);
+    let mut rng = SimRng::stream(seed, crate::engine::stream::TRAFFIC);
     let mut messages = Vec::new();
     for (i, t) in raw.traffic.iter().enumerate() {
         resolve_traffic(

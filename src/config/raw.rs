@@ -14,7 +14,7 @@ pub struct ScenarioFile {
     /// The run's seed when `--seed` is not given.
     #[serde(default)]
     pub seed: Option<u64>,
-    /// The simulation level; only `packet` exists so far.
+    /// The simulation level: `packet` (the default), `flow` or `analytical`.
     #[serde(default)]
     pub level: Option<String>,
     /// The fabric: `file = NAME|PATH` and keys that override it, or a whole fabric inline.

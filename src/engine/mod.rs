@@ -8,5 +8,5 @@ mod rng;
 mod time;
 
 pub use queue::{EventQueue, QueueStats};
-pub use rng::SimRng;
+pub use rng::{SimRng, stream};
 pub use time::{Bandwidth, Dur, PS_PER_MS, PS_PER_NS, PS_PER_S, PS_PER_US, PastHorizon, Time};

@@ -7,6 +7,29 @@
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// The registry of random streams: every stream number a component draws from, one per
+/// purpose, so that a draw added to one purpose never shifts the others. A new purpose takes
+/// a number not listed here. (Stream 0 is [`SimRng::new`]'s: the AFD routers' expert order
+/// and load history, seeded from the routing's own seed rather than the run's.)
+pub mod stream {
+    /// Traffic tables of a scenario: start jitter and the random permutations.
+    pub const TRAFFIC: u64 = 1;
+    /// AFD decode steps of a run: the experts each token is routed to, all steps in turn.
+    pub const AFD: u64 = 2;
+    /// Serving corners: the expert routing of each simulated decode or prefill iteration.
+    pub const SERVING: u64 = 3;
+    /// Packet level: which packets above the ECN threshold are marked.
+    pub const ECN: u64 = 101;
+    /// AFD context lengths: one per sequence, drawn from the context distribution ("CTXT").
+    pub const CONTEXT: u64 = 0x4354_5854_0001;
+    /// Serving traffic: the gaps between request arrivals ("TRAF" 1).
+    pub const ARRIVALS: u64 = 0x5452_4146_0001;
+    /// Serving traffic: each request's input (prompt) length ("TRAF" 2).
+    pub const INPUT: u64 = 0x5452_4146_0002;
+    /// Serving traffic: each request's output length ("TRAF" 3).
+    pub const OUTPUT: u64 = 0x5452_4146_0003;
+}
+
 /// A deterministic random source derived from the run's seed and a stream number.
 #[derive(Clone, Debug)]
 pub struct SimRng(ChaCha8Rng);

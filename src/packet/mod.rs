@@ -188,9 +188,6 @@ struct GbnState {
     failed: bool,
 }
 
-/// Random streams of the packet level (see `config` for the traffic stream).
-const STREAM_ECN: u64 = 101;
-
 /// The packet level as a [`Simulator`].
 pub struct PacketLevel;
 
@@ -304,7 +301,7 @@ pub fn simulate_workload(
         } else {
             Vec::new()
         },
-        ecn_rng: SimRng::stream(params.seed, STREAM_ECN),
+        ecn_rng: SimRng::stream(params.seed, crate::engine::stream::ECN),
         packets: 0,
         packet_hops: 0,
         bytes_injected: 0,

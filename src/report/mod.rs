@@ -11,18 +11,15 @@ pub mod trace;
 use crate::config::Scenario;
 use crate::engine::{Dur, Time};
 use crate::net::NetRun;
+use crate::stats::Sorted;
 use crate::topology::{LinkClass, NodeKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path;
 
-/// Min, mean, percentiles and max of a set of durations, in microseconds.
-///
-/// All exact: percentiles are nearest-rank over the sorted values. Every run holds its
-/// per-message results in memory anyway, and sorting a million values takes milliseconds.
-/// (hdrhistogram 7.6.0 was tried first; its `value_at_quantile(0.5)` of 1, 2, 3 us did
-/// not return 2 us.)
+/// Min, mean, percentiles and max of a set of durations, in microseconds: exact,
+/// nearest-rank ([`crate::stats`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Summary {
     pub min: f64,
@@ -35,27 +32,18 @@ pub struct Summary {
 impl Summary {
     /// Summarizes picosecond values; all zero for an empty set.
     pub fn of_ps(values: impl IntoIterator<Item = u64>) -> Summary {
-        let mut v: Vec<u64> = values.into_iter().collect();
-        if v.is_empty() {
+        let Some(v) = Sorted::new(values) else {
             return Summary::default();
-        }
-        v.sort_unstable();
+        };
         let us = |ps: u64| ps as f64 / 1e6;
-        let sum: u128 = v.iter().map(|&x| x as u128).sum();
         Summary {
-            min: us(v[0]),
-            mean: sum as f64 / v.len() as f64 / 1e6,
-            p50: us(nearest_rank(&v, 0.50)),
-            p99: us(nearest_rank(&v, 0.99)),
-            max: us(v[v.len() - 1]),
+            min: us(v.min()),
+            mean: v.mean() / 1e6,
+            p50: us(v.percentile(50.0)),
+            p99: us(v.percentile(99.0)),
+            max: us(v.max()),
         }
     }
-}
-
-/// The smallest value with at least `q` of the values at or below it.
-pub fn nearest_rank(sorted: &[u64], q: f64) -> u64 {
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Mean and max of link utilization (busy time / makespan) over the links of one class

@@ -908,7 +908,7 @@ mod tests {
     }
 
     /// Renders on another thread and fails if it takes more than 30 s: plotters' tick loops
-    /// spun forever on infinite ranges (issue 13), so a regression must fail, not hang.
+    /// spin forever on infinite ranges, so a regression must fail, not hang.
     fn render_within(plot: Plot) -> Result<String, String> {
         let (tx, rx) = std::sync::mpsc::channel();
         let shown = format!("{:?}", plot.series);

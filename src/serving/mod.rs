@@ -25,6 +25,7 @@ use crate::afd::AfdSpec;
 use crate::compute::QueryError;
 use crate::engine::{PS_PER_S, Time};
 use crate::net::NetParams;
+use crate::stats::Sorted;
 use crate::topology::Fabric;
 use cost::{CostStats, GridCost};
 use points::FabricPoints;
@@ -113,7 +114,8 @@ pub struct ServingSpec {
     pub total_gpus: u32,
 }
 
-/// Percentiles and mean of a set of durations, in milliseconds.
+/// Percentiles and mean of a set of durations, in milliseconds: exact, nearest-rank
+/// ([`crate::stats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Dist {
     pub mean: f64,
@@ -124,28 +126,20 @@ pub struct Dist {
 }
 
 impl Dist {
-    /// Exact nearest-rank percentiles of picosecond values, in ms.
+    /// Picosecond values summarized in ms; all zero for an empty set.
     pub fn of_ps(values: impl IntoIterator<Item = u64>) -> Dist {
-        let mut v: Vec<u64> = values.into_iter().collect();
-        if v.is_empty() {
+        let Some(v) = Sorted::new(values) else {
             return Dist::default();
-        }
-        v.sort_unstable();
+        };
         let ms = |ps: u64| ps as f64 / 1e9;
-        let sum: u128 = v.iter().map(|&x| x as u128).sum();
         Dist {
-            mean: sum as f64 / v.len() as f64 / 1e9,
-            p50: ms(percentile(&v, 50.0)),
-            p90: ms(percentile(&v, 90.0)),
-            p99: ms(percentile(&v, 99.0)),
-            max: ms(v[v.len() - 1]),
+            mean: v.mean() / 1e9,
+            p50: ms(v.percentile(50.0)),
+            p90: ms(v.percentile(90.0)),
+            p99: ms(v.percentile(99.0)),
+            max: ms(v.max()),
         }
     }
-}
-
-/// The smallest value with at least `q` percent of the values at or below it.
-pub fn percentile(sorted: &[u64], q: f64) -> u64 {
-    crate::report::nearest_rank(sorted, q / 100.0)
 }
 
 /// What a serving run measured (the `metrics` of `afdsim run --json` on a serving scenario).
@@ -336,23 +330,15 @@ pub fn steady_throughput(reqs: &[sim::RequestResult]) -> Option<(f64, f64)> {
 
 /// TTFT and TPOT at a percentile, in ms (0 where no request has one).
 pub fn at_percentile(run: &ServingRun, pct: f64) -> (f64, f64) {
-    let mut ttft: Vec<u64> = run.requests.iter().map(|r| r.ttft().as_ps()).collect();
-    let mut tpot: Vec<u64> = run
-        .requests
-        .iter()
-        .filter_map(|r| r.tpot())
-        .map(|d| d.as_ps())
-        .collect();
-    ttft.sort_unstable();
-    tpot.sort_unstable();
-    let ms = |v: &[u64]| {
-        if v.is_empty() {
-            0.0
-        } else {
-            percentile(v, pct) as f64 / 1e9
-        }
-    };
-    (ms(&ttft), ms(&tpot))
+    let ttft = Sorted::new(run.requests.iter().map(|r| r.ttft().as_ps()));
+    let tpot = Sorted::new(
+        run.requests
+            .iter()
+            .filter_map(|r| r.tpot())
+            .map(|d| d.as_ps()),
+    );
+    let ms = |v: Option<Sorted>| v.map_or(0.0, |v| v.percentile(pct) as f64 / 1e9);
+    (ms(ttft), ms(tpot))
 }
 
 /// Whether TTFT and TPOT at the limits' percentile are within them.

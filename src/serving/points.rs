@@ -28,9 +28,6 @@ use crate::topology::Fabric;
 /// gpt-oss alternates sliding and full attention).
 pub const PERIOD: u64 = 4;
 
-/// The random stream of the corners' routing draws (config: 1 traffic; lib: 2 AFD).
-const STREAM_SERVING: u64 = 3;
-
 pub struct FabricPoints<'a> {
     decode: AfdSpec,
     prefill: Option<AfdSpec>,
@@ -123,7 +120,7 @@ impl<'a> FabricPoints<'a> {
     /// [`Self::step`] with the wire bytes the step put on each link (links that carried
     /// none left out), sorted by link.
     pub fn step_run(&self, spec: &AfdSpec) -> Result<Iteration, QueryError> {
-        let mut rng = SimRng::stream(self.seed, STREAM_SERVING);
+        let mut rng = SimRng::stream(self.seed, crate::engine::stream::SERVING);
         let step = spec.decode_step(&mut rng)?;
         let (f, p) = (self.fabric, self.params);
         let run = crate::levels::simulate(self.level, f, p, &step.workload, &mut |_| {})

@@ -76,8 +76,8 @@ pub trait StepCost {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SimOptions {
     /// KV-cache transfers share each link with the pools' running iterations (they get the
-    /// capacity the iterations' traffic leaves); off: they see an idle fabric, as before
-    /// this coupling existed.
+    /// capacity the iterations' traffic leaves); off: each sees an idle fabric, timed as if
+    /// alone.
     pub kv_shares_fabric: bool,
 }
 

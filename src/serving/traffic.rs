@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::engine::{Dur, PS_PER_S, SimRng, Time};
+use crate::engine::{Dur, PS_PER_S, SimRng, Time, stream};
 use crate::error::InputError;
 
 /// One request of a serving workload.
@@ -39,13 +39,6 @@ const MAX_RATE_PER_S: f64 = 1e9;
 /// The latest trace arrival accepted (about 116 days): far below `u64` picoseconds, and
 /// seconds as `f64` still resolve well under a nanosecond there.
 const MAX_ARRIVAL_S: f64 = 1e7;
-
-/// Random streams of the seed given to [`Traffic::requests`], one per quantity so that
-/// changing a length distribution never shifts the arrivals (or the other length). The
-/// numbers spell "TRAF" to stay clear of the run-level streams (1, 2, … in `config`, `lib`).
-const STREAM_ARRIVALS: u64 = 0x5452_4146_0001;
-const STREAM_INPUT: u64 = 0x5452_4146_0002;
-const STREAM_OUTPUT: u64 = 0x5452_4146_0003;
 
 const PRESETS: [(&str, &str); 3] = [
     ("chat", include_str!("../../workloads/traffic/chat.toml")),
@@ -184,7 +177,7 @@ impl Traffic {
     /// Parses a traffic TOML file's text; `file` names it in errors; `dir` resolves a
     /// relative trace path.
     pub fn parse(file: &str, text: &str, dir: &Path) -> Result<Traffic, InputError> {
-        let raw: RawTraffic = crate::config::parse_toml(text, file)?;
+        let raw: RawTraffic = crate::input::parse_toml(text, file)?;
         let arrivals = match raw.arrival {
             RawArrival::Poisson => {
                 resolve_poisson(&raw).map_err(|(k, m)| InputError::new(file, k, m))?
@@ -447,9 +440,9 @@ fn draw_poisson(
     output: &Dist,
     prefix_reuse: f64,
 ) -> Vec<Request> {
-    let mut gaps = SimRng::stream(seed, STREAM_ARRIVALS);
-    let mut inputs = SimRng::stream(seed, STREAM_INPUT);
-    let mut outputs = SimRng::stream(seed, STREAM_OUTPUT);
+    let mut gaps = SimRng::stream(seed, stream::ARRIVALS);
+    let mut inputs = SimRng::stream(seed, stream::INPUT);
+    let mut outputs = SimRng::stream(seed, stream::OUTPUT);
     let mean_gap_ps = PS_PER_S as f64 / rate_per_s;
     let mut t = Time::ZERO;
     (0..n)
@@ -618,10 +611,6 @@ fn scale_trace(requests: &mut [Request], rate_per_s: f64) -> Result<(), String> 
     Ok(())
 }
 
-/// Loads a JSONL trace: one object per line, `{"arrival_s": 0.25, "input": 812, "output":
-/// 143, "cached": 0}` (`cached` optional, default 0; blank lines skipped). Errors name the
-/// file and `line N`: bad JSON, a missing or unknown field, a negative or decreasing
-/// arrival, input or output 0, cached ≥ input, no requests.
 /// The 1-based line of each request of a trace that [`load_trace`] accepted.
 fn trace_lines(path: &Path) -> Vec<u32> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -632,6 +621,10 @@ fn trace_lines(path: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// Loads a JSONL trace: one object per line, `{"arrival_s": 0.25, "input": 812, "output":
+/// 143, "cached": 0}` (`cached` optional, default 0; blank lines skipped). Errors name the
+/// file and `line N`: bad JSON, a missing or unknown field, a negative or decreasing
+/// arrival, input or output 0, cached ≥ input, no requests.
 pub fn load_trace(path: &Path) -> Result<Vec<Request>, InputError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| InputError::for_path(path, "", format!("cannot read the trace: {e}")))?;

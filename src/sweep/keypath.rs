@@ -136,6 +136,7 @@ impl KeyPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
 
     fn base() -> toml::Value {
         toml::from_str(
@@ -161,25 +162,23 @@ mod tests {
         check("seed", 3, "seed = 3");
     }
 
-    #[test]
-    fn bad_paths_say_why() {
-        let check = |path: &str, words: &str| {
-            let err = match KeyPath::parse(path) {
-                Err(e) => e,
-                Ok(p) => p.set(&mut base(), toml::Value::Integer(1)).unwrap_err(),
-            };
-            assert!(err.contains(words), "{path}: {err}");
+    #[rstest]
+    #[case::empty("", "empty")]
+    #[case::double_dot("fabric..gpus", "bare key")]
+    #[case::index_not_a_number("traffic[x].bytes", "non-negative integer")]
+    #[case::unclosed_index("traffic[0", "unclosed")]
+    #[case::index_out_of_range(
+        "traffic[2].bytes",
+        "index 2 is out of range: `traffic` has 2 entries"
+    )]
+    #[case::index_on_a_table("fabric[0]", "`fabric` is not an array")]
+    #[case::key_on_a_value("name.x", "`name` is not a table")]
+    #[case::not_in_the_base("flows[0].bytes", "`flows` is not in the base scenario")]
+    fn bad_paths_say_why(#[case] path: &str, #[case] words: &str) {
+        let err = match KeyPath::parse(path) {
+            Err(e) => e,
+            Ok(p) => p.set(&mut base(), toml::Value::Integer(1)).unwrap_err(),
         };
-        check("", "empty");
-        check("fabric..gpus", "bare key");
-        check("traffic[x].bytes", "non-negative integer");
-        check("traffic[0", "unclosed");
-        check(
-            "traffic[2].bytes",
-            "index 2 is out of range: `traffic` has 2 entries",
-        );
-        check("fabric[0]", "`fabric` is not an array");
-        check("name.x", "`name` is not a table");
-        check("flows[0].bytes", "`flows` is not in the base scenario");
+        assert!(err.contains(words), "{path}: {err}");
     }
 }

@@ -18,7 +18,7 @@
 
 use super::id;
 use super::keypath::KeyPath;
-use crate::config::{self, DEFAULT_SEED, Scenario};
+use crate::config::{DEFAULT_SEED, Scenario};
 use crate::error::InputError;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -134,7 +134,7 @@ impl Sweep {
 
     /// Parses sweep text. `dir` is where a relative `base` path is looked up.
     pub fn parse(text: &str, origin: &str, dir: Option<&Path>) -> Result<Sweep, InputError> {
-        let raw: SweepFile = config::parse_toml(text, origin)?;
+        let raw: SweepFile = crate::input::parse_toml(text, origin)?;
         let err = |key: &str, msg: String| InputError::new(origin, key, msg);
         if raw.name.trim().is_empty() {
             return Err(err("name", "must not be empty".into()));
@@ -443,7 +443,7 @@ impl Sweep {
     }
 }
 
-/// A key without the ` (line N)` that `config::parse_toml` adds: lines of a generated point
+/// A key without the ` (line N)` that `input::parse_toml` adds: lines of a generated point
 /// text mean nothing to the user.
 fn without_line(key: &str) -> String {
     if key.starts_with("line ") {
@@ -567,6 +567,7 @@ fn range(r: &RangeFile, log: bool) -> Result<Vec<toml::Value>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
 
     pub(crate) const BASE: &str = r#"
 name = "tiny"
@@ -679,71 +680,61 @@ zip = [ { key = "fabric.nodes", values = [2, 3, 4] },
     }
 
     /// Every sweep-file mistake names the file and the key.
-    #[test]
-    fn errors_name_file_and_key() {
-        let check = |axes: &str, key: &str, words: &str| {
-            let e = sweep(axes).unwrap_err();
-            assert_eq!(e.file, "s.toml");
-            assert_eq!(e.key, key, "{e}");
-            assert!(e.message.contains(words), "{e}");
-        };
-        check(
-            "[[axis]]\nkey = \"fabric.nodes\"\nvalues = []",
-            "axis[0].values",
-            "empty",
-        );
-        check(
-            "[[axis]]\nkey = \"fabric.link_rate_gbs\"\nvalues = [1]",
-            "axis[0].key",
-            "unknown field `link_rate_gbs`",
-        );
-        check(
-            "[[axis]]\nkey = \"fabric.nodes\"\nvalues = [\"x\"]",
-            "axis[0].key",
-            "invalid type",
-        );
-        check(
-            "[[axis]]\nkey = \"traffic[3].bytes\"\nvalues = [1]",
-            "axis[0].key",
-            "out of range",
-        );
-        check(
-            "[[axis]]\nkey = \"fabric.nodes\"",
-            "axis[0]",
-            "needs its values",
-        );
-        check(
-            "[[axis]]\nkey = \"fabric.nodes\"\nvalues = [2]\nlog = { from = 1, to = 2, count = 2 }",
-            "axis[0]",
-            "exactly one",
-        );
-        check("[[axis]]\nvalues = [2]", "axis[0]", "needs `key`");
-        check(
-            "[[axis]]\nvalues = [2]\nzip = [{ key = \"seed\", values = [1] }]",
-            "axis[0]",
-            "inside `zip`",
-        );
-        check(
-            "[[axis]]\nkye = \"x\"",
-            "axis[0] (line 2)",
-            "unknown field `kye`",
-        );
-        check(
-            "[[axis]]\nzip = [{ key = \"fabric.nodes\", values = [2, 3] }, { key = \"seed\", values = [1] }]",
-            "axis[0].zip[1]",
-            "equal lengths",
-        );
-        check(
-            "[[axis]]\nkey = \"fabric.nodes\"\nvalues = [2, 2]",
-            "axis",
-            "same scenario",
-        );
-        check(
-            "[[axis]]\nkey = \"seed\"\nvalues = [1]\n[[axis]]\nkey = \"seed\"\nvalues = [2]",
-            "axis[1]",
-            "already swept by axis[0]",
-        );
-        check("bogus = 1", "bogus (line 2)", "unknown field");
+    #[rstest]
+    #[case::empty_values(
+        "[[axis]]\nkey = \"fabric.nodes\"\nvalues = []",
+        "axis[0].values",
+        "empty"
+    )]
+    #[case::unknown_key(
+        "[[axis]]\nkey = \"fabric.link_rate_gbs\"\nvalues = [1]",
+        "axis[0].key",
+        "unknown field `link_rate_gbs`"
+    )]
+    #[case::value_of_wrong_type(
+        "[[axis]]\nkey = \"fabric.nodes\"\nvalues = [\"x\"]",
+        "axis[0].key",
+        "invalid type"
+    )]
+    #[case::index_out_of_range(
+        "[[axis]]\nkey = \"traffic[3].bytes\"\nvalues = [1]",
+        "axis[0].key",
+        "out of range"
+    )]
+    #[case::no_values("[[axis]]\nkey = \"fabric.nodes\"", "axis[0]", "needs its values")]
+    #[case::values_and_log(
+        "[[axis]]\nkey = \"fabric.nodes\"\nvalues = [2]\nlog = { from = 1, to = 2, count = 2 }",
+        "axis[0]",
+        "exactly one"
+    )]
+    #[case::no_key("[[axis]]\nvalues = [2]", "axis[0]", "needs `key`")]
+    #[case::zip_with_key(
+        "[[axis]]\nvalues = [2]\nzip = [{ key = \"seed\", values = [1] }]",
+        "axis[0]",
+        "inside `zip`"
+    )]
+    #[case::typo_key("[[axis]]\nkye = \"x\"", "axis[0] (line 2)", "unknown field `kye`")]
+    #[case::zip_unequal_lengths(
+        "[[axis]]\nzip = [{ key = \"fabric.nodes\", values = [2, 3] }, { key = \"seed\", values = [1] }]",
+        "axis[0].zip[1]",
+        "equal lengths"
+    )]
+    #[case::duplicate_points(
+        "[[axis]]\nkey = \"fabric.nodes\"\nvalues = [2, 2]",
+        "axis",
+        "same scenario"
+    )]
+    #[case::axis_swept_twice(
+        "[[axis]]\nkey = \"seed\"\nvalues = [1]\n[[axis]]\nkey = \"seed\"\nvalues = [2]",
+        "axis[1]",
+        "already swept by axis[0]"
+    )]
+    #[case::unknown_top_level_key("bogus = 1", "bogus (line 2)", "unknown field")]
+    fn errors_name_file_and_key(#[case] axes: &str, #[case] key: &str, #[case] words: &str) {
+        let e = sweep(axes).unwrap_err();
+        assert_eq!(e.file, "s.toml");
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.message.contains(words), "{e}");
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //! the expected size, each explained in the case's scenario file.
 
 use super::{Case, Check};
-use crate::config::{STAR_SCENARIO, Scenario, parse_table};
+use crate::config::{STAR_SCENARIO, Scenario};
 use crate::engine::{Dur, Time};
 use crate::error::InputError;
+use crate::input::parse_table;
 use crate::net::{NetRun, Wire};
 use std::path::Path;
 

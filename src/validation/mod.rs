@@ -7,6 +7,7 @@
 
 mod afd_cases;
 mod check;
+mod compute_cases;
 mod flow_cases;
 mod packet_cases;
 mod serving_cases;
@@ -23,7 +24,7 @@ pub type KnownGap = (&'static str, &'static str, &'static str);
 /// other check fails or when a check listed here passes, so that a fix must remove its
 /// entry (the test suite runs it).
 pub const KNOWN_GAPS: &[KnownGap] = &[
-    // --- AFD: StepMesh (issue 6) ---
+    // --- AFD: StepMesh ---
     (
         "stepmesh-2a2f-a2f",
         "transfer_us",
@@ -165,7 +166,7 @@ pub struct Case {
 pub fn cases() -> Vec<Case> {
     let mut all = packet_cases::cases();
     all.extend(afd_cases::cases());
-    all.extend(crate::compute::validation::cases());
+    all.extend(compute_cases::cases());
     all.extend(flow_cases::cases());
     all.extend(serving_cases::cases());
     all.sort_by_key(|c| c.name);

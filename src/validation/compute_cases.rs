@@ -1,13 +1,11 @@
 //! `compute-*` validation cases.
 
+use super::{Case, Check};
+use crate::compute::{
+    AttentionKernel, ComputeTable, ErrorSummary, LayerBreakdown, Method, Model, Op, QueryError,
+    WeightPlacement, Work,
+};
 use crate::error::InputError;
-use crate::validation::{Case, Check};
-
-use super::layer::{AttentionKernel, LayerBreakdown, Work};
-use super::model::Model;
-use super::predict::{ErrorSummary, Method};
-use super::table::{ComputeTable, Op};
-use super::weights::WeightPlacement;
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -155,7 +153,7 @@ fn prefill_chunks() -> Result<Vec<Check>, InputError> {
     let case = "compute-prefill-chunks";
     let src = "closed form: the table's own `mla_prefill` / `gqa_prefill` row";
     let mut checks = Vec::new();
-    let qerr = |e: super::QueryError| InputError::new(case, "", e.to_string());
+    let qerr = |e: QueryError| InputError::new(case, "", e.to_string());
     for name in ComputeTable::embedded_names() {
         let t = ComputeTable::embedded(name)?;
         for (model, op) in [
