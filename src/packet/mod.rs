@@ -14,11 +14,12 @@
 //!   taking the link latency to arrive. Scale-out switches do this with PFC (lossless
 //!   mode); NICs and NVSwitch chips always do it with small credit windows. Lossy switches
 //!   drop a packet that does not fit its egress buffer.
-//! - ECN marks at enqueue (RED on egress depth); a receiver returns at most one CNP per flow
-//!   per interval; DCQCN cuts and recovers the flow's rate, and the source paces to it.
-//!   CNPs are not queued: they reach the sender after the reverse path's latency,
-//!   serialization of a 64 B frame per hop and switch latencies (they travel at high
-//!   priority in real deployments).
+//! - ECN marks at enqueue (RED on egress depth). Congestion control is a per-message
+//!   controller ([`cc`]): the receiver's side decides when to return feedback (DCQCN: at
+//!   most one CNP per flow per interval), the sender's side reacts to it and to its timer
+//!   and paces the source. Feedback is not queued: it reaches the sender after the reverse
+//!   path's latency, serialization of a 64 B frame per hop and switch latencies (CNPs
+//!   travel at high priority in real deployments).
 //!
 //! Invariants, asserted at the end of every run: bytes injected = bytes delivered + bytes
 //! dropped (+ discarded by go-back-N) = bytes offered − never sent by a failed QP + resent;
@@ -26,18 +27,18 @@
 //! without recovery, or a QP out of retries).
 //! A run that stalls with packets held (a PFC/credit cycle) is reported as a [`Deadlock`].
 
-mod dcqcn;
+mod cc;
 
-pub use dcqcn::ReactionPoint;
+pub use cc::ReactionPoint;
 
 use crate::engine::{Dur, EventQueue, PastHorizon, SimRng, Time};
 use crate::net::{
-    Buffers, ComputeResult, CongestionControl, Deadlock, GoBackN, LinkStats, MessageResult,
-    MessageSpec, NetError, NetParams, NetRun, Recovery, Routing, Transport, Wire, ecmp_pick,
-    message_hash, mix,
+    Buffers, ComputeResult, Deadlock, GoBackN, LinkStats, MessageResult, MessageSpec, NetError,
+    NetParams, NetRun, Recovery, Routing, Transport, Wire, ecmp_pick, message_hash, mix,
 };
 use crate::net::{Level, Progress, Simulator, TaskRef, Tracker, Workload};
 use crate::topology::{Fabric, LinkClass, LinkId, NodeId, NodeKind, Topology};
+use cc::{AnyController, Controller};
 use std::collections::{HashMap, VecDeque};
 
 /// Every thing that can happen at the packet level.
@@ -53,10 +54,10 @@ enum Event {
     Pause { link: LinkId, on: bool },
     /// A paced source on `link` may have become eligible.
     Wake(LinkId),
-    /// A CNP for message `m` reaches its sender.
-    Cnp(u32),
-    /// The DCQCN timer of message `m` fires.
-    DcqcnTimer(u32),
+    /// Congestion-control feedback (a CNP for DCQCN) for message `m` reaches its sender.
+    CcFeedback(u32),
+    /// The congestion-control timer of message `m` fires.
+    CcTimer(u32),
     /// A NAK from the receiver of message `msg` reaches its sender: resend from `psn`.
     Nak { msg: u32, psn: u32 },
     /// The retransmission timer of message `m` fires.
@@ -147,7 +148,7 @@ struct LinkState {
     stats: LinkStats,
 }
 
-struct MsgState {
+struct MsgState<'a> {
     /// When it became ready; `None` until then.
     started: Option<Time>,
     unsent_bytes: u64,
@@ -155,10 +156,7 @@ struct MsgState {
     finish: Option<Time>,
     wire: Wire,
     hash: u64,
-    rp: Option<ReactionPoint>,
-    next_send: Time,
-    timer_armed: bool,
-    last_cnp_sent: Option<Time>,
+    cc: AnyController<'a>,
     /// Latency of a control frame (CNP, NAK, ACK) from the destination back to the source.
     reverse_delay: Option<Dur>,
     /// A packet was dropped (only recorded where nothing retransmits it: the message is lost).
@@ -343,13 +341,9 @@ pub fn simulate_workload(
     for (i, m) in messages.iter().enumerate() {
         assert!(m.src != m.dst && m.bytes > 0, "validated by config");
         let nvlink = fabric.same_domain(m.src, m.dst);
-        let rp = match (nvlink, params.congestion_control) {
-            (false, CongestionControl::Dcqcn(_)) => {
-                let line = fabric.spec.nic.as_ref().map(|n| n.rate);
-                line.map(ReactionPoint::new)
-            }
-            _ => None,
-        };
+        let line = (!nvlink)
+            .then(|| fabric.spec.nic.as_ref().map(|n| n.rate))
+            .flatten();
         sim.msgs.push(MsgState {
             started: None,
             unsent_bytes: m.bytes,
@@ -361,10 +355,7 @@ pub fn simulate_workload(
                 params.nic_wire
             },
             hash: message_hash(params.seed, i as u32),
-            rp,
-            next_send: Time::ZERO,
-            timer_armed: false,
-            last_cnp_sent: None,
+            cc: AnyController::new(&params.congestion_control, line),
             reverse_delay: None,
             dropped: false,
             group: NONE,
@@ -390,8 +381,8 @@ pub fn simulate_workload(
             Event::Arrive { link, pkt } => sim.on_arrive(now, link, pkt),
             Event::Pause { link, on } => sim.on_pause(now, link, on),
             Event::Wake(l) => sim.on_wake(now, l),
-            Event::Cnp(m) => sim.on_cnp(now, m),
-            Event::DcqcnTimer(m) => sim.on_dcqcn_timer(now, m),
+            Event::CcFeedback(m) => sim.on_cc_feedback(now, m),
+            Event::CcTimer(m) => sim.on_cc_timer(now, m),
             Event::Nak { msg, psn } => sim.on_nak(now, msg, psn),
             Event::Rto(m) => acted = sim.on_rto(now, m),
             Event::ComputeReady(c) => sim.on_compute_ready(now, c),
@@ -431,7 +422,7 @@ struct Sim<'a> {
     links: Vec<LinkState>,
     groups: Vec<Group>,
     group_index: HashMap<Vec<LinkId>, u32>,
-    msgs: Vec<MsgState>,
+    msgs: Vec<MsgState<'a>>,
     /// Per node, a counter of spraying decisions in the scale-out network. Each decision
     /// is a seeded pseudo-random pick from (node, counter), as oblivious packet spraying
     /// does: a plain rotation locks onto periodic arrivals (eight flows arriving in turn at
@@ -649,7 +640,7 @@ impl Sim<'_> {
         let p = self.pool.slots[pkt as usize];
         self.pool.release(pkt);
         let m = p.msg as usize;
-        self.notification_point(now, m, p.ecn);
+        self.cc_receive(now, m, p.ecn);
         if !self.accept_in_sequence(now, m, p.psn) {
             self.recovery.bytes_discarded += p.payload_bytes as u64;
             return;
@@ -660,23 +651,6 @@ impl Sim<'_> {
         if ms.undelivered_bytes == 0 && !ms.dropped {
             ms.finish = Some(now);
             self.complete(now, TaskRef::Message(m as u32));
-        }
-    }
-
-    /// DCQCN notification point: at most one CNP per flow per interval.
-    fn notification_point(&mut self, now: Time, m: usize, ecn: bool) {
-        let ms = &mut self.msgs[m];
-        if ecn
-            && let CongestionControl::Dcqcn(dp) = self.params.congestion_control
-            && ms.rp.is_some()
-            && ms
-                .last_cnp_sent
-                .is_none_or(|t| now.since(t) >= dp.cnp_interval)
-        {
-            ms.last_cnp_sent = Some(now);
-            let delay = self.reverse_delay(m);
-            self.cnps += 1;
-            self.queue.schedule_at(now + delay, Event::Cnp(m as u32));
         }
     }
 
@@ -965,39 +939,6 @@ impl Sim<'_> {
         }
     }
 
-    fn on_cnp(&mut self, now: Time, m: u32) {
-        let CongestionControl::Dcqcn(dp) = self.params.congestion_control else {
-            return;
-        };
-        let ms = &mut self.msgs[m as usize];
-        let Some(rp) = ms.rp.as_mut() else { return };
-        if ms.unsent_bytes == 0 {
-            return;
-        }
-        rp.on_cnp(&dp);
-        if !ms.timer_armed {
-            ms.timer_armed = true;
-            self.queue.schedule_at(now + dp.timer, Event::DcqcnTimer(m));
-        }
-    }
-
-    fn on_dcqcn_timer(&mut self, now: Time, m: u32) {
-        let CongestionControl::Dcqcn(dp) = self.params.congestion_control else {
-            return;
-        };
-        let ms = &mut self.msgs[m as usize];
-        ms.timer_armed = false;
-        let Some(rp) = ms.rp.as_mut() else { return };
-        if ms.unsent_bytes == 0 {
-            return;
-        }
-        rp.on_timer(&dp);
-        if rp.limited() {
-            ms.timer_armed = true;
-            self.queue.schedule_at(now + dp.timer, Event::DcqcnTimer(m));
-        }
-    }
-
     /// Starts the next packet on link `l` if it is idle and not paused: a queued packet
     /// first, else a new packet from the source groups the link serves.
     fn start_next(&mut self, now: Time, l: LinkId) {
@@ -1058,9 +999,9 @@ impl Sim<'_> {
                 let idx = (start + j) % n;
                 let m = self.groups[g].msgs[idx];
                 let ms = &mut self.msgs[m as usize];
-                let paced = ms.rp.as_ref().is_some_and(|rp| rp.limited());
-                if paced && ms.next_send > now {
-                    earliest = Some(earliest.map_or(ms.next_send, |e| e.min(ms.next_send)));
+                let send_at = ms.cc.send_at();
+                if send_at > now {
+                    earliest = Some(earliest.map_or(send_at, |e| e.min(send_at)));
                     continue;
                 }
                 let payload = ms.unsent_bytes.min(ms.wire.mtu_bytes as u64);
@@ -1094,15 +1035,7 @@ impl Sim<'_> {
                     ms.snd_max = psn + 1;
                 }
                 let wire_bytes = payload + ms.wire.header_bytes as u64;
-                if let Some(rp) = ms.rp.as_mut() {
-                    if let CongestionControl::Dcqcn(dp) = self.params.congestion_control {
-                        rp.on_sent(payload, &dp);
-                    }
-                    if rp.limited() {
-                        let gap_ps = (wire_bytes as f64 * 8e12 / rp.rate_bps()).ceil() as u64;
-                        ms.next_send = now + Dur::from_ps(gap_ps);
-                    }
-                }
+                ms.cc.on_send(now, payload, wire_bytes);
                 // The next message in turn is the one after this, or the one that slides
                 // into this slot when this message has nothing left to send.
                 let next = if ms.unsent_bytes == 0 {
@@ -1226,7 +1159,7 @@ impl Sim<'_> {
 mod tests {
     use super::*;
     use crate::engine::Bandwidth;
-    use crate::net::{PfcParams, SwitchParams};
+    use crate::net::{CongestionControl, PfcParams, SwitchParams};
     use crate::topology::Link;
 
     fn params(buffers: Buffers) -> NetParams {
