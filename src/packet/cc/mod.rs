@@ -6,16 +6,17 @@
 //! dispatched by a match (no boxing), as smoltcp's `AnyController { None, Reno, Cubic }`.
 //! The simulator schedules the feedback ([`Event::CcFeedback`](super::Event)) and timer
 //! ([`Event::CcTimer`](super::Event)) events the hooks ask for; messages that cross NVLink
-//! have [`NoCc`].
+//! have [`NoCc`]. Invariant: hooks only change their controller's state and ask for events;
+//! the order in which they are called (and so the event order) is the simulator's.
 //!
-//! Room for more: HPCC would use [`Controller::feedback_due`] on every packet (an ACK
-//! carrying the hops' INT: queue depth, bytes sent, rate, which `on_arrive` would stamp),
-//! [`Controller::on_feedback`] to set its window and rate, and [`Controller::send_at`]
-//! to pace; Swift would return feedback on every packet too and compute delay from its
-//! send timestamp in `on_feedback`, bound its window in `send_at`, and use
-//! [`Controller::on_timer`] for its retransmit-free pacing timer. Both need the feedback
-//! event to carry per-packet data (an ACK slot, like packets' pool), which `CcFeedback`
-//! does not yet.
+//! Room for more, in the same hooks: HPCC and Swift both return feedback for every packet
+//! (`feedback_due` true: an ACK), react to it in `on_feedback` (HPCC: link utilization from
+//! the in-band telemetry each hop stamps, which `on_arrive` would record, sets window and
+//! rate; Swift: the round-trip delay against its target sets the window), count bytes in
+//! flight in `on_send`, and hold the source in `send_at` while the window is full or its
+//! pacing gap has not passed; Swift's reaction to a timeout would be `on_timer`. Both need
+//! the feedback event to carry the ACK's data (a pooled slot, as packets have), which
+//! `CcFeedback(msg)` does not yet.
 
 mod dcqcn;
 mod none;
