@@ -14,30 +14,41 @@
 //!   taking the link latency to arrive. Scale-out switches do this with PFC (lossless
 //!   mode); NICs and NVSwitch chips always do it with small credit windows. Lossy switches
 //!   drop a packet that does not fit its egress buffer.
-//! - ECN marks at enqueue (RED on egress depth); a receiver returns at most one CNP per flow
-//!   per interval; DCQCN cuts and recovers the flow's rate, and the source paces to it.
-//!   CNPs are not queued: they reach the sender after the reverse path's latency,
-//!   serialization of a 64 B frame per hop and switch latencies (they travel at high
-//!   priority in real deployments).
+//! - ECN marks at enqueue (RED on egress depth). Congestion control is a per-message
+//!   controller (`cc/`): the receiver's side decides when to return feedback (DCQCN: at
+//!   most one CNP per flow per interval), the sender's side reacts to it and to its timer
+//!   and paces the source. Feedback is not queued: it reaches the sender after the reverse
+//!   path's latency, serialization of a 64 B frame per hop and switch latencies (CNPs
+//!   travel at high priority in real deployments).
 //!
 //! Invariants, asserted at the end of every run: bytes injected = bytes delivered + bytes
 //! dropped (+ discarded by go-back-N) = bytes offered − never sent by a failed QP + resent;
 //! no packet left in the pool; every message completed unless it was lost (a dropped packet
 //! without recovery, or a QP out of retries).
 //! A run that stalls with packets held (a PFC/credit cycle) is reported as a [`Deadlock`].
+//!
+//! Layout: one `Sim` whose `impl` is split by concern. This file holds the event loop, the
+//! compute tasks, the sources (`pull_source`) and link service (`start_next`, arrival,
+//! delivery); `routing.rs` the next-hop choice, `flow_control.rs` PFC and credit pauses,
+//! `gbn.rs` drops and go-back-N, `pxn.rs` relaying, and `cc/` congestion control.
 
-mod dcqcn;
+mod cc;
+mod flow_control;
+mod gbn;
+mod pxn;
+mod routing;
 
-pub use dcqcn::ReactionPoint;
+pub use cc::ReactionPoint;
 
 use crate::engine::{Dur, EventQueue, PastHorizon, SimRng, Time};
 use crate::net::{
-    Buffers, ComputeResult, CongestionControl, Deadlock, GoBackN, LinkStats, MessageResult,
-    MessageSpec, NetError, NetParams, NetRun, Recovery, Routing, Transport, Wire, ecmp_pick,
-    message_hash, mix,
+    Buffers, ComputeResult, Deadlock, GoBackN, LinkStats, MessageResult, MessageSpec, NetError,
+    NetParams, NetRun, Recovery, Routing, Transport, Wire, ecmp_pick, message_hash,
 };
 use crate::net::{Level, Progress, Simulator, TaskRef, Tracker, Workload};
 use crate::topology::{Fabric, LinkClass, LinkId, NodeId, NodeKind, Topology};
+use cc::{AnyController, Controller};
+use gbn::GbnState;
 use std::collections::{HashMap, VecDeque};
 
 /// Every thing that can happen at the packet level.
@@ -53,10 +64,10 @@ enum Event {
     Pause { link: LinkId, on: bool },
     /// A paced source on `link` may have become eligible.
     Wake(LinkId),
-    /// A CNP for message `m` reaches its sender.
-    Cnp(u32),
-    /// The DCQCN timer of message `m` fires.
-    DcqcnTimer(u32),
+    /// Congestion-control feedback (a CNP for DCQCN) for message `m` reaches its sender.
+    CcFeedback(u32),
+    /// The congestion-control timer of message `m` fires.
+    CcTimer(u32),
     /// A NAK from the receiver of message `msg` reaches its sender: resend from `psn`.
     Nak { msg: u32, psn: u32 },
     /// The retransmission timer of message `m` fires.
@@ -147,7 +158,7 @@ struct LinkState {
     stats: LinkStats,
 }
 
-struct MsgState {
+struct MsgState<'a> {
     /// When it became ready; `None` until then.
     started: Option<Time>,
     unsent_bytes: u64,
@@ -155,10 +166,7 @@ struct MsgState {
     finish: Option<Time>,
     wire: Wire,
     hash: u64,
-    rp: Option<ReactionPoint>,
-    next_send: Time,
-    timer_armed: bool,
-    last_cnp_sent: Option<Time>,
+    cc: AnyController<'a>,
     /// Latency of a control frame (CNP, NAK, ACK) from the destination back to the source.
     reverse_delay: Option<Dur>,
     /// A packet was dropped (only recorded where nothing retransmits it: the message is lost).
@@ -170,22 +178,6 @@ struct MsgState {
     /// Sender: the next PSN to send, and one past the highest PSN ever sent.
     snd_next: u32,
     snd_max: u32,
-}
-
-/// Go-back-N state of one message (see [`GoBackN`]).
-struct GbnState {
-    /// Receiver: the next PSN it accepts, and when it last advanced (or the message
-    /// started). ACKs are not simulated as packets: they travel unqueued like CNPs, so the
-    /// sender knows at time t the receiver's state at t minus the reverse delay.
-    rcv_next: u32,
-    rcv_advanced_at: Time,
-    /// Receiver: the last NAK it sent (expected PSN, time).
-    last_nak: Option<(u32, Time)>,
-    /// Sender: timeouts in a row without the receiver advancing past `retry_psn`.
-    retries: u32,
-    retry_psn: u32,
-    /// The QP ran out of retries: nothing more is sent or accepted.
-    failed: bool,
 }
 
 /// The packet level as a [`Simulator`].
@@ -325,28 +317,15 @@ pub fn simulate_workload(
     {
         sim.gbn = messages
             .iter()
-            .map(|m| {
-                (!fabric.same_domain(m.src, m.dst)).then_some(GbnState {
-                    rcv_next: 0,
-                    rcv_advanced_at: Time::ZERO,
-                    last_nak: None,
-                    retries: 0,
-                    retry_psn: 0,
-                    failed: false,
-                })
-            })
+            .map(|m| (!fabric.same_domain(m.src, m.dst)).then(GbnState::new))
             .collect();
     }
     for (i, m) in messages.iter().enumerate() {
         assert!(m.src != m.dst && m.bytes > 0, "validated by config");
         let nvlink = fabric.same_domain(m.src, m.dst);
-        let rp = match (nvlink, params.congestion_control) {
-            (false, CongestionControl::Dcqcn(_)) => {
-                let line = fabric.spec.nic.as_ref().map(|n| n.rate);
-                line.map(ReactionPoint::new)
-            }
-            _ => None,
-        };
+        let line = (!nvlink)
+            .then(|| fabric.spec.nic.as_ref().map(|n| n.rate))
+            .flatten();
         sim.msgs.push(MsgState {
             started: None,
             unsent_bytes: m.bytes,
@@ -358,10 +337,7 @@ pub fn simulate_workload(
                 params.nic_wire
             },
             hash: message_hash(params.seed, i as u32),
-            rp,
-            next_send: Time::ZERO,
-            timer_armed: false,
-            last_cnp_sent: None,
+            cc: AnyController::new(&params.congestion_control, line),
             reverse_delay: None,
             dropped: false,
             group: NONE,
@@ -387,8 +363,8 @@ pub fn simulate_workload(
             Event::Arrive { link, pkt } => sim.on_arrive(now, link, pkt),
             Event::Pause { link, on } => sim.on_pause(now, link, on),
             Event::Wake(l) => sim.on_wake(now, l),
-            Event::Cnp(m) => sim.on_cnp(now, m),
-            Event::DcqcnTimer(m) => sim.on_dcqcn_timer(now, m),
+            Event::CcFeedback(m) => sim.on_cc_feedback(now, m),
+            Event::CcTimer(m) => sim.on_cc_timer(now, m),
             Event::Nak { msg, psn } => sim.on_nak(now, msg, psn),
             Event::Rto(m) => acted = sim.on_rto(now, m),
             Event::ComputeReady(c) => sim.on_compute_ready(now, c),
@@ -428,7 +404,7 @@ struct Sim<'a> {
     links: Vec<LinkState>,
     groups: Vec<Group>,
     group_index: HashMap<Vec<LinkId>, u32>,
-    msgs: Vec<MsgState>,
+    msgs: Vec<MsgState<'a>>,
     /// Per node, a counter of spraying decisions in the scale-out network. Each decision
     /// is a seeded pseudo-random pick from (node, counter), as oblivious packet spraying
     /// does: a plain rotation locks onto periodic arrivals (eight flows arriving in turn at
@@ -532,11 +508,7 @@ impl Sim<'_> {
         };
         self.groups[g as usize].msgs.push(m);
         self.msgs[m as usize].group = g;
-        if let Some(gbn) = self.gbn_mut(m as usize) {
-            gbn.rcv_advanced_at = now;
-            let rto = self.gbn_params.rto;
-            self.queue.schedule_at(now + rto, Event::Rto(m));
-        }
+        self.gbn_start(now, m);
         for &l in &set {
             self.start_next(now, l);
         }
@@ -597,56 +569,11 @@ impl Sim<'_> {
         self.start_next(now, next);
     }
 
-    /// PXN: `bytes` of relay GPU `relay`'s buffer are free again; the links that waited for
-    /// room there try again.
-    fn release_relay(&mut self, now: Time, relay: u32, bytes: u64) {
-        let r = relay as usize;
-        self.relay_used[r] -= bytes;
-        // Wake waiting links in the order they came, only until one takes the room: every
-        // link woken scans its messages again, so waking all of them at every freed packet
-        // costs a scan per waiter per relayed packet. A woken link that does not take the
-        // room (its blocked messages were sent meanwhile) leaves it to the next.
-        // At most the links waiting now: one woken but still short of room (a small packet
-        // freed, a full one wanted) waits again and must not be woken twice here.
-        let n = self.relay_waiters[r].len();
-        for _ in 0..n {
-            if self.relay_waiters[r].is_empty() {
-                break;
-            }
-            let l = self.relay_waiters[r].remove(0);
-            let before = self.relay_used[r];
-            self.start_next(now, LinkId(l));
-            if self.relay_used[r] > before {
-                break;
-            }
-        }
-    }
-
-    /// PXN: the relay GPU `at` sends packet `pkt` on toward its destination through its
-    /// own NIC. The packet leaves like one of `at`'s own (no ingress buffer holds it: it
-    /// sits in GPU memory) and goes ahead of `at`'s own messages' next packets, as a queued
-    /// packet does. Its room in the relay's buffer (`NetParams::pxn_fifo_bytes`) was taken
-    /// when its source sent it and is freed when the relay's NIC has sent it on.
-    fn relay(&mut self, now: Time, at: NodeId, pkt: u32) {
-        let slot = &mut self.pool.slots[pkt as usize];
-        let dst = self.specs[slot.msg as usize].dst;
-        slot.dst = dst;
-        slot.relayed = false;
-        slot.in_link = NONE;
-        let (wire, msg) = (slot.wire_bytes as u64, slot.msg);
-        let next = self.choose(at, dst, pkt, msg);
-        let ls = &mut self.links[next.0 as usize];
-        ls.fifo.push_back(pkt);
-        ls.fifo_bytes += wire;
-        ls.stats.peak_queue_bytes = ls.stats.peak_queue_bytes.max(ls.fifo_bytes);
-        self.start_next(now, next);
-    }
-
     fn deliver(&mut self, now: Time, pkt: u32) {
         let p = self.pool.slots[pkt as usize];
         self.pool.release(pkt);
         let m = p.msg as usize;
-        self.notification_point(now, m, p.ecn);
+        self.cc_receive(now, m, p.ecn);
         if !self.accept_in_sequence(now, m, p.psn) {
             self.recovery.bytes_discarded += p.payload_bytes as u64;
             return;
@@ -657,151 +584,6 @@ impl Sim<'_> {
         if ms.undelivered_bytes == 0 && !ms.dropped {
             ms.finish = Some(now);
             self.complete(now, TaskRef::Message(m as u32));
-        }
-    }
-
-    /// DCQCN notification point: at most one CNP per flow per interval.
-    fn notification_point(&mut self, now: Time, m: usize, ecn: bool) {
-        let ms = &mut self.msgs[m];
-        if ecn
-            && let CongestionControl::Dcqcn(dp) = self.params.congestion_control
-            && ms.rp.is_some()
-            && ms
-                .last_cnp_sent
-                .is_none_or(|t| now.since(t) >= dp.cnp_interval)
-        {
-            ms.last_cnp_sent = Some(now);
-            let delay = self.reverse_delay(m);
-            self.cnps += 1;
-            self.queue.schedule_at(now + delay, Event::Cnp(m as u32));
-        }
-    }
-
-    fn gbn_mut(&mut self, m: usize) -> Option<&mut GbnState> {
-        self.gbn.get_mut(m).and_then(Option::as_mut)
-    }
-
-    /// Go-back-N responder: whether packet `psn` of message `m` is the next one expected
-    /// (always, for messages without go-back-N). An out-of-sequence packet is discarded
-    /// and may provoke a NAK naming the expected PSN (see [`GoBackN`]).
-    fn accept_in_sequence(&mut self, now: Time, m: usize, psn: u32) -> bool {
-        let interval = self.gbn_params.nak_interval;
-        let Some(gbn) = self.gbn_mut(m) else {
-            return true;
-        };
-        if gbn.failed {
-            return false;
-        }
-        let expected = gbn.rcv_next;
-        if psn == expected {
-            gbn.rcv_next += 1;
-            gbn.rcv_advanced_at = now;
-            return true;
-        }
-        let nak = psn > expected
-            && gbn
-                .last_nak
-                .is_none_or(|(e, t)| e != expected || now.since(t) >= interval);
-        if nak {
-            gbn.last_nak = Some((expected, now));
-            self.recovery.naks += 1;
-            let at = now + self.reverse_delay(m);
-            self.queue.schedule_at(
-                at,
-                Event::Nak {
-                    msg: m as u32,
-                    psn: expected,
-                },
-            );
-        }
-        false
-    }
-
-    /// A NAK reaches the sender: resend from `psn`, unless the sender already knows the
-    /// message is complete.
-    fn on_nak(&mut self, now: Time, m: u32, psn: u32) {
-        let failed = self.gbn[m as usize].as_ref().is_some_and(|g| g.failed);
-        if !failed && !self.sender_knows_complete(now, m as usize) {
-            self.go_back(now, m, psn);
-        }
-    }
-
-    fn sender_knows_complete(&mut self, now: Time, m: usize) -> bool {
-        let d = self.reverse_delay(m);
-        self.msgs[m].finish.is_some_and(|f| f + d <= now)
-    }
-
-    /// The retransmission timer of message `m`: resend from the last acknowledged PSN when
-    /// the sender has heard of no progress for a whole timeout, else wait for the timeout
-    /// counted from the last progress. Returns false when the message is complete (the
-    /// timer stops; the event did nothing).
-    fn on_rto(&mut self, now: Time, m: u32) -> bool {
-        let mi = m as usize;
-        if self.msgs[mi].finish.is_some() {
-            return false;
-        }
-        let d = self.reverse_delay(mi);
-        let rto = self.gbn_params.rto;
-        let gbn = self.gbn[mi]
-            .as_ref()
-            .expect("timers run for go-back-N only");
-        // The last ACK that reported progress reached the sender at `heard`; since then
-        // the receiver has not advanced, so its state now is what the sender knows.
-        let heard = gbn.rcv_advanced_at + d;
-        if heard + rto > now {
-            self.queue.schedule_at(heard + rto, Event::Rto(m));
-            return true;
-        }
-        let acked = gbn.rcv_next;
-        self.recovery.timeouts += 1;
-        let retry_cnt = self.gbn_params.retry_cnt;
-        let gbn = self.gbn[mi].as_mut().expect("go-back-N");
-        if acked != gbn.retry_psn {
-            (gbn.retries, gbn.retry_psn) = (0, acked);
-        }
-        gbn.retries += 1;
-        if retry_cnt.is_some_and(|max| gbn.retries > max) {
-            self.fail_qp(m);
-            return true;
-        }
-        self.go_back(now, m, acked);
-        self.queue.schedule_at(now + rto, Event::Rto(m));
-        true
-    }
-
-    /// Message `m`'s QP enters the error state: the message is lost, what it had not sent
-    /// is never sent, and its packets still in flight are discarded on arrival.
-    fn fail_qp(&mut self, m: u32) {
-        self.recovery.qp_errors += 1;
-        self.gbn[m as usize].as_mut().expect("go-back-N").failed = true;
-        let ms = &mut self.msgs[m as usize];
-        ms.dropped = true;
-        self.bytes_abandoned += ms.unsent_bytes;
-        ms.unsent_bytes = 0;
-        let g = ms.group as usize;
-        if let Some(i) = self.groups[g].msgs.iter().position(|&x| x == m) {
-            self.groups[g].msgs.remove(i);
-        }
-    }
-
-    /// Rewinds message `m`'s sender to `psn`; a message that had sent everything rejoins
-    /// its source group.
-    fn go_back(&mut self, now: Time, m: u32, psn: u32) {
-        let bytes = self.specs[m as usize].bytes;
-        let ms = &mut self.msgs[m as usize];
-        if psn >= ms.snd_next {
-            return;
-        }
-        let idle = ms.unsent_bytes == 0;
-        ms.snd_next = psn;
-        ms.unsent_bytes = bytes - psn as u64 * ms.wire.mtu_bytes as u64;
-        if idle {
-            let g = ms.group as usize;
-            self.groups[g].msgs.push(m);
-            for i in 0..self.groups[g].links.len() {
-                let l = self.groups[g].links[i];
-                self.start_next(now, l);
-            }
         }
     }
 
@@ -829,169 +611,11 @@ impl Sim<'_> {
         d
     }
 
-    fn drop_packet(&mut self, now: Time, at_link: LinkId, pkt: u32) {
-        let p = self.pool.slots[pkt as usize];
-        self.release_held(now, LinkId(p.in_link), p.wire_bytes as u64);
-        self.pool.release(pkt);
-        let st = &mut self.links[at_link.0 as usize].stats;
-        st.drops += 1;
-        st.dropped_bytes += p.payload_bytes as u64;
-        self.bytes_dropped += p.payload_bytes as u64;
-        let ms = &mut self.msgs[p.msg as usize];
-        // Go-back-N resends it; without recovery the message is lost.
-        if self.gbn.get(p.msg as usize).is_none_or(|g| g.is_none()) {
-            ms.dropped = true;
-            ms.undelivered_bytes -= p.payload_bytes as u64;
-        }
-    }
-
-    /// The next link from `at` for packet `pkt` bound for `dst`. Most hops have one next
-    /// link: that test stays inline in the hot path, the choice among several does not.
-    #[inline(always)]
-    fn choose(&mut self, at: NodeId, dst: NodeId, pkt: u32, msg: u32) -> LinkId {
-        let topo = self.topo;
-        let hops = topo.next_hops(at, dst);
-        if hops.len() == 1 {
-            return hops[0];
-        }
-        self.choose_among(hops, at, dst, pkt, msg)
-    }
-
-    /// [`Sim::choose`] among several equal-cost next links `hops` to `dst`.
-    fn choose_among(
-        &mut self,
-        hops: &[LinkId],
-        at: NodeId,
-        dst: NodeId,
-        pkt: u32,
-        msg: u32,
-    ) -> LinkId {
-        let n = hops.len() as u64;
-        if self.topo.link(hops[0]).class == LinkClass::NvLink {
-            let i = at.0 as usize * self.topo.gpus() as usize + dst.0 as usize;
-            let next = self.stripe[i];
-            self.stripe[i] = next.wrapping_add(1);
-            return hops[(next as u64 % n) as usize];
-        }
-        let h = ecmp_pick(self.msgs[msg as usize].hash, at, hops.len()) as u64;
-        let draw = |spray: &mut Vec<u32>| {
-            let turn = &mut spray[at.0 as usize];
-            *turn = turn.wrapping_add(1);
-            mix(self.params.seed ^ ((at.0 as u64) << 32) ^ *turn as u64)
-        };
-        match self.params.routing {
-            Routing::Ecmp => hops[h as usize],
-            Routing::Spray => hops[(draw(&mut self.spray) % n) as usize],
-            Routing::SprayRoundRobin => {
-                let p = &mut self.pool.slots[pkt as usize];
-                let turn = (p.psn / p.spread as u32) as u64;
-                p.spread = p.spread.saturating_mul(n as u16);
-                hops[((h + turn) % n) as usize]
-            }
-            Routing::Adaptive => {
-                let first = draw(&mut self.spray) % n;
-                (0..n)
-                    .map(|i| hops[((first + i) % n) as usize])
-                    .min_by_key(|l| {
-                        let ls = &self.links[l.0 as usize];
-                        ls.fifo_bytes + if ls.busy { 1 } else { 0 }
-                    })
-                    .expect("n > 1")
-            }
-        }
-    }
-
-    fn hold(&mut self, now: Time, l: LinkId, bytes: u64) {
-        let ls = &mut self.links[l.0 as usize];
-        ls.held_bytes += bytes;
-        ls.stats.peak_held_bytes = ls.stats.peak_held_bytes.max(ls.held_bytes);
-        if let Buffers::Lossless {
-            ingress_bytes: Some(limit),
-            ..
-        } = self.params.switch.buffers
-            && self.topo.kind(self.topo.link(l).to) == NodeKind::Switch
-            && ls.held_bytes > limit
-        {
-            self.lossless_overflow_bytes = self.lossless_overflow_bytes.max(ls.held_bytes - limit);
-        }
-        if let Some((xoff, _)) = ls.pause
-            && !ls.pause_sent
-            && ls.held_bytes >= xoff
-        {
-            ls.pause_sent = true;
-            ls.stats.pause_frames += 1;
-            let d = self.topo.link(l).latency;
-            self.queue
-                .schedule_at(now + d, Event::Pause { link: l, on: true });
-        }
-    }
-
-    fn release_held(&mut self, now: Time, l: LinkId, bytes: u64) {
-        let ls = &mut self.links[l.0 as usize];
-        ls.held_bytes -= bytes;
-        if let Some((_, xon)) = ls.pause
-            && ls.pause_sent
-            && ls.held_bytes <= xon
-        {
-            ls.pause_sent = false;
-            let d = self.topo.link(l).latency;
-            self.queue
-                .schedule_at(now + d, Event::Pause { link: l, on: false });
-        }
-    }
-
-    fn on_pause(&mut self, now: Time, l: LinkId, on: bool) {
-        let ls = &mut self.links[l.0 as usize];
-        if on {
-            if !ls.paused {
-                ls.paused = true;
-                ls.paused_since = now;
-            }
-        } else if ls.paused {
-            ls.paused = false;
-            ls.stats.paused += now.since(ls.paused_since);
-            self.start_next(now, l);
-        }
-    }
-
     fn on_wake(&mut self, now: Time, l: LinkId) {
         let ls = &mut self.links[l.0 as usize];
         if ls.wake_at == Some(now) {
             ls.wake_at = None;
             self.start_next(now, l);
-        }
-    }
-
-    fn on_cnp(&mut self, now: Time, m: u32) {
-        let CongestionControl::Dcqcn(dp) = self.params.congestion_control else {
-            return;
-        };
-        let ms = &mut self.msgs[m as usize];
-        let Some(rp) = ms.rp.as_mut() else { return };
-        if ms.unsent_bytes == 0 {
-            return;
-        }
-        rp.on_cnp(&dp);
-        if !ms.timer_armed {
-            ms.timer_armed = true;
-            self.queue.schedule_at(now + dp.timer, Event::DcqcnTimer(m));
-        }
-    }
-
-    fn on_dcqcn_timer(&mut self, now: Time, m: u32) {
-        let CongestionControl::Dcqcn(dp) = self.params.congestion_control else {
-            return;
-        };
-        let ms = &mut self.msgs[m as usize];
-        ms.timer_armed = false;
-        let Some(rp) = ms.rp.as_mut() else { return };
-        if ms.unsent_bytes == 0 {
-            return;
-        }
-        rp.on_timer(&dp);
-        if rp.limited() {
-            ms.timer_armed = true;
-            self.queue.schedule_at(now + dp.timer, Event::DcqcnTimer(m));
         }
     }
 
@@ -1055,9 +679,9 @@ impl Sim<'_> {
                 let idx = (start + j) % n;
                 let m = self.groups[g].msgs[idx];
                 let ms = &mut self.msgs[m as usize];
-                let paced = ms.rp.as_ref().is_some_and(|rp| rp.limited());
-                if paced && ms.next_send > now {
-                    earliest = Some(earliest.map_or(ms.next_send, |e| e.min(ms.next_send)));
+                let send_at = ms.cc.send_at();
+                if send_at > now {
+                    earliest = Some(earliest.map_or(send_at, |e| e.min(send_at)));
                     continue;
                 }
                 let payload = ms.unsent_bytes.min(ms.wire.mtu_bytes as u64);
@@ -1067,16 +691,9 @@ impl Sim<'_> {
                 let relayed = via != self.specs[m as usize].dst;
                 let relay_hold = if relayed {
                     let wire = payload + ms.wire.header_bytes as u64;
-                    let used = self.relay_used[via.0 as usize] + wire;
-                    if self.params.pxn_fifo_bytes.is_some_and(|b| used > b) {
-                        let w = &mut self.relay_waiters[via.0 as usize];
-                        if !w.contains(&l.0) {
-                            w.push(l.0);
-                        }
+                    if !self.reserve_relay(l, via, wire) {
                         continue;
                     }
-                    self.relay_used[via.0 as usize] = used;
-                    self.relay_peak_bytes = self.relay_peak_bytes.max(used);
                     via.0
                 } else {
                     NONE
@@ -1091,15 +708,7 @@ impl Sim<'_> {
                     ms.snd_max = psn + 1;
                 }
                 let wire_bytes = payload + ms.wire.header_bytes as u64;
-                if let Some(rp) = ms.rp.as_mut() {
-                    if let CongestionControl::Dcqcn(dp) = self.params.congestion_control {
-                        rp.on_sent(payload, &dp);
-                    }
-                    if rp.limited() {
-                        let gap_ps = (wire_bytes as f64 * 8e12 / rp.rate_bps()).ceil() as u64;
-                        ms.next_send = now + Dur::from_ps(gap_ps);
-                    }
-                }
+                ms.cc.on_send(now, payload, wire_bytes);
                 // The next message in turn is the one after this, or the one that slides
                 // into this slot when this message has nothing left to send.
                 let next = if ms.unsent_bytes == 0 {
@@ -1223,7 +832,7 @@ impl Sim<'_> {
 mod tests {
     use super::*;
     use crate::engine::Bandwidth;
-    use crate::net::{PfcParams, SwitchParams};
+    use crate::net::{CongestionControl, PfcParams, SwitchParams};
     use crate::topology::Link;
 
     fn params(buffers: Buffers) -> NetParams {

@@ -1,12 +1,97 @@
-//! The DCQCN reaction point: a per-flow rate limiter driven by CNPs, a timer and a byte
-//! counter (Zhu et al., SIGCOMM 2015, Algorithm 1 and section 3).
+//! DCQCN (Zhu et al., SIGCOMM 2015): the reaction point, a per-flow rate limiter driven by
+//! CNPs, a timer and a byte counter (Algorithm 1 and section 3), and the notification
+//! point, which returns at most one CNP per flow per `cnp_interval` of ECN-marked packets.
 //!
 //! Simplification, stated: one periodic timer serves both alpha decay (the paper's K) and
 //! the timer-driven rate increase (the paper's T); the paper's defaults give both 55 us.
 
-use crate::engine::Bandwidth;
+use super::Controller;
+use crate::engine::{Bandwidth, Dur, Time};
 use crate::net::DcqcnParams;
 
+/// DCQCN as a [`Controller`]: CNPs are its feedback, the reaction point's period its
+/// timer (armed only while the rate is below line rate), and it paces the sender to the
+/// reaction point's rate.
+#[derive(Clone, Debug)]
+pub struct Dcqcn<'a> {
+    params: &'a DcqcnParams,
+    rp: ReactionPoint,
+    /// When the sender may send its next packet; meaningful only while the rate is limited.
+    next_send: Time,
+    timer_armed: bool,
+    /// Notification point: when it last returned a CNP.
+    last_cnp_sent: Option<Time>,
+}
+
+impl<'a> Dcqcn<'a> {
+    /// A flow starting at line rate `line`.
+    pub fn new(params: &'a DcqcnParams, line: Bandwidth) -> Self {
+        Dcqcn {
+            params,
+            rp: ReactionPoint::new(line),
+            next_send: Time::ZERO,
+            timer_armed: false,
+            last_cnp_sent: None,
+        }
+    }
+}
+
+impl Controller for Dcqcn<'_> {
+    #[inline]
+    fn feedback_due(&mut self, now: Time, ecn: bool) -> bool {
+        let due = ecn
+            && self
+                .last_cnp_sent
+                .is_none_or(|t| now.since(t) >= self.params.cnp_interval);
+        if due {
+            self.last_cnp_sent = Some(now);
+        }
+        due
+    }
+
+    fn on_feedback(&mut self, now: Time) -> Option<Time> {
+        self.rp.on_cnp(self.params);
+        if self.timer_armed {
+            return None;
+        }
+        self.timer_armed = true;
+        Some(now + self.params.timer)
+    }
+
+    fn on_timer(&mut self, now: Time, sending: bool) -> Option<Time> {
+        self.timer_armed = false;
+        // A flow with nothing left to send needs no rate: its timer lapses until a CNP.
+        if !sending {
+            return None;
+        }
+        self.rp.on_timer(self.params);
+        if !self.rp.limited() {
+            return None;
+        }
+        self.timer_armed = true;
+        Some(now + self.params.timer)
+    }
+
+    #[inline]
+    fn send_at(&self) -> Time {
+        if self.rp.limited() {
+            self.next_send
+        } else {
+            Time::ZERO
+        }
+    }
+
+    #[inline]
+    fn on_send(&mut self, now: Time, payload_bytes: u64, wire_bytes: u64) {
+        self.rp.on_sent(payload_bytes, self.params);
+        if self.rp.limited() {
+            let gap_ps = (wire_bytes as f64 * 8e12 / self.rp.rate_bps()).ceil() as u64;
+            self.next_send = now + Dur::from_ps(gap_ps);
+        }
+    }
+}
+
+/// The DCQCN reaction point of one flow.
 #[derive(Clone, Debug)]
 pub struct ReactionPoint {
     line_bps: f64,
@@ -121,6 +206,29 @@ mod tests {
             rp.on_timer(&p);
         }
         assert!(!rp.limited(), "recovers to line rate without CNPs");
+    }
+
+    #[test]
+    fn one_cnp_per_interval_and_one_timer_armed() {
+        let p = DcqcnParams::default();
+        let mut cc = Dcqcn::new(&p, Bandwidth::from_gbps(400).unwrap());
+        let t0 = Time::ZERO + Dur::from_us(1);
+        assert!(
+            !cc.feedback_due(t0, false),
+            "unmarked packets return nothing"
+        );
+        assert!(cc.feedback_due(t0, true));
+        assert!(!cc.feedback_due(t0 + (p.cnp_interval - Dur::from_ps(1)), true));
+        assert!(cc.feedback_due(t0 + p.cnp_interval, true));
+        assert_eq!(cc.on_feedback(t0), Some(t0 + p.timer));
+        assert_eq!(cc.on_feedback(t0), None, "the timer is already armed");
+        assert_eq!(cc.send_at(), Time::ZERO, "nothing sent yet");
+        cc.on_send(t0, 4096, 4160);
+        assert!(cc.send_at() > t0, "paced below line rate");
+        let t1 = t0 + p.timer;
+        assert_eq!(cc.on_timer(t1, true), Some(t1 + p.timer));
+        assert_eq!(cc.on_timer(t1 + p.timer, false), None, "lapses when idle");
+        assert_eq!(cc.on_feedback(t1), Some(t1 + p.timer), "rearmed by a CNP");
     }
 
     #[test]

@@ -1,0 +1,64 @@
+//! Next-hop choice among equal-cost links: ECMP, spraying, per-flow round-robin spraying
+//! and adaptive routing in the scale-out network; exact striping over NVLink. Invariant:
+//! spraying draws from the per-node counters only when a packet has several next hops.
+
+use crate::net::{Routing, ecmp_pick, mix};
+use crate::topology::{LinkClass, LinkId, NodeId};
+
+impl super::Sim<'_> {
+    /// The next link from `at` for packet `pkt` bound for `dst`. Most hops have one next
+    /// link: that test stays inline in the hot path, the choice among several does not.
+    #[inline(always)]
+    pub(super) fn choose(&mut self, at: NodeId, dst: NodeId, pkt: u32, msg: u32) -> LinkId {
+        let topo = self.topo;
+        let hops = topo.next_hops(at, dst);
+        if hops.len() == 1 {
+            return hops[0];
+        }
+        self.choose_among(hops, at, dst, pkt, msg)
+    }
+
+    /// [`Self::choose`] among several equal-cost next links `hops` to `dst`.
+    pub(super) fn choose_among(
+        &mut self,
+        hops: &[LinkId],
+        at: NodeId,
+        dst: NodeId,
+        pkt: u32,
+        msg: u32,
+    ) -> LinkId {
+        let n = hops.len() as u64;
+        if self.topo.link(hops[0]).class == LinkClass::NvLink {
+            let i = at.0 as usize * self.topo.gpus() as usize + dst.0 as usize;
+            let next = self.stripe[i];
+            self.stripe[i] = next.wrapping_add(1);
+            return hops[(next as u64 % n) as usize];
+        }
+        let h = ecmp_pick(self.msgs[msg as usize].hash, at, hops.len()) as u64;
+        let draw = |spray: &mut Vec<u32>| {
+            let turn = &mut spray[at.0 as usize];
+            *turn = turn.wrapping_add(1);
+            mix(self.params.seed ^ ((at.0 as u64) << 32) ^ *turn as u64)
+        };
+        match self.params.routing {
+            Routing::Ecmp => hops[h as usize],
+            Routing::Spray => hops[(draw(&mut self.spray) % n) as usize],
+            Routing::SprayRoundRobin => {
+                let p = &mut self.pool.slots[pkt as usize];
+                let turn = (p.psn / p.spread as u32) as u64;
+                p.spread = p.spread.saturating_mul(n as u16);
+                hops[((h + turn) % n) as usize]
+            }
+            Routing::Adaptive => {
+                let first = draw(&mut self.spray) % n;
+                (0..n)
+                    .map(|i| hops[((first + i) % n) as usize])
+                    .min_by_key(|l| {
+                        let ls = &self.links[l.0 as usize];
+                        ls.fifo_bytes + if ls.busy { 1 } else { 0 }
+                    })
+                    .expect("n > 1")
+            }
+        }
+    }
+}
