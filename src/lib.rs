@@ -1,10 +1,11 @@
 //! afdsim: a network-fabric simulator for Attention-FFN-disaggregated MoE serving.
 //!
-//! See ARCHITECTURE.md for the code map and each module's invariant. The dependency order
-//! (arrows point down, never up): config -> topology, packet -> engine; validation and
-//! report sit above the models; the CLI (`main.rs`) above everything.
+//! See ARCHITECTURE.md for the code map, each module's invariant and the layers (which module
+//! may use which; `tests/layering.rs` checks them). A study builds a `net::Workload`;
+//! `levels::simulate` runs it at a level; [`run`] runs a scenario's study.
 
 pub mod afd;
+pub mod compare;
 pub mod compute;
 pub mod config;
 pub mod engine;
@@ -12,7 +13,6 @@ pub mod error;
 pub mod flow;
 pub mod input;
 pub mod levels;
-pub mod memory;
 pub mod net;
 pub mod packet;
 pub mod report;

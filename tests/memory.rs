@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 /// Runs the binary with the memory available set to `limit_bytes`.
 fn afdsim_with_limit(limit_bytes: u64, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_afdsim"))
-        .env(afdsim::memory::LIMIT_ENV, limit_bytes.to_string())
+        .env(afdsim::config::memory::LIMIT_ENV, limit_bytes.to_string())
         .args(args)
         .output()
         .expect("the afdsim binary runs")
@@ -118,7 +118,7 @@ fn a_run_that_fits_runs() {
 fn a_bad_limit_is_an_input_error() {
     let p = temp_file("memory", "small2.toml", &all_to_all(8));
     let o = Command::new(env!("CARGO_BIN_EXE_afdsim"))
-        .env(afdsim::memory::LIMIT_ENV, "lots")
+        .env(afdsim::config::memory::LIMIT_ENV, "lots")
         .args(["run", p.to_str().unwrap()])
         .output()
         .unwrap();

@@ -1,11 +1,10 @@
 //! `afdsim slo-search`: the arguments, progress on stderr, and the comparison's text table
-//! or JSON on stdout. The search and the comparison are [`afdsim::serving::search::compare`].
+//! or JSON on stdout. The search and the comparison are [`afdsim::compare::compare`].
 
+use afdsim::compare::{self, CompareError, Comparison, Limits, Setup};
 use afdsim::config::Scenario;
 use afdsim::error::InputError;
-use afdsim::serving::search::{
-    self, CompareError, Comparison, Limits, Probe, SearchProgress, Setup,
-};
+use afdsim::serving::search::{self, Probe, SearchProgress};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -76,7 +75,7 @@ pub fn run(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
                 }
             });
     let display = Display::new(a.json);
-    let comparison = search::compare(
+    let comparison = compare::compare(
         scenarios,
         Limits {
             ttft_ms: a.ttft_ms,
@@ -140,7 +139,7 @@ impl Display {
     }
 }
 
-impl search::Observer for Display {
+impl compare::Observer for Display {
     fn start(&self, s: &Setup) {
         if !self.json {
             let _ = writeln!(

@@ -11,6 +11,7 @@
 //! `resolve` checks values and builds the fabric and the traffic.
 
 mod afd;
+pub mod memory;
 mod serving;
 pub use serving::check_fits;
 mod fabric;
@@ -445,10 +446,10 @@ fn resolve(
     };
 
     // The memory a run will hold is checked before the routing tables are built (they alone
-    // can need tens of GB): see `crate::memory`.
+    // can need tens of GB): see `crate::config::memory`.
     let (rf, built, congestion_control) =
         resolve_fabric(&raw.fabric, origin, fabric_origin, &|spec| {
-            crate::memory::check(origin, spec, &raw.traffic, level)
+            memory::check(origin, spec, &raw.traffic, level)
         })?;
     let largest_packet = [rf.nic_wire, rf.nvlink_wire]
         .iter()
@@ -686,7 +687,7 @@ pub fn load_fabric(
     })?;
     // `fabric show` builds the routes too: the same check, with no messages.
     resolve_fabric(&f, origin, fabric_origin.as_ref(), &|spec| {
-        crate::memory::check(origin, spec, &[], Level::Flow)
+        memory::check(origin, spec, &[], Level::Flow)
     })
 }
 

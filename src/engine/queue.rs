@@ -6,7 +6,7 @@
 //!
 //! The store is a radix heap keyed by time alone: `benches/engine.rs` measured it against
 //! `std::collections::BinaryHeap`, a 4-ary heap (`dary_heap`) and the `radix-heap` crate
-//! in the hold model (figures in ARCHITECTURE.md). A radix heap needs monotone keys,
+//! in the hold model (figures in docs/performance.md). A radix heap needs monotone keys,
 //! which a discrete-event simulation has (nothing is scheduled in the past).
 
 use super::time::{Dur, Time};

@@ -232,7 +232,7 @@ pub struct GraphSize {
 
 /// The size of the fabric `spec` describes, without building it: no links are stored and
 /// no routes computed, so it costs a byte per node. The memory check
-/// (`crate::memory`) needs it before [`build`] allocates a next-hop table of nodes x GPUs.
+/// (`crate::config::memory`) needs it before [`build`] allocates a next-hop table of nodes x GPUs.
 pub fn size(spec: &FabricSpec) -> Result<GraphSize, BuildError> {
     let (b, _, _) = graph(spec, true)?;
     Ok(GraphSize {

@@ -109,7 +109,7 @@ pub struct Topology {
     /// Equal-cost next hops of (node, destination GPU): `hop_links[hop_start[i]..hop_start[i+1]]`
     /// with `i = dst * nodes + node`. Destination-major, so each destination's BFS writes
     /// its entries in order and no nodes x GPUs distance table is held; the table is the
-    /// run's largest fixed state (4 bytes per node and GPU, `crate::memory`).
+    /// run's largest fixed state (4 bytes per node and GPU, `crate::config::memory`).
     hop_start: Vec<u32>,
     hop_links: Vec<LinkId>,
 }

@@ -8,8 +8,9 @@
 //! 67 M messages for an all-to-all on 8,192 GPUs). Everything else (links, queues, packets
 //! in flight under PFC or credits) was small beside these on every run measured.
 
-use crate::config::{Level, TrafficFile};
+use super::TrafficFile;
 use crate::error::InputError;
+use crate::net::Level;
 use crate::topology::{FabricSpec, GraphSize};
 
 /// The environment variable that replaces the memory this machine has available (bytes).
@@ -41,7 +42,7 @@ const ANALYTICAL_BYTES_PER_MESSAGE: u64 = 320;
 /// 16 MB at 1 B, and 256 KiB on 1,024 GPUs 413 MB against 532 MB at 1 B: PFC and credit
 /// windows bound the packets in flight by links, not messages. Estimate over measured peak:
 /// 1.08-1.23x on the 1 B runs (all three levels), 1.16x on the 1,024-GPU routing alone,
-/// 1.54x on the 256 KiB 1,024-GPU run (its 413 MB is ARCHITECTURE.md's, an older build).
+/// 1.54x on the 256 KiB 1,024-GPU run (its 413 MB is docs/performance.md's, an older build).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct MemoryEstimate {
     pub base_bytes: u64,
