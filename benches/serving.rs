@@ -73,7 +73,7 @@ fn engine(s: &Scenario) {
         })
         .collect();
     let t0 = Instant::now();
-    let run = simulate(&s.fabric(), &s.net(), &layout, &reqs, &mut Closed).expect("runs");
+    let run = simulate(s.fabric(), s.net(), &layout, &reqs, &mut Closed).expect("runs");
     let wall = t0.elapsed().as_secs_f64();
     let iterations = run.decode.iterations + run.prefill.iterations;
     println!(
@@ -97,7 +97,7 @@ fn corner(s: &Scenario) {
         prefill_prefix: 0,
         layers: pool.model.layers,
     };
-    let points = FabricPoints::new(spec, &s.fabric(), &s.net(), s.level());
+    let points = FabricPoints::new(spec, s.fabric(), s.net(), s.level());
     let t0 = Instant::now();
     let fast = points.time_of(pool, &shape).expect("times");
     let t_fast = t0.elapsed().as_secs_f64();
@@ -121,7 +121,7 @@ fn scenario(s: &Scenario) {
         .requests(spec.requests, s.seed())
         .expect("draws");
     let t0 = Instant::now();
-    let mut server = Server::new(spec, &s.fabric(), &s.net(), s.level());
+    let mut server = Server::new(spec, s.fabric(), s.net(), s.level());
     let out = server.serve(&reqs).expect("serves");
     let wall = t0.elapsed().as_secs_f64();
     let st = server.cost_stats();

@@ -182,7 +182,7 @@ fn a_request_that_never_fits_is_named_by_its_trace_line() {
 fn layer_extrapolation_matches_whole_steps() {
     let s = Scenario::parse(SMALL, "small", None).unwrap();
     let spec = s.serving().unwrap();
-    let points = FabricPoints::new(spec, &s.fabric(), &s.net(), s.level());
+    let points = FabricPoints::new(spec, s.fabric(), s.net(), s.level());
     for (batch, ctx, tokens, prefix) in [(16, 4096, 0, 0), (1, 512, 0, 0), (8, 2048, 1024, 4096)] {
         let pool = &spec.decode;
         let shape = StepShape {
@@ -537,10 +537,10 @@ fn progress_changes_nothing_and_counts_every_request_and_corner() {
             .with_rate(rate)?
             .requests(spec.requests, s.seed())
     };
-    let mut plain = Server::new(spec, &s.fabric(), &s.net(), s.level());
+    let mut plain = Server::new(spec, s.fabric(), s.net(), s.level());
     let a = search::search(&mut plain, slo, opts, 2.0, draw, |_| {}).unwrap();
     let seen = std::sync::Mutex::new(Vec::new());
-    let mut observed = Server::new(spec, &s.fabric(), &s.net(), s.level());
+    let mut observed = Server::new(spec, s.fabric(), s.net(), s.level());
     let b = search::search_observed(
         &mut observed,
         slo,

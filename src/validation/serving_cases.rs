@@ -46,7 +46,7 @@ fn serve(s: &Scenario) -> Result<ServingRun, InputError> {
     let spec = spec(s);
     let reqs = spec.traffic.requests(spec.requests, s.seed())?;
     crate::config::check_fits(s.origin(), spec, &reqs)?;
-    let mut server = Server::new(spec, &s.fabric(), &s.net(), s.level());
+    let mut server = Server::new(spec, s.fabric(), s.net(), s.level());
     let out = server
         .serve(&reqs)
         .map_err(|e| InputError::new(s.origin(), "serving", e.to_string()))?;
@@ -75,7 +75,7 @@ fn light_load() -> Result<Vec<Check>, InputError> {
         .map(|i| &reqs[i])
         .collect();
     let (input, output) = (run.requests[0].input as u64, run.requests[0].output as u64);
-    let points = FabricPoints::new(sp, &s.fabric(), &s.net(), s.level());
+    let points = FabricPoints::new(sp, s.fabric(), s.net(), s.level());
     let whole = |pool: &crate::afd::Deployment, batch: u32, ctx: u64, tokens: u32| {
         let shape = StepShape {
             // One request: one GPU of each pool has work.
@@ -95,8 +95,8 @@ fn light_load() -> Result<Vec<Check>, InputError> {
         unreachable!("the case is P/D")
     };
     let kv = crate::flow::simulate(
-        &s.fabric(),
-        &s.net(),
+        s.fabric(),
+        s.net(),
         &[MessageSpec {
             src: prefill_gpus[0],
             dst: sp.layout.decode_gpus[0],
@@ -178,7 +178,7 @@ fn prefix_reuse() -> Result<Vec<Check>, InputError> {
         // What the prefill pool should have spent: per request (each alone in the pool at
         // this load), one whole-model iteration of its uncached tokens after its cached
         // prefix, on one GPU.
-        let points = FabricPoints::new(sp, &s.fabric(), &s.net(), s.level());
+        let points = FabricPoints::new(sp, s.fabric(), s.net(), s.level());
         let pool = sp.prefill.as_ref().expect("P/D");
         let r0 = &run.requests[0];
         let shape = StepShape {
@@ -258,7 +258,7 @@ fn kv_background() -> Result<Vec<Check>, InputError> {
         cached: 0,
     });
     crate::config::check_fits(s.origin(), sp, &reqs)?;
-    let mut server = Server::new(sp, &s.fabric(), &s.net(), s.level());
+    let mut server = Server::new(sp, s.fabric(), s.net(), s.level());
     let mut serve = |on: bool| {
         let options = SimOptions {
             kv_shares_fabric: on,
@@ -286,7 +286,7 @@ fn kv_background() -> Result<Vec<Check>, InputError> {
     let tpot = b0.tpot().expect("long outputs").as_ps();
     let mid = ks + Dur::from_ps(kf.since(ks).as_ps() / 2);
     let ctx = (b0.input + 1) as u64 + mid.since(b0.first_token).as_ps() / tpot;
-    let points = FabricPoints::new(sp, &s.fabric(), &s.net(), s.level());
+    let points = FabricPoints::new(sp, s.fabric(), s.net(), s.level());
     let shape = StepShape {
         active_attention_gpus: 1,
         batch_per_attention_gpu: n,
@@ -307,7 +307,7 @@ fn kv_background() -> Result<Vec<Check>, InputError> {
         bytes: 4096 * sp.layout.kv_bytes_per_token,
         start: Time::ZERO,
     };
-    let route = crate::flow::paths::route(&s.fabric(), &s.net(), n, &m);
+    let route = crate::flow::paths::route(s.fabric(), s.net(), n, &m);
     let links = s.fabric().topology.links();
     let span = it.time.as_ps() as f64;
     let util = |l: u32| {
