@@ -57,15 +57,14 @@ fn flow_row(s: &Scenario, reps: usize) -> Duration {
     // Building the scenario (topology, routes between all GPU pairs, traffic) is not part
     // of the level's time: both levels start from the same resolved scenario.
     let (wall, (run, st)) = time(reps, || {
-        afdsim::flow::simulate_with_stats(&s.fabric(), &s.net(), &s.messages(), &mut |_| {})
-            .unwrap()
+        afdsim::flow::simulate_with_stats(s.fabric(), s.net(), s.messages(), &mut |_| {}).unwrap()
     });
     let t_route = time(reps, || {
         s.messages()
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                afdsim::flow::route(&s.fabric(), &s.net(), i as u32, m)
+                afdsim::flow::route(s.fabric(), s.net(), i as u32, m)
                     .links
                     .len()
             })
@@ -89,7 +88,7 @@ fn flow_row(s: &Scenario, reps: usize) -> Duration {
 
 fn packet_row(s: &Scenario) -> Duration {
     let (wall, run) = time(1, || {
-        afdsim::packet::simulate(&s.fabric(), &s.net(), &s.messages(), &mut |_| {})
+        afdsim::packet::simulate(s.fabric(), s.net(), s.messages(), &mut |_| {})
             .expect("no deadlock")
     });
     println!(

@@ -73,7 +73,7 @@ bytes = 1048576
         ("hgx16-a2a-1MiB-pxn-spray-rr", hgx16_pxn),
     ];
     for (name, s) in &scenarios {
-        let run = afdsim::packet::simulate(&s.fabric(), &s.net(), &s.messages(), &mut |_| {})
+        let run = afdsim::packet::simulate(s.fabric(), s.net(), s.messages(), &mut |_| {})
             .expect("no deadlock");
         eprintln!(
             "{name}: {} packet-hops, {} events, {:.2} events per packet-hop",
@@ -83,7 +83,7 @@ bytes = 1048576
         );
         g.throughput(Throughput::Elements(run.packet_hops));
         g.bench_with_input(BenchmarkId::new("packet-hops", name), s, |b, s| {
-            b.iter(|| afdsim::packet::simulate(&s.fabric(), &s.net(), &s.messages(), &mut |_| {}))
+            b.iter(|| afdsim::packet::simulate(s.fabric(), s.net(), s.messages(), &mut |_| {}))
         });
     }
     g.finish();

@@ -17,6 +17,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use afdsim::afd::StepShape;
 use afdsim::compute::QueryError;
 use afdsim::config::Scenario;
 use afdsim::engine::{Dur, SimRng, Time};
@@ -72,7 +73,7 @@ fn engine(s: &Scenario) {
         })
         .collect();
     let t0 = Instant::now();
-    let run = simulate(&s.fabric(), &s.net(), &layout, &reqs, &mut Closed).expect("runs");
+    let run = simulate(s.fabric(), s.net(), &layout, &reqs, &mut Closed).expect("runs");
     let wall = t0.elapsed().as_secs_f64();
     let iterations = run.decode.iterations + run.prefill.iterations;
     println!(
@@ -86,17 +87,22 @@ fn engine(s: &Scenario) {
 
 fn corner(s: &Scenario) {
     let spec = s.serving().expect("serving");
-    let mut t = spec.decode.clone();
-    t.active_attention_gpus = t.attention_gpus.len() as u32;
-    t.batch_per_attention_gpu = 64;
-    t.context = 4096;
-    t.layers = t.model.layers;
-    let points = FabricPoints::new(spec, &s.fabric(), &s.net(), s.level());
+    let pool = &spec.decode;
+    let shape = StepShape {
+        active_attention_gpus: pool.attention_gpus.len() as u32,
+        batch_per_attention_gpu: 64,
+        context: 4096,
+        contexts: Vec::new(),
+        prefill_tokens: 0,
+        prefill_prefix: 0,
+        layers: pool.model.layers,
+    };
+    let points = FabricPoints::new(spec, s.fabric(), s.net(), s.level());
     let t0 = Instant::now();
-    let fast = points.time_of(&t).expect("times");
+    let fast = points.time_of(pool, &shape).expect("times");
     let t_fast = t0.elapsed().as_secs_f64();
     let t0 = Instant::now();
-    let whole = points.step(&t).expect("times");
+    let whole = points.step(pool, &shape).expect("times");
     let t_whole = t0.elapsed().as_secs_f64();
     println!(
         "corner: extrapolated {:.3} ms in {t_fast:.3} s; every layer {:.3} ms in {t_whole:.3} s \
@@ -115,7 +121,7 @@ fn scenario(s: &Scenario) {
         .requests(spec.requests, s.seed())
         .expect("draws");
     let t0 = Instant::now();
-    let mut server = Server::new(spec, &s.fabric(), &s.net(), s.level());
+    let mut server = Server::new(spec, s.fabric(), s.net(), s.level());
     let out = server.serve(&reqs).expect("serves");
     let wall = t0.elapsed().as_secs_f64();
     let st = server.cost_stats();

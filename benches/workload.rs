@@ -79,7 +79,7 @@ fn main() {
     for _ in 0..3 {
         let t = Instant::now();
         let (r, st) =
-            afdsim::flow::simulate_workload_with_stats(&s.fabric(), &s.net(), &w, &mut |_| {})
+            afdsim::flow::simulate_workload_with_stats(s.fabric(), s.net(), &w, &mut |_| {})
                 .unwrap();
         println!(
             "  flow:   {:>8.3} s wall, step {:.1} us ({} updates, {} flows refilled, {} links \
@@ -103,7 +103,7 @@ fn main() {
             continue;
         }
         let t = Instant::now();
-        let r = afdsim::packet::simulate_workload(&s.fabric(), &s.net(), &w, &mut |_| {})
+        let r = afdsim::packet::simulate_workload(s.fabric(), s.net(), &w, &mut |_| {})
             .expect("no deadlock");
         println!(
             "  packet: {:>8.3} s wall, step {:.1} us, {} packet-hops",

@@ -243,7 +243,7 @@ fn run_serving(scenario: &Scenario, spec: &serving::ServingSpec) -> Result<Outco
         .map_err(RunError::Input)?;
     config::check_fits(scenario.origin(), spec, &requests).map_err(RunError::Input)?;
     let mut server =
-        serving::Server::new(spec, &scenario.fabric(), &scenario.net(), scenario.level());
+        serving::Server::new(spec, scenario.fabric(), scenario.net(), scenario.level());
     let out = server.serve(&requests).map_err(RunError::Compute)?;
     let metrics = report::PacketMetrics::of(scenario, &out.run.kv);
     Ok(Outcome {

@@ -331,7 +331,7 @@ fn the_colocated_baseline_keeps_local_tokens_off_the_fabric() {
     let s = Scenario::parse(&text, "t", None).unwrap();
     let o = afdsim::run(&s, &mut |_| {}).unwrap();
     let step = o.step().unwrap();
-    let model = &s.afd().unwrap().model;
+    let model = &s.afd().unwrap().deployment.model;
     let dispatched: u64 = o
         .run
         .messages
@@ -432,7 +432,7 @@ fn small_with(extra: &str) -> (afdsim::Outcome, afdsim::config::Scenario) {
 fn assert_bytes_conserved(o: &afdsim::Outcome, s: &afdsim::config::Scenario) {
     use afdsim::afd::Transfer;
     let step = o.step().unwrap();
-    let model = &s.afd().unwrap().model;
+    let model = &s.afd().unwrap().deployment.model;
     let sent = |kind: Transfer| -> u64 {
         o.run
             .messages
@@ -489,8 +489,14 @@ fn uneven_expert_counts_need_a_placement_that_says_how() {
         let text = format!("{uneven}placement = \"{p}\"\n");
         let s = afdsim::config::Scenario::parse(&text, "t", None).unwrap();
         let spec = s.afd().unwrap();
-        assert_eq!(spec.experts.slots_on.iter().sum::<u64>(), 256);
-        assert!(spec.experts.slots_on.iter().all(|&n| n == 42 || n == 43));
+        assert_eq!(spec.deployment.experts.slots_on.iter().sum::<u64>(), 256);
+        assert!(
+            spec.deployment
+                .experts
+                .slots_on
+                .iter()
+                .all(|&n| n == 42 || n == 43)
+        );
         let o = afdsim::run(&s, &mut |_| {}).unwrap();
         assert_bytes_conserved(&o, &s);
     }
@@ -623,7 +629,7 @@ fn dedup_per_expert_and_bf16_change_the_bytes_as_stated() {
     // Per expert: exactly tokens x top_k x MoE layers copies, whatever the draw.
     assert_eq!(expert.step().unwrap().token_copies, 256 * 8 * 3);
     assert!(gpu.step().unwrap().token_copies < 256 * 8 * 3);
-    let model = &sb.afd().unwrap().model;
+    let model = &sb.afd().unwrap().deployment.model;
     assert_eq!(
         model.dispatch_bytes_per_token(model.dispatch_dtype),
         7168 * 2
@@ -680,8 +686,9 @@ fn skew_inside_an_ffn_gpu_slows_its_grouped_gemm() {
     );
     let spec = s.afd().unwrap();
     let balanced = spec
+        .deployment
         .model
-        .ffn_side(&spec.ffn_table, 32, 64)
+        .ffn_side(&spec.deployment.ffn_table, 32, 64)
         .unwrap()
         .total_us();
     assert!(
@@ -788,9 +795,9 @@ fn a_context_distribution_gives_each_attention_gpu_its_own_time() {
     let wide = long_context("context_dist = \"uniform\"\ncontext_min = 1\ncontext_max = 32767");
     let (spread, s) = run_text(&wide);
     let spec = s.afd().unwrap();
-    assert_eq!(spec.contexts.len(), 8);
-    assert!(spec.contexts.iter().all(|c| c.len() == 32));
-    let all: Vec<u64> = spec.contexts.iter().flatten().copied().collect();
+    assert_eq!(spec.shape.contexts.len(), 8);
+    assert!(spec.shape.contexts.iter().all(|c| c.len() == 32));
+    let all: Vec<u64> = spec.shape.contexts.iter().flatten().copied().collect();
     assert!(all.iter().all(|&c| (1..=32767).contains(&c)));
     assert!(all.iter().min() < Some(&4000) && all.iter().max() > Some(&28000));
     let fixed_busy = attention_busy_per_gpu(&fixed);
@@ -813,9 +820,9 @@ fn a_context_distribution_gives_each_attention_gpu_its_own_time() {
     assert!(ts >= tf, "spread {ts} ms vs fixed {tf} ms");
     // Seeded: the same seed draws the same contexts, another seed others.
     let (_, again) = run_text(&wide);
-    assert_eq!(again.afd().unwrap().contexts, spec.contexts);
+    assert_eq!(again.afd().unwrap().shape.contexts, spec.shape.contexts);
     let other = afdsim::config::Scenario::parse(&wide, "t", Some(9)).unwrap();
-    assert_ne!(other.afd().unwrap().contexts, spec.contexts);
+    assert_ne!(other.afd().unwrap().shape.contexts, spec.shape.contexts);
 }
 
 /// The KV check of drawn contexts uses the attention GPU whose sequences hold the most
@@ -827,13 +834,14 @@ fn drawn_contexts_are_checked_against_hbm_on_the_fullest_gpu() {
     let s =
         afdsim::config::Scenario::parse(&format!("{wide}hbm_gib = 10000\n"), "t", None).unwrap();
     let spec = s.afd().unwrap();
-    let sums: Vec<u64> = spec.contexts.iter().map(|c| c.iter().sum()).collect();
+    let sums: Vec<u64> = spec.shape.contexts.iter().map(|c| c.iter().sum()).collect();
     let (max, mean) = (
         *sums.iter().max().unwrap() as f64,
         sums.iter().sum::<u64>() as f64 / sums.len() as f64,
     );
     assert!(max > 1.1 * mean, "{max} vs {mean}");
-    let gib = spec.model.layers as f64 * spec.model.kv_bytes_per_token_per_layer() as f64
+    let gib = spec.deployment.model.layers as f64
+        * spec.deployment.model.kv_bytes_per_token_per_layer() as f64
         / (1u64 << 30) as f64;
     let between = (max + mean) / 2.0 * gib;
     let e = afdsim::config::Scenario::parse(&format!("{wide}hbm_gib = {between}\n"), "t", None)
@@ -847,6 +855,7 @@ fn drawn_contexts_are_checked_against_hbm_on_the_fullest_gpu() {
     );
     // Room for the fullest GPU's KV cache beside the attention side's weights.
     let weights = spec
+        .deployment
         .model
         .weight_bytes(afdsim::compute::WeightPlacement::AttentionSide) as f64
         / (1u64 << 30) as f64;

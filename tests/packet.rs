@@ -35,7 +35,7 @@ bytes = 1048576
 }
 
 fn run(s: &Scenario) -> NetRun {
-    simulate(&s.fabric(), &s.net(), &s.messages(), &mut |_| {}).unwrap()
+    simulate(s.fabric(), s.net(), s.messages(), &mut |_| {}).unwrap()
 }
 
 fn makespan_us(r: &NetRun) -> f64 {
@@ -251,7 +251,7 @@ fn pxn_keeps_cross_rail_traffic_off_the_spines() {
     assert_eq!(r.bytes_delivered, 1048576);
     assert!(spine_bytes(&direct, &run(&direct)) > 0);
     let flow =
-        afdsim::flow::simulate(&pxn.fabric(), &pxn.net(), &pxn.messages(), &mut |_| {}).unwrap();
+        afdsim::flow::simulate(pxn.fabric(), pxn.net(), pxn.messages(), &mut |_| {}).unwrap();
     assert_eq!(spine_bytes(&pxn, &flow), 0);
     // The relay (GPU 1) sends it: its PCIe link to its NIC carries the message.
     let t = &pxn.fabric().topology;
@@ -356,10 +356,7 @@ fn progress_reports_bytes_delivered_of_offered() {
     let s = Scenario::parse(&text, "star.toml", None).unwrap();
     let offered: u64 = s.messages().iter().map(|m| m.bytes).sum();
     let mut reports = Vec::new();
-    let r = simulate(&s.fabric(), &s.net(), &s.messages(), &mut |p| {
-        reports.push(p)
-    })
-    .unwrap();
+    let r = simulate(s.fabric(), s.net(), s.messages(), &mut |p| reports.push(p)).unwrap();
     assert!(
         !reports.is_empty(),
         "{} events, no report",

@@ -5,6 +5,7 @@ mod common;
 
 use common::{afdsim, stderr, stdout, temp_file};
 
+use afdsim::afd::StepShape;
 use afdsim::config::Scenario;
 use afdsim::serving::points::FabricPoints;
 use rstest::{Context, rstest};
@@ -181,16 +182,20 @@ fn a_request_that_never_fits_is_named_by_its_trace_line() {
 fn layer_extrapolation_matches_whole_steps() {
     let s = Scenario::parse(SMALL, "small", None).unwrap();
     let spec = s.serving().unwrap();
-    let points = FabricPoints::new(spec, &s.fabric(), &s.net(), s.level());
+    let points = FabricPoints::new(spec, s.fabric(), s.net(), s.level());
     for (batch, ctx, tokens, prefix) in [(16, 4096, 0, 0), (1, 512, 0, 0), (8, 2048, 1024, 4096)] {
-        let mut t = spec.decode.clone();
-        t.batch_per_attention_gpu = batch;
-        t.context = ctx;
-        t.prefill_tokens = tokens;
-        t.prefill_prefix = prefix;
-        t.layers = t.model.layers;
-        let whole = points.step(&t).unwrap().as_secs_f64();
-        let fast = points.time_of(&t).unwrap().as_secs_f64();
+        let pool = &spec.decode;
+        let shape = StepShape {
+            active_attention_gpus: pool.attention_gpus.len() as u32,
+            batch_per_attention_gpu: batch,
+            context: ctx,
+            contexts: Vec::new(),
+            prefill_tokens: tokens,
+            prefill_prefix: prefix,
+            layers: pool.model.layers,
+        };
+        let whole = points.step(pool, &shape).unwrap().as_secs_f64();
+        let fast = points.time_of(pool, &shape).unwrap().as_secs_f64();
         let err = (fast - whole).abs() / whole;
         assert!(
             err < 0.01,
@@ -532,10 +537,10 @@ fn progress_changes_nothing_and_counts_every_request_and_corner() {
             .with_rate(rate)?
             .requests(spec.requests, s.seed())
     };
-    let mut plain = Server::new(spec, &s.fabric(), &s.net(), s.level());
+    let mut plain = Server::new(spec, s.fabric(), s.net(), s.level());
     let a = search::search(&mut plain, slo, opts, 2.0, draw, |_| {}).unwrap();
     let seen = std::sync::Mutex::new(Vec::new());
-    let mut observed = Server::new(spec, &s.fabric(), &s.net(), s.level());
+    let mut observed = Server::new(spec, s.fabric(), s.net(), s.level());
     let b = search::search_observed(
         &mut observed,
         slo,

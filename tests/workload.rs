@@ -35,11 +35,11 @@ fn runs(s: &Scenario, w: &Workload) -> [(&'static str, NetRun); 2] {
     [
         (
             "packet",
-            simulate_workload(&s.fabric(), &s.net(), w, &mut |_| {}).unwrap(),
+            simulate_workload(s.fabric(), s.net(), w, &mut |_| {}).unwrap(),
         ),
         (
             "flow",
-            afdsim::flow::simulate_workload(&s.fabric(), &s.net(), w, &mut |_| {}).unwrap(),
+            afdsim::flow::simulate_workload(s.fabric(), s.net(), w, &mut |_| {}).unwrap(),
         ),
     ]
 }

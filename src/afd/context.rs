@@ -56,7 +56,7 @@ fn standard_normal(rng: &mut SimRng) -> f64 {
 }
 
 /// The contexts of one micro-batch on one attention GPU, reduced to what the attention side's
-/// timing needs (see `AfdSpec::attention_us`): the mean attended context (for the core
+/// timing needs (see `Deployment::spread_attention_us`): the mean attended context (for the core
 /// attention, whose memory-bound time is linear in the KV read) and, for DSA, the sequences
 /// whose context exceeds the top-k and their mean context (the indexer scores every cached
 /// token of those sequences and none of the others).

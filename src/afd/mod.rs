@@ -48,19 +48,39 @@ use crate::net::MessageSpec;
 use crate::net::{TaskRef, Workload};
 use crate::topology::NodeId;
 use routing::Router;
+use std::sync::Arc;
 
 /// A resolved AFD decode deployment (or, with the FFN GPUs equal to the attention GPUs, the
-/// colocated expert-parallel baseline).
+/// colocated expert-parallel baseline): what stays the same from one step to the next. Cheap
+/// to clone (the compute tables are shared); a step's shape is a [`StepShape`].
 #[derive(Clone, Debug)]
-pub struct AfdSpec {
+pub struct Deployment {
     /// The model, with the scenario's dispatch and combine dtypes (when it overrides them).
     pub model: Model,
-    pub attention_table: ComputeTable,
-    pub ffn_table: ComputeTable,
+    pub attention_table: Arc<ComputeTable>,
+    /// The same table as `attention_table` unless `[afd] ffn_table` names another.
+    pub ffn_table: Arc<ComputeTable>,
     pub kernel: AttentionKernel,
     pub attention_gpus: Vec<NodeId>,
     pub ffn_gpus: Vec<NodeId>,
     pub micro_batches: u32,
+    pub routing: ExpertRouting,
+    pub placement: Placement,
+    /// The slots of every expert on the FFN GPUs (from `placement` and the routing's
+    /// expected load).
+    pub experts: ExpertMap,
+    pub dedup: Dedup,
+}
+
+/// What one step of a [`Deployment`] runs: its sequences, their contexts, the prompt tokens
+/// it prefills and the layers it simulates. An `[afd]` study has one; request-level serving
+/// builds one per simulated iteration.
+#[derive(Clone, Debug, Default)]
+pub struct StepShape {
+    /// Attention GPUs that have tokens this step: the first ones (request-level serving
+    /// asks for steps in which only some do); the rest run no attention and send nothing.
+    /// Equal to the number of attention GPUs for a decode scenario.
+    pub active_attention_gpus: u32,
     /// Sequences decoding on each attention GPU (split over the micro-batches).
     pub batch_per_attention_gpu: u32,
     /// Cached tokens per sequence (with `contexts`: their mean, rounded).
@@ -68,7 +88,7 @@ pub struct AfdSpec {
     /// Each attention GPU's sequences' cached tokens, drawn from a distribution
     /// (`[afd] context_dist`); empty: every sequence has `context`. Only for decode steps
     /// (no prefill chunk): the attention of a micro-batch on a GPU is timed from its own
-    /// sequences (see `AfdSpec::spread_attention_us`).
+    /// sequences (see `Deployment::spread_attention_us`).
     pub contexts: Vec<Vec<u64>>,
     /// Prompt tokens each attention GPU also prefills in this step (a chunked-prefill
     /// iteration of request-level serving; 0 for a pure decode step), split over the
@@ -76,20 +96,25 @@ pub struct AfdSpec {
     pub prefill_tokens: u32,
     /// Tokens of the prompt already cached before the chunk.
     pub prefill_prefix: u64,
-    /// Attention GPUs that have tokens this step: the first ones (request-level serving
-    /// asks for steps in which only some do); the rest run no attention and send nothing.
-    /// Equal to the number of attention GPUs for a decode scenario.
-    pub active_attention_gpus: u32,
-    /// Layers to simulate (the model's, or fewer for quick studies).
+    /// Layers to simulate: the model's, or fewer (quick studies; serving's iterations
+    /// extrapolate from a few).
     pub layers: u64,
+}
+
+/// The `[afd]` study: a deployment, the shape of its steps and how many to simulate.
+#[derive(Clone, Debug)]
+pub struct AfdSpec {
+    pub deployment: Deployment,
+    pub shape: StepShape,
     /// Decode steps to simulate, one after another, each with its own routing draw.
     pub steps: u32,
-    pub routing: ExpertRouting,
-    pub placement: Placement,
-    /// The slots of every expert on the FFN GPUs (from `placement` and the routing's
-    /// expected load).
-    pub experts: ExpertMap,
-    pub dedup: Dedup,
+}
+
+impl AfdSpec {
+    /// One step of the study's shape; routing draws come from `rng`.
+    pub fn decode_step(&self, rng: &mut SimRng) -> Result<DecodeStep, QueryError> {
+        self.deployment.decode_step(&self.shape, rng)
+    }
 }
 
 /// How many copies of a token a dispatch sends (and a combine returns).
@@ -167,11 +192,11 @@ struct MicroBatchRoute {
     shared: Vec<u64>,
 }
 
-impl AfdSpec {
+impl Deployment {
     /// Tokens of micro-batch `mb` on one attention GPU (the batch split as evenly as it goes).
-    pub fn tokens_in(&self, mb: u32) -> u64 {
+    pub fn tokens_in(&self, shape: &StepShape, mb: u32) -> u64 {
         let (b, m) = (
-            self.batch_per_attention_gpu as u64,
+            shape.batch_per_attention_gpu as u64,
             self.micro_batches as u64,
         );
         b / m + u64::from((mb as u64) < b % m)
@@ -179,9 +204,9 @@ impl AfdSpec {
 
     /// The sequences of micro-batch `mb` on one attention GPU: the micro-batches take the
     /// GPU's sequences in order.
-    fn sequences_in(&self, mb: u32) -> std::ops::Range<usize> {
-        let start: u64 = (0..mb).map(|i| self.tokens_in(i)).sum();
-        start as usize..(start + self.tokens_in(mb)) as usize
+    fn sequences_in(&self, shape: &StepShape, mb: u32) -> std::ops::Range<usize> {
+        let start: u64 = (0..mb).map(|i| self.tokens_in(shape, i)).sum();
+        start as usize..(start + self.tokens_in(shape, mb)) as usize
     }
 
     /// The attention side of `layer` for decode sequences with the given contexts, which
@@ -224,22 +249,28 @@ impl AfdSpec {
     }
 
     /// Attention GPUs with tokens: the first `active_attention_gpus`.
-    fn active(&self) -> usize {
-        (self.active_attention_gpus as usize).min(self.attention_gpus.len())
+    fn active(&self, shape: &StepShape) -> usize {
+        (shape.active_attention_gpus as usize).min(self.attention_gpus.len())
     }
 
     /// Prompt tokens of micro-batch `mb` on one attention GPU, and the prefix before them.
-    pub fn prefill_in(&self, mb: u32) -> (u64, u64) {
-        let (c, m) = (self.prefill_tokens as u64, self.micro_batches as u64);
+    pub fn prefill_in(&self, shape: &StepShape, mb: u32) -> (u64, u64) {
+        let (c, m) = (shape.prefill_tokens as u64, self.micro_batches as u64);
         let piece = |i: u64| c / m + u64::from(i < c % m);
         let before: u64 = (0..mb as u64).map(piece).sum();
-        (piece(mb as u64), self.prefill_prefix + before)
+        (piece(mb as u64), shape.prefill_prefix + before)
     }
 
     /// Routes `tokens` tokens on every attention GPU: experts from `router`, slots in turn
     /// among an expert's copies, copies counted per `dedup`.
-    fn route(&self, tokens: u64, router: &mut Router, rng: &mut SimRng) -> MicroBatchRoute {
-        let (na, nf) = (self.active(), self.ffn_gpus.len());
+    fn route(
+        &self,
+        na: usize,
+        tokens: u64,
+        router: &mut Router,
+        rng: &mut SimRng,
+    ) -> MicroBatchRoute {
+        let nf = self.ffn_gpus.len();
         let map = &self.experts;
         let mut r = MicroBatchRoute {
             copies: vec![vec![0u64; nf]; na],
@@ -335,10 +366,14 @@ impl AfdSpec {
         Ok(t)
     }
 
-    /// Builds one decode step; routing draws come from `rng`.
-    pub fn decode_step(&self, rng: &mut SimRng) -> Result<DecodeStep, QueryError> {
+    /// Builds one step of `shape`; routing draws come from `rng`.
+    pub fn decode_step(
+        &self,
+        shape: &StepShape,
+        rng: &mut SimRng,
+    ) -> Result<DecodeStep, QueryError> {
         let model = &self.model;
-        let (na, nf) = (self.active(), self.ffn_gpus.len());
+        let (na, nf) = (self.active(shape), self.ffn_gpus.len());
         let dispatch_bytes = model.dispatch_bytes_per_token(model.dispatch_dtype);
         let combine_bytes = model.combine_bytes_per_token(model.combine_dtype);
         let mut step = DecodeStep {
@@ -349,7 +384,7 @@ impl AfdSpec {
             ffn_pairs: vec![0; nf],
             token_copies: 0,
             ffn_shared: vec![0; nf],
-            tokens: na as u64 * self.batch_per_attention_gpu as u64,
+            tokens: na as u64 * shape.batch_per_attention_gpu as u64,
         };
         let w = &mut step.workload;
         // What the next layer's attention of each (micro-batch, attention GPU) waits for.
@@ -359,50 +394,55 @@ impl AfdSpec {
         let mut memo = FfnMemo::new();
         let mut att_memo = AttentionMemo::new();
         let mut shared_memo = std::collections::HashMap::<u64, f64>::new();
-        let b = self.batch_per_attention_gpu as usize;
-        if !self.contexts.is_empty()
-            && (self.contexts.len() < na || self.contexts.iter().any(|c| c.len() != b))
+        let b = shape.batch_per_attention_gpu as usize;
+        if !shape.contexts.is_empty()
+            && (shape.contexts.len() < na || shape.contexts.iter().any(|c| c.len() != b))
         {
             return Err(QueryError::Invalid(format!(
                 "per-sequence contexts for {} GPUs do not match {na} GPUs x {b} sequences",
-                self.contexts.len()
+                shape.contexts.len()
             )));
         }
-        for layer in 0..self.layers {
+        for layer in 0..shape.layers {
             let dense = layer < model.dense_layers;
             if !dense {
                 router.start_layer(
                     (layer - model.dense_layers) as usize,
-                    step.tokens + na as u64 * self.prefill_tokens as u64,
+                    step.tokens + na as u64 * shape.prefill_tokens as u64,
                     rng,
                 );
             }
             for mb in 0..self.micro_batches {
-                let decode = self.tokens_in(mb);
-                let (chunk, prefix) = self.prefill_in(mb);
+                let decode = self.tokens_in(shape, mb);
+                let (chunk, prefix) = self.prefill_in(shape, mb);
                 let tokens = decode + chunk;
                 if tokens == 0 {
                     continue;
                 }
                 let table = &self.attention_table;
-                let t_att: Vec<f64> = if chunk == 0 && !self.contexts.is_empty() {
-                    let seqs = self.sequences_in(mb);
+                let t_att: Vec<f64> = if chunk == 0 && !shape.contexts.is_empty() {
+                    let seqs = self.sequences_in(shape, mb);
                     (0..na)
                         .map(|a| {
-                            let c = &self.contexts[a][seqs.clone()];
+                            let c = &shape.contexts[a][seqs.clone()];
                             self.spread_attention_us(layer, c, &mut att_memo)
                         })
                         .collect::<Result<_, _>>()?
                 } else if chunk == 0 {
-                    let side =
-                        model.attention_side_at(table, layer, decode, self.context, self.kernel)?;
+                    let side = model.attention_side_at(
+                        table,
+                        layer,
+                        decode,
+                        shape.context,
+                        self.kernel,
+                    )?;
                     vec![side.total_us(); na]
                 } else {
                     let side = model.attention_side_mixed(
                         table,
                         layer,
                         decode,
-                        self.context,
+                        shape.context,
                         chunk,
                         prefix,
                         self.kernel,
@@ -424,7 +464,7 @@ impl AfdSpec {
                     }
                     continue;
                 }
-                let route = self.route(tokens, &mut router, rng);
+                let route = self.route(na, tokens, &mut router, rng);
                 let tok = &route.copies;
                 let mut into_ffn: Vec<Vec<TaskRef>> = vec![Vec::new(); nf];
                 for (a, row) in tok.iter().enumerate() {
@@ -551,6 +591,7 @@ pub struct AfdMetrics {
 
 impl AfdMetrics {
     pub fn of(spec: &AfdSpec, step: &DecodeStep, run: &crate::net::NetRun) -> AfdMetrics {
+        let (d, shape) = (&spec.deployment, &spec.shape);
         use crate::engine::Time;
         let first = run
             .computes
@@ -566,12 +607,12 @@ impl AfdMetrics {
             .max()
             .unwrap_or(first);
         let step_s = last.since(first).as_secs_f64();
-        let (na, nf) = (spec.attention_gpus.len() as f64, spec.ffn_gpus.len() as f64);
+        let (na, nf) = (d.attention_gpus.len() as f64, d.ffn_gpus.len() as f64);
         // GPUs of the deployment, each counted once (the colocated baseline shares them).
-        let mut all: Vec<u32> = spec
+        let mut all: Vec<u32> = d
             .attention_gpus
             .iter()
-            .chain(&spec.ffn_gpus)
+            .chain(&d.ffn_gpus)
             .map(|g| g.0)
             .collect();
         all.sort_unstable();
@@ -610,7 +651,7 @@ impl AfdMetrics {
         let pairs_mean = step.ffn_pairs.iter().sum::<u64>() as f64 / nf;
         let per_s = |x: f64| if step_s > 0.0 { x / step_s } else { 0.0 };
         let (path_comm_s, _path_compute_s) = critical_path(&step.workload, run);
-        let moe_layers = spec.layers.saturating_sub(spec.model.dense_layers) as f64;
+        let moe_layers = shape.layers.saturating_sub(d.model.dense_layers) as f64;
         AfdMetrics {
             tpot_ms: step_s * 1e3,
             tpot_p99_ms: step_s * 1e3,
@@ -619,7 +660,7 @@ impl AfdMetrics {
             tokens_per_s_per_gpu: per_s(step.tokens as f64) / gpus,
             attention_gpus: na as u64,
             ffn_gpus: nf as u64,
-            micro_batches: spec.micro_batches as u64,
+            micro_batches: d.micro_batches as u64,
             attention_busy_fraction: per_s(att_total) / na,
             ffn_busy_fraction: per_s(ffn_total) / nf,
             ffn_load_imbalance: if pairs_mean > 0.0 {
@@ -635,8 +676,7 @@ impl AfdMetrics {
             combine_bytes,
             comm_time_fraction_exposed: per_s(path_comm_s),
             comm_hidden_fraction: {
-                let serial_s =
-                    moe_layers * spec.micro_batches as f64 * (dispatch_mean + combine_mean);
+                let serial_s = moe_layers * d.micro_batches as f64 * (dispatch_mean + combine_mean);
                 if serial_s > 0.0 {
                     (1.0 - path_comm_s / serial_s).clamp(0.0, 1.0)
                 } else {

@@ -1,12 +1,15 @@
 //! The `[afd]` table of a scenario: an AFD decode deployment on the scenario's fabric.
 
 use super::Ctx;
-use crate::afd::{AfdSpec, ContextDist, Dedup, ExpertMap, ExpertRouting, Placement};
+use crate::afd::{
+    AfdSpec, ContextDist, Dedup, Deployment, ExpertMap, ExpertRouting, Placement, StepShape,
+};
 use crate::compute::{AttentionKernel, ComputeTable, Dtype, Model, Side, WeightPlacement};
 use crate::engine::SimRng;
 use crate::error::InputError;
 use crate::topology::NodeId;
 use serde::Deserialize;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -207,10 +210,10 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
         };
     }
     let table_name = a.table.as_deref().unwrap_or("h100-sxm");
-    let attention_table = table(cx, "table", table_name)?;
+    let attention_table = Arc::new(table(cx, "table", table_name)?);
     let ffn_table = match a.ffn_table.as_deref() {
-        None => attention_table.clone(),
-        Some(t) => table(cx, "ffn_table", t)?,
+        None => Arc::clone(&attention_table),
+        Some(t) => Arc::new(table(cx, "ffn_table", t)?),
     };
     let kernel = match a.attention_kernel.as_deref().unwrap_or("flash-mla") {
         "flash-mla" => AttentionKernel::FLASH_MLA,
@@ -363,32 +366,36 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
     };
     let steps = cx.int_in(&key("steps"), a.steps.unwrap_or(1), 1, 10_000)? as u32;
     Ok(AfdSpec {
-        prefill_tokens: 0,
-        prefill_prefix: 0,
-        active_attention_gpus: na,
-        model,
-        attention_table,
-        ffn_table,
-        kernel,
-        attention_gpus: (0..na).map(NodeId).collect(),
-        ffn_gpus: if colocated {
-            (0..na).map(NodeId).collect()
-        } else {
-            (na..na + nf).map(NodeId).collect()
+        deployment: Deployment {
+            model,
+            attention_table,
+            ffn_table,
+            kernel,
+            attention_gpus: (0..na).map(NodeId).collect(),
+            ffn_gpus: if colocated {
+                (0..na).map(NodeId).collect()
+            } else {
+                (na..na + nf).map(NodeId).collect()
+            },
+            micro_batches,
+            routing,
+            placement,
+            experts,
+            dedup,
         },
-        micro_batches,
-        batch_per_attention_gpu: batch,
-        context: contexts.mean(),
-        contexts: match contexts {
-            Context::Fixed(_) => Vec::new(),
-            Context::Drawn(d) => d,
+        shape: StepShape {
+            active_attention_gpus: na,
+            batch_per_attention_gpu: batch,
+            context: contexts.mean(),
+            contexts: match contexts {
+                Context::Fixed(_) => Vec::new(),
+                Context::Drawn(d) => d,
+            },
+            prefill_tokens: 0,
+            prefill_prefix: 0,
+            layers,
         },
-        layers,
         steps,
-        routing,
-        placement,
-        experts,
-        dedup,
     })
 }
 

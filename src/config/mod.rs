@@ -56,6 +56,8 @@ pub struct Scenario {
 }
 
 /// What a scenario studies: exactly one of these.
+// One per scenario, held for the whole run: the unboxed variants cost nothing that matters.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Study {
     /// The `[[traffic]]` messages alone.

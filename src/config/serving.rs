@@ -23,7 +23,6 @@
 
 use super::Ctx;
 use super::afd::{AfdFile, check_weights, known_hbm_gib};
-use crate::afd::AfdSpec;
 use crate::compute::WeightPlacement;
 use crate::error::InputError;
 use crate::serving::sim::{Admission, Layout, Mode};
@@ -407,7 +406,7 @@ fn admission(cx: &Ctx, s: &ServingFile, kv_capacity: u64) -> Result<Admission, I
 /// the HBM left by the memory reserve (`usable_gib`; FFN GPUs: their own table's device).
 fn pool_weights(
     cx: &Ctx,
-    spec: &AfdSpec,
+    spec: &crate::afd::Deployment,
     pool: &str,
     usable_gib: f64,
     reserve: f64,
@@ -458,7 +457,7 @@ fn prefill_pool(
     gpus: u32,
     decode_gpus: u32,
     seed: u64,
-) -> Result<Option<AfdSpec>, InputError> {
+) -> Result<Option<crate::afd::Deployment>, InputError> {
     let key = |k: &str| format!("serving.{k}");
     check_prefill_fits(cx, s, gpus, decode_gpus)?;
     let mut t = s.decode.clone();
@@ -570,7 +569,7 @@ fn afd_pool(
     gpus: u32,
     seed: u64,
     pool: &str,
-) -> Result<AfdSpec, InputError> {
+) -> Result<crate::afd::Deployment, InputError> {
     // Enough for any micro-batch count (the check that the batch fills them).
     t.insert("batch_per_attention_gpu".into(), 64.into());
     t.insert("context".into(), 1.into());
@@ -581,14 +580,12 @@ fn afd_pool(
             super::one_line(e.into_inner().message()),
         )
     })?;
-    let mut spec = super::afd::resolve(cx, &file, gpus, seed).map_err(|e| rekey(cx, pool, e))?;
-    // One micro-batch needs at least one sequence: the serving iterations set the batch,
-    // so the template's check against batch 1 does not apply.
-    spec.batch_per_attention_gpu = 0;
-    Ok(spec)
+    // The iterations set the step's shape: only the deployment is kept.
+    let spec = super::afd::resolve(cx, &file, gpus, seed).map_err(|e| rekey(cx, pool, e))?;
+    Ok(spec.deployment)
 }
 
-fn distinct_gpus(spec: &AfdSpec) -> u32 {
+fn distinct_gpus(spec: &crate::afd::Deployment) -> u32 {
     if spec.attention_gpus == spec.ffn_gpus {
         spec.attention_gpus.len() as u32
     } else {

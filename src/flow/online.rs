@@ -298,8 +298,8 @@ mod tests {
             .flat_map(|a| (0..4).filter(move |&b| b != a).map(move |b| (a, b)))
             .map(|(a, b)| msg(a, b, 1 << 20))
             .collect();
-        let batch = super::super::simulate(&s.fabric(), &s.net(), &specs, &mut |_| {}).unwrap();
-        let mut online = OnlineFlows::new(&s.fabric(), &s.net());
+        let batch = super::super::simulate(s.fabric(), s.net(), &specs, &mut |_| {}).unwrap();
+        let mut online = OnlineFlows::new(s.fabric(), s.net());
         for m in &specs {
             online.start(Time::ZERO, m.clone());
         }
@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn a_late_flow_shares_the_link() {
         let s = star();
-        let mut net = OnlineFlows::new(&s.fabric(), &s.net());
+        let mut net = OnlineFlows::new(s.fabric(), s.net());
         let mut done = Vec::new();
         let a = net.start(Time::ZERO, msg(0, 1, 1 << 20));
         let alone = net.next_event().expect("in flight");
@@ -350,10 +350,10 @@ mod tests {
     fn background_leaves_the_rest_of_each_link() {
         let s = star();
         let m = msg(0, 1, 3 << 20);
-        let r = route(&s.fabric(), &s.net(), 0, &m);
+        let r = route(s.fabric(), s.net(), 0, &m);
         let span = Dur::from_ps(1_000_000_000);
         for (u, share) in [(0.0, 1.0), (0.3, 0.7), (0.75, 0.25), (1.4, MIN_SHARE)] {
-            let mut net = OnlineFlows::new(&s.fabric(), &s.net());
+            let mut net = OnlineFlows::new(s.fabric(), s.net());
             let alone = bottleneck(&net, &r.links);
             // Two sources of u / 2 each on every link of the route.
             let load: Vec<(u32, f64)> = r
@@ -385,8 +385,8 @@ mod tests {
     fn background_applies_from_when_it_is_declared() {
         let s = star();
         let m = msg(0, 1, 1 << 20);
-        let r = route(&s.fabric(), &s.net(), 0, &m);
-        let mut net = OnlineFlows::new(&s.fabric(), &s.net());
+        let r = route(s.fabric(), s.net(), 0, &m);
+        let mut net = OnlineFlows::new(s.fabric(), s.net());
         let rate = bottleneck(&net, &r.links);
         let f = net.start(Time::ZERO, m);
         let half = Time::from_ps((r.wire_bytes as f64 / 2.0 / rate).round() as u64);

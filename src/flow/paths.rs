@@ -153,7 +153,7 @@ mod tests {
             "",
             "[[traffic]]\npattern = \"message\"\nsrc = 0\ndst = 1\nbytes = 4096",
         );
-        let r = route(&s.fabric(), &s.net(), 0, &s.messages()[0]);
+        let r = route(s.fabric(), s.net(), 0, &s.messages()[0]);
         // 18 links up to 4 chips and 18 down to the destination, 1/18 each.
         assert_eq!(r.links.len(), 36);
         for &(_, w) in &r.links {
@@ -168,7 +168,7 @@ mod tests {
             "",
             "[[traffic]]\npattern = \"message\"\nsrc = 0\ndst = 9\nbytes = 8192",
         );
-        let r = route(&s.fabric(), &s.net(), 0, &s.messages()[0]);
+        let r = route(s.fabric(), s.net(), 0, &s.messages()[0]);
         assert!(r.links.iter().all(|&(_, w)| w == 1.0));
         // GPU -> NIC -> leaf -> spine -> leaf -> NIC -> GPU.
         assert_eq!(r.links.len(), 6);
@@ -189,7 +189,7 @@ mod tests {
             "[fabric.routing]\npxn = true",
             "[[traffic]]\npattern = \"message\"\nsrc = 0\ndst = 9\nbytes = 8192",
         );
-        let r = route(&s.fabric(), &s.net(), 0, &s.messages()[0]);
+        let r = route(s.fabric(), s.net(), 0, &s.messages()[0]);
         let t = &s.fabric().topology;
         // 18 + 18 NVLinks to GPU 1 (1/18 each), then GPU 1 -> NIC -> leaf -> NIC -> GPU 9.
         let class = |c| {
@@ -207,7 +207,7 @@ mod tests {
             src: NodeId(1),
             ..s.messages()[0].clone()
         };
-        assert!(r.tail > route(&s.fabric(), &s.net(), 0, &direct).tail);
+        assert!(r.tail > route(s.fabric(), s.net(), 0, &direct).tail);
     }
 
     #[test]
@@ -216,7 +216,7 @@ mod tests {
             "[fabric.routing]\npolicy = \"spray\"",
             "[[traffic]]\npattern = \"message\"\nsrc = 0\ndst = 9\nbytes = 8192",
         );
-        let r = route(&s.fabric(), &s.net(), 0, &s.messages()[0]);
+        let r = route(s.fabric(), s.net(), 0, &s.messages()[0]);
         assert!(r.links.len() > 6, "spread over the spines");
         // Flow conservation: what enters a switch leaves it; six hops carry 1 each.
         let t = &s.fabric().topology;

@@ -5,7 +5,7 @@
 //! - [`sim`]: the request-level simulation (continuous batching, chunked prefill, KV-cache
 //!   transfers over the online flow level).
 //! - [`cost`]: iteration times interpolated between simulated iterations of the deployment
-//!   (`afd::AfdSpec` steps through the fabric at the scenario's level).
+//!   (`afd::Deployment::decode_step` through the fabric at the scenario's level).
 //! - [`search`]: the highest rate that meets TTFT and TPOT limits.
 //!
 //! Invariant: a serving run is a pure function of the scenario and its seed; wall-clock
@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-use crate::afd::AfdSpec;
+use crate::afd;
 use crate::compute::QueryError;
 use crate::engine::{PS_PER_S, Time};
 use crate::net::NetParams;
@@ -94,11 +94,11 @@ impl Slo {
 pub struct ServingSpec {
     pub deployment: Deployment,
     pub layout: Layout,
-    /// The decode pool (the whole pool when aggregated): a template whose batch, context
-    /// and prompt tokens each simulated iteration sets.
-    pub decode: AfdSpec,
-    /// The prefill pool (P/D): an expert-parallel template.
-    pub prefill: Option<AfdSpec>,
+    /// The decode pool (the whole pool when aggregated); each simulated iteration gives its
+    /// step's shape (batch, context, prompt tokens).
+    pub decode: afd::Deployment,
+    /// The prefill pool (P/D): an expert-parallel deployment.
+    pub prefill: Option<afd::Deployment>,
     pub traffic: Traffic,
     pub requests: u32,
     pub seed: u64,

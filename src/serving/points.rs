@@ -1,5 +1,5 @@
 //! The grid's corners timed by the fabric: one iteration of a pool built as an AFD step
-//! ([`AfdSpec::decode_step`]: attention kernels, routing, dispatch, expert GEMMs, combine,
+//! ([`Deployment::decode_step`]: attention kernels, routing, dispatch, expert GEMMs, combine,
 //! for every layer and micro-batch) and run at the scenario's level.
 //!
 //! Every MoE layer of a model is alike, so once the pipeline is full each adds the same
@@ -17,7 +17,7 @@
 
 use super::ServingSpec;
 use super::cost::{Iteration, Point, PointSim};
-use crate::afd::AfdSpec;
+use crate::afd::{Deployment, StepShape};
 use crate::compute::QueryError;
 use crate::engine::{Dur, SimRng, Time};
 use crate::net::Level;
@@ -29,8 +29,8 @@ use crate::topology::Fabric;
 pub const PERIOD: u64 = 4;
 
 pub struct FabricPoints<'a> {
-    decode: AfdSpec,
-    prefill: Option<AfdSpec>,
+    decode: &'a Deployment,
+    prefill: Option<&'a Deployment>,
     fabric: &'a Fabric,
     params: &'a NetParams,
     level: Level,
@@ -40,14 +40,14 @@ pub struct FabricPoints<'a> {
 
 impl<'a> FabricPoints<'a> {
     pub fn new(
-        spec: &ServingSpec,
+        spec: &'a ServingSpec,
         fabric: &'a Fabric,
         params: &'a NetParams,
         level: Level,
     ) -> FabricPoints<'a> {
         FabricPoints {
-            decode: spec.decode.clone(),
-            prefill: spec.prefill.clone(),
+            decode: &spec.decode,
+            prefill: spec.prefill.as_ref(),
             fabric,
             params,
             level,
@@ -56,38 +56,45 @@ impl<'a> FabricPoints<'a> {
         }
     }
 
-    fn time(&self, template: &AfdSpec, p: Point) -> Result<Iteration, QueryError> {
-        let mut spec = template.clone();
-        spec.active_attention_gpus = p.gpus;
-        spec.batch_per_attention_gpu = p.batch;
-        spec.context = p.ctx;
-        spec.prefill_tokens = p.tokens;
-        spec.prefill_prefix = p.prefix;
-        self.iteration_of(&spec)
+    /// The iteration of `pool` at corner `p` (its layers set by [`Self::iteration_of`]).
+    fn time(&self, pool: &Deployment, p: Point) -> Result<Iteration, QueryError> {
+        let shape = StepShape {
+            active_attention_gpus: p.gpus,
+            batch_per_attention_gpu: p.batch,
+            context: p.ctx,
+            contexts: Vec::new(),
+            prefill_tokens: p.tokens,
+            prefill_prefix: p.prefix,
+            layers: 0,
+        };
+        self.iteration_of(pool, &shape)
     }
 
-    /// The time of the iteration `spec` describes (its batch, context and prompt tokens
-    /// set): extrapolated from a few MoE layers unless `all_layers`.
-    pub fn time_of(&self, spec: &AfdSpec) -> Result<Dur, QueryError> {
-        self.iteration_of(spec).map(|it| it.time)
+    /// The time of an iteration of `pool` with `shape`'s batch, context and prompt tokens
+    /// (whatever its `layers`): extrapolated from a few MoE layers unless `all_layers`.
+    pub fn time_of(&self, pool: &Deployment, shape: &StepShape) -> Result<Dur, QueryError> {
+        self.iteration_of(pool, shape).map(|it| it.time)
     }
 
     /// [`Self::time_of`] with the wire bytes the iteration puts on each link, extrapolated
     /// from the same steps along the same line (every MoE layer adds its dispatch and
     /// combine).
-    pub fn iteration_of(&self, spec: &AfdSpec) -> Result<Iteration, QueryError> {
-        let mut spec = spec.clone();
-        spec.steps = 1;
-        let model = &spec.model;
+    pub fn iteration_of(
+        &self,
+        pool: &Deployment,
+        shape: &StepShape,
+    ) -> Result<Iteration, QueryError> {
+        let mut shape = shape.clone();
+        let model = &pool.model;
         let (dense, moe) = (model.dense_layers, model.moe_layers());
         if self.all_layers || moe <= 2 * PERIOD {
-            spec.layers = model.layers;
-            return self.step_run(&spec);
+            shape.layers = model.layers;
+            return self.step_run(pool, &shape);
         }
-        spec.layers = dense + PERIOD;
-        let s1 = self.step_run(&spec)?;
-        spec.layers = dense + 2 * PERIOD;
-        let s2 = self.step_run(&spec)?;
+        shape.layers = dense + PERIOD;
+        let s1 = self.step_run(pool, &shape)?;
+        shape.layers = dense + 2 * PERIOD;
+        let s2 = self.step_run(pool, &shape)?;
         let (t1, t2) = (s1.time.as_ps() as f64, s2.time.as_ps() as f64);
         let per = (t2 - t1) / PERIOD as f64;
         let more = (moe - 2 * PERIOD) as f64 / PERIOD as f64;
@@ -112,16 +119,17 @@ impl<'a> FabricPoints<'a> {
         })
     }
 
-    /// One step from its first kernel to its last kernel or transfer.
-    pub fn step(&self, spec: &AfdSpec) -> Result<Dur, QueryError> {
-        self.step_run(spec).map(|it| it.time)
+    /// One step of `pool` with `shape` (all its layers), from its first kernel to its last
+    /// kernel or transfer.
+    pub fn step(&self, pool: &Deployment, shape: &StepShape) -> Result<Dur, QueryError> {
+        self.step_run(pool, shape).map(|it| it.time)
     }
 
     /// [`Self::step`] with the wire bytes the step put on each link (links that carried
     /// none left out), sorted by link.
-    pub fn step_run(&self, spec: &AfdSpec) -> Result<Iteration, QueryError> {
+    pub fn step_run(&self, pool: &Deployment, shape: &StepShape) -> Result<Iteration, QueryError> {
         let mut rng = SimRng::stream(self.seed, crate::engine::stream::SERVING);
-        let step = spec.decode_step(&mut rng)?;
+        let step = pool.decode_step(shape, &mut rng)?;
         let (f, p) = (self.fabric, self.params);
         let run = crate::levels::simulate(self.level, f, p, &step.workload, &mut |_| {})
             .map_err(|e| QueryError::Invalid(format!("the iteration did not finish: {e}")))?;
@@ -148,14 +156,13 @@ fn makespan(run: &NetRun) -> Time {
 
 impl PointSim for FabricPoints<'_> {
     fn decode_pool(&self, p: Point) -> Result<Iteration, QueryError> {
-        self.time(&self.decode, p)
+        self.time(self.decode, p)
     }
 
     fn prefill_pool(&self, p: Point) -> Result<Iteration, QueryError> {
-        let spec = self
+        let pool = self
             .prefill
-            .as_ref()
             .expect("only a P/D deployment asks for prefill iterations");
-        self.time(spec, p)
+        self.time(pool, p)
     }
 }

@@ -1190,7 +1190,7 @@ mod tests {
     fn run(mode: Mode, reqs: &[Request]) -> ServingRun {
         let s = star();
         let l = layout(mode);
-        simulate(&s.fabric(), &s.net(), &l, reqs, &mut Linear { calls: 0 }).expect("runs")
+        simulate(s.fabric(), s.net(), &l, reqs, &mut Linear { calls: 0 }).expect("runs")
     }
 
     /// At low load every prompt backlog is empty when a request arrives: an aggregated pool
@@ -1242,8 +1242,8 @@ mod tests {
         let (ks, kf) = r.kv_transfer.expect("P/D transfers");
         assert_eq!(ks.since(r.arrival).as_ps(), 2000 * US + 800 * US);
         let alone = crate::flow::simulate(
-            &s.fabric(),
-            &s.net(),
+            s.fabric(),
+            s.net(),
             &[MessageSpec {
                 src: NodeId(0),
                 dst: NodeId(4),
@@ -1332,7 +1332,7 @@ mod tests {
             l.max_batch = 3;
             let reqs = poisson(300, 200.0, 3);
             let run =
-                simulate(&s.fabric(), &s.net(), &l, &reqs, &mut Linear { calls: 0 }).expect("runs");
+                simulate(s.fabric(), s.net(), &l, &reqs, &mut Linear { calls: 0 }).expect("runs");
             let mut events: Vec<(u32, Time, i64, i64)> = Vec::new();
             for r in &run.requests {
                 assert!(r.admitted <= r.first_token && r.first_token <= r.finish);
@@ -1370,7 +1370,7 @@ mod tests {
 
     impl Loaded {
         fn new(s: &Scenario, links: Vec<(u32, f64)>) -> Loaded {
-            let cap = OnlineFlows::new(&s.fabric(), &s.net());
+            let cap = OnlineFlows::new(s.fabric(), s.net());
             let cap = (0..s.fabric().topology.links().len() as u32)
                 .map(|l| cap.capacity(l))
                 .collect();
@@ -1438,7 +1438,7 @@ mod tests {
             bytes: 1000 * 70_000,
             start: Time::ZERO,
         };
-        crate::flow::paths::route(&s.fabric(), &s.net(), 1, &m)
+        crate::flow::paths::route(s.fabric(), s.net(), 1, &m)
     }
 
     /// A KV transfer that crosses links the decode pool's iterations load with utilisation
@@ -1464,7 +1464,7 @@ mod tests {
             let opts = SimOptions {
                 kv_shares_fabric: on,
             };
-            let run = simulate_with(&s.fabric(), &s.net(), &l, &reqs, &mut cost, opts).unwrap();
+            let run = simulate_with(s.fabric(), s.net(), &l, &reqs, &mut cost, opts).unwrap();
             let r1 = &run.requests[1];
             assert_eq!(r1.decode_gpu, 1, "the probe goes to the free decode GPU");
             let (ks, kf) = r1.kv_transfer.unwrap();
@@ -1505,7 +1505,7 @@ mod tests {
                 let opts = SimOptions {
                     kv_shares_fabric: on,
                 };
-                simulate_with(&s.fabric(), &s.net(), &l, &lone, &mut cost, opts).unwrap()
+                simulate_with(s.fabric(), s.net(), &l, &lone, &mut cost, opts).unwrap()
             })
             .collect();
         assert!(runs[0].requests == runs[1].requests);
@@ -1515,13 +1515,13 @@ mod tests {
             kv_shares_fabric: false,
         };
         let mut cost = Loaded::new(&s, everywhere.clone());
-        let off = simulate_with(&s.fabric(), &s.net(), &l, &reqs, &mut cost, opts).unwrap();
+        let off = simulate_with(s.fabric(), s.net(), &l, &reqs, &mut cost, opts).unwrap();
         assert!(plain.requests == off.requests, "off = no link bytes known");
         // And on with the load, the same requests' transfers take longer.
         let mut cost = Loaded::new(&s, everywhere);
         let on = simulate_with(
-            &s.fabric(),
-            &s.net(),
+            s.fabric(),
+            s.net(),
             &l,
             &reqs,
             &mut cost,
@@ -1553,8 +1553,8 @@ mod tests {
     fn run_admitting(l: &Layout, reqs: &[Request], admission: Admission) -> ServingRun {
         let s = star();
         simulate_admitting(
-            &s.fabric(),
-            &s.net(),
+            s.fabric(),
+            s.net(),
             l,
             reqs,
             &mut Linear { calls: 0 },

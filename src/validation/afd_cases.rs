@@ -56,7 +56,7 @@ fn pipeline() -> Result<Vec<Check>, InputError> {
             .as_secs_f64()
             * 1e6
     };
-    let layers = spec.layers as usize;
+    let layers = spec.shape.layers as usize;
     let (mut att, mut ffn) = (vec![0.0f64; layers], vec![0.0f64; layers]);
     for (i, (&stage, &layer)) in step
         .compute_stage
@@ -70,7 +70,7 @@ fn pipeline() -> Result<Vec<Check>, InputError> {
         };
         *slot = slot.max(dur(i));
     }
-    let m = spec.micro_batches as f64;
+    let m = spec.deployment.micro_batches as f64;
     let expected = m * att.iter().sum::<f64>() + ffn[layers - 1];
     let simulated = r
         .computes
@@ -80,7 +80,7 @@ fn pipeline() -> Result<Vec<Check>, InputError> {
         .max()
         .expect("tasks")
         .as_us_f64();
-    let slack = (spec.model.dense_layers as usize..layers)
+    let slack = (spec.deployment.model.dense_layers as usize..layers)
         .map(|l| (m - 1.0) * att[l] / ffn[l])
         .fold(f64::INFINITY, f64::min);
     Ok(vec![
@@ -143,7 +143,7 @@ fn bytes_at(
     let s = Scenario::parse(&text, "validation/afd-bytes-conservation.toml", None)?
         .with_level(level)?;
     let spec = s.afd().expect("[afd]");
-    let model = &spec.model;
+    let model = &spec.deployment.model;
     let (step, r) = run(&s)?;
     let delivered = |kind: Transfer| -> u64 {
         r.messages
@@ -156,9 +156,9 @@ fn bytes_at(
     // Per expert, the copies are known in closed form: every token of every MoE layer sends
     // top_k (no FFN GPU is an attention GPU here). Per GPU they are the distinct destination
     // GPUs the routing drew, counted while drawing.
-    let (copies, how) = match spec.dedup {
+    let (copies, how) = match spec.deployment.dedup {
         Dedup::Expert => (
-            step.tokens * model.top_k * spec.layers.saturating_sub(model.dense_layers),
+            step.tokens * model.top_k * spec.shape.layers.saturating_sub(model.dense_layers),
             "tokens x top_k x MoE layers",
         ),
         Dedup::Gpu => (

@@ -76,19 +76,19 @@ fn load(text: &str, name: &str, drop_buffers: bool) -> Result<Scenario, InputErr
 }
 
 fn packet(s: &Scenario) -> NetRun {
-    crate::packet::simulate(&s.fabric(), &s.net(), &s.messages(), &mut |_| {})
+    crate::packet::simulate(s.fabric(), s.net(), s.messages(), &mut |_| {})
         .expect("flow-vs-packet cases cannot deadlock")
 }
 
 /// The flow level through the library: it never reads the buffer keys, and `load` has
 /// removed them where the case needs to (the CLI would reject them).
 fn flow(s: &Scenario) -> NetRun {
-    crate::flow::simulate(&s.fabric(), &s.net(), &s.messages(), &mut |_| {})
+    crate::flow::simulate(s.fabric(), s.net(), s.messages(), &mut |_| {})
         .expect("the embedded cases end within the horizon")
 }
 
 fn analytical(s: &Scenario) -> NetRun {
-    crate::flow::analytical::simulate(&s.fabric(), &s.net(), &s.messages())
+    crate::flow::analytical::simulate(s.fabric(), s.net(), s.messages())
         .expect("the embedded cases end within the horizon")
 }
 

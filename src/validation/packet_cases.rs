@@ -91,7 +91,7 @@ const PXN: &str = include_str!("../../validation/pxn-rail-local.toml");
 const PERMUTATION: &str = include_str!("../../validation/flow-vs-packet-permutation-spray.toml");
 
 fn run(s: &Scenario) -> NetRun {
-    crate::packet::simulate(&s.fabric(), &s.net(), &s.messages(), &mut |_| {})
+    crate::packet::simulate(s.fabric(), s.net(), s.messages(), &mut |_| {})
         .expect("closed-form cases cannot deadlock")
 }
 
@@ -386,7 +386,7 @@ fn pxn_rail_local() -> Result<Vec<Check>, InputError> {
     let r_pxn = run(&pxn);
     let r_direct = run(&direct);
     let makespan = |r: &NetRun| last_finish(r).since(first_start(r));
-    let flow = crate::flow::simulate(&pxn.fabric(), &pxn.net(), &pxn.messages(), &mut |_| {})
+    let flow = crate::flow::simulate(pxn.fabric(), pxn.net(), pxn.messages(), &mut |_| {})
         .expect("the embedded case ends within the horizon");
     Ok(vec![
         Check::within(

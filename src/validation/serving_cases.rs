@@ -2,6 +2,7 @@
 //! transfer against the decode pool's iteration traffic.
 
 use super::{Case, Check};
+use crate::afd::StepShape;
 use crate::config::Scenario;
 use crate::engine::Time;
 use crate::error::InputError;
@@ -45,7 +46,7 @@ fn serve(s: &Scenario) -> Result<ServingRun, InputError> {
     let spec = spec(s);
     let reqs = spec.traffic.requests(spec.requests, s.seed())?;
     crate::config::check_fits(s.origin(), spec, &reqs)?;
-    let mut server = Server::new(spec, &s.fabric(), &s.net(), s.level());
+    let mut server = Server::new(spec, s.fabric(), s.net(), s.level());
     let out = server
         .serve(&reqs)
         .map_err(|e| InputError::new(s.origin(), "serving", e.to_string()))?;
@@ -74,17 +75,18 @@ fn light_load() -> Result<Vec<Check>, InputError> {
         .map(|i| &reqs[i])
         .collect();
     let (input, output) = (run.requests[0].input as u64, run.requests[0].output as u64);
-    let points = FabricPoints::new(sp, &s.fabric(), &s.net(), s.level());
-    let whole = |template: &crate::afd::AfdSpec, batch: u32, ctx: u64, tokens: u32| {
-        let mut t = template.clone();
-        t.layers = t.model.layers;
-        // One request: one GPU of each pool has work.
-        t.active_attention_gpus = 1;
-        t.batch_per_attention_gpu = batch;
-        t.context = ctx;
-        t.prefill_tokens = tokens;
-        t.prefill_prefix = 0;
-        points.step(&t).map(|d| d.as_secs_f64() * 1e3)
+    let points = FabricPoints::new(sp, s.fabric(), s.net(), s.level());
+    let whole = |pool: &crate::afd::Deployment, batch: u32, ctx: u64, tokens: u32| {
+        let shape = StepShape {
+            // One request: one GPU of each pool has work.
+            active_attention_gpus: 1,
+            batch_per_attention_gpu: batch,
+            context: ctx,
+            prefill_tokens: tokens,
+            layers: pool.model.layers,
+            ..StepShape::default()
+        };
+        points.step(pool, &shape).map(|d| d.as_secs_f64() * 1e3)
     };
     let prefill_ms = whole(sp.prefill.as_ref().expect("P/D"), 0, 1, input as u32).map_err(bad)?;
     // The KV cache of the prompt from the prefill GPU to the decode GPU each lone request
@@ -93,8 +95,8 @@ fn light_load() -> Result<Vec<Check>, InputError> {
         unreachable!("the case is P/D")
     };
     let kv = crate::flow::simulate(
-        &s.fabric(),
-        &s.net(),
+        s.fabric(),
+        s.net(),
         &[MessageSpec {
             src: prefill_gpus[0],
             dst: sp.layout.decode_gpus[0],
@@ -176,16 +178,20 @@ fn prefix_reuse() -> Result<Vec<Check>, InputError> {
         // What the prefill pool should have spent: per request (each alone in the pool at
         // this load), one whole-model iteration of its uncached tokens after its cached
         // prefix, on one GPU.
-        let points = FabricPoints::new(sp, &s.fabric(), &s.net(), s.level());
-        let mut t = sp.prefill.clone().expect("P/D");
-        t.layers = t.model.layers;
-        t.active_attention_gpus = 1;
-        t.batch_per_attention_gpu = 0;
+        let points = FabricPoints::new(sp, s.fabric(), s.net(), s.level());
+        let pool = sp.prefill.as_ref().expect("P/D");
         let r0 = &run.requests[0];
-        t.prefill_tokens = r0.input - r0.cached;
-        t.prefill_prefix = r0.cached as u64;
+        let shape = StepShape {
+            active_attention_gpus: 1,
+            // No decode sequence reads it.
+            context: 1,
+            prefill_tokens: r0.input - r0.cached,
+            prefill_prefix: r0.cached as u64,
+            layers: pool.model.layers,
+            ..StepShape::default()
+        };
         let one = points
-            .step(&t)
+            .step(pool, &shape)
             .map_err(|e| InputError::new(s.origin(), "serving", e.to_string()))?;
         let expected = one.as_secs_f64() * 1e3 * run.requests.len() as f64;
         checks.push(Check::within(
@@ -252,7 +258,7 @@ fn kv_background() -> Result<Vec<Check>, InputError> {
         cached: 0,
     });
     crate::config::check_fits(s.origin(), sp, &reqs)?;
-    let mut server = Server::new(sp, &s.fabric(), &s.net(), s.level());
+    let mut server = Server::new(sp, s.fabric(), s.net(), s.level());
     let mut serve = |on: bool| {
         let options = SimOptions {
             kv_shares_fabric: on,
@@ -280,15 +286,15 @@ fn kv_background() -> Result<Vec<Check>, InputError> {
     let tpot = b0.tpot().expect("long outputs").as_ps();
     let mid = ks + Dur::from_ps(kf.since(ks).as_ps() / 2);
     let ctx = (b0.input + 1) as u64 + mid.since(b0.first_token).as_ps() / tpot;
-    let points = FabricPoints::new(sp, &s.fabric(), &s.net(), s.level());
-    let mut t = sp.decode.clone();
-    t.layers = t.model.layers;
-    t.active_attention_gpus = 1;
-    t.batch_per_attention_gpu = n;
-    t.context = ctx;
-    t.prefill_tokens = 0;
-    t.prefill_prefix = 0;
-    let it = points.step_run(&t).map_err(bad)?;
+    let points = FabricPoints::new(sp, s.fabric(), s.net(), s.level());
+    let shape = StepShape {
+        active_attention_gpus: 1,
+        batch_per_attention_gpu: n,
+        context: ctx,
+        layers: sp.decode.model.layers,
+        ..StepShape::default()
+    };
+    let it = points.step_run(&sp.decode, &shape).map_err(bad)?;
     // The probe's route: from the first prefill GPU (all backlogs are empty when it
     // arrives: lowest index) to the decode pool's one GPU; flows are numbered in start
     // order, and the background's n started before it.
@@ -301,7 +307,7 @@ fn kv_background() -> Result<Vec<Check>, InputError> {
         bytes: 4096 * sp.layout.kv_bytes_per_token,
         start: Time::ZERO,
     };
-    let route = crate::flow::paths::route(&s.fabric(), &s.net(), n, &m);
+    let route = crate::flow::paths::route(s.fabric(), s.net(), n, &m);
     let links = s.fabric().topology.links();
     let span = it.time.as_ps() as f64;
     let util = |l: u32| {
