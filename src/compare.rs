@@ -200,7 +200,7 @@ fn compare_one(
         requests,
     };
     observer.start(&setup);
-    let mut server = Server::new(spec, &scenario.fabric(), &scenario.net(), scenario.level());
+    let mut server = Server::new(spec, scenario.fabric(), scenario.net(), scenario.level());
     let mut n = 0;
     let result = search_observed(
         &mut server,
