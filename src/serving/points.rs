@@ -20,8 +20,7 @@ use super::cost::{Iteration, Point, PointSim};
 use crate::afd::{Deployment, StepShape};
 use crate::compute::QueryError;
 use crate::engine::{Dur, SimRng, Time};
-use crate::net::Level;
-use crate::net::{NetParams, NetRun};
+use crate::net::{Level, NetParams, NetRun};
 use crate::topology::Fabric;
 
 /// MoE layers per extrapolation step (a multiple of every embedded model's layer pattern:
