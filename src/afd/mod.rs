@@ -44,8 +44,7 @@ use crate::compute::{
     Work,
 };
 use crate::engine::{Dur, SimRng, Time};
-use crate::net::MessageSpec;
-use crate::net::{TaskRef, Workload};
+use crate::net::{MessageSpec, TaskRef, Workload};
 use crate::topology::NodeId;
 use routing::Router;
 use std::sync::Arc;

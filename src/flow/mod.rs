@@ -33,9 +33,8 @@ pub mod paths;
 use crate::engine::{Dur, EventQueue, PS_PER_S, PastHorizon, Time};
 use crate::net::{
     ComputeResult, Level, LinkStats, MessageResult, MessageSpec, NetError, NetParams, NetRun,
-    Simulator,
+    Progress, Simulator, TaskRef, Tracker, Workload,
 };
-use crate::net::{Progress, TaskRef, Tracker, Workload};
 use crate::topology::Fabric;
 use maxmin::Allocator;
 pub use paths::{Route, route};

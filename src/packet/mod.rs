@@ -42,10 +42,10 @@ pub use cc::ReactionPoint;
 
 use crate::engine::{Dur, EventQueue, PastHorizon, SimRng, Time};
 use crate::net::{
-    Buffers, ComputeResult, Deadlock, GoBackN, LinkStats, MessageResult, MessageSpec, NetError,
-    NetParams, NetRun, Recovery, Routing, Transport, Wire, ecmp_pick, message_hash,
+    Buffers, ComputeResult, Deadlock, GoBackN, Level, LinkStats, MessageResult, MessageSpec,
+    NetError, NetParams, NetRun, Progress, Recovery, Routing, Simulator, TaskRef, Tracker,
+    Transport, Wire, Workload, ecmp_pick, message_hash,
 };
-use crate::net::{Level, Progress, Simulator, TaskRef, Tracker, Workload};
 use crate::topology::{Fabric, LinkClass, LinkId, NodeId, NodeKind, Topology};
 use cc::{AnyController, Controller};
 use gbn::GbnState;
