@@ -25,3 +25,16 @@ pub fn simulate(
 ) -> Result<NetRun, NetError> {
     simulator(level).simulate(fabric, params, workload, progress)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one match sends each level to its own simulator.
+    #[test]
+    fn each_level_maps_to_its_own_simulator() {
+        for level in Level::ALL {
+            assert_eq!(simulator(level).level(), level);
+        }
+    }
+}

@@ -47,9 +47,20 @@ fn code_only(text: &str) -> String {
         .join("\n");
     let mut s = lines;
     while let Some(i) = s.find("#[cfg(test)]") {
-        let Some(open) = s[i..].find('{').map(|o| i + o) else {
-            break;
-        };
+        let after = i + "#[cfg(test)]".len();
+        // A test-only module or function: cut through its closing brace. Anything else (a
+        // field, a statement): cut the attribute alone, keeping the item it marks.
+        let head_end = s[after..]
+            .find(['{', ';', ','])
+            .map_or(s.len(), |k| after + k);
+        let head = &s[after..head_end];
+        let is_block =
+            s[head_end..].starts_with('{') && (head.contains("mod ") || head.contains("fn "));
+        if !is_block {
+            s.replace_range(i..after, "");
+            continue;
+        }
+        let open = head_end;
         let mut depth = 0usize;
         let mut end = s.len();
         for (k, c) in s[open..].char_indices() {
@@ -185,15 +196,20 @@ fn every_crate_edge_is_one_the_architecture_map_allows() {
 /// The check itself finds edges: a file naming a module in a `use` group and by path.
 #[test]
 fn the_edge_finder_reads_groups_paths_and_skips_test_code() {
-    let modules: BTreeSet<String> = ["net", "engine", "packet", "flow"].map(String::from).into();
+    let modules: BTreeSet<String> = ["net", "engine", "packet", "flow", "stats"]
+        .map(String::from)
+        .into();
     let code = code_only(
         "use crate::net::{A, B};\nuse crate::{engine::Time, flow::{x, y}};\n\
          // crate::packet in a comment\nfn f() { crate::run(); }\n\
-         #[cfg(test)]\nmod tests { use crate::packet::X; fn g() { let _ = \"{}\"; } }\n",
+         #[cfg(test)]\nmod tests { use crate::packet::X; fn g() { let _ = \"{}\"; } }\n\
+         struct S {\n    #[cfg(test)]\n    seen: Vec<u8>,\n}\nimpl S { fn h() { crate::stats::f(); } }\n",
     );
     let found = targets(&code, "crate", &modules);
     assert_eq!(
         found,
-        ["engine", "flow", "lib", "net"].map(String::from).into()
+        ["engine", "flow", "lib", "net", "stats"]
+            .map(String::from)
+            .into()
     );
 }
