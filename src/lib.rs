@@ -5,6 +5,7 @@
 //! `levels::simulate` runs it at a level; [`run`] runs a scenario's study.
 
 pub mod afd;
+pub mod comm;
 pub mod compare;
 pub mod compute;
 pub mod config;
@@ -153,14 +154,18 @@ fn run_network(
 ) -> Result<Outcome, RunError> {
     let m = scenario.messages();
     fits_horizon(scenario, m, "traffic")?;
-    let workload = net::Workload::from_messages(m.to_vec());
-    let run = levels::simulate(
+    let workload = scenario.traffic_workload();
+    let mut run = levels::simulate(
         scenario.level(),
         scenario.fabric(),
         scenario.net(),
         &workload,
         progress,
     )?;
+    // A kernel call ends at its last flag, after its last message.
+    if let Some((_, end)) = comm::span(&run).filter(|_| !scenario.kernels().is_empty()) {
+        run.end = run.end.max(end);
+    }
     let metrics = report::PacketMetrics::of(scenario, &run);
     Ok(Outcome {
         run,

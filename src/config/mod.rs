@@ -52,6 +52,8 @@ pub struct Scenario {
     fabric: Fabric,
     net: NetParams,
     messages: Vec<MessageSpec>,
+    /// `[[traffic]]` entries run as kernel calls (`kernel = ...`), in traffic order.
+    kernels: Vec<crate::comm::Call>,
     study: Study,
 }
 
@@ -119,6 +121,15 @@ impl Scenario {
     }
     pub fn study(&self) -> &Study {
         &self.study
+    }
+    /// The `[[traffic]]` entries run as kernel calls of a communication library.
+    pub fn kernels(&self) -> &[crate::comm::Call] {
+        &self.kernels
+    }
+    /// What a network study runs: the `[[traffic]]` messages, each kernel call's as its
+    /// library's tasks (see [`crate::comm::traffic_workload`]).
+    pub fn traffic_workload(&self) -> crate::net::Workload {
+        crate::comm::traffic_workload(&self.fabric, &self.net, &self.messages, &self.kernels)
     }
     /// The AFD deployment, for an `[afd]` study.
     pub fn afd(&self) -> Option<&crate::afd::AfdSpec> {
@@ -478,16 +489,47 @@ fn resolve(
     let gpus = built.topology.gpus();
     let mut rng = SimRng::stream(seed, crate::engine::stream::TRAFFIC);
     let mut messages = Vec::new();
+    let mut kernels = Vec::new();
     for (i, t) in raw.traffic.iter().enumerate() {
-        resolve_traffic(
+        let at = format!("traffic[{i}]");
+        let first = messages.len();
+        let local = resolve_traffic(
             &cx,
-            &format!("traffic[{i}]"),
+            &at,
             t,
             gpus,
             built.spec.gpus_per_node,
             &mut rng,
             &mut messages,
         )?;
+        if let Some(name) = &t.kernel {
+            if t.start_jitter_ns.is_some_and(|j| j > 0.0) {
+                return Err(cx.err(
+                    format!("{at}.start_jitter_ns"),
+                    "not allowed with `kernel`: a kernel call starts on every GPU at once",
+                ));
+            }
+            if raw.afd.is_some() {
+                return Err(cx.err(
+                    format!("{at}.kernel"),
+                    "not used in an [afd] study ([[traffic]] there is background load): \
+                     choose the AFD transfers' library with [afd] comm",
+                ));
+            }
+            let library = crate::comm::Library::load(name, dir, origin, &format!("{at}.kernel"))?;
+            let op = match t.direction.as_deref() {
+                Some("combine") => crate::comm::Op::Combine,
+                _ => crate::comm::Op::Dispatch,
+            };
+            kernels.push(crate::comm::Call {
+                library: std::sync::Arc::new(library),
+                op,
+                messages: first..messages.len(),
+                local,
+                start: Time::ZERO
+                    + cx.dur_ns(&format!("{at}.start_ns"), t.start_ns.unwrap_or(0.0))?,
+            });
+        }
     }
 
     let scenario = Scenario {
@@ -511,6 +553,7 @@ fn resolve(
             seed,
         },
         messages,
+        kernels,
         study: match (&raw.afd, &raw.serving) {
             (None, None) => Study::Network,
             (Some(a), None) => Study::Afd(afd::resolve(&cx, a, gpus, seed)?),
@@ -735,8 +778,10 @@ fn check_headroom(rf: &ResolvedFabric, fabric: &Fabric) -> Result<(), InputError
 
 /// The keys of a traffic entry other than `pattern`, `bytes` and the start times, with
 /// whether they are set, so a pattern can reject the ones it does not use.
-fn set_keys(t: &TrafficFile) -> [(&'static str, bool); 15] {
+fn set_keys(t: &TrafficFile) -> [(&'static str, bool); 17] {
     [
+        ("direction", t.direction.is_some()),
+        ("router", t.router.is_some()),
         ("tokens_per_gpu", t.tokens_per_gpu.is_some()),
         ("experts", t.experts.is_some()),
         ("top_k", t.top_k.is_some()),
@@ -763,8 +808,9 @@ fn resolve_traffic(
     gpus_per_node: u32,
     rng: &mut SimRng,
     out: &mut Vec<MessageSpec>,
-) -> Result<(), InputError> {
+) -> Result<Vec<crate::comm::Transfer>, InputError> {
     let key = |k: &str| format!("{at}.{k}");
+    let mut local = Vec::new();
     let bytes = match (t.pattern.as_str(), t.bytes) {
         ("matrix" | "moe-dispatch", _) => 0,
         (_, Some(b)) => cx.int_in(&key("bytes"), b, 1, 1 << 40)? as u64,
@@ -798,6 +844,8 @@ fn resolve_traffic(
             "dedup",
             "node_groups",
             "metadata_bytes",
+            "direction",
+            "router",
         ],
         other => {
             return Err(cx.err(
@@ -827,6 +875,14 @@ fn resolve_traffic(
     match t.pattern.as_str() {
         "moe-dispatch" => {
             for (s, d, b) in moe::dispatch(cx, at, t, gpus, gpus_per_node, rng)? {
+                if s == d {
+                    local.push(crate::comm::Transfer {
+                        src: NodeId(s),
+                        dst: NodeId(d),
+                        bytes: b,
+                    });
+                    continue;
+                }
                 pairs.push((NodeId(s), NodeId(d)));
                 sizes.push(b);
             }
@@ -929,7 +985,7 @@ fn resolve_traffic(
             start: start + j,
         });
     }
-    Ok(())
+    Ok(local)
 }
 
 /// A uniformly random cyclic permutation (Sattolo's algorithm): no GPU maps to itself.

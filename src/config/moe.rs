@@ -16,7 +16,12 @@
 //!   once, which assumes that pipeline is perfect (on few nodes the NVLink stage, carrying
 //!   both forwarded and local tokens, can be the slower one).
 //!
-//! A GPU's tokens for its own experts do not cross the fabric and make no message.
+//! A GPU's tokens for its own experts do not cross the fabric: they make no message, only a
+//! local copy where a `kernel` library charges one (`src/comm/`).
+//!
+//! `direction = "combine"` sends the same matrix back (destination to source) in the combine
+//! dtype; `router = "balanced"` replaces the draw with an even spread (token u takes experts
+//! u, u + E/k, ... mod E), as kernel benchmarks run it.
 
 use super::{Ctx, TrafficFile};
 use crate::engine::SimRng;
@@ -52,7 +57,36 @@ pub(super) fn dispatch(
             format!("{experts} experts do not divide over {gpus} GPUs (contiguous placement)"),
         ));
     }
-    let per_token = match t.dtype.as_deref().unwrap_or("fp8") {
+    let combine = match t.direction.as_deref().unwrap_or("dispatch") {
+        "dispatch" => false,
+        "combine" => true,
+        other => {
+            return Err(cx.err(
+                key("direction"),
+                format!("`{other}` is not allowed: dispatch or combine"),
+            ));
+        }
+    };
+    let balanced = match t.router.as_deref().unwrap_or("random") {
+        "random" => false,
+        "balanced" => true,
+        other => {
+            return Err(cx.err(
+                key("router"),
+                format!("`{other}` is not allowed: random or balanced"),
+            ));
+        }
+    };
+    if balanced && t.node_groups.is_some() {
+        return Err(cx.err(
+            key("node_groups"),
+            "not used with router = \"balanced\" (every token spreads over all experts)",
+        ));
+    }
+    // A combine sends back what the dispatch delivered, in the combine dtype (BF16 unless
+    // `dtype` says otherwise).
+    let default_dtype = if combine { "bf16" } else { "fp8" };
+    let per_token = match t.dtype.as_deref().unwrap_or(default_dtype) {
         // e4m3 values plus one fp32 scale per 128 values.
         "fp8" => hidden + hidden.div_ceil(128) * 4,
         "bf16" => hidden * 2,
@@ -110,19 +144,33 @@ pub(super) fn dispatch(
     let mut hit_node = vec![false; nodes as usize];
     for src in 0..gpus {
         let src_node = src / gpus_per_node;
-        for _ in 0..tokens {
+        for token in 0..tokens {
             // Choose the nodes, then top_k distinct experts among theirs (partial shuffles).
-            for i in 0..groups as usize {
+            for i in 0..groups as usize * usize::from(!balanced) {
                 let j = i + rng.below((nodes as usize - i) as u64) as usize;
                 node_order.swap(i, j);
             }
             candidates.clear();
-            for &n in &node_order[..groups as usize] {
-                candidates.extend(n * per_node..(n + 1) * per_node);
-            }
-            for i in 0..top_k as usize {
-                let j = i + rng.below((candidates.len() - i) as u64) as usize;
-                candidates.swap(i, j);
+            if balanced {
+                // Token u of all takes experts u, u + E/k, u + 2E/k, ... (mod E): every
+                // expert gets the same number of tokens, spread as evenly as k allows.
+                let u = src as u64 * tokens as u64 + token as u64;
+                let stride = (experts / top_k).max(1) as u64;
+                for j in 0..top_k as u64 {
+                    let mut e = ((u + j * stride) % experts as u64) as u32;
+                    while candidates.contains(&e) {
+                        e = (e + 1) % experts;
+                    }
+                    candidates.push(e);
+                }
+            } else {
+                for &n in &node_order[..groups as usize] {
+                    candidates.extend(n * per_node..(n + 1) * per_node);
+                }
+                for i in 0..top_k as usize {
+                    let j = i + rng.below((candidates.len() - i) as u64) as usize;
+                    candidates.swap(i, j);
+                }
             }
             hit_gpu.iter_mut().for_each(|h| *h = false);
             hit_node.iter_mut().for_each(|h| *h = false);
@@ -160,10 +208,15 @@ pub(super) fn dispatch(
     for s in 0..gpus {
         for d in 0..gpus {
             let c = count[s as usize * g + d as usize];
-            if s != d && c > 0 {
+            if c > 0 {
                 sends.push((s, d, c * per_token));
             }
         }
+    }
+    if combine {
+        // The reverse matrix: what d received from s goes back from d to s.
+        sends = sends.into_iter().map(|(s, d, b)| (d, s, b)).collect();
+        sends.sort_unstable();
     }
     Ok(sends)
 }

@@ -81,4 +81,14 @@ pub struct TrafficFile {
     pub node_groups: Option<i64>,
     #[serde(default)]
     pub metadata_bytes: Option<i64>,
+    /// `moe-dispatch`: `dispatch` (default) or `combine` (the reverse matrix, in the
+    /// combine dtype), and the `router`: `random` (default, seeded) or `balanced`.
+    #[serde(default)]
+    pub direction: Option<String>,
+    #[serde(default)]
+    pub router: Option<String>,
+    /// Any pattern: run the entry's messages as one kernel call of this communication
+    /// library (a preset name or a library file; see `src/comm/`).
+    #[serde(default)]
+    pub kernel: Option<String>,
 }

@@ -38,8 +38,48 @@ impl Simulator for AnalyticalLevel {
                     .into(),
             });
         }
-        Ok(simulate(fabric, params, &workload.messages)?)
+        Ok(simulate_limited(fabric, params, workload)?)
     }
+}
+
+/// [`simulate`] with the workload's rate limiters: a limiter is one more link, whose load
+/// is the payload of the messages sharing it.
+fn simulate_limited(
+    fabric: &Fabric,
+    params: &NetParams,
+    workload: &Workload,
+) -> Result<NetRun, PastHorizon> {
+    let mut run = simulate(fabric, params, &workload.messages)?;
+    let limiters = workload.limiters();
+    if limiters.is_empty() {
+        return Ok(run);
+    }
+    let mut load = vec![0u64; limiters.len()];
+    for (i, m) in workload.messages.iter().enumerate() {
+        if let Some(k) = workload.limiter_of(i as u32) {
+            load[k as usize] += m.bytes;
+        }
+    }
+    let drain: Vec<Dur> = limiters
+        .iter()
+        .zip(&load)
+        .map(|(r, &b)| r.serialize(b))
+        .collect();
+    for (i, (m, r)) in workload.messages.iter().zip(&mut run.messages).enumerate() {
+        if let (Some(k), Some(f)) = (workload.limiter_of(i as u32), r.finish.as_mut()) {
+            // The limiter's drain plus the route's tail, if that is later than the links'.
+            let tail = route(fabric, params, i as u32, m).tail;
+            *f = (*f).max(m.start + drain[k as usize] + tail);
+        }
+    }
+    run.end = run
+        .messages
+        .iter()
+        .filter_map(|r| r.finish)
+        .max()
+        .unwrap_or(run.end);
+    PastHorizon::check(run.end)?;
+    Ok(run)
 }
 
 /// Runs `messages` on `fabric` at the analytical level; [`PastHorizon`] when a message's

@@ -165,11 +165,16 @@ pub fn simulate_workload_with_stats(
     let bytes_total: u64 = messages.iter().map(|m| m.bytes).sum();
     let mut bytes_done = 0u64;
     let topo = &fabric.topology;
+    // The workload's rate limiters are links of their own after the fabric's: a limited
+    // flow crosses its limiter's with the weight of its payload in its wire bytes (the
+    // limiter counts payload, the flow's rate is wire bytes).
     let caps: Vec<f64> = topo
         .links()
         .iter()
         .map(|l| bytes_per_ps(l.rate.bps()))
+        .chain(workload.limiters().iter().map(|r| bytes_per_ps(r.bps())))
         .collect();
+    let limiter_base = topo.links().len() as u32;
     let mut alloc = Allocator::new(caps);
     let mut queue: EventQueue<Event> = EventQueue::new();
     let mut routes: Vec<(u64, u64, Dur)> = Vec::with_capacity(messages.len());
@@ -178,7 +183,10 @@ pub fn simulate_workload_with_stats(
         assert!(m.src != m.dst && m.bytes > 0, "validated by config");
         let r = route(fabric, params, i as u32, m);
         stats.route_entries += r.links.len() as u64;
-        let id = alloc.register(r.links.iter().map(|&(l, w)| (l.0, w)));
+        let limiter = workload
+            .limiter_of(i as u32)
+            .map(|k| (limiter_base + k, m.bytes as f64 / r.wire_bytes as f64));
+        let id = alloc.register(r.links.iter().map(|&(l, w)| (l.0, w)).chain(limiter));
         debug_assert_eq!(id, i as u32);
         routes.push((r.wire_bytes, r.packets, r.tail));
     }
@@ -350,8 +358,11 @@ fn link_stats(fabric: &Fabric, alloc: &Allocator, routes: &[(u64, u64, Dur)]) ->
     let topo = &fabric.topology;
     let mut bytes = vec![0.0f64; topo.links().len()];
     for (f, &(wire, _, _)) in routes.iter().enumerate() {
+        // Rate limiters (links past the fabric's) carry nothing on a wire.
         for (l, w) in alloc.entries(f as u32) {
-            bytes[l as usize] += wire as f64 * w;
+            if let Some(b) = bytes.get_mut(l as usize) {
+                *b += wire as f64 * w;
+            }
         }
     }
     links_of(fabric, &bytes)

@@ -9,7 +9,7 @@
 //! tasks become ready (ties in the order they were added).
 
 use super::MessageSpec;
-use crate::engine::{Dur, PS_PER_S, Time};
+use crate::engine::{Bandwidth, Dur, PS_PER_S, Time};
 use crate::topology::{NodeId, Topology};
 
 /// How far a level has come with a workload, handed to a progress callback now and then.
@@ -82,22 +82,32 @@ pub enum TaskRef {
     Compute(u32),
 }
 
-/// A kernel on a GPU's compute stream.
+/// A kernel on a GPU's compute stream, or a fixed delay beside it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ComputeSpec {
     pub gpu: NodeId,
     pub duration: Dur,
     /// Earliest start (it also waits for its dependencies and its stream).
     pub start: Time,
+    /// Whether it holds the GPU's compute stream (one such task at a time). A delay that
+    /// does not ([`Workload::delay`]: a communication kernel's launch, barrier or flag
+    /// polling) starts as soon as it is ready and runs beside whatever else runs.
+    pub stream: bool,
 }
 
-/// Messages and compute tasks; `after[t]` lists what task `t` waits for.
+/// Messages and compute tasks; `after[t]` lists what task `t` waits for. Messages may share
+/// a rate limiter: together they move at most its rate of payload (a communication kernel's
+/// SM-bounded copy rate, or a transport's per-GPU rate; see `src/comm/`).
 #[derive(Clone, Debug, Default)]
 pub struct Workload {
     pub messages: Vec<MessageSpec>,
     pub computes: Vec<ComputeSpec>,
     message_after: Vec<Vec<TaskRef>>,
     compute_after: Vec<Vec<TaskRef>>,
+    /// Limiter rates, and per message the limiter it shares (`None`: only the fabric
+    /// limits it). Shorter than `messages` when the last messages have none.
+    limiters: Vec<Bandwidth>,
+    message_limiter: Vec<Option<u32>>,
 }
 
 impl Workload {
@@ -123,14 +133,57 @@ impl Workload {
 
     /// Adds a compute task on `gpu` of `duration`, after the tasks in `after`.
     pub fn compute(&mut self, gpu: NodeId, duration: Dur, after: &[TaskRef]) -> TaskRef {
+        self.push_compute(gpu, duration, after, true)
+    }
+
+    /// Adds a fixed delay attributed to `gpu`, after the tasks in `after`, that does not
+    /// hold its compute stream (see [`ComputeSpec::stream`]).
+    pub fn delay(&mut self, gpu: NodeId, duration: Dur, after: &[TaskRef]) -> TaskRef {
+        self.push_compute(gpu, duration, after, false)
+    }
+
+    fn push_compute(
+        &mut self,
+        gpu: NodeId,
+        duration: Dur,
+        after: &[TaskRef],
+        stream: bool,
+    ) -> TaskRef {
         self.check(after);
         self.computes.push(ComputeSpec {
             gpu,
             duration,
             start: Time::ZERO,
+            stream,
         });
         self.compute_after.push(after.to_vec());
         TaskRef::Compute(self.computes.len() as u32 - 1)
+    }
+
+    /// A new rate limiter of `rate` (payload bytes), shared by the messages given it with
+    /// [`Workload::limit`].
+    pub fn limiter(&mut self, rate: Bandwidth) -> u32 {
+        self.limiters.push(rate);
+        self.limiters.len() as u32 - 1
+    }
+
+    /// Message `m` shares limiter `limiter`. Panics on a message or limiter not yet added.
+    pub fn limit(&mut self, m: u32, limiter: u32) {
+        assert!((m as usize) < self.messages.len() && (limiter as usize) < self.limiters.len());
+        if self.message_limiter.len() <= m as usize {
+            self.message_limiter.resize(m as usize + 1, None);
+        }
+        self.message_limiter[m as usize] = Some(limiter);
+    }
+
+    /// Every limiter's rate, by id.
+    pub fn limiters(&self) -> &[Bandwidth] {
+        &self.limiters
+    }
+
+    /// The limiter message `m` shares, if any.
+    pub fn limiter_of(&self, m: u32) -> Option<u32> {
+        self.message_limiter.get(m as usize).copied().flatten()
     }
 
     fn check(&self, after: &[TaskRef]) {
@@ -232,9 +285,13 @@ impl<'a> Tracker<'a> {
     }
 
     /// Compute task `c` is ready: returns it if its GPU's stream is idle (start it now),
-    /// else queues it.
+    /// else queues it. A delay off the stream starts at once.
     pub fn compute_ready(&mut self, c: u32) -> Option<u32> {
-        let g = self.workload.computes[c as usize].gpu.0 as usize;
+        let spec = &self.workload.computes[c as usize];
+        if !spec.stream {
+            return Some(c);
+        }
+        let g = spec.gpu.0 as usize;
         if self.busy[g] {
             self.queued[g].push_back(c);
             None
@@ -246,7 +303,11 @@ impl<'a> Tracker<'a> {
 
     /// Compute task `c` finished: the next task its GPU's stream starts now, if any.
     pub fn compute_done(&mut self, c: u32) -> Option<u32> {
-        let g = self.workload.computes[c as usize].gpu.0 as usize;
+        let spec = &self.workload.computes[c as usize];
+        if !spec.stream {
+            return None;
+        }
+        let g = spec.gpu.0 as usize;
         let next = self.queued[g].pop_front();
         self.busy[g] = next.is_some();
         next

@@ -178,6 +178,8 @@ struct MsgState<'a> {
     /// Sender: the next PSN to send, and one past the highest PSN ever sent.
     snd_next: u32,
     snd_max: u32,
+    /// The workload's rate limiter it shares ([`Workload::limit`]), or `NONE`.
+    limiter: u32,
 }
 
 /// The packet level as a [`Simulator`].
@@ -311,6 +313,7 @@ pub fn simulate_workload(
             Transport::Unreliable => GoBackN::default(),
         },
         gbn: Vec::new(),
+        limiter_next: vec![Time::ZERO; workload.limiters().len()],
     };
     if matches!(params.switch.buffers, Buffers::Lossy { .. })
         && matches!(params.transport, Transport::GoBackN(_))
@@ -344,6 +347,7 @@ pub fn simulate_workload(
             via: fabric.relay(m.src, m.dst).unwrap_or(m.dst),
             snd_next: 0,
             snd_max: 0,
+            limiter: workload.limiter_of(i as u32).unwrap_or(NONE),
         });
     }
     for t in sim.tracker.initially_ready() {
@@ -435,6 +439,9 @@ struct Sim<'a> {
     /// (NIC messages through lossy switches); empty when no message does.
     gbn_params: GoBackN,
     gbn: Vec<Option<GbnState>>,
+    /// Per rate limiter of the workload, when it next lets a packet go: each packet sent
+    /// under it pushes this on by its payload at the limiter's rate.
+    limiter_next: Vec<Time>,
 }
 
 impl Sim<'_> {
@@ -679,7 +686,10 @@ impl Sim<'_> {
                 let idx = (start + j) % n;
                 let m = self.groups[g].msgs[idx];
                 let ms = &mut self.msgs[m as usize];
-                let send_at = ms.cc.send_at();
+                let mut send_at = ms.cc.send_at();
+                if ms.limiter != NONE {
+                    send_at = send_at.max(self.limiter_next[ms.limiter as usize]);
+                }
                 if send_at > now {
                     earliest = Some(earliest.map_or(send_at, |e| e.min(send_at)));
                     continue;
@@ -709,6 +719,12 @@ impl Sim<'_> {
                 }
                 let wire_bytes = payload + ms.wire.header_bytes as u64;
                 ms.cc.on_send(now, payload, wire_bytes);
+                if ms.limiter != NONE {
+                    let lim = ms.limiter as usize;
+                    let rate = self.workload.limiters()[lim];
+                    let next = &mut self.limiter_next[lim];
+                    *next = (*next).max(now) + rate.serialize(payload);
+                }
                 // The next message in turn is the one after this, or the one that slides
                 // into this slot when this message has nothing left to send.
                 let next = if ms.unsent_bytes == 0 {

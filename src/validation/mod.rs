@@ -24,23 +24,6 @@ pub type KnownGap = (&'static str, &'static str, &'static str);
 /// other check fails or when a check listed here passes, so that a fix must remove its
 /// entry (the test suite runs it).
 pub const KNOWN_GAPS: &[KnownGap] = &[
-    // --- AFD: StepMesh ---
-    (
-        "stepmesh-2a2f-a2f",
-        "transfer_us",
-        "the published 91 us is the bytes at 161.3 Gb/s, the rate StepMesh measured per flow \
-         set, 40 % of the 400G line rate; the fabric as published (8x400G rail-optimized, \
-         PFC, no other traffic) carries the 1.8 MB per FFN GPU near line rate in 39 us. The \
-         gap is a per-flow-set rate limit of StepMesh's transport (its cause is not \
-         published), not the fabric; a transport rate cap is the model term that would \
-         express it, and none is fitted here",
-    ),
-    (
-        "stepmesh-2a2f-f2a",
-        "transfer_us",
-        "as stepmesh-2a2f-a2f: 182 us is the 3.7 MB of BF16 per FFN GPU at the measured \
-         161.3 Gb/s per flow set; the fabric at line rate takes 77 us",
-    ),
     (
         "compute-loo-h100-sxm",
         "p90 |error| %, in-between points",
@@ -52,30 +35,6 @@ pub const KNOWN_GAPS: &[KnownGap] = &[
         "compute-loo-h200-sxm",
         "p90 |error| %, in-between points",
         "as for h100-sxm: regime jumps between power-of-two grid points (docs/compute.md)",
-    ),
-    (
-        "nccl-h100-nvlink",
-        "busbw_gbytes_per_s (4 GPUs)",
-        "the model's NVLink reaches the copy-engine ceiling (~394 GB/s, the calibration point) \
-         at any GPU count; NCCL's SM-driven all-to-all reaches 85 % of it on 4 GPUs and 93 % \
-         on 8. Kernel efficiency belongs to the traffic (NCCL, DeepEP, StepMesh kernels \
-         differ), not the fabric: a per-collective implementation efficiency is the fix \
-         (docs/packet.md)",
-    ),
-    (
-        "deepep-intranode-ep8",
-        "nvl_recv_gbytes_per_s",
-        "NVLink-bound in the model at the H800's achievable 160 GB/s; DeepEP's SM-driven \
-         copies reach ~85 % of it (the same gap as NCCL's on 4 GPUs): kernel efficiency, \
-         not modelled yet",
-    ),
-    (
-        "deepep-internode-ep16",
-        "rdma_gbytes_per_s (DeepEP count)",
-        "on 2 nodes the dispatch is NVLink-bound (forwarding ~3 GPUs per RDMA token plus the \
-         local half), so the same kernel-efficiency gap as deepep-intranode-ep8 shows; EP32 \
-         and EP64, RDMA-bound, agree within 12 %. Not RDMA loopback of the own node's \
-         tokens: DeepEP skips RDMA for its own node, as the model does (docs/packet.md)",
     ),
 ];
 

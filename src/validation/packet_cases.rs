@@ -90,8 +90,9 @@ const SPRAY: &str = include_str!("../../validation/ecmp-vs-spray-spray.toml");
 const PXN: &str = include_str!("../../validation/pxn-rail-local.toml");
 const PERMUTATION: &str = include_str!("../../validation/flow-vs-packet-permutation-spray.toml");
 
+/// The scenario's traffic at the packet level, each kernel call as its library's tasks.
 fn run(s: &Scenario) -> NetRun {
-    crate::packet::simulate(s.fabric(), s.net(), s.messages(), &mut |_| {})
+    crate::packet::simulate_workload(s.fabric(), s.net(), &s.traffic_workload(), &mut |_| {})
         .expect("closed-form cases cannot deadlock")
 }
 
@@ -123,12 +124,9 @@ fn path_latency(s: &Scenario) -> Dur {
     l + l + s.net().switch.latency
 }
 
+/// The last finish of a message or of a kernel's delay (its completion flag).
 fn last_finish(r: &NetRun) -> Time {
-    r.messages
-        .iter()
-        .filter_map(|m| m.finish)
-        .max()
-        .unwrap_or(Time::ZERO)
+    crate::comm::span(r).map_or(Time::ZERO, |(_, end)| end)
 }
 
 const EXACT: &str = "closed form, store-and-forward (see the scenario file)";
@@ -217,12 +215,9 @@ fn parse(text: &str, file: &str) -> Result<Scenario, InputError> {
     Scenario::parse(text, &format!("validation/{file}.toml"), None)
 }
 
+/// The first start of a message or of a kernel's delay (its launch).
 fn first_start(r: &NetRun) -> Time {
-    r.messages
-        .iter()
-        .map(|m| m.start)
-        .min()
-        .unwrap_or(Time::ZERO)
+    crate::comm::span(r).map_or(Time::ZERO, |(start, _)| start)
 }
 
 /// Mean over sending GPUs of bytes sent / makespan, GB/s: nccl-tests' bus bandwidth for
