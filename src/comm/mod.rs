@@ -184,6 +184,20 @@ impl Library {
             && self.reduce.is_none()
     }
 
+    /// The library given `sms` SMs: its sending SMs scale in proportion (at least one).
+    pub fn with_sms(mut self, sms: u32) -> Library {
+        if let Some((k, r)) = self.nvlink.as_ref().and_then(|n| n.sm_bound) {
+            let k = if self.sms == 0 {
+                k
+            } else {
+                ((k as u64 * sms as u64 + self.sms as u64 / 2) / self.sms as u64).max(1) as u32
+            };
+            self.nvlink.as_mut().expect("has nvlink").sm_bound = Some((k, r));
+        }
+        self.sms = sms;
+        self
+    }
+
     /// The start cost on one GPU: launch + barrier.
     pub fn start_cost(&self) -> Dur {
         self.launch + self.barrier

@@ -502,6 +502,9 @@ fn resolve(
             &mut rng,
             &mut messages,
         )?;
+        if t.kernel.is_none() && t.kernel_sms.is_some() {
+            return Err(cx.err(format!("{at}.kernel_sms"), "only used with `kernel`"));
+        }
         if let Some(name) = &t.kernel {
             if t.start_jitter_ns.is_some_and(|j| j > 0.0) {
                 return Err(cx.err(
@@ -516,7 +519,12 @@ fn resolve(
                      choose the AFD transfers' library with [afd] comm",
                 ));
             }
-            let library = crate::comm::Library::load(name, dir, origin, &format!("{at}.kernel"))?;
+            let mut library =
+                crate::comm::Library::load(name, dir, origin, &format!("{at}.kernel"))?;
+            if let Some(n) = t.kernel_sms {
+                let n = cx.int_in(&format!("{at}.kernel_sms"), n, 1, 1024)? as u32;
+                library = library.with_sms(n);
+            }
             let op = match t.direction.as_deref() {
                 Some("combine") => crate::comm::Op::Combine,
                 _ => crate::comm::Op::Dispatch,

@@ -91,4 +91,7 @@ pub struct TrafficFile {
     /// library (a preset name or a library file; see `src/comm/`).
     #[serde(default)]
     pub kernel: Option<String>,
+    /// SMs the kernel is given (a deployment choice; the library's `sms` by default).
+    #[serde(default)]
+    pub kernel_sms: Option<i64>,
 }

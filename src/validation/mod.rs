@@ -7,6 +7,7 @@
 
 mod afd_cases;
 mod check;
+mod comm_cases;
 mod compute_cases;
 mod flow_cases;
 mod packet_cases;
@@ -24,6 +25,17 @@ pub type KnownGap = (&'static str, &'static str, &'static str);
 /// other check fails or when a check listed here passes, so that a fix must remove its
 /// entry (the test suite runs it).
 pub const KNOWN_GAPS: &[KnownGap] = &[
+    (
+        "nccl-torch-a2a-h100",
+        "time_us, 242 MB per rank (out of sample)",
+        "the `nccl` library matches nccl-tests' all-to-all on 4 and 8 H100s (334.9 and ~370 GB/s \
+         bus bandwidth, within 3 and 6 %); pplx-kernels' torch all_to_all_single on its 8x H100 \
+         reaches 302 GB/s (211.75 MB sent per GPU in 699.9 us), 10-18 % below those on other \
+         H100 systems. One parameter set cannot meet all three within 10 %: the spread is \
+         between systems and stacks (torch's padded all_to_all_single and its NCCL version, \
+         not stated), which the model does not describe. Not refitted: the nccl-tests figures \
+         are the library's own benchmark (docs/comm.md)",
+    ),
     (
         "compute-loo-h100-sxm",
         "p90 |error| %, in-between points",
@@ -125,6 +137,7 @@ pub struct Case {
 pub fn cases() -> Vec<Case> {
     let mut all = packet_cases::cases();
     all.extend(afd_cases::cases());
+    all.extend(comm_cases::cases());
     all.extend(compute_cases::cases());
     all.extend(flow_cases::cases());
     all.extend(serving_cases::cases());
