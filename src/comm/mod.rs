@@ -385,6 +385,105 @@ mod tests {
         }
     }
 
+    const PAIR: &str = "name = \"pair\"\n[fabric]\nfile = \"hgx-h100\"\n[fabric.scale_out]\n\
+        topology = \"none\"\n[[traffic]]\npattern = \"message\"\nsrc = 0\ndst = 1\nbytes = 67108864\n";
+
+    fn scenario(extra: &str) -> crate::config::Scenario {
+        let text = PAIR.replace(
+            "pattern = \"message\"",
+            &format!("pattern = \"message\"\n{extra}"),
+        );
+        crate::config::Scenario::parse(&text, "test.toml", None).unwrap()
+    }
+
+    #[test]
+    fn ideal_calls_build_the_plain_workload_and_run() {
+        let plain = scenario("");
+        let ideal = scenario("kernel = \"ideal\"");
+        let (a, b) = (plain.traffic_workload(), ideal.traffic_workload());
+        assert_eq!(a.messages, b.messages);
+        assert!(b.computes.is_empty() && b.limiters().is_empty() && !b.has_dependencies());
+        for level in crate::net::Level::ALL {
+            let ra = crate::levels::simulate(level, plain.fabric(), plain.net(), &a, &mut |_| {});
+            let rb = crate::levels::simulate(level, ideal.fabric(), ideal.net(), &b, &mut |_| {});
+            assert_eq!(ra.unwrap().messages, rb.unwrap().messages, "{level:?}");
+        }
+    }
+
+    /// Two messages from one GPU under one limiter of 100 GB/s: together they move at that
+    /// rate at every level (the fabric alone would carry them at ~396 GB/s).
+    #[test]
+    fn a_shared_limiter_caps_every_level() {
+        let s = scenario("");
+        let spec = s.messages()[0].clone();
+        let mut w = Workload::default();
+        let k = w.limiter(Bandwidth::from_bps(800_000_000_000).unwrap());
+        for dst in [1, 2] {
+            let mut m = spec.clone();
+            m.dst = crate::topology::NodeId(dst);
+            let crate::net::TaskRef::Message(i) = w.message(m, &[]) else {
+                unreachable!()
+            };
+            w.limit(i, k);
+        }
+        let at_limit = 2.0 * spec.bytes as f64 / 100e9;
+        for level in crate::net::Level::ALL {
+            let r = crate::levels::simulate(level, s.fabric(), s.net(), &w, &mut |_| {}).unwrap();
+            let end = r.messages.iter().filter_map(|m| m.finish).max().unwrap();
+            let t = end.since(Time::ZERO).as_secs_f64();
+            assert!(
+                (t - at_limit).abs() / at_limit < 0.01,
+                "{level:?}: {t} s, the limiter alone gives {at_limit} s"
+            );
+        }
+    }
+
+    const MOE: &str = "name = \"moe\"\n[fabric]\nfile = \"hgx-h800\"\nnodes = 2\n[[traffic]]\n\
+        pattern = \"moe-dispatch\"\nkernel = \"deepep-ll\"\ndirection = \"dispatch\"\n\
+        router = \"balanced\"\ntokens_per_gpu = 16\nexperts = 32\ntop_k = 4\nhidden = 64\n\
+        dtype = \"bf16\"\ndedup = \"expert\"\n";
+
+    #[test]
+    fn combine_is_the_reverse_matrix_and_balanced_is_even() {
+        let parse = |t: &str| crate::config::Scenario::parse(t, "moe.toml", None).unwrap();
+        let d = parse(MOE);
+        let c = parse(&MOE.replace("direction = \"dispatch\"", "direction = \"combine\""));
+        let pairs = |s: &crate::config::Scenario, rev: bool| {
+            let mut v: Vec<_> = s
+                .messages()
+                .iter()
+                .map(|m| {
+                    if rev {
+                        (m.dst, m.src, m.bytes)
+                    } else {
+                        (m.src, m.dst, m.bytes)
+                    }
+                })
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(pairs(&d, false), pairs(&c, true));
+        // Balanced: every GPU receives (and holds locally) the same token copies.
+        let mut into = std::collections::BTreeMap::new();
+        for m in d.messages() {
+            *into.entry(m.dst).or_insert(0u64) += m.bytes;
+        }
+        for l in &d.kernels()[0].local {
+            *into.entry(l.dst).or_insert(0u64) += l.bytes;
+        }
+        let total = 16 * 16 * 4 * 64 * 2;
+        assert_eq!(into.len(), 16);
+        assert!(into.values().all(|&b| b == total / 16), "{into:?}");
+        // The combine's receivers reduce: it takes longer than the dispatch.
+        let time = |s: &crate::config::Scenario| {
+            let o = crate::run(s, &mut |_| {}).unwrap();
+            let (a, b) = span(&o.run).unwrap();
+            b.since(a)
+        };
+        assert!(time(&c) > time(&d));
+    }
+
     #[test]
     fn bad_libraries_are_refused_with_the_key() {
         let e = Library::load("nope", Path::new("."), "s.toml", "afd.comm").unwrap_err();

@@ -1094,6 +1094,37 @@ bytes = 4096
             ">= 0.001",
         );
         check("nodes = 4", "nodes = 1", "fabric.nodes", "between 2");
+        let a2a = "pattern = \"all-to-all\"";
+        check(
+            a2a,
+            "pattern = \"all-to-all\"\nkernel = \"nope\"",
+            "traffic[0].kernel",
+            "deepep-ll",
+        );
+        check(
+            a2a,
+            "pattern = \"all-to-all\"\nkernel_sms = 8",
+            "traffic[0].kernel_sms",
+            "with `kernel`",
+        );
+        check(
+            a2a,
+            "pattern = \"all-to-all\"\nkernel = \"nccl\"\nkernel_sms = 0",
+            "traffic[0].kernel_sms",
+            "between 1",
+        );
+        check(
+            a2a,
+            "pattern = \"all-to-all\"\nkernel = \"nccl\"\nstart_jitter_ns = 5",
+            "traffic[0].start_jitter_ns",
+            "not allowed with `kernel`",
+        );
+        check(
+            a2a,
+            "pattern = \"all-to-all\"\ndirection = \"combine\"",
+            "traffic[0].direction",
+            "not used by pattern",
+        );
         check(
             "\"single-switch\"",
             "\"ring\"",
