@@ -63,19 +63,31 @@ pub fn nvlink_limit(
     Bandwidth::from_bps(by_link.min(by_sms).round() as u64)
 }
 
-/// Adds one kernel call of `lib` moving `transfers` to `w`, starting no earlier than
-/// `start`; on each GPU it waits for `after(gpu)`. With the `ideal` library each transfer
-/// between two GPUs is one plain message after `after(src)`, and nothing else is added.
+/// One kernel call: `library` moving `transfers`, starting no earlier than `start`.
+#[derive(Copy, Clone, Debug)]
+pub struct Kernel<'a> {
+    pub library: &'a Library,
+    pub op: Op,
+    pub transfers: &'a [Transfer],
+    pub start: Time,
+}
+
+/// Adds kernel call `k` to `w`; on each GPU it waits for `after(gpu)`. With the `ideal`
+/// library each transfer between two GPUs is one plain message after `after(src)`, and
+/// nothing else is added.
 pub fn launch(
     w: &mut Workload,
     fabric: &Fabric,
     params: &NetParams,
-    lib: &Library,
-    op: Op,
-    transfers: &[Transfer],
-    start: Time,
+    k: Kernel<'_>,
     after: &mut dyn FnMut(NodeId) -> Vec<TaskRef>,
 ) -> Launched {
+    let Kernel {
+        library: lib,
+        op,
+        transfers,
+        start,
+    } = k;
     let mut out = Launched::default();
     if lib.is_ideal() {
         for t in transfers.iter().filter(|t| t.src != t.dst && t.bytes > 0) {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-pub use kernel::{Launched, Op, Transfer, launch};
+pub use kernel::{Kernel, Launched, Op, Transfer, launch};
 
 use crate::engine::{Bandwidth, Dur, Time};
 use crate::error::InputError;
@@ -69,16 +69,13 @@ pub fn traffic_workload(
             })
             .chain(c.local.iter().copied())
             .collect();
-        launch(
-            &mut w,
-            fabric,
-            params,
-            &c.library,
-            c.op,
-            &transfers,
-            c.start,
-            &mut |_| Vec::new(),
-        );
+        let k = Kernel {
+            library: &c.library,
+            op: c.op,
+            transfers: &transfers,
+            start: c.start,
+        };
+        launch(&mut w, fabric, params, k, &mut |_| Vec::new());
         next = c.messages.end;
     }
     for m in &messages[next..] {
