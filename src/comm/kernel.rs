@@ -91,19 +91,7 @@ pub fn launch(
     let mut out = Launched::default();
     if lib.is_ideal() {
         for t in transfers.iter().filter(|t| t.src != t.dst && t.bytes > 0) {
-            let deps = after(t.src);
-            let m = w.message(
-                MessageSpec {
-                    src: t.src,
-                    dst: t.dst,
-                    bytes: t.bytes,
-                    start,
-                },
-                &deps,
-            );
-            let TaskRef::Message(i) = m else {
-                unreachable!()
-            };
+            let (m, i) = message(w, t, start, &after(t.src));
             out.messages.push(i);
             out.done.entry(t.src).or_default().push(m);
             out.done.entry(t.dst).or_default().push(m);
@@ -143,23 +131,7 @@ pub fn launch(
             }
             continue;
         }
-        let deps: Vec<TaskRef> = if t.src == t.dst {
-            vec![begin[&t.src]]
-        } else {
-            vec![begin[&t.src], begin[&t.dst]]
-        };
-        let m = w.message(
-            MessageSpec {
-                src: t.src,
-                dst: t.dst,
-                bytes: t.bytes,
-                start,
-            },
-            &deps,
-        );
-        let TaskRef::Message(i) = m else {
-            unreachable!()
-        };
+        let (m, i) = message(w, t, start, &[begin[&t.src], begin[&t.dst]]);
         let limiter = if fabric.same_domain(t.src, t.dst) {
             *nvl_limiter
                 .entry(t.src)
@@ -189,4 +161,18 @@ pub fn launch(
         out.done.insert(g, vec![d]);
     }
     out
+}
+
+/// Adds transfer `t` as a message after `deps`: its task and its index.
+fn message(w: &mut Workload, t: &Transfer, start: Time, deps: &[TaskRef]) -> (TaskRef, u32) {
+    let spec = MessageSpec {
+        src: t.src,
+        dst: t.dst,
+        bytes: t.bytes,
+        start,
+    };
+    match w.message(spec, deps) {
+        m @ TaskRef::Message(i) => (m, i),
+        TaskRef::Compute(_) => unreachable!("Workload::message adds a message"),
+    }
 }
