@@ -187,7 +187,9 @@ fn run_afd(
     let mut per_step = Vec::with_capacity(spec.steps as usize);
     let mut last = None;
     for _ in 0..spec.steps {
-        let mut step = spec.decode_step(&mut rng).map_err(RunError::Compute)?;
+        let mut step = spec
+            .decode_step(scenario.fabric(), scenario.net(), &mut rng)
+            .map_err(RunError::Compute)?;
         for msg in scenario.messages() {
             step.workload.message(msg.clone(), &[]);
         }
@@ -199,7 +201,8 @@ fn run_afd(
             &step.workload,
             progress,
         )?;
-        per_step.push(afd::AfdMetrics::of(spec, &step, &run));
+        let alone = levels::alone_times(scenario.fabric(), scenario.net(), &step.workload);
+        per_step.push(afd::AfdMetrics::of(spec, &step, &run, &alone));
         last = Some((step, run));
     }
     let (step, run) = last.expect("steps >= 1 (config)");

@@ -239,7 +239,14 @@ fn a_trace_has_a_slice_per_kernel_and_a_begin_end_pair_per_transfer() {
     let trace: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&t).unwrap()).expect("valid JSON");
     let events = trace["traceEvents"].as_array().unwrap();
-    let count = |ph: &str| events.iter().filter(|e| e["ph"] == ph).count() as u64;
+    // Transfers' slices (a communication kernel's fixed costs are slices of category
+    // `kernel`, checked in `a_library_traces_its_fixed_costs_apart_from_its_transfers`).
+    let count = |ph: &str| {
+        events
+            .iter()
+            .filter(|e| e["ph"] == ph && e["cat"] != "kernel")
+            .count() as u64
+    };
     let messages = v["metrics"]["network"]["messages"].as_u64().unwrap();
     assert_eq!(count("b"), messages);
     assert_eq!(count("e"), messages);
@@ -1135,7 +1142,7 @@ fn an_afd_study_at_the_analytical_level_is_refused_by_scenario_and_level() {
     let err = s.clone().with_level(Level::Analytical).unwrap_err();
     assert_eq!(err.key, "afd", "{err}");
     let mut rng = afdsim::engine::SimRng::stream(1, 2);
-    let step = spec.decode_step(&mut rng).unwrap();
+    let step = spec.decode_step(s.fabric(), s.net(), &mut rng).unwrap();
     let e = afdsim::levels::simulate(
         Level::Analytical,
         s.fabric(),
@@ -1159,4 +1166,168 @@ fn an_afd_study_at_the_analytical_level_is_refused_by_scenario_and_level() {
             .unwrap();
         assert!(run.messages.iter().all(|m| m.finish.is_some()));
     }
+}
+
+/// SMALL under communication library `lib` (`[afd] comm`).
+fn small_under(lib: &str) -> String {
+    SMALL.replace("[afd]\n", &format!("[afd]\ncomm = \"{lib}\"\n"))
+}
+
+/// A library's kernels: the metrics split each transfer's time into fixed cost, wire time
+/// and queueing; the fixed cost per call and GPU is the library's launch + barrier + flag +
+/// poll (plus a combine's reduction); `ideal` has none, and no library makes the step faster.
+#[test]
+fn a_library_adds_its_fixed_costs_and_the_metrics_split_them() {
+    let run = |lib: &str| {
+        let p = file(&format!("lib-{lib}.toml"), &small_under(lib));
+        json(&afdsim(&["run", p.to_str().unwrap(), "--json"]))["metrics"].clone()
+    };
+    let ideal = run("ideal");
+    assert_eq!(ideal["comm"], "ideal");
+    assert_eq!(ideal["dispatch_fixed_us"].as_f64(), Some(0.0));
+    assert_eq!(ideal["combine_fixed_us"].as_f64(), Some(0.0));
+    let f = |m: &serde_json::Value, k: &str| m[k].as_f64().unwrap();
+    for m in [&ideal] {
+        for k in ["dispatch", "combine"] {
+            let (wire, queue) = (
+                f(m, &format!("{k}_wire_us")),
+                f(m, &format!("{k}_queue_us")),
+            );
+            assert!(wire > 0.0 && queue >= 0.0, "{k}: {wire} {queue}");
+            assert!(
+                (wire + queue - f(m, &format!("{k}_us"))).abs() < 1e-6,
+                "{k}: wire + queueing is the mean transfer time"
+            );
+        }
+    }
+    // nccl: launch 3.1 + barrier 3.7 + flag 3.7 + poll 0 us per call and GPU, no reduction.
+    let nccl = run("nccl");
+    assert_eq!(nccl["comm"], "nccl");
+    for k in ["dispatch_fixed_us", "combine_fixed_us"] {
+        assert!((f(&nccl, k) - 10.5).abs() < 1e-9, "{k} = {}", f(&nccl, k));
+    }
+    // deepep-ll: 3.1 + 0 + 5 + 24 us, and a combine's receiver reduces what it gets.
+    let ll = run("deepep-ll");
+    assert!((f(&ll, "dispatch_fixed_us") - 32.1).abs() < 1e-9);
+    assert!(f(&ll, "combine_fixed_us") > 32.1);
+    for m in [&nccl, &ll] {
+        assert!(f(m, "tpot_ms") > f(&ideal, "tpot_ms"), "{}", m["comm"]);
+        assert!(f(m, "comm_time_fraction_exposed") >= f(&ideal, "comm_time_fraction_exposed"));
+    }
+}
+
+/// `--trace` shows a library's fixed costs as slices of their own (category `kernel`,
+/// named by call, part and layer), apart from the transfers they bracket: on each GPU a
+/// call's launch + barrier ends before its first transfer starts, and its flag + poll starts
+/// after its last transfer ends.
+#[test]
+fn a_library_traces_its_fixed_costs_apart_from_its_transfers() {
+    let p = file("traced-ll.toml", &small_under("nccl"));
+    let t = std::env::temp_dir().join(format!("afdsim-trace-ll-{}.json", std::process::id()));
+    let o = afdsim(&[
+        "run",
+        p.to_str().unwrap(),
+        "--json",
+        "--trace",
+        t.to_str().unwrap(),
+    ]);
+    let v = json(&o);
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&t).unwrap()).expect("valid JSON");
+    let events = trace["traceEvents"].as_array().unwrap();
+    let named = |name: &str| {
+        events
+            .iter()
+            .filter(|e| e["cat"] == "kernel" && e["name"] == name)
+            .map(|e| {
+                (
+                    e["ph"].as_str().unwrap().to_string(),
+                    e["pid"].as_u64().unwrap(),
+                    e["ts"].as_f64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    // Layer 3 (the first MoE layer), 2 micro-batches: 8 attention + 8 FFN GPUs per call.
+    for part in ["launch + barrier", "flag + poll"] {
+        for kind in ["dispatch", "combine"] {
+            let ev = named(&format!("{kind} {part} L3"));
+            assert_eq!(
+                ev.len(),
+                2 * 2 * 16,
+                "{kind} {part}: a begin and an end per GPU and call"
+            );
+        }
+    }
+    // Attention GPU 0's first dispatch: launch + barrier, then its transfers, then flag + poll.
+    let first = |name: &str, ph: &str| {
+        named(name)
+            .into_iter()
+            .filter(|(p, g, _)| p == ph && *g == 0)
+            .map(|(_, _, ts)| ts)
+            .fold(f64::INFINITY, f64::min)
+    };
+    let start_end = first("dispatch launch + barrier L3", "e");
+    let sent: Vec<(f64, f64)> = {
+        let mut begins = std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for e in events
+            .iter()
+            .filter(|e| e["cat"] == "dispatch" && e["pid"] == 0)
+        {
+            let id = e["id"].as_u64().unwrap();
+            match e["ph"].as_str().unwrap() {
+                "b" => {
+                    begins.insert(id, e["ts"].as_f64().unwrap());
+                }
+                "e" => out.push((begins[&id], e["ts"].as_f64().unwrap())),
+                _ => {}
+            }
+        }
+        out
+    };
+    let first_send = sent.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
+    assert!(
+        start_end <= first_send + 1e-6,
+        "{start_end} vs {first_send}"
+    );
+    let flag = first("dispatch flag + poll L3", "b");
+    let first_call_sends_end = sent
+        .iter()
+        .filter(|s| s.0 < flag)
+        .map(|s| s.1)
+        .fold(0.0, f64::max);
+    assert!(
+        first_call_sends_end <= flag + 1e-6,
+        "{first_call_sends_end} vs {flag}"
+    );
+    assert_eq!(v["metrics"]["comm"], "nccl");
+}
+
+/// The critical path stays contiguous with a library's delays on it: communication (its
+/// transfers and fixed costs) and kernels add up to the step.
+#[test]
+fn the_critical_path_spans_a_step_under_a_library() {
+    use afdsim::config::Scenario;
+    for lib in ["deepep-ll", "nccl", "stepmesh"] {
+        let s = Scenario::parse(&small_under(lib), "t", None).unwrap();
+        let o = afdsim::run(&s, &mut |_| {}).unwrap();
+        let step = o.step().unwrap();
+        let (comm, compute) = afdsim::afd::critical_path(&step.workload, &o.run);
+        let span_s = o.afd().unwrap().tpot_ms / 1e3;
+        assert!(
+            ((comm + compute) - span_s).abs() <= 1e-9 * span_s.max(1.0),
+            "{lib}: {comm} + {compute} vs {span_s}"
+        );
+        assert!(comm > 0.0 && compute > 0.0);
+    }
+}
+
+/// Same scenario and seed under a library: identical results, run to run.
+#[test]
+fn a_step_under_a_library_is_deterministic() {
+    let p = file("det-ll.toml", &small_under("deepep-normal"));
+    let a = afdsim(&["run", p.to_str().unwrap(), "--json"]);
+    let b = afdsim(&["run", p.to_str().unwrap(), "--json"]);
+    assert_eq!(json(&a), json(&b));
 }

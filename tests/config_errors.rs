@@ -510,3 +510,34 @@ bytes = 1048576
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["metrics"]["ecn_marks"], 0);
 }
+
+/// `[afd] comm` names a preset or a library file; `comm_sms` is a positive count.
+#[test]
+fn afd_comm_names_a_library() {
+    expect_error(
+        "afd-comm.toml",
+        &afd_scenario("deepseek-v3.2", "comm = \"nope\"\n"),
+        None,
+        "afd.comm",
+        &["`nope`", "deepep-ll", ".toml"],
+    );
+    expect_error(
+        "afd-comm-sms.toml",
+        &afd_scenario("deepseek-v3.2", "comm = \"nccl\"\ncomm_sms = 0\n"),
+        None,
+        "afd.comm_sms",
+        &["0"],
+    );
+    // A library file next to the scenario, with a bad key: the file and its key are named.
+    let p = in_own_dir(
+        "comm-file",
+        &[
+            ("lib.toml", "name = \"mine\"\ncopies = \"token\"\n"),
+            (
+                "s.toml",
+                &afd_scenario("deepseek-v3.2", "comm = \"lib.toml\"\n"),
+            ),
+        ],
+    );
+    expect_error_at(&p[1], &p[0], "copies", &["`token`", "gpu or expert"]);
+}

@@ -39,13 +39,14 @@ pub use context::{ContextDist, ContextShape};
 pub use placement::{ExpertMap, Placement};
 pub use routing::ExpertRouting;
 
+use crate::comm::{self, Launched, Library};
 use crate::compute::{
     Attention, AttentionKernel, ComputeTable, Dtype, Mla, Model, Op, OpQuery, QueryError, Side,
     Work,
 };
 use crate::engine::{Dur, SimRng, Time};
-use crate::net::{MessageSpec, TaskRef, Workload};
-use crate::topology::NodeId;
+use crate::net::{MessageSpec, NetParams, TaskRef, Workload};
+use crate::topology::{Fabric, NodeId};
 use routing::Router;
 use std::sync::Arc;
 
@@ -69,6 +70,9 @@ pub struct Deployment {
     /// expected load).
     pub experts: ExpertMap,
     pub dedup: Dedup,
+    /// The communication library whose kernels move every dispatch and combine
+    /// (`[afd] comm`, docs/comm.md). `ideal` sends each as a plain message.
+    pub comm: Arc<Library>,
 }
 
 /// What one step of a [`Deployment`] runs: its sequences, their contexts, the prompt tokens
@@ -110,9 +114,15 @@ pub struct AfdSpec {
 }
 
 impl AfdSpec {
-    /// One step of the study's shape; routing draws come from `rng`.
-    pub fn decode_step(&self, rng: &mut SimRng) -> Result<DecodeStep, QueryError> {
-        self.deployment.decode_step(&self.shape, rng)
+    /// One step of the study's shape on `fabric`; routing draws come from `rng`.
+    pub fn decode_step(
+        &self,
+        fabric: &Fabric,
+        params: &NetParams,
+        rng: &mut SimRng,
+    ) -> Result<DecodeStep, QueryError> {
+        self.deployment
+            .decode_step(fabric, params, &self.shape, rng)
     }
 }
 
@@ -139,6 +149,27 @@ impl Dedup {
 pub enum Stage {
     Attention,
     Ffn,
+    /// A fixed cost of a dispatch or combine kernel on one GPU (a delay beside its compute
+    /// stream: see `comm::launch`).
+    Kernel(Transfer, KernelPart),
+}
+
+/// Which fixed cost of a communication kernel a delay is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelPart {
+    /// Launch and start barrier, before the GPU's first transfer of the call.
+    Start,
+    /// A token for the GPU's own experts, copied through HBM.
+    Copy,
+    /// Completion flag and polling after its last transfer (and a combine's reduction).
+    End,
+}
+
+impl Stage {
+    /// Whether the task is a communication kernel's fixed cost (not a compute kernel).
+    pub fn is_kernel(self) -> bool {
+        matches!(self, Stage::Kernel(..))
+    }
 }
 
 /// Which part of the step a message is.
@@ -368,6 +399,8 @@ impl Deployment {
     /// Builds one step of `shape`; routing draws come from `rng`.
     pub fn decode_step(
         &self,
+        fabric: &Fabric,
+        params: &NetParams,
         shape: &StepShape,
         rng: &mut SimRng,
     ) -> Result<DecodeStep, QueryError> {
@@ -465,26 +498,76 @@ impl Deployment {
                 }
                 let route = self.route(na, tokens, &mut router, rng);
                 let tok = &route.copies;
+                let ideal = self.comm.is_ideal();
+                // The dispatch: with `ideal` one message per (attention, FFN) GPU pair after
+                // that attention kernel; else one kernel call of the library over them all.
                 let mut into_ffn: Vec<Vec<TaskRef>> = vec![Vec::new(); nf];
-                for (a, row) in tok.iter().enumerate() {
-                    for (f, &n) in row.iter().enumerate() {
-                        if n > 0 && self.attention_gpus[a] == self.ffn_gpus[f] {
-                            // Colocated: this GPU's own tokens need no transfer.
-                            into_ffn[f].push(atts[a]);
-                        } else if n > 0 {
-                            step.token_copies += n;
-                            let m = w.message(
-                                MessageSpec {
-                                    src: self.attention_gpus[a],
-                                    dst: self.ffn_gpus[f],
-                                    bytes: n * dispatch_bytes,
-                                    start: Time::ZERO,
-                                },
-                                &[atts[a]],
-                            );
-                            step.message_kind.push(Transfer::Dispatch);
-                            into_ffn[f].push(m);
+                let mut dispatched = Launched::default();
+                if ideal {
+                    for (a, row) in tok.iter().enumerate() {
+                        for (f, &n) in row.iter().enumerate() {
+                            if n > 0 && self.attention_gpus[a] == self.ffn_gpus[f] {
+                                // Colocated: this GPU's own tokens need no transfer.
+                                into_ffn[f].push(atts[a]);
+                            } else if n > 0 {
+                                step.token_copies += n;
+                                let m = w.message(
+                                    MessageSpec {
+                                        src: self.attention_gpus[a],
+                                        dst: self.ffn_gpus[f],
+                                        bytes: n * dispatch_bytes,
+                                        start: Time::ZERO,
+                                    },
+                                    &[atts[a]],
+                                );
+                                step.message_kind.push(Transfer::Dispatch);
+                                into_ffn[f].push(m);
+                            }
                         }
+                    }
+                } else {
+                    let mut transfers = Vec::new();
+                    for (a, row) in tok.iter().enumerate() {
+                        for (f, &n) in row.iter().enumerate().filter(|(_, n)| **n > 0) {
+                            let (src, dst) = (self.attention_gpus[a], self.ffn_gpus[f]);
+                            if src != dst {
+                                step.token_copies += n;
+                            }
+                            transfers.push(comm::Transfer {
+                                src,
+                                dst,
+                                bytes: n * dispatch_bytes,
+                            });
+                        }
+                    }
+                    let attention_of =
+                        |g: NodeId| self.attention_gpus[..na].iter().position(|&x| x == g);
+                    let kernel = comm::Kernel {
+                        library: &self.comm,
+                        op: comm::Op::Dispatch,
+                        transfers: &transfers,
+                        start: Time::ZERO,
+                    };
+                    // Each attention GPU's part starts after its attention kernel; an FFN
+                    // GPU's receive is armed from the start (docs/comm.md).
+                    dispatched = comm::launch(w, fabric, params, kernel, &mut |g| {
+                        attention_of(g).map_or_else(Vec::new, |a| vec![atts[a]])
+                    });
+                    label(
+                        &mut step.compute_stage,
+                        &mut step.compute_layer,
+                        &dispatched,
+                        Transfer::Dispatch,
+                        layer as u32,
+                    );
+                    step.message_kind
+                        .extend(dispatched.messages.iter().map(|_| Transfer::Dispatch));
+                    for (f, into) in into_ffn.iter_mut().enumerate() {
+                        *into = dispatched
+                            .done
+                            .get(&self.ffn_gpus[f])
+                            .cloned()
+                            .unwrap_or_default();
                     }
                 }
                 let mut pairs = vec![0u64; nf];
@@ -492,6 +575,7 @@ impl Deployment {
                     pairs[self.experts.slot_gpu[s] as usize] += p;
                 }
                 let mut next: Vec<Vec<TaskRef>> = vec![Vec::new(); na];
+                let mut ffns: Vec<Option<TaskRef>> = vec![None; nf];
                 for f in 0..nf {
                     if pairs[f] == 0 {
                         continue;
@@ -514,6 +598,10 @@ impl Deployment {
                     let ffn = w.compute(self.ffn_gpus[f], us(t_ffn), &into_ffn[f]);
                     step.compute_stage.push(Stage::Ffn);
                     step.compute_layer.push(layer as u32);
+                    ffns[f] = Some(ffn);
+                    if !ideal {
+                        continue;
+                    }
                     for (a, row) in tok.iter().enumerate() {
                         if row[f] > 0 && self.attention_gpus[a] == self.ffn_gpus[f] {
                             next[a].push(ffn);
@@ -532,10 +620,77 @@ impl Deployment {
                         }
                     }
                 }
+                if !ideal {
+                    // The combine: one kernel call, each FFN GPU's part after its expert
+                    // kernel, each attention GPU's after its part of the dispatch.
+                    let mut transfers = Vec::new();
+                    for (f, _) in ffns.iter().enumerate().filter(|(_, t)| t.is_some()) {
+                        for (a, row) in tok.iter().enumerate().filter(|(_, row)| row[f] > 0) {
+                            transfers.push(comm::Transfer {
+                                src: self.ffn_gpus[f],
+                                dst: self.attention_gpus[a],
+                                bytes: row[f] * combine_bytes,
+                            });
+                        }
+                    }
+                    let kernel = comm::Kernel {
+                        library: &self.comm,
+                        op: comm::Op::Combine,
+                        transfers: &transfers,
+                        start: Time::ZERO,
+                    };
+                    let combined = comm::launch(w, fabric, params, kernel, &mut |g| {
+                        let mut after = dispatched.done.get(&g).cloned().unwrap_or_default();
+                        let f = self.ffn_gpus.iter().position(|&x| x == g);
+                        after.extend(f.and_then(|f| ffns[f]));
+                        after
+                    });
+                    label(
+                        &mut step.compute_stage,
+                        &mut step.compute_layer,
+                        &combined,
+                        Transfer::Combine,
+                        layer as u32,
+                    );
+                    step.message_kind
+                        .extend(combined.messages.iter().map(|_| Transfer::Combine));
+                    for (a, n) in next.iter_mut().enumerate() {
+                        *n = combined
+                            .done
+                            .get(&self.attention_gpus[a])
+                            .cloned()
+                            .unwrap_or_default();
+                    }
+                }
                 waits[mb as usize] = next;
             }
         }
         Ok(step)
+    }
+}
+
+/// Labels the fixed-cost delays a kernel call added (the compute tasks past those labelled
+/// so far) with their stage and layer.
+fn label(
+    stage: &mut Vec<Stage>,
+    layer_of: &mut Vec<u32>,
+    l: &Launched,
+    kind: Transfer,
+    layer: u32,
+) {
+    let parts = [
+        (&l.start_delays, KernelPart::Start),
+        (&l.local_copies, KernelPart::Copy),
+        (&l.end_delays, KernelPart::End),
+    ];
+    let added = parts.iter().map(|(v, _)| v.len()).sum::<usize>();
+    let first = stage.len();
+    stage.resize(first + added, Stage::Kernel(kind, KernelPart::Start));
+    layer_of.resize(first + added, layer);
+    for (tasks, part) in parts {
+        for &i in tasks {
+            stage[i as usize] = Stage::Kernel(kind, part);
+        }
     }
 }
 
@@ -577,6 +732,20 @@ pub struct AfdMetrics {
     pub ffn_us: f64,
     pub dispatch_us: f64,
     pub combine_us: f64,
+    /// The communication library (`[afd] comm`).
+    pub comm: String,
+    /// Communication time split three ways. Fixed: a kernel call's costs on one GPU
+    /// (launch, barrier, flag, polling and a combine's reduction), the mean per call and
+    /// GPU; 0 with `ideal`. Wire: the mean transfer's time alone on the fabric (its bytes at
+    /// its route's bottleneck or its rate limiter, plus latency: `levels::alone_times`).
+    /// Queueing: the mean transfer time beyond that (links, NICs and limiters shared with
+    /// other transfers), at least 0.
+    pub dispatch_fixed_us: f64,
+    pub dispatch_wire_us: f64,
+    pub dispatch_queue_us: f64,
+    pub combine_fixed_us: f64,
+    pub combine_wire_us: f64,
+    pub combine_queue_us: f64,
     pub dispatch_bytes: u64,
     pub combine_bytes: u64,
     /// Share of the step on its critical path spent in transfers: communication that no
@@ -589,7 +758,14 @@ pub struct AfdMetrics {
 }
 
 impl AfdMetrics {
-    pub fn of(spec: &AfdSpec, step: &DecodeStep, run: &crate::net::NetRun) -> AfdMetrics {
+    /// The metrics of `step` executed as `run`; `alone`: each message's time alone on the
+    /// fabric (`levels::alone_times`).
+    pub fn of(
+        spec: &AfdSpec,
+        step: &DecodeStep,
+        run: &crate::net::NetRun,
+        alone: &[Dur],
+    ) -> AfdMetrics {
         let (d, shape) = (&spec.deployment, &spec.shape);
         use crate::engine::Time;
         let first = run
@@ -642,6 +818,36 @@ impl AfdMetrics {
                 times.iter().map(|t| t.1).sum::<u64>(),
             )
         };
+        // Mean over the messages of `kind` of their time alone.
+        let mean_alone = |kind: Transfer| {
+            let times: Vec<f64> = alone
+                .iter()
+                .zip(&step.message_kind)
+                .filter(|(_, k)| **k == kind)
+                .map(|(d, _)| d.as_secs_f64())
+                .collect();
+            times.iter().sum::<f64>() / times.len().max(1) as f64
+        };
+        // Fixed costs per (call, GPU): every start and end delay of `kind`, over the calls'
+        // GPUs (one start delay each).
+        let mean_fixed = |kind: Transfer| {
+            let (mut total, mut calls) = (0.0, 0u64);
+            for (c, s) in run.computes.iter().zip(&step.compute_stage) {
+                let Stage::Kernel(k, part) = *s else { continue };
+                if k != kind || part == KernelPart::Copy {
+                    continue;
+                }
+                calls += u64::from(part == KernelPart::Start);
+                if let (Some(a), Some(b)) = (c.start, c.finish) {
+                    total += b.since(a).as_secs_f64();
+                }
+            }
+            total / calls.max(1) as f64
+        };
+        let (dispatch_fixed, combine_fixed) = (
+            mean_fixed(Transfer::Dispatch),
+            mean_fixed(Transfer::Combine),
+        );
         let (att_total, att_mean) = mean_busy(Stage::Attention);
         let (ffn_total, ffn_mean) = mean_busy(Stage::Ffn);
         let (dispatch_mean, dispatch_bytes) = mean_transfer(Transfer::Dispatch);
@@ -671,11 +877,20 @@ impl AfdMetrics {
             ffn_us: ffn_mean * 1e6,
             dispatch_us: dispatch_mean * 1e6,
             combine_us: combine_mean * 1e6,
+            comm: d.comm.name.clone(),
+            dispatch_fixed_us: dispatch_fixed * 1e6,
+            dispatch_wire_us: mean_alone(Transfer::Dispatch) * 1e6,
+            dispatch_queue_us: (dispatch_mean - mean_alone(Transfer::Dispatch)).max(0.0) * 1e6,
+            combine_fixed_us: combine_fixed * 1e6,
+            combine_wire_us: mean_alone(Transfer::Combine) * 1e6,
+            combine_queue_us: (combine_mean - mean_alone(Transfer::Combine)).max(0.0) * 1e6,
             dispatch_bytes,
             combine_bytes,
             comm_time_fraction_exposed: per_s(path_comm_s),
             comm_hidden_fraction: {
-                let serial_s = moe_layers * d.micro_batches as f64 * (dispatch_mean + combine_mean);
+                let serial_s = moe_layers
+                    * d.micro_batches as f64
+                    * (dispatch_mean + combine_mean + dispatch_fixed + combine_fixed);
                 if serial_s > 0.0 {
                     (1.0 - path_comm_s / serial_s).clamp(0.0, 1.0)
                 } else {
@@ -714,6 +929,13 @@ impl AfdMetrics {
             ffn_us: mean(|m| m.ffn_us),
             dispatch_us: mean(|m| m.dispatch_us),
             combine_us: mean(|m| m.combine_us),
+            comm: first.comm.clone(),
+            dispatch_fixed_us: mean(|m| m.dispatch_fixed_us),
+            dispatch_wire_us: mean(|m| m.dispatch_wire_us),
+            dispatch_queue_us: mean(|m| m.dispatch_queue_us),
+            combine_fixed_us: mean(|m| m.combine_fixed_us),
+            combine_wire_us: mean(|m| m.combine_wire_us),
+            combine_queue_us: mean(|m| m.combine_queue_us),
             dispatch_bytes: per_step.iter().map(|m| m.dispatch_bytes).sum::<u64>()
                 / per_step.len().max(1) as u64,
             combine_bytes: per_step.iter().map(|m| m.combine_bytes).sum::<u64>()
@@ -727,9 +949,10 @@ impl AfdMetrics {
 /// The critical path of an executed workload: from the task that finished last, step back
 /// to what it waited for last: the prerequisite that finished last, or, for a kernel that
 /// started after all its prerequisites (its GPU's stream was busy), the kernel before it on
-/// that stream. Returns the time on the path spent in (transfers, kernels), seconds. The path
-/// is contiguous (each task starts when its predecessor ends), so the two sum to the span
-/// from the path's first task to the end.
+/// that stream. Returns the time on the path spent in (communication, kernels), seconds:
+/// transfers and the fixed costs of communication kernels (delays off the compute stream,
+/// `comm::launch`) count as communication. The path is contiguous (each task starts when
+/// its predecessor ends), so the two sum to the span from the path's first task to the end.
 pub fn critical_path(w: &Workload, run: &crate::net::NetRun) -> (f64, f64) {
     use crate::engine::Time;
     let span = |t: TaskRef| -> Option<(Time, Time)> {
@@ -746,8 +969,9 @@ pub fn critical_path(w: &Workload, run: &crate::net::NetRun) -> (f64, f64) {
     };
     // The kernel that ended on each GPU stream at a given time (its stream predecessor).
     let mut ended: std::collections::HashMap<(u32, Time), u32> = std::collections::HashMap::new();
+    let on_stream = |i: u32| w.computes[i as usize].stream;
     for (i, c) in run.computes.iter().enumerate() {
-        if let Some(f) = c.finish {
+        if let Some(f) = c.finish.filter(|_| on_stream(i as u32)) {
             ended.insert((c.gpu.0, f), i as u32);
         }
     }
@@ -764,6 +988,7 @@ pub fn critical_path(w: &Workload, run: &crate::net::NetRun) -> (f64, f64) {
         let d = finish.since(start).as_secs_f64();
         match at {
             TaskRef::Message(_) => comm += d,
+            TaskRef::Compute(i) if !on_stream(i) => comm += d,
             TaskRef::Compute(_) => compute += d,
         }
         let last_dep = w
@@ -772,7 +997,7 @@ pub fn critical_path(w: &Workload, run: &crate::net::NetRun) -> (f64, f64) {
             .filter_map(|&p| Some((span(p)?.1, p)))
             .max_by_key(|&(f, p)| (f, std::cmp::Reverse(p)));
         at = match (at, last_dep) {
-            (TaskRef::Compute(i), dep) if dep.is_none_or(|(f, _)| f < start) => {
+            (TaskRef::Compute(i), dep) if on_stream(i) && dep.is_none_or(|(f, _)| f < start) => {
                 let gpu = run.computes[i as usize].gpu.0;
                 match ended.get(&(gpu, start)) {
                     Some(&prev) => TaskRef::Compute(prev),

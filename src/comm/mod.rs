@@ -153,6 +153,18 @@ pub struct Library {
     /// Combine only: rate at which a receiver reads the top-k copies it reduces, `None`:
     /// free.
     pub reduce: Option<Bandwidth>,
+    /// How the kernels count a token's copies, where the library fixes it (the default of
+    /// `[afd] dedup` under this library).
+    pub copies: Option<Copies>,
+}
+
+/// How many copies of a token a library's dispatch sends.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Copies {
+    /// One per destination GPU, whatever number of its experts there.
+    PerGpu,
+    /// One per (token, expert) pair.
+    PerExpert,
 }
 
 /// SM-driven NVLink stores: a GPU's NVLink sends under one kernel move at most
@@ -305,7 +317,19 @@ impl Library {
             Some(g) => Some(gbytes("rdma.gbit_per_s_per_gpu", g / 8.0)?),
         };
         let hbm = raw.hbm.unwrap_or_default();
+        let copies = match raw.copies.as_deref() {
+            None => None,
+            Some("gpu") => Some(Copies::PerGpu),
+            Some("expert") => Some(Copies::PerExpert),
+            Some(other) => {
+                return Err(err(
+                    "copies",
+                    format!("`{other}` is not allowed: gpu or expert"),
+                ));
+            }
+        };
         Ok(Library {
+            copies,
             name: raw.name,
             about: raw.about.unwrap_or_default(),
             launch: us("fixed.launch_us", f.launch_us)?,
@@ -332,6 +356,7 @@ impl Library {
 struct RawLibrary {
     name: String,
     about: Option<String>,
+    copies: Option<String>,
     sms: Option<u32>,
     fixed: Option<RawFixed>,
     nvlink: Option<RawNvlink>,

@@ -87,10 +87,20 @@ pub struct AfdFile {
     /// For `placement = "eplb"`: extra expert slots spread over the FFN GPUs (default 0).
     #[serde(default)]
     pub redundant_experts: Option<i64>,
-    /// `gpu` (default: a token goes once to each destination GPU, DeepEP normal mode) or
-    /// `expert` (once per expert, DeepEP low-latency mode).
+    /// `gpu` (a token goes once to each destination GPU, DeepEP normal mode) or `expert`
+    /// (once per expert, DeepEP low-latency mode); default: what the `comm` library does
+    /// (`copies`), `gpu` where it says nothing.
     #[serde(default)]
     pub dedup: Option<String>,
+    /// The communication library of every dispatch and combine: a preset (`ideal`,
+    /// `deepep-ll`, ...) or a library file relative to the scenario's folder (docs/comm.md);
+    /// default `deepep-ll` (`DEFAULT_COMM`).
+    #[serde(default)]
+    pub comm: Option<String>,
+    /// SMs the library's kernels get (its send SMs scale in proportion); default: the
+    /// library's own.
+    #[serde(default)]
+    pub comm_sms: Option<i64>,
     /// `fp8` or `bf16`: override the model file's dispatch dtype.
     #[serde(default)]
     pub dispatch_dtype: Option<String>,
@@ -354,7 +364,12 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
         ),
         kv_bytes,
     )?;
-    let dedup = match a.dedup.as_deref().unwrap_or("gpu") {
+    let comm = comm_library(cx, a)?;
+    let natural = match comm.copies {
+        Some(crate::comm::Copies::PerExpert) => "expert",
+        Some(crate::comm::Copies::PerGpu) | None => "gpu",
+    };
+    let dedup = match a.dedup.as_deref().unwrap_or(natural) {
         "gpu" => Dedup::Gpu,
         "expert" => Dedup::Expert,
         other => {
@@ -382,6 +397,7 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
             placement,
             experts,
             dedup,
+            comm: Arc::new(comm),
         },
         shape: StepShape {
             active_attention_gpus: na,
@@ -397,6 +413,22 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
         },
         steps,
     })
+}
+
+/// The communication library of a decode deployment that names none: DeepEP's low-latency
+/// kernels, built for decode (a few to a few hundred tokens per GPU per call; DeepSeek's
+/// deployment uses them for decode) and validated on DeepEP's published EP8-EP128 latencies
+/// (docs/comm.md). A serving prefill pool defaults to DeepEP's normal kernels instead.
+pub(super) const DEFAULT_COMM: &str = "ideal";
+
+/// The library of `[afd] comm` (default [`DEFAULT_COMM`]), with `comm_sms` SMs where given.
+fn comm_library(cx: &Ctx, a: &AfdFile) -> Result<crate::comm::Library, InputError> {
+    let name = a.comm.as_deref().unwrap_or(DEFAULT_COMM);
+    let lib = crate::comm::Library::load(name, cx.dir, cx.origin, &key("comm"))?;
+    match a.comm_sms {
+        None => Ok(lib),
+        Some(n) => Ok(lib.with_sms(cx.int_in(&key("comm_sms"), n, 1, 1024)? as u32)),
+    }
 }
 
 fn key(k: &str) -> String {

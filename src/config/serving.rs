@@ -97,15 +97,24 @@ pub struct ServingFile {
 }
 
 /// Keys of `[afd]` that size and shape one pool: a `[serving.prefill]` table takes these
-/// (and nothing of `[serving.decode]`'s).
-const POOL_KEYS: [&str; 6] = [
+/// (and nothing of `[serving.decode]`'s, but its communication library: see
+/// `prefill_pool`).
+const POOL_KEYS: [&str; 8] = [
     "mode",
     "attention_gpus",
     "ffn_gpus",
     "micro_batches",
     "placement",
     "redundant_experts",
+    "comm",
+    "comm_sms",
 ];
+
+/// The prefill pool's communication library when `[serving.decode]` names none: DeepEP's
+/// normal (throughput) kernels, which DeepSeek's deployment uses for prefill, where each GPU
+/// moves thousands of tokens (the decode pool's default is its low-latency kernels,
+/// `config::afd::DEFAULT_COMM`).
+const PREFILL_COMM: &str = "ideal";
 
 /// Keys of `[afd]` that the request stream sets (contexts come from the requests).
 const SET_BY_SERVING: [&str; 9] = [
@@ -461,8 +470,17 @@ fn prefill_pool(
     let key = |k: &str| format!("serving.{k}");
     check_prefill_fits(cx, s, gpus, decode_gpus)?;
     let mut t = s.decode.clone();
-    for k in POOL_KEYS {
-        t.remove(k);
+    // The decode pool's library where it names one (a study of one library), else the
+    // prefill default; a [serving.prefill] table may still set its own.
+    let named = t.contains_key("comm");
+    for k in POOL_KEYS
+        .iter()
+        .filter(|k| !(named && k.starts_with("comm")))
+    {
+        t.remove(*k);
+    }
+    if !named {
+        t.insert("comm".into(), PREFILL_COMM.into());
     }
     t.insert(
         "micro_batches".into(),
@@ -504,8 +522,8 @@ fn prefill_pool(
                     return Err(cx.err(
                         key(&format!("prefill.{k}")),
                         "not allowed here: the prefill pool takes mode, attention_gpus, \
-                         ffn_gpus, micro_batches, placement and redundant_experts; the rest \
-                         comes from [serving.decode]",
+                         ffn_gpus, micro_batches, placement, redundant_experts, comm and \
+                         comm_sms; the rest comes from [serving.decode]",
                     ));
                 }
                 t.insert(k.clone(), v.clone());

@@ -363,6 +363,23 @@ impl RunOutput<'_> {
                         format!("{:.1} / {:.1}", m.dispatch_us, m.combine_us),
                         "us",
                     ),
+                    ("communication library".into(), m.comm.clone(), ""),
+                    (
+                        "dispatch fixed / wire / queueing".into(),
+                        format!(
+                            "{:.1} / {:.1} / {:.1}",
+                            m.dispatch_fixed_us, m.dispatch_wire_us, m.dispatch_queue_us
+                        ),
+                        "us",
+                    ),
+                    (
+                        "combine fixed / wire / queueing".into(),
+                        format!(
+                            "{:.1} / {:.1} / {:.1}",
+                            m.combine_fixed_us, m.combine_wire_us, m.combine_queue_us
+                        ),
+                        "us",
+                    ),
                     (
                         "communication exposed (on the critical path)".into(),
                         format!("{:.1}", 100.0 * m.comm_time_fraction_exposed),

@@ -2,10 +2,13 @@
 //!
 //! One process per GPU. Its compute stream is thread 0, with one slice per kernel (AFD runs
 //! name them by stage and layer). Its outgoing transfers are async slices (they overlap, so
-//! they cannot share one thread's stack), named by kind and destination. Times are in
-//! microseconds, as the format wants; the picosecond times are rounded to 1e-6 us.
+//! they cannot share one thread's stack), named by kind and destination. A communication
+//! kernel's fixed costs on the GPU (launch and barrier, local copies, flag, polling and
+//! reduction: `comm::launch`) are async slices too, of category `kernel`, apart from the
+//! transfers they bracket. Times are in microseconds, as the format wants; the picosecond
+//! times are rounded to 1e-6 us.
 
-use crate::afd::{DecodeStep, Stage, Transfer};
+use crate::afd::{DecodeStep, KernelPart, Stage, Transfer};
 use crate::net::NetRun;
 use crate::topology::Topology;
 use serde_json::json;
@@ -55,22 +58,44 @@ pub fn write_trace(
         let (Some(s), Some(f)) = (c.start, c.finish) else {
             continue;
         };
-        let name = match step {
-            Some(st) => format!(
-                "{} L{}",
-                match st.compute_stage[i] {
-                    Stage::Attention => "attention",
-                    Stage::Ffn => "experts",
-                },
-                st.compute_layer[i]
-            ),
-            None => format!("kernel {i}"),
+        // Outside an AFD step, every compute task is a kernel call's fixed cost (a network
+        // study's workload has no compute kernels).
+        let stage = step.map(|st| (st.compute_stage[i], st.compute_layer[i]));
+        let name = match stage {
+            Some((Stage::Attention, l)) => format!("attention L{l}"),
+            Some((Stage::Ffn, l)) => format!("experts L{l}"),
+            Some((Stage::Kernel(kind, part), l)) => {
+                let kind = match kind {
+                    Transfer::Dispatch => "dispatch",
+                    Transfer::Combine => "combine",
+                };
+                let part = match part {
+                    KernelPart::Start => "launch + barrier",
+                    KernelPart::Copy => "local copy",
+                    KernelPart::End => "flag + poll",
+                };
+                format!("{kind} {part} L{l}")
+            }
+            None => "kernel fixed cost".into(),
         };
-        emit(
-            w,
-            json!({"ph": "X", "name": name, "pid": c.gpu.0, "tid": 0,
-            "ts": s.as_us_f64(), "dur": f.since(s).as_us_f64()}),
-        )?;
+        if stage.is_some_and(|(s, _)| !s.is_kernel()) {
+            emit(
+                w,
+                json!({"ph": "X", "name": name, "pid": c.gpu.0, "tid": 0,
+                "ts": s.as_us_f64(), "dur": f.since(s).as_us_f64()}),
+            )?;
+            continue;
+        }
+        let common =
+            json!({"cat": "kernel", "name": name, "id": format!("k{i}"), "pid": c.gpu.0, "tid": 2});
+        let mut b = common.clone();
+        b["ph"] = json!("b");
+        b["ts"] = json!(s.as_us_f64());
+        emit(w, b)?;
+        let mut e = common;
+        e["ph"] = json!("e");
+        e["ts"] = json!(f.as_us_f64());
+        emit(w, e)?;
     }
     for (i, m) in run.messages.iter().enumerate() {
         let Some(f) = m.finish else { continue };

@@ -128,8 +128,8 @@ impl<'a> FabricPoints<'a> {
     /// none left out), sorted by link.
     pub fn step_run(&self, pool: &Deployment, shape: &StepShape) -> Result<Iteration, QueryError> {
         let mut rng = SimRng::stream(self.seed, crate::engine::stream::SERVING);
-        let step = pool.decode_step(shape, &mut rng)?;
         let (f, p) = (self.fabric, self.params);
+        let step = pool.decode_step(f, p, shape, &mut rng)?;
         let run = crate::levels::simulate(self.level, f, p, &step.workload, &mut |_| {})
             .map_err(|e| QueryError::Invalid(format!("the iteration did not finish: {e}")))?;
         let links = run

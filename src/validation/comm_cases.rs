@@ -31,8 +31,14 @@ pub fn cases() -> Vec<Case> {
             name: "nccl-torch-a2a-h100",
             run: torch_a2a,
         },
+        Case {
+            name: "afd-comm-fixed-closed-form",
+            run: afd_fixed,
+        },
     ]
 }
+
+const AFD_FIXED: &str = include_str!("../../validation/afd-comm-fixed-closed-form.toml");
 
 const ONE_TOKEN: &str = include_str!("../../validation/comm-one-token.toml");
 const COMBINE: &str = include_str!("../../validation/comm-combine-vs-dispatch.toml");
@@ -251,4 +257,43 @@ fn torch_a2a() -> Result<Vec<Check>, InputError> {
         10.0,
         "pplx-kernels README @2bd6e30, torch all_to_all_single on 8x H100",
     )])
+}
+
+/// An AFD step with one micro-batch under each fixed-cost-only library against `ideal`: the
+/// difference is the fixed costs of two kernel calls per MoE layer (see the case's file).
+fn afd_fixed() -> Result<Vec<Check>, InputError> {
+    let case = "afd-comm-fixed-closed-form";
+    let step_us = |s: &Scenario| -> Result<f64, InputError> {
+        let o = crate::run(s, &mut |_| {})
+            .map_err(|e| InputError::new(s.origin(), "afd", e.to_string()))?;
+        Ok(o.afd().expect("an [afd] scenario").tpot_ms * 1e3)
+    };
+    let ideal = variant(AFD_FIXED, "comm = \"ideal\"", "comm = \"ideal\"", case)?;
+    let base = step_us(&ideal)?;
+    let spec = ideal.afd().expect("[afd]");
+    let moe_layers = (spec.shape.layers - spec.deployment.model.dense_layers) as f64;
+    let mut out = Vec::new();
+    for lib in ["nccl", "nvl-one-sided", "stepmesh"] {
+        let s = variant(
+            AFD_FIXED,
+            "comm = \"ideal\"",
+            &format!("comm = \"{lib}\""),
+            case,
+        )?;
+        let l = &s.afd().expect("[afd]").deployment.comm;
+        assert!(
+            l.reduce.is_none() && l.local_copy.is_none() && l.rdma_rate.is_none(),
+            "{lib}: fixed costs only"
+        );
+        let per_call = (l.start_cost() + l.end_cost()).as_us_f64();
+        out.push(Check::within(
+            case,
+            &format!("{lib} step - ideal step, us"),
+            moe_layers * 2.0 * per_call,
+            step_us(&s)? - base,
+            0.1,
+            "closed form: MoE layers x 2 calls x (launch + barrier + flag + poll)",
+        ));
+    }
+    Ok(out)
 }
