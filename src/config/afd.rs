@@ -419,7 +419,7 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
 /// kernels, built for decode (a few to a few hundred tokens per GPU per call; DeepSeek's
 /// deployment uses them for decode) and validated on DeepEP's published EP8-EP128 latencies
 /// (docs/comm.md). A serving prefill pool defaults to DeepEP's normal kernels instead.
-pub(super) const DEFAULT_COMM: &str = "ideal";
+pub(super) const DEFAULT_COMM: &str = "deepep-ll";
 
 /// The library of `[afd] comm` (default [`DEFAULT_COMM`]), with `comm_sms` SMs where given.
 fn comm_library(cx: &Ctx, a: &AfdFile) -> Result<crate::comm::Library, InputError> {

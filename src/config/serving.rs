@@ -114,7 +114,7 @@ const POOL_KEYS: [&str; 8] = [
 /// normal (throughput) kernels, which DeepSeek's deployment uses for prefill, where each GPU
 /// moves thousands of tokens (the decode pool's default is its low-latency kernels,
 /// `config::afd::DEFAULT_COMM`).
-const PREFILL_COMM: &str = "ideal";
+const PREFILL_COMM: &str = "deepep-normal";
 
 /// Keys of `[afd]` that the request stream sets (contexts come from the requests).
 const SET_BY_SERVING: [&str; 9] = [
