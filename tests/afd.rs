@@ -668,10 +668,11 @@ fn dedup_per_expert_and_bf16_change_the_bytes_as_stated() {
 /// and the even spread costs exactly the balanced kernel. One micro-batch of 2,048 tokens
 /// (8 x 256), so every layer's counts are the histogram's. (The measured skew rows are
 /// mild: a decode-sized grouped GEMM reads every expert's weights whatever its load; this
-/// 4x imbalance costs about 15 %.)
+/// 4x imbalance costs about 15 %.) Plain transfers: no communication kernel's SMs slow
+/// the expert kernels.
 #[test]
 fn skew_inside_an_ffn_gpu_slows_its_grouped_gemm() {
-    let base = SMALL
+    let base = small_under("ideal")
         .replace("micro_batches = 2", "micro_batches = 1")
         .replace(
             "batch_per_attention_gpu = 32",
@@ -1341,4 +1342,29 @@ fn a_step_under_a_library_is_deterministic() {
     let a = afdsim(&["run", p.to_str().unwrap(), "--json"]);
     let b = afdsim(&["run", p.to_str().unwrap(), "--json"]);
     assert_eq!(json(&a), json(&b));
+}
+
+/// A library's SMs slow the compute they overlap: none with `ideal` or StepMesh (zero SMs),
+/// some with NCCL (32 of 132 held from launch to completion), and less of it with DeepEP's
+/// low-latency kernels, which hold theirs only while issuing and collecting. The attention
+/// kernels, which overlap the calls, take longer on average.
+#[test]
+fn a_library_s_sms_slow_the_compute_they_overlap() {
+    let run = |lib: &str| {
+        let p = file(&format!("sms-{lib}.toml"), &small_under(lib));
+        json(&afdsim(&["run", p.to_str().unwrap(), "--json"]))["metrics"].clone()
+    };
+    let f = |m: &serde_json::Value, k: &str| m[k].as_f64().unwrap();
+    let (ideal, stepmesh, nccl) = (run("ideal"), run("stepmesh"), run("nccl"));
+    assert_eq!(f(&ideal, "sm_contention_fraction"), 0.0);
+    assert_eq!(f(&stepmesh, "sm_contention_fraction"), 0.0);
+    assert!(f(&nccl, "sm_contention_fraction") > 0.01, "{nccl}");
+    assert!(f(&nccl, "attention_us") > f(&ideal, "attention_us"));
+    // Gated off (one SM of 132), NCCL's cost is its fixed costs again.
+    let p = file(
+        "sms-nccl-1.toml",
+        &small_under("nccl").replace("[afd]\n", "[afd]\ncomm_sms = 1\n"),
+    );
+    let one = json(&afdsim(&["run", p.to_str().unwrap(), "--json"]))["metrics"].clone();
+    assert!(f(&one, "sm_contention_fraction") < f(&nccl, "sm_contention_fraction") / 10.0);
 }

@@ -73,6 +73,9 @@ pub struct Deployment {
     /// The communication library whose kernels move every dispatch and combine
     /// (`[afd] comm`, docs/comm.md). `ideal` sends each as a plain message.
     pub comm: Arc<Library>,
+    /// SMs per GPU: a kernel of `comm` takes its `sms` of them from the compute it
+    /// overlaps (0: not modelled).
+    pub gpu_sms: u32,
 }
 
 /// What one step of a [`Deployment`] runs: its sequences, their contexts, the prompt tokens
@@ -423,6 +426,11 @@ impl Deployment {
         let mut waits: Vec<Vec<Vec<TaskRef>>> =
             vec![vec![Vec::new(); na]; self.micro_batches as usize];
         let mut router = Router::new(&self.routing, model.routed_experts, model.top_k);
+        // Each GPU's part of the previous dispatch and of the previous combine call: a GPU
+        // runs its parts of one kind in call order, one at a time.
+        let mut last_dispatch: std::collections::BTreeMap<NodeId, Vec<TaskRef>> =
+            Default::default();
+        let mut last_combine = last_dispatch.clone();
         let mut memo = FfnMemo::new();
         let mut att_memo = AttentionMemo::new();
         let mut shared_memo = std::collections::HashMap::<u64, f64>::new();
@@ -547,12 +555,18 @@ impl Deployment {
                         op: comm::Op::Dispatch,
                         transfers: &transfers,
                         start: Time::ZERO,
+                        gpu_sms: self.gpu_sms,
                     };
                     // Each attention GPU's part starts after its attention kernel; an FFN
-                    // GPU's receive is armed from the start (docs/comm.md).
+                    // GPU's receive as soon as its previous one is done (docs/comm.md).
                     dispatched = comm::launch(w, fabric, params, kernel, &mut |g| {
-                        attention_of(g).map_or_else(Vec::new, |a| vec![atts[a]])
+                        let mut after = last_dispatch.get(&g).cloned().unwrap_or_default();
+                        after.extend(attention_of(g).map(|a| atts[a]));
+                        after
                     });
+                    for (g, done) in &dispatched.done {
+                        last_dispatch.insert(*g, done.clone());
+                    }
                     label(
                         &mut step.compute_stage,
                         &mut step.compute_layer,
@@ -638,13 +652,18 @@ impl Deployment {
                         op: comm::Op::Combine,
                         transfers: &transfers,
                         start: Time::ZERO,
+                        gpu_sms: self.gpu_sms,
                     };
                     let combined = comm::launch(w, fabric, params, kernel, &mut |g| {
                         let mut after = dispatched.done.get(&g).cloned().unwrap_or_default();
+                        after.extend(last_combine.get(&g).into_iter().flatten().copied());
                         let f = self.ffn_gpus.iter().position(|&x| x == g);
                         after.extend(f.and_then(|f| ffns[f]));
                         after
                     });
+                    for (g, done) in &combined.done {
+                        last_combine.insert(*g, done.clone());
+                    }
                     label(
                         &mut step.compute_stage,
                         &mut step.compute_layer,
@@ -746,6 +765,9 @@ pub struct AfdMetrics {
     pub combine_fixed_us: f64,
     pub combine_wire_us: f64,
     pub combine_queue_us: f64,
+    /// Compute time lost to the SMs communication kernels held beside it: the kernels'
+    /// time beyond their duration at full speed, over (GPUs x step time). 0 with `ideal`.
+    pub sm_contention_fraction: f64,
     pub dispatch_bytes: u64,
     pub combine_bytes: u64,
     /// Share of the step on its critical path spent in transfers: communication that no
@@ -884,6 +906,17 @@ impl AfdMetrics {
             combine_fixed_us: combine_fixed * 1e6,
             combine_wire_us: mean_alone(Transfer::Combine) * 1e6,
             combine_queue_us: (combine_mean - mean_alone(Transfer::Combine)).max(0.0) * 1e6,
+            sm_contention_fraction: per_s(
+                run.computes
+                    .iter()
+                    .zip(&step.workload.computes)
+                    .filter(|(_, spec)| spec.stream)
+                    .filter_map(|(c, spec)| {
+                        let took = c.finish?.since(c.start?);
+                        Some(took.as_secs_f64() - spec.duration.as_secs_f64())
+                    })
+                    .sum::<f64>(),
+            ) / gpus,
             dispatch_bytes,
             combine_bytes,
             comm_time_fraction_exposed: per_s(path_comm_s),
@@ -936,6 +969,7 @@ impl AfdMetrics {
             combine_fixed_us: mean(|m| m.combine_fixed_us),
             combine_wire_us: mean(|m| m.combine_wire_us),
             combine_queue_us: mean(|m| m.combine_queue_us),
+            sm_contention_fraction: mean(|m| m.sm_contention_fraction),
             dispatch_bytes: per_step.iter().map(|m| m.dispatch_bytes).sum::<u64>()
                 / per_step.len().max(1) as u64,
             combine_bytes: per_step.iter().map(|m| m.combine_bytes).sum::<u64>()

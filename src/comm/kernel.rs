@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::Library;
+use super::{Library, SmHoldMode};
 use crate::engine::{Bandwidth, Dur, Time};
 use crate::net::{MessageSpec, NetParams, TaskRef, Workload};
 use crate::topology::{Fabric, NodeId, NodeKind};
@@ -70,6 +70,9 @@ pub struct Kernel<'a> {
     pub op: Op,
     pub transfers: &'a [Transfer],
     pub start: Time,
+    /// SMs of each GPU: the kernel holds `library.sms` of them (as its `sm_hold` says),
+    /// slowing the compute kernel it overlaps in proportion. 0: not modelled.
+    pub gpu_sms: u32,
 }
 
 /// Adds kernel call `k` to `w`; on each GPU it waits for `after(gpu)`. With the `ideal`
@@ -87,6 +90,7 @@ pub fn launch(
         op,
         transfers,
         start,
+        gpu_sms,
     } = k;
     let mut out = Launched::default();
     if lib.is_ideal() {
@@ -118,8 +122,10 @@ pub fn launch(
     let mut nvl_limiter: BTreeMap<NodeId, Option<u32>> = BTreeMap::new();
     let mut rdma_limiter: BTreeMap<NodeId, u32> = BTreeMap::new();
     let mut received: BTreeMap<NodeId, u64> = BTreeMap::new();
+    let mut sends: BTreeMap<NodeId, u64> = BTreeMap::new();
     for t in transfers.iter().filter(|t| t.bytes > 0) {
         *received.entry(t.dst).or_default() += t.bytes;
+        *sends.entry(t.src).or_default() += t.bytes;
         if t.src == t.dst {
             if let Some(rate) = lib.local_copy {
                 let d = w.delay(t.src, rate.serialize(t.bytes), &[begin[&t.src]]);
@@ -159,6 +165,22 @@ pub fn launch(
         };
         out.end_delays.push(i);
         out.done.insert(g, vec![d]);
+        if lib.sms > 0 && gpu_sms > 0 {
+            let share = lib.sms.min(gpu_sms) as f64 / gpu_sms as f64;
+            match lib.sm_hold {
+                SmHoldMode::Call => w.hold_sms(share, begin[&g], d),
+                SmHoldMode::Fixed => {
+                    // A sender's SMs issue its sends, a receiver's collect what it got; a
+                    // GPU with nothing to issue (or collect) holds none for that part.
+                    if sends.contains_key(&g) {
+                        w.hold_sms(share, begin[&g], begin[&g]);
+                    }
+                    if received.contains_key(&g) {
+                        w.hold_sms(share, d, d);
+                    }
+                }
+            }
+        }
     }
     out
 }

@@ -74,6 +74,8 @@ pub fn traffic_workload(
             op: c.op,
             transfers: &transfers,
             start: c.start,
+            // A network study has no compute for the kernel's SMs to slow.
+            gpu_sms: 0,
         };
         launch(&mut w, fabric, params, k, &mut |_| Vec::new());
         next = c.messages.end;
@@ -144,6 +146,8 @@ pub struct Library {
     pub poll: Dur,
     /// SMs the kernel occupies while it runs.
     pub sms: u32,
+    /// When it holds them, taking them from the compute it overlaps.
+    pub sm_hold: SmHoldMode,
     /// SM-driven NVLink copies, `None` where the fabric's rate is the only limit.
     pub nvlink: Option<NvlinkCopy>,
     /// A per-GPU cap on the payload rate of its scale-out (RDMA) sends, `None`: the NIC's.
@@ -156,6 +160,17 @@ pub struct Library {
     /// How the kernels count a token's copies, where the library fixes it (the default of
     /// `[afd] dedup` under this library).
     pub copies: Option<Copies>,
+}
+
+/// When a library's kernel holds its SMs on a GPU.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SmHoldMode {
+    /// From its launch to its completion (a persistent kernel that copies and waits).
+    Call,
+    /// Only while it issues its sends (launch) and while a receiver collects what it got
+    /// (flag and polling); none while the data is in flight (DeepEP's low-latency kernels
+    /// with a receive hook).
+    Fixed,
 }
 
 /// How many copies of a token a library's dispatch sends.
@@ -328,8 +343,19 @@ impl Library {
                 ));
             }
         };
+        let sm_hold = match raw.sm_hold.as_deref().unwrap_or("call") {
+            "call" => SmHoldMode::Call,
+            "fixed" => SmHoldMode::Fixed,
+            other => {
+                return Err(err(
+                    "sm_hold",
+                    format!("`{other}` is not allowed: call or fixed"),
+                ));
+            }
+        };
         Ok(Library {
             copies,
+            sm_hold,
             name: raw.name,
             about: raw.about.unwrap_or_default(),
             launch: us("fixed.launch_us", f.launch_us)?,
@@ -358,6 +384,7 @@ struct RawLibrary {
     about: Option<String>,
     copies: Option<String>,
     sms: Option<u32>,
+    sm_hold: Option<String>,
     fixed: Option<RawFixed>,
     nvlink: Option<RawNvlink>,
     rdma: Option<RawRdma>,
@@ -519,5 +546,8 @@ mod tests {
         assert!(e.contains("fixed.launch_us"), "{e}");
         let bad = "name = \"x\"\nlaunch_us = 1\n";
         assert!(Library::parse(bad, "x.toml").is_err());
+        let bad = "name = \"x\"\nsm_hold = \"always\"\n";
+        let e = Library::parse(bad, "x.toml").unwrap_err().to_string();
+        assert!(e.contains("sm_hold") && e.contains("call or fixed"), "{e}");
     }
 }

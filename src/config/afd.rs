@@ -115,6 +115,18 @@ pub struct AfdFile {
     /// known one (H100 80 GB, H200 141 GB), required otherwise.
     #[serde(default)]
     pub hbm_gib: Option<f64>,
+    /// SMs per GPU, of which a communication kernel takes its share from the compute it
+    /// overlaps; default from the attention table's device when it is a known one (H100,
+    /// H200: 132), required otherwise when the library holds SMs.
+    #[serde(default)]
+    pub gpu_sms: Option<i64>,
+}
+
+/// SMs of a device as its driver names it: H100 SXM and H200 both have 132 (the `sms`
+/// field of ../shared/compute-tables/h100-sxm.env.json and h200-sxm.env.json, read by the
+/// profiler from the device).
+pub(super) fn known_sms(device: &str) -> Option<u32> {
+    (device.contains("H200") || (device.contains("H100") && device.contains("80GB"))).then_some(132)
 }
 
 /// HBM of a device as its driver names it, GiB (vendor figures: H100 SXM 80 GB, H200
@@ -365,6 +377,23 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
         kv_bytes,
     )?;
     let comm = comm_library(cx, a)?;
+    let gpu_sms = match (a.gpu_sms, known_sms(attention_table.device())) {
+        (Some(n), _) => cx.int_in(&key("gpu_sms"), n, 1, 1024)? as u32,
+        (None, Some(n)) => n,
+        (None, None) if comm.sms == 0 => 0,
+        (None, None) => {
+            return Err(cx.err(
+                key("gpu_sms"),
+                format!(
+                    "required: the attention table's device `{}` has no known SM count, and \
+                     the `{}` kernels hold {} of them",
+                    attention_table.device(),
+                    comm.name,
+                    comm.sms
+                ),
+            ));
+        }
+    };
     let natural = match comm.copies {
         Some(crate::comm::Copies::PerExpert) => "expert",
         Some(crate::comm::Copies::PerGpu) | None => "gpu",
@@ -398,6 +427,7 @@ pub(super) fn resolve(cx: &Ctx, a: &AfdFile, gpus: u32, seed: u64) -> Result<Afd
             experts,
             dedup,
             comm: Arc::new(comm),
+            gpu_sms,
         },
         shape: StepShape {
             active_attention_gpus: na,

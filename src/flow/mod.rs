@@ -50,8 +50,9 @@ enum Event {
     Finish(u32),
     /// Compute task `c` may run: it joins its GPU's stream.
     ComputeReady(u32),
-    /// Compute task `c` finished.
-    ComputeDone(u32),
+    /// Compute task `c` finishes, unless its finish has moved since (`version`: an SM
+    /// hold began or ended while it ran; see `net::Tracker`).
+    ComputeDone { c: u32, version: u32 },
 }
 
 /// What the flow engine did, beyond the run itself (for benchmarks and `docs/flow.md`).
@@ -256,16 +257,24 @@ pub fn simulate_workload_with_stats(
                 Event::ComputeReady(c) => {
                     if let Some(c) = tracker.compute_ready(c) {
                         computes[c as usize].start = Some(now);
-                        let d = workload.computes[c as usize].duration;
-                        queue.schedule_at(now + d, Event::ComputeDone(c));
+                        for (c, at, version) in tracker.started(c, now) {
+                            queue.schedule_at(at, Event::ComputeDone { c, version });
+                        }
                     }
                 }
-                Event::ComputeDone(c) => {
+                Event::ComputeDone { c, version } => {
+                    if !tracker.is_current(c, version) {
+                        continue;
+                    }
                     computes[c as usize].finish = Some(now);
+                    for (c, at, version) in tracker.finished(c, now) {
+                        queue.schedule_at(at, Event::ComputeDone { c, version });
+                    }
                     if let Some(next) = tracker.compute_done(c) {
                         computes[next as usize].start = Some(now);
-                        let d = workload.computes[next as usize].duration;
-                        queue.schedule_at(now + d, Event::ComputeDone(next));
+                        for (c, at, version) in tracker.started(next, now) {
+                            queue.schedule_at(at, Event::ComputeDone { c, version });
+                        }
                     }
                     for d in tracker.complete(TaskRef::Compute(c)) {
                         schedule(&mut queue, &tracker, d, now);

@@ -19,7 +19,8 @@ pub use params::{
 };
 pub use run::{ComputeResult, Deadlock, LinkStats, MessageResult, NetError, NetRun, Recovery};
 pub use workload::{
-    ComputeSpec, PastHorizonBound, Progress, TaskRef, Tracker, Workload, past_horizon,
+    ComputeSpec, Finish, MAX_HOLD_PPM, PastHorizonBound, Progress, SmHold, TaskRef, Tracker,
+    Workload, past_horizon,
 };
 
 use crate::engine::Time;

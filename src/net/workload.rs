@@ -108,7 +108,25 @@ pub struct Workload {
     /// limits it). Shorter than `messages` when the last messages have none.
     limiters: Vec<Bandwidth>,
     message_limiter: Vec<Option<u32>>,
+    /// SMs a communication kernel takes from its GPU's compute stream while it runs.
+    holds: Vec<SmHold>,
 }
+
+/// A share of a GPU's SMs held from the start of one delay to the finish of another (both
+/// off the stream, on that GPU): a compute kernel running meanwhile gets the rest, so it
+/// progresses at `1 - share` of its speed (see [`Tracker`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SmHold {
+    pub gpu: NodeId,
+    /// Parts per million of the GPU's SMs, below 1e6.
+    pub share_ppm: u32,
+    /// The delay whose start takes the SMs, and the one whose finish gives them back.
+    pub from: u32,
+    pub to: u32,
+}
+
+/// The largest share of a GPU's SMs a hold may take: a kernel alongside always keeps some.
+pub const MAX_HOLD_PPM: u32 = 999_000;
 
 impl Workload {
     /// Independent messages, each starting at its own time.
@@ -186,6 +204,31 @@ impl Workload {
         self.message_limiter.get(m as usize).copied().flatten()
     }
 
+    /// Delay `from` takes `share` of its GPU's SMs when it starts, and delay `to` (on the
+    /// same GPU, `from` itself or one after it) gives them back when it finishes. Panics
+    /// on tasks that are not such delays, or a share outside (0, 1]: bugs in the builder. A
+    /// share above [`MAX_HOLD_PPM`] holds that much.
+    pub fn hold_sms(&mut self, share: f64, from: TaskRef, to: TaskRef) {
+        let (TaskRef::Compute(a), TaskRef::Compute(b)) = (from, to) else {
+            panic!("SMs are held between delays");
+        };
+        let (ca, cb) = (&self.computes[a as usize], &self.computes[b as usize]);
+        assert!(!ca.stream && !cb.stream && ca.gpu == cb.gpu && a <= b);
+        assert!(share > 0.0 && share <= 1.0, "a share of the SMs: {share}");
+        let share_ppm = ((share * 1e6).round() as u32).clamp(1, MAX_HOLD_PPM);
+        self.holds.push(SmHold {
+            gpu: ca.gpu,
+            share_ppm,
+            from: a,
+            to: b,
+        });
+    }
+
+    /// Every SM hold, in the order added.
+    pub fn holds(&self) -> &[SmHold] {
+        &self.holds
+    }
+
     fn check(&self, after: &[TaskRef]) {
         for t in after {
             let ok = match *t {
@@ -218,6 +261,14 @@ impl Workload {
 /// Execution state of a workload that every level drives the same way: which tasks still
 /// wait for prerequisites, and each GPU's compute stream (one task at a time, in ready
 /// order). A level tells it when tasks complete and runs what it says is ready.
+///
+/// It also times compute tasks: a delay takes its duration; a stream kernel its duration at
+/// full speed, slowed while communication kernels hold some of its GPU's SMs
+/// ([`Workload::hold_sms`]): it progresses at (1 - held share) of its speed, in integer
+/// picoseconds of work. A level schedules each finish the tracker gives with its version and
+/// ignores a finish whose version is no longer current ([`Tracker::is_current`]): a hold
+/// that starts or ends while a kernel runs moves the kernel's finish. Without holds every
+/// task finishes at its start plus its duration.
 pub struct Tracker<'a> {
     workload: &'a Workload,
     /// Unfinished prerequisites per task, in `Workload::tasks` order (messages first).
@@ -225,7 +276,26 @@ pub struct Tracker<'a> {
     dependents: std::collections::HashMap<TaskRef, Vec<TaskRef>>,
     busy: Vec<bool>,
     queued: Vec<std::collections::VecDeque<u32>>,
+    /// Holds that start with each delay's start and end with each delay's finish.
+    opens: std::collections::HashMap<u32, Vec<u32>>,
+    closes: std::collections::HashMap<u32, Vec<u32>>,
+    /// Per GPU: the SM share held now (ppm) and the stream kernel running on it.
+    held_ppm: Vec<u32>,
+    running: Vec<Option<Running>>,
+    /// Per compute task, the version of its scheduled finish.
+    version: Vec<u32>,
 }
+
+/// A stream kernel in progress: work left at full speed (ps) as of `since`.
+#[derive(Copy, Clone, Debug)]
+struct Running {
+    c: u32,
+    left_ps: u64,
+    since: Time,
+}
+
+/// A compute task's finish to schedule: task, time, version.
+pub type Finish = (u32, Time, u32);
 
 impl<'a> Tracker<'a> {
     /// `gpus`: how many GPU streams there are (every compute task's GPU is below it).
@@ -240,13 +310,106 @@ impl<'a> Tracker<'a> {
             }
             waiting.push(after.len() as u32);
         }
+        let mut opens: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+        let mut closes: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+        for (i, h) in workload.holds.iter().enumerate() {
+            opens.entry(h.from).or_default().push(i as u32);
+            closes.entry(h.to).or_default().push(i as u32);
+        }
         Tracker {
             workload,
             waiting,
             dependents,
             busy: vec![false; gpus as usize],
             queued: (0..gpus).map(|_| Default::default()).collect(),
+            opens,
+            closes,
+            held_ppm: vec![0; gpus as usize],
+            running: vec![None; gpus as usize],
+            version: vec![0; workload.computes.len()],
         }
+    }
+
+    /// Compute task `c` starts at `now`: the finishes to schedule (its own, and those of a
+    /// stream kernel that SMs this delay takes slow down).
+    pub fn started(&mut self, c: u32, now: Time) -> Vec<Finish> {
+        let spec = &self.workload.computes[c as usize];
+        let g = spec.gpu.0 as usize;
+        if spec.stream {
+            let r = Running {
+                c,
+                left_ps: spec.duration.as_ps(),
+                since: now,
+            };
+            self.running[g] = Some(r);
+            return vec![self.finish_of(g, r)];
+        }
+        let mut out = vec![(c, now + spec.duration, self.version[c as usize])];
+        if let Some(hs) = self.opens.get(&c) {
+            let add: u32 = hs
+                .iter()
+                .map(|&h| self.workload.holds[h as usize].share_ppm)
+                .sum();
+            out.extend(self.reshare(g, now, self.held_ppm[g] + add));
+        }
+        out
+    }
+
+    /// Compute task `c` finishes at `now`: the finishes to reschedule (a stream kernel on its
+    /// GPU gets back the SMs this delay held).
+    pub fn finished(&mut self, c: u32, now: Time) -> Vec<Finish> {
+        let spec = &self.workload.computes[c as usize];
+        let g = spec.gpu.0 as usize;
+        if spec.stream {
+            self.running[g] = None;
+            return Vec::new();
+        }
+        match self.closes.get(&c) {
+            Some(hs) => {
+                let sub: u32 = hs
+                    .iter()
+                    .map(|&h| self.workload.holds[h as usize].share_ppm)
+                    .sum();
+                self.reshare(g, now, self.held_ppm[g] - sub)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether `version` is the current finish of compute task `c`.
+    pub fn is_current(&self, c: u32, version: u32) -> bool {
+        self.version[c as usize] == version
+    }
+
+    /// GPU `g`'s held share becomes `ppm` at `now`: the running kernel's progress so far is
+    /// booked at the old speed and its finish moves (a new version).
+    fn reshare(&mut self, g: usize, now: Time, ppm: u32) -> Vec<Finish> {
+        let old = self.speed_ppm(g);
+        self.held_ppm[g] = ppm;
+        let Some(mut r) = self.running[g] else {
+            return Vec::new();
+        };
+        if self.speed_ppm(g) == old {
+            return Vec::new();
+        }
+        let done = (now.since(r.since).as_ps() as u128 * old as u128 / 1_000_000) as u64;
+        r.left_ps = r.left_ps.saturating_sub(done);
+        r.since = now;
+        self.running[g] = Some(r);
+        self.version[r.c as usize] += 1;
+        vec![self.finish_of(g, r)]
+    }
+
+    /// The speed of GPU `g`'s stream, ppm of full speed: what the holds leave, at least
+    /// 1 - [`MAX_HOLD_PPM`].
+    fn speed_ppm(&self, g: usize) -> u32 {
+        1_000_000 - self.held_ppm[g].min(MAX_HOLD_PPM)
+    }
+
+    fn finish_of(&self, g: usize, r: Running) -> Finish {
+        let s = self.speed_ppm(g) as u128;
+        let ps = (r.left_ps as u128 * 1_000_000).div_ceil(s) as u64;
+        (r.c, r.since + Dur::from_ps(ps), self.version[r.c as usize])
     }
 
     /// Tasks without prerequisites, in `Workload::tasks` order.

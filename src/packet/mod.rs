@@ -74,8 +74,9 @@ enum Event {
     Rto(u32),
     /// Compute task `c` may run (its dependencies are done): it joins its GPU's stream.
     ComputeReady(u32),
-    /// Compute task `c` finished on its GPU's stream.
-    ComputeDone(u32),
+    /// Compute task `c` finishes, unless its finish has moved since (`version`: an SM
+    /// hold began or ended while it ran; see `net::Tracker`).
+    ComputeDone { c: u32, version: u32 },
 }
 
 const NONE: u32 = u32::MAX;
@@ -372,7 +373,7 @@ pub fn simulate_workload(
             Event::Nak { msg, psn } => sim.on_nak(now, msg, psn),
             Event::Rto(m) => acted = sim.on_rto(now, m),
             Event::ComputeReady(c) => sim.on_compute_ready(now, c),
-            Event::ComputeDone(c) => sim.on_compute_done(now, c),
+            Event::ComputeDone { c, version } => acted = sim.on_compute_done(now, c, version),
         }
         if acted {
             end = now;
@@ -469,16 +470,30 @@ impl Sim<'_> {
 
     fn start_compute(&mut self, now: Time, c: u32) {
         self.computes[c as usize].start = Some(now);
-        let d = self.workload.computes[c as usize].duration;
-        self.queue.schedule_at(now + d, Event::ComputeDone(c));
+        let finishes = self.tracker.started(c, now);
+        self.schedule_finishes(finishes);
     }
 
-    fn on_compute_done(&mut self, now: Time, c: u32) {
+    fn schedule_finishes(&mut self, finishes: Vec<crate::net::Finish>) {
+        for (c, at, version) in finishes {
+            self.queue
+                .schedule_at(at, Event::ComputeDone { c, version });
+        }
+    }
+
+    /// Returns whether the event was current (a moved finish leaves a stale one).
+    fn on_compute_done(&mut self, now: Time, c: u32, version: u32) -> bool {
+        if !self.tracker.is_current(c, version) {
+            return false;
+        }
         self.computes[c as usize].finish = Some(now);
+        let finishes = self.tracker.finished(c, now);
+        self.schedule_finishes(finishes);
         if let Some(next) = self.tracker.compute_done(c) {
             self.start_compute(now, next);
         }
         self.complete(now, TaskRef::Compute(c));
+        true
     }
 
     fn on_message_start(&mut self, now: Time, m: u32) {

@@ -381,6 +381,11 @@ impl RunOutput<'_> {
                         "us",
                     ),
                     (
+                        "compute lost to communication kernels' SMs".into(),
+                        format!("{:.1}", 100.0 * m.sm_contention_fraction),
+                        "% of GPU time",
+                    ),
+                    (
                         "communication exposed (on the critical path)".into(),
                         format!("{:.1}", 100.0 * m.comm_time_fraction_exposed),
                         "% of step",

@@ -35,8 +35,14 @@ pub fn cases() -> Vec<Case> {
             name: "afd-comm-fixed-closed-form",
             run: afd_fixed,
         },
+        Case {
+            name: "comm-sm-contention",
+            run: sm_contention,
+        },
     ]
 }
+
+const SM_CONTENTION: &str = include_str!("../../validation/comm-sm-contention.toml");
 
 const AFD_FIXED: &str = include_str!("../../validation/afd-comm-fixed-closed-form.toml");
 
@@ -272,6 +278,26 @@ fn afd_fixed() -> Result<Vec<Check>, InputError> {
     let base = step_us(&ideal)?;
     let spec = ideal.afd().expect("[afd]");
     let moe_layers = (spec.shape.layers - spec.deployment.model.dense_layers) as f64;
+    // The slowest FFN kernel of each MoE layer but the last, at full speed: an FFN GPU's
+    // receive of the next layer's dispatch holds its SMs while it runs.
+    let o = crate::run(&ideal, &mut |_| {})
+        .map_err(|e| InputError::new(ideal.origin(), "afd", e.to_string()))?;
+    let step = o.step().expect("an [afd] scenario");
+    let mut ffn_us = vec![0.0f64; spec.shape.layers as usize];
+    for ((c, stage), &layer) in step
+        .workload
+        .computes
+        .iter()
+        .zip(&step.compute_stage)
+        .zip(&step.compute_layer)
+    {
+        if *stage == crate::afd::Stage::Ffn {
+            let l = &mut ffn_us[layer as usize];
+            *l = l.max(c.duration.as_us_f64());
+        }
+    }
+    let overlapped_ffn_us: f64 = ffn_us[..ffn_us.len() - 1].iter().sum();
+    let gpu_sms = spec.deployment.gpu_sms as f64;
     let mut out = Vec::new();
     for lib in ["nccl", "nvl-one-sided", "stepmesh"] {
         let s = variant(
@@ -286,14 +312,87 @@ fn afd_fixed() -> Result<Vec<Check>, InputError> {
             "{lib}: fixed costs only"
         );
         let per_call = (l.start_cost() + l.end_cost()).as_us_f64();
+        let held = (l.sms as f64).min(gpu_sms);
         out.push(Check::within(
             case,
             &format!("{lib} step - ideal step, us"),
-            moe_layers * 2.0 * per_call,
+            moe_layers * 2.0 * per_call + overlapped_ffn_us * held / (gpu_sms - held),
             step_us(&s)? - base,
             0.1,
-            "closed form: MoE layers x 2 calls x (launch + barrier + flag + poll)",
+            "closed form: MoE layers x 2 calls x (launch + barrier + flag + poll) + the FFN \
+             kernels the next receive overlaps x S / (N - S)",
         ));
+    }
+    Ok(out)
+}
+
+/// A compute kernel overlapping a kernel call that holds some of its GPU's SMs ends later by
+/// the held time x the held share (see the case's file).
+fn sm_contention() -> Result<Vec<Check>, InputError> {
+    let case = "comm-sm-contention";
+    let s = Scenario::parse(SM_CONTENTION, "validation/comm-sm-contention.toml", None)?;
+    let m = &s.messages()[0];
+    const GPU_SMS: u32 = 132;
+    let compute = Dur::from_ns(400_000);
+    let mut out = Vec::new();
+    for lib in ["nccl", "deepep-ll"] {
+        let library = crate::comm::Library::load(lib, std::path::Path::new("."), case, "lib")?;
+        let mut w = crate::net::Workload::default();
+        let c = w.compute(m.dst, compute, &[]);
+        let transfers = [crate::comm::Transfer {
+            src: m.src,
+            dst: m.dst,
+            bytes: m.bytes,
+        }];
+        let kernel = crate::comm::Kernel {
+            library: &library,
+            op: crate::comm::Op::Dispatch,
+            transfers: &transfers,
+            start: Time::ZERO,
+            gpu_sms: GPU_SMS,
+        };
+        crate::comm::launch(&mut w, s.fabric(), s.net(), kernel, &mut |_| Vec::new());
+        let share = library.sms.min(GPU_SMS) as f64 / GPU_SMS as f64;
+        for (level, r) in [
+            (
+                "packet",
+                crate::packet::simulate_workload(s.fabric(), s.net(), &w, &mut |_| {})
+                    .map_err(|e| e.to_string()),
+            ),
+            (
+                "flow",
+                crate::flow::simulate_workload(s.fabric(), s.net(), &w, &mut |_| {})
+                    .map_err(|e| e.to_string()),
+            ),
+        ] {
+            let r = r.map_err(|e| InputError::new(s.origin(), "traffic", e))?;
+            // The SMs held on GPU 1: every hold of the workload is on a delay there or on
+            // GPU 0; sum the windows on GPU 1 from the run.
+            let held: f64 = w
+                .holds()
+                .iter()
+                .filter(|h| h.gpu == m.dst)
+                .map(|h| {
+                    let (a, b) = (&r.computes[h.from as usize], &r.computes[h.to as usize]);
+                    b.finish
+                        .expect("ran")
+                        .since(a.start.expect("ran"))
+                        .as_us_f64()
+                })
+                .sum();
+            let crate::net::TaskRef::Compute(ci) = c else {
+                unreachable!()
+            };
+            let took = r.computes[ci as usize].finish.expect("ran").as_us_f64();
+            out.push(Check::within(
+                case,
+                &format!("{lib} {level} compute end, us"),
+                compute.as_us_f64() + held * share,
+                took,
+                0.01,
+                "closed form: duration + held time x held share of the SMs",
+            ));
+        }
     }
     Ok(out)
 }
