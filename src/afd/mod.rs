@@ -164,8 +164,10 @@ pub enum KernelPart {
     Start,
     /// A token for the GPU's own experts, copied through HBM.
     Copy,
-    /// Completion flag and polling after its last transfer (and a combine's reduction).
+    /// Completion flag and polling after its last transfer.
     End,
+    /// A combine's weighted sum of the copies the GPU received.
+    Reduce,
 }
 
 impl Stage {
@@ -701,6 +703,7 @@ fn label(
         (&l.start_delays, KernelPart::Start),
         (&l.local_copies, KernelPart::Copy),
         (&l.end_delays, KernelPart::End),
+        (&l.reductions, KernelPart::Reduce),
     ];
     let added = parts.iter().map(|(v, _)| v.len()).sum::<usize>();
     let first = stage.len();

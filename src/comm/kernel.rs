@@ -26,6 +26,8 @@ pub struct Launched {
     pub start_delays: Vec<u32>,
     pub end_delays: Vec<u32>,
     pub local_copies: Vec<u32>,
+    /// A combine's reductions at its receivers, each after that GPU's end delay.
+    pub reductions: Vec<u32>,
 }
 
 /// Whether the call is a combine (the receiver reduces what it gets) or not.
@@ -159,24 +161,34 @@ pub fn launch(
             (Op::Combine, Some(rate)) => rate.serialize(received.get(&g).copied().unwrap_or(0)),
             _ => Dur::ZERO,
         };
-        let d = w.delay(g, lib.end_cost() + reduce, &deps);
+        let d = w.delay(g, lib.end_cost(), &deps);
         let TaskRef::Compute(i) = d else {
             unreachable!()
         };
         out.end_delays.push(i);
-        out.done.insert(g, vec![d]);
+        // A combine's reduction of what the GPU received, after the flag is seen.
+        let r = (reduce > Dur::ZERO).then(|| {
+            let r = w.delay(g, reduce, &[d]);
+            let TaskRef::Compute(j) = r else {
+                unreachable!()
+            };
+            out.reductions.push(j);
+            r
+        });
+        let last = r.unwrap_or(d);
+        out.done.insert(g, vec![last]);
         if lib.sms > 0 && gpu_sms > 0 {
             let share = lib.sms.min(gpu_sms) as f64 / gpu_sms as f64;
             match lib.sm_hold {
-                SmHoldMode::Call => w.hold_sms(share, begin[&g], d),
+                SmHoldMode::Call => w.hold_sms(share, begin[&g], last),
                 SmHoldMode::Fixed => {
-                    // A sender's SMs issue its sends, a receiver's collect what it got; a
-                    // GPU with nothing to issue (or collect) holds none for that part.
+                    // SMs issue a sender's sends and reduce what a combine's receiver got;
+                    // waiting for data and flags costs none (a receive hook).
                     if sends.contains_key(&g) {
                         w.hold_sms(share, begin[&g], begin[&g]);
                     }
-                    if received.contains_key(&g) {
-                        w.hold_sms(share, d, d);
+                    if let Some(r) = r {
+                        w.hold_sms(share, r, r);
                     }
                 }
             }

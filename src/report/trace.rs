@@ -73,6 +73,7 @@ pub fn write_trace(
                     KernelPart::Start => "launch + barrier",
                     KernelPart::Copy => "local copy",
                     KernelPart::End => "flag + poll",
+                    KernelPart::Reduce => "reduction",
                 };
                 format!("{kind} {part} L{l}")
             }
