@@ -572,3 +572,31 @@ fn progress_changes_nothing_and_counts_every_request_and_corner() {
     assert_eq!(corners, Some(observed.cost_stats().corners_simulated));
     assert!(corners.unwrap() > 0);
 }
+
+/// Each pool has its communication library: by default DeepEP's low-latency kernels for
+/// decode and its normal kernels for prefill; a `comm` in `[serving.decode]` applies to both,
+/// and `[serving.prefill]` may set its own.
+#[test]
+fn each_pool_has_its_communication_library() {
+    use afdsim::config::Scenario;
+    let text = include_str!("../workloads/scenarios/serving-pd-afd-64.toml");
+    let libs = |t: &str| {
+        let s = Scenario::parse(t, "t.toml", None).unwrap();
+        let sv = s.serving().unwrap();
+        (
+            sv.decode.comm.name.clone(),
+            sv.prefill.as_ref().unwrap().comm.name.clone(),
+        )
+    };
+    assert_eq!(libs(text), ("deepep-ll".into(), "deepep-normal".into()));
+    let named = text.replace("[serving.decode]\n", "[serving.decode]\ncomm = \"nccl\"\n");
+    assert_eq!(libs(&named), ("nccl".into(), "nccl".into()));
+    let own = text
+        .replace("prefill_gpus = 16\n", "")
+        .replace(
+            "[serving.decode]\n",
+            "[serving.prefill]\nmode = \"colocated\"\nattention_gpus = 16\ncomm = \"stepmesh\"\n\
+             [serving.decode]\n",
+        );
+    assert_eq!(libs(&own), ("deepep-ll".into(), "stepmesh".into()));
+}
