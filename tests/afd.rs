@@ -226,10 +226,11 @@ layers = 4
     }
 }
 
-#[test]
-fn a_trace_has_a_slice_per_kernel_and_a_begin_end_pair_per_transfer() {
-    let p = file("traced.toml", SMALL);
-    let t = std::env::temp_dir().join(format!("afdsim-trace-{}.json", std::process::id()));
+/// Runs scenario `text` (saved as `name`.toml) with `--json --trace`: its JSON output and
+/// its trace.
+fn traced(name: &str, text: &str) -> (serde_json::Value, serde_json::Value) {
+    let p = file(&format!("{name}.toml"), text);
+    let t = std::env::temp_dir().join(format!("afdsim-{name}-{}.json", std::process::id()));
     let o = afdsim(&[
         "run",
         p.to_str().unwrap(),
@@ -238,8 +239,13 @@ fn a_trace_has_a_slice_per_kernel_and_a_begin_end_pair_per_transfer() {
         t.to_str().unwrap(),
     ]);
     let v = json(&o);
-    let trace: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&t).unwrap()).expect("valid JSON");
+    let trace = serde_json::from_str(&std::fs::read_to_string(&t).unwrap()).expect("valid JSON");
+    (v, trace)
+}
+
+#[test]
+fn a_trace_has_a_slice_per_kernel_and_a_begin_end_pair_per_transfer() {
+    let (v, trace) = traced("traced", SMALL);
     let events = trace["traceEvents"].as_array().unwrap();
     // Transfers' slices (a communication kernel's fixed costs are slices of category
     // `kernel`, checked in `a_library_traces_its_fixed_costs_apart_from_its_transfers`).
@@ -1234,18 +1240,7 @@ fn a_library_adds_its_fixed_costs_and_the_metrics_split_them() {
 /// after its last transfer ends.
 #[test]
 fn a_library_traces_its_fixed_costs_apart_from_its_transfers() {
-    let p = file("traced-ll.toml", &small_under("nccl"));
-    let t = std::env::temp_dir().join(format!("afdsim-trace-ll-{}.json", std::process::id()));
-    let o = afdsim(&[
-        "run",
-        p.to_str().unwrap(),
-        "--json",
-        "--trace",
-        t.to_str().unwrap(),
-    ]);
-    let v = json(&o);
-    let trace: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&t).unwrap()).expect("valid JSON");
+    let (v, trace) = traced("traced-nccl", &small_under("nccl"));
     let events = trace["traceEvents"].as_array().unwrap();
     let named = |name: &str| {
         events

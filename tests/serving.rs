@@ -591,12 +591,10 @@ fn each_pool_has_its_communication_library() {
     assert_eq!(libs(text), ("deepep-ll".into(), "deepep-normal".into()));
     let named = text.replace("[serving.decode]\n", "[serving.decode]\ncomm = \"nccl\"\n");
     assert_eq!(libs(&named), ("nccl".into(), "nccl".into()));
-    let own = text
-        .replace("prefill_gpus = 16\n", "")
-        .replace(
-            "[serving.decode]\n",
-            "[serving.prefill]\nmode = \"colocated\"\nattention_gpus = 16\ncomm = \"stepmesh\"\n\
+    let own = text.replace("prefill_gpus = 16\n", "").replace(
+        "[serving.decode]\n",
+        "[serving.prefill]\nmode = \"colocated\"\nattention_gpus = 16\ncomm = \"stepmesh\"\n\
              [serving.decode]\n",
-        );
+    );
     assert_eq!(libs(&own), ("deepep-ll".into(), "stepmesh".into()));
 }

@@ -566,18 +566,15 @@ impl Deployment {
                         after.extend(attention_of(g).map(|a| atts[a]));
                         after
                     });
-                    for (g, done) in &dispatched.done {
-                        last_dispatch.insert(*g, done.clone());
-                    }
+                    last_dispatch.extend(dispatched.done.clone());
+                    let labels = (&mut step.compute_stage, &mut step.compute_layer);
                     label(
-                        &mut step.compute_stage,
-                        &mut step.compute_layer,
+                        labels,
+                        &mut step.message_kind,
                         &dispatched,
                         Transfer::Dispatch,
-                        layer as u32,
+                        layer,
                     );
-                    step.message_kind
-                        .extend(dispatched.messages.iter().map(|_| Transfer::Dispatch));
                     for (f, into) in into_ffn.iter_mut().enumerate() {
                         *into = dispatched
                             .done
@@ -663,18 +660,15 @@ impl Deployment {
                         after.extend(f.and_then(|f| ffns[f]));
                         after
                     });
-                    for (g, done) in &combined.done {
-                        last_combine.insert(*g, done.clone());
-                    }
+                    last_combine.extend(combined.done.clone());
+                    let labels = (&mut step.compute_stage, &mut step.compute_layer);
                     label(
-                        &mut step.compute_stage,
-                        &mut step.compute_layer,
+                        labels,
+                        &mut step.message_kind,
                         &combined,
                         Transfer::Combine,
-                        layer as u32,
+                        layer,
                     );
-                    step.message_kind
-                        .extend(combined.messages.iter().map(|_| Transfer::Combine));
                     for (a, n) in next.iter_mut().enumerate() {
                         *n = combined
                             .done
@@ -690,15 +684,17 @@ impl Deployment {
     }
 }
 
-/// Labels the fixed-cost delays a kernel call added (the compute tasks past those labelled
-/// so far) with their stage and layer.
+/// Labels what a kernel call added to a step: its fixed-cost delays (the compute tasks past
+/// those labelled so far) with their stage and layer, its messages with their kind.
 fn label(
-    stage: &mut Vec<Stage>,
-    layer_of: &mut Vec<u32>,
+    (stage, layer_of): (&mut Vec<Stage>, &mut Vec<u32>),
+    kinds: &mut Vec<Transfer>,
     l: &Launched,
     kind: Transfer,
-    layer: u32,
+    layer: u64,
 ) {
+    kinds.extend(l.messages.iter().map(|_| kind));
+    let layer = layer as u32;
     let parts = [
         (&l.start_delays, KernelPart::Start),
         (&l.local_copies, KernelPart::Copy),
