@@ -18,6 +18,14 @@
 //! its combines. Micro-batches overlap by themselves: each GPU's compute stream runs one
 //! kernel at a time in ready order, and the network levels share links.
 //!
+//! Dispatch and combine move through the deployment's communication library
+//! (`Deployment::comm`, `[afd] comm`): with `ideal` as plain messages (the step as it was
+//! before kernels were modelled, byte for byte); otherwise as one `comm::launch` kernel call
+//! per layer, micro-batch and direction, whose fixed costs are delays beside the streams,
+//! whose copies share rate limiters, and whose SMs slow the kernels they overlap. A GPU runs
+//! its parts of dispatch calls in call order, one at a time, and likewise of combine calls
+//! (docs/comm.md, "The AFD pipeline under a library").
+//!
 //! The grouped GEMM of an FFN GPU sees the real per-expert counts of the draw: its balanced
 //! time at the mean tokens per slot (rounded up), each grouped GEMM scaled by the table's
 //! skew factor `grouped_gemm_skew(groups, mean, max) / grouped_gemm(bf16, groups, mean)`

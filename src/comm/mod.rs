@@ -167,9 +167,9 @@ pub struct Library {
 pub enum SmHoldMode {
     /// From its launch to its completion (a persistent kernel that copies and waits).
     Call,
-    /// Only while it issues its sends (launch) and while a receiver collects what it got
-    /// (flag and polling); none while the data is in flight (DeepEP's low-latency kernels
-    /// with a receive hook).
+    /// Only while a sender issues its sends (launch + barrier) and while a combine's
+    /// receiver reduces what it got; none while data is in flight or flags are awaited
+    /// (DeepEP's low-latency kernels with a receive hook).
     Fixed,
 }
 
