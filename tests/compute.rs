@@ -611,3 +611,31 @@ fn sliding_and_sparse_layers_read_less_context() {
         .unwrap();
     assert!(slide.total_us() < full.total_us() / 2.0);
 }
+
+/// The profiler's `kernel` column (the kernels a row ran, names with commas and quotes, CSV
+/// quoted) loads beside the others and changes no prediction.
+#[test]
+fn a_kernel_column_loads_and_changes_nothing() {
+    let rows = [
+        "X,gemm,bf16,1,64,32,,,,,,,,3.5,,,10,graph",
+        "X,gemm,bf16,8,64,32,,,,,,,,4.5,,,10,graph",
+    ];
+    let kernels = [
+        "\"sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize64x64x64_cluster1x1x1 ; void at::native::f<float, 4>(int, \"\"x\"\")\"",
+        "\"cutlass::Kernel2<cutlass_80_tensorop_s16816gemm_relu_bf16_64x64_64x4_tn_align8>\"",
+    ];
+    let plain = format!("{HEADER}{}\n{}\n", rows[0], rows[1]);
+    let with = format!(
+        "{},kernel\n{},{}\n{},{}\n",
+        HEADER.trim_end(),
+        rows[0],
+        kernels[0],
+        rows[1],
+        kernels[1]
+    );
+    let a = ComputeTable::parse("t", "t.csv", &plain).unwrap();
+    let b = ComputeTable::parse("t", "t.csv", &with).unwrap();
+    let q = OpQuery::gemm(Dtype::Bf16, 4, 64, 32);
+    assert_eq!(a.predict(&q).unwrap().time_us, b.predict(&q).unwrap().time_us);
+    assert_eq!(b.rows().len(), 2);
+}

@@ -23,7 +23,7 @@ import sys
 import time
 
 COLS = ["device", "op", "dtype", "m", "n", "k", "groups", "batch", "ctx", "heads",
-        "kv_heads", "head_dim", "m_max", "time_us", "tflops", "gbps", "reps", "impl"]
+        "kv_heads", "head_dim", "m_max", "time_us", "tflops", "gbps", "reps", "impl", "kernel"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 # This file is named like the standard library's `profile`, which torch.compile imports: keep
 # its folder off the module path so that `import profile` finds the standard one.
@@ -205,6 +205,27 @@ class Profiler:
         e1.record(); self.sync()
         return e0.elapsed_time(e1) * 1e3 / reps, reps, "graph" if graph is not None else "eager"
 
+    def kernels(self, fn):
+        """The GPU kernels one call of `fn` launches, by name, in launch order, each once
+        (joined by ` ; `): which kernel configuration a size ran (docs/compute.md), so that
+        the interpolation's tile rules can be checked on a new GPU. Empty on the CPU, and
+        where torch's profiler fails (logged; the point is kept)."""
+        if not self.cuda:
+            return ""
+        try:
+            from torch.autograd import DeviceType
+            from torch.profiler import ProfilerActivity, profile
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                fn(); self.sync()
+            names = []
+            for e in prof.events():
+                if e.device_type == DeviceType.CUDA and e.name not in names:
+                    names.append(e.name)
+            return " ; ".join(names)
+        except Exception as e:
+            self.log(f"kernel names not recorded: {type(e).__name__}: {str(e)[:200]}")
+            return ""
+
     def point(self, label, build):
         """build() -> (fn, row fields, flops, bytes, impl). Failures are logged, not fatal."""
         if self.time_left() < 0:
@@ -214,7 +235,8 @@ class Profiler:
             us, reps, how = self.measure(fn)
             out = {c: "" for c in COLS}
             out.update(row)
-            out.update(device=self.name, time_us=f"{us:.3f}", reps=reps, impl=f"{how}/{impl}")
+            out.update(device=self.name, time_us=f"{us:.3f}", reps=reps, impl=f"{how}/{impl}",
+                       kernel=self.kernels(fn))
             out["tflops"] = f"{flops / us / 1e6:.2f}" if flops else ""
             out["gbps"] = f"{nbytes / us / 1e3:.1f}" if nbytes else ""
             self.w.writerow(out); self.fh.flush()
