@@ -636,6 +636,9 @@ fn a_kernel_column_loads_and_changes_nothing() {
     let a = ComputeTable::parse("t", "t.csv", &plain).unwrap();
     let b = ComputeTable::parse("t", "t.csv", &with).unwrap();
     let q = OpQuery::gemm(Dtype::Bf16, 4, 64, 32);
-    assert_eq!(a.predict(&q).unwrap().time_us, b.predict(&q).unwrap().time_us);
+    assert_eq!(
+        a.predict(&q).unwrap().time_us,
+        b.predict(&q).unwrap().time_us
+    );
     assert_eq!(b.rows().len(), 2);
 }
