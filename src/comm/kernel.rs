@@ -1,6 +1,6 @@
 //! One kernel call as workload tasks (see the module above for the model).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Library, SmHoldMode};
 use crate::engine::{Bandwidth, Dur, Time};
@@ -124,10 +124,11 @@ pub fn launch(
     let mut nvl_limiter: BTreeMap<NodeId, Option<u32>> = BTreeMap::new();
     let mut rdma_limiter: BTreeMap<NodeId, u32> = BTreeMap::new();
     let mut received: BTreeMap<NodeId, u64> = BTreeMap::new();
-    let mut sends: BTreeMap<NodeId, u64> = BTreeMap::new();
+    // GPUs with something to send (a local copy included).
+    let mut senders: BTreeSet<NodeId> = BTreeSet::new();
     for t in transfers.iter().filter(|t| t.bytes > 0) {
         *received.entry(t.dst).or_default() += t.bytes;
-        *sends.entry(t.src).or_default() += t.bytes;
+        senders.insert(t.src);
         if t.src == t.dst {
             if let Some(rate) = lib.local_copy {
                 let d = w.delay(t.src, rate.serialize(t.bytes), &[begin[&t.src]]);
@@ -184,7 +185,7 @@ pub fn launch(
                 SmHoldMode::Fixed => {
                     // SMs issue a sender's sends and reduce what a combine's receiver got;
                     // waiting for data and flags costs none (a receive hook).
-                    if sends.contains_key(&g) {
+                    if senders.contains(&g) {
                         w.hold_sms(share, begin[&g], begin[&g]);
                     }
                     if let Some(r) = r {
