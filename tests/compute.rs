@@ -642,3 +642,31 @@ fn a_kernel_column_loads_and_changes_nothing() {
     );
     assert_eq!(b.rows().len(), 2);
 }
+
+/// Grouped GEMM rows measured by PyTorch's CUTLASS grouped kernels on an SM90 GPU (`impl`
+/// names `grouped_mm`, `device` an H100) interpolate in the kernel's padded rows: 192 rows per
+/// group run as 256. The same rows from an unknown stack keep the op's scheme, which puts 192
+/// between 128's and 256's times.
+#[test]
+fn grouped_gemm_rows_of_a_known_stack_interpolate_in_padded_rows() {
+    let table = |device: &str, impl_: &str| {
+        let rows: String = [(128, 13.9), (256, 26.6), (512, 27.0), (1024, 27.5)]
+            .iter()
+            .map(|(m, t)| {
+                format!("{device},grouped_gemm,bf16,{m},1536,2048,1,,,,,,,{t},,,10,{impl_}\n")
+            })
+            .collect();
+        ComputeTable::parse("t", "t.csv", &format!("{HEADER}{rows}")).unwrap()
+    };
+    let q = OpQuery::grouped_gemm(Dtype::Bf16, 1, 192, 1536, 2048);
+    let known = table("NVIDIA H100 80GB HBM3", "graph/grouped_mm/dsv3.expert");
+    assert_eq!(known.predict(&q).unwrap().time_us, 26.6);
+    assert_eq!(known.predict(&q).unwrap().method, Method::Interpolated);
+    for (device, impl_) in [
+        ("NVIDIA H100 80GB HBM3", "graph/loop_mm/dsv3.expert"),
+        ("NVIDIA B200", "graph/grouped_mm/dsv3.expert"),
+    ] {
+        let t = table(device, impl_).predict(&q).unwrap().time_us;
+        assert!(t > 13.9 && t < 26.6, "{device} {impl_}: {t}");
+    }
+}

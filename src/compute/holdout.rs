@@ -52,6 +52,7 @@ mod tests {
             line: 0,
             query: OpQuery::gemm(Dtype::Bf16, m, 64, 64),
             time_us: t,
+            stack: Default::default(),
         }
     }
 

@@ -103,6 +103,100 @@ pub fn interp1(pts: &[(f64, f64)], x: f64, scheme: Scheme) -> Option<(f64, Path)
     Some((t.clamp(lo, hi), Path::Interpolated))
 }
 
+/// PyTorch's SM90 CUTLASS grouped GEMMs (bf16 `_grouped_mm`, fp8 `_scaled_grouped_mm`, torch
+/// 2.11): the kernel configuration and the padded rows per group at `m` average rows per
+/// group, for one shape (output width `n`, depth `k`). Both pick a small configuration
+/// (64-row tiles) when `m <= 128 || n <= 128`, tested first; fp8 has a large one when two of
+/// m, n, k reach 2048 and a default otherwise (`GroupMM.cu`
+/// `dispatch_bf16_grouped_kernel_on_tile_size`, `ScaledGroupMM.cu`
+/// `dispatch_fp8_grouped_gemm_on_tile_size`). Tiles come in clusters of two along M (2x1x1,
+/// fp8 2x2x1), and CUTLASS's group tile scheduler rounds each group's tiles up to whole
+/// clusters (`sm90_tile_scheduler_group.hpp`): rows are padded to a multiple of 128 in the
+/// small configuration and of 256 otherwise (128-row tiles, no fast accumulation). Sources
+/// checked against the kernels compiled into the torch 2.11.0 wheel; docs/compute.md.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct GroupedTiles {
+    pub fp8: bool,
+    pub n: f64,
+    pub k: f64,
+}
+
+impl GroupedTiles {
+    /// 0: small, 1: default (bf16: large), 2: fp8 large.
+    fn config(self, m: f64) -> u8 {
+        let (n, k) = (self.n, self.k);
+        if m <= 128.0 || n <= 128.0 {
+            0
+        } else if self.fp8 && [m, n, k].iter().filter(|&&v| v >= 2048.0).count() >= 2 {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// The rows per group the kernel computes: `m` padded to its configuration's cluster of
+    /// tiles.
+    fn padded(self, m: f64) -> f64 {
+        let p = if self.config(m) == 0 { 128.0 } else { 256.0 };
+        (m / p).ceil() * p
+    }
+}
+
+/// [`interp1`] for a grouped GEMM row under [`GroupedTiles`]: inside the grid, a chord in the
+/// kernel's coordinate (padded rows) between the bracketing grid points of the query's
+/// configuration; where a neighbour runs another configuration, the query's side's segment
+/// continued, kept between flat and proportional (the middle of those bounds where its side
+/// has no segment of its configuration; a query padded to a grid point's rows costs that
+/// point's time: 192 rows run as 256). Two grid points with the same padded rows
+/// (the same kernel work, 32 and 64 both as 128) keep the chord in rows. Outside the grid,
+/// as [`interp1`] with the midpoint scheme.
+pub fn interp_tiles(pts: &[(f64, f64)], x: f64, tiles: GroupedTiles) -> Option<(f64, Path)> {
+    let i = match pts.binary_search_by(|p| p.0.total_cmp(&x)) {
+        Ok(i) => return Some((pts[i].1, Path::Exact)),
+        Err(i) => i,
+    };
+    if pts.len() < 2 || i == 0 || i == pts.len() {
+        return interp1(pts, x, Scheme::Midpoint);
+    }
+    let (a, b) = (pts[i - 1], pts[i]);
+    let (c, ca, cb) = (tiles.config(x), tiles.config(a.0), tiles.config(b.0));
+    let (u, ua, ub) = (tiles.padded(x), tiles.padded(a.0), tiles.padded(b.0));
+    let t = if ca == c && cb == c {
+        if ub > ua {
+            a.1 + (b.1 - a.1) * (u - ua) / (ub - ua)
+        } else {
+            line(a, b, x)
+        }
+    } else if cb == c {
+        // The right-hand segment of this configuration, back to u: at most b's time, at
+        // least b's time scaled down to the padded rows.
+        let next = pts.get(i + 1).filter(|p| tiles.config(p.0) == c);
+        let (lo, hi) = (b.1 * u / ub, b.1);
+        match next {
+            Some(&d) if tiles.padded(d.0) > ub => {
+                (b.1 + (d.1 - b.1) * (u - ub) / (tiles.padded(d.0) - ub)).clamp(lo, hi)
+            }
+            // No segment of its own: the middle of the bounds.
+            _ => 0.5 * (lo + hi),
+        }
+    } else if ca == c {
+        let prev = i
+            .checked_sub(2)
+            .map(|j| pts[j])
+            .filter(|p| tiles.config(p.0) == c);
+        let (lo, hi) = (a.1, a.1 * u / ua);
+        match prev {
+            Some(z) if tiles.padded(z.0) < ua => {
+                (a.1 + (a.1 - z.1) * (u - ua) / (ua - tiles.padded(z.0))).clamp(lo, hi)
+            }
+            _ => 0.5 * (lo + hi),
+        }
+    } else {
+        line(a, b, x)
+    };
+    Some((t, Path::Interpolated))
+}
+
 fn line(a: (f64, f64), b: (f64, f64), x: f64) -> f64 {
     a.1 + (b.1 - a.1) * (x - a.0) / (b.0 - a.0)
 }
@@ -180,6 +274,79 @@ mod tests {
         // Decreasing data below the grid never goes under proportional scaling.
         let pts = [(10.0, 1.0), (20.0, 100.0)];
         check(&pts, 5.0, Scheme::Linear, Some((0.5, Path::Extrapolated)));
+    }
+
+    /// A groups = 1 bf16 row of the shipped H100 table (n = 1536, k = 2048): flat to 128 rows
+    /// (64-row tiles, padded to 128), a step at 256 (128-row tiles, padded to 256), then flat.
+    const GROUPED: [(f64, f64); 6] = [
+        (32.0, 14.6),
+        (64.0, 14.4),
+        (128.0, 13.9),
+        (256.0, 26.6),
+        (512.0, 27.0),
+        (1024.0, 27.5),
+    ];
+    const BF16: GroupedTiles = GroupedTiles {
+        fp8: false,
+        n: 1536.0,
+        k: 2048.0,
+    };
+
+    #[test]
+    fn grouped_tiles_pad_rows_to_the_kernel_s_clusters() {
+        let at = |x: f64| interp_tiles(&GROUPED, x, BF16).unwrap();
+        // 192 rows run as 256 (the large configuration pads to 256): 256's time, not a chord
+        // from 128's (13.9) that the old midpoint scheme gave (about 20).
+        assert_eq!(at(192.0), (26.6, Path::Interpolated));
+        // 384 runs as 512.
+        assert_eq!(at(384.0), (27.0, Path::Interpolated));
+        // 768 runs as 768: the chord in padded rows between 512 and 1024.
+        assert!((at(768.0).0 - 27.25).abs() < 1e-12);
+        // 96 and 48 pad to 128 like their neighbours: the chord in rows.
+        assert!((at(96.0).0 - (14.4 + (13.9 - 14.4) * 0.5)).abs() < 1e-12);
+        assert!((at(48.0).0 - 14.5).abs() < 1e-12);
+        // Grid points and the outside are as before.
+        assert_eq!(at(256.0), (26.6, Path::Exact));
+        assert_eq!(at(2048.0).1, Path::Extrapolated);
+        // N <= 128 keeps the small configuration whatever m: 192 pads to 256 there too, but
+        // both neighbours share its configuration, so the chord in padded rows applies.
+        let narrow = GroupedTiles { n: 128.0, ..BF16 };
+        let t = interp_tiles(&GROUPED, 192.0, narrow).unwrap().0;
+        assert!((t - 26.6).abs() < 1e-12, "{t}");
+    }
+
+    #[test]
+    fn fp8_grouped_tiles_never_interpolate_across_a_configuration_change() {
+        // n = 4096, k = 512: the default configuration up to m < 2048, the large one from
+        // 2048 (two of m, n, k reach 2048). A query at 1536 takes its own side's segment
+        // (512 -> 1024 continued), not the chord to 2048's other kernel.
+        let pts = [
+            (512.0, 10.0),
+            (1024.0, 20.0),
+            (2048.0, 30.0),
+            (4096.0, 60.0),
+        ];
+        let fp8 = GroupedTiles {
+            fp8: true,
+            n: 4096.0,
+            k: 512.0,
+        };
+        let (t, p) = interp_tiles(&pts, 1536.0, fp8).unwrap();
+        assert_eq!(p, Path::Interpolated);
+        assert!(
+            (t - 30.0).abs() < 1e-12,
+            "the 512-1024 slope continued: {t}"
+        );
+        // Bounded: never above proportional growth from 1024.
+        let steep = [(512.0, 1.0), (1024.0, 20.0), (2048.0, 30.0)];
+        let t = interp_tiles(&steep, 1536.0, fp8).unwrap().0;
+        assert!((t - 30.0).abs() < 1e-12, "{t}");
+        // With no segment of its own configuration on its side, the middle of flat (20) and
+        // proportional growth (30) from its neighbour.
+        let t = interp_tiles(&[(1024.0, 20.0), (2048.0, 30.0)], 1536.0, fp8)
+            .unwrap()
+            .0;
+        assert!((t - 25.0).abs() < 1e-12, "{t}");
     }
 
     #[test]

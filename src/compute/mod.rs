@@ -36,5 +36,5 @@ pub use predict::{
 };
 pub use prefill::CausalPrefill;
 pub use roofline::{Roofline, RooflineFit};
-pub use table::{ComputeTable, Dtype, Field, Op, OpQuery, TableRow};
+pub use table::{ComputeTable, Dtype, Field, Op, OpQuery, Stack, TableRow};
 pub use weights::WeightPlacement;

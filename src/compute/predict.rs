@@ -5,7 +5,7 @@
 //! roofline fitted on the table's rows of the same op and dtype. Every answer is finite and
 //! > 0 or an error that says why.
 
-use super::interp::{Path, Scheme, interp1};
+use super::interp::{GroupedTiles, Path, Scheme, interp_tiles, interp1};
 use super::table::{ComputeTable, Dtype, Family, FamilyKey, Field, GridRow, Op, OpQuery};
 
 /// Which path produced a time.
@@ -664,14 +664,24 @@ fn query_at(key: &FamilyKey, x: f64, y: f64) -> OpQuery {
     q
 }
 
-fn eval_row(row: &GridRow, x: f64, scheme: Scheme, skip_pt: Option<usize>) -> Option<(f64, Path)> {
+fn eval_row(
+    row: &GridRow,
+    x: f64,
+    scheme: Scheme,
+    tiles: Option<GroupedTiles>,
+    skip_pt: Option<usize>,
+) -> Option<(f64, Path)> {
+    let along = |pts: &[(f64, f64)]| match tiles {
+        Some(t) => interp_tiles(pts, x, t),
+        None => interp1(pts, x, scheme),
+    };
     match skip_pt {
-        None => interp1(&row.pts, x, scheme),
+        None => along(&row.pts),
         Some(i) => {
             // Leave-one-out only: a copy without the point.
             let mut v = row.pts.clone();
             v.remove(i);
-            interp1(&v, x, scheme)
+            along(&v)
         }
     }
 }
@@ -687,15 +697,23 @@ fn eval_family(
     across_first: bool,
 ) -> Option<(f64, Path)> {
     let rows = &fam.rows;
+    let tiles = fam.tiles;
+    // Under kernel tile rules, rows are evaluated at x by the rules and interpolated across
+    // groups linearly (docs/compute.md).
+    let across = if tiles.is_some() {
+        Scheme::Linear
+    } else {
+        scheme
+    };
     let skip_pt = |ri: usize| skip.and_then(|(r, p)| (r == ri).then_some(p));
     let at = rows.binary_search_by(|r| r.y.total_cmp(&y));
     let own = at
         .ok()
-        .and_then(|ri| eval_row(&rows[ri], x, scheme, skip_pt(ri)));
+        .and_then(|ri| eval_row(&rows[ri], x, scheme, tiles, skip_pt(ri)));
     if let Some(v) = own.filter(|v| v.1 == Path::Exact) {
         return Some(v);
     }
-    if across_first && let Some(v) = across_exact_column(rows, x, y, scheme, skip) {
+    if across_first && let Some(v) = across_exact_column(rows, x, y, across, skip) {
         return Some(v);
     }
     let (lo, hi, own) = match at {
@@ -714,13 +732,13 @@ fn eval_family(
         if row.y == y || count == 4 {
             continue;
         }
-        if let Some((t, p)) = eval_row(row, x, scheme, skip_pt(ri)) {
+        if let Some((t, p)) = eval_row(row, x, scheme, tiles, skip_pt(ri)) {
             pts[count] = (row.y, t);
             count += 1;
             worst = worst.max(p);
         }
     }
-    let across = interp1(&pts[..count], y, scheme).map(|(t, p)| (t, p.max(worst)));
+    let across = interp1(&pts[..count], y, across).map(|(t, p)| (t, p.max(worst)));
     match (across, own) {
         (Some(a), _) if a.1 == Path::Interpolated => Some(a),
         (_, Some(o)) => Some(o),

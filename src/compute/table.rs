@@ -419,6 +419,9 @@ pub(crate) struct SkewPoint {
 #[derive(Clone, Debug)]
 pub(crate) struct Family {
     pub rows: Vec<GridRow>,
+    /// Kernel tile rules for interpolation along tokens, where every row of the family was
+    /// measured by a stack that has them (`Stack::TorchGroupedSm90` grouped GEMMs).
+    pub tiles: Option<super::interp::GroupedTiles>,
     /// Only for `grouped_gemm_skew`: the scattered points (no regular grid).
     pub skew: Vec<SkewPoint>,
     /// Only for `grouped_gemm_skew`: skew factors over imbalance, built after indexing.
@@ -431,6 +434,37 @@ pub struct TableRow {
     pub line: u64,
     pub query: OpQuery,
     pub time_us: f64,
+    /// The software that measured the row, where its kernel rules are known (`impl` and
+    /// `device` columns).
+    pub stack: Stack,
+}
+
+/// The software stack behind a table row, as far as interpolation has rules for it.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Stack {
+    /// No known rules: interpolation by the op's scheme alone.
+    #[default]
+    Unknown,
+    /// PyTorch's CUTLASS grouped GEMMs (`_grouped_mm`, `_scaled_grouped_mm`) on an SM90 GPU
+    /// (H100, H200, H800, H20): the tile rules of `interp::GroupedTiles`.
+    TorchGroupedSm90,
+}
+
+impl Stack {
+    /// From a row's `impl` and `device` cells (the profiler writes `graph/grouped_mm/...`).
+    pub fn of(impl_: &str, device: &str) -> Stack {
+        let sm90 = ["H100", "H200", "H800", "H20"]
+            .iter()
+            .any(|d| device.contains(d));
+        let grouped = impl_
+            .split('/')
+            .any(|p| p == "grouped_mm" || p == "scaled_grouped_mm");
+        if sm90 && grouped {
+            Stack::TorchGroupedSm90
+        } else {
+            Stack::Unknown
+        }
+    }
 }
 
 /// A loaded compute-time table with its indices and fitted fallbacks.
@@ -474,6 +508,7 @@ pub(crate) struct Header {
     pub sizes: [Option<usize>; 10],
     pub time_us: Option<usize>,
     pub device: Option<usize>,
+    pub impl_: Option<usize>,
 }
 
 impl Header {
@@ -495,6 +530,7 @@ impl Header {
             sizes,
             time_us: find("time_us"),
             device: find("device"),
+            impl_: find("impl"),
         })
     }
 
@@ -741,10 +777,12 @@ impl ComputeTable {
             {
                 device = d.trim().to_string();
             }
+            let cell = |i: Option<usize>| i.and_then(|i| rec.get(i)).unwrap_or("").trim();
             rows.push(TableRow {
                 line,
                 query,
                 time_us,
+                stack: Stack::of(cell(header.impl_), cell(header.device)),
             });
         }
         if rows.is_empty() {
@@ -764,12 +802,22 @@ impl ComputeTable {
             let (key, x, y) = FamilyKey::of(&r.query);
             let fi = *index.entry(key).or_insert_with(|| {
                 families.push(Family {
+                    tiles: (r.query.op == Op::GroupedGemm && r.stack == Stack::TorchGroupedSm90)
+                        .then_some(super::interp::GroupedTiles {
+                            fp8: r.query.dtype == Dtype::Fp8,
+                            n: r.query.n as f64,
+                            k: r.query.k as f64,
+                        }),
                     rows: Vec::new(),
                     skew: Vec::new(),
                     skew_rows: Vec::new(),
                 });
                 families.len() - 1
             });
+            // The rules hold only where every row of the family ran that stack.
+            if r.stack != Stack::TorchGroupedSm90 {
+                families[fi].tiles = None;
+            }
             if r.query.op == Op::GroupedGemmSkew {
                 families[fi].skew.push(SkewPoint {
                     groups: r.query.groups as f64,
