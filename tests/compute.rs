@@ -298,8 +298,8 @@ fn query_command_answers_rows_and_explains_the_rest() {
     let h = rdr.headers().unwrap().clone();
     assert_eq!(h.get(0), Some("label"));
     assert_eq!(
-        h.iter().rev().take(2).collect::<Vec<_>>(),
-        vec!["method", "time_us"]
+        h.iter().rev().take(3).collect::<Vec<_>>(),
+        vec!["l2_resident", "method", "time_us"]
     );
     let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
     let expect = [
@@ -545,11 +545,14 @@ fn leave_one_out_medians_meet_the_goal() {
 }
 
 #[test]
-fn compute_validation_cases_pass_except_the_missed_p90_goal() {
+fn compute_validation_cases_pass_except_the_missed_accuracy_goals() {
     let checks = afdsim::validation::run(Some("compute-")).unwrap();
     assert!(checks.len() >= 10);
     for c in &checks {
-        let missed_goal = c.metric.starts_with("p90");
+        // The accuracy goals the tables miss: leave-one-out's p90, and the tile model's
+        // median and p90 on the skew rows (known gaps, docs/compute.md).
+        let missed_goal = (c.metric.starts_with("p90") && c.case.starts_with("compute-loo"))
+            || (c.case.starts_with("compute-skew-tiles") && c.metric.ends_with("tile model"));
         assert!(c.simulated.is_finite(), "{c:?}");
         if !missed_goal {
             assert!(c.pass(), "{c:?}");
@@ -669,4 +672,140 @@ fn grouped_gemm_rows_of_a_known_stack_interpolate_in_padded_rows() {
         let t = table(device, impl_).predict(&q).unwrap().time_us;
         assert!(t > 13.9 && t < 26.6, "{device} {impl_}: {t}");
     }
+}
+
+// ---------------------------------------------------------------- uneven loads (issue 16)
+
+const LOADS_HEADER: &str = "device,op,dtype,m,n,k,groups,batch,ctx,heads,kv_heads,head_dim,m_max,time_us,tflops,gbps,reps,impl,loads\n";
+
+#[test]
+fn a_loads_cell_must_agree_with_its_row() {
+    let table = |row: &str| ComputeTable::parse("t", "t.csv", &format!("{LOADS_HEADER}{row}\n"));
+    let skew = "X,grouped_gemm_skew,bf16,3,64,32,4,,,,,,6,7.0,,,10,g";
+    // 4 experts, 12 tokens (mean 3), the busiest 6: loads as written.
+    let t = table(&format!("{skew},1;6;0;5")).unwrap();
+    assert_eq!(t.rows()[0].loads, vec![1, 6, 0, 5]);
+    for (cell, fragment) in [
+        ("1;6;5", "3 counts"),
+        ("5;6;0;5", "do not match"),
+        ("1;5;1;5", "largest of 5"),
+        ("1;six;0;5", "not `;`-separated whole token counts"),
+    ] {
+        let e = table(&format!("{skew},{cell}")).unwrap_err();
+        assert_eq!(
+            (e.file.as_str(), e.key.as_str()),
+            ("t.csv", "line 2"),
+            "{e}"
+        );
+        assert!(e.message.contains(fragment), "{cell}: {e}");
+    }
+    let e = table("X,gemm,bf16,1,64,32,,,,,,,,3.5,,,10,g,1;2").unwrap_err();
+    assert!(
+        e.message.contains("only for `grouped_gemm_skew` rows"),
+        "{e}"
+    );
+}
+
+/// A bf16 grouped GEMM family (n = 4096, k = 7168, 8 experts) as PyTorch's SM90 grouped
+/// kernel measured it on an H100 (or on an unknown GPU), at the means 128 to 1024.
+fn grouped_family(device: &str) -> ComputeTable {
+    let rows: String = [(128, 180.0), (256, 203.0), (512, 346.0), (1024, 725.0)]
+        .iter()
+        .map(|(m, t)| {
+            format!(
+                "{device},grouped_gemm,bf16,{m},4096,7168,8,,,,,,,{t},,,10,graph/grouped_mm/x\n"
+            )
+        })
+        .collect();
+    ComputeTable::parse("t", "t.csv", &format!("{HEADER}{rows}")).unwrap()
+}
+
+#[test]
+fn uneven_loads_cost_their_padded_tiles() {
+    let t = grouped_family("NVIDIA H100 80GB HBM3");
+    let ratio = |m, loads: &[u64]| {
+        t.tile_work_ratio(Dtype::Bf16, 4096, 7168, m, loads)
+            .unwrap()
+    };
+    let close = |a: f64, b: f64| assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    // Mean 512 runs the large configuration: rows padded to 256 per expert. 4,096 tokens as
+    // 1024, 1000, 500 x 3, 300, 200, 72 take 1024 + 1024 + 512 x 4 + 256 x 2 = 4,608 rows,
+    // 9/8 of the balanced 4,096 (both over many waves: 4,608 / 128 x 16 tiles / 132 SMs).
+    let loads = [1024, 1000, 500, 500, 500, 300, 200, 72];
+    close(ratio(512, &loads), 4608.0 / 4096.0);
+    // Not the busiest expert's kernel: far below the balanced kernel at m_max (725 us).
+    let q = OpQuery::grouped_gemm(Dtype::Bf16, 8, 512, 4096, 7168);
+    close(t.predict(&q).unwrap().time_us * ratio(512, &loads), 389.25);
+    // An expert without tokens takes no tile; balanced loads cost the balanced kernel.
+    close(ratio(512, &[1024, 1024, 1024, 1024, 0, 0, 0, 0]), 1.0);
+    close(ratio(512, &[512; 8]), 1.0);
+    // Mean 128 runs the small configuration (rows padded to 128): 200 rows take 256.
+    close(
+        ratio(128, &[200, 56, 128, 128, 128, 128, 128, 128]),
+        9.0 / 8.0,
+    );
+    // Under one wave the grid has idle SMs: more tiles cost nothing until it fills (one
+    // expert of 128 rows, small configuration: 2 x 32 = 64 tiles; 256 rows: 128 tiles).
+    close(ratio(128, &[256]), 1.0);
+    // Other stacks have no tile rules.
+    let other = grouped_family("NVIDIA B200");
+    assert_eq!(
+        other.tile_work_ratio(Dtype::Bf16, 4096, 7168, 512, &loads),
+        None
+    );
+}
+
+#[test]
+fn a_skew_query_without_skew_rows_takes_the_least_uneven_loads() {
+    // 8 experts, mean 512, busiest 1024: the others share 3,072 tokens (439 x 6, 438), all
+    // padded to 512 rows: 1024 + 7 x 512 = 4,608 rows, 9/8 of the balanced kernel.
+    let q = OpQuery::grouped_gemm_skew(8, 512, 1024, 4096, 7168);
+    let p = grouped_family("NVIDIA H100 80GB HBM3").predict(&q).unwrap();
+    assert!((p.time_us - 346.0 * 1.125).abs() < 1e-9, "{}", p.time_us);
+    assert_eq!(p.method, Method::Extrapolated);
+    // Without tile rules: bounded by the busiest expert's balanced kernel.
+    let p = grouped_family("NVIDIA B200").predict(&q).unwrap();
+    assert_eq!((p.time_us, p.method), (725.0, Method::Extrapolated));
+}
+
+/// A memory probe whose bytes fit the L2 measures the cache: flagged, and kept out of the
+/// roofline's bandwidths (issue 16). The 8 MiB copy (16 MiB moved) runs at 4,833 GB/s as in
+/// the H100 table; the 64 and 256 MiB ones at 3,000 GB/s.
+#[test]
+fn l2_resident_probes_are_flagged_and_set_no_bandwidth() {
+    let table = |device: &str| {
+        let rows: String = [(8u64, 3.472), (64, 44.739), (256, 178.957)]
+            .iter()
+            .map(|(mib, t)| {
+                format!(
+                    "{device},hbm_copy,bf16,,,{},,,,,,,,{t},,,10,copy_\n",
+                    mib << 20
+                )
+            })
+            .collect();
+        ComputeTable::parse("t", "t.csv", &format!("{HEADER}{rows}")).unwrap()
+    };
+    let copy = |mib: u64| {
+        let mut q = OpQuery::gemm(Dtype::Bf16, 0, 0, mib << 20);
+        q.op = Op::HbmCopy;
+        q
+    };
+    let h100 = table("NVIDIA H100 80GB HBM3");
+    assert_eq!(h100.l2_resident(&copy(8)), Some(true));
+    assert_eq!(h100.l2_resident(&copy(64)), Some(false));
+    assert_eq!(
+        h100.l2_resident(&OpQuery::gemm(Dtype::Bf16, 8, 64, 64)),
+        None
+    );
+    let rate = |mib: u64, us: f64| 2.0 * (mib << 20) as f64 / us;
+    let hbm = rate(64, 44.739).max(rate(256, 178.957));
+    let r = h100.roofline();
+    assert_eq!(r.hbm_bytes_per_us, hbm);
+    let fit = r.get(Op::HbmCopy, Dtype::Bf16).unwrap();
+    assert!(fit.bytes_per_us <= hbm, "{} > {hbm}", fit.bytes_per_us);
+    assert_eq!(fit.rows, 2);
+    // A GPU whose L2 is not known: nothing flagged, copies from 64 MiB set the bandwidth.
+    let other = table("Some GPU");
+    assert_eq!(other.l2_resident(&copy(8)), None);
+    assert_eq!(other.roofline().hbm_bytes_per_us, hbm);
 }

@@ -177,7 +177,8 @@ fn a_request_that_never_fits_is_named_by_its_trace_line() {
     assert!(e.contains("line 2") && e.contains("never"), "{e}");
 }
 
-/// Iteration times extrapolated from 4 and 8 MoE layers agree with whole-model steps.
+/// Iteration times extrapolated from 4 and 8 MoE layers agree with whole-model steps, up to
+/// the layers' own routing variance.
 #[test]
 fn layer_extrapolation_matches_whole_steps() {
     let s = Scenario::parse(SMALL, "small", None).unwrap();
@@ -197,8 +198,14 @@ fn layer_extrapolation_matches_whole_steps() {
         let whole = points.step(pool, &shape).unwrap().as_secs_f64();
         let fast = points.time_of(pool, &shape).unwrap().as_secs_f64();
         let err = (fast - whole).abs() / whole;
+        // One sequence per attention GPU puts about 8 tokens on each FFN GPU's 16 experts:
+        // how many experts a layer's draw activates sets its grouped GEMMs' time (an idle
+        // expert reads no weights; docs/compute.md, "Uneven loads"), so layers differ and
+        // the 4 layers extrapolated over 54 are a sample of them (2.5 % here). Larger
+        // batches activate every expert: within 1 %.
+        let tolerance = if batch == 1 { 0.03 } else { 0.01 };
         assert!(
-            err < 0.01,
+            err < tolerance,
             "({batch},{ctx},{tokens},{prefix}): {fast} vs {whole}"
         );
     }

@@ -26,13 +26,15 @@
 //! its parts of dispatch calls in call order, one at a time, and likewise of combine calls
 //! (docs/comm.md, "The AFD pipeline under a library").
 //!
-//! The grouped GEMM of an FFN GPU sees the real per-expert counts of the draw: its balanced
-//! time at the mean tokens per slot (rounded up), each grouped GEMM scaled by the table's
+//! The grouped GEMM of an FFN GPU sees the real per-expert counts of the draw. Where the
+//! table has the kernel's tile rules for the shape, each grouped GEMM is the balanced kernel
+//! at the whole-token mean (the configuration PyTorch picks) times its work on the real
+//! counts over its work on the mean (`ComputeTable::tile_work_ratio`: every slot's rows
+//! padded to that configuration's tiles, in waves of the persistent grid; docs/compute.md,
+//! "Uneven loads"). Otherwise the balanced time at the mean (rounded up) is scaled by the
 //! skew factor `grouped_gemm_skew(groups, mean, max) / grouped_gemm(bf16, groups, mean)`
-//! (interpolated from the measured skew rows where the table has them for the shape, else
-//! the balanced kernel at the busiest slot's count: `ComputeTable::predict`). The factor is
-//! measured in BF16 and applied to the model's GEMM dtype (the tables have no FP8 skew
-//! rows). Only the mean and the maximum enter, as in the table's rows.
+//! (the measured skew rows, BF16, applied to the model's GEMM dtype; without them the
+//! balanced kernel at the busiest slot's count).
 //!
 //! Attention GPUs are the first GPUs of the fabric and FFN GPUs the next ones (the
 //! colocated baseline uses the same GPUs for both). Choices and measurements: docs/afd.md.
@@ -218,9 +220,10 @@ fn us(t: f64) -> Dur {
     Dur::from_ps((t * 1e6).round() as u64)
 }
 
-/// FFN kernel times by (slots, mean tokens per slot, tokens at the busiest slot): the same
-/// loads recur across layers, micro-batches and GPUs, and the time depends on nothing else.
-type FfnMemo = std::collections::HashMap<(u64, u64, u64), f64>;
+/// FFN kernel times by (slots, tokens on them in all, tokens at the busiest slot, the slots'
+/// tokens padded to 128 and to 256 summed): the same loads recur across layers,
+/// micro-batches and GPUs, and the time depends on nothing else.
+type FfnMemo = std::collections::HashMap<(u64, u64, u64, u64, u64), f64>;
 
 /// Attention-side times by (dense layer, sequences, their context shape).
 type AttentionMemo = std::collections::HashMap<(bool, u64, ContextShape), f64>;
@@ -382,30 +385,48 @@ impl Deployment {
     }
 
     /// Kernel time of FFN GPU `f` for the token-expert pairs per slot of a micro-batch: the
-    /// balanced time at the mean per slot (rounded up), each grouped GEMM scaled by the skew
-    /// factor of the busiest slot (see the module doc).
+    /// balanced time at the mean per slot (rounded up), each grouped GEMM timed on the real
+    /// per-slot loads (see the module doc).
     fn ffn_us(&self, f: usize, slot_pairs: &[u64], memo: &mut FfnMemo) -> Result<f64, QueryError> {
         let counts = self.experts.gpu_slots[f]
             .iter()
             .map(|&s| slot_pairs[s as usize]);
         let groups = self.experts.slots_on[f];
-        let m = counts.clone().sum::<u64>().div_ceil(groups);
-        let m_max = counts.max().unwrap_or(0);
-        if let Some(&t) = memo.get(&(groups, m, m_max)) {
+        let total = counts.clone().sum::<u64>();
+        let m = total.div_ceil(groups);
+        let m_max = counts.clone().max().unwrap_or(0);
+        // What the tile rules see of the loads: their rows padded to 128 and to 256.
+        let pads = counts.clone().fold((0, 0), |(a, b), c| {
+            (a + c.div_ceil(128), b + c.div_ceil(256))
+        });
+        let key = (groups, total, m_max, pads.0, pads.1);
+        if let Some(&t) = memo.get(&key) {
             return Ok(t);
         }
         let side = self.model.ffn_side(&self.ffn_table, groups, m)?;
         let mut t = side.total_us();
-        if m_max > m {
-            for op in &side.ops {
-                if let Work::Table(q) = op.work
-                    && q.op == Op::GroupedGemm
-                {
-                    t += op.time_us * (self.skew_factor(groups, m, m_max, q.n, q.k)? - 1.0);
-                }
+        // The grouped kernel picks its configuration by the whole-token mean (PyTorch divides
+        // the rows by the groups), so under tile rules it is timed there.
+        let loads: Vec<u64> = counts.collect();
+        let m_kernel = (total / groups).max(1);
+        let table = &self.ffn_table;
+        for op in &side.ops {
+            if let Work::Table(q) = op.work
+                && q.op == Op::GroupedGemm
+            {
+                t += match table.tile_work_ratio(q.dtype, q.n, q.k, m_kernel, &loads) {
+                    Some(r) => {
+                        let at_mean = OpQuery { m: m_kernel, ..q };
+                        table.predict(&at_mean)?.time_us * r - op.time_us
+                    }
+                    None if m_max > m => {
+                        op.time_us * (self.skew_factor(groups, m, m_max, q.n, q.k)? - 1.0)
+                    }
+                    None => 0.0,
+                };
             }
         }
-        memo.insert((groups, m, m_max), t);
+        memo.insert(key, t);
         Ok(t)
     }
 

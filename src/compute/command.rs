@@ -366,12 +366,13 @@ fn query(table: &ComputeTable, input: &Path, output: &Path) -> Result<String, In
     let mut out_headers: Vec<String> = headers
         .iter()
         .map(|h| match h.trim() {
-            "time_us" | "method" => format!("input_{}", h.trim()),
+            "time_us" | "method" | "l2_resident" => format!("input_{}", h.trim()),
             _ => h.to_string(),
         })
         .collect();
     out_headers.push("time_us".into());
     out_headers.push("method".into());
+    out_headers.push("l2_resident".into());
     w.write_record(&out_headers).map_err(werr)?;
     // exact, interpolated, extrapolated, roofline, out of range, unanswered
     let mut counts = [0usize; 6];
@@ -394,9 +395,15 @@ fn query(table: &ComputeTable, input: &Path, output: &Path) -> Result<String, In
                 (String::new(), format!("error: {e}"))
             }
         };
+        let l2 = match table.l2_resident(q) {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "",
+        };
         let mut row: Vec<&str> = rec.iter().collect();
         row.push(&time);
         row.push(&method);
+        row.push(l2);
         w.write_record(&row).map_err(werr)?;
     }
     w.flush()

@@ -53,6 +53,7 @@ mod tests {
             query: OpQuery::gemm(Dtype::Bf16, m, 64, 64),
             time_us: t,
             stack: Default::default(),
+            loads: Vec::new(),
         }
     }
 

@@ -119,11 +119,14 @@ pub struct GroupedTiles {
     pub fp8: bool,
     pub n: f64,
     pub k: f64,
+    /// The GPU's streaming multiprocessors: the persistent grid's CTAs (132 on an H100 or
+    /// H200 SXM).
+    pub sms: f64,
 }
 
 impl GroupedTiles {
     /// 0: small, 1: default (bf16: large), 2: fp8 large.
-    fn config(self, m: f64) -> u8 {
+    pub(crate) fn config(self, m: f64) -> u8 {
         let (n, k) = (self.n, self.k);
         if m <= 128.0 || n <= 128.0 {
             0
@@ -137,8 +140,36 @@ impl GroupedTiles {
     /// The rows per group the kernel computes: `m` padded to its configuration's cluster of
     /// tiles.
     fn padded(self, m: f64) -> f64 {
-        let p = if self.config(m) == 0 { 128.0 } else { 256.0 };
+        self.padded_in(self.config(m), m)
+    }
+
+    /// `m` rows of one group padded to whole clusters of configuration `c`'s tiles.
+    pub(crate) fn padded_in(self, c: u8, m: f64) -> f64 {
+        let p = self.tile(c).0 * 2.0;
         (m / p).ceil() * p
+    }
+
+    /// Configuration `c`'s tile (rows, columns) and cluster columns: bf16 64x128 (small) and
+    /// 128x256 in 2x1x1 clusters; fp8 64x128, 128x256 (default) and 128x128 (large, without
+    /// fast accumulation) in 2x2x1 clusters (`GroupMM.cu`, `ScaledGroupMM.cu`).
+    fn tile(self, c: u8) -> (f64, f64, f64) {
+        let cluster_n = if self.fp8 { 2.0 } else { 1.0 };
+        match c {
+            0 => (64.0, 128.0, cluster_n),
+            2 => (128.0, 128.0, cluster_n),
+            _ => (128.0, 256.0, cluster_n),
+        }
+    }
+
+    /// The work of configuration `c` over `rows` padded rows in all (the sum over groups),
+    /// in waves of the persistent grid: tiles / SMs, at least one (a grid with idle CTAs
+    /// takes a tile's time). CUTLASS's group scheduler hands out every group's padded tiles
+    /// over `sm_count` CTAs (PyTorch passes no host problem shapes,
+    /// `sm90_tile_scheduler_group.hpp` `get_tiled_cta_shape_mnl`).
+    pub(crate) fn waves(self, c: u8, rows: f64) -> f64 {
+        let (tm, tn, cn) = self.tile(c);
+        let n_tiles = ((self.n / tn).ceil() / cn).ceil() * cn;
+        (rows / tm * n_tiles / self.sms).max(1.0)
     }
 }
 
@@ -290,6 +321,7 @@ mod tests {
         fp8: false,
         n: 1536.0,
         k: 2048.0,
+        sms: 132.0,
     };
 
     #[test]
@@ -330,6 +362,7 @@ mod tests {
             fp8: true,
             n: 4096.0,
             k: 512.0,
+            sms: 132.0,
         };
         let (t, p) = interp_tiles(&pts, 1536.0, fp8).unwrap();
         assert_eq!(p, Path::Interpolated);

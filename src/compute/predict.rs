@@ -382,8 +382,10 @@ impl ComputeTable {
 
     /// Skewed grouped GEMM: the balanced grouped GEMM at the mean load, times a skew factor
     /// interpolated from the measured skew rows (factor = measured / balanced prediction) over
-    /// imbalance = m_max / m and over m (log). Without skew rows for the shape, the kernel is
-    /// bounded by the busiest expert: the balanced time at m_max, marked `extrapolated`.
+    /// imbalance = m_max / m and over m (log). Without skew rows for the shape: under the
+    /// kernel's tile rules, the balanced time times [`tile_work_ratio`](Self::tile_work_ratio)
+    /// of the least uneven loads with that m_max; otherwise bounded by the busiest expert, the
+    /// balanced time at m_max. Both marked `extrapolated`.
     fn predict_skew(
         &self,
         q: &OpQuery,
@@ -395,6 +397,21 @@ impl ComputeTable {
         let (key, _, _) = FamilyKey::of(q);
         let fam = self.index.get(&key).map(|&fi| (fi, &self.families[fi]));
         let Some((fi, fam)) = fam.filter(|(_, f)| !f.skew_rows.is_empty()) else {
+            // Under tile rules: the least uneven loads with this busiest expert (the others
+            // share the rest evenly), timed by the kernel's work. An assumption about the
+            // loads the query does not give, so `extrapolated`.
+            let g = q.groups;
+            let rest = (g * q.m).saturating_sub(q.m_max);
+            let (each, extra) = (rest / (g - 1).max(1), rest % (g - 1).max(1));
+            let others = (0..g.saturating_sub(1)).map(|i| each + u64::from(i < extra));
+            let loads = std::iter::once(q.m_max).chain(others);
+            if let Some(r) = self.tile_ratio_of(Dtype::Bf16, q.n, q.k, q.m, g, loads) {
+                return Ok(Some(Prediction {
+                    time_us: base.time_us * r,
+                    method: base.method.max(Method::Extrapolated),
+                }));
+            }
+            // Otherwise bounded by the busiest expert: the balanced kernel at m_max.
             let at_max = OpQuery {
                 m: q.m_max,
                 ..balanced
@@ -487,6 +504,57 @@ impl ComputeTable {
             time_us: base.time_us * rho,
             method,
         }))
+    }
+
+    /// Uneven loads under the kernel's tile rules: the work of a grouped GEMM of `dtype`,
+    /// `n`, `k` whose experts hold `loads` tokens, over its work with `m` tokens at every
+    /// expert, in waves of the persistent grid ([`GroupedTiles::waves`]). Both run the
+    /// configuration `m` selects, each expert's rows padded to whole clusters of its tiles
+    /// (an expert without tokens takes no tile). So the time of the uneven kernel is the
+    /// balanced time at `m` times this ratio: the persistent grid spreads every expert's tiles
+    /// over all SMs, and the busiest expert costs only its padding, not a kernel of its own
+    /// (docs/compute.md). `None` where the table has no tile rules for the shape (a stack
+    /// other than PyTorch's SM90 grouped kernels, or a shape it did not measure), or `loads`
+    /// is empty. MXFP4 without rows of its own takes the BF16 rows' rules, as its time does.
+    pub fn tile_work_ratio(
+        &self,
+        dtype: Dtype,
+        n: u64,
+        k: u64,
+        m: u64,
+        loads: &[u64],
+    ) -> Option<f64> {
+        let groups = loads.len() as u64;
+        self.tile_ratio_of(dtype, n, k, m, groups, loads.iter().copied())
+    }
+
+    /// [`tile_work_ratio`](Self::tile_work_ratio) over `groups` loads given one by one.
+    fn tile_ratio_of(
+        &self,
+        dtype: Dtype,
+        n: u64,
+        k: u64,
+        m: u64,
+        groups: u64,
+        loads: impl Iterator<Item = u64>,
+    ) -> Option<f64> {
+        if groups == 0 {
+            return None;
+        }
+        let family = |d| {
+            let (key, _, _) = FamilyKey::of(&OpQuery::grouped_gemm(d, groups, m, n, k));
+            self.index.get(&key).map(|&fi| &self.families[fi])
+        };
+        // MXFP4 without rows of its own is timed from the BF16 rows: so are its loads.
+        let fam = match family(dtype) {
+            None if dtype == Dtype::Mxfp4 => family(Dtype::Bf16),
+            f => f,
+        };
+        let tiles = fam?.tiles?;
+        let c = tiles.config(m as f64);
+        let rows: f64 = loads.map(|l| tiles.padded_in(c, l as f64)).sum();
+        let even = groups as f64 * tiles.padded_in(c, m as f64);
+        Some(tiles.waves(c, rows) / tiles.waves(c, even))
     }
 
     /// The memory floor: reading `hbm_bytes` once, interpolated over the `hbm_read` rows by

@@ -42,20 +42,24 @@ pub struct Roofline {
     pub launch_floor_us: f64,
 }
 
-/// Copies at least this large do not fit the 50 MB L2 of an H100/H200 (source and destination).
+/// Copies at least this large do not fit the 50 MB L2 of an H100/H200 (source and destination):
+/// the rule for a GPU whose L2 is not known.
 const HBM_COPY_MIN_BYTES: u64 = 64 << 20;
 
 impl Roofline {
-    pub fn fit(rows: &[TableRow]) -> Roofline {
+    /// Fits a table's rows; `l2_bytes` is the GPU's L2 where known. Rows that an L2 of that
+    /// size holds (`OpQuery::l2_resident`) set no bandwidth: they measure the cache.
+    pub fn fit(rows: &[TableRow], l2_bytes: Option<f64>) -> Roofline {
         let mut fits = Vec::new();
         for op in Op::ALL {
             for dtype in Dtype::ALL {
-                let pts: Vec<(f64, f64, f64)> = rows
+                let pts: Vec<(f64, f64, f64, bool)> = rows
                     .iter()
                     .filter(|r| r.query.op == op && r.query.dtype == dtype)
                     .map(|r| {
                         let (f, b) = r.query.flops_and_bytes();
-                        (f, b, r.time_us)
+                        let cached = r.query.l2_resident(l2_bytes) == Some(true);
+                        (f, b, r.time_us, cached)
                     })
                     .collect();
                 if let Some(fit) = fit_one(op, dtype, &pts) {
@@ -63,9 +67,14 @@ impl Roofline {
                 }
             }
         }
+        let beyond_l2 = |r: &&TableRow| match r.query.l2_resident(l2_bytes) {
+            Some(cached) => !cached,
+            None => r.query.k >= HBM_COPY_MIN_BYTES,
+        };
         let copy_rate = rows
             .iter()
-            .filter(|r| r.query.op == Op::HbmCopy && r.query.k >= HBM_COPY_MIN_BYTES)
+            .filter(|r| r.query.op == Op::HbmCopy)
+            .filter(beyond_l2)
             .map(|r| r.query.flops_and_bytes().1 / r.time_us)
             .fold(0.0, f64::max);
         let hbm_bytes_per_us = if copy_rate > 0.0 {
@@ -104,12 +113,18 @@ impl Roofline {
     }
 }
 
-fn fit_one(op: Op, dtype: Dtype, pts: &[(f64, f64, f64)]) -> Option<RooflineFit> {
+/// Fits one kind's points (flops, bytes, time, in the L2): the peak memory rate comes from
+/// the points beyond the L2 where there are any.
+fn fit_one(op: Op, dtype: Dtype, pts: &[(f64, f64, f64, bool)]) -> Option<RooflineFit> {
     if pts.is_empty() {
         return None;
     }
     let peak_f = pts.iter().map(|p| p.0 / p.2).fold(0.0, f64::max);
-    let peak_b = pts.iter().map(|p| p.1 / p.2).fold(0.0, f64::max);
+    // Points in the L2 are left out of the rates and the error (unless there is nothing
+    // else); the launch floor still comes from the quickest point.
+    let all_cached = pts.iter().all(|p| p.3);
+    let fitted = || pts.iter().filter(move |p| all_cached || !p.3);
+    let peak_b = fitted().map(|p| p.1 / p.2).fold(0.0, f64::max);
     let t_min = pts.iter().map(|p| p.2).fold(f64::INFINITY, f64::min);
     // Ops without a FLOP count (reads, copies) get an unreachable compute rate.
     let peak_f = if peak_f > 0.0 { peak_f } else { f64::MAX };
@@ -127,13 +142,12 @@ fn fit_one(op: Op, dtype: Dtype, pts: &[(f64, f64, f64)]) -> Option<RooflineFit>
                     flops_per_us: peak_f * ef,
                     bytes_per_us: peak_b * eb,
                     fit_log_error: 0.0,
-                    rows: pts.len(),
+                    rows: fitted().count(),
                 };
-                let err = pts
-                    .iter()
-                    .map(|&(f, b, t)| (fit.time_us(f, b) / t).ln().abs())
+                let err = fitted()
+                    .map(|&(f, b, t, _)| (fit.time_us(f, b) / t).ln().abs())
                     .sum::<f64>()
-                    / pts.len() as f64;
+                    / fitted().count() as f64;
                 if best.is_none_or(|b| err < b.fit_log_error) {
                     best = Some(RooflineFit {
                         fit_log_error: err,

@@ -310,6 +310,18 @@ impl OpQuery {
             .find(|&f| self.get(f) == 0)
     }
 
+    /// Whether the bytes of a memory probe (`hbm_copy`: source and destination; `hbm_read`)
+    /// fit an L2 of `l2_bytes`: the profiler reads one buffer over and over, so such a row
+    /// measures the cache, not HBM (the H100 table's 8 MiB copy runs at 4,833 GB/s against an
+    /// HBM peak of about 3,350). `None` for other operators (the profiler rotates their
+    /// weights past the L2) or an unknown L2.
+    pub fn l2_resident(&self, l2_bytes: Option<f64>) -> Option<bool> {
+        match self.op {
+            Op::HbmCopy | Op::HbmRead => Some(self.flops_and_bytes().1 <= l2_bytes?),
+            _ => None,
+        }
+    }
+
     /// Floating-point operations and HBM bytes of this operator under the table's own counting
     /// (measure.py): used by the roofline fallback and by the glue model.
     pub fn flops_and_bytes(&self) -> (f64, f64) {
@@ -437,6 +449,9 @@ pub struct TableRow {
     /// The software that measured the row, where its kernel rules are known (`impl` and
     /// `device` columns).
     pub stack: Stack,
+    /// A `grouped_gemm_skew` row's tokens at each expert (`loads` column, `;`-separated), in
+    /// the order the kernel ran them; empty where the table does not give them.
+    pub loads: Vec<u64>,
 }
 
 /// The software stack behind a table row, as far as interpolation has rules for it.
@@ -445,22 +460,25 @@ pub enum Stack {
     /// No known rules: interpolation by the op's scheme alone.
     #[default]
     Unknown,
-    /// PyTorch's CUTLASS grouped GEMMs (`_grouped_mm`, `_scaled_grouped_mm`) on an SM90 GPU
-    /// (H100, H200, H800, H20): the tile rules of `interp::GroupedTiles`.
-    TorchGroupedSm90,
+    /// PyTorch's CUTLASS grouped GEMMs (`_grouped_mm`, `_scaled_grouped_mm`) on a GH100 GPU
+    /// (H100, H200, H800) with `sms` streaming multiprocessors: the tile rules of
+    /// `interp::GroupedTiles`.
+    TorchGroupedSm90 { sms: u32 },
 }
 
 impl Stack {
     /// From a row's `impl` and `device` cells (the profiler writes `graph/grouped_mm/...`).
+    /// SMs: 132 on the SXM5 and NVL parts, 114 on the PCIe card (NVIDIA H100 Tensor Core GPU
+    /// Architecture whitepaper; the H200 and H800 are the same GH100 configurations).
     pub fn of(impl_: &str, device: &str) -> Stack {
-        let sm90 = ["H100", "H200", "H800", "H20"]
-            .iter()
-            .any(|d| device.contains(d));
+        let words: Vec<&str> = device.split_whitespace().collect();
+        let gh100 = words.iter().any(|w| matches!(*w, "H100" | "H200" | "H800"));
         let grouped = impl_
             .split('/')
             .any(|p| p == "grouped_mm" || p == "scaled_grouped_mm");
-        if sm90 && grouped {
-            Stack::TorchGroupedSm90
+        if gh100 && grouped {
+            let sms = if words.contains(&"PCIe") { 114 } else { 132 };
+            Stack::TorchGroupedSm90 { sms }
         } else {
             Stack::Unknown
         }
@@ -489,6 +507,48 @@ const COLUMNS: [&str; 13] = [
     "m_max", "time_us",
 ];
 
+/// The L2 of a GPU named like a table's `device` column, bytes, where known: 50 MiB on the
+/// GH100 parts (H100, H200, H800; NVIDIA H100 Tensor Core GPU Architecture whitepaper; the
+/// profiler's `--l2-mib` default).
+pub fn l2_bytes_of(device: &str) -> Option<f64> {
+    device
+        .split_whitespace()
+        .any(|w| matches!(w, "H100" | "H200" | "H800"))
+        .then_some(50.0 * 1024.0 * 1024.0)
+}
+
+/// A row's `loads` cell: empty, or on a `grouped_gemm_skew` row one token count per expert,
+/// `;`-separated, that agree with the row's `groups`, `m` (the whole-token mean) and `m_max`.
+fn parse_loads(cell: &str, q: &OpQuery) -> Result<Vec<u64>, String> {
+    if cell.is_empty() {
+        return Ok(Vec::new());
+    }
+    if q.op != Op::GroupedGemmSkew {
+        return Err(format!(
+            "column `loads` is only for `grouped_gemm_skew` rows, not `{}` (leave it empty)",
+            q.op.name()
+        ));
+    }
+    let loads = cell
+        .split(';')
+        .map(|v| v.trim().parse::<u64>())
+        .collect::<Result<Vec<u64>, _>>()
+        .map_err(|_| format!("column `loads`: `{cell}` is not `;`-separated whole token counts"))?;
+    let total: u64 = loads.iter().sum();
+    let max = loads.iter().copied().max().unwrap_or(0);
+    if loads.len() as u64 != q.groups || total / q.groups.max(1) != q.m || max != q.m_max {
+        return Err(format!(
+            "column `loads`: {} counts summing to {total} with a largest of {max} do not match \
+             groups {}, m {} (total / groups) and m_max {}",
+            loads.len(),
+            q.groups,
+            q.m,
+            q.m_max
+        ));
+    }
+    Ok(loads)
+}
+
 /// Tables shipped in the binary: (name, CSV text).
 const EMBEDDED: [(&str, &str); 2] = [
     (
@@ -509,6 +569,7 @@ pub(crate) struct Header {
     pub time_us: Option<usize>,
     pub device: Option<usize>,
     pub impl_: Option<usize>,
+    pub loads: Option<usize>,
 }
 
 impl Header {
@@ -531,6 +592,7 @@ impl Header {
             time_us: find("time_us"),
             device: find("device"),
             impl_: find("impl"),
+            loads: find("loads"),
         })
     }
 
@@ -778,11 +840,13 @@ impl ComputeTable {
                 device = d.trim().to_string();
             }
             let cell = |i: Option<usize>| i.and_then(|i| rec.get(i)).unwrap_or("").trim();
+            let loads = parse_loads(cell(header.loads), &query).map_err(at)?;
             rows.push(TableRow {
                 line,
                 query,
                 time_us,
                 stack: Stack::of(cell(header.impl_), cell(header.device)),
+                loads,
             });
         }
         if rows.is_empty() {
@@ -802,12 +866,17 @@ impl ComputeTable {
             let (key, x, y) = FamilyKey::of(&r.query);
             let fi = *index.entry(key).or_insert_with(|| {
                 families.push(Family {
-                    tiles: (r.query.op == Op::GroupedGemm && r.stack == Stack::TorchGroupedSm90)
-                        .then_some(super::interp::GroupedTiles {
-                            fp8: r.query.dtype == Dtype::Fp8,
-                            n: r.query.n as f64,
-                            k: r.query.k as f64,
-                        }),
+                    tiles: match r.stack {
+                        Stack::TorchGroupedSm90 { sms } if r.query.op == Op::GroupedGemm => {
+                            Some(super::interp::GroupedTiles {
+                                fp8: r.query.dtype == Dtype::Fp8,
+                                n: r.query.n as f64,
+                                k: r.query.k as f64,
+                                sms: sms as f64,
+                            })
+                        }
+                        _ => None,
+                    },
                     rows: Vec::new(),
                     skew: Vec::new(),
                     skew_rows: Vec::new(),
@@ -815,7 +884,8 @@ impl ComputeTable {
                 families.len() - 1
             });
             // The rules hold only where every row of the family ran that stack.
-            if r.stack != Stack::TorchGroupedSm90 {
+            let first = families[fi].tiles.map(|t| t.sms as u32);
+            if !matches!(r.stack, Stack::TorchGroupedSm90 { sms } if Some(sms) == first) {
                 families[fi].tiles = None;
             }
             if r.query.op == Op::GroupedGemmSkew {
@@ -864,7 +934,7 @@ impl ComputeTable {
             .map(|(b, s, c)| (b, s / c as f64))
             .collect();
         read_floor.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let roofline = Roofline::fit(&rows);
+        let roofline = Roofline::fit(&rows, l2_bytes_of(device));
         let mut measured_max = [[0u64; 10]; 10];
         for r in &rows {
             let top = &mut measured_max[r.query.op as usize];
@@ -892,6 +962,11 @@ impl ComputeTable {
     }
 
     /// The GPU as the driver named it in the table.
+    /// [`OpQuery::l2_resident`] on this table's GPU.
+    pub fn l2_resident(&self, q: &OpQuery) -> Option<bool> {
+        q.l2_resident(l2_bytes_of(&self.device))
+    }
+
     pub fn device(&self) -> &str {
         &self.device
     }

@@ -23,7 +23,7 @@ import sys
 import time
 
 COLS = ["device", "op", "dtype", "m", "n", "k", "groups", "batch", "ctx", "heads",
-        "kv_heads", "head_dim", "m_max", "time_us", "tflops", "gbps", "reps", "impl", "kernel"]
+        "kv_heads", "head_dim", "m_max", "time_us", "tflops", "gbps", "reps", "impl", "kernel", "loads"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 # This file is named like the standard library's `profile`, which torch.compile imports: keep
 # its folder off the module path so that `import profile` finds the standard one.
@@ -60,6 +60,24 @@ def grid(kind, dense):
 
 SMOKE = {"m": [1, 8, 33], "groups": [1, 3], "tokens": [1, 5], "batch": [1, 3],
          "ctx": [16, 64], "prefill": [32], "copy_mib": [1]}
+
+
+# ----------------------------------------------------------------------------- skew draws
+def skew_draws(t, shapes, smoke):
+    """The skewed grouped-GEMM cases, in measurement order: (n, k, label, groups, T, s, loads)
+    for the first two grouped shapes, T tokens over `groups` experts drawn from Zipf(s)
+    popularity in a random expert order, from one CPU generator seeded 7. Deterministic for a
+    torch version: tools/profiler/skew_loads.py replays it to recover the loads of tables
+    measured before the `loads` column existed."""
+    gen = t.Generator().manual_seed(7)
+    cases = [(3, 12)] if smoke else [(gr, T) for gr in (8, 16, 32) for T in (256, 1024, 4096, 16384)]
+    for (n, k), label in list(shapes.items())[: (1 if smoke else 2)]:
+        for groups, T in cases:
+            for s in (0.5, 1.0, 1.5):
+                w = 1.0 / t.arange(1, groups + 1, dtype=t.float64) ** s
+                w = w[t.randperm(groups, generator=gen)]
+                cnt = t.multinomial(w / w.sum(), T, replacement=True, generator=gen).bincount(minlength=groups)
+                yield n, k, label, groups, T, s, cnt
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -340,26 +358,21 @@ class Profiler:
                         self.point(f"grouped {dtype} {label} g={groups} m={m}", b)
 
     def grouped_skew(self, g, shapes, smoke):
-        """Uneven loads: T tokens over g experts with Zipf(s) popularity, seeded; bf16."""
+        """Uneven loads: T tokens over g experts with Zipf(s) popularity, seeded; bf16. The
+        row's `loads` column keeps the tokens of every expert (`;`-separated), which the
+        kernel's tile model needs (docs/compute.md)."""
         t = self.torch
-        gen = t.Generator().manual_seed(7)
-        cases = [(3, 12)] if smoke else [(gr, T) for gr in (8, 16, 32) for T in (256, 1024, 4096, 16384)]
-        for (n, k), label in list(shapes.items())[: (1 if smoke else 2)]:
-            for groups, T in cases:
-                for s in (0.5, 1.0, 1.5):
-                    w = 1.0 / t.arange(1, groups + 1, dtype=t.float64) ** s
-                    w = w[t.randperm(groups, generator=gen)]
-                    cnt = t.multinomial(w / w.sum(), T, replacement=True, generator=gen).bincount(minlength=groups)
-                    def b(n=n, k=k, groups=groups, T=T, cnt=cnt, s=s, label=label):
-                        c = self.copies(groups * n * k * 2)
-                        x = self.rand(T, k)
-                        offs = t.cumsum(cnt, 0).to(device=self.dev, dtype=t.int32)
-                        ws = [self.rand(groups, n, k).transpose(-2, -1) for _ in range(c)]
-                        fn, impl = self._grouped_fn(x, ws, offs, groups, None, k)
-                        row = dict(op="grouped_gemm_skew", dtype="bf16", m=T // groups, m_max=int(cnt.max()),
-                                   n=n, k=k, groups=groups)
-                        return fn, row, 2.0 * T * n * k, groups * n * k * 2.0, f"{impl}/zipf{s}/{label}"
-                    self.point(f"skew {label} g={groups} T={T} s={s}", b)
+        for n, k, label, groups, T, s, cnt in skew_draws(t, shapes, smoke):
+            def b(n=n, k=k, groups=groups, T=T, cnt=cnt, s=s, label=label):
+                c = self.copies(groups * n * k * 2)
+                x = self.rand(T, k)
+                offs = t.cumsum(cnt, 0).to(device=self.dev, dtype=t.int32)
+                ws = [self.rand(groups, n, k).transpose(-2, -1) for _ in range(c)]
+                fn, impl = self._grouped_fn(x, ws, offs, groups, None, k)
+                row = dict(op="grouped_gemm_skew", dtype="bf16", m=T // groups, m_max=int(cnt.max()),
+                           n=n, k=k, groups=groups, loads=";".join(str(int(v)) for v in cnt.tolist()))
+                return fn, row, 2.0 * T * n * k, groups * n * k * 2.0, f"{impl}/zipf{s}/{label}"
+            self.point(f"skew {label} g={groups} T={T} s={s}", b)
 
     def mla_decode(self, g, geoms):
         """Absorbed MLA decode (heads query heads over one latent KV head of width dk, values
