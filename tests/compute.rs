@@ -320,8 +320,10 @@ fn query_command_answers_rows_and_explains_the_rest() {
     for (row, (label, method)) in rows.iter().zip(expect) {
         let n = row.len();
         assert_eq!(&row[0], label);
-        assert!(row[n - 1].starts_with(method), "{label}: {}", &row[n - 1]);
-        let time = &row[n - 2];
+        // Not memory probes: no L2 flag.
+        assert_eq!(&row[n - 1], "", "{label}");
+        assert!(row[n - 2].starts_with(method), "{label}: {}", &row[n - 2]);
+        let time = &row[n - 3];
         if method.contains(':') {
             assert_eq!(time, "", "{label}");
         } else {

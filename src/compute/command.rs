@@ -818,6 +818,19 @@ fn loo_report(
             .collect();
         line(&mut s, op.name(), e);
     }
+    let uneven = super::holdout::uneven_loads_holdout(t);
+    if !uneven.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nuneven loads: each skewed grouped GEMM with its loads predicted by the kernel's \
+             tile model from the balanced kernel at its mean (the skew rows unused)"
+        );
+        line(
+            &mut s,
+            Op::GroupedGemmSkew.name(),
+            uneven.iter().map(|p| p.abs_err_pct()).collect(),
+        );
+    }
     let held = super::holdout::in_between_holdout(t);
     if !held.is_empty() {
         let _ = writeln!(

@@ -6,7 +6,7 @@
 //! points only and predict each in-between point from them, a 2x gap as in use.
 
 use super::predict::{LooPoint, Method};
-use super::table::{ComputeTable, FamilyKey, Op, TableRow};
+use super::table::{ComputeTable, FamilyKey, Op, OpQuery, TableRow};
 
 /// Whether a grid position is a power of two (the main grid's sizes).
 fn on_main_grid(x: f64) -> bool {
@@ -39,6 +39,30 @@ pub fn in_between_holdout(table: &ComputeTable) -> Vec<LooPoint> {
             })
         })
         .filter(|p| p.method != Method::Exact)
+        .collect()
+}
+
+/// Every `grouped_gemm_skew` row with its `loads`, predicted by the grouped kernel's tile
+/// model from the balanced kernel at the row's mean (`ComputeTable::tile_work_ratio`), the
+/// skew rows themselves unused: out of sample. Rows whose shape has no tile rules, or whose
+/// balanced kernel the table cannot answer, are left out.
+pub fn uneven_loads_holdout(table: &ComputeTable) -> Vec<LooPoint> {
+    table
+        .rows()
+        .iter()
+        .filter(|r| r.query.op == Op::GroupedGemmSkew && !r.loads.is_empty())
+        .filter_map(|r| {
+            let q = r.query;
+            let balanced = OpQuery::grouped_gemm(q.dtype, q.groups, q.m, q.n, q.k);
+            let p = table.predict(&balanced).ok()?;
+            let ratio = table.tile_work_ratio(q.dtype, q.n, q.k, q.m, &r.loads)?;
+            Some(LooPoint {
+                query: q,
+                measured_us: r.time_us,
+                predicted_us: p.time_us * ratio,
+                method: p.method.max(Method::Interpolated),
+            })
+        })
         .collect()
 }
 

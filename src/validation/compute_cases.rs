@@ -1,6 +1,7 @@
 //! `compute-*` validation cases.
 
 use super::{Case, Check};
+use crate::compute::holdout::uneven_loads_holdout;
 use crate::compute::{
     AttentionKernel, ComputeTable, Dtype, ErrorSummary, LayerBreakdown, Method, Model, Op, OpQuery,
     QueryError, WeightPlacement, Work,
@@ -120,24 +121,31 @@ fn loo(case: &str, name: &str) -> Result<Vec<Check>, InputError> {
 /// kernel at the mean (loads ignored) and at the busiest expert (the old bound).
 fn skew_tiles(case: &str, name: &str) -> Result<Vec<Check>, InputError> {
     let t = ComputeTable::embedded(name)?;
-    let (mut tiles, mut mean, mut busiest) = (Vec::new(), Vec::new(), Vec::new());
+    let with_loads = t.rows().iter().filter(|r| !r.loads.is_empty()).count();
+    let tiles: Vec<f64> = uneven_loads_holdout(&t)
+        .iter()
+        .map(|p| p.abs_err_pct())
+        .collect();
+    if tiles.len() != with_loads {
+        return Err(InputError::new(
+            name,
+            "",
+            format!(
+                "{} of {with_loads} skew rows with loads have no tile-model answer",
+                with_loads - tiles.len()
+            ),
+        ));
+    }
+    let (mut mean, mut busiest) = (Vec::new(), Vec::new());
     let err = |p: f64, measured: f64| (p - measured).abs() / measured * 100.0;
     let query_err = |e: QueryError| InputError::new(name, "", e.to_string());
     for r in t.rows().iter().filter(|r| !r.loads.is_empty()) {
         let q = r.query;
         let at = |m: u64| OpQuery::grouped_gemm(Dtype::Bf16, q.groups, m, q.n, q.k);
-        let balanced = t.predict(&at(q.m)).map_err(query_err)?.time_us;
-        let ratio = t
-            .tile_work_ratio(Dtype::Bf16, q.n, q.k, q.m, &r.loads)
-            .ok_or_else(|| {
-                InputError::new(
-                    name,
-                    format!("line {}", r.line),
-                    "no tile rules for the shape",
-                )
-            })?;
-        tiles.push(err(balanced * ratio, r.time_us));
-        mean.push(err(balanced, r.time_us));
+        mean.push(err(
+            t.predict(&at(q.m)).map_err(query_err)?.time_us,
+            r.time_us,
+        ));
         busiest.push(err(
             t.predict(&at(q.m_max)).map_err(query_err)?.time_us,
             r.time_us,

@@ -4,7 +4,10 @@
 #   1. whole MoE layers (attention side, FFN side) of DeepSeek-V3, DeepSeek-V3.2 and
 #      Qwen3-235B-A22B, eager and compiled glue -> layers.csv (the glue model's check);
 #   2. the dense grid (3·2^i sizes between the powers of two) of gemm and grouped_gemm for the
-#      same models -> compute.csv (leave-one-out on a 2x-gap grid: the p90 goal).
+#      same models -> compute.csv (leave-one-out on a 2x-gap grid: the p90 goal), with each
+#      row's kernel names (the tile rules of issue 16);
+#   3. the Zipf-skewed grouped GEMMs with their per-expert loads -> skew/compute.csv, merged
+#      with 2 into all.csv (the grouped kernel's tile model on uneven loads, issue 16).
 # Each part stops starting points at its budget; a failed point is logged and skipped.
 #
 #   run (device tool): bash tools/profiler/device-check.sh        (writes under $OUT)
@@ -13,6 +16,7 @@
 # GPU: compare with the shipped table of the same kind, h100-sxm or h200-sxm):
 #   afdsim compute layer-check --table h100-sxm --layers DIR/layers.csv
 #   afdsim compute loo --table DIR/compute.csv        # "in-between sizes held out"
+#   afdsim compute loo --table DIR/all.csv            # also "uneven loads" (tile model)
 # Files come back as they are written (rows are flushed one by one), so a run cut short by
 # its time limit still returns what it measured.
 set -uo pipefail
@@ -29,10 +33,14 @@ models=deepseek-v3,deepseek-v3.2,qwen3-235b-a22b
 } >"$out/device.txt" 2>&1
 cat "$out/device.txt"
 
-echo "== 1. whole layers (budget ${LAYERS_BUDGET_S:-210} s)"
+echo "== 1. whole layers (budget ${LAYERS_BUDGET_S:-180} s)"
 python3 tools/profiler/profile.py --layers --layer-models "$models" \
-    --budget-s "${LAYERS_BUDGET_S:-210}" --out "$out"
+    --budget-s "${LAYERS_BUDGET_S:-180}" --out "$out"
 echo "== 2. dense grid: gemm, grouped_gemm (budget ${GRID_BUDGET_S:-270} s)"
 python3 tools/profiler/profile.py --grid dense --ops gemm,grouped_gemm --models "$models" \
     --budget-s "${GRID_BUDGET_S:-270}" --out "$out"
-ls -la "$out"
+echo "== 3. skewed grouped GEMMs with their loads (budget ${SKEW_BUDGET_S:-60} s)"
+python3 tools/profiler/profile.py --ops grouped_gemm_skew --models deepseek-v3 \
+    --budget-s "${SKEW_BUDGET_S:-60}" --out "$out/skew"
+{ cat "$out/compute.csv"; tail -n +2 "$out/skew/compute.csv"; } >"$out/all.csv" 2>/dev/null || true
+ls -la "$out" "$out/skew"
