@@ -517,7 +517,7 @@ fn layer_command_prints_both_sides_with_model_name_or_file() {
         "ffn side: 4 experts x 2 tokens each, on h100-sxm",
         "total attention",
         "total ffn",
-        "dense layers 0..1",
+        "dense layers: 1 (attention GPUs, no dispatch)",
     ] {
         assert!(s.contains(needle), "missing `{needle}` in\n{s}");
     }

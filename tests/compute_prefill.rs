@@ -311,10 +311,8 @@ fn placements_split_the_model() {
     }
     // Without a vocabulary the embeddings drop out, nothing else.
     let m = Model::embedded("qwen3-30b-a3b").unwrap();
-    let no_vocab = Model {
-        vocab: None,
-        ..m.clone()
-    };
+    let mut no_vocab = m.clone();
+    no_vocab.vocab = None;
     let emb = 2 * 151_936 * 2048 * 2;
     assert_eq!(
         m.weight_bytes(WeightPlacement::AttentionSide)

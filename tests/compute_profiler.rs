@@ -59,7 +59,7 @@ fn profile(args: &[&str], what: &str) -> PathBuf {
     dir
 }
 
-/// (op, sizes) of every table operator the six models' layers ask for.
+/// (op, sizes) of every table operator the seven models' layers ask for.
 fn layer_shapes() -> BTreeSet<(String, String)> {
     let t = h100();
     let mut out = BTreeSet::new();

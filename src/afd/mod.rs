@@ -276,7 +276,7 @@ impl Deployment {
             _ => None,
         };
         let shape = ContextShape::of(contexts, |c| model.attended_ctx(layer, c), topk);
-        let key = (layer < model.dense_layers, contexts.len() as u64, shape);
+        let key = (!model.is_moe(layer), contexts.len() as u64, shape);
         if let Some(&t) = memo.get(&key) {
             return Ok(t);
         }
@@ -475,10 +475,11 @@ impl Deployment {
             )));
         }
         for layer in 0..shape.layers {
-            let dense = layer < model.dense_layers;
-            if !dense {
+            let moe_index = model.moe_index(layer);
+            let dense = moe_index.is_none();
+            if let Some(moe_index) = moe_index {
                 router.start_layer(
-                    (layer - model.dense_layers) as usize,
+                    moe_index as usize,
                     step.tokens + na as u64 * shape.prefill_tokens as u64,
                     rng,
                 );
@@ -906,7 +907,7 @@ impl AfdMetrics {
         let pairs_mean = step.ffn_pairs.iter().sum::<u64>() as f64 / nf;
         let per_s = |x: f64| if step_s > 0.0 { x / step_s } else { 0.0 };
         let (path_comm_s, _path_compute_s) = critical_path(&step.workload, run);
-        let moe_layers = shape.layers.saturating_sub(d.model.dense_layers) as f64;
+        let moe_layers = d.model.moe_layers_in(shape.layers) as f64;
         AfdMetrics {
             tpot_ms: step_s * 1e3,
             tpot_p99_ms: step_s * 1e3,

@@ -645,13 +645,14 @@ fn sides(
         .map_err(|e| ("--table", e))
     };
     let att = side(layer)?;
-    let ffn = if layer >= m.dense_layers {
+    let ffn = if m.is_moe(layer) {
         Some(m.ffn_side(tf, e, x).map_err(|e| ("--ffn-table", e))?)
     } else {
         None
     };
-    let dense = if m.dense_layers > 0 && layer >= m.dense_layers {
-        Some(side(0)?)
+    let first_dense = (0..m.layers).find(|&l| !m.is_moe(l));
+    let dense = if let Some(d) = first_dense.filter(|_| m.is_moe(layer)) {
+        Some(side(d)?)
     } else {
         None
     };
@@ -702,11 +703,7 @@ fn layer_report(
         m.kv_bytes_per_token_per_layer(),
         m.kv_bytes_per_token()
     );
-    let kind = if layer < m.dense_layers {
-        "dense"
-    } else {
-        "MoE"
-    };
+    let kind = if m.is_moe(layer) { "MoE" } else { "dense" };
     let _ = writeln!(
         s,
         "\nattention side, layer {layer} ({kind}), on {} ({})",
@@ -726,9 +723,10 @@ fn layer_report(
     if let Some(dense) = &sides.dense {
         let _ = writeln!(
             s,
-            "\ndense layers 0..{} (attention GPUs, no dispatch): {:.2} us each (--layer 0 for the breakdown)",
-            m.dense_layers,
-            dense.total_us()
+            "\ndense layers: {} (attention GPUs, no dispatch): {:.2} us each (--layer {} for the breakdown)",
+            m.dense_layers(),
+            dense.total_us(),
+            (0..m.layers).find(|&l| !m.is_moe(l)).unwrap_or(0)
         );
     }
     Ok(s)

@@ -408,7 +408,7 @@ impl Model {
             "post-attention rmsnorm",
             Glue::RmsNorm { rows: t, width: h },
         );
-        if layer < self.dense_layers {
+        if !self.is_moe(layer) {
             let f = self.dense_ffn;
             b.gemm("dense up+gate", dt, t, 2 * f, h)?;
             b.glue("silu*mul", Glue::SiluMul { rows: t, width: f });
@@ -664,7 +664,16 @@ impl Model {
     ) -> Result<(), QueryError> {
         let (h, dt, t) = (self.hidden, self.gemm_dtype, mix.rows());
         let d = g.head_dim;
-        b.gemm("qkv proj", dt, t, (g.heads + 2 * g.kv_heads) * d, h)?;
+        match g.q_lora_rank {
+            // Step-3's MFA: the query down to its rank with K and V in one GEMM, normalised,
+            // then up to every head (vLLM `Step3TextAttention`).
+            Some(r) => {
+                b.gemm("q_a + kv proj", dt, t, r + 2 * g.kv_heads * d, h)?;
+                b.glue("q rmsnorm", Glue::RmsNorm { rows: t, width: r });
+                b.gemm("q_b proj", dt, t, g.heads * d, r)?;
+            }
+            None => b.gemm("qkv proj", dt, t, (g.heads + 2 * g.kv_heads) * d, h)?,
+        }
         if g.qk_norm {
             b.glue(
                 "q/k rmsnorm",
@@ -785,9 +794,10 @@ impl Model {
 
     /// The first MoE layer that attends to the whole context (not a sliding-window one).
     pub fn first_full_moe_layer(&self) -> u64 {
-        (self.dense_layers..self.layers)
+        let first = self.moe_layer_indices().next().unwrap_or(self.layers);
+        self.moe_layer_indices()
             .find(|&l| !self.is_sliding(l))
-            .unwrap_or(self.dense_layers)
+            .unwrap_or(first)
     }
 
     fn is_sliding(&self, layer: u64) -> bool {

@@ -19,7 +19,7 @@ const FP8_SCALE_BYTES: u64 = 4;
 pub const MXFP4_BLOCK: u64 = 32;
 pub const MXFP4_SCALE_BYTES: u64 = 1;
 
-const EMBEDDED: [(&str, &str); 6] = [
+const EMBEDDED: [(&str, &str); 7] = [
     (
         "deepseek-v3",
         include_str!("../../workloads/models/deepseek-v3.toml"),
@@ -44,6 +44,7 @@ const EMBEDDED: [(&str, &str); 6] = [
         "gpt-oss-120b",
         include_str!("../../workloads/models/gpt-oss-120b.toml"),
     ),
+    ("step3", include_str!("../../workloads/models/step3.toml")),
 ];
 
 #[derive(Deserialize)]
@@ -54,7 +55,10 @@ struct RawModel {
     #[serde(default)]
     vocab: Option<u64>,
     layers: u64,
-    dense_layers: u64,
+    #[serde(default)]
+    dense_layers: Option<u64>,
+    #[serde(default)]
+    moe_layers: Option<Vec<(u64, u64)>>,
     dense_ffn: u64,
     gemm_dtype: String,
     shared_expert_side: String,
@@ -76,7 +80,7 @@ struct RawAttention {
     qk_nope_head_dim: Option<u64>,
     v_head_dim: Option<u64>,
     sparse: Option<RawSparse>,
-    // GQA
+    // GQA (q_lora_rank, above, also: a low-rank query, Step-3's MFA)
     kv_heads: Option<u64>,
     head_dim: Option<u64>,
     qk_norm: Option<bool>,
@@ -139,6 +143,10 @@ pub struct Gqa {
     pub kv_heads: u64,
     pub head_dim: u64,
     pub qk_norm: bool,
+    /// A low-rank query (Step-3's multi-matrix factorization attention): the hidden vector is
+    /// projected to this rank with K and V, RMS-normalised, then up to every head's query
+    /// (vLLM `Step3TextAttention`: `qkv_proj`, `inter_norm`, `wq`). `None`: one projection.
+    pub q_lora_rank: Option<u64>,
     /// `Some((window, every))`: layers 0, every, 2·every … attend to the last `window` tokens.
     pub sliding: Option<(u64, u64)>,
 }
@@ -165,7 +173,9 @@ pub struct Model {
     /// without it the weight accounting leaves both out.
     pub vocab: Option<u64>,
     pub layers: u64,
-    pub dense_layers: u64,
+    /// Which layers are MoE layers (the others run the dense FFN), one flag per layer
+    /// (`layers` of them); read it through [`Model::is_moe`] and [`Model::moe_index`].
+    pub moe_mask: Vec<bool>,
     pub dense_ffn: u64,
     pub gemm_dtype: Dtype,
     pub shared_expert_side: Side,
@@ -303,6 +313,10 @@ impl Model {
                     head_dim: need("attention.head_dim", a.head_dim)?,
                     qk_norm: a.qk_norm.unwrap_or(false),
                     sliding,
+                    q_lora_rank: a
+                        .q_lora_rank
+                        .map(|r| pos("attention.q_lora_rank", r))
+                        .transpose()?,
                 })
             }
             other => {
@@ -323,12 +337,46 @@ impl Model {
             }
         };
         let layers = pos("layers", raw.layers)?;
-        if raw.dense_layers > layers {
-            return Err(err(
-                "dense_layers",
-                format!("{} exceeds layers = {layers}", raw.dense_layers),
-            ));
-        }
+        let moe_mask = match (raw.dense_layers, &raw.moe_layers) {
+            (Some(d), None) => {
+                if d > layers {
+                    return Err(err(
+                        "dense_layers",
+                        format!("{d} exceeds layers = {layers}"),
+                    ));
+                }
+                (0..layers).map(|l| l >= d).collect()
+            }
+            (None, Some(ranges)) => {
+                let mut mask = vec![false; layers as usize];
+                for &(first, last) in ranges {
+                    if first > last || last >= layers {
+                        return Err(err(
+                            "moe_layers",
+                            format!(
+                                "[{first}, {last}] is not a range of layer indices \
+                                 (first <= last < layers = {layers})"
+                            ),
+                        ));
+                    }
+                    for l in first..=last {
+                        if std::mem::replace(&mut mask[l as usize], true) {
+                            return Err(err("moe_layers", format!("layer {l} is listed twice")));
+                        }
+                    }
+                }
+                mask
+            }
+            _ => {
+                return Err(err(
+                    "dense_layers",
+                    "give either dense_layers (the first layers are dense, the rest MoE) or \
+                     moe_layers (ranges [first, last] of MoE layer indices), not both or \
+                     neither"
+                        .into(),
+                ));
+            }
+        };
         let routed = pos("moe.routed_experts", raw.moe.routed_experts)?;
         let top_k = pos("moe.top_k", raw.moe.top_k)?;
         if top_k > routed {
@@ -348,7 +396,7 @@ impl Model {
             hidden: pos("hidden", raw.hidden)?,
             vocab: raw.vocab.map(|v| pos("vocab", v)).transpose()?,
             layers,
-            dense_layers: raw.dense_layers,
+            moe_mask,
             dense_ffn: pos("dense_ffn", raw.dense_ffn)?,
             gemm_dtype,
             shared_expert_side: side,
@@ -409,7 +457,72 @@ impl Model {
 
     /// Number of MoE layers.
     pub fn moe_layers(&self) -> u64 {
-        self.layers - self.dense_layers
+        self.moe_mask.iter().filter(|&&m| m).count() as u64
+    }
+
+    /// Number of dense-FFN layers.
+    pub fn dense_layers(&self) -> u64 {
+        self.layers - self.moe_layers()
+    }
+
+    /// Whether layer `layer` (0-based) is a MoE layer; false beyond the model's layers.
+    pub fn is_moe(&self, layer: u64) -> bool {
+        self.moe_mask.get(layer as usize).copied().unwrap_or(false)
+    }
+
+    /// The rank of MoE layer `layer` among the MoE layers (0 for the first); `None` for a
+    /// dense layer.
+    pub fn moe_index(&self, layer: u64) -> Option<u64> {
+        self.is_moe(layer).then(|| {
+            self.moe_mask[..layer as usize]
+                .iter()
+                .filter(|&&m| m)
+                .count() as u64
+        })
+    }
+
+    /// MoE layers among the first `layers` layers.
+    pub fn moe_layers_in(&self, layers: u64) -> u64 {
+        let n = (layers as usize).min(self.moe_mask.len());
+        self.moe_mask[..n].iter().filter(|&&m| m).count() as u64
+    }
+
+    /// The indices of the MoE layers, in order.
+    pub fn moe_layer_indices(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.layers).filter(|&l| self.is_moe(l))
+    }
+
+    /// The `n`-th MoE layer (0-based rank), if the model has that many.
+    pub fn moe_layer_at(&self, n: u64) -> Option<u64> {
+        self.moe_layer_indices().nth(n as usize)
+    }
+
+    /// The MoE layers as inclusive ranges, `3 ..= 60` or `4 ..= 59, 61 ..= 62`, for messages.
+    pub fn moe_layers_text(&self) -> String {
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for l in self.moe_layer_indices() {
+            match runs.last_mut() {
+                Some(r) if r.1 + 1 == l => r.1 = l,
+                _ => runs.push((l, l)),
+            }
+        }
+        let text: Vec<String> = runs.iter().map(|(a, b)| format!("{a} ..= {b}")).collect();
+        if text.is_empty() {
+            "none".into()
+        } else {
+            text.join(", ")
+        }
+    }
+
+    /// Dense layers before the first MoE layer (all of them in a model without MoE layers).
+    pub fn leading_dense_layers(&self) -> u64 {
+        self.moe_mask.iter().take_while(|&&m| !m).count() as u64
+    }
+
+    /// Whether every dense layer comes before every MoE layer (DeepSeek's
+    /// `first_k_dense_replace`); Step-3's last dense layer breaks it.
+    pub fn dense_first(&self) -> bool {
+        self.leading_dense_layers() == self.dense_layers()
     }
 
     /// Context the attention of layer `layer` reads for a sequence of `ctx` cached tokens.
@@ -479,7 +592,12 @@ impl Model {
                 Attention::Gqa(g) => {
                     let (heads, kvh, d) = (g.heads as f64, g.kv_heads as f64, g.head_dim as f64);
                     attention += 4.0 * heads * c * d;
-                    linear += 2.0 * (h * (heads + 2.0 * kvh) * d + heads * d * h);
+                    let q = match g.q_lora_rank {
+                        // Down to the rank (with K and V), then up to every head.
+                        Some(r) => h * r as f64 + r as f64 * heads * d,
+                        None => h * heads * d,
+                    };
+                    linear += 2.0 * (q + h * 2.0 * kvh * d + heads * d * h);
                 }
             }
         }
@@ -489,7 +607,7 @@ impl Model {
         DecodeFlops {
             attention,
             linear,
-            ffn: moe * self.moe_layers() as f64 + dense * self.dense_layers as f64,
+            ffn: moe * self.moe_layers() as f64 + dense * self.dense_layers() as f64,
         }
     }
 }
@@ -546,6 +664,74 @@ mod tests {
         for n in Model::embedded_names() {
             assert_eq!(Model::embedded(n).unwrap().name, n);
         }
+    }
+
+    /// Step-3: MoE layers 4 ..= 59 (`moe_layers`), dense 0-3 and the last; MFA attention.
+    #[test]
+    fn a_layer_pattern_with_a_dense_last_layer() {
+        let m = Model::embedded("step3").unwrap();
+        assert_eq!((m.moe_layers(), m.dense_layers()), (56, 5));
+        let moe: Vec<bool> = [0, 3, 4, 59, 60, 61].iter().map(|&l| m.is_moe(l)).collect();
+        assert_eq!(moe, [false, false, true, true, false, false]);
+        assert_eq!(m.moe_index(4), Some(0));
+        assert_eq!(m.moe_index(59), Some(55));
+        assert_eq!(m.moe_index(60), None);
+        assert_eq!(m.moe_layer_at(55), Some(59));
+        assert_eq!(m.moe_layers_in(10), 6);
+        assert_eq!(m.leading_dense_layers(), 4);
+        assert!(!m.dense_first());
+        assert_eq!(m.moe_layers_text(), "4 ..= 59");
+        // DeepSeek's `dense_layers = 3` is the same as MoE layers 3 ..= 60.
+        let v3 = Model::embedded("deepseek-v3").unwrap();
+        let text = include_str!("../../workloads/models/deepseek-v3.toml")
+            .replace("dense_layers = 3 ", "moe_layers = [[3, 60]] ");
+        assert_eq!(Model::parse("m.toml", &text).unwrap(), v3);
+        assert!(v3.dense_first());
+        // MFA: the query down to 2048 with K and V, then up to 64 heads of 256.
+        let Attention::Gqa(g) = &m.attention else {
+            panic!("step3 is GQA-family")
+        };
+        assert_eq!(
+            (g.q_lora_rank, g.kv_heads, g.head_dim),
+            (Some(2048), 1, 256)
+        );
+        // Linear FLOPs per token and layer: 2 x (7168 x (2048 + 512) + 2048 x 16384 +
+        // 16384 x 7168).
+        let per_layer = 2.0 * (7168.0 * 2560.0 + 2048.0 * 16384.0 + 16384.0 * 7168.0);
+        assert_eq!(m.decode_flops_per_token(4096).linear, 61.0 * per_layer);
+    }
+
+    #[test]
+    fn a_bad_layer_pattern_names_moe_layers() {
+        let good = include_str!("../../workloads/models/step3.toml");
+        check_error(
+            &good.replace("moe_layers = [[4, 59]]", "moe_layers = [[4, 61]]"),
+            "moe_layers",
+            "first <= last < layers = 61",
+        );
+        check_error(
+            &good.replace("moe_layers = [[4, 59]]", "moe_layers = [[4, 40], [30, 50]]"),
+            "moe_layers",
+            "layer 30 is listed twice",
+        );
+        check_error(
+            &good.replace(
+                "moe_layers = [[4, 59]]",
+                "moe_layers = [[4, 59]]\ndense_layers = 4",
+            ),
+            "dense_layers",
+            "not both or neither",
+        );
+        check_error(
+            &good.replace("moe_layers = [[4, 59]]", ""),
+            "dense_layers",
+            "not both or neither",
+        );
+        check_error(
+            &good.replace("q_lora_rank = 2048", "q_lora_rank = 0"),
+            "attention.q_lora_rank",
+            "≥ 1",
+        );
     }
 
     fn check_error(text: &str, key: &str, fragment: &str) {

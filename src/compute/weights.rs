@@ -130,7 +130,7 @@ impl Model {
             self.embeddings(),
             self.attention_weights().times(self.layers),
             self.ffn_block(self.dense_ffn, self.gemm_dtype)
-                .times(self.dense_layers),
+                .times(self.dense_layers()),
             Tally::matrix(self.routed_experts, self.hidden, Dtype::Bf16).times(moe),
             shared_on(Side::Attention).times(moe),
         ]);
@@ -190,8 +190,16 @@ impl Model {
                 } else {
                     Tally::default()
                 };
+                let q = match g.q_lora_rank {
+                    Some(r) => sum(&[
+                        Tally::matrix(r, h, dt),
+                        Tally::vector(r),
+                        Tally::matrix(g.heads * d, r, dt),
+                    ]),
+                    None => Tally::matrix(g.heads * d, h, dt),
+                };
                 sum(&[
-                    Tally::matrix(g.heads * d, h, dt),
+                    q,
                     Tally::matrix(g.kv_heads * d, h, dt).times(2),
                     Tally::matrix(h, g.heads * d, dt),
                     qk_norm,

@@ -798,7 +798,10 @@ pub fn histogram(
         }
         if std::mem::replace(&mut seen[c.slot][c.expert], true) {
             let layer = match by_layer {
-                true => format!(" in layer {}", model.dense_layers + c.slot as u64),
+                true => format!(
+                    " in layer {}",
+                    model.moe_layer_at(c.slot as u64).unwrap_or_default()
+                ),
                 false => String::new(),
             };
             return Err(InputError::new(
@@ -848,18 +851,16 @@ impl HistogramLine {
             (false, _) => return Err(bad("two cells expected: expert,tokens".into())),
             (true, _) => return Err(bad("three cells expected: layer,expert,tokens".into())),
         };
-        let moe = model.dense_layers..model.layers;
         let slot = match l {
             None => 0,
             Some(l) => {
-                let l: u64 = l.parse().ok().filter(|l| moe.contains(l)).ok_or_else(|| {
+                let index = l.parse().ok().and_then(|l| model.moe_index(l));
+                index.ok_or_else(|| {
                     bad(format!(
-                        "layer `{l}` is not allowed: a MoE layer of the model, {} ..= {}",
-                        moe.start,
-                        moe.end - 1
+                        "layer `{l}` is not allowed: a MoE layer of the model, {}",
+                        model.moe_layers_text()
                     ))
-                })?;
-                (l - moe.start) as usize
+                })? as usize
             }
         };
         let experts = model.routed_experts;
@@ -893,29 +894,29 @@ fn check_histogram_layers(
     tokens: u64,
     layers: u64,
 ) -> Result<(), InputError> {
-    let first = model.dense_layers;
     let simulated = if by_layer {
-        layers.saturating_sub(first) as usize
+        model.moe_layers_in(layers) as usize
     } else {
         1
     };
-    let missing = |layer: u64| {
+    let missing = |slot: usize| {
+        let layer = model.moe_layer_at(slot as u64).unwrap_or_default();
         InputError::new(
             file,
             "",
             format!(
-                "layer {layer} has no lines: every simulated MoE layer ({first} ..= {}) needs \
-                 its counts",
-                layers - 1
+                "layer {layer} has no lines: every simulated MoE layer (those below {layers}: \
+                 {}) needs its counts",
+                model.moe_layers_text()
             ),
         )
     };
     let need = tokens * model.top_k;
     for (i, p) in pairs.iter().enumerate() {
-        let layer = first + i as u64;
+        let layer = model.moe_layer_at(i as u64).unwrap_or_default();
         if p.is_empty() {
             if i < simulated {
-                return Err(missing(layer));
+                return Err(missing(i));
             }
             continue;
         }
@@ -939,7 +940,7 @@ fn check_histogram_layers(
         }
     }
     if pairs.len() < simulated {
-        return Err(missing(first + pairs.len() as u64));
+        return Err(missing(pairs.len()));
     }
     pairs.truncate(simulated.max(1));
     Ok(())

@@ -85,8 +85,10 @@ impl<'a> FabricPoints<'a> {
     ) -> Result<Iteration, QueryError> {
         let mut shape = shape.clone();
         let model = &pool.model;
-        let (dense, moe) = (model.dense_layers, model.moe_layers());
-        if self.all_layers || moe <= 2 * PERIOD {
+        let (dense, moe) = (model.dense_layers(), model.moe_layers());
+        // The line runs through MoE layers only: a model with dense layers after its first
+        // MoE layer (Step-3's last) is simulated whole.
+        if self.all_layers || moe <= 2 * PERIOD || !model.dense_first() {
             shape.layers = model.layers;
             return self.step_run(pool, &shape);
         }

@@ -81,7 +81,9 @@ fn pipeline() -> Result<Vec<Check>, InputError> {
         .max()
         .expect("tasks")
         .as_us_f64();
-    let slack = (spec.deployment.model.dense_layers as usize..layers)
+    let model = &spec.deployment.model;
+    let slack = (0..layers)
+        .filter(|&l| model.is_moe(l as u64))
         .map(|l| (m - 1.0) * att[l] / ffn[l])
         .fold(f64::INFINITY, f64::min);
     Ok(vec![
@@ -161,7 +163,7 @@ fn bytes_at(
     // GPUs the routing drew, counted while drawing.
     let (copies, how) = match spec.deployment.dedup {
         Dedup::Expert => (
-            step.tokens * model.top_k * spec.shape.layers.saturating_sub(model.dense_layers),
+            step.tokens * model.top_k * model.moe_layers_in(spec.shape.layers),
             "tokens x top_k x MoE layers",
         ),
         Dedup::Gpu => (

@@ -277,7 +277,7 @@ fn afd_fixed() -> Result<Vec<Check>, InputError> {
     let ideal = variant(AFD_FIXED, "comm = \"ideal\"", "comm = \"ideal\"", case)?;
     let base = step_us(&ideal)?;
     let spec = ideal.afd().expect("[afd]");
-    let moe_layers = (spec.shape.layers - spec.deployment.model.dense_layers) as f64;
+    let moe_layers = spec.deployment.model.moe_layers_in(spec.shape.layers) as f64;
     // The slowest FFN kernel of each MoE layer but the last, at full speed: an FFN GPU's
     // receive of the next layer's dispatch holds its SMs while it runs.
     let o = crate::run(&ideal, &mut |_| {})

@@ -46,6 +46,10 @@ pub fn cases() -> Vec<Case> {
             name: "compute-weights-gpt-oss-120b",
             run: weights_gpt_oss,
         },
+        Case {
+            name: "compute-weights-step3",
+            run: weights_step3,
+        },
     ]
 }
 
@@ -367,6 +371,64 @@ fn weights_gpt_oss() -> Result<Vec<Check>, InputError> {
             0.0,
             "closed form: 36 layers x 3 matrices x 2880 x 2880 values x 4.25 bits \
              (E2M1 + one E8M0 byte per 32)",
+        ),
+    ])
+}
+
+/// Step-3's model card: parameters, active parameters, dense layers, MFA's KV bytes.
+fn weights_step3() -> Result<Vec<Check>, InputError> {
+    let case = "compute-weights-step3";
+    let card = "Step-3 model card (github.com/stepfun-ai/Step3 README): LLM 316B total, 38B \
+                activated per token, 61 layers of which 5 dense";
+    let m = Model::embedded("step3")?;
+    let all = WeightPlacement::Colocated {
+        experts: m.routed_experts,
+    };
+    let vocab = m
+        .vocab
+        .ok_or_else(|| InputError::new(case, "vocab", "step3.toml lacks `vocab`"))?;
+    // Per token: the attention side (attention, dense layers, routers, shared experts, LM
+    // head) and top_k routed experts per MoE layer, without the embedding table: the
+    // convention of the gpt-oss case (a row lookup is not an active parameter).
+    let active = m.weight_params(WeightPlacement::AttentionSide)
+        + m.weight_params(WeightPlacement::FfnSide { experts: m.top_k })
+        - vocab * m.hidden;
+    let kv = match &m.attention {
+        crate::compute::Attention::Gqa(g) => 2 * g.kv_heads * g.head_dim,
+        crate::compute::Attention::Mla(_) => 0,
+    };
+    Ok(vec![
+        Check::within(
+            case,
+            "parameters (LLM), all 48 experts on one GPU",
+            316e9,
+            m.weight_params(all) as f64,
+            1.0,
+            card,
+        ),
+        Check::within(
+            case,
+            "active parameters per token (LM head counted, embedding not)",
+            38e9,
+            active as f64,
+            1.0,
+            card,
+        ),
+        Check::within(
+            case,
+            "dense layers",
+            5.0,
+            m.dense_layers() as f64,
+            0.0,
+            card,
+        ),
+        Check::within(
+            case,
+            "KV bytes per token per layer (one 256-wide K and V, 8-bit)",
+            512.0,
+            (kv * m.kv_bytes_per_value) as f64,
+            0.0,
+            "closed form: MFA keeps one KV head of head_dim 256 (vLLM Step3TextAttention)",
         ),
     ])
 }

@@ -123,7 +123,11 @@ def shapes(models):
                 add(dsa, (s["indexer_heads"], s["indexer_head_dim"], s["topk"]), "indexer")
         else:
             d = a["head_dim"]
-            add(gemm, ((a["heads"] + 2 * a["kv_heads"]) * d, h), "qkv")
+            if "q_lora_rank" in a:  # low-rank query (Step-3's MFA): q_a with K and V, then q_b
+                add(gemm, (a["q_lora_rank"] + 2 * a["kv_heads"] * d, h), "q_a_kv")
+                add(gemm, (a["heads"] * d, a["q_lora_rank"]), "q_b")
+            else:
+                add(gemm, ((a["heads"] + 2 * a["kv_heads"]) * d, h), "qkv")
             add(gemm, (h, a["heads"] * d), "o_proj")
             add(gqa, (a["heads"], a["kv_heads"], d), "gqa")
         add(gemm, (moe["routed_experts"], h), "router")
@@ -132,7 +136,8 @@ def shapes(models):
         add(gemm, (h, f), "expert_down")
         add(grouped, (2 * f, h), "expert_up_gate")
         add(grouped, (h, f), "expert_down")
-        if m.get("dense_layers", 0) > 0:
+        moe_layers = sum(b - a + 1 for a, b in m.get("moe_layers", []))
+        if m.get("dense_layers", 0) > 0 or (moe_layers and moe_layers < m["layers"]):
             add(gemm, (2 * m["dense_ffn"], h), "dense_up_gate")
             add(gemm, (h, m["dense_ffn"]), "dense_down")
     return gemm, grouped, mla, gqa, dsa
