@@ -125,6 +125,7 @@ fn fit_one(op: Op, dtype: Dtype, pts: &[(f64, f64, f64, bool)]) -> Option<Roofli
     let all_cached = pts.iter().all(|p| p.3);
     let fitted = || pts.iter().filter(move |p| all_cached || !p.3);
     let peak_b = fitted().map(|p| p.1 / p.2).fold(0.0, f64::max);
+    let n_fitted = fitted().count();
     let t_min = pts.iter().map(|p| p.2).fold(f64::INFINITY, f64::min);
     // Ops without a FLOP count (reads, copies) get an unreachable compute rate.
     let peak_f = if peak_f > 0.0 { peak_f } else { f64::MAX };
@@ -142,12 +143,12 @@ fn fit_one(op: Op, dtype: Dtype, pts: &[(f64, f64, f64, bool)]) -> Option<Roofli
                     flops_per_us: peak_f * ef,
                     bytes_per_us: peak_b * eb,
                     fit_log_error: 0.0,
-                    rows: fitted().count(),
+                    rows: n_fitted,
                 };
                 let err = fitted()
                     .map(|&(f, b, t, _)| (fit.time_us(f, b) / t).ln().abs())
                     .sum::<f64>()
-                    / fitted().count() as f64;
+                    / n_fitted as f64;
                 if best.is_none_or(|b| err < b.fit_log_error) {
                     best = Some(RooflineFit {
                         fit_log_error: err,

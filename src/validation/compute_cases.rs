@@ -325,16 +325,10 @@ fn weights_gpt_oss() -> Result<Vec<Check>, InputError> {
     let all = WeightPlacement::Colocated {
         experts: m.routed_experts,
     };
-    let vocab = m
-        .vocab
-        .ok_or_else(|| InputError::new(case, "vocab", "gpt-oss-120b.toml lacks `vocab`"))?;
-    // Per token: the attention side (embedding and LM head, attention, router) and top_k
-    // experts per layer, less one vocab x hidden table. Inferred convention: the published
-    // active count keeps the unembedding (a GEMM per token) but not the embedding (a row
-    // lookup); with both tables counted it would be 5.71e9, 12 % above 5.1B.
-    let active = m.weight_params(WeightPlacement::AttentionSide)
-        + m.weight_params(WeightPlacement::FfnSide { experts: m.top_k })
-        - vocab * m.hidden;
+    // Inferred convention: the published active count keeps the unembedding (a GEMM per
+    // token) but not the embedding (a row lookup); with both tables counted it would be
+    // 5.71e9, 12 % above 5.1B.
+    let active = active_params(case, &m)?;
     let one_expert = WeightPlacement::FfnSide { experts: 1 };
     Ok(vec![
         Check::within(
@@ -375,6 +369,18 @@ fn weights_gpt_oss() -> Result<Vec<Check>, InputError> {
     ])
 }
 
+/// Parameters a token activates: the attention side (attention, dense layers, routers,
+/// shared experts, embedding and LM head) and top_k routed experts per MoE layer, less the
+/// embedding table (a row lookup, not a GEMM; the LM head stays).
+fn active_params(case: &str, m: &Model) -> Result<u64, InputError> {
+    let vocab = m
+        .vocab
+        .ok_or_else(|| InputError::new(case, "vocab", format!("{}.toml lacks `vocab`", m.name)))?;
+    Ok(m.weight_params(WeightPlacement::AttentionSide)
+        + m.weight_params(WeightPlacement::FfnSide { experts: m.top_k })
+        - vocab * m.hidden)
+}
+
 /// Step-3's model card: parameters, active parameters, dense layers, MFA's KV bytes.
 fn weights_step3() -> Result<Vec<Check>, InputError> {
     let case = "compute-weights-step3";
@@ -384,15 +390,8 @@ fn weights_step3() -> Result<Vec<Check>, InputError> {
     let all = WeightPlacement::Colocated {
         experts: m.routed_experts,
     };
-    let vocab = m
-        .vocab
-        .ok_or_else(|| InputError::new(case, "vocab", "step3.toml lacks `vocab`"))?;
-    // Per token: the attention side (attention, dense layers, routers, shared experts, LM
-    // head) and top_k routed experts per MoE layer, without the embedding table: the
-    // convention of the gpt-oss case (a row lookup is not an active parameter).
-    let active = m.weight_params(WeightPlacement::AttentionSide)
-        + m.weight_params(WeightPlacement::FfnSide { experts: m.top_k })
-        - vocab * m.hidden;
+    // The gpt-oss case's convention: LM head counted, embedding not.
+    let active = active_params(case, &m)?;
     let kv = match &m.attention {
         crate::compute::Attention::Gqa(g) => 2 * g.kv_heads * g.head_dim,
         crate::compute::Attention::Mla(_) => 0,
