@@ -147,6 +147,7 @@ fn scenario(s: &Scenario) {
         search::Options {
             max_probes: 8,
             tolerance: 0.05,
+            stop_early: true,
         },
         spec.traffic.rate().expect("Poisson"),
         |rate| {

@@ -538,6 +538,7 @@ fn progress_changes_nothing_and_counts_every_request_and_corner() {
     let opts = search::Options {
         max_probes: 2,
         tolerance: 0.2,
+        stop_early: true,
     };
     let draw = |rate: f64| -> Result<Vec<Request>, InputError> {
         spec.traffic
@@ -578,6 +579,64 @@ fn progress_changes_nothing_and_counts_every_request_and_corner() {
     let corners = seen.iter().map(|p| p.run.corners_simulated).max();
     assert_eq!(corners, Some(observed.cost_stats().corners_simulated));
     assert!(corners.unwrap() > 0);
+}
+
+/// Stopping a probe once it certainly misses the limits changes no verdict: the probes'
+/// rates and verdicts, the answer and its metrics are those of whole probes; a stopped
+/// probe's TTFT and TPOT are at most the whole probe's.
+#[test]
+fn stopping_missed_probes_early_changes_no_verdict() {
+    use afdsim::error::InputError;
+    use afdsim::serving::traffic::Request;
+    use afdsim::serving::{Server, search};
+    let text = SMALL.replace("requests = 200", "requests = 1500");
+    let p = temp_file("serving", "stop-early.toml", &text);
+    let s = Scenario::load_at_level(&p, None, None).unwrap();
+    let spec = s.serving().unwrap();
+    let slo = spec.slo.unwrap();
+    let draw = |rate: f64| -> Result<Vec<Request>, InputError> {
+        spec.traffic
+            .with_rate(rate)?
+            .requests(spec.requests, s.seed())
+    };
+    let run = |stop_early: bool| {
+        let opts = search::Options {
+            max_probes: 6,
+            tolerance: 0.05,
+            stop_early,
+        };
+        let mut server = Server::new(spec, s.fabric(), s.net(), s.level());
+        search::search(&mut server, slo, opts, 80.0, draw, |_| {}).unwrap()
+    };
+    let (early, whole) = (run(true), run(false));
+    assert_eq!(early.best_rate_per_s, whole.best_rate_per_s);
+    assert!(early.best_rate_per_s.is_some());
+    // Everything but the corners the probe simulated itself (earlier probes stopped early
+    // left more of them to it).
+    let metrics = |r: &search::SearchResult| {
+        let mut m = r.best.clone().expect("an answer");
+        m.iterations_simulated = 0;
+        serde_json::to_string(&m).unwrap()
+    };
+    assert_eq!(metrics(&early), metrics(&whole));
+    assert_eq!(early.probes.len(), whole.probes.len());
+    for (e, w) in early.probes.iter().zip(&whole.probes) {
+        assert_eq!((e.rate_per_s, e.met), (w.rate_per_s, w.met));
+        match e.stopped_after {
+            Some(n) => {
+                assert!(!e.met && n < spec.requests as u64, "{e:?}");
+                assert!(
+                    e.ttft_ms <= w.ttft_ms && e.tpot_ms <= w.tpot_ms,
+                    "{e:?} {w:?}"
+                );
+            }
+            None => assert_eq!(format!("{e:?}"), format!("{w:?}")),
+        }
+    }
+    assert!(
+        early.probes.iter().any(|p| p.stopped_after.is_some()),
+        "no probe was stopped: the test needs an overloaded probe"
+    );
 }
 
 /// Each pool has its communication library: by default DeepEP's low-latency kernels for

@@ -44,6 +44,11 @@ pub struct SloSearchArgs {
     /// Print one JSON array of results instead of text.
     #[arg(long)]
     json: bool,
+    /// Run every probe to its last request. By default a probe stops as soon as it
+    /// certainly misses the limits (same verdicts and answer; a missed probe's TTFT and
+    /// TPOT are then lower bounds, printed with >=).
+    #[arg(long)]
+    whole_probes: bool,
 }
 
 fn cmd_err(key: &str, msg: impl Into<String>) -> InputError {
@@ -85,6 +90,7 @@ pub fn run(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
         search::Options {
             max_probes: a.probes,
             tolerance: a.tolerance,
+            stop_early: !a.whole_probes,
         },
         a.requests,
         &display,
@@ -174,17 +180,22 @@ impl compare::Observer for Display {
         if self.json {
             return;
         }
+        // A probe stopped early knows lower bounds of its percentiles.
+        let ge = if p.stopped_after.is_some() { ">=" } else { "" };
         self.bar().0.suspend(|| {
             writeln!(
                 std::io::stdout(),
-                "  probe {n:>2}: {:>10.3} req/s  TTFT {:>10.1} ms  TPOT {:>8.2} ms  {:>8.1} tok/s/GPU  {}{}",
+                "  probe {n:>2}: {:>10.3} req/s  TTFT {:>10} ms  TPOT {:>8} ms  {:>8.1} tok/s/GPU  {}{}{}",
                 p.rate_per_s,
-                p.ttft_ms,
-                p.tpot_ms,
+                format!("{ge}{:.1}", p.ttft_ms),
+                format!("{ge}{:.2}", p.tpot_ms),
                 p.tokens_per_s_per_gpu,
                 if p.met { "met" } else { "missed" },
                 p.preemptions
                     .map(|n| format!("  ({n} preempted)"))
+                    .unwrap_or_default(),
+                p.stopped_after
+                    .map(|n| format!("  (stopped after {n} requests)"))
                     .unwrap_or_default()
             )
         })

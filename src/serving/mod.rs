@@ -430,6 +430,17 @@ pub struct ServingOutcome {
     pub metrics: ServingMetrics,
 }
 
+/// How a probe's run ended ([`Server::probe_observed`]).
+pub enum ProbeEnd {
+    Finished(Box<ServingOutcome>),
+    /// Stopped once it certainly missed the limits.
+    Missed {
+        miss: sim::EarlyMiss,
+        /// The output tokens made so far per second, per GPU of the deployment.
+        tokens_per_s_per_gpu: f64,
+    },
+}
+
 impl<'a> Server<'a> {
     pub fn new(
         spec: &'a ServingSpec,
@@ -496,10 +507,43 @@ impl<'a> Server<'a> {
         options: sim::SimOptions,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<ServingOutcome, QueryError> {
+        match self.run_observed(requests, options, None, progress)? {
+            ProbeEnd::Finished(out) => Ok(*out),
+            ProbeEnd::Missed { .. } => unreachable!("a run without limits is never stopped"),
+        }
+    }
+
+    /// Serves `requests` as an SLO search's probe: the run stops as soon as it certainly
+    /// misses `slo` ([`sim::simulate_until`]); a run that is not stopped is the one
+    /// [`Self::serve_observed`] gives.
+    pub fn probe_observed(
+        &mut self,
+        requests: &[traffic::Request],
+        slo: &Slo,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<ProbeEnd, QueryError> {
+        let options = sim::SimOptions {
+            kv_shares_fabric: self.spec.kv_shares_fabric,
+        };
+        let rule = sim::MissRule {
+            ttft_ms: slo.ttft_ms,
+            tpot_ms: slo.tpot_ms,
+            percentile: slo.percentile,
+        };
+        self.run_observed(requests, options, Some(rule), progress)
+    }
+
+    fn run_observed(
+        &mut self,
+        requests: &[traffic::Request],
+        options: sim::SimOptions,
+        stop: Option<sim::MissRule>,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<ProbeEnd, QueryError> {
         let before = self.cost.stats;
         let sink = ProgressSink::new(progress, requests.len() as u64, before.corners_simulated);
         let corners = |done: u64, needed: u64| sink.corners(done, needed);
-        let run = sim::simulate_observed(
+        let end = sim::simulate_until(
             self.fabric,
             self.params,
             &self.spec.layout,
@@ -507,12 +551,23 @@ impl<'a> Server<'a> {
             &mut cost::Observed::new(&mut self.cost, &corners),
             options,
             self.spec.admission,
+            stop,
             &mut |n| sink.requests_done(n),
         )?;
-        let mut metrics = ServingMetrics::of(self.spec, &run);
-        metrics.iteration_queries = self.cost.stats.queries - before.queries;
-        metrics.iterations_simulated = self.cost.stats.corners_simulated - before.corners_simulated;
-        Ok(ServingOutcome { run, metrics })
+        Ok(match end {
+            sim::RunEnd::Finished(run) => {
+                let run = *run;
+                let mut metrics = ServingMetrics::of(self.spec, &run);
+                metrics.iteration_queries = self.cost.stats.queries - before.queries;
+                metrics.iterations_simulated =
+                    self.cost.stats.corners_simulated - before.corners_simulated;
+                ProbeEnd::Finished(Box::new(ServingOutcome { run, metrics }))
+            }
+            sim::RunEnd::Missed(miss) => ProbeEnd::Missed {
+                miss,
+                tokens_per_s_per_gpu: miss.tokens_per_s / self.spec.total_gpus as f64,
+            },
+        })
     }
 
     pub fn cost_stats(&self) -> CostStats {

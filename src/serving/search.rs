@@ -17,7 +17,7 @@
 use serde::Serialize;
 
 use super::traffic::Request;
-use super::{Progress, Server, ServingMetrics, Slo, at_percentile, meets};
+use super::{ProbeEnd, Progress, Server, ServingMetrics, Slo, at_percentile, meets};
 use crate::compute::QueryError;
 use crate::error::InputError;
 
@@ -41,6 +41,11 @@ pub struct Probe {
     /// Sequences preempted (`admission = "grow"` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preemptions: Option<u64>,
+    /// Requests finished when the probe was stopped for certainly missing the limits
+    /// (`Options::stop_early`); then `ttft_ms` and `tpot_ms` are lower bounds of the whole
+    /// run's percentiles and `tokens_per_s_per_gpu` the rate so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_after: Option<u64>,
 }
 
 /// What the search found.
@@ -62,6 +67,11 @@ pub struct Options {
     pub max_probes: u32,
     /// Stop when failed / best - 1 is at most this.
     pub tolerance: f64,
+    /// Stop a probe's run as soon as it certainly misses the limits (enough requests
+    /// over a limit already that the percentile is over it, whatever the rest do). The
+    /// verdicts, and so the probes and the answer, are the same either way; only a missed
+    /// probe's figures become bounds.
+    pub stop_early: bool,
 }
 
 impl Default for Options {
@@ -69,6 +79,7 @@ impl Default for Options {
         Options {
             max_probes: 12,
             tolerance: 0.05,
+            stop_early: true,
         }
     }
 }
@@ -119,26 +130,53 @@ pub fn search_observed(
     let mut rate = start_rate;
     for probe in 1..=opts.max_probes {
         let reqs = requests_at(rate)?;
-        let out = server.serve_observed(&reqs, &|run: Progress| {
+        let observe = |run: Progress| {
             progress(SearchProgress {
                 probe,
                 rate_per_s: rate,
                 run,
             })
-        })?;
-        let met = meets(&slo, &out.run);
-        let (ttft_ms, tpot_ms) = at_percentile(&out.run, slo.percentile);
-        let probe = Probe {
-            rate_per_s: rate,
-            met,
-            ttft_ms,
-            tpot_ms,
-            tokens_per_s_per_gpu: out.metrics.tokens_per_s_per_gpu,
-            preemptions: out.metrics.preemptions,
         };
+        let end = if opts.stop_early {
+            server.probe_observed(&reqs, &slo, &observe)?
+        } else {
+            ProbeEnd::Finished(Box::new(server.serve_observed(&reqs, &observe)?))
+        };
+        let (probe, finished) = match end {
+            ProbeEnd::Finished(out) => {
+                let (ttft_ms, tpot_ms) = at_percentile(&out.run, slo.percentile);
+                let probe = Probe {
+                    rate_per_s: rate,
+                    met: meets(&slo, &out.run),
+                    ttft_ms,
+                    tpot_ms,
+                    tokens_per_s_per_gpu: out.metrics.tokens_per_s_per_gpu,
+                    preemptions: out.metrics.preemptions,
+                    stopped_after: None,
+                };
+                (probe, Some(out))
+            }
+            ProbeEnd::Missed {
+                miss,
+                tokens_per_s_per_gpu,
+            } => {
+                let probe = Probe {
+                    rate_per_s: rate,
+                    met: false,
+                    ttft_ms: miss.ttft_ms,
+                    tpot_ms: miss.tpot_ms,
+                    tokens_per_s_per_gpu,
+                    preemptions: None,
+                    stopped_after: Some(miss.requests_done),
+                };
+                (probe, None)
+            }
+        };
+        let met = probe.met;
         on_probe(&probe);
         probes.push(probe);
         if met {
+            let out = finished.expect("a probe that met the limits ran to the end");
             if best.as_ref().is_none_or(|(r, _)| rate > *r) {
                 // The metrics of the requests served, drawn at this probe's rate (the
                 // scenario's own rate is only where the search started).

@@ -414,6 +414,65 @@ pub fn simulate_observed<C: StepCost>(
     admission: Admission,
     finished: &mut dyn FnMut(u64),
 ) -> Result<ServingRun, QueryError> {
+    let end = simulate_until(
+        fabric, params, layout, requests, cost, options, admission, None, finished,
+    )?;
+    match end {
+        RunEnd::Finished(run) => Ok(*run),
+        RunEnd::Missed(_) => unreachable!("a run without limits is never stopped"),
+    }
+}
+
+/// Latency limits a run is stopped at as soon as it certainly misses them: the TTFT or
+/// TPOT percentile of the whole run can only be above its limit, whatever happens next.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MissRule {
+    pub ttft_ms: f64,
+    pub tpot_ms: f64,
+    /// Nearest-rank percentile in [0, 100], as `stats::percentile` takes it.
+    pub percentile: f64,
+}
+
+/// How a run ended.
+pub enum RunEnd {
+    Finished(Box<ServingRun>),
+    /// Stopped: the limits of its [`MissRule`] are missed already.
+    Missed(EarlyMiss),
+}
+
+/// Where a run stood when it was stopped for certainly missing its limits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EarlyMiss {
+    pub at: Time,
+    pub requests_done: u64,
+    pub requests: u64,
+    /// Lower bounds of the whole run's TTFT and TPOT at the rule's percentile, ms: the
+    /// percentile of every request's value so far (its final one, or what it has waited
+    /// already; 0 for a request with no bound yet). At least one is above its limit.
+    pub ttft_ms: f64,
+    pub tpot_ms: f64,
+    /// Output tokens made per second so far (first arrival to `at`).
+    pub tokens_per_s: f64,
+}
+
+/// Loop turns between two checks of a [`MissRule`] (each check reads every request).
+const MISS_CHECK_EVERY: u64 = 1024;
+
+/// [`simulate_observed`] that, given `stop`, ends the run as soon as it certainly misses
+/// those limits (an SLO search's probe needs only the verdict). A run that is not stopped
+/// is the same run, to the bit, as without `stop`.
+#[allow(clippy::too_many_arguments)]
+pub fn simulate_until<C: StepCost>(
+    fabric: &Fabric,
+    params: &NetParams,
+    layout: &Layout,
+    requests: &[Request],
+    cost: &mut C,
+    options: SimOptions,
+    admission: Admission,
+    stop: Option<MissRule>,
+    finished: &mut dyn FnMut(u64),
+) -> Result<RunEnd, QueryError> {
     let disagg = matches!(layout.mode, Mode::Disaggregated { .. });
     let mut sim = Sim {
         layout,
@@ -480,6 +539,7 @@ pub fn simulate_observed<C: StepCost>(
     }
     let mut finished_flows = Vec::new();
     let mut reported = 0;
+    let mut turns = 0u64;
     loop {
         let tq = sim.queue.peek_time();
         let tf = sim.net.next_event();
@@ -517,8 +577,15 @@ pub fn simulate_observed<C: StepCost>(
             reported = sim.finished;
             finished(reported);
         }
+        turns += 1;
+        if let Some(rule) = stop
+            && turns.is_multiple_of(MISS_CHECK_EVERY)
+            && let Some(miss) = sim.missed(now, &rule)
+        {
+            return Ok(RunEnd::Missed(miss));
+        }
     }
-    sim.finish()
+    sim.finish().map(|run| RunEnd::Finished(Box::new(run)))
 }
 
 /// KV tokens request `r` takes at admission: its whole cache, or its prompt.
@@ -1033,6 +1100,59 @@ impl<C: StepCost> Sim<'_, C> {
         }
     }
 
+    /// Whether the run already misses `rule` whatever happens next: at least as many
+    /// requests as lie above the percentile's rank have a TTFT (or TPOT) above the limit
+    /// for certain. A request's TTFT is at least what it has waited for its first token;
+    /// its TPOT at least the time since its first token over its output tokens after the
+    /// first (final values once known). Compared as `meets` compares, in ms.
+    fn missed(&self, now: Time, rule: &MissRule) -> Option<EarlyMiss> {
+        let mut ttft = Vec::with_capacity(self.reqs.len());
+        let mut tpot = Vec::with_capacity(self.reqs.len());
+        for r in &self.reqs {
+            let arrived = r.r.arrival <= now;
+            let t = match r.first_token {
+                Some(f) => f.since(r.r.arrival).as_ps(),
+                None if arrived => now.since(r.r.arrival).as_ps(),
+                None => 0,
+            };
+            ttft.push(t);
+            if r.r.output > 1 {
+                let p = r.first_token.map_or(0, |f| {
+                    r.finish.unwrap_or(now).since(f).as_ps() / (r.r.output as u64 - 1)
+                });
+                tpot.push(p);
+            }
+        }
+        let over = |v: &[u64], limit_ms: f64| {
+            let above = v.iter().filter(|&&x| x as f64 / 1e9 > limit_ms).count();
+            // The percentile is the value at this rank (1-based) of the sorted values: it
+            // is above the limit once the values from the rank up all are.
+            let rank = ((rule.percentile / 100.0 * v.len() as f64).ceil() as usize)
+                .clamp(1, v.len().max(1));
+            !v.is_empty() && above > v.len() - rank
+        };
+        if !over(&ttft, rule.ttft_ms) && !over(&tpot, rule.tpot_ms) {
+            return None;
+        }
+        let pct_ms = |v: Vec<u64>| {
+            crate::stats::Sorted::new(v).map_or(0.0, |s| s.percentile(rule.percentile) as f64 / 1e9)
+        };
+        let made: u64 = self.reqs.iter().map(|r| r.generated as u64).sum();
+        let span_s = now.since(self.first_arrival.unwrap_or(Time::ZERO)).as_ps() as f64 / 1e12;
+        Some(EarlyMiss {
+            at: now,
+            requests_done: self.finished,
+            requests: self.reqs.len() as u64,
+            ttft_ms: pct_ms(ttft),
+            tpot_ms: pct_ms(tpot),
+            tokens_per_s: if span_s > 0.0 {
+                made as f64 / span_s
+            } else {
+                0.0
+            },
+        })
+    }
+
     fn finish(mut self) -> Result<ServingRun, QueryError> {
         let (mut prefill_tokens, mut cached_tokens) = (0, 0);
         let requests: Vec<RequestResult> = self
@@ -1191,6 +1311,60 @@ mod tests {
         let s = star();
         let l = layout(mode);
         simulate(s.fabric(), s.net(), &l, reqs, &mut Linear { calls: 0 }).expect("runs")
+    }
+
+    /// A run stopped for missing its limits misses them over the whole run too, and its
+    /// bounds are at most the whole run's percentiles; a run that is not stopped is the
+    /// whole run, request for request.
+    #[test]
+    fn a_run_is_stopped_only_when_it_certainly_misses() {
+        let s = star();
+        // Overloaded: queues and TPOTs grow through the run.
+        let reqs = poisson(3000, 300.0, 7);
+        for mode in [Mode::Aggregated, pd()] {
+            let l = layout(mode);
+            let whole =
+                simulate(s.fabric(), s.net(), &l, &reqs, &mut Linear { calls: 0 }).expect("runs");
+            let (ttft, tpot) = crate::serving::at_percentile(&whole, 90.0);
+            let cases = [
+                (ttft * 0.5, tpot * 2.0, true),
+                (ttft * 2.0, tpot * 0.5, true),
+                (ttft * 2.0, tpot * 2.0, false),
+                (ttft, tpot, false),
+            ];
+            for (ttft_ms, tpot_ms, missed) in cases {
+                let rule = MissRule {
+                    ttft_ms,
+                    tpot_ms,
+                    percentile: 90.0,
+                };
+                let end = simulate_until(
+                    s.fabric(),
+                    s.net(),
+                    &l,
+                    &reqs,
+                    &mut Linear { calls: 0 },
+                    SimOptions::default(),
+                    Admission::Reserve,
+                    Some(rule),
+                    &mut |_| {},
+                )
+                .expect("runs");
+                match end {
+                    RunEnd::Missed(m) => {
+                        assert!(missed, "stopped at limits the whole run meets: {rule:?}");
+                        assert!(m.requests_done < reqs.len() as u64 / 2, "{m:?}");
+                        assert!(m.ttft_ms > ttft_ms || m.tpot_ms > tpot_ms, "{m:?}");
+                        assert!(m.ttft_ms <= ttft && m.tpot_ms <= tpot, "{m:?}");
+                    }
+                    RunEnd::Finished(run) => {
+                        let run = *run;
+                        assert!(!missed, "not stopped though the whole run misses: {rule:?}");
+                        assert!(run.requests == whole.requests && run.end == whole.end);
+                    }
+                }
+            }
+        }
     }
 
     /// At low load every prompt backlog is empty when a request arrives: an aggregated pool
