@@ -639,6 +639,52 @@ fn stopping_missed_probes_early_changes_no_verdict() {
     );
 }
 
+/// A search over several SLO cells on one server gives each cell the result of its own
+/// search (probes, verdicts, answer), serving fewer probes than the searches together.
+#[test]
+fn searching_slo_cells_together_equals_searching_each() {
+    use afdsim::error::InputError;
+    use afdsim::serving::traffic::Request;
+    use afdsim::serving::{Server, Slo, search};
+    let text = SMALL.replace("requests = 200", "requests = 1000");
+    let p = temp_file("serving", "cells.toml", &text);
+    let s = Scenario::load_at_level(&p, None, None).unwrap();
+    let spec = s.serving().unwrap();
+    let draw = |rate: f64| -> Result<Vec<Request>, InputError> {
+        spec.traffic
+            .with_rate(rate)?
+            .requests(spec.requests, s.seed())
+    };
+    let opts = search::Options {
+        max_probes: 6,
+        tolerance: 0.05,
+        stop_early: true,
+    };
+    let cells: Vec<Slo> = [(300.0, 60.0), (300.0, 100.0), (1000.0, 60.0), (1000.0, 100.0)]
+        .iter()
+        .map(|&(t, p)| Slo::new(t, p, 90.0).unwrap())
+        .collect();
+    let mut server = Server::new(spec, s.fabric(), s.net(), s.level());
+    let mut served = 0;
+    let together =
+        search::search_cells(&mut server, &cells, opts, 40.0, draw, &|_| {}, &mut served).unwrap();
+    let mut probes = 0;
+    for (slo, t) in cells.iter().zip(&together) {
+        let mut server = Server::new(spec, s.fabric(), s.net(), s.level());
+        let alone = search::search(&mut server, *slo, opts, 40.0, draw, |_| {}).unwrap();
+        probes += alone.probes.len() as u32;
+        assert_eq!(t.best_rate_per_s, alone.best_rate_per_s, "{slo:?}");
+        assert_eq!(t.failed_rate_per_s, alone.failed_rate_per_s, "{slo:?}");
+        let verdicts = |r: &search::SearchResult| -> Vec<(f64, bool)> {
+            r.probes.iter().map(|p| (p.rate_per_s, p.met)).collect()
+        };
+        assert_eq!(verdicts(t), verdicts(&alone), "{slo:?}");
+    }
+    assert!(served < probes, "{served} probes served, {probes} alone");
+    assert!(together.iter().any(|r| r.best_rate_per_s.is_some()));
+    assert!(together.iter().any(|r| r.failed_rate_per_s.is_some()));
+}
+
 /// Each pool has its communication library: by default DeepEP's low-latency kernels for
 /// decode and its normal kernels for prefill; a `comm` in `[serving.decode]` applies to both,
 /// and `[serving.prefill]` may set its own.

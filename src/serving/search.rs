@@ -121,66 +121,156 @@ pub fn search_observed(
     opts: Options,
     start_rate: f64,
     mut requests_at: impl FnMut(f64) -> Result<Vec<Request>, InputError>,
-    mut on_probe: impl FnMut(&Probe),
+    on_probe: impl FnMut(&Probe),
     progress: &(dyn Fn(SearchProgress) + Sync),
+) -> Result<SearchResult, SearchError> {
+    let mut probe_at = |rate: f64, probe: u32| {
+        let reqs = requests_at(rate)?;
+        run_probe(server, &reqs, &slo, opts.stop_early, probe, rate, progress)
+    };
+    bracket(slo, opts, start_rate, &mut probe_at, on_probe)
+}
+
+/// A probe's run, as the searches keep it: the whole run's percentiles and metrics, or the
+/// bounds it had when it was stopped for certainly missing the limits it ran under.
+#[derive(Clone, Debug)]
+enum Outcome {
+    Whole {
+        ttft_ms: f64,
+        tpot_ms: f64,
+        metrics: Box<ServingMetrics>,
+    },
+    Stopped {
+        ttft_ms: f64,
+        tpot_ms: f64,
+        tokens_per_s_per_gpu: f64,
+        requests_done: u64,
+    },
+}
+
+impl Outcome {
+    /// Whether the run meets `slo` (`None`: a stopped run whose bounds cannot tell).
+    fn verdict(&self, slo: &Slo) -> Option<bool> {
+        match *self {
+            Outcome::Whole {
+                ttft_ms, tpot_ms, ..
+            } => Some(ttft_ms <= slo.ttft_ms && tpot_ms <= slo.tpot_ms),
+            // Lower bounds: over a limit, the whole run is over it too.
+            Outcome::Stopped {
+                ttft_ms, tpot_ms, ..
+            } => (ttft_ms > slo.ttft_ms || tpot_ms > slo.tpot_ms).then_some(false),
+        }
+    }
+
+    fn probe(&self, rate_per_s: f64, slo: &Slo) -> Probe {
+        let met = self.verdict(slo).expect("a probe's outcome decides its limits");
+        match self {
+            Outcome::Whole {
+                ttft_ms,
+                tpot_ms,
+                metrics,
+            } => Probe {
+                rate_per_s,
+                met,
+                ttft_ms: *ttft_ms,
+                tpot_ms: *tpot_ms,
+                tokens_per_s_per_gpu: metrics.tokens_per_s_per_gpu,
+                preemptions: metrics.preemptions,
+                stopped_after: None,
+            },
+            Outcome::Stopped {
+                ttft_ms,
+                tpot_ms,
+                tokens_per_s_per_gpu,
+                requests_done,
+            } => Probe {
+                rate_per_s,
+                met,
+                ttft_ms: *ttft_ms,
+                tpot_ms: *tpot_ms,
+                tokens_per_s_per_gpu: *tokens_per_s_per_gpu,
+                preemptions: None,
+                stopped_after: Some(*requests_done),
+            },
+        }
+    }
+}
+
+/// Serves `reqs` as probe number `probe` at `rate` under `slo`'s percentile (stopped once
+/// it certainly misses `slo` when `stop_early`).
+fn run_probe(
+    server: &mut Server,
+    reqs: &[Request],
+    slo: &Slo,
+    stop_early: bool,
+    probe: u32,
+    rate: f64,
+    progress: &(dyn Fn(SearchProgress) + Sync),
+) -> Result<Outcome, SearchError> {
+    let observe = |run: Progress| {
+        progress(SearchProgress {
+            probe,
+            rate_per_s: rate,
+            run,
+        })
+    };
+    let end = if stop_early {
+        server.probe_observed(reqs, slo, &observe)?
+    } else {
+        ProbeEnd::Finished(Box::new(server.serve_observed(reqs, &observe)?))
+    };
+    Ok(match end {
+        ProbeEnd::Finished(out) => {
+            let (ttft_ms, tpot_ms) = at_percentile(&out.run, slo.percentile);
+            debug_assert_eq!(
+                ttft_ms <= slo.ttft_ms && tpot_ms <= slo.tpot_ms,
+                meets(slo, &out.run)
+            );
+            Outcome::Whole {
+                ttft_ms,
+                tpot_ms,
+                metrics: Box::new(out.metrics),
+            }
+        }
+        ProbeEnd::Missed {
+            miss,
+            tokens_per_s_per_gpu,
+        } => Outcome::Stopped {
+            ttft_ms: miss.ttft_ms,
+            tpot_ms: miss.tpot_ms,
+            tokens_per_s_per_gpu,
+            requests_done: miss.requests_done,
+        },
+    })
+}
+
+/// The search proper: brackets then bisects, asking `probe_at(rate, probe number)` for each
+/// probe's outcome (which must decide `slo`).
+fn bracket(
+    slo: Slo,
+    opts: Options,
+    start_rate: f64,
+    probe_at: &mut dyn FnMut(f64, u32) -> Result<Outcome, SearchError>,
+    mut on_probe: impl FnMut(&Probe),
 ) -> Result<SearchResult, SearchError> {
     let mut probes = Vec::new();
     let mut best: Option<(f64, ServingMetrics)> = None;
     let mut failed: Option<f64> = None;
     let mut rate = start_rate;
-    for probe in 1..=opts.max_probes {
-        let reqs = requests_at(rate)?;
-        let observe = |run: Progress| {
-            progress(SearchProgress {
-                probe,
-                rate_per_s: rate,
-                run,
-            })
-        };
-        let end = if opts.stop_early {
-            server.probe_observed(&reqs, &slo, &observe)?
-        } else {
-            ProbeEnd::Finished(Box::new(server.serve_observed(&reqs, &observe)?))
-        };
-        let (probe, finished) = match end {
-            ProbeEnd::Finished(out) => {
-                let (ttft_ms, tpot_ms) = at_percentile(&out.run, slo.percentile);
-                let probe = Probe {
-                    rate_per_s: rate,
-                    met: meets(&slo, &out.run),
-                    ttft_ms,
-                    tpot_ms,
-                    tokens_per_s_per_gpu: out.metrics.tokens_per_s_per_gpu,
-                    preemptions: out.metrics.preemptions,
-                    stopped_after: None,
-                };
-                (probe, Some(out))
-            }
-            ProbeEnd::Missed {
-                miss,
-                tokens_per_s_per_gpu,
-            } => {
-                let probe = Probe {
-                    rate_per_s: rate,
-                    met: false,
-                    ttft_ms: miss.ttft_ms,
-                    tpot_ms: miss.tpot_ms,
-                    tokens_per_s_per_gpu,
-                    preemptions: None,
-                    stopped_after: Some(miss.requests_done),
-                };
-                (probe, None)
-            }
-        };
+    for n in 1..=opts.max_probes {
+        let outcome = probe_at(rate, n)?;
+        let probe = outcome.probe(rate, &slo);
         let met = probe.met;
         on_probe(&probe);
         probes.push(probe);
         if met {
-            let out = finished.expect("a probe that met the limits ran to the end");
+            let Outcome::Whole { metrics, .. } = outcome else {
+                unreachable!("a probe that met the limits ran to the end");
+            };
             if best.as_ref().is_none_or(|(r, _)| rate > *r) {
                 // The metrics of the requests served, drawn at this probe's rate (the
                 // scenario's own rate is only where the search started).
-                best = Some((rate, out.metrics.at_rate(rate)));
+                best = Some((rate, metrics.at_rate(rate)));
             }
         } else if failed.is_none_or(|f| rate < f) {
             failed = Some(rate);
@@ -204,4 +294,46 @@ pub fn search_observed(
         best: best.map(|b| b.1),
         failed_rate_per_s: failed,
     })
+}
+
+/// A search under each of `cells` (limits at one percentile) on one server, the cells in
+/// order, sharing probes: a rate probed already is not served again when its outcome decides
+/// the cell (a whole run decides every cell; a run stopped for missing one cell's limits
+/// decides each cell its bounds are over). Each cell's result is the one [`search`] gives
+/// for it alone (same probes, verdicts and answer; `tests/serving.rs`); only the probes
+/// served, `served`, are fewer. `progress` hears the probes served, numbered across cells.
+#[allow(clippy::too_many_arguments)]
+pub fn search_cells(
+    server: &mut Server,
+    cells: &[Slo],
+    opts: Options,
+    start_rate: f64,
+    mut requests_at: impl FnMut(f64) -> Result<Vec<Request>, InputError>,
+    progress: &(dyn Fn(SearchProgress) + Sync),
+    served: &mut u32,
+) -> Result<Vec<SearchResult>, SearchError> {
+    assert!(
+        cells.windows(2).all(|w| w[0].percentile == w[1].percentile),
+        "the cells share a percentile"
+    );
+    // Rate (bits) -> outcome; the probes are a function of the verdicts, so equal rates
+    // recur across cells exactly.
+    let mut seen: std::collections::HashMap<u64, Outcome> = std::collections::HashMap::new();
+    let mut results = Vec::with_capacity(cells.len());
+    for slo in cells {
+        let mut probe_at = |rate: f64, _n: u32| -> Result<Outcome, SearchError> {
+            if let Some(o) = seen.get(&rate.to_bits())
+                && o.verdict(slo).is_some()
+            {
+                return Ok(o.clone());
+            }
+            *served += 1;
+            let reqs = requests_at(rate)?;
+            let o = run_probe(server, &reqs, slo, opts.stop_early, *served, rate, progress)?;
+            seen.insert(rate.to_bits(), o.clone());
+            Ok(o)
+        };
+        results.push(bracket(*slo, opts, start_rate, &mut probe_at, |_| {})?);
+    }
+    Ok(results)
 }

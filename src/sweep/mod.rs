@@ -15,6 +15,6 @@ pub mod shard;
 pub mod spec;
 
 pub use merge::{Merged, merge};
-pub use run::{Manifest, Plan, RunReport};
+pub use run::{Batch, Manifest, Plan, PointRow, RunReport};
 pub use shard::Shard;
 pub use spec::{Axis, Column, Point, Sweep};

@@ -28,6 +28,72 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Columns every row has, between the swept parameters and the metrics.
 pub const FIXED_COLUMNS: [&str; 4] = ["seed", "scenario", "level", "afdsim_version"];
 
+/// A batch of points run into an output folder: a sweep file's points ([`Sweep`]), or an
+/// explore study's candidates. The folder, resume, shards and merge work the same on both.
+pub trait Batch: Sync {
+    fn name(&self) -> &str;
+    /// The file the batch came from (errors name it).
+    fn origin(&self) -> &str;
+    /// The parameter columns of every row, in order (`seed` is written among the fixed
+    /// columns instead).
+    fn param_keys(&self) -> Vec<String>;
+    fn points(&self) -> &[Point];
+    /// Runs one point: its row after the parameter columns.
+    fn run_point(&self, point: &Point) -> Result<PointRow, InputError>;
+}
+
+/// What a point's run gives its row, and how long its parts took.
+pub struct PointRow {
+    pub seed: String,
+    pub scenario: String,
+    pub level: String,
+    /// (column, cell) after the fixed columns.
+    pub metrics: Vec<(String, String)>,
+    pub resolve: Duration,
+    pub simulate: Duration,
+}
+
+impl Batch for Sweep {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    fn param_keys(&self) -> Vec<String> {
+        Sweep::param_keys(self)
+    }
+
+    fn points(&self) -> &[Point] {
+        Sweep::points(self)
+    }
+
+    fn run_point(&self, point: &Point) -> Result<PointRow, InputError> {
+        let t0 = Instant::now();
+        let scenario = self.scenario(point)?;
+        let t1 = Instant::now();
+        let outcome = crate::run(&scenario, &mut |_| {}).map_err(|d| {
+            InputError::new(
+                self.origin.as_str(),
+                format!("point {} ({})", point.index, point.id),
+                d.to_string(),
+            )
+        })?;
+        let t2 = Instant::now();
+        let output = serde_json::to_value(outcome.output(&scenario)).expect("output serializes");
+        Ok(PointRow {
+            seed: output["seed"].to_string(),
+            scenario: output["scenario"].as_str().unwrap_or_default().to_string(),
+            level: output["level"].as_str().unwrap_or_default().to_string(),
+            metrics: flatten_metrics(&output["metrics"]),
+            resolve: t1 - t0,
+            simulate: t2 - t1,
+        })
+    }
+}
+
 /// What `sweep.json` holds. Every process of a sweep writes the same bytes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -46,9 +112,9 @@ pub struct ManifestPoint {
 }
 
 impl Manifest {
-    pub fn of(sweep: &Sweep) -> Manifest {
+    pub fn of(sweep: &dyn Batch) -> Manifest {
         Manifest {
-            sweep: sweep.name.clone(),
+            sweep: sweep.name().to_string(),
             param_keys: sweep.param_keys(),
             points: sweep
                 .points()
@@ -115,7 +181,7 @@ pub struct RunReport {
 
 /// The work of one process: its shard's points that have no valid finished file.
 pub struct Plan<'a> {
-    sweep: &'a Sweep,
+    sweep: &'a dyn Batch,
     dir: PathBuf,
     pub pending: Vec<&'a Point>,
     report: RunReport,
@@ -124,7 +190,7 @@ pub struct Plan<'a> {
 impl<'a> Plan<'a> {
     /// Prepares `dir` (writes the manifest, or checks that it is this sweep's) and finds the
     /// shard's unfinished points.
-    pub fn new(sweep: &'a Sweep, dir: &Path, shard: Shard) -> Result<Plan<'a>, InputError> {
+    pub fn new(sweep: &'a dyn Batch, dir: &Path, shard: Shard) -> Result<Plan<'a>, InputError> {
         let io = |e: std::io::Error, what: &str| {
             InputError::for_path(dir, "--out", format!("cannot {what}: {e}"))
         };
@@ -139,7 +205,7 @@ impl<'a> Plan<'a> {
                     format!(
                         "holds results of another sweep ({}): its sweep.json differs from `{}` ({}); use another --out folder",
                         old.sweep,
-                        sweep.origin,
+                        sweep.origin(),
                         first_difference(&old, &manifest)
                     ),
                 ));
@@ -251,44 +317,33 @@ impl<'a> Plan<'a> {
 
 /// Runs one point and puts its file in place; returns (resolve, simulate, write) times.
 pub fn run_point(
-    sweep: &Sweep,
+    sweep: &dyn Batch,
     dir: &Path,
     point: &Point,
 ) -> Result<(Duration, Duration, Duration), InputError> {
-    let t0 = Instant::now();
-    let scenario = sweep.scenario(point)?;
-    let t1 = Instant::now();
-    let outcome = crate::run(&scenario, &mut |_| {}).map_err(|d| {
-        InputError::new(
-            sweep.origin.as_str(),
-            format!("point {} ({})", point.index, point.id),
-            d.to_string(),
-        )
-    })?;
+    let r = sweep.run_point(point)?;
     let t2 = Instant::now();
-    let output = serde_json::to_value(outcome.output(&scenario)).expect("output serializes");
-    let metrics = flatten_metrics(&output["metrics"]);
-    let header = header(sweep, Some(&metrics));
+    let header = header(sweep, Some(&r.metrics));
     let mut row: Vec<String> = vec![point.id.clone(), point.index.to_string()];
     for (k, v) in &point.params {
         if k != "seed" {
             row.push(cell(v));
         }
     }
-    row.push(output["seed"].to_string());
-    row.push(output["scenario"].as_str().unwrap_or_default().to_string());
-    row.push(output["level"].as_str().unwrap_or_default().to_string());
+    row.push(r.seed);
+    row.push(r.scenario);
+    row.push(r.level);
     row.push(VERSION.to_string());
-    row.extend(metrics.into_iter().map(|(_, v)| v));
+    row.extend(r.metrics.into_iter().map(|(_, v)| v));
     let text = csv_text(&header, &[row]);
     write_atomically(&point_path(dir, &point.id), text.as_bytes(), "")
         .map_err(|e| InputError::for_path(dir, "--out", format!("cannot write a point: {e}")))?;
-    Ok((t1 - t0, t2 - t1, t2.elapsed()))
+    Ok((r.resolve, r.simulate, t2.elapsed()))
 }
 
 /// The row header: `point, index, <swept keys but seed>, seed, scenario, level,
 /// afdsim_version`, then the metric columns when known.
-pub fn header(sweep: &Sweep, metrics: Option<&[(String, String)]>) -> Vec<String> {
+pub fn header(sweep: &dyn Batch, metrics: Option<&[(String, String)]>) -> Vec<String> {
     let mut h = vec!["point".to_string(), "index".to_string()];
     h.extend(sweep.param_keys().into_iter().filter(|k| k != "seed"));
     h.extend(FIXED_COLUMNS.iter().map(|s| s.to_string()));
@@ -362,7 +417,7 @@ fn write_atomically(path: &Path, bytes: &[u8], tag: &str) -> std::io::Result<()>
 
 /// Removes the temporary files that a killed run left for this shard's points (other
 /// shards may be writing theirs into the same folder right now).
-fn remove_stale_temporaries(dir: &Path, sweep: &Sweep, shard: Shard) {
+fn remove_stale_temporaries(dir: &Path, sweep: &dyn Batch, shard: Shard) {
     let Ok(entries) = std::fs::read_dir(dir.join(POINTS)) else {
         return;
     };
