@@ -11,6 +11,7 @@ pub mod compute;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod explore;
 pub mod flow;
 pub mod input;
 pub mod levels;

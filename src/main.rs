@@ -72,6 +72,9 @@ enum Command {
     /// Find the highest request rate that meets TTFT and TPOT limits, for one serving
     /// scenario or several (a deployment comparison table).
     SloSearch(cli::slo_search::SloSearchArgs),
+    /// Explore a design space: every candidate deployment of a study file under every
+    /// workload and SLO cell (resumable, shardable like a sweep), then the study's report.
+    Explore(cli::explore::ExploreArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
         Command::Plot(args) => cli::sweep::run_plot(&args),
         Command::Report(args) => cli::sweep::run_report(&args),
         Command::SloSearch(args) => cli::slo_search::run(&args),
+        Command::Explore(args) => cli::explore::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 //! compute is the library's.
 
 pub mod compute;
+pub mod explore;
 pub mod fabric;
 pub mod run;
 pub mod slo_search;

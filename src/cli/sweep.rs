@@ -321,7 +321,7 @@ pub fn run_merge(args: &MergeArgs) -> Result<ExitCode, InputError> {
 }
 
 /// Writes a whole file or none (a temporary beside it, then a rename).
-fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), InputError> {
+pub fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), InputError> {
     let err = |e: std::io::Error| InputError::for_path(path, "--out", format!("cannot write: {e}"));
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(err)?;
