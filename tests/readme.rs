@@ -37,8 +37,13 @@ const SKIPPED: &[Skip] = &[
     ),
     Skip::Command(
         "afdsim slo-search workloads/scenarios/serving-{aggregated,pd,pd-afd}-64.toml",
-        "three searches of about 25 s each on 2 cores (and brace expansion, which this \
+        "three searches, about 100 s together on 2 cores (and brace expansion, which this \
          test's splitting does not do)",
+    ),
+    Skip::Command(
+        "afdsim explore workloads/studies/dsv32-afd.toml --out out/dsv32-afd",
+        "30 candidate deployments x 3 workloads x 6 SLO cells: tens of minutes on 2 cores; \
+         tests/explore.rs runs a small study through the same command",
     ),
     Skip::Command(
         "afdsim run workloads/scenarios/serving-kv-pressure.toml",

@@ -660,10 +660,15 @@ fn searching_slo_cells_together_equals_searching_each() {
         tolerance: 0.05,
         stop_early: true,
     };
-    let cells: Vec<Slo> = [(300.0, 60.0), (300.0, 100.0), (1000.0, 60.0), (1000.0, 100.0)]
-        .iter()
-        .map(|&(t, p)| Slo::new(t, p, 90.0).unwrap())
-        .collect();
+    let cells: Vec<Slo> = [
+        (300.0, 60.0),
+        (300.0, 100.0),
+        (1000.0, 60.0),
+        (1000.0, 100.0),
+    ]
+    .iter()
+    .map(|&(t, p)| Slo::new(t, p, 90.0).unwrap())
+    .collect();
     let mut server = Server::new(spec, s.fabric(), s.net(), s.level());
     let mut served = 0;
     let together =

@@ -72,7 +72,10 @@ pub fn run(args: &ExploreArgs) -> Result<ExitCode, InputError> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let out = args.out.as_deref().expect("clap requires --out unless --list");
+    let out = args
+        .out
+        .as_deref()
+        .expect("clap requires --out unless --list");
     let plan = Plan::new(&study, out, shard)?;
     let jobs = jobs.min(plan.pending.len()).max(1);
     let r = plan.report();

@@ -40,12 +40,7 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 4] = [
-        Family::Aggregated,
-        Family::Pd,
-        Family::PdDbo,
-        Family::PdAfd,
-    ];
+    pub const ALL: [Family; 4] = [Family::Aggregated, Family::Pd, Family::PdDbo, Family::PdAfd];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -211,6 +206,8 @@ struct HardwareFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AggregatedFile {
+    /// Pool sizes (expert-parallel); default: the budget.
+    gpus: Option<Vec<u32>>,
     #[serde(default = "default_dbo")]
     micro_batches: Vec<u32>,
     #[serde(default = "default_agg_chunk")]
@@ -231,6 +228,7 @@ fn default_pd_chunk() -> u32 {
 #[serde(deny_unknown_fields)]
 struct PdFile {
     prefill_gpus: Vec<u32>,
+    decode_gpus: Vec<u32>,
     /// 1: the `pd` family; 2 or more: `pd-dbo`.
     #[serde(default = "default_pd_micro")]
     micro_batches: Vec<u32>,
@@ -246,8 +244,8 @@ fn default_pd_micro() -> Vec<u32> {
 #[serde(deny_unknown_fields)]
 struct PdAfdFile {
     prefill_gpus: Vec<u32>,
-    /// Attention GPUs; the FFN GPUs are the rest of the budget.
     attention_gpus: Vec<u32>,
+    ffn_gpus: Vec<u32>,
     #[serde(default = "default_afd_micro")]
     micro_batches: Vec<u32>,
     #[serde(default = "default_pd_chunk")]
@@ -301,7 +299,10 @@ impl Study {
         if !(raw.tolerance.is_finite() && raw.tolerance > 0.0 && raw.tolerance < 10.0) {
             return Err(err("tolerance", "must be > 0 and < 10".into()));
         }
-        for (k, v) in [("slo.ttft_ms", &raw.slo.ttft_ms), ("slo.tpot_ms", &raw.slo.tpot_ms)] {
+        for (k, v) in [
+            ("slo.ttft_ms", &raw.slo.ttft_ms),
+            ("slo.tpot_ms", &raw.slo.tpot_ms),
+        ] {
             if v.is_empty() {
                 return Err(err(k, "needs at least one limit".into()));
             }
@@ -387,73 +388,93 @@ impl Study {
             }
             Ok(())
         };
+        // Every combination of a family's lists whose GPUs fit the budget.
         let mut shapes: Vec<Candidate> = Vec::new();
         let budget = raw.gpus;
+        let over = |key: &str, n: u32| -> Result<(), InputError> {
+            if n > budget {
+                return Err(err(
+                    key,
+                    format!("{n} GPUs: more than the budget's {budget} by itself"),
+                ));
+            }
+            Ok(())
+        };
         if let Some(a) = &raw.aggregated {
             list_ok("aggregated.micro_batches", &a.micro_batches)?;
-            for &mb in &a.micro_batches {
-                shapes.push(Candidate {
-                    hardware: 0,
-                    family: Family::Aggregated,
-                    prefill_gpus: 0,
-                    attention_gpus: budget,
-                    ffn_gpus: 0,
-                    micro_batches: mb,
-                    chunk_tokens: a.chunk_tokens,
-                });
-            }
-        }
-        if let Some(p) = &raw.pd {
-            list_ok("pd.prefill_gpus", &p.prefill_gpus)?;
-            list_ok("pd.micro_batches", &p.micro_batches)?;
-            for &pg in &p.prefill_gpus {
-                if pg >= budget {
-                    return Err(err(
-                        "pd.prefill_gpus",
-                        format!("{pg} leaves no decode GPU of the budget's {budget}"),
-                    ));
-                }
-                for &mb in &p.micro_batches {
+            let sizes = a.gpus.clone().unwrap_or(vec![budget]);
+            list_ok("aggregated.gpus", &sizes)?;
+            for &g in &sizes {
+                over("aggregated.gpus", g)?;
+                for &mb in &a.micro_batches {
                     shapes.push(Candidate {
                         hardware: 0,
-                        family: if mb == 1 { Family::Pd } else { Family::PdDbo },
-                        prefill_gpus: pg,
-                        attention_gpus: budget - pg,
+                        family: Family::Aggregated,
+                        prefill_gpus: 0,
+                        attention_gpus: g,
                         ffn_gpus: 0,
                         micro_batches: mb,
-                        chunk_tokens: p.chunk_tokens,
+                        chunk_tokens: a.chunk_tokens,
                     });
                 }
             }
         }
-        if let Some(p) = &raw.pd_afd {
-            list_ok("pd_afd.prefill_gpus", &p.prefill_gpus)?;
-            list_ok("pd_afd.attention_gpus", &p.attention_gpus)?;
-            list_ok("pd_afd.micro_batches", &p.micro_batches)?;
+        if let Some(p) = &raw.pd {
+            list_ok("pd.prefill_gpus", &p.prefill_gpus)?;
+            list_ok("pd.decode_gpus", &p.decode_gpus)?;
+            list_ok("pd.micro_batches", &p.micro_batches)?;
             for &pg in &p.prefill_gpus {
-                for &ag in &p.attention_gpus {
-                    if pg + ag >= budget {
-                        return Err(err(
-                            "pd_afd.attention_gpus",
-                            format!(
-                                "{pg} prefill + {ag} attention GPUs leave no FFN GPU of the \
-                                 budget's {budget}"
-                            ),
-                        ));
-                    }
-                    for &mb in &p.micro_batches {
+                over("pd.prefill_gpus", pg)?;
+                for &dg in &p.decode_gpus {
+                    over("pd.decode_gpus", dg)?;
+                    for &mb in p.micro_batches.iter().filter(|_| pg + dg <= budget) {
                         shapes.push(Candidate {
                             hardware: 0,
-                            family: Family::PdAfd,
+                            family: if mb == 1 { Family::Pd } else { Family::PdDbo },
                             prefill_gpus: pg,
-                            attention_gpus: ag,
-                            ffn_gpus: budget - pg - ag,
+                            attention_gpus: dg,
+                            ffn_gpus: 0,
                             micro_batches: mb,
                             chunk_tokens: p.chunk_tokens,
                         });
                     }
                 }
             }
+        }
+        if let Some(p) = &raw.pd_afd {
+            list_ok("pd_afd.prefill_gpus", &p.prefill_gpus)?;
+            list_ok("pd_afd.attention_gpus", &p.attention_gpus)?;
+            list_ok("pd_afd.ffn_gpus", &p.ffn_gpus)?;
+            list_ok("pd_afd.micro_batches", &p.micro_batches)?;
+            for &pg in &p.prefill_gpus {
+                over("pd_afd.prefill_gpus", pg)?;
+                for &ag in &p.attention_gpus {
+                    over("pd_afd.attention_gpus", ag)?;
+                    for &fg in &p.ffn_gpus {
+                        over("pd_afd.ffn_gpus", fg)?;
+                        if pg + ag + fg > budget {
+                            continue;
+                        }
+                        for &mb in &p.micro_batches {
+                            shapes.push(Candidate {
+                                hardware: 0,
+                                family: Family::PdAfd,
+                                prefill_gpus: pg,
+                                attention_gpus: ag,
+                                ffn_gpus: fg,
+                                micro_batches: mb,
+                                chunk_tokens: p.chunk_tokens,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if shapes.is_empty() {
+            return Err(err(
+                "gpus",
+                format!("no combination of the families' GPU counts fits the budget of {budget}"),
+            ));
         }
         let mut study = Study {
             name: raw.name.clone(),
@@ -823,7 +844,6 @@ impl Batch for Study {
 
 fn is_column_word(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }

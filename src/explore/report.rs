@@ -68,9 +68,10 @@ pub fn cell_results(study: &Study, merged_csv: &str) -> Result<Vec<CellResult>, 
                     let c = col(&format!("{prefix}.{k}"))?;
                     let text = &row[c];
                     if !text.is_empty() {
-                        *slot = Some(text.parse::<f64>().map_err(|_| {
-                            format!("line {}: `{prefix}.{k}` is `{text}`", r + 2)
-                        })?);
+                        *slot =
+                            Some(text.parse::<f64>().map_err(|_| {
+                                format!("line {}: `{prefix}.{k}` is `{text}`", r + 2)
+                            })?);
                     }
                 }
                 let best = match v {
@@ -124,7 +125,11 @@ fn winners<'a>(cells: &[&'a CellResult]) -> Vec<(Family, &'a CellResult)> {
 /// better on both), by decreasing tokens/s per user.
 pub fn pareto(points: &[(f64, f64, usize)]) -> Vec<(f64, f64, usize)> {
     let mut p = points.to_vec();
-    p.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
+    p.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then(b.1.total_cmp(&a.1))
+            .then(a.2.cmp(&b.2))
+    });
     let mut front: Vec<(f64, f64, usize)> = Vec::new();
     for x in p {
         if front.last().is_none_or(|l| x.1 > l.1) {
@@ -322,7 +327,7 @@ pub fn build(study: &Study, cells: Vec<CellResult>) -> Result<Report, String> {
                     }
                 }
             }
-            split_wins.sort_by(|a, b| b.1.cmp(&a.1));
+            split_wins.sort_by_key(|s| std::cmp::Reverse(s.1));
             if let Some((d, n)) = split_wins.first() {
                 rules.push((w.name.clone(), h.name.clone(), d.clone(), *n, afd_cells));
             }
@@ -408,7 +413,10 @@ pub fn build(study: &Study, cells: Vec<CellResult>) -> Result<Report, String> {
         }
     }
     line(&mut md, String::new());
-    line(&mut md, "## Design rules: the winning attention:FFN split".into());
+    line(
+        &mut md,
+        "## Design rules: the winning attention:FFN split".into(),
+    );
     line(&mut md, String::new());
     line(
         &mut md,
@@ -417,7 +425,10 @@ pub fn build(study: &Study, cells: Vec<CellResult>) -> Result<Report, String> {
             .into(),
     );
     line(&mut md, String::new());
-    line(&mut md, "| workload | hardware | split | cells won |".into());
+    line(
+        &mut md,
+        "| workload | hardware | split | cells won |".into(),
+    );
     line(&mut md, "|---|---|---|---|".into());
     for (w, h, d, n, of) in &rules {
         line(&mut md, format!("| {w} | {h} | {d} | {n} of {of} |"));

@@ -163,7 +163,9 @@ impl Outcome {
     }
 
     fn probe(&self, rate_per_s: f64, slo: &Slo) -> Probe {
-        let met = self.verdict(slo).expect("a probe's outcome decides its limits");
+        let met = self
+            .verdict(slo)
+            .expect("a probe's outcome decides its limits");
         match self {
             Outcome::Whole {
                 ttft_ms,
