@@ -690,6 +690,37 @@ fn searching_slo_cells_together_equals_searching_each() {
     assert!(together.iter().any(|r| r.failed_rate_per_s.is_some()));
 }
 
+/// Servers sharing corners: a corner one simulated is taken by the other, which serves the
+/// same run as a server of its own; another fabric (context) shares nothing.
+#[test]
+fn shared_corners_change_no_run() {
+    use afdsim::serving::Server;
+    use afdsim::serving::cost::SharedCorners;
+    let p = temp_file("serving", "shared.toml", &small_light());
+    let s = Scenario::load_at_level(&p, None, None).unwrap();
+    let spec = s.serving().unwrap();
+    let reqs = spec.traffic.requests(spec.requests, s.seed()).unwrap();
+    let shared = std::sync::Arc::new(SharedCorners::default());
+    let mut a = Server::new(spec, s.fabric(), s.net(), s.level());
+    a.share_corners(shared.clone(), "hgx-h100 x2");
+    let ra = a.serve(&reqs).unwrap();
+    assert!(!shared.is_empty() && a.cost_stats().corners_shared == 0);
+    let mut b = Server::new(spec, s.fabric(), s.net(), s.level());
+    b.share_corners(shared.clone(), "hgx-h100 x2");
+    let rb = b.serve(&reqs).unwrap();
+    let st = b.cost_stats();
+    assert_eq!(st.corners_simulated, 0, "{st:?}");
+    assert_eq!(st.corners_shared, a.cost_stats().corners_simulated);
+    let mut c = Server::new(spec, s.fabric(), s.net(), s.level());
+    let rc = c.serve(&reqs).unwrap();
+    assert!(rb.run.requests == rc.run.requests && rb.run.requests == ra.run.requests);
+    // Another context (another fabric) shares nothing.
+    let mut d = Server::new(spec, s.fabric(), s.net(), s.level());
+    d.share_corners(shared, "hgx-h100 x4");
+    d.serve(&reqs).unwrap();
+    assert_eq!(d.cost_stats().corners_shared, 0);
+}
+
 /// Each pool has its communication library: by default DeepEP's low-latency kernels for
 /// decode and its normal kernels for prefill; a `comm` in `[serving.decode]` applies to both,
 /// and `[serving.prefill]` may set its own.

@@ -88,6 +88,34 @@ pub struct Deployment {
     pub gpu_sms: u32,
 }
 
+impl Deployment {
+    /// A hash of everything that makes the deployment's steps what they are (the tables by
+    /// their [`ComputeTable::fingerprint`]): two deployments with equal fingerprints time
+    /// every step alike on the same fabric (within one process).
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        self.attention_table.fingerprint().hash(&mut h);
+        self.ffn_table.fingerprint().hash(&mut h);
+        format!(
+            "{:?} {:?} {:?} {:?} {} {:?} {:?} {:?} {:?} {:?} {}",
+            self.model,
+            self.kernel,
+            self.attention_gpus,
+            self.ffn_gpus,
+            self.micro_batches,
+            self.routing,
+            self.placement,
+            self.experts,
+            self.dedup,
+            self.comm,
+            self.gpu_sms
+        )
+        .hash(&mut h);
+        h.finish()
+    }
+}
+
 /// What one step of a [`Deployment`] runs: its sequences, their contexts, the prompt tokens
 /// it prefills and the layers it simulates. An `[afd]` study has one; request-level serving
 /// builds one per simulated iteration.

@@ -957,6 +957,15 @@ impl ComputeTable {
     }
 
     /// The table's name (file stem or embedded name).
+    /// A hash of the table's name, device and rows: equal for tables read from the same
+    /// data (within one process; `std`'s hasher is not stable across builds).
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        (&self.name, &self.device, format!("{:?}", self.rows)).hash(&mut h);
+        h.finish()
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

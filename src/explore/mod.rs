@@ -119,6 +119,9 @@ pub struct Study {
     /// The candidates that did not, with the reason.
     pub excluded: Vec<(Candidate, String)>,
     points: Vec<Point>,
+    /// Grid corners shared by the candidates this process runs (a pool two candidates
+    /// have alike, say the same prefill GPUs, is simulated once).
+    corners: std::sync::Arc<crate::serving::cost::SharedCorners>,
 }
 
 #[derive(Deserialize)]
@@ -501,6 +504,7 @@ impl Study {
             candidates: Vec::new(),
             excluded: Vec::new(),
             points: Vec::new(),
+            corners: Default::default(),
         };
         for h in 0..study.hardware.len() {
             for shape in &shapes {
@@ -708,6 +712,11 @@ impl Study {
         let first = &scenarios[0];
         let spec0 = first.serving().expect("a serving scenario");
         let mut server = Server::new(spec0, first.fabric(), first.net(), first.level());
+        let h = &self.hardware[c.hardware];
+        server.share_corners(
+            self.corners.clone(),
+            &format!("fabric {:?} nodes {}", h.fabric, h.nodes),
+        );
         let cells = self.cells();
         let mut per_workload = Vec::new();
         for (w, s) in scenarios.iter().enumerate() {
@@ -740,10 +749,12 @@ impl Study {
             progress(w, served);
             per_workload.push((served, results));
         }
+        let stats = server.cost_stats();
         Ok(CandidateResult {
             gpus: spec0.total_gpus,
             per_workload,
-            corners: server.cost_stats().corners_simulated,
+            corners: stats.corners_simulated,
+            corners_shared: stats.corners_shared,
         })
     }
 }
@@ -753,7 +764,10 @@ pub struct CandidateResult {
     pub gpus: u32,
     /// Per workload: probes served, and each cell's search.
     pub per_workload: Vec<(u32, Vec<search::SearchResult>)>,
+    /// Grid corners it simulated, and those another candidate had (run-dependent: which
+    /// candidate simulates a shared corner depends on the order they ran in).
     pub corners: u64,
+    pub corners_shared: u64,
 }
 
 /// The metric columns a cell's result fills (after `<workload>.<cell>.`).
@@ -830,7 +844,9 @@ impl Batch for Study {
             }
             metrics.push((format!("{wl}.probes_served"), served.to_string()));
         }
-        metrics.push(("corners_simulated".into(), r.corners.to_string()));
+        // Simulated here or taken from another candidate: which one simulates a shared
+        // corner depends on the order candidates run in, the sum does not.
+        metrics.push(("corners".into(), (r.corners + r.corners_shared).to_string()));
         Ok(PointRow {
             seed: self.seed.to_string(),
             scenario: format!("{}-{}", self.name, point.index),

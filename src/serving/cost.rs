@@ -107,11 +107,45 @@ fn bracket(axis: &[u64], x: u64, name: &str) -> Result<(u64, u64, f64), QueryErr
 /// threads that simulate them ([`GridCost::simulate_missing`]).
 pub type CornerProgress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
+/// Corners shared by the servers of one process (`afdsim explore` runs many candidates whose
+/// pools may be the same, say a prefill pool of the same GPUs): keyed by the pool's
+/// identity ([`crate::serving::Server::share_corners`]) and the corner. A corner depends
+/// only on the corner and the pool (module invariant), so a shared one is the one the
+/// server would simulate. Two threads may simulate the same corner at once; both get the
+/// same result, the first stored stays.
+#[derive(Default)]
+pub struct SharedCorners {
+    map: std::sync::Mutex<HashMap<(u64, Point), Iteration>>,
+}
+
+impl SharedCorners {
+    fn get(&self, key: u64, p: Point) -> Option<Iteration> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(key, p)).cloned()
+    }
+
+    fn put(&self, key: u64, p: Point, it: &Iteration) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry((key, p)).or_insert_with(|| it.clone());
+    }
+
+    /// Corners held.
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Counters for reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CostStats {
     pub queries: u64,
     pub corners_simulated: u64,
+    /// Corners another server of the process had simulated (with shared corners).
+    pub corners_shared: u64,
     /// Wall-clock seconds spent simulating corners (reported, never used in results).
     pub corner_wall_s: f64,
 }
@@ -130,6 +164,9 @@ pub struct GridCost<S: PointSim> {
     /// The corners the last query weighed, with their weights (prefill pool?, corner,
     /// weight), in the order their times were summed.
     last: Vec<(bool, Point, f64)>,
+    /// Corners shared with other servers, and this grid's pools' keys in it (decode,
+    /// prefill).
+    shared: Option<(std::sync::Arc<SharedCorners>, [u64; 2])>,
     /// Scratch for [`StepCost::link_bytes`]: bytes per link, and whether a link is listed.
     sum: Vec<f64>,
     listed: Vec<bool>,
@@ -172,10 +209,17 @@ impl<S: PointSim> GridCost<S> {
             decode_memo: HashMap::new(),
             prefill_memo: HashMap::new(),
             last: Vec::new(),
+            shared: None,
             sum: Vec::new(),
             listed: Vec::new(),
             stats: CostStats::default(),
         }
+    }
+
+    /// Looks corners up in `shared` before simulating them, and puts the ones it simulates
+    /// there; `keys` identify the decode and the prefill pool.
+    pub fn share(&mut self, shared: std::sync::Arc<SharedCorners>, keys: [u64; 2]) {
+        self.shared = Some((shared, keys));
     }
 
     /// Simulates the corners the last query weighs (`last`) that are not simulated yet, in
@@ -199,6 +243,22 @@ impl<S: PointSim> GridCost<S> {
             if !memo.contains_key(&p) && !missing.contains(&p) {
                 missing.push(p);
             }
+        }
+        if let Some((shared, keys)) = &self.shared {
+            let key = keys[prefill as usize];
+            let memo = if prefill {
+                &mut self.prefill_memo
+            } else {
+                &mut self.decode_memo
+            };
+            missing.retain(|&p| match shared.get(key, p) {
+                Some(it) => {
+                    memo.insert(p, it);
+                    self.stats.corners_shared += 1;
+                    false
+                }
+                None => true,
+            });
         }
         if missing.is_empty() {
             return Ok(());
@@ -237,7 +297,11 @@ impl<S: PointSim> GridCost<S> {
             &mut self.decode_memo
         };
         for (p, r) in missing.into_iter().zip(results) {
-            memo.insert(p, r?);
+            let it = r?;
+            if let Some((shared, keys)) = &self.shared {
+                shared.put(keys[prefill as usize], p, &it);
+            }
+            memo.insert(p, it);
             self.stats.corners_simulated += 1;
         }
         Ok(())

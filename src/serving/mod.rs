@@ -570,6 +570,33 @@ impl<'a> Server<'a> {
         })
     }
 
+    /// Shares grid corners with the other servers given `shared`: a corner one of them
+    /// simulated for the same pool is taken, not simulated again. `context` must tell the
+    /// fabrics and network parameters apart (equal only for the same fabric file and node
+    /// count); the level, seed, extrapolation and each pool's
+    /// [`crate::afd::Deployment::fingerprint`] are added here.
+    pub fn share_corners(&mut self, shared: std::sync::Arc<cost::SharedCorners>, context: &str) {
+        use std::hash::{Hash, Hasher};
+        let key = |pool: Option<&crate::afd::Deployment>| {
+            let mut h = std::hash::DefaultHasher::new();
+            (
+                context,
+                format!("{:?}", self.params),
+                self.cost.sim.level_name(),
+                self.spec.seed,
+                self.spec.all_layers,
+                pool.map(|d| d.fingerprint()),
+            )
+                .hash(&mut h);
+            h.finish()
+        };
+        let keys = [
+            key(Some(&self.spec.decode)),
+            key(self.spec.prefill.as_ref()),
+        ];
+        self.cost.share(shared, keys);
+    }
+
     pub fn cost_stats(&self) -> CostStats {
         self.cost.stats
     }

@@ -55,6 +55,11 @@ impl<'a> FabricPoints<'a> {
         }
     }
 
+    /// The level the corners are simulated at (part of a shared corner's key).
+    pub fn level_name(&self) -> &'static str {
+        self.level.as_str()
+    }
+
     /// The iteration of `pool` at corner `p` (its layers set by [`Self::iteration_of`]).
     fn time(&self, pool: &Deployment, p: Point) -> Result<Iteration, QueryError> {
         let shape = StepShape {
