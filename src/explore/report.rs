@@ -2,7 +2,8 @@
 //! long CSV, and per hardware and workload the feasibility map (which family wins each
 //! cell, by how much, where only AFD is feasible), the Pareto front of throughput per GPU
 //! against tokens/s per user, and the winning attention:FFN split (the design rules), as
-//! Markdown and as SVG figures drawn by `report::plot`.
+//! Markdown and as SVG figures drawn by `report::plot` (`pareto-<hardware>-<workload>.svg`,
+//! `splits-<hardware>-<workload>.svg`).
 //!
 //! Invariant: a pure function of the study and the rows (rows in point order, ties broken
 //! by point order).
@@ -409,6 +410,49 @@ pub fn build(study: &Study, cells: Vec<CellResult>) -> Result<Report, String> {
                 };
                 let svg = render_svg(&plot)?;
                 figures.push((format!("pareto-{}-{}.svg", h.name, w.name), svg));
+            }
+            // The AFD splits against the TPOT limit, at each TTFT limit: which split wins
+            // where.
+            let mut series = Vec::new();
+            for &t in &study.ttft_ms {
+                let mut names: Vec<&str> = Vec::new();
+                for c in here.iter().filter(|c| c.family == Family::PdAfd) {
+                    if !names.contains(&c.deployment.as_str()) {
+                        names.push(&c.deployment);
+                    }
+                }
+                for d in names {
+                    let pts: Vec<(f64, f64)> = here
+                        .iter()
+                        .filter(|c| c.deployment == d && c.ttft_limit_ms == t)
+                        .filter_map(|c| c.best.map(|b| (c.tpot_limit_ms, b.tokens_per_s_per_gpu)))
+                        .collect();
+                    if !pts.is_empty() {
+                        series.push(Series {
+                            name: format!("{d}, TTFT <= {t} ms"),
+                            points: pts,
+                            mark: Mark::Lines,
+                        });
+                    }
+                }
+            }
+            if !series.is_empty() {
+                let plot = Plot {
+                    title: format!("{}: AFD splits, {} on {}", study.name, w.name, h.name),
+                    subtitle: vec![
+                        format!("{} GPUs", study.gpus),
+                        format!("p{} limits", study.percentile),
+                    ],
+                    x_label: "TPOT limit (ms)".into(),
+                    y_label: "tokens/s per GPU".into(),
+                    log_x: false,
+                    log_y: false,
+                    series,
+                };
+                figures.push((
+                    format!("splits-{}-{}.svg", h.name, w.name),
+                    render_svg(&plot)?,
+                ));
             }
         }
     }

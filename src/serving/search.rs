@@ -301,9 +301,12 @@ fn bracket(
 /// A search under each of `cells` (limits at one percentile) on one server, the cells in
 /// order, sharing probes: a rate probed already is not served again when its outcome decides
 /// the cell (a whole run decides every cell; a run stopped for missing one cell's limits
-/// decides each cell its bounds are over). Each cell's result is the one [`search`] gives
-/// for it alone (same probes, verdicts and answer; `tests/serving.rs`); only the probes
-/// served, `served`, are fewer. `progress` hears the probes served, numbered across cells.
+/// decides each cell its bounds are over). Each cell's probes and verdicts are the ones
+/// [`search`] gives for it alone (`tests/serving.rs`); its answer is the highest rate that
+/// met its limits among all the probes served, its own search's or another cell's (at
+/// least its own search's answer, and never below a stricter cell's). The probes served,
+/// `served`, are fewer than the searches' together. `progress` hears the probes served,
+/// numbered across cells.
 #[allow(clippy::too_many_arguments)]
 pub fn search_cells(
     server: &mut Server,
@@ -336,6 +339,21 @@ pub fn search_cells(
             Ok(o)
         };
         results.push(bracket(*slo, opts, start_rate, &mut probe_at, |_| {})?);
+    }
+    // A rate another cell's search served whole and that meets this cell's limits is an
+    // answer too: each cell takes the highest such rate (so a looser cell never reports
+    // less than a stricter one). The maximum over rates does not depend on the map's order.
+    for (slo, r) in cells.iter().zip(results.iter_mut()) {
+        let better = seen
+            .iter()
+            .filter(|(_, o)| o.verdict(slo) == Some(true))
+            .map(|(bits, o)| (f64::from_bits(*bits), o))
+            .filter(|(rate, _)| r.best_rate_per_s.is_none_or(|b| *rate > b))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((rate, Outcome::Whole { metrics, .. })) = better {
+            r.best_rate_per_s = Some(rate);
+            r.best = Some((**metrics).clone().at_rate(rate));
+        }
     }
     Ok(results)
 }
