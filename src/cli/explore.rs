@@ -4,14 +4,13 @@
 use afdsim::error::InputError;
 use afdsim::explore::{Study, report};
 use afdsim::sweep::spec::cell;
-use afdsim::sweep::{Batch, Plan, Shard, merge};
+use afdsim::sweep::{Batch, Plan, merge};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::sweep::{MAX_JOBS, write_file_atomically};
+use super::sweep::{batch_bar, shard_and_jobs, write_file_atomically};
 
 #[derive(Args)]
 pub struct ExploreArgs {
@@ -34,21 +33,7 @@ pub struct ExploreArgs {
 
 pub fn run(args: &ExploreArgs) -> Result<ExitCode, InputError> {
     let study = Study::load(&args.study)?;
-    let shard = match &args.shard {
-        Some(s) => Shard::parse(s)?,
-        None => Shard::from_slurm(|k| std::env::var(k).ok())?.unwrap_or(Shard::ALL),
-    };
-    let jobs = match args.jobs {
-        Some(n) if !(1..=MAX_JOBS).contains(&n) => {
-            return Err(InputError::new(
-                "<command line>",
-                "--jobs",
-                format!("{n} is not allowed: 1 to {MAX_JOBS} (threads running candidates)"),
-            ));
-        }
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    let (shard, jobs) = shard_and_jobs(args.shard.as_deref(), args.jobs, "candidates")?;
     if args.list {
         let mut out = std::io::stdout().lock();
         for p in study.points().iter().filter(|p| shard.contains(p.index)) {
@@ -92,18 +77,7 @@ pub fn run(args: &ExploreArgs) -> Result<ExitCode, InputError> {
         plan.pending.len(),
         study.seed
     );
-    let bar = if std::io::stderr().is_terminal() {
-        let b = ProgressBar::new(plan.pending.len() as u64);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} candidates  {elapsed_precise} elapsed, ETA {eta_precise}",
-            )
-            .expect("valid template"),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = batch_bar(plan.pending.len(), "candidates");
     let tty = std::io::stderr().is_terminal();
     let report = plan.execute(jobs, &|p| {
         bar.inc(1);

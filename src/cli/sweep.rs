@@ -201,23 +201,49 @@ pub fn run_report(args: &ReportArgs) -> Result<ExitCode, InputError> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_sweep(args: &SweepArgs) -> Result<ExitCode, InputError> {
-    let sweep = Sweep::load(&args.sweep)?;
-    let shard = match &args.shard {
+/// The shard (`--shard`, else the Slurm array task's, else all) and the threads (`--jobs`,
+/// else all cores) of a batch run; `what` names what the threads run, for the error.
+pub fn shard_and_jobs(
+    shard: Option<&str>,
+    jobs: Option<usize>,
+    what: &str,
+) -> Result<(Shard, usize), InputError> {
+    let shard = match shard {
         Some(s) => Shard::parse(s)?,
         None => Shard::from_slurm(|k| std::env::var(k).ok())?.unwrap_or(Shard::ALL),
     };
-    let jobs = match args.jobs {
+    let jobs = match jobs {
         Some(n) if !(1..=MAX_JOBS).contains(&n) => {
             return Err(InputError::new(
                 "<command line>",
                 "--jobs",
-                format!("{n} is not allowed: 1 to {MAX_JOBS} (threads running points)"),
+                format!("{n} is not allowed: 1 to {MAX_JOBS} (threads running {what})"),
             ));
         }
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    Ok((shard, jobs))
+}
+
+/// A bar of `len` finished `what` with ETA on a terminal's stderr; hidden otherwise.
+pub fn batch_bar(len: usize, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len as u64);
+    b.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {what}  {{elapsed_precise}} elapsed, ETA {{eta_precise}}"
+        ))
+        .expect("valid template"),
+    );
+    b
+}
+
+pub fn run_sweep(args: &SweepArgs) -> Result<ExitCode, InputError> {
+    let sweep = Sweep::load(&args.sweep)?;
+    let (shard, jobs) = shard_and_jobs(args.shard.as_deref(), args.jobs, "points")?;
     if args.list {
         return list(&sweep, shard);
     }
@@ -242,18 +268,7 @@ pub fn run_sweep(args: &SweepArgs) -> Result<ExitCode, InputError> {
         },
         plan.pending.len()
     );
-    let bar = if std::io::stderr().is_terminal() {
-        let b = ProgressBar::new(plan.pending.len() as u64);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} points  {elapsed_precise} elapsed, ETA {eta_precise}",
-            )
-            .expect("valid template"),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = batch_bar(plan.pending.len(), "points");
     let report = plan.execute(jobs, &|_| bar.inc(1));
     bar.finish_and_clear();
     let report = report?;

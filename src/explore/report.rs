@@ -150,6 +150,28 @@ fn fmt(x: f64) -> String {
     }
 }
 
+/// A figure of tokens/s per GPU against `x_label`, the study's budget and percentile under
+/// the title.
+fn figure(
+    study: &Study,
+    title: String,
+    x_label: &str,
+    series: Vec<Series>,
+) -> Result<String, String> {
+    render_svg(&Plot {
+        title,
+        subtitle: vec![
+            format!("{} GPUs", study.gpus),
+            format!("p{} limits", study.percentile),
+        ],
+        x_label: x_label.into(),
+        y_label: "tokens/s per GPU".into(),
+        log_x: false,
+        log_y: false,
+        series,
+    })
+}
+
 /// Builds the report from the cell results.
 pub fn build(study: &Study, cells: Vec<CellResult>) -> Result<Report, String> {
     let mut csv = csv::Writer::from_writer(Vec::new());
@@ -396,20 +418,11 @@ pub fn build(study: &Study, cells: Vec<CellResult>) -> Result<Report, String> {
                 }
             }
             if !series.is_empty() {
-                let plot = Plot {
-                    title: format!("{}: {} on {}", study.name, w.name, h.name),
-                    subtitle: vec![
-                        format!("{} GPUs", study.gpus),
-                        format!("p{} limits", study.percentile),
-                    ],
-                    x_label: "tokens/s per user".into(),
-                    y_label: "tokens/s per GPU".into(),
-                    log_x: false,
-                    log_y: false,
-                    series,
-                };
-                let svg = render_svg(&plot)?;
-                figures.push((format!("pareto-{}-{}.svg", h.name, w.name), svg));
+                let title = format!("{}: {} on {}", study.name, w.name, h.name);
+                figures.push((
+                    format!("pareto-{}-{}.svg", h.name, w.name),
+                    figure(study, title, "tokens/s per user", series)?,
+                ));
             }
             // The AFD splits against the TPOT limit, at each TTFT limit: which split wins
             // where.
@@ -437,21 +450,10 @@ pub fn build(study: &Study, cells: Vec<CellResult>) -> Result<Report, String> {
                 }
             }
             if !series.is_empty() {
-                let plot = Plot {
-                    title: format!("{}: AFD splits, {} on {}", study.name, w.name, h.name),
-                    subtitle: vec![
-                        format!("{} GPUs", study.gpus),
-                        format!("p{} limits", study.percentile),
-                    ],
-                    x_label: "TPOT limit (ms)".into(),
-                    y_label: "tokens/s per GPU".into(),
-                    log_x: false,
-                    log_y: false,
-                    series,
-                };
+                let title = format!("{}: AFD splits, {} on {}", study.name, w.name, h.name);
                 figures.push((
                     format!("splits-{}-{}.svg", h.name, w.name),
-                    render_svg(&plot)?,
+                    figure(study, title, "TPOT limit (ms)", series)?,
                 ));
             }
         }
