@@ -148,6 +148,7 @@ fn scenario(s: &Scenario) {
             max_probes: 8,
             tolerance: 0.05,
             stop_early: true,
+            keep_up: 0.0,
         },
         spec.traffic.rate().expect("Poisson"),
         |rate| {

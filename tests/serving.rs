@@ -539,6 +539,7 @@ fn progress_changes_nothing_and_counts_every_request_and_corner() {
         max_probes: 2,
         tolerance: 0.2,
         stop_early: true,
+        keep_up: 0.0,
     };
     let draw = |rate: f64| -> Result<Vec<Request>, InputError> {
         spec.traffic
@@ -604,6 +605,7 @@ fn stopping_missed_probes_early_changes_no_verdict() {
             max_probes: 6,
             tolerance: 0.05,
             stop_early,
+            keep_up: 0.0,
         };
         let mut server = Server::new(spec, s.fabric(), s.net(), s.level());
         search::search(&mut server, slo, opts, 80.0, draw, |_| {}).unwrap()
@@ -660,6 +662,7 @@ fn searching_slo_cells_together_equals_searching_each() {
         max_probes: 6,
         tolerance: 0.05,
         stop_early: true,
+        keep_up: 0.0,
     };
     let cells: Vec<Slo> = [
         (300.0, 60.0),
@@ -740,6 +743,44 @@ fn shared_corners_change_no_run() {
     d.share_corners(shared, "hgx-h100 x4");
     d.serve(&reqs).unwrap();
     assert_eq!(d.cost_stats().corners_shared, 0);
+}
+
+/// A short probe far beyond what the deployment sustains can meet loose limits (its whole
+/// burst arrives within the TTFT limit); with `keep_up` the search calls it missed.
+#[test]
+fn a_probe_that_falls_behind_misses_with_keep_up() {
+    use afdsim::error::InputError;
+    use afdsim::serving::traffic::Request;
+    use afdsim::serving::{Server, Slo, search};
+    let text = SMALL.replace("requests = 200", "requests = 300");
+    let p = temp_file("serving", "keep-up.toml", &text);
+    let s = Scenario::load_at_level(&p, None, None).unwrap();
+    let spec = s.serving().unwrap();
+    let draw = |rate: f64| -> Result<Vec<Request>, InputError> {
+        spec.traffic
+            .with_rate(rate)?
+            .requests(spec.requests, s.seed())
+    };
+    let slo = Slo::new(600_000.0, 10_000.0, 90.0).unwrap();
+    let probe = |keep_up: f64| {
+        let opts = search::Options {
+            max_probes: 1,
+            tolerance: 0.05,
+            stop_early: true,
+            keep_up,
+        };
+        let mut server = Server::new(spec, s.fabric(), s.net(), s.level());
+        let r = search::search(&mut server, slo, opts, 2000.0, draw, |_| {}).unwrap();
+        r.probes[0].clone()
+    };
+    let loose = probe(0.0);
+    assert!(loose.met && !loose.falls_behind, "{loose:?}");
+    let strict = probe(0.9);
+    assert!(!strict.met && strict.falls_behind, "{strict:?}");
+    assert_eq!(
+        (strict.ttft_ms, strict.tpot_ms),
+        (loose.ttft_ms, loose.tpot_ms)
+    );
 }
 
 /// Each pool has its communication library: by default DeepEP's low-latency kernels for

@@ -49,6 +49,10 @@ pub struct SloSearchArgs {
     /// TPOT are then lower bounds, printed with >=).
     #[arg(long)]
     whole_probes: bool,
+    /// A probe meets the limits only if requests finish over its steady window at this
+    /// fraction of the offered rate or more (0, the default: not checked).
+    #[arg(long, default_value_t = 0.0)]
+    keep_up: f64,
 }
 
 fn cmd_err(key: &str, msg: impl Into<String>) -> InputError {
@@ -58,6 +62,9 @@ fn cmd_err(key: &str, msg: impl Into<String>) -> InputError {
 pub fn run(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
     if !(a.tolerance.is_finite() && a.tolerance > 0.0 && a.tolerance < 10.0) {
         return Err(cmd_err("--tolerance", "must be > 0 and < 10"));
+    }
+    if !(a.keep_up.is_finite() && (0.0..=1.0).contains(&a.keep_up)) {
+        return Err(cmd_err("--keep-up", "must be a fraction, 0 to 1"));
     }
     if a.probes == 0 {
         return Err(cmd_err("--probes", "must be at least 1"));
@@ -91,6 +98,7 @@ pub fn run(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
             max_probes: a.probes,
             tolerance: a.tolerance,
             stop_early: !a.whole_probes,
+            keep_up: a.keep_up,
         },
         a.requests,
         &display,
@@ -197,6 +205,11 @@ impl compare::Observer for Display {
                 p.stopped_after
                     .map(|n| format!("  (stopped after {n} requests)"))
                     .unwrap_or_default()
+                    + if p.falls_behind {
+                        "  (falls behind the rate)"
+                    } else {
+                        ""
+                    }
             )
         })
         .ok();

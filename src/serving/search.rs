@@ -46,6 +46,10 @@ pub struct Probe {
     /// run's percentiles and `tokens_per_s_per_gpu` the rate so far.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_after: Option<u64>,
+    /// The deployment fell behind the offered rate (`Options::keep_up`): missed whatever
+    /// the percentiles.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub falls_behind: bool,
 }
 
 /// What the search found.
@@ -72,6 +76,11 @@ pub struct Options {
     /// verdicts, and so the probes and the answer, are the same either way; only a missed
     /// probe's figures become bounds.
     pub stop_early: bool,
+    /// A probe meets the limits only if the deployment keeps up with it: requests finished
+    /// per second over the steady window at least this fraction of the offered rate
+    /// (0: not checked). A short probe at a rate the deployment cannot sustain can still
+    /// meet a loose TTFT limit (its whole arrival window may be shorter than the limit).
+    pub keep_up: f64,
 }
 
 impl Default for Options {
@@ -80,6 +89,7 @@ impl Default for Options {
             max_probes: 12,
             tolerance: 0.05,
             stop_early: true,
+            keep_up: 0.0,
         }
     }
 }
@@ -126,7 +136,7 @@ pub fn search_observed(
 ) -> Result<SearchResult, SearchError> {
     let mut probe_at = |rate: f64, probe: u32| {
         let reqs = requests_at(rate)?;
-        run_probe(server, &reqs, &slo, opts.stop_early, probe, rate, progress)
+        run_probe(server, &reqs, &slo, &opts, probe, rate, progress)
     };
     bracket(slo, opts, start_rate, &mut probe_at, on_probe)
 }
@@ -138,6 +148,8 @@ enum Outcome {
     Whole {
         ttft_ms: f64,
         tpot_ms: f64,
+        /// Steady throughput below `Options::keep_up` of the rate.
+        falls_behind: bool,
         metrics: Box<ServingMetrics>,
     },
     Stopped {
@@ -153,8 +165,11 @@ impl Outcome {
     fn verdict(&self, slo: &Slo) -> Option<bool> {
         match *self {
             Outcome::Whole {
-                ttft_ms, tpot_ms, ..
-            } => Some(ttft_ms <= slo.ttft_ms && tpot_ms <= slo.tpot_ms),
+                ttft_ms,
+                tpot_ms,
+                falls_behind,
+                ..
+            } => Some(!falls_behind && ttft_ms <= slo.ttft_ms && tpot_ms <= slo.tpot_ms),
             // Lower bounds: over a limit, the whole run is over it too.
             Outcome::Stopped {
                 ttft_ms, tpot_ms, ..
@@ -170,6 +185,7 @@ impl Outcome {
             Outcome::Whole {
                 ttft_ms,
                 tpot_ms,
+                falls_behind,
                 metrics,
             } => Probe {
                 rate_per_s,
@@ -179,6 +195,7 @@ impl Outcome {
                 tokens_per_s_per_gpu: metrics.tokens_per_s_per_gpu,
                 preemptions: metrics.preemptions,
                 stopped_after: None,
+                falls_behind: *falls_behind,
             },
             Outcome::Stopped {
                 ttft_ms,
@@ -193,6 +210,7 @@ impl Outcome {
                 tokens_per_s_per_gpu: *tokens_per_s_per_gpu,
                 preemptions: None,
                 stopped_after: Some(*requests_done),
+                falls_behind: false,
             },
         }
     }
@@ -204,7 +222,7 @@ fn run_probe(
     server: &mut Server,
     reqs: &[Request],
     slo: &Slo,
-    stop_early: bool,
+    opts: &Options,
     probe: u32,
     rate: f64,
     progress: &(dyn Fn(SearchProgress) + Sync),
@@ -216,7 +234,7 @@ fn run_probe(
             run,
         })
     };
-    let end = if stop_early {
+    let end = if opts.stop_early {
         server.probe_observed(reqs, slo, &observe)?
     } else {
         ProbeEnd::Finished(Box::new(server.serve_observed(reqs, &observe)?))
@@ -231,6 +249,7 @@ fn run_probe(
             Outcome::Whole {
                 ttft_ms,
                 tpot_ms,
+                falls_behind: out.metrics.throughput_steady_req_per_s < opts.keep_up * rate,
                 metrics: Box::new(out.metrics),
             }
         }
@@ -334,7 +353,7 @@ pub fn search_cells(
             }
             *served += 1;
             let reqs = requests_at(rate)?;
-            let o = run_probe(server, &reqs, slo, opts.stop_early, *served, rate, progress)?;
+            let o = run_probe(server, &reqs, slo, &opts, *served, rate, progress)?;
             seen.insert(rate.to_bits(), o.clone());
             Ok(o)
         };
