@@ -687,6 +687,8 @@ fn searching_slo_cells_together_equals_searching_each() {
             // The answer met this cell's limits in a whole run at that rate.
             let m = t.best.as_ref().unwrap();
             assert_eq!(m.rate_per_s, Some(b));
+            let p = t.best_probe.as_ref().unwrap();
+            assert!(p.met && p.rate_per_s == b, "{p:?}");
             assert!(
                 m.ttft_ms.p90 <= slo.ttft_ms && m.tpot_ms.p90 <= slo.tpot_ms,
                 "{m:?}"

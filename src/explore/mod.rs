@@ -827,11 +827,7 @@ impl Batch for Study {
                 let cells: [String; 6] = match (&res.best, res.best_rate_per_s) {
                     (Some(m), Some(rate)) => {
                         // The best probe's TTFT and TPOT at the study's percentile.
-                        let p = res
-                            .probes
-                            .iter()
-                            .find(|p| p.met && p.rate_per_s == rate)
-                            .expect("the best rate was probed");
+                        let p = res.best_probe.as_ref().expect("a best rate has its probe");
                         [
                             num(rate),
                             num(m.tokens_per_s_per_gpu),

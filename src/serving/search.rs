@@ -63,6 +63,9 @@ pub struct SearchResult {
     pub best: Option<ServingMetrics>,
     /// The lowest rate that missed them (the bracket's upper side), if one was probed.
     pub failed_rate_per_s: Option<f64>,
+    /// The probe at the best rate (from another cell's search under [`search_cells`]).
+    #[serde(skip)]
+    pub best_probe: Option<Probe>,
 }
 
 /// Search options.
@@ -276,6 +279,7 @@ fn bracket(
 ) -> Result<SearchResult, SearchError> {
     let mut probes = Vec::new();
     let mut best: Option<(f64, ServingMetrics)> = None;
+    let mut best_probe = None;
     let mut failed: Option<f64> = None;
     let mut rate = start_rate;
     for n in 1..=opts.max_probes {
@@ -283,7 +287,6 @@ fn bracket(
         let probe = outcome.probe(rate, &slo);
         let met = probe.met;
         on_probe(&probe);
-        probes.push(probe);
         if met {
             let Outcome::Whole { metrics, .. } = outcome else {
                 unreachable!("a probe that met the limits ran to the end");
@@ -292,10 +295,12 @@ fn bracket(
                 // The metrics of the requests served, drawn at this probe's rate (the
                 // scenario's own rate is only where the search started).
                 best = Some((rate, metrics.at_rate(rate)));
+                best_probe = Some(probe.clone());
             }
         } else if failed.is_none_or(|f| rate < f) {
             failed = Some(rate);
         }
+        probes.push(probe);
         rate = match (&best, failed) {
             (Some((lo, _)), Some(hi)) => {
                 if hi / lo - 1.0 <= opts.tolerance {
@@ -314,6 +319,7 @@ fn bracket(
         best_rate_per_s: best.as_ref().map(|b| b.0),
         best: best.map(|b| b.1),
         failed_rate_per_s: failed,
+        best_probe,
     })
 }
 
@@ -369,9 +375,10 @@ pub fn search_cells(
             .map(|(bits, o)| (f64::from_bits(*bits), o))
             .filter(|(rate, _)| r.best_rate_per_s.is_none_or(|b| *rate > b))
             .max_by(|a, b| a.0.total_cmp(&b.0));
-        if let Some((rate, Outcome::Whole { metrics, .. })) = better {
+        if let Some((rate, o @ Outcome::Whole { metrics, .. })) = better {
             r.best_rate_per_s = Some(rate);
             r.best = Some((**metrics).clone().at_rate(rate));
+            r.best_probe = Some(o.probe(rate, slo));
         }
     }
     Ok(results)
