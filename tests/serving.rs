@@ -582,24 +582,36 @@ fn progress_changes_nothing_and_counts_every_request_and_corner() {
     assert!(corners.unwrap() > 0);
 }
 
+/// `SMALL` with `requests` per probe, loaded.
+fn small_with(requests: u32, name: &str) -> Scenario {
+    let text = SMALL.replace("requests = 200", &format!("requests = {requests}"));
+    let p = temp_file("serving", name, &text);
+    Scenario::load_at_level(&p, None, None).unwrap()
+}
+
+/// The request stream of serving scenario `s` at a rate (what a search probes).
+fn draws(
+    s: &Scenario,
+) -> impl Fn(f64) -> Result<Vec<afdsim::serving::traffic::Request>, afdsim::error::InputError> + Copy + '_
+{
+    let spec = s.serving().unwrap();
+    move |rate| {
+        spec.traffic
+            .with_rate(rate)?
+            .requests(spec.requests, s.seed())
+    }
+}
+
 /// Stopping a probe once it certainly misses the limits changes no verdict: the probes'
 /// rates and verdicts, the answer and its metrics are those of whole probes; a stopped
 /// probe's TTFT and TPOT are at most the whole probe's.
 #[test]
 fn stopping_missed_probes_early_changes_no_verdict() {
-    use afdsim::error::InputError;
-    use afdsim::serving::traffic::Request;
     use afdsim::serving::{Server, search};
-    let text = SMALL.replace("requests = 200", "requests = 1500");
-    let p = temp_file("serving", "stop-early.toml", &text);
-    let s = Scenario::load_at_level(&p, None, None).unwrap();
+    let s = small_with(1500, "stop-early.toml");
     let spec = s.serving().unwrap();
     let slo = spec.slo.unwrap();
-    let draw = |rate: f64| -> Result<Vec<Request>, InputError> {
-        spec.traffic
-            .with_rate(rate)?
-            .requests(spec.requests, s.seed())
-    };
+    let draw = draws(&s);
     let run = |stop_early: bool| {
         let opts = search::Options {
             max_probes: 6,
@@ -646,18 +658,10 @@ fn stopping_missed_probes_early_changes_no_verdict() {
 /// and serves fewer probes than the searches together.
 #[test]
 fn searching_slo_cells_together_equals_searching_each() {
-    use afdsim::error::InputError;
-    use afdsim::serving::traffic::Request;
     use afdsim::serving::{Server, Slo, search};
-    let text = SMALL.replace("requests = 200", "requests = 1000");
-    let p = temp_file("serving", "cells.toml", &text);
-    let s = Scenario::load_at_level(&p, None, None).unwrap();
+    let s = small_with(1000, "cells.toml");
     let spec = s.serving().unwrap();
-    let draw = |rate: f64| -> Result<Vec<Request>, InputError> {
-        spec.traffic
-            .with_rate(rate)?
-            .requests(spec.requests, s.seed())
-    };
+    let draw = draws(&s);
     let opts = search::Options {
         max_probes: 6,
         tolerance: 0.05,
@@ -751,18 +755,10 @@ fn shared_corners_change_no_run() {
 /// burst arrives within the TTFT limit); with `keep_up` the search calls it missed.
 #[test]
 fn a_probe_that_falls_behind_misses_with_keep_up() {
-    use afdsim::error::InputError;
-    use afdsim::serving::traffic::Request;
     use afdsim::serving::{Server, Slo, search};
-    let text = SMALL.replace("requests = 200", "requests = 300");
-    let p = temp_file("serving", "keep-up.toml", &text);
-    let s = Scenario::load_at_level(&p, None, None).unwrap();
+    let s = small_with(300, "keep-up.toml");
     let spec = s.serving().unwrap();
-    let draw = |rate: f64| -> Result<Vec<Request>, InputError> {
-        spec.traffic
-            .with_rate(rate)?
-            .requests(spec.requests, s.seed())
-    };
+    let draw = draws(&s);
     let slo = Slo::new(600_000.0, 10_000.0, 90.0).unwrap();
     let probe = |keep_up: f64| {
         let opts = search::Options {
