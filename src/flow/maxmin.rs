@@ -413,6 +413,15 @@ impl Allocator {
     /// `cap / weight sum` is above B's too). Leaving A out changes no rate, to the bit, and
     /// saves its bookkeeping (in an HGX route the PCIe hops are dominated by the 400 Gb/s
     /// NIC links). Dominance is transitive and strict, so every flow keeps a link.
+    ///
+    /// Twins are left out too: links with the same capacity whose registered entries are the
+    /// same flows with the same weights, to the bit, keep only the lowest-numbered one. Twins
+    /// are one constraint: at every step their capacity left, unfrozen weight and level are
+    /// the same floating-point values (the same flows freeze in the same order on each), and
+    /// ties pop the lower id first, so the one kept saturates where the first of them did and
+    /// the others would freeze nothing. A flow spread over parallel links (an NVLink route
+    /// over a GPU's 18 links, every GPU of the domain spreading the same way) crosses one of
+    /// them instead of all ([`twins`]).
     fn prepare(&mut self) {
         if self.prepared {
             return;
@@ -465,6 +474,11 @@ impl Allocator {
                     dominated[a] = true;
                     break;
                 }
+            }
+        }
+        if self.prune {
+            for l in twins(&self.links, &link_off, &link_entries, &flow_of, &self.all_w) {
+                dominated[l as usize] = true;
             }
         }
         self.off.clear();
@@ -835,6 +849,51 @@ fn enroll(
     }
 }
 
+/// The links that are twins of a lower-numbered link: the same capacity, and the same
+/// registered entries (flow and weight, to the bit) in the CSR lists `link_off` /
+/// `link_entries` (each list in flow order). Links are grouped by a hash of their list and
+/// compared in full within a group, so the work is linear in the entries.
+fn twins(
+    links: &[LinkState],
+    link_off: &[u32],
+    link_entries: &[u32],
+    flow_of: &[u32],
+    w: &[f64],
+) -> Vec<u32> {
+    let list =
+        |l: u32| &link_entries[link_off[l as usize] as usize..link_off[l as usize + 1] as usize];
+    let mut keyed: Vec<(u64, u64, u32)> = (0..links.len() as u32)
+        .filter(|&l| !list(l).is_empty())
+        .map(|l| {
+            let hash = list(l).iter().fold(list(l).len() as u64, |h, &e| {
+                let h = (h.rotate_left(5) ^ flow_of[e as usize] as u64).wrapping_mul(HASH_MUL);
+                (h.rotate_left(5) ^ w[e as usize].to_bits()).wrapping_mul(HASH_MUL)
+            });
+            (links[l as usize].cap.to_bits(), hash, l)
+        })
+        .collect();
+    keyed.sort_unstable();
+    let same = |a: u32, b: u32| {
+        let (la, lb) = (list(a), list(b));
+        la.len() == lb.len()
+            && la.iter().zip(lb).all(|(&ea, &eb)| {
+                flow_of[ea as usize] == flow_of[eb as usize]
+                    && w[ea as usize].to_bits() == w[eb as usize].to_bits()
+            })
+    };
+    let mut out = Vec::new();
+    for group in keyed.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
+        // Sorted by id within a group: the first is the lowest of any twins it has. (A hash
+        // collision between lists that differ only leaves their twins in: no rate changes.)
+        let first = group[0].2;
+        out.extend(group[1..].iter().map(|k| k.2).filter(|&l| same(first, l)));
+    }
+    out
+}
+
+/// The multiplier of [`twins`]'s list hash (FxHash's).
+const HASH_MUL: u64 = 0x517c_c1b7_2722_0a95;
+
 /// Counts a flow at `rate` into `(fastest rate, flows at it)`.
 #[inline]
 fn count_top(top: &mut (f64, u32), rate: f64) {
@@ -935,6 +994,44 @@ mod tests {
         assert_eq!(pruned, full);
     }
 
+    /// Parallel links that every flow crosses alike are one constraint: all but the lowest
+    /// are left out, with the same rates to the bit; a flow on only one of them, or a
+    /// different capacity, or a weight that differs in the last bit, keeps them apart.
+    #[test]
+    fn twin_links_keep_one_without_changing_rates() {
+        // Links 0-2 parallel (flows spread a third on each), 3-4 parallel but flow 2 uses
+        // only 4, 5-6 parallel with capacities a rounding apart (too close for one to
+        // dominate the other), 7-8 parallel with weights a bit apart, 9 a link of its own.
+        let cap = vec![
+            1.0,
+            1.0,
+            1.0,
+            2.0,
+            2.0,
+            1.5,
+            1.5 * (1.0 + 1e-9),
+            1.0,
+            1.0,
+            0.7,
+        ];
+        let third = 1.0 / 3.0;
+        let next = f64::from_bits(0.5f64.to_bits() + 1);
+        let flows = vec![
+            vec![(0, third), (1, third), (2, third), (3, 0.5), (4, 0.5)],
+            vec![(0, third), (1, third), (2, third), (9, 1.0)],
+            vec![(4, 1.0), (5, 0.5), (6, 0.5)],
+            vec![(7, 0.5), (8, next), (9, 1.0)],
+        ];
+        let mut a = Allocator::new(cap.clone());
+        flows.iter().for_each(|f| {
+            a.register(f.iter().copied());
+        });
+        assert_eq!(a.dominated_links(), vec![1, 2]);
+        let pruned = full_recompute(&cap, &flows);
+        let full = full_recompute_with(unpruned(&cap), &flows);
+        assert_eq!(pruned, full);
+    }
+
     /// Random flows start and stop in random batches; after every update the incremental
     /// rates equal a full recompute of the active flows (with every link counted), and the
     /// incremental allocator without leaving dominated links out, reading every list and
@@ -1001,6 +1098,44 @@ mod tests {
                 .map(|m| m.into_iter().map(|(l, w)| (l, f64::from(w) / 2.0)).collect())
                 .collect();
             check_incremental(cap, flows, order);
+        }
+
+        /// Flows spread over groups of parallel links (0-2, 3-4, 5-7) or take one of
+        /// them: twin links, kept as one, must change no rate.
+        #[test]
+        fn incremental_equals_full_recompute_parallel_links(
+            cap in prop::collection::vec(1u32..4, 3),
+            flows in prop::collection::vec(
+                prop::collection::btree_map(0usize..3, 0u8..8, 1..3), 1..14),
+            order in prop::collection::vec((any::<bool>(), any::<u8>()), 1..40),
+        ) {
+            // Group g's links and capacity (each of its links has the group's capacity).
+            const GROUPS: [std::ops::Range<u32>; 3] = [0..3, 3..5, 5..8];
+            let caps: Vec<f64> = GROUPS
+                .iter()
+                .zip(&cap)
+                .flat_map(|(g, &c)| g.clone().map(move |_| f64::from(c)))
+                .collect();
+            let flows: Vec<Vec<(u32, f64)>> = flows
+                .into_iter()
+                .map(|m| {
+                    m.into_iter()
+                        .flat_map(|(g, pick)| {
+                            let links = GROUPS[g].clone();
+                            let n = links.len() as u32;
+                            // Mostly spread evenly; now and then on one link only.
+                            let (links, share) = if pick < 6 {
+                                (links, 1.0 / f64::from(n))
+                            } else {
+                                let l = links.start + u32::from(pick) % n;
+                                (l..l + 1, 1.0)
+                            };
+                            links.map(move |l| (l, share))
+                        })
+                        .collect()
+                })
+                .collect();
+            check_incremental(caps, flows, order);
         }
 
         /// Weights in sixths, whose sums round: the list-order sums the allocator keeps
