@@ -370,3 +370,31 @@ fn progress_reports_bytes_delivered_of_offered() {
         assert!(p.bytes_done > 0 && p.bytes_done < offered, "{p:?}");
     }
 }
+
+/// The htsim comparison scenarios load: a permutation (every host sends one 1 MiB message
+/// and receives one) on the fat tree htsim simulated, at packet level.
+#[test]
+fn the_htsim_comparison_scenarios_are_permutations_on_htsims_fat_tree() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/scenarios/htsim");
+    for (file, hosts) in [
+        ("perm128-ecmp", 128),
+        ("perm1024-ecmp", 1024),
+        ("perm1024-spray", 1024),
+    ] {
+        let s = Scenario::load(&dir.join(format!("{file}.toml")), None)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(s.fabric().topology.gpus(), hosts, "{file}");
+        let m = s.messages();
+        assert_eq!(m.len(), hosts as usize, "{file}");
+        assert!(
+            m.iter().all(|m| m.bytes == 1 << 20 && m.src != m.dst),
+            "{file}"
+        );
+        let mut srcs: Vec<u32> = m.iter().map(|m| m.src.0).collect();
+        let mut dsts: Vec<u32> = m.iter().map(|m| m.dst.0).collect();
+        srcs.sort_unstable();
+        dsts.sort_unstable();
+        let all: Vec<u32> = (0..hosts).collect();
+        assert!(srcs == all && dsts == all, "{file}: not a permutation");
+    }
+}
