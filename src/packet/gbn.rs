@@ -98,7 +98,7 @@ impl super::Sim<'_> {
 
     pub(super) fn sender_knows_complete(&mut self, now: Time, m: usize) -> bool {
         let d = self.reverse_delay(m);
-        self.msgs[m].finish.is_some_and(|f| f + d <= now)
+        self.msgs[m].finished().is_some_and(|f| f + d <= now)
     }
 
     /// The retransmission timer of message `m`: resend from the last acknowledged PSN when
@@ -107,7 +107,7 @@ impl super::Sim<'_> {
     /// timer stops; the event did nothing).
     pub(super) fn on_rto(&mut self, now: Time, m: u32) -> bool {
         let mi = m as usize;
-        if self.msgs[mi].finish.is_some() {
+        if self.msgs[mi].finished().is_some() {
             return false;
         }
         let d = self.reverse_delay(mi);

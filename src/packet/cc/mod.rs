@@ -123,7 +123,7 @@ impl super::Sim<'_> {
     /// Receiver of message `m`: a packet arrived (`ecn`: marked); return feedback if its
     /// controller asks for it.
     pub(super) fn cc_receive(&mut self, now: Time, m: usize, ecn: bool) {
-        if self.msgs[m].cc.feedback_due(now, ecn) {
+        if self.cc.get_mut(m).is_some_and(|c| c.feedback_due(now, ecn)) {
             let delay = self.reverse_delay(m);
             self.cnps += 1;
             self.queue
@@ -134,20 +134,24 @@ impl super::Sim<'_> {
     /// Feedback reached message `m`'s sender. A message with nothing left to send ignores
     /// it (go-back-N may give it bytes to send again; later feedback then counts).
     pub(super) fn on_cc_feedback(&mut self, now: Time, m: u32) {
-        let ms = &mut self.msgs[m as usize];
-        if ms.unsent_bytes == 0 {
+        if self.msgs[m as usize].unsent_bytes == 0 {
             return;
         }
-        if let Some(at) = ms.cc.on_feedback(now) {
+        let Some(c) = self.cc.get_mut(m as usize) else {
+            return;
+        };
+        if let Some(at) = c.on_feedback(now) {
             self.queue.schedule_at(at, super::Event::CcTimer(m));
         }
     }
 
     /// The timer of message `m`'s controller fired.
     pub(super) fn on_cc_timer(&mut self, now: Time, m: u32) {
-        let ms = &mut self.msgs[m as usize];
-        let sending = ms.unsent_bytes > 0;
-        if let Some(at) = ms.cc.on_timer(now, sending) {
+        let sending = self.msgs[m as usize].unsent_bytes > 0;
+        let Some(c) = self.cc.get_mut(m as usize) else {
+            return;
+        };
+        if let Some(at) = c.on_timer(now, sending) {
             self.queue.schedule_at(at, super::Event::CcTimer(m));
         }
     }
