@@ -291,6 +291,23 @@ pub fn simulate_workload(
             stats: LinkStats::default(),
         })
         .collect();
+    // NVLink striping counters: a row per node with NVLink out-links (see `Sim::stripe`).
+    let stripe_width = fabric.spec.gpus_per_node as usize;
+    let mut stripe_rows = 0;
+    let stripe_row: Vec<u32> = (0..topo.nodes() as u32)
+        .map(|n| {
+            let nvlink = topo
+                .out_links(NodeId(n))
+                .iter()
+                .any(|&l| topo.link(l).class == LinkClass::NvLink);
+            if nvlink {
+                stripe_rows += 1;
+                stripe_rows as u32 - 1
+            } else {
+                NONE
+            }
+        })
+        .collect();
     let mut sim = Sim {
         topo,
         params,
@@ -314,11 +331,9 @@ pub fn simulate_workload(
         msgs: Vec::with_capacity(messages.len()),
         cc: Vec::new(),
         spray: vec![0; topo.nodes()],
-        stripe: if topo.count(NodeKind::NvSwitch) > 0 {
-            vec![0; topo.nodes() * topo.gpus() as usize]
-        } else {
-            Vec::new()
-        },
+        stripe: vec![0; stripe_rows * stripe_width],
+        stripe_row,
+        stripe_width,
         ecn_rng: SimRng::stream(params.seed, crate::engine::stream::ECN),
         packets: 0,
         packet_hops: 0,
@@ -447,8 +462,14 @@ struct Sim<'a> {
     /// NVLink striping: per (node, destination GPU), the next of the parallel links toward
     /// that GPU, so every packet bound for it, whatever its source, takes the next link in
     /// turn (exact striping; random picks would queue and lose throughput the hardware does
-    /// not lose: a pairwise copy reaches 396 GB/s of 450).
+    /// not lose: a pairwise copy reaches 396 GB/s of 450). Only nodes with NVLink out-links
+    /// (GPUs and switch chips of an NVLink domain) stripe, and only toward GPUs of their own
+    /// domain: node `at`'s counters are row `stripe_row[at]`, one per GPU of a domain, at
+    /// `dst % stripe_width` (a domain's GPUs are consecutive: `topology::build`). 8,192 GPUs
+    /// in HGX servers take 98 k counters, not the 140 M of a nodes x GPUs table.
     stripe: Vec<u32>,
+    stripe_row: Vec<u32>,
+    stripe_width: usize,
     ecn_rng: SimRng,
     packets: u64,
     packet_hops: u64,

@@ -29,7 +29,9 @@ impl super::Sim<'_> {
     ) -> LinkId {
         let n = hops.len() as u64;
         if self.topo.link(hops[0]).class == LinkClass::NvLink {
-            let i = at.0 as usize * self.topo.gpus() as usize + dst.0 as usize;
+            let row = self.stripe_row[at.0 as usize];
+            debug_assert!(row != super::NONE, "an NVLink hop leaves a node with NVLinks");
+            let i = row as usize * self.stripe_width + dst.0 as usize % self.stripe_width;
             let next = self.stripe[i];
             self.stripe[i] = next.wrapping_add(1);
             return hops[(next as u64 % n) as usize];
