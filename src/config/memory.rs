@@ -1,12 +1,13 @@
 //! What a run will hold in memory, estimated before it is allocated, and a check that
 //! refuses a run that cannot fit with an [`InputError`] rather than an allocation abort.
 //!
-//! The state that grows with a scenario: the next-hop table, 4 bytes per
-//! (fabric node, destination GPU) (`topology::Topology`; 44 GB for 8,192 HGX nodes, 65,536
-//! GPUs and 168,960 fabric nodes), and per-message state at every level (the message list,
-//! its copy in the `Workload`, the level's own records: a few hundred bytes per message,
-//! 67 M messages for an all-to-all on 8,192 GPUs). Everything else (links, queues, packets
-//! in flight under PFC or credits) was small beside these on every run measured.
+//! The state that grows with a scenario: per-message state at every level (the message
+//! list, its copy in the `Workload`, the level's own records: a few hundred bytes per
+//! message, 67 M messages for an all-to-all on 8,192 GPUs) and the next-hop table
+//! (`topology::Topology`: runs of destinations with the same next hops, under 1 KB per GPU
+//! on every fabric kind; it was 4 bytes per fabric node and GPU, 44 GB for 8,192 HGX nodes,
+//! before it was run-length encoded). Everything else (links, queues, packets in flight
+//! under PFC or credits) was small beside these on every run measured.
 
 use super::TrafficFile;
 use crate::error::InputError;
@@ -18,10 +19,16 @@ pub const LIMIT_ENV: &str = "AFDSIM_MEMORY_LIMIT_BYTES";
 
 /// The process before any scenario state: the binary, embedded tables, allocator.
 const BASE_BYTES: u64 = 8_000_000;
-/// Per (fabric node, destination GPU): 4 bytes of next-hop index, about 4 of next-hop links
-/// (leaves fan out to every spine) and, at the packet level, 4 of NVSwitch stripe counters;
-/// 16 leaves room for fabrics with wider fan-outs than the rail-optimized HGX one measured.
-const ROUTING_BYTES_PER_NODE_GPU: u64 = 16;
+/// The next-hop table per GPU: its runs (12 bytes each), their link lists and the per-GPU
+/// index of the nodes with many runs. Measured (`afdsim fabric show`, 2026-12-03): 430 B per
+/// GPU on HGX with a fat tree (8,192 GPUs, 17.7 runs per GPU), 1,074 B on the rail-optimized
+/// leaf/spine (1,024 GPUs, 46.8 runs: a rail's leaf alternates between a port toward one GPU
+/// and its uplinks, and its spines are indexed per GPU), 868 B on 8 NVL72 racks (576 GPUs),
+/// 670 B on 114 racks with a fat tree (8,208 GPUs); 1,536 leaves 1.4x room over the largest.
+const ROUTING_BYTES_PER_GPU: u64 = 1_536;
+/// Per fabric node: its links' lists, its runs' offset and, while the table is built, its
+/// growing run list and distance.
+const ROUTING_BYTES_PER_NODE: u64 = 128;
 /// Per message, by level (config's list, the workload's copy and dependency lists, the
 /// level's own records).
 const PACKET_BYTES_PER_MESSAGE: u64 = 560;
@@ -43,10 +50,15 @@ const ANALYTICAL_BYTES_PER_MESSAGE: u64 = 320;
 /// windows bound the packets in flight by links, not messages. Estimate over measured peak:
 /// 1.08-1.23x on the 1 B runs (all three levels), 1.16x on the 1,024-GPU routing alone,
 /// 1.54x on the 256 KiB 1,024-GPU run (its 413 MB is docs/performance.md's, an older build).
+///
+/// Since 2026-12-03 the next-hop table is run-length encoded (its constants above replace a
+/// nodes x GPUs one) and a packet-level message holds 120 bytes less: the estimate now errs
+/// further on the safe side (`hgx128-a2a`: 597 MB estimated, 317 MB peak measured before the
+/// table changed; the 8,192-GPU permutation of `docs/performance.md`: 241 MB peak).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct MemoryEstimate {
     pub base_bytes: u64,
-    /// The next-hop table (nodes x GPUs) and the packet level's per-(node, GPU) counters.
+    /// The next-hop table (run-length encoded: linear in GPUs and nodes).
     pub routing_bytes: u64,
     /// Per-message state at the run's level.
     pub messages_bytes: u64,
@@ -70,9 +82,9 @@ pub fn estimate(size: &GraphSize, messages: u64, level: Level) -> MemoryEstimate
     MemoryEstimate {
         base_bytes: BASE_BYTES,
         routing_bytes: size
-            .nodes
-            .saturating_mul(size.gpus)
-            .saturating_mul(ROUTING_BYTES_PER_NODE_GPU),
+            .gpus
+            .saturating_mul(ROUTING_BYTES_PER_GPU)
+            .saturating_add(size.nodes.saturating_mul(ROUTING_BYTES_PER_NODE)),
         messages_bytes: messages.saturating_mul(per_message),
     }
 }
@@ -251,10 +263,10 @@ mod tests {
 
     #[test]
     fn the_issue_runs_do_not_fit_a_workstation() {
-        // 8,192 HGX nodes (65,536 GPUs, 168,960 fabric nodes), all-to-all: 44 GB of routes
-        // alone at 4 bytes, more with the rest.
+        // 8,192 HGX nodes (65,536 GPUs, 168,960 fabric nodes), all-to-all: the 4.3 G
+        // messages do not fit; the routes (44 GB when they were a nodes x GPUs table) do.
         let e = estimate(&size(168_960, 65_536), 65_536 * 65_535, Level::Flow);
-        assert!(e.routing_bytes > 44_000_000_000);
+        assert!(e.routing_bytes < 200_000_000, "{}", e.routing_bytes);
         assert!(e.messages_bytes > 1_000_000_000_000);
     }
 

@@ -389,6 +389,14 @@ impl Allocator {
         r.map(|e| (self.all_link[e], self.all_w[e]))
     }
 
+    /// Flow `f`'s entries the allocation works on (its registered ones less those on
+    /// dominated links and twins).
+    #[cfg(test)]
+    pub(crate) fn working_entries(&mut self, f: u32) -> usize {
+        self.prepare();
+        (self.off[f as usize + 1] - self.off[f as usize]) as usize
+    }
+
     /// Links the allocation leaves out (dominated ones).
     #[cfg(test)]
     fn dominated_links(&mut self) -> Vec<u32> {

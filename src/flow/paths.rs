@@ -162,6 +162,37 @@ mod tests {
         assert_eq!(r.wire_bytes, 4096 + 554);
     }
 
+    /// Inside an NVLink domain every route spreads over all 18 of its source's links and
+    /// gathers over all 18 of its destination's, so the allocator keeps one up-link (the 18
+    /// are twins) and one down-link per group of switch chips whose shares agree to the bit:
+    /// HGX (chips with 5, 4, 4, 5 of a GPU's links) 1 + 2, NVL72 (18 chips, one link each)
+    /// 1 + 1 (docs/flow.md, "Twin links keep one").
+    #[test]
+    fn an_nvlink_route_keeps_one_entry_per_twin_group() {
+        for (file, gpus, kept) in [("hgx-h100", 8u32, 3usize), ("gb200-nvl72", 72, 2)] {
+            let s = Scenario::parse(
+                &format!(
+                    "name = \"t\"\n[fabric]\nfile = \"{file}\"\nnodes = 1\n\
+                     [[traffic]]\npattern = \"all-to-all\"\nbytes = 4096"
+                ),
+                "t.toml",
+                None,
+            )
+            .unwrap();
+            let caps = vec![1.0; s.fabric().topology.links().len()];
+            let mut a = crate::flow::maxmin::Allocator::new(caps);
+            for (i, m) in s.messages().iter().enumerate() {
+                let r = route(s.fabric(), s.net(), i as u32, m);
+                assert_eq!(r.links.len(), 36);
+                a.register(r.links.iter().map(|&(l, w)| (l.0, w)));
+            }
+            assert_eq!(s.messages().len() as u32, gpus * (gpus - 1));
+            for f in 0..s.messages().len() as u32 {
+                assert_eq!(a.working_entries(f), kept, "{file}: flow {f}");
+            }
+        }
+    }
+
     #[test]
     fn ecmp_takes_exactly_one_path_and_matches_the_packet_hash() {
         let s = scenario(

@@ -30,7 +30,10 @@ impl super::Sim<'_> {
         let n = hops.len() as u64;
         if self.topo.link(hops[0]).class == LinkClass::NvLink {
             let row = self.stripe_row[at.0 as usize];
-            debug_assert!(row != super::NONE, "an NVLink hop leaves a node with NVLinks");
+            debug_assert!(
+                row != super::NONE,
+                "an NVLink hop leaves a node with NVLinks"
+            );
             let i = row as usize * self.stripe_width + dst.0 as usize % self.stripe_width;
             let next = self.stripe[i];
             self.stripe[i] = next.wrapping_add(1);

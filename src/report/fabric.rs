@@ -39,6 +39,10 @@ pub struct FabricSummary {
     pub buffers: String,
     pub ecn: String,
     pub congestion_control: &'static str,
+    /// Runs of destination GPUs with the same next hops, over all nodes, and the bytes the
+    /// next-hop table holds (`topology::Topology`).
+    pub next_hop_runs: u64,
+    pub next_hop_table_bytes: u64,
 }
 
 pub fn summarize(rf: &ResolvedFabric, f: &Fabric, cc: CongestionControl) -> FabricSummary {
@@ -108,6 +112,8 @@ pub fn summarize(rf: &ResolvedFabric, f: &Fabric, cc: CongestionControl) -> Fabr
             CongestionControl::None => "none",
             CongestionControl::Dcqcn(_) => "dcqcn",
         },
+        next_hop_runs: t.next_hop_runs() as u64,
+        next_hop_table_bytes: t.next_hop_table_bytes(),
     }
 }
 
@@ -155,6 +161,12 @@ impl FabricSummary {
         )?;
         writeln!(w, "  switch buffers: {}", self.buffers)?;
         writeln!(w, "  ECN: {}", self.ecn)?;
-        writeln!(w, "  congestion control: {}", self.congestion_control)
+        writeln!(w, "  congestion control: {}", self.congestion_control)?;
+        writeln!(
+            w,
+            "  next-hop table: {} runs, {:.1} MB",
+            self.next_hop_runs,
+            self.next_hop_table_bytes as f64 / 1e6
+        )
     }
 }

@@ -106,13 +106,46 @@ pub struct Topology {
     gpus: u32,
     links: Vec<Link>,
     out_links: Vec<Vec<LinkId>>,
-    /// Equal-cost next hops of (node, destination GPU): `hop_links[hop_start[i]..hop_start[i+1]]`
-    /// with `i = dst * nodes + node`. Destination-major, so each destination's BFS writes
-    /// its entries in order and no nodes x GPUs distance table is held; the table is the
-    /// run's largest fixed state (4 bytes per node and GPU, `crate::config::memory`).
-    hop_start: Vec<u32>,
+    /// Equal-cost next hops of (node, destination GPU), run-length encoded over destinations:
+    /// a node's next hops stay the same over long runs of consecutive GPUs (a GPU's NVLinks
+    /// toward its own server, its NIC toward every other; a leaf's uplinks toward every GPU
+    /// it does not serve), so node `n` keeps runs `run_off[n]..run_off[n + 1]`: run `r`
+    /// covers destinations `run_first[r]` up to the next run's first, with next hops
+    /// `hop_links[run_list[r].0..][..run_list[r].1]`. A node's first run starts at GPU 0.
+    /// A dense (node, GPU) table was 4 bytes per pair plus its lists (1.9 GB at 8,192 GPUs)
+    /// and missed the caches on every hop.
+    run_off: Vec<u32>,
+    run_first: Vec<u32>,
+    run_list: Vec<(u32, u32)>,
     hop_links: Vec<LinkId>,
+    /// Nodes with more than [`DENSE_RUNS`] runs (a spine of a rail-optimized fabric changes
+    /// next hop with every GPU; an NVL72 switch chip has a link per GPU of its rack) look
+    /// their run up directly instead of searching: `dense[dense_row[n]]` is `(base, span,
+    /// at)`, and a destination `d` in `base..base + span` (from the node's second run to its
+    /// last) has run `dense_run[at + d - base]`; below it the first run, above it the last.
+    /// `NO_ROW` for the others.
+    dense_row: Vec<u32>,
+    dense: Vec<(u32, u32, u32)>,
+    dense_run: Vec<u32>,
 }
+
+/// Runs above which a node's run is indexed per GPU rather than searched for: a binary
+/// search over more costs more than the one load of the index (`docs/performance.md`).
+const DENSE_RUNS: usize = 48;
+const NO_ROW: u32 = u32::MAX;
+
+/// A node's run of destinations with the same next hops, while the runs are built: the
+/// first destination and the list (offset, length) in `hop_links`.
+#[derive(Clone, Copy)]
+struct Run {
+    first: u32,
+    off: u32,
+    len: u32,
+}
+
+/// A new run looks for its list among this many of its node's latest runs before storing
+/// it again (a leaf alternates between a port toward one GPU and its uplinks).
+const REUSE_LISTS: usize = 4;
 
 impl Topology {
     /// Builds a topology from node kinds (GPUs first) and links, and computes all
@@ -138,9 +171,10 @@ impl Topology {
 
         // A reverse BFS per destination GPU gives every node's distance to it; a node's next
         // hops are the out-links that decrease the distance. GPUs are end hosts: BFS does not
-        // expand through them.
-        let mut hop_start = Vec::with_capacity(n * gpus + 1);
-        let mut hop_links = Vec::new();
+        // expand through them. Destinations go in order, so each node's runs grow at the end.
+        let mut runs: Vec<Vec<Run>> = vec![Vec::new(); n];
+        let mut hop_links: Vec<LinkId> = Vec::new();
+        let mut hops: Vec<LinkId> = Vec::new();
         let mut dist = vec![u32::MAX; n];
         let mut frontier = VecDeque::new();
         for dst in 0..gpus {
@@ -166,29 +200,78 @@ impl Topology {
                     to_gpu: dst as u32,
                 });
             }
-            for u in 0..n {
-                hop_start.push(hop_links.len() as u32);
+            for (u, node_runs) in runs.iter_mut().enumerate() {
+                hops.clear();
                 let du = dist[u];
-                if u == dst || du == u32::MAX {
+                if u != dst && du != u32::MAX {
+                    hops.extend(
+                        out_links[u]
+                            .iter()
+                            .copied()
+                            .filter(|&LinkId(li)| dist[links[li as usize].to.0 as usize] == du - 1),
+                    );
+                }
+                let list = |r: &Run| &hop_links[r.off as usize..(r.off + r.len) as usize];
+                if node_runs.last().is_some_and(|r| list(r) == hops.as_slice()) {
                     continue;
                 }
-                hop_links.extend(
-                    out_links[u]
-                        .iter()
-                        .copied()
-                        .filter(|&LinkId(li)| dist[links[li as usize].to.0 as usize] == du - 1),
-                );
+                let (off, len) = match node_runs
+                    .iter()
+                    .rev()
+                    .take(REUSE_LISTS)
+                    .find(|r| list(r) == hops.as_slice())
+                {
+                    Some(r) => (r.off, r.len),
+                    None => {
+                        hop_links.extend_from_slice(&hops);
+                        ((hop_links.len() - hops.len()) as u32, hops.len() as u32)
+                    }
+                };
+                node_runs.push(Run {
+                    first: dst as u32,
+                    off,
+                    len,
+                });
             }
         }
-        hop_start.push(hop_links.len() as u32);
+        let total: usize = runs.iter().map(Vec::len).sum();
+        let mut run_off = Vec::with_capacity(n + 1);
+        let mut run_first = Vec::with_capacity(total);
+        let mut run_list = Vec::with_capacity(total);
+        run_off.push(0);
+        for node_runs in runs {
+            run_first.extend(node_runs.iter().map(|r| r.first));
+            run_list.extend(node_runs.iter().map(|r| (r.off, r.len)));
+            run_off.push(run_first.len() as u32);
+        }
         hop_links.shrink_to_fit();
+        let mut dense_row = vec![NO_ROW; n];
+        let mut dense = Vec::new();
+        let mut dense_run = Vec::new();
+        for (u, row) in dense_row.iter_mut().enumerate() {
+            let (lo, hi) = (run_off[u] as usize, run_off[u + 1] as usize);
+            if hi - lo <= DENSE_RUNS {
+                continue;
+            }
+            let (base, end) = (run_first[lo + 1], run_first[hi - 1]);
+            *row = dense.len() as u32;
+            dense.push((base, end - base, dense_run.len() as u32));
+            for r in lo + 1..hi - 1 {
+                dense_run.extend((run_first[r]..run_first[r + 1]).map(|_| r as u32));
+            }
+        }
         Ok(Topology {
             kinds,
             gpus: gpus as u32,
             links,
             out_links,
-            hop_start,
+            run_off,
+            run_first,
+            run_list,
             hop_links,
+            dense_row,
+            dense,
+            dense_run,
         })
     }
 
@@ -216,8 +299,37 @@ impl Topology {
     /// All equal-cost next links from `at` toward GPU `dst`; empty when `at` is `dst`.
     #[inline]
     pub fn next_hops(&self, at: NodeId, dst: NodeId) -> &[LinkId] {
-        let i = dst.0 as usize * self.kinds.len() + at.0 as usize;
-        &self.hop_links[self.hop_start[i] as usize..self.hop_start[i + 1] as usize]
+        let a = at.0 as usize;
+        let row = self.dense_row[a];
+        let (lo, hi) = (self.run_off[a] as usize, self.run_off[a + 1] as usize);
+        let r = if row != NO_ROW {
+            let (base, span, at) = self.dense[row as usize];
+            match dst.0.checked_sub(base) {
+                None => lo,
+                Some(i) if i >= span => hi - 1,
+                Some(i) => self.dense_run[(at + i) as usize] as usize,
+            }
+        } else {
+            // The last run starting at or before `dst` (the first starts at GPU 0).
+            lo + self.run_first[lo..hi].partition_point(|&f| f <= dst.0) - 1
+        };
+        let (off, len) = self.run_list[r];
+        &self.hop_links[off as usize..(off + len) as usize]
+    }
+
+    /// Runs of destinations with the same next hops, over all nodes (the next-hop table's
+    /// size: `crate::config::memory`, `docs/performance.md`).
+    pub fn next_hop_runs(&self) -> usize {
+        self.run_first.len()
+    }
+
+    /// Bytes the next-hop table holds (runs, their lists, the per-node offsets).
+    pub fn next_hop_table_bytes(&self) -> u64 {
+        (self.run_off.len() * 8
+            + self.run_first.len() * 12
+            + self.hop_links.len() * 4
+            + self.dense.len() * 12
+            + self.dense_run.len() * 4) as u64
     }
     /// Links on a shortest path between two GPUs. Walked on demand (a few steps) rather
     /// than stored: a GPUs x GPUs table would be 17 GB at 65,536 GPUs.
@@ -284,6 +396,84 @@ mod tests {
             Topology::new(k, vec![]).unwrap_err(),
             TopologyError::GpusNotFirst
         );
+    }
+
+    /// Next hops by a plain BFS per destination over the links, with no encoding: what the
+    /// run-length encoded table must return for every node and destination, in link order.
+    fn reference_next_hops(t: &Topology, dst: u32) -> Vec<Vec<LinkId>> {
+        let n = t.nodes();
+        let mut dist = vec![u32::MAX; n];
+        dist[dst as usize] = 0;
+        let mut frontier = VecDeque::from([dst as usize]);
+        while let Some(v) = frontier.pop_front() {
+            if v != dst as usize && t.kind(NodeId(v as u32)) == NodeKind::Gpu {
+                continue;
+            }
+            for l in t.links() {
+                let u = l.from.0 as usize;
+                if l.to.0 as usize == v && dist[u] == u32::MAX {
+                    dist[u] = dist[v] + 1;
+                    frontier.push_back(u);
+                }
+            }
+        }
+        (0..n)
+            .map(|u| {
+                if u == dst as usize || dist[u] == u32::MAX {
+                    return Vec::new();
+                }
+                t.out_links(NodeId(u as u32))
+                    .iter()
+                    .copied()
+                    .filter(|&l| dist[t.link(l).to.0 as usize] == dist[u] - 1)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The encoded next hops equal a plain BFS's on every shipped fabric kind and scale-out
+    /// topology (NVLink domains, PXN, rails, oversubscription, fat trees, one switch), and
+    /// the encoding never holds more runs than nodes x GPUs, and far fewer from 32 GPUs.
+    #[test]
+    fn encoded_next_hops_equal_a_plain_bfs() {
+        let fabrics = [
+            "file = \"hgx-h100\"\nnodes = 4",
+            "file = \"hgx-h100\"\nnodes = 16",
+            "file = \"hgx-h100\"\nnodes = 6\n[fabric.routing]\npxn = true",
+            "file = \"hgx-h100\"\nnodes = 8\n[fabric.scale_out]\ntopology = \"fat-tree\"",
+            "file = \"gb200-nvl72\"\nnodes = 2",
+            "file = \"hgx-h100\"\nnodes = 4\n[fabric.scale_out]\ntopology = \"leaf-spine\"\nradix = 8\noversubscription = 3.0",
+            "nodes = 128\ngpus_per_node = 1\n[fabric.nic]\nrate_gbps = 400\nlatency_ns = 1000\n[fabric.scale_out]\ntopology = \"fat-tree\"\nfat_tree_k = 8",
+            "nodes = 8\ngpus_per_node = 1\n[fabric.nic]\nrate_gbps = 400\nlatency_ns = 1000\n[fabric.scale_out]\ntopology = \"single-switch\"\nradix = 16",
+        ];
+        for f in fabrics {
+            let text = format!(
+                "name = \"t\"\n[fabric]\n{f}\n[[traffic]]\npattern = \"message\"\nsrc = 0\ndst = 1\nbytes = 1\n"
+            );
+            let s = crate::config::Scenario::parse(&text, "t.toml", None)
+                .unwrap_or_else(|e| panic!("{f}: {e}"));
+            let t = &s.fabric().topology;
+            for dst in 0..t.gpus() {
+                let want = reference_next_hops(t, dst);
+                for (u, w) in want.iter().enumerate() {
+                    assert_eq!(
+                        t.next_hops(NodeId(u as u32), NodeId(dst)),
+                        w.as_slice(),
+                        "{f}: node {u} to GPU {dst}"
+                    );
+                }
+            }
+            let (runs, pairs) = (t.next_hop_runs(), t.nodes() * t.gpus() as usize);
+            assert!(runs <= pairs, "{f}: {runs} runs");
+            if t.gpus() >= 32 {
+                assert!(runs * 4 < pairs, "{f}: {runs} runs for {pairs} pairs");
+            }
+            // The per-GPU index serves the nodes with many runs (rail spines from 64 GPUs,
+            // NVL72 switch chips), the search the others: both are checked above.
+            if t.gpus() >= 128 && f.contains("hgx") || f.contains("nvl72") {
+                assert!(!t.dense.is_empty(), "{f}: no node indexed per GPU");
+            }
+        }
     }
 
     #[test]
