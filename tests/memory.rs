@@ -80,7 +80,7 @@ fn a_lower_level_is_suggested_when_it_fits() {
 #[test]
 fn a_fabric_too_large_for_its_routes_is_refused_before_building_them() {
     // 8,192 HGX nodes: 65,536 GPUs and 168,960 fabric nodes (next hops: 44 GB when they
-    // were a nodes x GPUs table, the issue's abort; about 120 MB estimated now). One
+    // were a nodes x GPUs table, the issue's abort; about 130 MB estimated now). One
     // message and 100 MB available, so the routes are what does not fit.
     let text = r#"
 name = "huge"
