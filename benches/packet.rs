@@ -1,5 +1,7 @@
 //! Packet-level speed: simulated packet-hops and events per wall second, and wall time per
-//! scenario. Run: `cargo bench --bench packet`.
+//! scenario; and the same against the thread count (`packet-threads`: 128 and 1,024 GPUs on
+//! 1, 2 and, where the machine has more cores, as many threads as cores). Run:
+//! `cargo bench --bench packet`.
 
 use afdsim::config::Scenario;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -89,5 +91,54 @@ bytes = 1048576
     g.finish();
 }
 
-criterion_group!(benches, bench_packet);
+/// `afdsim run --threads N` (docs/packet.md, "Threads"): identical results, wall time
+/// against N.
+fn bench_threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("packet-threads");
+    g.sample_size(10);
+    let hgx = |nodes: u32, bytes: u32| {
+        Scenario::parse(
+            &format!(
+                "name = \"bench-hgx{nodes}\"\n[fabric]\nfile = \"hgx-h100\"\nnodes = {nodes}\n\
+                 [[traffic]]\npattern = \"all-to-all\"\nbytes = {bytes}\n"
+            ),
+            "<bench>",
+            Some(1),
+        )
+        .expect("valid bench scenario")
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = vec![1, 2];
+    if cores > 2 {
+        threads.push(cores);
+    }
+    // 128 GPUs at 1 MiB per pair (23 M packet-hops); 1,024 GPUs (`hgx128-a2a`'s fabric) at
+    // 4 KiB per pair: 1,047,552 one-packet messages.
+    for (name, s) in [
+        ("hgx16-a2a-1MiB", hgx(16, 1 << 20)),
+        ("hgx128-a2a-4KiB", hgx(128, 4096)),
+    ] {
+        let w = afdsim::net::Workload::from_messages(s.messages().to_vec());
+        let one = afdsim::packet::simulate_threads(s.fabric(), s.net(), &w, 1, &mut |_| {})
+            .expect("no deadlock");
+        g.throughput(Throughput::Elements(one.packet_hops));
+        for &n in &threads {
+            let run = afdsim::packet::simulate_threads(s.fabric(), s.net(), &w, n, &mut |_| {})
+                .expect("no deadlock");
+            assert_eq!(run.end, one.end, "{name}: the same run on {n} threads");
+            g.bench_with_input(
+                BenchmarkId::new(name, format!("{n}-threads")),
+                &n,
+                |b, &n| {
+                    b.iter(|| {
+                        afdsim::packet::simulate_threads(s.fabric(), s.net(), &w, n, &mut |_| {})
+                    })
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_packet, bench_threads);
 criterion_main!(benches);

@@ -26,6 +26,7 @@ pub mod validation;
 
 use config::{Scenario, Study};
 use engine::{PastHorizon, SimRng};
+pub use levels::set_packet_threads;
 pub use net::Progress;
 
 /// What one scenario run produced: the network run, its metrics, and what the study made

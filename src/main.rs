@@ -43,6 +43,10 @@ enum Command {
         /// Simulation level (overrides the file's `level`).
         #[arg(long, value_parser = ["packet", "flow", "analytical"])]
         level: Option<String>,
+        /// Threads of the packet level (at most one per NVLink domain): the fabric's
+        /// domains and switches spread over them; results are identical for any number.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        threads: u32,
     },
     /// Measured compute-time tables: queries, layer breakdowns, accuracy.
     #[command(subcommand)]
@@ -87,7 +91,20 @@ fn main() -> ExitCode {
             out,
             level,
             trace,
-        } => cli::run::run(scenario, seed, json, out, level.as_deref(), trace),
+            threads,
+        } => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if threads as usize > cores {
+                // The same answer, but every window waits for a thread without a core.
+                eprintln!(
+                    "warning: --threads {threads} on {cores} cores: the packet level's threads \
+                     wait for each other at every time window, so more threads than cores \
+                     run slower (the results are the same)"
+                );
+            }
+            afdsim::set_packet_threads(threads as usize);
+            cli::run::run(scenario, seed, json, out, level.as_deref(), trace)
+        }
         Command::Validate { json, filter } => cli::validate::run(json, filter.as_deref()),
         Command::Compute(c) => {
             cli::compute::run(c, &mut std::io::stdout().lock()).map(|()| ExitCode::SUCCESS)

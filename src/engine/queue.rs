@@ -68,44 +68,79 @@ impl<E> RadixQueue<E> {
     #[inline]
     fn pop(&mut self) -> Option<(u64, E)> {
         if self.zero.is_empty() {
-            if self.occupied == 0 {
-                return None;
-            }
-            let b = self.occupied.trailing_zeros() as usize + 1;
-            let mut items = std::mem::take(&mut self.buckets[b]);
-            self.occupied &= !(1 << (b - 1));
-            self.last = items
-                .iter()
-                .map(|(k, _)| *k)
-                .min()
-                .expect("occupied bucket");
-            for (k, e) in items.drain(..) {
-                if k == self.last {
-                    self.zero.push_back(e);
-                } else {
-                    let nb = self.bucket(k);
-                    debug_assert!(nb < b);
-                    self.buckets[nb].push((k, e));
-                    self.occupied |= 1 << (nb - 1);
-                }
-            }
-            // Keep the allocation for the next time this bucket fills.
-            self.buckets[b] = items;
+            let (b, min) = self.lowest_bucket()?;
+            self.advance_to(b, min);
         }
         let e = self.zero.pop_front()?;
         self.len -= 1;
         Some((self.last, e))
     }
 
-    fn peek_key(&self) -> Option<u64> {
-        if !self.zero.is_empty() {
-            return Some(self.last);
-        }
+    /// The lowest occupied bucket above 0 and its smallest key, if any is occupied.
+    fn lowest_bucket(&self) -> Option<(usize, u64)> {
         if self.occupied == 0 {
             return None;
         }
         let b = self.occupied.trailing_zeros() as usize + 1;
-        self.buckets[b].iter().map(|(k, _)| *k).min()
+        let min = self.buckets[b]
+            .iter()
+            .map(|(k, _)| *k)
+            .min()
+            .expect("occupied bucket");
+        Some((b, min))
+    }
+
+    /// Moves every entry of the lowest occupied bucket `b`, whose smallest key is `min`,
+    /// into bucket 0 (key `min`) or a lower bucket, with `last` raised to `min`.
+    fn advance_to(&mut self, b: usize, min: u64) {
+        let mut items = std::mem::take(&mut self.buckets[b]);
+        self.occupied &= !(1 << (b - 1));
+        self.last = min;
+        for (k, e) in items.drain(..) {
+            if k == self.last {
+                self.zero.push_back(e);
+            } else {
+                let nb = self.bucket(k);
+                debug_assert!(nb < b);
+                self.buckets[nb].push((k, e));
+                self.occupied |= 1 << (nb - 1);
+            }
+        }
+        // Keep the allocation for the next time this bucket fills.
+        self.buckets[b] = items;
+    }
+
+    /// Removes every entry with the smallest key into `out` (in insertion order) and
+    /// returns that key, unless the queue is empty or the smallest key is `limit` or more
+    /// (then nothing changes: keys below `limit` may still be pushed).
+    fn pop_ties(&mut self, limit: u64, out: &mut Vec<E>) -> Option<u64> {
+        if self.zero.is_empty() {
+            let (b, min) = self.lowest_bucket()?;
+            if min >= limit {
+                return None;
+            }
+            self.advance_to(b, min);
+        } else if self.last >= limit {
+            return None;
+        }
+        self.len -= self.zero.len();
+        if out.is_empty() {
+            // Hand bucket 0 over whole and take `out`'s allocation in its place: both
+            // conversions are free while bucket 0 is only ever pushed to (never popped from
+            // the front), which holds when a queue is only emptied through this.
+            let spare = VecDeque::from(std::mem::take(out));
+            *out = Vec::from(std::mem::replace(&mut self.zero, spare));
+        } else {
+            out.extend(self.zero.drain(..));
+        }
+        Some(self.last)
+    }
+
+    fn peek_key(&self) -> Option<u64> {
+        if !self.zero.is_empty() {
+            return Some(self.last);
+        }
+        self.lowest_bucket().map(|(_, min)| min)
     }
 }
 
@@ -187,6 +222,20 @@ impl<E> EventQueue<E> {
         Some((time, event))
     }
 
+    /// Removes every event at the earliest pending time into `out` (in insertion order) and
+    /// advances `now` to that time, unless that time is `limit` or later. Returns the time.
+    /// Events scheduled at `now` while the caller handles `out` form the next call's set.
+    #[inline]
+    pub fn pop_ties(&mut self, limit: Time, out: &mut Vec<E>) -> Option<Time> {
+        let before = out.len();
+        let t = self.heap.pop_ties(limit.as_ps(), out)?;
+        let time = Time::from_ps(t);
+        assert!(time >= self.now, "time went backwards");
+        self.now = time;
+        self.stats.processed += (out.len() - before) as u64;
+        Some(time)
+    }
+
     /// The time of the earliest pending event, without removing it.
     pub fn peek_time(&self) -> Option<Time> {
         self.heap.peek_key().map(Time::from_ps)
@@ -251,6 +300,44 @@ mod tests {
             out.push(x);
         }
         out
+    }
+
+    /// `pop_ties` hands over all events of the earliest time in insertion order, never one
+    /// at or past its limit (nor changes anything then: an earlier event may still come),
+    /// and events scheduled at that time meanwhile form the next set.
+    #[test]
+    fn pop_ties_takes_a_whole_time_in_insertion_order() {
+        let mut q = EventQueue::new();
+        for (t, e) in [(20, 'a'), (10, 'b'), (20, 'c'), (10, 'd'), (30, 'e')] {
+            q.schedule_at(Time::from_ps(t), e);
+        }
+        let mut out = Vec::new();
+        assert_eq!(q.pop_ties(Time::from_ps(10), &mut out), None);
+        q.schedule_at(Time::from_ps(5), 'f');
+        assert_eq!(
+            q.pop_ties(Time::from_ps(25), &mut out),
+            Some(Time::from_ps(5))
+        );
+        assert_eq!(std::mem::take(&mut out), vec!['f']);
+        assert_eq!(
+            q.pop_ties(Time::from_ps(25), &mut out),
+            Some(Time::from_ps(10))
+        );
+        assert_eq!(std::mem::take(&mut out), vec!['b', 'd']);
+        q.schedule_at(Time::from_ps(10), 'g');
+        assert_eq!(
+            q.pop_ties(Time::from_ps(25), &mut out),
+            Some(Time::from_ps(10))
+        );
+        assert_eq!(std::mem::take(&mut out), vec!['g']);
+        assert_eq!(
+            q.pop_ties(Time::from_ps(25), &mut out),
+            Some(Time::from_ps(20))
+        );
+        assert_eq!(std::mem::take(&mut out), vec!['a', 'c']);
+        assert_eq!(q.pop_ties(Time::from_ps(25), &mut out), None);
+        assert_eq!(q.peek_time(), Some(Time::from_ps(30)));
+        assert_eq!(q.stats().processed, 6);
     }
 
     proptest! {

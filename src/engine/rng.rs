@@ -18,7 +18,8 @@ pub mod stream {
     pub const AFD: u64 = 2;
     /// Serving corners: the expert routing of each simulated decode or prefill iteration.
     pub const SERVING: u64 = 3;
-    /// Packet level: which packets above the ECN threshold are marked.
+    /// Packet level: which packets above the ECN threshold are marked; one stream per
+    /// region of the fabric, `ECN << 32 | region` (`packet::parallel::ecn_stream`).
     pub const ECN: u64 = 101;
     /// AFD context lengths: one per sequence, drawn from the context distribution ("CTXT").
     pub const CONTEXT: u64 = 0x4354_5854_0001;

@@ -22,6 +22,23 @@ pub struct LinkStats {
     pub dropped_bytes: u64,
 }
 
+impl LinkStats {
+    /// Adds `other`'s counts to these and keeps the larger peaks (one link's statistics
+    /// kept by two threads: each counts what its end of the link did).
+    pub fn merge(&mut self, other: &LinkStats) {
+        self.wire_bytes += other.wire_bytes;
+        self.packets += other.packets;
+        self.busy += other.busy;
+        self.peak_queue_bytes = self.peak_queue_bytes.max(other.peak_queue_bytes);
+        self.peak_held_bytes = self.peak_held_bytes.max(other.peak_held_bytes);
+        self.pause_frames += other.pause_frames;
+        self.paused += other.paused;
+        self.ecn_marks += other.ecn_marks;
+        self.drops += other.drops;
+        self.dropped_bytes += other.dropped_bytes;
+    }
+}
+
 /// The outcome of one compute task; `None` when it never ran (a task it waited for was a
 /// message that lost a packet).
 #[derive(Clone, Debug, PartialEq)]
@@ -54,6 +71,17 @@ pub struct Recovery {
     pub timeouts: u64,
     /// Messages lost because their QP ran out of retries (`GoBackN::retry_cnt`).
     pub qp_errors: u64,
+}
+
+impl Recovery {
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: &Recovery) {
+        self.bytes_retransmitted += other.bytes_retransmitted;
+        self.bytes_discarded += other.bytes_discarded;
+        self.naks += other.naks;
+        self.timeouts += other.timeouts;
+        self.qp_errors += other.qp_errors;
+    }
 }
 
 /// Everything a run measured, at any level (the flow and analytical levels leave the

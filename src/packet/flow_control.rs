@@ -29,8 +29,7 @@ impl super::Sim<'_> {
             ls.pause_sent = true;
             ls.stats.pause_frames += 1;
             let d = self.topo.link(l).latency;
-            self.queue
-                .schedule_at(now + d, Event::Pause { link: l, on: true });
+            self.post(now + d, Event::Pause { link: l, on: true });
         }
     }
 
@@ -44,8 +43,7 @@ impl super::Sim<'_> {
         {
             ls.pause_sent = false;
             let d = self.topo.link(l).latency;
-            self.queue
-                .schedule_at(now + d, Event::Pause { link: l, on: false });
+            self.post(now + d, Event::Pause { link: l, on: false });
         }
     }
 

@@ -43,7 +43,7 @@ impl super::Sim<'_> {
         if let Some(gbn) = self.gbn_mut(m as usize) {
             gbn.rcv_advanced_at = now;
             let rto = self.gbn_params.rto;
-            self.queue.schedule_at(now + rto, Event::Rto(m));
+            self.post(now + rto, Event::Rto(m));
         }
     }
 
@@ -76,7 +76,7 @@ impl super::Sim<'_> {
             gbn.last_nak = Some((expected, now));
             self.recovery.naks += 1;
             let at = now + self.reverse_delay(m);
-            self.queue.schedule_at(
+            self.post(
                 at,
                 Event::Nak {
                     msg: m as u32,
@@ -119,7 +119,7 @@ impl super::Sim<'_> {
         // the receiver has not advanced, so its state now is what the sender knows.
         let heard = gbn.rcv_advanced_at + d;
         if heard + rto > now {
-            self.queue.schedule_at(heard + rto, Event::Rto(m));
+            self.post(heard + rto, Event::Rto(m));
             return true;
         }
         let acked = gbn.rcv_next;
@@ -135,7 +135,7 @@ impl super::Sim<'_> {
             return true;
         }
         self.go_back(now, m, acked);
-        self.queue.schedule_at(now + rto, Event::Rto(m));
+        self.post(now + rto, Event::Rto(m));
         true
     }
 
@@ -144,9 +144,12 @@ impl super::Sim<'_> {
     pub(super) fn fail_qp(&mut self, m: u32) {
         self.recovery.qp_errors += 1;
         self.gbn[m as usize].as_mut().expect("go-back-N").failed = true;
+        let bytes = self.specs[m as usize].bytes;
         let ms = &mut self.msgs[m as usize];
         ms.dropped = true;
-        self.bytes_abandoned += ms.unsent_bytes;
+        // What it never sent: past its highest PSN sent. Not its unsent bytes, which after
+        // a go-back also count PSNs sent once already.
+        self.bytes_abandoned += bytes.saturating_sub(ms.snd_max as u64 * ms.wire.mtu_bytes as u64);
         ms.unsent_bytes = 0;
         let g = ms.group as usize;
         if let Some(i) = self.groups[g].msgs.iter().position(|&x| x == m) {

@@ -35,10 +35,12 @@
 mod cc;
 mod flow_control;
 mod gbn;
+mod parallel;
 mod pxn;
 mod routing;
 
 pub use cc::ReactionPoint;
+pub use parallel::{set_threads, simulate_threads, threads};
 
 use crate::engine::{Dur, EventQueue, PastHorizon, SimRng, Time};
 use crate::net::{
@@ -77,6 +79,28 @@ enum Event {
     /// Compute task `c` finishes, unless its finish has moved since (`version`: an SM
     /// hold began or ended while it ran; see `net::Tracker`).
     ComputeDone { c: u32, version: u32 },
+}
+
+/// An event with the region (see [`parallel::Layout`]) whose event scheduled it: the events
+/// of one time run by that region, in an order drawn per time, and each region's in the
+/// order it scheduled them ([`Sim::order`]). That order depends on nothing a thread count
+/// changes, since a region's events are the same whichever thread runs it.
+#[derive(Clone, Copy, Debug)]
+struct Stamped {
+    region: u32,
+    ev: Event,
+}
+
+// As small as the event itself with its key in the queue (24 bytes a queue entry).
+const _: () = assert!(std::mem::size_of::<Stamped>() == 16);
+
+/// An event bound for a region another thread runs, with its packet when it is an
+/// [`Event::Arrive`] (packet pools are per thread).
+#[derive(Clone, Copy, Debug)]
+struct Remote {
+    at: Time,
+    stamp: Stamped,
+    packet: Option<Packet>,
 }
 
 const NONE: u32 = u32::MAX;
@@ -133,6 +157,9 @@ impl PacketPool {
 struct LinkState {
     /// Static data of the link, kept here so one cache line serves a hop.
     to: NodeId,
+    /// The regions of its sender and receiver ([`parallel::Layout`]).
+    from_region: u32,
+    to_region: u32,
     rate: crate::engine::Bandwidth,
     latency: Dur,
     /// Whether the far end is a scale-out switch (its latency applies).
@@ -219,7 +246,7 @@ impl Simulator for PacketLevel {
         workload: &Workload,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<NetRun, NetError> {
-        simulate_workload(fabric, params, workload, progress)
+        simulate_threads(fabric, params, workload, threads(), progress)
     }
 }
 
@@ -241,21 +268,35 @@ pub fn simulate(
 }
 
 /// Simulates a workload: messages through the fabric and compute tasks on the GPUs'
-/// streams, each starting once the tasks it waits for are done.
+/// streams, each starting once the tasks it waits for are done. One thread; the result is
+/// the same with any number ([`simulate_threads`]).
 pub fn simulate_workload(
     fabric: &Fabric,
     params: &NetParams,
     workload: &Workload,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<NetRun, NetError> {
+    simulate_threads(fabric, params, workload, 1, progress)
+}
+
+/// The state of partition `part` of `layout`: every message's and link's state (a partition
+/// touches only those of its own regions), events only for its own regions' tasks.
+fn build<'a>(
+    fabric: &'a Fabric,
+    params: &'a NetParams,
+    workload: &'a Workload,
+    layout: &'a parallel::Layout,
+    part: u32,
+) -> Sim<'a> {
     let messages = &workload.messages[..];
-    let bytes_total: u64 = messages.iter().map(|m| m.bytes).sum();
     let topo = &fabric.topology;
     let links = topo
         .links()
         .iter()
         .map(|l| LinkState {
             to: l.to,
+            from_region: layout.region[l.from.0 as usize],
+            to_region: layout.region[l.to.0 as usize],
             rate: l.rate,
             latency: l.latency,
             to_switch: topo.kind(l.to) == NodeKind::Switch,
@@ -334,7 +375,22 @@ pub fn simulate_workload(
         stripe: vec![0; stripe_rows * stripe_width],
         stripe_row,
         stripe_width,
-        ecn_rng: SimRng::stream(params.seed, crate::engine::stream::ECN),
+        ecn_rng: if params.switch.ecn.is_some() {
+            (0..layout.regions)
+                .map(|r| parallel::ecn_stream(params.seed, r))
+                .collect()
+        } else {
+            Vec::new()
+        },
+        layout,
+        part,
+        cur: 0,
+        batch: Vec::new(),
+        scratch: Vec::new(),
+        tally: vec![0; layout.regions as usize],
+        touched: Vec::new(),
+        outbox: vec![Vec::new(); layout.parts as usize],
+        end: Time::ZERO,
         packets: 0,
         packet_hops: 0,
         bytes_injected: 0,
@@ -393,43 +449,13 @@ pub fn simulate_workload(
         });
     }
     for t in sim.tracker.initially_ready() {
-        sim.make_ready(Time::ZERO, t);
-    }
-    // The run ends at its last event, not counting retransmission timers that find their
-    // message complete.
-    let mut end = Time::ZERO;
-    while let Some((now, ev)) = sim.queue.pop() {
-        // Times saturate rather than wrap (engine/time.rs): anything at or past the horizon
-        // is a run that cannot fit, never a result.
-        PastHorizon::check(now)?;
-        let mut acted = true;
-        match ev {
-            Event::MessageStart(m) => sim.on_message_start(now, m),
-            Event::TxDone(l) => sim.on_tx_done(now, l),
-            Event::Arrive { link, pkt } => sim.on_arrive(now, link, pkt),
-            Event::Pause { link, on } => sim.on_pause(now, link, on),
-            Event::Wake(l) => sim.on_wake(now, l),
-            Event::CcFeedback(m) => sim.on_cc_feedback(now, m),
-            Event::CcTimer(m) => sim.on_cc_timer(now, m),
-            Event::Nak { msg, psn } => sim.on_nak(now, msg, psn),
-            Event::Rto(m) => acted = sim.on_rto(now, m),
-            Event::ComputeReady(c) => sim.on_compute_ready(now, c),
-            Event::ComputeDone { c, version } => acted = sim.on_compute_done(now, c, version),
-        }
-        if acted {
-            end = now;
-        }
-        let processed = sim.queue.stats().processed;
-        if processed & 0xF_FFFF == 0 {
-            progress(Progress {
-                events: processed,
-                now,
-                bytes_done: sim.bytes_delivered,
-                bytes_total,
-            });
+        let owner = sim.task_region(t);
+        if layout.part[owner as usize] == part {
+            sim.cur = owner;
+            sim.make_ready(Time::ZERO, t);
         }
     }
-    sim.finish(end).map_err(NetError::Deadlock)
+    sim
 }
 
 /// Active messages that may leave a GPU on the same set of first-hop links.
@@ -445,7 +471,7 @@ struct Sim<'a> {
     workload: &'a Workload,
     tracker: Tracker<'a>,
     computes: Vec<ComputeResult>,
-    queue: EventQueue<Event>,
+    queue: EventQueue<Stamped>,
     pool: PacketPool,
     links: Vec<LinkState>,
     groups: Vec<Group>,
@@ -470,7 +496,26 @@ struct Sim<'a> {
     stripe: Vec<u32>,
     stripe_row: Vec<u32>,
     stripe_width: usize,
-    ecn_rng: SimRng,
+    /// Per region, the stream of ECN marking draws at its switches (empty without ECN).
+    ecn_rng: Vec<SimRng>,
+    /// Which region each node is in and which partition runs each region; this is
+    /// partition `part`.
+    layout: &'a parallel::Layout,
+    part: u32,
+    /// The region whose event is being handled: it stamps the events scheduled now.
+    cur: u32,
+    /// The events of the current time, and room to order them ([`Sim::order`]): a count,
+    /// then an offset, per region (zero between uses), and the regions seen with their
+    /// draws.
+    batch: Vec<Stamped>,
+    scratch: Vec<Stamped>,
+    tally: Vec<u32>,
+    touched: Vec<(u64, u32)>,
+    /// Per partition, events for its regions scheduled here since the last exchange.
+    outbox: Vec<Vec<Remote>>,
+    /// When the last event that did something happened (the run's end, with the other
+    /// partitions').
+    end: Time,
     packets: u64,
     packet_hops: u64,
     bytes_injected: u64,
@@ -496,12 +541,187 @@ struct Sim<'a> {
 }
 
 impl Sim<'_> {
+    /// The region that handles `ev`: a link's sender for what happens at its sender, its
+    /// receiver for an arrival, a message's source GPU for its sender's events, a compute
+    /// task's GPU.
+    #[inline(always)]
+    fn owner(&self, ev: &Event) -> u32 {
+        match *ev {
+            Event::TxDone(l) | Event::Wake(l) | Event::Pause { link: l, .. } => {
+                self.links[l.0 as usize].from_region
+            }
+            Event::Arrive { link, .. } => self.links[link.0 as usize].to_region,
+            Event::MessageStart(m)
+            | Event::CcFeedback(m)
+            | Event::CcTimer(m)
+            | Event::Nak { msg: m, .. }
+            | Event::Rto(m) => self.layout.region[self.specs[m as usize].src.0 as usize],
+            Event::ComputeReady(c) | Event::ComputeDone { c, .. } => {
+                self.layout.region[self.workload.computes[c as usize].gpu.0 as usize]
+            }
+        }
+    }
+
+    /// The region a task runs in: a message's source GPU, a compute task's GPU.
+    fn task_region(&self, t: TaskRef) -> u32 {
+        let gpu = match t {
+            TaskRef::Message(m) => self.specs[m as usize].src,
+            TaskRef::Compute(c) => self.workload.computes[c as usize].gpu,
+        };
+        self.layout.region[gpu.0 as usize]
+    }
+
+    /// Schedules `ev` at `at`, stamped by the current region; an event for a region of
+    /// another partition goes to its outbox (with a copy of its packet).
+    #[inline(always)]
+    fn post(&mut self, at: Time, ev: Event) {
+        let stamp = Stamped {
+            region: self.cur,
+            ev,
+        };
+        let to = if self.layout.parts == 1 {
+            0
+        } else {
+            self.layout.part[self.owner(&ev) as usize]
+        };
+        if to == self.part {
+            self.queue.schedule_at(at, stamp);
+            return;
+        }
+        // The packet as it will arrive: its slot stays here until the link's `TxDone`
+        // (which frees it), and leaving a PXN relay's NIC releases its relay room then.
+        let packet = match ev {
+            Event::Arrive { pkt, .. } => {
+                let mut p = self.pool.slots[pkt as usize];
+                if p.relay_hold != NONE && !p.relayed {
+                    p.relay_hold = NONE;
+                }
+                Some(p)
+            }
+            _ => None,
+        };
+        self.outbox[to as usize].push(Remote { at, stamp, packet });
+    }
+
+    /// Takes in an event another partition scheduled for one of this one's regions.
+    fn receive(&mut self, r: Remote) {
+        let mut stamp = r.stamp;
+        if let (Event::Arrive { link, .. }, Some(p)) = (stamp.ev, r.packet) {
+            stamp.ev = Event::Arrive {
+                link,
+                pkt: self.pool.alloc(p),
+            };
+        }
+        self.queue.schedule_at(r.at, stamp);
+    }
+
+    /// Runs every event before `limit`, a time's events in stamp order. Calls `progress`
+    /// each time about 2^20 more events are done.
+    fn run_until(
+        &mut self,
+        limit: Time,
+        progress: &mut dyn FnMut(&Self, Time),
+    ) -> Result<(), PastHorizon> {
+        let mut batch = std::mem::take(&mut self.batch);
+        while let Some(now) = self.queue.pop_ties(limit, &mut batch) {
+            // Times saturate rather than wrap (engine/time.rs): anything at or past the
+            // horizon is a run that cannot fit, never a result.
+            PastHorizon::check(now)?;
+            let before = self.queue.stats().processed - batch.len() as u64;
+            self.order(now, &mut batch);
+            for s in batch.drain(..) {
+                self.dispatch(now, s);
+            }
+            if (before >> 20) != (self.queue.stats().processed >> 20) {
+                progress(self, now);
+            }
+        }
+        self.batch = batch;
+        Ok(())
+    }
+
+    /// Puts the events of time `now` in their order: by creating region, the regions in an
+    /// order drawn afresh for each time (a hash of the time and the region), each region's
+    /// events in the order it created them. It depends on nothing but the stamps, so a
+    /// region's events, and so its state, are the same whichever partition runs it. The
+    /// draw is arbitration among simultaneous arrivals: a fixed priority (lowest region
+    /// first) would let the same sender win a full queue's free slot at every packet time of
+    /// a lockstep incast and starve the others through round after round of timeouts.
+    /// Each region's events in creation order, not just in some order per handling region:
+    /// a link without latency (validation's ideal wires) makes a packet's `TxDone` and its
+    /// `Arrive` simultaneous in two regions, and both read its slot.
+    ///
+    /// A region's events come out of the queue in the order it created them (the queue is
+    /// FIFO among equal times, and events from another partition are handed over in
+    /// order), so a stable grouping by region does it: a counting sort.
+    fn order(&mut self, now: Time, batch: &mut Vec<Stamped>) {
+        let n = batch.len();
+        let region = |s: &Stamped| s.region;
+        if n < 2 || batch.iter().all(|s| region(s) == region(&batch[0])) {
+            return;
+        }
+        // `tally` is all zeros between calls.
+        self.touched.clear();
+        for s in batch.iter() {
+            let r = region(s);
+            let c = &mut self.tally[r as usize];
+            if *c == 0 {
+                self.touched.push((0, r));
+            }
+            *c += 1;
+        }
+        let t = now.as_ps().wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for (key, r) in &mut self.touched {
+            *key = crate::net::mix(t ^ *r as u64);
+        }
+        self.touched.sort_unstable();
+        let mut at = 0;
+        for &(_, r) in &self.touched {
+            at += std::mem::replace(&mut self.tally[r as usize], at);
+        }
+        self.scratch.clear();
+        self.scratch.resize(n, batch[0]);
+        for s in batch.iter() {
+            let slot = &mut self.tally[region(s) as usize];
+            self.scratch[*slot as usize] = *s;
+            *slot += 1;
+        }
+        std::mem::swap(batch, &mut self.scratch);
+        for &(_, r) in &self.touched {
+            self.tally[r as usize] = 0;
+        }
+    }
+
+    /// Handles one event; the run ends at its last event, not counting retransmission
+    /// timers that find their message complete or stale compute finishes.
+    #[inline]
+    fn dispatch(&mut self, now: Time, s: Stamped) {
+        self.cur = self.owner(&s.ev);
+        let mut acted = true;
+        match s.ev {
+            Event::MessageStart(m) => self.on_message_start(now, m),
+            Event::TxDone(l) => self.on_tx_done(now, l),
+            Event::Arrive { link, pkt } => self.on_arrive(now, link, pkt),
+            Event::Pause { link, on } => self.on_pause(now, link, on),
+            Event::Wake(l) => self.on_wake(now, l),
+            Event::CcFeedback(m) => self.on_cc_feedback(now, m),
+            Event::CcTimer(m) => self.on_cc_timer(now, m),
+            Event::Nak { msg, psn } => self.on_nak(now, msg, psn),
+            Event::Rto(m) => acted = self.on_rto(now, m),
+            Event::ComputeReady(c) => self.on_compute_ready(now, c),
+            Event::ComputeDone { c, version } => acted = self.on_compute_done(now, c, version),
+        }
+        if acted {
+            self.end = now;
+        }
+    }
+
     /// Schedules a task whose prerequisites are all done, not before its own start time.
     fn make_ready(&mut self, now: Time, t: TaskRef) {
         let at = self.tracker.ready_at(t, now);
         match t {
-            TaskRef::Message(m) => self.queue.schedule_at(at, Event::MessageStart(m)),
-            TaskRef::Compute(c) => self.queue.schedule_at(at, Event::ComputeReady(c)),
+            TaskRef::Message(m) => self.post(at, Event::MessageStart(m)),
+            TaskRef::Compute(c) => self.post(at, Event::ComputeReady(c)),
         }
     }
 
@@ -526,8 +746,7 @@ impl Sim<'_> {
 
     fn schedule_finishes(&mut self, finishes: Vec<crate::net::Finish>) {
         for (c, at, version) in finishes {
-            self.queue
-                .schedule_at(at, Event::ComputeDone { c, version });
+            self.post(at, Event::ComputeDone { c, version });
         }
     }
 
@@ -599,6 +818,10 @@ impl Sim<'_> {
         if p.in_link != NONE {
             self.release_held(now, LinkId(p.in_link), p.wire_bytes as u64);
         }
+        // A packet that arrives in another partition went there as a copy.
+        if self.layout.part[self.links[l.0 as usize].to_region as usize] != self.part {
+            self.pool.release(pkt);
+        }
         self.start_next(now, l);
     }
 
@@ -628,7 +851,8 @@ impl Sim<'_> {
             }
             if let Some(ecn) = &self.params.switch.ecn {
                 let prob = ecn.mark_probability(q);
-                if prob > 0.0 && (prob >= 1.0 || self.ecn_rng.unit_f64() < prob) {
+                if prob > 0.0 && (prob >= 1.0 || self.ecn_rng[self.cur as usize].unit_f64() < prob)
+                {
                     self.pool.slots[pkt as usize].ecn = true;
                     self.links[next.0 as usize].stats.ecn_marks += 1;
                 }
@@ -727,9 +951,8 @@ impl Sim<'_> {
         if ls.to_switch {
             arrive += self.params.switch.latency;
         }
-        self.queue.schedule_at(now + tx, Event::TxDone(l));
-        self.queue
-            .schedule_at(arrive, Event::Arrive { link: l, pkt });
+        self.post(now + tx, Event::TxDone(l));
+        self.post(arrive, Event::Arrive { link: l, pkt });
     }
 
     /// Cuts the next packet of the first eligible message: round-robin over the groups link
@@ -824,93 +1047,135 @@ impl Sim<'_> {
             let ls = &mut self.links[li];
             if ls.wake_at.is_none_or(|w| t < w) {
                 ls.wake_at = Some(t);
-                self.queue.schedule_at(t, Event::Wake(l));
+                self.post(t, Event::Wake(l));
             }
         }
         None
     }
+}
 
-    fn finish(mut self, end: Time) -> Result<NetRun, Deadlock> {
-        let stuck = self.pool.in_use();
-        // A message never started waited for a lost one (lossy mode): not a deadlock.
-        let unsent = self
-            .msgs
-            .iter()
-            .any(|m| m.started().is_some() && m.unsent_bytes > 0);
-        let stream_stuck = !self.tracker.streams_idle();
-        if stuck > 0 || unsent || stream_stuck {
-            return Err(Deadlock {
-                time: end,
-                paused_links: (0..self.links.len())
-                    .filter(|&i| self.links[i].paused)
-                    .map(|i| LinkId(i as u32))
-                    .collect(),
-                packets_stuck: stuck,
-            });
-        }
-        // Conservation: cheap, so checked in release builds too. Every byte sent was
-        // delivered, dropped by a switch or discarded by go-back-N; and the bytes sent are
-        // each started message's bytes once plus what was resent.
-        assert_eq!(
-            self.bytes_injected,
-            self.bytes_delivered + self.bytes_dropped + self.recovery.bytes_discarded,
-            "bytes lost"
-        );
-        let offered: u64 = (self.specs.iter().zip(&self.msgs))
-            .filter(|(_, m)| m.started().is_some())
-            .map(|(s, _)| s.bytes)
-            .sum();
-        assert_eq!(
-            self.bytes_injected + self.bytes_abandoned,
-            offered + self.recovery.bytes_retransmitted,
-            "bytes sent other than once plus retransmissions"
-        );
-        assert!(
-            self.links
-                .iter()
-                .all(|l| l.fifo.is_empty() && l.held_bytes == 0),
-            "queues left non-empty"
-        );
-        for ls in &mut self.links {
-            if ls.paused {
-                ls.stats.paused += end.since(ls.paused_since);
-            }
-        }
-        let messages = self
-            .specs
-            .iter()
-            .zip(&self.msgs)
-            .map(|(s, m)| {
-                assert!(
-                    m.dropped || m.finished().is_some() || m.started().is_none(),
-                    "a started message neither completed nor lost"
-                );
-                MessageResult {
-                    src: s.src,
-                    dst: s.dst,
-                    bytes: s.bytes,
-                    start: m.started().unwrap_or(s.start),
-                    finish: m.finished(),
-                }
-            })
-            .collect();
-        Ok(NetRun {
-            messages,
-            computes: self.computes,
-            links: self.links.into_iter().map(|l| l.stats).collect(),
-            queue: self.queue.stats(),
-            packets: self.packets,
-            packet_hops: self.packet_hops,
-            bytes_injected: self.bytes_injected,
-            bytes_delivered: self.bytes_delivered,
-            bytes_dropped: self.bytes_dropped,
-            cnps: self.cnps,
-            lossless_overflow_bytes: self.lossless_overflow_bytes,
-            recovery: self.recovery,
-            relay_peak_bytes: self.relay_peak_bytes,
-            end,
-        })
+/// The run's result from its partitions' states: a message's sender state from its source's
+/// partition and its receiver state from its destination's, a link's from both ends' (its
+/// statistics: counters summed, peaks the largest), totals summed.
+fn finish(mut parts: Vec<Sim<'_>>) -> Result<NetRun, Deadlock> {
+    let end = parts.iter().map(|p| p.end).max().unwrap_or(Time::ZERO);
+    let layout = parts[0].layout;
+    let specs = parts[0].specs;
+    let part_of = |n: NodeId| layout.part[layout.region[n.0 as usize] as usize] as usize;
+    let stuck: usize = parts.iter().map(|p| p.pool.in_use()).sum();
+    let sender = |i: usize| &parts[part_of(specs[i].src)].msgs[i];
+    let receiver = |i: usize| &parts[part_of(specs[i].dst)].msgs[i];
+    // A message never started waited for a lost one (lossy mode): not a deadlock.
+    let unsent =
+        (0..specs.len()).any(|i| sender(i).started().is_some() && sender(i).unsent_bytes > 0);
+    let stream_stuck = parts.iter().any(|p| !p.tracker.streams_idle());
+    let link_owner = |i: usize| layout.part[parts[0].links[i].from_region as usize] as usize;
+    if stuck > 0 || unsent || stream_stuck {
+        return Err(Deadlock {
+            time: end,
+            paused_links: (0..parts[0].links.len())
+                .filter(|&i| parts[link_owner(i)].links[i].paused)
+                .map(|i| LinkId(i as u32))
+                .collect(),
+            packets_stuck: stuck,
+        });
     }
+    let sum = |f: &dyn Fn(&Sim) -> u64| parts.iter().map(f).sum::<u64>();
+    let bytes_injected = sum(&|p| p.bytes_injected);
+    let bytes_delivered = sum(&|p| p.bytes_delivered);
+    let bytes_dropped = sum(&|p| p.bytes_dropped);
+    let bytes_abandoned = sum(&|p| p.bytes_abandoned);
+    let mut recovery = Recovery::default();
+    for p in &parts {
+        recovery.merge(&p.recovery);
+    }
+    // Conservation: cheap, so checked in release builds too. Every byte sent was
+    // delivered, dropped by a switch or discarded by go-back-N; and the bytes sent are
+    // each started message's bytes once plus what was resent.
+    assert_eq!(
+        bytes_injected,
+        bytes_delivered + bytes_dropped + recovery.bytes_discarded,
+        "bytes lost"
+    );
+    let offered: u64 = (0..specs.len())
+        .filter(|&i| sender(i).started().is_some())
+        .map(|i| specs[i].bytes)
+        .sum();
+    assert_eq!(
+        bytes_injected + bytes_abandoned,
+        offered + recovery.bytes_retransmitted,
+        "bytes sent other than once plus retransmissions"
+    );
+    assert!(
+        parts.iter().all(|p| p
+            .links
+            .iter()
+            .all(|l| l.fifo.is_empty() && l.held_bytes == 0)),
+        "queues left non-empty"
+    );
+    let messages = (0..specs.len())
+        .map(|i| {
+            let (s, snd, rcv) = (&specs[i], sender(i), receiver(i));
+            // A drop is recorded where it happens: at a switch, or at the sender (a QP out
+            // of retries).
+            let dropped = parts.iter().any(|p| p.msgs[i].dropped);
+            assert!(
+                dropped || rcv.finished().is_some() || snd.started().is_none(),
+                "a started message neither completed nor lost"
+            );
+            MessageResult {
+                src: s.src,
+                dst: s.dst,
+                bytes: s.bytes,
+                start: snd.started().unwrap_or(s.start),
+                finish: if dropped { None } else { rcv.finished() },
+            }
+        })
+        .collect();
+    let computes = (0..parts[0].computes.len())
+        .map(|c| parts[part_of(parts[0].computes[c].gpu)].computes[c].clone())
+        .collect();
+    let mut links: Vec<LinkStats> = Vec::with_capacity(parts[0].links.len());
+    for i in 0..parts[0].links.len() {
+        let mut st = LinkStats::default();
+        for p in &parts {
+            st.merge(&p.links[i].stats);
+        }
+        let sender = &parts[link_owner(i)].links[i];
+        if sender.paused {
+            st.paused += end.since(sender.paused_since);
+        }
+        links.push(st);
+    }
+    let mut queue = crate::engine::QueueStats::default();
+    for p in &parts {
+        let q = p.queue.stats();
+        queue.scheduled += q.scheduled;
+        queue.processed += q.processed;
+        queue.peak_pending += q.peak_pending;
+    }
+    let run = NetRun {
+        messages,
+        computes,
+        links,
+        queue,
+        packets: sum(&|p| p.packets),
+        packet_hops: sum(&|p| p.packet_hops),
+        bytes_injected,
+        bytes_delivered,
+        bytes_dropped,
+        cnps: sum(&|p| p.cnps),
+        lossless_overflow_bytes: parts
+            .iter()
+            .map(|p| p.lossless_overflow_bytes)
+            .max()
+            .unwrap_or(0),
+        recovery,
+        relay_peak_bytes: parts.iter().map(|p| p.relay_peak_bytes).max().unwrap_or(0),
+        end,
+    };
+    parts.clear();
+    Ok(run)
 }
 
 #[cfg(test)]

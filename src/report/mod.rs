@@ -97,7 +97,6 @@ pub struct PacketMetrics {
     pub packets: u64,
     pub packet_hops: u64,
     pub events: u64,
-    pub peak_pending_events: u64,
 }
 
 impl PacketMetrics {
@@ -194,7 +193,6 @@ impl PacketMetrics {
             packets: run.packets,
             packet_hops: run.packet_hops,
             events: run.queue.processed,
-            peak_pending_events: run.queue.peak_pending,
         }
     }
 

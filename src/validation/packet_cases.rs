@@ -718,10 +718,10 @@ fn htsim_perm128() -> Result<Vec<Check>, InputError> {
     // The permutation: htsim seeds its ECMP from the clock, so its mean FCT varies from run to
     // run (68.5-79.4 us over its runs). afdsim's mean over seeds 1-10 (each seed a different
     // hash draw, as each htsim run is) must lie within that spread: the expected value is its
-    // middle, the tolerance its half-width. One seed alone is one draw: seed 1's mean, 67.7 us,
-    // is 1.2 % below htsim's lowest run (docs/packet.md, "htsim side by side"). The maximum
+    // middle, the tolerance its half-width. One seed alone is one draw: seed 1's mean, 67.5 us,
+    // is 1.4 % below htsim's lowest run (docs/packet.md, "htsim side by side"). The maximum
     // is left out: it is the worst hash collision's, seed-dependent in both (htsim
-    // 109.5-125.5 us, afdsim 105.8-185.9 us over seeds 1-10).
+    // 109.5-125.5 us, afdsim 106.0-181.0 us over seeds 1-10).
     const SEEDS: u64 = 10;
     let mut mean_us = 0.0;
     for seed in 1..=SEEDS {

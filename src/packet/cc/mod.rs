@@ -126,8 +126,7 @@ impl super::Sim<'_> {
         if self.cc.get_mut(m).is_some_and(|c| c.feedback_due(now, ecn)) {
             let delay = self.reverse_delay(m);
             self.cnps += 1;
-            self.queue
-                .schedule_at(now + delay, super::Event::CcFeedback(m as u32));
+            self.post(now + delay, super::Event::CcFeedback(m as u32));
         }
     }
 
@@ -141,7 +140,7 @@ impl super::Sim<'_> {
             return;
         };
         if let Some(at) = c.on_feedback(now) {
-            self.queue.schedule_at(at, super::Event::CcTimer(m));
+            self.post(at, super::Event::CcTimer(m));
         }
     }
 
@@ -152,7 +151,7 @@ impl super::Sim<'_> {
             return;
         };
         if let Some(at) = c.on_timer(now, sending) {
-            self.queue.schedule_at(at, super::Event::CcTimer(m));
+            self.post(at, super::Event::CcTimer(m));
         }
     }
 }
