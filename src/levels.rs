@@ -7,10 +7,6 @@ use crate::net::{Level, NetError, NetParams, NetRun, Progress, Simulator, Worklo
 use crate::packet::PacketLevel;
 use crate::topology::Fabric;
 
-/// Sets how many threads the packet level runs on (`afdsim run --threads`); results do
-/// not depend on it (`docs/packet.md`, "Threads").
-pub use crate::packet::set_threads as set_packet_threads;
-
 /// The simulator of `level`.
 pub fn simulator(level: Level) -> &'static dyn Simulator {
     match level {

@@ -26,8 +26,8 @@ pub mod validation;
 
 use config::{Scenario, Study};
 use engine::{PastHorizon, SimRng};
-pub use levels::set_packet_threads;
 pub use net::Progress;
+pub use net::set_packet_threads;
 
 /// What one scenario run produced: the network run, its metrics, and what the study made
 /// of it.

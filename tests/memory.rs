@@ -127,3 +127,23 @@ fn a_bad_limit_is_an_input_error() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("AFDSIM_MEMORY_LIMIT_BYTES"), "{err}");
 }
+
+/// Every packet-level thread holds its own copy of the message state: a run that fits on
+/// one thread can be refused on four, and the error says to use fewer threads.
+#[test]
+fn more_packet_threads_need_more_memory() {
+    // 256 GPUs: 65,281 messages, about 45 MB on one thread and 70 MB on four
+    // (`config::memory`'s per-message and per-thread figures); 55 MB available.
+    let p = temp_file("memory", "threads.toml", &all_to_all(256));
+    let path = p.to_str().unwrap();
+    let limit = 55_000_000;
+    let o = afdsim_with_limit(limit, &["run", path, "--threads", "4"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("on 4 threads") && err.contains("--threads 1 fits"),
+        "{err}"
+    );
+    let o = afdsim_with_limit(limit, &["run", path, "--threads", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

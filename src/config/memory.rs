@@ -32,6 +32,10 @@ const ROUTING_BYTES_PER_NODE: u64 = 128;
 /// Per message, by level (config's list, the workload's copy and dependency lists, the
 /// level's own records).
 const PACKET_BYTES_PER_MESSAGE: u64 = 560;
+/// Per message and packet-level thread beyond the first: each thread holds its own copy of
+/// the message state and task counters. Measured 98 B (`hgx128-a2a`, 1,047,552 messages:
+/// 298 MB peak on one thread, 396 MB on two, 2026-12-03).
+const PACKET_BYTES_PER_MESSAGE_PER_THREAD: u64 = 128;
 const FLOW_BYTES_PER_MESSAGE: u64 = 840;
 const ANALYTICAL_BYTES_PER_MESSAGE: u64 = 320;
 
@@ -72,10 +76,15 @@ impl MemoryEstimate {
     }
 }
 
-/// The bytes a run on a fabric of `size` with `messages` messages holds at `level`.
-pub fn estimate(size: &GraphSize, messages: u64, level: Level) -> MemoryEstimate {
+/// The bytes a run on a fabric of `size` with `messages` messages holds at `level`, the
+/// packet level on `threads` threads.
+pub fn estimate(size: &GraphSize, messages: u64, level: Level, threads: u64) -> MemoryEstimate {
     let per_message = match level {
-        Level::Packet => PACKET_BYTES_PER_MESSAGE,
+        Level::Packet => PACKET_BYTES_PER_MESSAGE.saturating_add(
+            threads
+                .saturating_sub(1)
+                .saturating_mul(PACKET_BYTES_PER_MESSAGE_PER_THREAD),
+        ),
         Level::Flow => FLOW_BYTES_PER_MESSAGE,
         Level::Analytical => ANALYTICAL_BYTES_PER_MESSAGE,
     };
@@ -180,7 +189,9 @@ pub fn check(
     };
     let per_entry = traffic_messages(traffic, size.gpus);
     let messages: u64 = per_entry.iter().fold(0, |a, &m| a.saturating_add(m));
-    let need = estimate(&size, messages, level);
+    // At most one packet-level thread per NVLink domain, and a domain holds a node or more.
+    let threads = (crate::net::packet_threads() as u64).min(spec.nodes.max(1) as u64);
+    let need = estimate(&size, messages, level, threads);
     let Some((have, source)) = available_bytes(origin)? else {
         return Ok(());
     };
@@ -199,10 +210,17 @@ pub fn check(
     };
     let other_levels: Vec<&str> = Level::ALL
         .into_iter()
-        .filter(|&l| l != level && estimate(&size, messages, l).total_bytes() <= have)
+        .filter(|&l| l != level && estimate(&size, messages, l, threads).total_bytes() <= have)
         .map(Level::as_str)
         .collect();
-    let level_hint = if other_levels.is_empty() {
+    let packet_threads = level == Level::Packet && threads > 1;
+    let level_hint = if packet_threads && estimate(&size, messages, level, 1).total_bytes() <= have
+    {
+        // Each thread holds its own copy of the message state.
+        format!(
+            "run it on fewer threads (--threads 1 fits; {threads} hold {threads} copies of the message state); or "
+        )
+    } else if other_levels.is_empty() {
         String::new()
     } else {
         format!(
@@ -216,7 +234,7 @@ pub fn check(
         key,
         format!(
             "this run needs about {} of memory ({} of routing for {} GPUs x {} fabric nodes \
-             (fabric.nodes = {}), {} for {} messages at the {} level) but this machine has {} \
+             (fabric.nodes = {}), {} for {} messages at the {} level{}) but this machine has {} \
              available ({source}): {level_hint}use fewer nodes (routing grows as GPUs x fabric \
              nodes) or fewer messages (a pattern over fewer GPUs; message size adds little)",
             gb(need.total_bytes()),
@@ -227,6 +245,11 @@ pub fn check(
             gb(need.messages_bytes),
             messages,
             level.as_str(),
+            if packet_threads {
+                format!(" on {threads} threads")
+            } else {
+                String::new()
+            },
             gb(have),
         ),
     ))
@@ -247,7 +270,7 @@ mod tests {
     #[test]
     fn estimate_grows_with_nodes_gpus_and_messages() {
         for level in Level::ALL {
-            let e = |n, g, m| estimate(&size(n, g), m, level).total_bytes();
+            let e = |n, g, m| estimate(&size(n, g), m, level, 1).total_bytes();
             assert!(e(100, 64, 1000) < e(200, 64, 1000), "{level:?}");
             assert!(e(100, 64, 1000) < e(100, 128, 1000), "{level:?}");
             assert!(e(100, 64, 1000) < e(100, 64, 2000), "{level:?}");
@@ -257,7 +280,7 @@ mod tests {
 
     #[test]
     fn estimate_saturates_instead_of_overflowing() {
-        let e = estimate(&size(u64::MAX, u64::MAX), u64::MAX, Level::Flow);
+        let e = estimate(&size(u64::MAX, u64::MAX), u64::MAX, Level::Flow, 1);
         assert_eq!(e.total_bytes(), u64::MAX);
     }
 
@@ -265,7 +288,7 @@ mod tests {
     fn the_issue_runs_do_not_fit_a_workstation() {
         // 8,192 HGX nodes (65,536 GPUs, 168,960 fabric nodes), all-to-all: the 4.3 G
         // messages do not fit; the routes (44 GB when they were a nodes x GPUs table) do.
-        let e = estimate(&size(168_960, 65_536), 65_536 * 65_535, Level::Flow);
+        let e = estimate(&size(168_960, 65_536), 65_536 * 65_535, Level::Flow, 1);
         assert!(e.routing_bytes < 200_000_000, "{}", e.routing_bytes);
         assert!(e.messages_bytes > 1_000_000_000_000);
     }

@@ -18,6 +18,20 @@ pub use params::{
     SwitchParams, Transport, Wire,
 };
 pub use run::{ComputeResult, Deadlock, LinkStats, MessageResult, NetError, NetRun, Recovery};
+
+static PACKET_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+/// Sets how many threads the packet level runs on (`afdsim run --threads`; at least 1).
+/// Results do not depend on it (`docs/packet.md`, "Threads"); memory does, which is why
+/// the memory check (`config::memory`) reads it too.
+pub fn set_packet_threads(n: usize) {
+    PACKET_THREADS.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many threads the packet level runs on.
+pub fn packet_threads() -> usize {
+    PACKET_THREADS.load(std::sync::atomic::Ordering::Relaxed)
+}
 pub use workload::{
     ComputeSpec, Finish, MAX_HOLD_PPM, PastHorizonBound, Progress, SmHold, TaskRef, Tracker,
     Workload, past_horizon,

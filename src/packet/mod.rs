@@ -40,7 +40,7 @@ mod pxn;
 mod routing;
 
 pub use cc::ReactionPoint;
-pub use parallel::{set_threads, simulate_threads, threads};
+pub use parallel::simulate_threads;
 
 use crate::engine::{Dur, EventQueue, PastHorizon, SimRng, Time};
 use crate::net::{
@@ -246,7 +246,13 @@ impl Simulator for PacketLevel {
         workload: &Workload,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<NetRun, NetError> {
-        simulate_threads(fabric, params, workload, threads(), progress)
+        simulate_threads(
+            fabric,
+            params,
+            workload,
+            crate::net::packet_threads(),
+            progress,
+        )
     }
 }
 

@@ -33,19 +33,6 @@ use crate::topology::{Fabric, NodeId, NodeKind, Topology};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-static THREADS: AtomicUsize = AtomicUsize::new(1);
-
-/// Sets how many threads [`PacketLevel`](super::PacketLevel) runs on (`afdsim run
-/// --threads`); results do not depend on it.
-pub fn set_threads(n: usize) {
-    THREADS.store(n.max(1), Ordering::Relaxed);
-}
-
-/// How many threads [`PacketLevel`](super::PacketLevel) runs on.
-pub fn threads() -> usize {
-    THREADS.load(Ordering::Relaxed)
-}
-
 /// The ECN marking draws of region `region`: a stream of its own, so that its draws do not
 /// depend on other regions' order.
 pub(super) fn ecn_stream(seed: u64, region: u32) -> SimRng {
