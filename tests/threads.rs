@@ -176,3 +176,65 @@ fn a_workload_that_cannot_be_split_says_why() {
     let r = afdsim(&["run", "--threads", "0"]);
     assert!(!r.status.success());
 }
+
+/// Everything a run reports but the queue's peak (a per-queue figure, left out of reports).
+fn same_run(a: &afdsim::net::NetRun, b: &afdsim::net::NetRun) -> bool {
+    a.messages == b.messages
+        && a.computes == b.computes
+        && a.links == b.links
+        && (a.queue.scheduled, a.queue.processed) == (b.queue.scheduled, b.queue.processed)
+        && (a.packets, a.packet_hops) == (b.packets, b.packet_hops)
+        && (a.bytes_injected, a.bytes_delivered, a.bytes_dropped)
+            == (b.bytes_injected, b.bytes_delivered, b.bytes_dropped)
+        && (a.cnps, a.lossless_overflow_bytes, a.relay_peak_bytes)
+            == (b.cnps, b.lossless_overflow_bytes, b.relay_peak_bytes)
+        && a.recovery == b.recovery
+        && a.end == b.end
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// Random HGX fabrics (2 to 5 servers on their rail-optimized leaf/spine), traffic,
+    /// routing, ECN, congestion control and seeds: one, two and four threads give the same
+    /// run. (A partition-dependent tie order fails it at its first case.)
+    #[test]
+    fn random_scenarios_are_identical_on_any_thread_count(
+        fabric in 0usize..3,
+        nodes in 2u32..6,
+        pattern in 0usize..3,
+        kib in 1u64..64,
+        policy in 0usize..4,
+        ecn in proptest::bool::ANY,
+        dcqcn in proptest::bool::ANY,
+        seed in 1u64..1000,
+    ) {
+        let file = ["hgx-h100", "hgx-h200", "hgx-h800"][fabric];
+        let policy = ["ecmp", "spray", "spray-rr", "adaptive"][policy];
+        let traffic = match pattern {
+            0 => format!("pattern = \"all-to-all\"\nbytes = {}\nstart_jitter_ns = 500", kib * 1024),
+            1 => format!("pattern = \"permutation\"\nbytes = {}", kib * 4096),
+            _ => format!(
+                "pattern = \"incast\"\nsenders = [1, 2, 3, 9, 10, 11]\nreceiver = 8\nbytes = {}",
+                kib * 4096
+            ),
+        };
+        let ecn = if ecn { "ecn_kmin_kib = 10\necn_kmax_kib = 40\necn_pmax = 0.5\n" } else { "" };
+        let cc = if dcqcn { "[fabric.nic]\ncongestion_control = \"dcqcn\"\n" } else { "" };
+        let text = format!(
+            "name = \"random\"\nseed = {seed}\n[fabric]\nfile = \"{file}\"\nnodes = {nodes}\n{cc}\
+             [fabric.switch]\nmode = \"lossless\"\nbuffer_kib = 1024\npfc_xoff_kib = 64\n\
+             pfc_xon_kib = 32\n{ecn}[fabric.routing]\npolicy = \"{policy}\"\n\
+             [[traffic]]\n{traffic}\n"
+        );
+        let s = afdsim::config::Scenario::parse(&text, "<random>", None).unwrap();
+        let w = s.traffic_workload();
+        let run = |n| {
+            afdsim::packet::simulate_threads(s.fabric(), s.net(), &w, n, &mut |_| {}).unwrap()
+        };
+        let one = run(1);
+        for n in [2, 4] {
+            proptest::prop_assert!(same_run(&one, &run(n)), "{n} threads:\n{text}");
+        }
+    }
+}
