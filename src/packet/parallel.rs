@@ -30,6 +30,7 @@ use super::{Remote, Sim, build, finish};
 use crate::engine::{Dur, PastHorizon, SimRng, Time};
 use crate::net::{Buffers, NetError, NetParams, NetRun, Progress, TaskRef, Transport, Workload};
 use crate::topology::{Fabric, NodeId, NodeKind, Topology};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -391,9 +392,20 @@ fn drive<'a>(
     let p = sim.part as usize;
     let lookahead = sim.layout.lookahead.as_ps();
     let mut result = Ok(());
+    // A panic (a broken invariant) stops every partition at the next window instead of
+    // leaving the others waiting at a barrier forever; it is raised again at the end.
+    let mut panicked = None;
     loop {
-        for r in std::mem::take(&mut *shared.inbox[p].lock().expect("inbox")) {
-            sim.receive(r);
+        let inbox = std::mem::take(&mut *shared.inbox[p].lock().expect("inbox"));
+        if panicked.is_none()
+            && let Err(e) = catch_unwind(AssertUnwindSafe(|| {
+                for r in inbox {
+                    sim.receive(r);
+                }
+            }))
+        {
+            panicked = Some(e);
+            shared.failed.store(true, Ordering::Relaxed);
         }
         let next = sim.queue.peek_time().map_or(u64::MAX, |t| t.as_ps());
         shared.next[p].store(next, Ordering::Relaxed);
@@ -409,9 +421,16 @@ fn drive<'a>(
         }
         let limit = Time::from_ps(t.saturating_add(lookahead));
         let (events, delivered) = (sim.queue.stats().processed, sim.bytes_delivered);
-        if let Err(e) = sim.run_until(limit, &mut |_, _| {}) {
-            result = Err(e);
-            shared.failed.store(true, Ordering::Relaxed);
+        match catch_unwind(AssertUnwindSafe(|| sim.run_until(limit, &mut |_, _| {}))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                result = Err(e);
+                shared.failed.store(true, Ordering::Relaxed);
+            }
+            Err(e) => {
+                panicked = Some(e);
+                shared.failed.store(true, Ordering::Relaxed);
+            }
         }
         shared
             .events
@@ -426,6 +445,9 @@ fn drive<'a>(
         }
         shared.barrier.wait();
         window_done(limit);
+    }
+    if let Some(e) = panicked {
+        resume_unwind(e);
     }
     (sim, result)
 }
