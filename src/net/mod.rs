@@ -18,6 +18,13 @@ pub use params::{
     SwitchParams, Transport, Wire,
 };
 pub use run::{ComputeResult, Deadlock, LinkStats, MessageResult, NetError, NetRun, Recovery};
+pub use workload::{
+    ComputeSpec, Finish, MAX_HOLD_PPM, PastHorizonBound, Progress, SmHold, TaskRef, Tracker,
+    Workload, past_horizon,
+};
+
+use crate::engine::Time;
+use crate::topology::{Fabric, NodeId};
 
 static PACKET_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
@@ -32,13 +39,6 @@ pub fn set_packet_threads(n: usize) {
 pub fn packet_threads() -> usize {
     PACKET_THREADS.load(std::sync::atomic::Ordering::Relaxed)
 }
-pub use workload::{
-    ComputeSpec, Finish, MAX_HOLD_PPM, PastHorizonBound, Progress, SmHold, TaskRef, Tracker,
-    Workload, past_horizon,
-};
-
-use crate::engine::Time;
-use crate::topology::{Fabric, NodeId};
 
 /// A message to deliver: `bytes` from GPU `src` to GPU `dst`, becoming ready at `start`.
 #[derive(Clone, Debug, PartialEq)]
