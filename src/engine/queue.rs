@@ -313,29 +313,20 @@ mod tests {
         }
         let mut out = Vec::new();
         assert_eq!(q.pop_ties(Time::from_ps(10), &mut out), None);
+        assert!(out.is_empty());
         q.schedule_at(Time::from_ps(5), 'f');
-        assert_eq!(
-            q.pop_ties(Time::from_ps(25), &mut out),
-            Some(Time::from_ps(5))
-        );
-        assert_eq!(std::mem::take(&mut out), vec!['f']);
-        assert_eq!(
-            q.pop_ties(Time::from_ps(25), &mut out),
-            Some(Time::from_ps(10))
-        );
-        assert_eq!(std::mem::take(&mut out), vec!['b', 'd']);
+        // The next time before 25 ps and its events.
+        let next = |q: &mut EventQueue<char>| {
+            let mut out = Vec::new();
+            let t = q.pop_ties(Time::from_ps(25), &mut out);
+            (t.map(Time::as_ps), out)
+        };
+        assert_eq!(next(&mut q), (Some(5), vec!['f']));
+        assert_eq!(next(&mut q), (Some(10), vec!['b', 'd']));
         q.schedule_at(Time::from_ps(10), 'g');
-        assert_eq!(
-            q.pop_ties(Time::from_ps(25), &mut out),
-            Some(Time::from_ps(10))
-        );
-        assert_eq!(std::mem::take(&mut out), vec!['g']);
-        assert_eq!(
-            q.pop_ties(Time::from_ps(25), &mut out),
-            Some(Time::from_ps(20))
-        );
-        assert_eq!(std::mem::take(&mut out), vec!['a', 'c']);
-        assert_eq!(q.pop_ties(Time::from_ps(25), &mut out), None);
+        assert_eq!(next(&mut q), (Some(10), vec!['g']));
+        assert_eq!(next(&mut q), (Some(20), vec!['a', 'c']));
+        assert_eq!(next(&mut q), (None, vec![]));
         assert_eq!(q.peek_time(), Some(Time::from_ps(30)));
         assert_eq!(q.stats().processed, 6);
     }

@@ -81,10 +81,10 @@ enum Event {
     ComputeDone { c: u32, version: u32 },
 }
 
-/// An event with the region (see [`parallel::Layout`]) whose event scheduled it: the events
-/// of one time run by that region, in an order drawn per time, and each region's in the
-/// order it scheduled them ([`Sim::order`]). That order depends on nothing a thread count
-/// changes, since a region's events are the same whichever thread runs it.
+/// An event with the region (see [`parallel::Layout`]) whose event scheduled it. A time's
+/// events run grouped by that region, the regions in an order drawn per time, each region's
+/// in the order it scheduled them ([`Sim::order`]): an order that no thread count changes,
+/// since a region's events are the same whichever thread runs it.
 #[derive(Clone, Copy, Debug)]
 struct Stamped {
     region: u32,
@@ -127,6 +127,15 @@ struct Packet {
     /// PXN: the relay GPU whose buffer this packet takes, from its source until the relay's
     /// NIC has sent it on; NONE otherwise.
     relay_hold: u32,
+}
+
+impl Packet {
+    /// Whether it holds room in a PXN relay's buffer until the link it is on has sent it:
+    /// it is on its way from the relay's NIC (`TxDone` frees the room).
+    #[inline]
+    fn holds_relay_until_sent(&self) -> bool {
+        self.relay_hold != NONE && !self.relayed
+    }
 }
 
 /// Fixed-size slots so that the hot path never allocates per packet.
@@ -605,7 +614,7 @@ impl Sim<'_> {
         let packet = match ev {
             Event::Arrive { pkt, .. } => {
                 let mut p = self.pool.slots[pkt as usize];
-                if p.relay_hold != NONE && !p.relayed {
+                if p.holds_relay_until_sent() {
                     p.relay_hold = NONE;
                 }
                 Some(p)
@@ -843,7 +852,7 @@ impl Sim<'_> {
         ls.busy = false;
         let pkt = std::mem::replace(&mut ls.on_wire, NONE);
         let p = self.pool.slots[pkt as usize];
-        if p.relay_hold != NONE && !p.relayed {
+        if p.holds_relay_until_sent() {
             // It has left the relay's NIC: its room there is free again.
             self.pool.slots[pkt as usize].relay_hold = NONE;
             self.release_relay(now, p.relay_hold, p.wire_bytes as u64);
@@ -1090,7 +1099,7 @@ impl Sim<'_> {
 /// The run's result from its partitions' states: a message's sender state from its source's
 /// partition and its receiver state from its destination's, a link's from both ends' (its
 /// statistics: counters summed, peaks the largest), totals summed.
-fn finish(mut parts: Vec<Sim<'_>>) -> Result<NetRun, Deadlock> {
+fn finish(parts: Vec<Sim<'_>>) -> Result<NetRun, Deadlock> {
     let end = parts.iter().map(|p| p.end).max().unwrap_or(Time::ZERO);
     let layout = parts[0].layout;
     let specs = parts[0].specs;
@@ -1180,6 +1189,8 @@ fn finish(mut parts: Vec<Sim<'_>>) -> Result<NetRun, Deadlock> {
         }
         links.push(st);
     }
+    // Events scheduled and processed add up; the peaks are each queue's own, so their sum
+    // is the peak only on one thread (reports leave it out).
     let mut queue = crate::engine::QueueStats::default();
     for p in &parts {
         let q = p.queue.stats();
@@ -1207,7 +1218,6 @@ fn finish(mut parts: Vec<Sim<'_>>) -> Result<NetRun, Deadlock> {
         relay_peak_bytes: parts.iter().map(|p| p.relay_peak_bytes).max().unwrap_or(0),
         end,
     };
-    parts.clear();
     Ok(run)
 }
 

@@ -29,7 +29,11 @@ impl super::Sim<'_> {
     /// room there try again.
     pub(super) fn release_relay(&mut self, now: Time, relay: u32, bytes: u64) {
         let r = relay as usize;
-        self.relay_used[r] -= bytes;
+        // Checked in release builds too (one branch per relayed packet): room freed that was
+        // never taken here is a packet freeing it twice, or in a thread that does not hold it.
+        self.relay_used[r] = self.relay_used[r]
+            .checked_sub(bytes)
+            .expect("relay room freed that was not held");
         // Wake waiting links in the order they came, only until one takes the room: every
         // link woken scans its messages again, so waking all of them at every freed packet
         // costs a scan per waiter per relayed packet. A woken link that does not take the
