@@ -27,6 +27,26 @@ pub fn simulate(
     simulator(level).simulate(fabric, params, workload, progress)
 }
 
+/// Runs `short` and `long` at `level`: the two results [`simulate`] gives. At the flow level,
+/// where `short` is a prefix of `long` (the same step with fewer layers), in one pass
+/// ([`crate::flow::simulate_with_prefix`]).
+pub fn simulate_pair(
+    level: Level,
+    fabric: &Fabric,
+    params: &NetParams,
+    short: &Workload,
+    long: &Workload,
+) -> Result<(NetRun, NetRun), NetError> {
+    if level == Level::Flow {
+        return Ok(crate::flow::simulate_with_prefix(
+            fabric, params, short, long,
+        )?);
+    }
+    let a = simulate(level, fabric, params, short, &mut |_| {})?;
+    let b = simulate(level, fabric, params, long, &mut |_| {})?;
+    Ok((a, b))
+}
+
 /// Each message of `workload` alone on the fabric: the time it would take with nothing else
 /// in flight, from its start to its last byte (the flow level's fluid time of a lone message:
 /// its wire bytes at the bottleneck of its route, or its payload at its rate limiter where

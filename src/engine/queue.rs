@@ -27,6 +27,7 @@ pub struct QueueStats {
 /// share a bucket (raising `last` to the minimum of bucket `b` keeps every bit above
 /// `b - 1`), buckets are appended to and redistributed in order, and bucket 0 is a FIFO:
 /// so equal keys leave in the order they came. No sequence number is stored.
+#[derive(Clone)]
 struct RadixQueue<E> {
     last: u64,
     zero: VecDeque<E>,
@@ -145,6 +146,7 @@ impl<E> RadixQueue<E> {
 }
 
 /// A discrete-event queue over a closed event type `E` chosen by the model that owns it.
+#[derive(Clone)]
 pub struct EventQueue<E> {
     heap: RadixQueue<E>,
     now: Time,

@@ -34,6 +34,7 @@ use std::cmp::Ordering;
 const THETA_SLACK: f64 = 1e-9;
 
 /// The allocation state: links with capacities, flows with their weighted links.
+#[derive(Clone)]
 pub struct Allocator {
     /// Every link's state, side by side (see [`LinkState`]).
     links: Vec<LinkState>,
@@ -119,7 +120,7 @@ struct LinkState {
 
 /// An update's region: the links to look for flows at or above theta on, the links whose
 /// capacity is handed out again, the flows refilled.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Region {
     scan: Vec<u32>,
     links: Vec<u32>,
@@ -141,6 +142,7 @@ struct FlowState {
 /// A small region (at most [`Allocator::linear_max`] links) keeps the links in a plain list
 /// instead, scanned for the lowest at every step: cheaper than sifting when every step
 /// moves the levels of many of a few dozen links. Both pop the same links in the same order.
+#[derive(Clone)]
 struct LinkHeap {
     /// The heap, or in linear mode the list.
     heap: Vec<u32>,

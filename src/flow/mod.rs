@@ -75,6 +75,7 @@ pub struct FlowStats {
 
 /// A flow's fluid progress: wire bytes `left` as of `since`, when its live drain event
 /// fires (`Time::MAX`: none yet) and that event's version (an older one is stale).
+#[derive(Clone)]
 struct Fluid {
     left: f64,
     since: Time,
@@ -162,80 +163,228 @@ pub fn simulate_workload_with_stats(
     workload: &Workload,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(NetRun, FlowStats), PastHorizon> {
-    let messages = &workload.messages[..];
-    let bytes_total: u64 = messages.iter().map(|m| m.bytes).sum();
-    let mut bytes_done = 0u64;
-    let topo = &fabric.topology;
-    // The workload's rate limiters are links of their own after the fabric's: a limited
-    // flow crosses its limiter's with the weight of its payload in its wire bytes (the
-    // limiter counts payload, the flow's rate is wire bytes).
-    let caps: Vec<f64> = topo
-        .links()
-        .iter()
-        .map(|l| bytes_per_ps(l.rate.bps()))
-        .chain(workload.limiters().iter().map(|r| bytes_per_ps(r.bps())))
-        .collect();
-    let limiter_base = topo.links().len() as u32;
-    let mut alloc = Allocator::new(caps);
-    let mut queue: EventQueue<Event> = EventQueue::new();
-    let mut routes: Vec<(u64, u64, Dur)> = Vec::with_capacity(messages.len());
-    let mut stats = FlowStats::default();
-    for (i, m) in messages.iter().enumerate() {
-        assert!(m.src != m.dst && m.bytes > 0, "validated by config");
-        let r = route(fabric, params, i as u32, m);
-        stats.route_entries += r.links.len() as u64;
-        let limiter = workload
-            .limiter_of(i as u32)
-            .map(|k| (limiter_base + k, m.bytes as f64 / r.wire_bytes as f64));
-        let id = alloc.register(r.links.iter().map(|&(l, w)| (l.0, w)).chain(limiter));
-        debug_assert_eq!(id, i as u32);
-        routes.push((r.wire_bytes, r.packets, r.tail));
+    let (inputs, mut run) = Run::new(fabric, params, workload);
+    while run.next_batch() {
+        run.process(&inputs, progress)?;
     }
-    let mut tracker = Tracker::new(workload, topo.gpus());
-    let schedule = |queue: &mut EventQueue<Event>, tracker: &Tracker, t: TaskRef, now: Time| {
-        let at = tracker.ready_at(t, now);
-        match t {
-            TaskRef::Message(m) => queue.schedule_at(at, Event::Start(m)),
-            TaskRef::Compute(c) => queue.schedule_at(at, Event::ComputeReady(c)),
-        }
+    let all = (workload.messages.len(), workload.computes.len());
+    run.finish(fabric, &inputs, all)
+}
+
+/// Runs `long` and `short` at the flow level in one pass where `short` is a prefix of
+/// `long` ([`Workload::prefix_of`]: say a decode step of 4 MoE layers and the same step
+/// with 8): both results are the ones [`simulate_workload`] gives for each, to the bit.
+/// Otherwise two runs.
+///
+/// Until a task past the prefix can start, `long`'s run does exactly what `short`'s does
+/// (the same events in the same order on the same state: a task past the prefix waits for
+/// another task, so none is ready at the start). Before the first batch of events that
+/// completes a task one past the prefix waits for, the run's state is cloned; the clone
+/// goes on as `short`'s run, never scheduling a task past the prefix. What the clone holds
+/// beyond `short`'s own run changes nothing: the allocator's flows past the prefix are
+/// registered but never start (it prunes links by every registered flow, and pruning
+/// changes no rate, to the bit: `maxmin.rs`), the tracker's dependents lists keep their
+/// order with the tasks past the prefix left out. `short`'s run saves all but its tail.
+pub fn simulate_with_prefix(
+    fabric: &Fabric,
+    params: &NetParams,
+    short: &Workload,
+    long: &Workload,
+) -> Result<(NetRun, NetRun), PastHorizon> {
+    let Some((pm, pc)) = short.prefix_of(long) else {
+        let a = simulate_workload(fabric, params, short, &mut |_| {})?;
+        let b = simulate_workload(fabric, params, long, &mut |_| {})?;
+        return Ok((a, b));
     };
-    for t in tracker.initially_ready() {
-        schedule(&mut queue, &tracker, t, Time::ZERO);
-    }
-    let mut computes: Vec<ComputeResult> = workload
-        .computes
-        .iter()
-        .map(|c| ComputeResult {
-            gpu: c.gpu,
-            start: None,
-            finish: None,
-        })
-        .collect();
-    let mut started: Vec<Time> = messages.iter().map(|m| m.start).collect();
-    let mut finished: Vec<Option<Time>> = vec![None; messages.len()];
-
-    let mut fluid: Vec<Fluid> = routes
-        .iter()
-        .zip(messages)
-        .map(|(r, m)| Fluid {
-            left: r.0 as f64,
-            since: m.start,
-            pending_at: Time::MAX,
-            version: 0,
-        })
-        .collect();
-    let mut drained: Vec<Option<Time>> = vec![None; messages.len()];
-
-    let mut batch: Vec<Event> = Vec::new();
-    let mut changed: Vec<(u32, f64)> = Vec::new();
-    while let Some((now, first)) = queue.pop() {
-        // Gather every event at this time, then change the allocation once. (Peeking, not
-        // popping ahead: the update may schedule drains before the next pending event.)
-        batch.clear();
-        batch.push(first);
-        while queue.peek_time() == Some(now) {
-            batch.push(queue.pop().expect("peeked").1);
+    // The tasks a task past the prefix waits for: completing one may start it.
+    let mut feeds = vec![false; long.messages.len() + long.computes.len()];
+    let index = |t: TaskRef| match t {
+        TaskRef::Message(m) => m as usize,
+        TaskRef::Compute(c) => long.messages.len() + c as usize,
+    };
+    for t in long.tasks() {
+        let past = match t {
+            TaskRef::Message(m) => m >= pm,
+            TaskRef::Compute(c) => c >= pc,
+        };
+        if past {
+            long.after(t).iter().for_each(|&a| feeds[index(a)] = true);
         }
+    }
+    let (inputs, mut run) = Run::new(fabric, params, long);
+    let mut prefix: Option<Run> = None;
+    while run.next_batch() {
+        if prefix.is_none()
+            && run.batch.iter().any(|ev| match *ev {
+                Event::Finish(m) => feeds[index(TaskRef::Message(m))],
+                Event::ComputeDone { c, .. } => feeds[index(TaskRef::Compute(c))],
+                _ => false,
+            })
+        {
+            let mut p = run.clone();
+            p.bound = Some((pm, pc));
+            prefix = Some(p);
+        }
+        run.process(&inputs, &mut |_| {})?;
+    }
+    let total = (long.messages.len(), long.computes.len());
+    let Some(mut p) = prefix else {
+        // Nothing lies past the prefix: the two are the same workload.
+        let r = run.finish(fabric, &inputs, total)?.0;
+        return Ok((r.clone(), r));
+    };
+    let long_run = run.finish(fabric, &inputs, total)?.0;
+    // The clone holds the batch it was taken before.
+    p.process(&inputs, &mut |_| {})?;
+    while p.next_batch() {
+        p.process(&inputs, &mut |_| {})?;
+    }
+    let short_run = p.finish(fabric, &inputs, (pm as usize, pc as usize))?.0;
+    Ok((short_run, long_run))
+}
+
+/// What a run reads and never changes: the workload's messages and their routes.
+struct Inputs<'w> {
+    messages: &'w [MessageSpec],
+    /// Per message: wire bytes, packets, the route's fixed tail.
+    routes: Vec<(u64, u64, Dur)>,
+    bytes_total: u64,
+}
+
+/// Everything a run changes as it goes (cloned whole where a prefix forks off:
+/// [`simulate_with_prefix`]).
+#[derive(Clone)]
+struct Run<'w> {
+    alloc: Allocator,
+    queue: EventQueue<Event>,
+    tracker: Tracker<'w>,
+    computes: Vec<ComputeResult>,
+    started: Vec<Time>,
+    finished: Vec<Option<Time>>,
+    fluid: Vec<Fluid>,
+    drained: Vec<Option<Time>>,
+    stats: FlowStats,
+    bytes_done: u64,
+    /// The events of the time `now`, about to be processed.
+    now: Time,
+    batch: Vec<Event>,
+    changed: Vec<(u32, f64)>,
+    /// (messages, compute tasks): tasks at or past these never start (the run of a
+    /// prefix of the workload).
+    bound: Option<(u32, u32)>,
+}
+
+impl<'w> Run<'w> {
+    fn new(fabric: &Fabric, params: &NetParams, workload: &'w Workload) -> (Inputs<'w>, Run<'w>) {
+        let messages = &workload.messages[..];
+        let bytes_total: u64 = messages.iter().map(|m| m.bytes).sum();
+        let topo = &fabric.topology;
+        // The workload's rate limiters are links of their own after the fabric's: a limited
+        // flow crosses its limiter's with the weight of its payload in its wire bytes (the
+        // limiter counts payload, the flow's rate is wire bytes).
+        let caps: Vec<f64> = topo
+            .links()
+            .iter()
+            .map(|l| bytes_per_ps(l.rate.bps()))
+            .chain(workload.limiters().iter().map(|r| bytes_per_ps(r.bps())))
+            .collect();
+        let limiter_base = topo.links().len() as u32;
+        let mut alloc = Allocator::new(caps);
+        let mut routes: Vec<(u64, u64, Dur)> = Vec::with_capacity(messages.len());
+        let mut stats = FlowStats::default();
+        for (i, m) in messages.iter().enumerate() {
+            assert!(m.src != m.dst && m.bytes > 0, "validated by config");
+            let r = route(fabric, params, i as u32, m);
+            stats.route_entries += r.links.len() as u64;
+            let limiter = workload
+                .limiter_of(i as u32)
+                .map(|k| (limiter_base + k, m.bytes as f64 / r.wire_bytes as f64));
+            let id = alloc.register(r.links.iter().map(|&(l, w)| (l.0, w)).chain(limiter));
+            debug_assert_eq!(id, i as u32);
+            routes.push((r.wire_bytes, r.packets, r.tail));
+        }
+        let fluid = routes
+            .iter()
+            .zip(messages)
+            .map(|(r, m)| Fluid {
+                left: r.0 as f64,
+                since: m.start,
+                pending_at: Time::MAX,
+                version: 0,
+            })
+            .collect();
+        let mut run = Run {
+            alloc,
+            queue: EventQueue::new(),
+            tracker: Tracker::new(workload, topo.gpus()),
+            computes: workload
+                .computes
+                .iter()
+                .map(|c| ComputeResult {
+                    gpu: c.gpu,
+                    start: None,
+                    finish: None,
+                })
+                .collect(),
+            started: messages.iter().map(|m| m.start).collect(),
+            finished: vec![None; messages.len()],
+            fluid,
+            drained: vec![None; messages.len()],
+            stats,
+            bytes_done: 0,
+            now: Time::ZERO,
+            batch: Vec::new(),
+            changed: Vec::new(),
+            bound: None,
+        };
+        for t in run.tracker.initially_ready() {
+            run.schedule(t, Time::ZERO);
+        }
+        let inputs = Inputs {
+            messages,
+            routes,
+            bytes_total,
+        };
+        (inputs, run)
+    }
+
+    /// Task `t`'s prerequisites are done at `now`: it starts when it may (unless it lies
+    /// past the bound).
+    fn schedule(&mut self, t: TaskRef, now: Time) {
+        let at = self.tracker.ready_at(t, now);
+        match (t, self.bound) {
+            (TaskRef::Message(m), Some((bm, _))) if m >= bm => {}
+            (TaskRef::Compute(c), Some((_, bc))) if c >= bc => {}
+            (TaskRef::Message(m), _) => self.queue.schedule_at(at, Event::Start(m)),
+            (TaskRef::Compute(c), _) => self.queue.schedule_at(at, Event::ComputeReady(c)),
+        }
+    }
+
+    /// Takes every event of the earliest pending time into `batch`; false when none is left.
+    /// (Peeking, not popping ahead: processing may schedule drains before the next pending
+    /// event.)
+    fn next_batch(&mut self) -> bool {
+        self.batch.clear();
+        let Some((now, first)) = self.queue.pop() else {
+            return false;
+        };
+        self.now = now;
+        self.batch.push(first);
+        while self.queue.peek_time() == Some(now) {
+            self.batch.push(self.queue.pop().expect("peeked").1);
+        }
+        true
+    }
+
+    /// Handles `batch`, then changes the allocation once.
+    fn process(
+        &mut self,
+        inputs: &Inputs,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), PastHorizon> {
+        let now = self.now;
+        let batch = std::mem::take(&mut self.batch);
+        let batch_len = batch.len();
         for &ev in &batch {
             // A drain superseded by a later rate change is skipped below before the check,
             // since one clamped to the horizon may be stale; every other event is real.
@@ -244,87 +393,96 @@ pub fn simulate_workload_with_stats(
             }
             match ev {
                 Event::Start(m) => {
-                    started[m as usize] = now;
-                    fluid[m as usize].since = now;
-                    alloc.start(m);
+                    self.started[m as usize] = now;
+                    self.fluid[m as usize].since = now;
+                    self.alloc.start(m);
                 }
                 Event::Finish(m) => {
-                    finished[m as usize] = Some(now);
-                    for d in tracker.complete(TaskRef::Message(m)) {
-                        schedule(&mut queue, &tracker, d, now);
+                    self.finished[m as usize] = Some(now);
+                    for d in self.tracker.complete(TaskRef::Message(m)) {
+                        self.schedule(d, now);
                     }
                 }
                 Event::ComputeReady(c) => {
-                    if let Some(c) = tracker.compute_ready(c) {
-                        computes[c as usize].start = Some(now);
-                        for (c, at, version) in tracker.started(c, now) {
-                            queue.schedule_at(at, Event::ComputeDone { c, version });
+                    if let Some(c) = self.tracker.compute_ready(c) {
+                        self.computes[c as usize].start = Some(now);
+                        for (c, at, version) in self.tracker.started(c, now) {
+                            self.queue
+                                .schedule_at(at, Event::ComputeDone { c, version });
                         }
                     }
                 }
                 Event::ComputeDone { c, version } => {
-                    if !tracker.is_current(c, version) {
+                    if !self.tracker.is_current(c, version) {
                         continue;
                     }
-                    computes[c as usize].finish = Some(now);
-                    for (c, at, version) in tracker.finished(c, now) {
-                        queue.schedule_at(at, Event::ComputeDone { c, version });
+                    self.computes[c as usize].finish = Some(now);
+                    for (c, at, version) in self.tracker.finished(c, now) {
+                        self.queue
+                            .schedule_at(at, Event::ComputeDone { c, version });
                     }
-                    if let Some(next) = tracker.compute_done(c) {
-                        computes[next as usize].start = Some(now);
-                        for (c, at, version) in tracker.started(next, now) {
-                            queue.schedule_at(at, Event::ComputeDone { c, version });
+                    if let Some(next) = self.tracker.compute_done(c) {
+                        self.computes[next as usize].start = Some(now);
+                        for (c, at, version) in self.tracker.started(next, now) {
+                            self.queue
+                                .schedule_at(at, Event::ComputeDone { c, version });
                         }
                     }
-                    for d in tracker.complete(TaskRef::Compute(c)) {
-                        schedule(&mut queue, &tracker, d, now);
+                    for d in self.tracker.complete(TaskRef::Compute(c)) {
+                        self.schedule(d, now);
                     }
                 }
                 Event::Drain { flow, version: v } => {
                     let fi = flow as usize;
-                    let fd = &mut fluid[fi];
-                    if v != fd.version || !alloc.is_active(flow) {
-                        stats.stale_events += 1;
+                    let fd = &mut self.fluid[fi];
+                    if v != fd.version || !self.alloc.is_active(flow) {
+                        self.stats.stale_events += 1;
                         continue;
                     }
                     PastHorizon::check(now)?;
                     // Drain events are scheduled lazily (see below): this one may be early.
-                    let rate = alloc.rate(flow);
+                    let rate = self.alloc.rate(flow);
                     fd.left = (fd.left - rate * now.since(fd.since).as_ps() as f64).max(0.0);
                     fd.since = now;
                     let ps = ceil_ps(fd.left / rate);
                     if ps > 0 {
-                        stats.early_events += 1;
+                        self.stats.early_events += 1;
                         fd.pending_at = (now + Dur::from_ps(ps)).min(Time::HORIZON);
-                        queue.schedule_at(fd.pending_at, Event::Drain { flow, version: v });
+                        let at = fd.pending_at;
+                        self.queue
+                            .schedule_at(at, Event::Drain { flow, version: v });
                         continue;
                     }
-                    drained[fi] = Some(now);
-                    bytes_done += messages[fi].bytes;
+                    self.drained[fi] = Some(now);
+                    self.bytes_done += inputs.messages[fi].bytes;
                     fd.left = 0.0;
-                    alloc.stop(flow);
-                    queue.schedule_at(now + routes[fi].2, Event::Finish(flow));
+                    self.alloc.stop(flow);
+                    self.queue
+                        .schedule_at(now + inputs.routes[fi].2, Event::Finish(flow));
                 }
             }
         }
+        self.batch = batch;
+        self.batch.clear();
+        let changed = &mut self.changed;
         changed.clear();
-        alloc.update(&mut changed);
-        for &(f, old_rate) in &changed {
+        self.alloc.update(changed);
+        for &(f, old_rate) in changed.iter() {
             // Settle the bytes sent at the old rate, then schedule the drain at the new.
-            let fd = &mut fluid[f as usize];
+            let fd = &mut self.fluid[f as usize];
             let elapsed = now.since(fd.since).as_ps() as f64;
             fd.left = (fd.left - old_rate * elapsed).max(0.0);
             fd.since = now;
             // A drain past the horizon waits at the horizon (where it stops the run unless a
             // rate change brings it earlier first); the sentinel `Time::MAX` stays above it.
-            let at = (now + Dur::from_ps(ceil_ps(fd.left / alloc.rate(f)))).min(Time::HORIZON);
+            let at = (now + Dur::from_ps(ceil_ps(fd.left / self.alloc.rate(f)))).min(Time::HORIZON);
             // Lazy: a drain already pending at or before `at` stays; when it fires early it
             // reschedules itself. Only a drain that moves earlier needs a new event, so a
             // slowed flow costs no event, and stale events stay few.
             if at < fd.pending_at {
                 fd.version = fd.version.wrapping_add(1);
                 fd.pending_at = at;
-                queue.schedule_at(
+                self.queue.schedule_at(
                     at,
                     Event::Drain {
                         flow: f,
@@ -333,33 +491,49 @@ pub fn simulate_workload_with_stats(
                 );
             }
         }
-        let processed = queue.stats().processed;
-        if processed & 0xFFFF < batch.len() as u64 {
+        let processed = self.queue.stats().processed;
+        if processed & 0xFFFF < batch_len as u64 {
             progress(Progress {
                 events: processed,
                 now,
-                bytes_done,
-                bytes_total,
+                bytes_done: self.bytes_done,
+                bytes_total: inputs.bytes_total,
             });
         }
+        Ok(())
     }
-    stats.updates = alloc.updates;
-    stats.flows_refilled = alloc.refilled;
-    stats.links_visited = alloc.links_visited;
 
-    assert!(
-        drained.iter().all(Option::is_some) && tracker.streams_idle(),
-        "every flow drains (rates are positive) and every task runs (the workload is acyclic)"
-    );
-    let finish: Vec<Time> = finished
-        .into_iter()
-        .map(|f| f.expect("a drained flow finishes after its tail"))
-        .collect();
-    let links = link_stats(fabric, &alloc, &routes);
-    let mut run = assemble(messages, &started, finish, links, queue.stats());
-    run.computes = computes;
-    PastHorizon::check(run.end)?;
-    Ok((run, stats))
+    /// The result of the first `upto` (messages, compute tasks), once no event is left.
+    fn finish(
+        mut self,
+        fabric: &Fabric,
+        inputs: &Inputs,
+        (nm, nc): (usize, usize),
+    ) -> Result<(NetRun, FlowStats), PastHorizon> {
+        self.stats.updates = self.alloc.updates;
+        self.stats.flows_refilled = self.alloc.refilled;
+        self.stats.links_visited = self.alloc.links_visited;
+        assert!(
+            self.drained[..nm].iter().all(Option::is_some) && self.tracker.streams_idle(),
+            "every flow drains (rates are positive) and every task runs (the workload is acyclic)"
+        );
+        let finish: Vec<Time> = self.finished[..nm]
+            .iter()
+            .map(|f| f.expect("a drained flow finishes after its tail"))
+            .collect();
+        let links = link_stats(fabric, &self.alloc, &inputs.routes[..nm]);
+        let mut run = assemble(
+            &inputs.messages[..nm],
+            &self.started[..nm],
+            finish,
+            links,
+            self.queue.stats(),
+        );
+        self.computes.truncate(nc);
+        run.computes = self.computes;
+        PastHorizon::check(run.end)?;
+        Ok((run, self.stats))
+    }
 }
 
 /// Link statistics of a fluid run: the wire bytes each flow put on each link.

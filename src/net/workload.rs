@@ -285,6 +285,30 @@ impl Workload {
     pub fn has_dependencies(&self) -> bool {
         !self.computes.is_empty() || !self.message_after.on.is_empty()
     }
+
+    /// Whether this workload is `long`'s first tasks: the same messages and compute tasks,
+    /// each waiting for the same tasks, the same limiters and SM holds (`long`'s holds that
+    /// begin among them end among them), while every task of `long` past them waits for
+    /// some task (so none of them can start before one of these completes). Returns how
+    /// many messages and compute tasks that is.
+    pub fn prefix_of(&self, long: &Workload) -> Option<(u32, u32)> {
+        let (nm, nc) = (self.messages.len(), self.computes.len());
+        let same_tasks = long.messages.get(..nm) == Some(&self.messages[..])
+            && long.computes.get(..nc) == Some(&self.computes[..])
+            && self.tasks().all(|t| self.after(t) == long.after(t));
+        let same_limits = long.limiters.get(..self.limiters.len()) == Some(&self.limiters[..])
+            && (0..nm as u32).all(|m| self.limiter_of(m) == long.limiter_of(m));
+        let mut early = long.holds.iter().filter(|h| (h.from as usize) < nc);
+        let same_holds = early.clone().eq(self.holds.iter()) && early.all(|h| (h.to as usize) < nc);
+        let rest_waits = long.tasks().all(|t| {
+            let past = match t {
+                TaskRef::Message(m) => m as usize >= nm,
+                TaskRef::Compute(c) => c as usize >= nc,
+            };
+            !past || !long.after(t).is_empty()
+        });
+        (same_tasks && same_limits && same_holds && rest_waits).then_some((nm as u32, nc as u32))
+    }
 }
 
 /// Execution state of a workload that every level drives the same way: which tasks still
@@ -298,6 +322,7 @@ impl Workload {
 /// ignores a finish whose version is no longer current ([`Tracker::is_current`]): a hold
 /// that starts or ends while a kernel runs moves the kernel's finish. Without holds every
 /// task finishes at its start plus its duration.
+#[derive(Clone)]
 pub struct Tracker<'a> {
     workload: &'a Workload,
     /// Unfinished prerequisites per task, in `Workload::tasks` order (messages first).

@@ -5,7 +5,9 @@
 //! Every MoE layer of a model is alike, so once the pipeline is full each adds the same
 //! time: unless `all_layers` is set, a corner runs the dense layers plus [`PERIOD`] and
 //! 2 x [`PERIOD`] MoE layers and extends the line to the model's MoE layers
-//! (`tests/serving.rs` checks this against whole-model steps).
+//! (`tests/serving.rs` checks this against whole-model steps). At the flow level both steps
+//! run in one pass: the shorter is the longer one's first tasks
+//! ([`crate::flow::simulate_with_prefix`]), so it costs only its last layer's tail.
 //!
 //! A corner also reports the wire bytes its iteration put on each link (the pool's own
 //! dispatch, combine or all-to-all), extrapolated like its time: the background the KV-cache
@@ -97,10 +99,7 @@ impl<'a> FabricPoints<'a> {
             shape.layers = model.layers;
             return self.step_run(pool, &shape);
         }
-        shape.layers = dense + PERIOD;
-        let s1 = self.step_run(pool, &shape)?;
-        shape.layers = dense + 2 * PERIOD;
-        let s2 = self.step_run(pool, &shape)?;
+        let (s1, s2) = self.step_pair(pool, &shape, dense + PERIOD, dense + 2 * PERIOD)?;
         let (t1, t2) = (s1.time.as_ps() as f64, s2.time.as_ps() as f64);
         let per = (t2 - t1) / PERIOD as f64;
         let more = (moe - 2 * PERIOD) as f64 / PERIOD as f64;
@@ -125,6 +124,30 @@ impl<'a> FabricPoints<'a> {
         })
     }
 
+    /// [`Self::step_run`] of `shape` with `short` and with `long` layers (at the flow level
+    /// in one pass: the shorter step is the longer one's first tasks).
+    fn step_pair(
+        &self,
+        pool: &Deployment,
+        shape: &StepShape,
+        short: u64,
+        long: u64,
+    ) -> Result<(Iteration, Iteration), QueryError> {
+        let (f, p) = (self.fabric, self.params);
+        let step = |layers: u64| {
+            let mut rng = SimRng::stream(self.seed, crate::engine::stream::SERVING);
+            let shape = StepShape {
+                layers,
+                ..shape.clone()
+            };
+            pool.decode_step(f, p, &shape, &mut rng)
+        };
+        let (a, b) = (step(short)?, step(long)?);
+        let (ra, rb) = crate::levels::simulate_pair(self.level, f, p, &a.workload, &b.workload)
+            .map_err(|e| QueryError::Invalid(format!("the iteration did not finish: {e}")))?;
+        Ok((iteration(&ra), iteration(&rb)))
+    }
+
     /// One step of `pool` with `shape` (all its layers), from its first kernel to its last
     /// kernel or transfer.
     pub fn step(&self, pool: &Deployment, shape: &StepShape) -> Result<Dur, QueryError> {
@@ -139,17 +162,23 @@ impl<'a> FabricPoints<'a> {
         let step = pool.decode_step(f, p, shape, &mut rng)?;
         let run = crate::levels::simulate(self.level, f, p, &step.workload, &mut |_| {})
             .map_err(|e| QueryError::Invalid(format!("the iteration did not finish: {e}")))?;
-        let links = run
-            .links
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.wire_bytes > 0)
-            .map(|(i, l)| (i as u32, l.wire_bytes as f64))
-            .collect();
-        Ok(Iteration {
-            time: makespan(&run).since(Time::ZERO),
-            links,
-        })
+        Ok(iteration(&run))
+    }
+}
+
+/// A step's time and the wire bytes it put on each link (links that carried none left out),
+/// sorted by link.
+fn iteration(run: &NetRun) -> Iteration {
+    let links = run
+        .links
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.wire_bytes > 0)
+        .map(|(i, l)| (i as u32, l.wire_bytes as f64))
+        .collect();
+    Iteration {
+        time: makespan(run).since(Time::ZERO),
+        links,
     }
 }
 
