@@ -327,7 +327,11 @@ pub struct Tracker<'a> {
     workload: &'a Workload,
     /// Unfinished prerequisites per task, in `Workload::tasks` order (messages first).
     waiting: Vec<u32>,
-    dependents: std::collections::HashMap<TaskRef, Vec<TaskRef>>,
+    /// The tasks waiting for each task (CSR, tasks in `Workload::tasks` order): task `i`'s
+    /// dependents are `dependents[dep_off[i]..dep_off[i + 1]]`, in the order they were added.
+    dep_off: Vec<u32>,
+    dependents: Vec<TaskRef>,
+    completed: Vec<bool>,
     busy: Vec<bool>,
     queued: Vec<std::collections::VecDeque<u32>>,
     /// Holds that start with each delay's start and end with each delay's finish.
@@ -354,15 +358,32 @@ pub type Finish = (u32, Time, u32);
 impl<'a> Tracker<'a> {
     /// `gpus`: how many GPU streams there are (every compute task's GPU is below it).
     pub fn new(workload: &'a Workload, gpus: u32) -> Tracker<'a> {
-        let mut dependents: std::collections::HashMap<TaskRef, Vec<TaskRef>> =
-            std::collections::HashMap::new();
-        let mut waiting = Vec::new();
+        let n = workload.messages.len();
+        let index = |t: TaskRef| match t {
+            TaskRef::Message(m) => m as usize,
+            TaskRef::Compute(c) => n + c as usize,
+        };
+        let tasks = n + workload.computes.len();
+        let mut dep_off = vec![0u32; tasks + 1];
+        let mut waiting = Vec::with_capacity(tasks);
         for t in workload.tasks() {
             let after = workload.after(t);
             for &a in after {
-                dependents.entry(a).or_default().push(t);
+                dep_off[index(a) + 1] += 1;
             }
             waiting.push(after.len() as u32);
+        }
+        for i in 0..tasks {
+            dep_off[i + 1] += dep_off[i];
+        }
+        let mut fill = dep_off.clone();
+        let mut dependents = vec![TaskRef::Message(0); dep_off[tasks] as usize];
+        for t in workload.tasks() {
+            for &a in workload.after(t) {
+                let slot = &mut fill[index(a)];
+                dependents[*slot as usize] = t;
+                *slot += 1;
+            }
         }
         let mut opens: std::collections::HashMap<u32, Vec<u32>> = Default::default();
         let mut closes: std::collections::HashMap<u32, Vec<u32>> = Default::default();
@@ -373,7 +394,9 @@ impl<'a> Tracker<'a> {
         Tracker {
             workload,
             waiting,
+            dep_off,
             dependents,
+            completed: vec![false; tasks],
             busy: vec![false; gpus as usize],
             queued: (0..gpus).map(|_| Default::default()).collect(),
             opens,
@@ -484,21 +507,26 @@ impl<'a> Tracker<'a> {
     }
 
     /// Task `t` completed: the tasks that waited only for it, in the order they were added.
+    /// A task completes once.
     pub fn complete(&mut self, t: TaskRef) -> Vec<TaskRef> {
-        let Some(deps) = self.dependents.remove(&t) else {
-            return Vec::new();
-        };
         let n = self.workload.messages.len();
-        deps.into_iter()
-            .filter(|&d| {
-                let i = match d {
-                    TaskRef::Message(m) => m as usize,
-                    TaskRef::Compute(c) => n + c as usize,
-                };
-                self.waiting[i] -= 1;
-                self.waiting[i] == 0
-            })
-            .collect()
+        let index = |t: TaskRef| match t {
+            TaskRef::Message(m) => m as usize,
+            TaskRef::Compute(c) => n + c as usize,
+        };
+        let i = index(t);
+        assert!(!self.completed[i], "{t:?} completed twice");
+        self.completed[i] = true;
+        let deps = &self.dependents[self.dep_off[i] as usize..self.dep_off[i + 1] as usize];
+        let mut ready = Vec::new();
+        for &d in deps {
+            let w = &mut self.waiting[index(d)];
+            *w -= 1;
+            if *w == 0 {
+                ready.push(d);
+            }
+        }
+        ready
     }
 
     /// Compute task `c` is ready: returns it if its GPU's stream is idle (start it now),
