@@ -41,7 +41,7 @@ pub fn packet_threads() -> usize {
 }
 
 /// A message to deliver: `bytes` from GPU `src` to GPU `dst`, becoming ready at `start`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MessageSpec {
     pub src: NodeId,
     pub dst: NodeId,

@@ -83,7 +83,7 @@ pub enum TaskRef {
 }
 
 /// A kernel on a GPU's compute stream, or a fixed delay beside it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ComputeSpec {
     pub gpu: NodeId,
     pub duration: Dur,
@@ -98,7 +98,7 @@ pub struct ComputeSpec {
 /// What each task of one kind waits for, all lists end to end: task `i`'s list ends at
 /// `end[i]` and starts where task `i - 1`'s ends. 4 bytes per task with an empty list (a
 /// traffic scenario's million independent messages), not a `Vec` each (24).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Hash)]
 struct Deps {
     end: Vec<u32>,
     on: Vec<TaskRef>,
@@ -127,7 +127,7 @@ impl Deps {
 /// Messages and compute tasks; `after[t]` lists what task `t` waits for. Messages may share
 /// a rate limiter: together they move at most its rate of payload (a communication kernel's
 /// SM-bounded copy rate, or a transport's per-GPU rate; see `src/comm/`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Hash)]
 pub struct Workload {
     pub messages: Vec<MessageSpec>,
     pub computes: Vec<ComputeSpec>,
@@ -144,7 +144,7 @@ pub struct Workload {
 /// A share of a GPU's SMs held from the start of one delay to the finish of another (both
 /// off the stream, on that GPU): a compute kernel running meanwhile gets the rest, so it
 /// progresses at `1 - share` of its speed (see [`Tracker`]).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SmHold {
     pub gpu: NodeId,
     /// Parts per million of the GPU's SMs, below 1e6.

@@ -22,7 +22,7 @@ use super::cost::{Iteration, Point, PointSim};
 use crate::afd::{Deployment, StepShape};
 use crate::compute::QueryError;
 use crate::engine::{Dur, SimRng, Time};
-use crate::net::{Level, NetParams, NetRun};
+use crate::net::{Level, NetParams, NetRun, Workload};
 use crate::topology::Fabric;
 
 /// MoE layers per extrapolation step (a multiple of every embedded model's layer pattern:
@@ -37,6 +37,26 @@ pub struct FabricPoints<'a> {
     level: Level,
     seed: u64,
     all_layers: bool,
+    /// Pairs of steps simulated already, by a digest of their workloads ([`digest`]):
+    /// corners whose steps are the same tasks (contexts or prefixes too short to change a
+    /// kernel's time) are simulated once.
+    done: std::sync::Mutex<std::collections::HashMap<u128, (Iteration, Iteration)>>,
+}
+
+/// A 128-bit digest of two workloads (two SipHash lanes apart): equal workloads give equal
+/// digests, and distinct ones collide with a chance of about 2^-128 a pair, so a step is
+/// reused only where it is the same step. The same level, fabric and parameters run both
+/// (one [`FabricPoints`]), and a run depends on nothing else.
+fn digest(short: &Workload, long: &Workload) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let lane = |salt: u64| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        salt.hash(&mut h);
+        short.hash(&mut h);
+        long.hash(&mut h);
+        h.finish()
+    };
+    (lane(1) as u128) << 64 | lane(2) as u128
 }
 
 impl<'a> FabricPoints<'a> {
@@ -54,6 +74,7 @@ impl<'a> FabricPoints<'a> {
             level,
             seed: spec.seed,
             all_layers: spec.all_layers,
+            done: Default::default(),
         }
     }
 
@@ -143,9 +164,16 @@ impl<'a> FabricPoints<'a> {
             pool.decode_step(f, p, &shape, &mut rng)
         };
         let (a, b) = (step(short)?, step(long)?);
+        let key = digest(&a.workload, &b.workload);
+        let lock = || self.done.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pair) = lock().get(&key) {
+            return Ok(pair.clone());
+        }
         let (ra, rb) = crate::levels::simulate_pair(self.level, f, p, &a.workload, &b.workload)
             .map_err(|e| QueryError::Invalid(format!("the iteration did not finish: {e}")))?;
-        Ok((iteration(&ra), iteration(&rb)))
+        let pair = (iteration(&ra), iteration(&rb));
+        lock().insert(key, pair.clone());
+        Ok(pair)
     }
 
     /// One step of `pool` with `shape` (all its layers), from its first kernel to its last
