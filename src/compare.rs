@@ -124,11 +124,17 @@ pub struct Quiet;
 
 impl Observer for Quiet {}
 
-/// Searches each serving scenario for the highest rate that meets the limits, one after
-/// another (scenarios are taken from `scenarios` as each search starts, so a lazy iterator
-/// loads a file only when its turn comes). `requests` overrides each scenario's
-/// `serving.requests`. A scenario without a `[serving]` table, without limits, or with a
-/// trace (no rate to scale) is an error naming its file.
+/// Searches each serving scenario for the highest rate that meets the limits.
+/// `requests` overrides each scenario's `serving.requests`. A scenario without a
+/// `[serving]` table, without limits, or with a trace (no rate to scale) is an error naming
+/// its file, before any search starts.
+///
+/// The searches run side by side, each on a thread of its own (their corners share the
+/// rayon pool): on two cores a short search fills the core a long one leaves idle between
+/// its corners. The observer hears what one search after another would tell, in the same
+/// order: the first scenario as it goes, each later one's setup, probes and end once the
+/// ones before it are told (their progress within a probe is not told). The rows are those
+/// of searches one after another (each is a pure function of its scenario).
 pub fn compare(
     scenarios: impl IntoIterator<Item = Scenario>,
     limits: Limits,
@@ -136,20 +142,90 @@ pub fn compare(
     requests: Option<u32>,
     observer: &dyn Observer,
 ) -> Result<Comparison, CompareError> {
-    let mut rows = Vec::new();
-    for scenario in scenarios {
-        rows.push(compare_one(&scenario, limits, opts, requests, observer)?);
-    }
-    Ok(Comparison { rows })
+    let scenarios: Vec<Scenario> = scenarios.into_iter().collect();
+    let planned = scenarios
+        .iter()
+        .map(|s| plan(s, limits, requests))
+        .collect::<Result<Vec<_>, _>>()?;
+    std::thread::scope(|threads| {
+        let mut plans = planned.into_iter();
+        let Some(first) = plans.next() else {
+            return Ok(Comparison::default());
+        };
+        let later: Vec<_> = plans
+            .map(|p| {
+                threads.spawn(move || {
+                    let told = Recorder::default();
+                    (search_one(p, opts, &told), told)
+                })
+            })
+            .collect();
+        let mut rows = vec![search_one(first, opts, observer)];
+        for h in later {
+            let (row, told) = h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            if rows.iter().all(Result::is_ok) {
+                told.replay(observer);
+            }
+            rows.push(row);
+        }
+        Ok(Comparison {
+            rows: rows.into_iter().collect::<Result<_, _>>()?,
+        })
+    })
 }
 
-fn compare_one(
+/// What a search tells, held until its turn to be told.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<Told>>);
+
+enum Told {
+    Start(Setup),
+    Probe(u32, Probe),
+    Done(Setup, crate::serving::cost::CostStats),
+}
+
+impl Recorder {
+    fn push(&self, t: Told) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(t);
+    }
+
+    fn replay(self, observer: &dyn Observer) {
+        for t in self.0.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            match t {
+                Told::Start(s) => observer.start(&s),
+                Told::Probe(n, p) => observer.probe(n, &p),
+                Told::Done(s, stats) => observer.done(&s, &stats),
+            }
+        }
+    }
+}
+
+impl Observer for Recorder {
+    fn start(&self, setup: &Setup) {
+        self.push(Told::Start(setup.clone()));
+    }
+    fn probe(&self, n: u32, probe: &Probe) {
+        self.push(Told::Probe(n, probe.clone()));
+    }
+    fn done(&self, setup: &Setup, stats: &crate::serving::cost::CostStats) {
+        self.push(Told::Done(setup.clone(), *stats));
+    }
+}
+
+/// A scenario ready to search: its setup and where its search starts.
+struct Plan<'s> {
+    scenario: &'s Scenario,
+    spec: &'s crate::serving::ServingSpec,
+    origin: String,
+    setup: Setup,
+    start: f64,
+}
+
+fn plan(
     scenario: &Scenario,
     limits: Limits,
-    opts: Options,
     requests: Option<u32>,
-    observer: &dyn Observer,
-) -> Result<ComparisonRow, CompareError> {
+) -> Result<Plan<'_>, CompareError> {
     let origin = scenario.origin().to_string();
     let Some(spec) = &scenario.serving() else {
         return Err(InputError::new(
@@ -199,6 +275,29 @@ fn compare_one(
         slo,
         requests,
     };
+    Ok(Plan {
+        scenario,
+        spec,
+        origin,
+        setup,
+        start,
+    })
+}
+
+fn search_one(
+    plan: Plan,
+    opts: Options,
+    observer: &dyn Observer,
+) -> Result<ComparisonRow, CompareError> {
+    let Plan {
+        scenario,
+        spec,
+        origin,
+        setup,
+        start,
+    } = plan;
+    let requests = setup.requests;
+    let slo = setup.slo;
     observer.start(&setup);
     let mut server = Server::new(spec, scenario.fabric(), scenario.net(), scenario.level());
     let mut n = 0;

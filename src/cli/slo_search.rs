@@ -73,19 +73,13 @@ pub fn run(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
         return Err(cmd_err("--requests", "must be at least 1"));
     }
     let level = a.level.as_deref().and_then(afdsim::config::Level::parse);
-    // Each file is loaded when its turn comes (after the previous scenario's search); a
-    // file that does not load ends the comparison with its error.
-    let mut load_error = None;
-    let scenarios =
-        a.scenarios
-            .iter()
-            .map_while(|path| match Scenario::load_at_level(path, a.seed, level) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    load_error = Some(e);
-                    None
-                }
-            });
+    // Every file is loaded before any search starts (the searches run side by side): one
+    // that does not load is an error before minutes of searching.
+    let scenarios = a
+        .scenarios
+        .iter()
+        .map(|path| Scenario::load_at_level(path, a.seed, level))
+        .collect::<Result<Vec<_>, _>>()?;
     let display = Display::new(a.json);
     let comparison = compare::compare(
         scenarios,
@@ -110,9 +104,6 @@ pub fn run(a: &SloSearchArgs) -> Result<ExitCode, InputError> {
         }
         Err(CompareError::Input(e)) => return Err(e),
     };
-    if let Some(e) = load_error {
-        return Err(e);
-    }
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (e.g. `| head`) is not an error worth a message.
     let _ = if a.json {
