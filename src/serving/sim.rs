@@ -456,7 +456,7 @@ pub struct EarlyMiss {
 }
 
 /// Loop turns between two checks of a [`MissRule`] (each check reads every request).
-const MISS_CHECK_EVERY: u64 = 1024;
+const MISS_CHECK_EVERY: u64 = 32;
 
 /// [`simulate_observed`] that, given `stop`, ends the run as soon as it certainly misses
 /// those limits (an SLO search's probe needs only the verdict). A run that is not stopped
