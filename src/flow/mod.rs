@@ -317,15 +317,7 @@ impl<'w> Run<'w> {
             alloc,
             queue: EventQueue::new(),
             tracker: Tracker::new(workload, topo.gpus()),
-            computes: workload
-                .computes
-                .iter()
-                .map(|c| ComputeResult {
-                    gpu: c.gpu,
-                    start: None,
-                    finish: None,
-                })
-                .collect(),
+            computes: ComputeResult::unstarted(workload),
             started: messages.iter().map(|m| m.start).collect(),
             finished: vec![None; messages.len()],
             fluid,

@@ -48,6 +48,21 @@ pub struct ComputeResult {
     pub finish: Option<Time>,
 }
 
+impl ComputeResult {
+    /// Every compute task of `workload`, not run yet: what a level fills in as it goes.
+    pub fn unstarted(workload: &super::Workload) -> Vec<ComputeResult> {
+        workload
+            .computes
+            .iter()
+            .map(|c| ComputeResult {
+                gpu: c.gpu,
+                start: None,
+                finish: None,
+            })
+            .collect()
+    }
+}
+
 /// The outcome of one message: `start` is when it became ready (its dependencies done);
 /// `finish` is `None` when a packet of it (or of a message it waited for) was dropped.
 #[derive(Clone, Debug, PartialEq)]

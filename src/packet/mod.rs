@@ -370,15 +370,7 @@ fn build<'a>(
         specs: messages,
         workload,
         tracker: Tracker::new(workload, topo.gpus()),
-        computes: workload
-            .computes
-            .iter()
-            .map(|c| ComputeResult {
-                gpu: c.gpu,
-                start: None,
-                finish: None,
-            })
-            .collect(),
+        computes: ComputeResult::unstarted(workload),
         queue: EventQueue::new(),
         pool: PacketPool::default(),
         links,
