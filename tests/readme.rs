@@ -37,8 +37,8 @@ const SKIPPED: &[Skip] = &[
     ),
     Skip::Command(
         "afdsim slo-search workloads/scenarios/serving-{aggregated,pd,pd-afd}-64.toml",
-        "three searches, about 100 s together on 2 cores (and brace expansion, which this \
-         test's splitting does not do)",
+        "three searches, about 50 s together on 2 cores (and brace expansion, which this \
+         test's splitting does not do); tests/serving.rs searches two scenarios side by side",
     ),
     Skip::Command(
         "afdsim explore workloads/studies/dsv32-afd.toml --out out/dsv32-afd",

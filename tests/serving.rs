@@ -485,6 +485,61 @@ fn steady_and_whole_run_throughput() {
     );
 }
 
+/// Several scenarios' searches run side by side, yet the text output tells them one after
+/// another, in the order given (each header, then its probes), and each row is the one a
+/// search of that scenario alone gives.
+#[test]
+fn several_scenarios_are_told_in_order_with_their_own_results() {
+    let a = temp_file("serving", "order-a.toml", SMALL);
+    let light = small_light().replace("name = \"serving-small\"", "name = \"serving-light\"");
+    let b = temp_file("serving", "order-b.toml", &light);
+    let args = |files: &[&std::path::Path], json: bool| {
+        let mut v = vec!["slo-search", "--probes", "3", "--tolerance", "0.2"];
+        if json {
+            v.push("--json");
+        }
+        v.extend(files.iter().map(|p| p.to_str().unwrap()));
+        afdsim(&v)
+    };
+    let both = args(&[&a, &b], false);
+    assert!(both.status.success(), "{}", stderr(&both));
+    let text = stdout(&both);
+    let lines: Vec<&str> = text.lines().collect();
+    let header = |name: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no header for {name}:\n{text}"))
+    };
+    let (ha, hb) = (header("serving-small"), header("serving-light"));
+    assert!(ha < hb, "{text}");
+    let probes = |from: usize, to: usize| {
+        lines[from..to]
+            .iter()
+            .filter(|l| l.trim_start().starts_with("probe"))
+            .count()
+    };
+    let end = lines
+        .iter()
+        .position(|l| l.starts_with("scenario "))
+        .unwrap();
+    // Each scenario's probes right after its own header, as many as its search alone made.
+    let rows = |files: &[&std::path::Path]| -> Vec<serde_json::Value> {
+        let o = args(files, true);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(&stdout(&o))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let (alone_a, alone_b) = (rows(&[&a])[0].clone(), rows(&[&b])[0].clone());
+    let n = |v: &serde_json::Value| v["result"]["probes"].as_array().unwrap().len();
+    assert_eq!(probes(ha, hb), n(&alone_a), "{text}");
+    assert_eq!(probes(hb, end), n(&alone_b), "{text}");
+    assert_eq!(rows(&[&a, &b]), vec![alone_a, alone_b]);
+}
+
 /// `best` holds the metrics of the best rate's probe: its `rate_per_s` is that rate, and
 /// Little's product uses it (issue 13: both were the scenario's own rate, where the search
 /// started).

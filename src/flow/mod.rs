@@ -185,6 +185,7 @@ pub fn simulate_workload_with_stats(
 /// registered but never start (it prunes links by every registered flow, and pruning
 /// changes no rate, to the bit: `maxmin.rs`), the tracker's dependents lists keep their
 /// order with the tasks past the prefix left out. `short`'s run saves all but its tail.
+/// An error of either run (past the horizon) is the result.
 pub fn simulate_with_prefix(
     fabric: &Fabric,
     params: &NetParams,
@@ -198,18 +199,9 @@ pub fn simulate_with_prefix(
     };
     // The tasks a task past the prefix waits for: completing one may start it.
     let mut feeds = vec![false; long.messages.len() + long.computes.len()];
-    let index = |t: TaskRef| match t {
-        TaskRef::Message(m) => m as usize,
-        TaskRef::Compute(c) => long.messages.len() + c as usize,
-    };
-    for t in long.tasks() {
-        let past = match t {
-            TaskRef::Message(m) => m >= pm,
-            TaskRef::Compute(c) => c >= pc,
-        };
-        if past {
-            long.after(t).iter().for_each(|&a| feeds[index(a)] = true);
-        }
+    let index = |t: TaskRef| long.task_index(t);
+    for t in long.tasks().filter(|&t| Workload::past(t, (pm, pc))) {
+        long.after(t).iter().for_each(|&a| feeds[index(a)] = true);
     }
     let (inputs, mut run) = Run::new(fabric, params, long);
     let mut prefix: Option<Run> = None;
@@ -343,12 +335,13 @@ impl<'w> Run<'w> {
     /// Task `t`'s prerequisites are done at `now`: it starts when it may (unless it lies
     /// past the bound).
     fn schedule(&mut self, t: TaskRef, now: Time) {
+        if self.bound.is_some_and(|b| Workload::past(t, b)) {
+            return;
+        }
         let at = self.tracker.ready_at(t, now);
-        match (t, self.bound) {
-            (TaskRef::Message(m), Some((bm, _))) if m >= bm => {}
-            (TaskRef::Compute(c), Some((_, bc))) if c >= bc => {}
-            (TaskRef::Message(m), _) => self.queue.schedule_at(at, Event::Start(m)),
-            (TaskRef::Compute(c), _) => self.queue.schedule_at(at, Event::ComputeReady(c)),
+        match t {
+            TaskRef::Message(m) => self.queue.schedule_at(at, Event::Start(m)),
+            TaskRef::Compute(c) => self.queue.schedule_at(at, Event::ComputeReady(c)),
         }
     }
 

@@ -286,6 +286,22 @@ impl Workload {
         !self.computes.is_empty() || !self.message_after.on.is_empty()
     }
 
+    /// Task `t`'s position in [`Workload::tasks`] order (messages first).
+    pub fn task_index(&self, t: TaskRef) -> usize {
+        match t {
+            TaskRef::Message(m) => m as usize,
+            TaskRef::Compute(c) => self.messages.len() + c as usize,
+        }
+    }
+
+    /// Whether task `t` lies at or past the first `(messages, compute tasks)`.
+    pub fn past(t: TaskRef, (messages, computes): (u32, u32)) -> bool {
+        match t {
+            TaskRef::Message(m) => m >= messages,
+            TaskRef::Compute(c) => c >= computes,
+        }
+    }
+
     /// Whether this workload is `long`'s first tasks: the same messages and compute tasks,
     /// each waiting for the same tasks, the same limiters and SM holds (`long`'s holds that
     /// begin among them end among them), while every task of `long` past them waits for
@@ -300,14 +316,11 @@ impl Workload {
             && (0..nm as u32).all(|m| self.limiter_of(m) == long.limiter_of(m));
         let mut early = long.holds.iter().filter(|h| (h.from as usize) < nc);
         let same_holds = early.clone().eq(self.holds.iter()) && early.all(|h| (h.to as usize) < nc);
-        let rest_waits = long.tasks().all(|t| {
-            let past = match t {
-                TaskRef::Message(m) => m as usize >= nm,
-                TaskRef::Compute(c) => c as usize >= nc,
-            };
-            !past || !long.after(t).is_empty()
-        });
-        (same_tasks && same_limits && same_holds && rest_waits).then_some((nm as u32, nc as u32))
+        let cut = (nm as u32, nc as u32);
+        let rest_waits = long
+            .tasks()
+            .all(|t| !Workload::past(t, cut) || !long.after(t).is_empty());
+        (same_tasks && same_limits && same_holds && rest_waits).then_some(cut)
     }
 }
 
@@ -358,12 +371,8 @@ pub type Finish = (u32, Time, u32);
 impl<'a> Tracker<'a> {
     /// `gpus`: how many GPU streams there are (every compute task's GPU is below it).
     pub fn new(workload: &'a Workload, gpus: u32) -> Tracker<'a> {
-        let n = workload.messages.len();
-        let index = |t: TaskRef| match t {
-            TaskRef::Message(m) => m as usize,
-            TaskRef::Compute(c) => n + c as usize,
-        };
-        let tasks = n + workload.computes.len();
+        let index = |t: TaskRef| workload.task_index(t);
+        let tasks = workload.messages.len() + workload.computes.len();
         let mut dep_off = vec![0u32; tasks + 1];
         let mut waiting = Vec::with_capacity(tasks);
         for t in workload.tasks() {
@@ -509,20 +518,16 @@ impl<'a> Tracker<'a> {
     /// Task `t` completed: the tasks that waited only for it, in the order they were added.
     /// A task completes once.
     pub fn complete(&mut self, t: TaskRef) -> Vec<TaskRef> {
-        let n = self.workload.messages.len();
-        let index = |t: TaskRef| match t {
-            TaskRef::Message(m) => m as usize,
-            TaskRef::Compute(c) => n + c as usize,
-        };
-        let i = index(t);
+        let w = self.workload;
+        let i = w.task_index(t);
         assert!(!self.completed[i], "{t:?} completed twice");
         self.completed[i] = true;
         let deps = &self.dependents[self.dep_off[i] as usize..self.dep_off[i + 1] as usize];
         let mut ready = Vec::new();
         for &d in deps {
-            let w = &mut self.waiting[index(d)];
-            *w -= 1;
-            if *w == 0 {
+            let left = &mut self.waiting[w.task_index(d)];
+            *left -= 1;
+            if *left == 0 {
                 ready.push(d);
             }
         }
