@@ -1,7 +1,8 @@
 //! The classic hold model: pop the earliest event, push one at a random later time, with a
 //! constant number of pending events. Reports events per second (one pop + one push each)
-//! for afdsim's `EventQueue` and for the candidate heaps behind it, all keyed by
-//! (time, insertion sequence) so equal times pop first-in first-out.
+//! for afdsim's `EventQueue` (its radix store and its calendar, the packet level's) and for
+//! the candidate heaps behind it, all keyed by (time, insertion sequence) so equal times pop
+//! first-in first-out.
 //!
 //! Run: `cargo bench --bench engine`. Figures and the choice they led to: ARCHITECTURE.md.
 
@@ -164,6 +165,18 @@ fn bench_hold(c: &mut Criterion) {
             b.iter(|| hold(&mut q, &mut now, &delays, &mut cur));
             black_box(Dur::from_ps(now));
         });
+        // The packet level's store: 1 ns slots, a 4 us window (every delay here falls in it).
+        g.bench_with_input(
+            BenchmarkId::new("afdsim::EventQueue::calendar", n),
+            &n,
+            |b, &n| {
+                let mut q = EventQueue::calendar(10);
+                fill(&mut q, n, &delays);
+                let (mut now, mut cur) = (0, 0);
+                b.iter(|| hold(&mut q, &mut now, &delays, &mut cur));
+                black_box(Dur::from_ps(now));
+            },
+        );
         g.bench_with_input(BenchmarkId::new("dary_heap::Quaternary", n), &n, |b, &n| {
             let mut q = Quaternary {
                 heap: dary_heap::QuaternaryHeap::with_capacity(n as usize + 1),
