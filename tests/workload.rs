@@ -226,7 +226,7 @@ fn a_workload_that_is_not_a_prefix_is_run_apart() {
     check_prefix_pass(&s, &short, &long);
 
     let mut other = short.clone();
-    other.messages[0].bytes += 1;
+    std::sync::Arc::make_mut(&mut other.messages)[0].bytes += 1;
     assert_eq!(other.prefix_of(&long), None);
     check_prefix_pass(&s, &other, &long);
 

@@ -51,7 +51,8 @@ pub struct Scenario {
     fabric_name: String,
     fabric: Fabric,
     net: NetParams,
-    messages: Vec<MessageSpec>,
+    /// Shared with the workload a network study runs ([`Scenario::traffic_workload`]).
+    messages: std::sync::Arc<Vec<MessageSpec>>,
     /// `[[traffic]]` entries run as kernel calls (`kernel = ...`), in traffic order.
     kernels: Vec<crate::comm::Call>,
     study: Study,
@@ -129,6 +130,10 @@ impl Scenario {
     /// What a network study runs: the `[[traffic]]` messages, each kernel call's as its
     /// library's tasks (see [`crate::comm::traffic_workload`]).
     pub fn traffic_workload(&self) -> crate::net::Workload {
+        if self.kernels.is_empty() {
+            // Independent messages: the scenario's own list, not a copy.
+            return crate::net::Workload::from_shared(self.messages.clone());
+        }
         crate::comm::traffic_workload(&self.fabric, &self.net, &self.messages, &self.kernels)
     }
     /// The AFD deployment, for an `[afd]` study.
@@ -560,7 +565,10 @@ fn resolve(
             pxn_fifo_bytes: rf.pxn_fifo_bytes,
             seed,
         },
-        messages,
+        messages: std::sync::Arc::new({
+            messages.shrink_to_fit();
+            messages
+        }),
         kernels,
         study: match (&raw.afd, &raw.serving) {
             (None, None) => Study::Network,

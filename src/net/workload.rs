@@ -11,6 +11,7 @@
 use super::MessageSpec;
 use crate::engine::{Bandwidth, Dur, PS_PER_S, Time};
 use crate::topology::{NodeId, Topology};
+use std::sync::Arc;
 
 /// How far a level has come with a workload, handed to a progress callback now and then.
 /// A callback must not affect the run: it only reads this.
@@ -129,7 +130,9 @@ impl Deps {
 /// SM-bounded copy rate, or a transport's per-GPU rate; see `src/comm/`).
 #[derive(Clone, Debug, Default, Hash)]
 pub struct Workload {
-    pub messages: Vec<MessageSpec>,
+    /// Shared, not copied, with the scenario that lists them where they are its
+    /// `[[traffic]]` alone ([`Workload::from_shared`]): a million messages take 25 MB.
+    pub messages: Arc<Vec<MessageSpec>>,
     pub computes: Vec<ComputeSpec>,
     message_after: Deps,
     compute_after: Deps,
@@ -160,6 +163,11 @@ pub const MAX_HOLD_PPM: u32 = 999_000;
 impl Workload {
     /// Independent messages, each starting at its own time.
     pub fn from_messages(messages: Vec<MessageSpec>) -> Workload {
+        Self::from_shared(Arc::new(messages))
+    }
+
+    /// [`Workload::from_messages`] on messages kept elsewhere too.
+    pub fn from_shared(messages: Arc<Vec<MessageSpec>>) -> Workload {
         let n = messages.len();
         Workload {
             messages,
@@ -173,7 +181,7 @@ impl Workload {
     /// code building the workload, which would otherwise make a cycle possible.
     pub fn message(&mut self, spec: MessageSpec, after: &[TaskRef]) -> TaskRef {
         self.check(after);
-        self.messages.push(spec);
+        Arc::make_mut(&mut self.messages).push(spec);
         self.message_after.push(after);
         TaskRef::Message(self.messages.len() as u32 - 1)
     }
@@ -294,6 +302,15 @@ impl Workload {
         }
     }
 
+    /// The task at position `i` of [`Workload::tasks`] (the inverse of
+    /// [`Workload::task_index`]).
+    pub fn task_at(&self, i: usize) -> TaskRef {
+        match i.checked_sub(self.messages.len()) {
+            None => TaskRef::Message(i as u32),
+            Some(c) => TaskRef::Compute(c as u32),
+        }
+    }
+
     /// Whether task `t` lies at or past the first `(messages, compute tasks)`.
     pub fn past(t: TaskRef, (messages, computes): (u32, u32)) -> bool {
         match t {
@@ -342,6 +359,7 @@ pub struct Tracker<'a> {
     waiting: Vec<u32>,
     /// The tasks waiting for each task (CSR, tasks in `Workload::tasks` order): task `i`'s
     /// dependents are `dependents[dep_off[i]..dep_off[i + 1]]`, in the order they were added.
+    /// `waiting` and `dep_off` are empty when no task waits for another.
     dep_off: Vec<u32>,
     dependents: Vec<TaskRef>,
     completed: Vec<bool>,
@@ -373,21 +391,24 @@ impl<'a> Tracker<'a> {
     pub fn new(workload: &'a Workload, gpus: u32) -> Tracker<'a> {
         let index = |t: TaskRef| workload.task_index(t);
         let tasks = workload.messages.len() + workload.computes.len();
-        let mut dep_off = vec![0u32; tasks + 1];
-        let mut waiting = Vec::with_capacity(tasks);
-        for t in workload.tasks() {
+        // Independent tasks (a traffic scenario's million messages) need no counts.
+        let none_wait = workload.tasks().all(|t| workload.after(t).is_empty());
+        let mut dep_off = vec![0u32; if none_wait { 0 } else { tasks + 1 }];
+        let mut waiting = Vec::with_capacity(if none_wait { 0 } else { tasks });
+        for t in workload.tasks().filter(|_| !none_wait) {
             let after = workload.after(t);
             for &a in after {
                 dep_off[index(a) + 1] += 1;
             }
             waiting.push(after.len() as u32);
         }
-        for i in 0..tasks {
+        for i in 0..dep_off.len().saturating_sub(1) {
             dep_off[i + 1] += dep_off[i];
         }
         let mut fill = dep_off.clone();
-        let mut dependents = vec![TaskRef::Message(0); dep_off[tasks] as usize];
-        for t in workload.tasks() {
+        let mut dependents =
+            vec![TaskRef::Message(0); dep_off.last().copied().unwrap_or(0) as usize];
+        for t in workload.tasks().filter(|_| !none_wait) {
             for &a in workload.after(t) {
                 let slot = &mut fill[index(a)];
                 dependents[*slot as usize] = t;
@@ -522,6 +543,9 @@ impl<'a> Tracker<'a> {
         let i = w.task_index(t);
         assert!(!self.completed[i], "{t:?} completed twice");
         self.completed[i] = true;
+        if self.dep_off.is_empty() {
+            return Vec::new();
+        }
         let deps = &self.dependents[self.dep_off[i] as usize..self.dep_off[i + 1] as usize];
         let mut ready = Vec::new();
         for &d in deps {
