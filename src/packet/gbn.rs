@@ -149,7 +149,8 @@ impl super::Sim<'_> {
         ms.dropped = true;
         // What it never sent: past its highest PSN sent. Not its unsent bytes, which after
         // a go-back also count PSNs sent once already.
-        self.bytes_abandoned += bytes.saturating_sub(ms.snd_max as u64 * ms.wire.mtu_bytes as u64);
+        let mtu = ms.wire(self.params).mtu_bytes as u64;
+        self.bytes_abandoned += bytes.saturating_sub(ms.snd_max as u64 * mtu);
         ms.unsent_bytes = 0;
         let g = ms.group as usize;
         if let Some(i) = self.groups[g].msgs.iter().position(|&x| x == m) {
@@ -167,7 +168,7 @@ impl super::Sim<'_> {
         }
         let idle = ms.unsent_bytes == 0;
         ms.snd_next = psn;
-        ms.unsent_bytes = bytes - psn as u64 * ms.wire.mtu_bytes as u64;
+        ms.unsent_bytes = bytes - psn as u64 * ms.wire(self.params).mtu_bytes as u64;
         if idle {
             let g = ms.group as usize;
             self.groups[g].msgs.push(m);
@@ -178,10 +179,8 @@ impl super::Sim<'_> {
         }
     }
 
-    pub(super) fn drop_packet(&mut self, now: Time, at_link: LinkId, pkt: u32) {
-        let p = self.pool.slots[pkt as usize];
+    pub(super) fn drop_packet(&mut self, now: Time, at_link: LinkId, p: super::Packet) {
         self.release_held(now, LinkId(p.in_link), p.wire_bytes as u64);
-        self.pool.release(pkt);
         let st = &mut self.links[at_link.0 as usize].stats;
         st.drops += 1;
         st.dropped_bytes += p.payload_bytes as u64;

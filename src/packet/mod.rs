@@ -60,8 +60,9 @@ enum Event {
     MessageStart(u32),
     /// A link finished serializing its current packet.
     TxDone(LinkId),
-    /// A packet is fully received at the far end of `link` (past a switch's latency).
-    Arrive { link: LinkId, pkt: u32 },
+    /// The first packet in flight on `link` ([`LinkState::flight`]) is fully received at
+    /// its far end (past a switch's latency).
+    Arrive(LinkId),
     /// A pause (`on`) or resume frame from the receiver of `link` reaches its sender.
     Pause { link: LinkId, on: bool },
     /// A paced source on `link` may have become eligible.
@@ -95,7 +96,7 @@ struct Stamped {
 const _: () = assert!(std::mem::size_of::<Stamped>() == 16);
 
 /// An event bound for a region another thread runs, with its packet when it is an
-/// [`Event::Arrive`] (packet pools are per thread).
+/// [`Event::Arrive`] (each thread holds its own links' packets).
 #[derive(Clone, Copy, Debug)]
 struct Remote {
     at: Time,
@@ -138,31 +139,6 @@ impl Packet {
     }
 }
 
-/// Fixed-size slots so that the hot path never allocates per packet.
-#[derive(Default)]
-struct PacketPool {
-    slots: Vec<Packet>,
-    free: Vec<u32>,
-}
-
-impl PacketPool {
-    fn alloc(&mut self, p: Packet) -> u32 {
-        if let Some(i) = self.free.pop() {
-            self.slots[i as usize] = p;
-            i
-        } else {
-            self.slots.push(p);
-            (self.slots.len() - 1) as u32
-        }
-    }
-    fn release(&mut self, i: u32) {
-        self.free.push(i);
-    }
-    fn in_use(&self) -> usize {
-        self.slots.len() - self.free.len()
-    }
-}
-
 struct LinkState {
     /// Static data of the link, kept here so one cache line serves a hop.
     to: NodeId,
@@ -176,12 +152,18 @@ struct LinkState {
     /// Serialization time of the last packet size sent (nearly always a full packet).
     tx_cache: (u64, Dur),
     busy: bool,
-    on_wire: u32,
     /// The receiver has paused this link's sender.
     paused: bool,
     paused_since: Time,
-    fifo: VecDeque<u32>,
+    /// Packets waiting to be sent, by value: a hop reads the packet where the link's queue
+    /// keeps it, in order, rather than from a pool slot written long before (at 1,024 GPUs
+    /// the slot loads were half the hot loop's time, each a cache miss).
+    fifo: VecDeque<Packet>,
     fifo_bytes: u64,
+    /// Packets sent on this link and not yet arrived, oldest first: the one on the wire
+    /// (while `busy`) is the last; [`Event::Arrive`] takes the first. A link's packets
+    /// arrive in the order sent (one latency per link), so no index is needed.
+    flight: VecDeque<Packet>,
     /// Source groups this link serves (GPU egress only), where round-robin over them
     /// resumes, and this link's own round-robin position in each group's messages.
     groups: Vec<u32>,
@@ -198,6 +180,7 @@ struct LinkState {
 /// A message's sender and receiver state, one per message (1,047,552 in `hgx128-a2a`): kept
 /// to 80 bytes, the congestion controller in [`Sim::cc`] (empty without one) and times that
 /// may be unset as sentinels rather than `Option`s.
+#[repr(align(64))]
 struct MsgState {
     /// When it became ready; [`NOT_YET`] until then (see [`MsgState::started`]).
     started: Time,
@@ -205,15 +188,13 @@ struct MsgState {
     undelivered_bytes: u64,
     /// When its last byte arrived; [`NOT_YET`] until then (see [`MsgState::finished`]).
     finish: Time,
-    hash: u64,
-    /// Latency of a control frame (CNP, NAK, ACK) from the destination back to the source,
-    /// computed on first use; [`NO_DELAY_YET`] until then.
-    reverse_delay: Dur,
-    wire: Wire,
     /// The source group it sends from.
     group: u32,
     /// Where its packets go first: the PXN relay GPU ([`Fabric::relay`]), else `dst`.
     via: NodeId,
+    /// `via` is a relay, not `dst` (kept here so that sending a packet reads no more than
+    /// this line).
+    relayed: bool,
     /// Sender: the next PSN to send, and one past the highest PSN ever sent.
     snd_next: u32,
     snd_max: u32,
@@ -221,15 +202,22 @@ struct MsgState {
     limiter: u32,
     /// A packet was dropped (only recorded where nothing retransmits it: the message is lost).
     dropped: bool,
+    /// It stays in its NVLink domain (its packets are cut with [`NetParams::nvlink_wire`],
+    /// else [`NetParams::nic_wire`]).
+    nvlink: bool,
 }
 
-// The layout the doc comment above promises (a regression here costs 100 MB at 1M messages).
-const _: () = assert!(std::mem::size_of::<MsgState>() == 80);
+// The layout the doc comment above promises: one cache line a message (a regression here
+// costs 16 MB and a second cache miss per packet at 1M messages). Its ECMP hash is
+// recomputed where needed ([`message_hash`], two multiplications) and a control frame's
+// return latency lives in [`Sim::reverse`], only for runs that send control frames.
+const _: () = assert!(std::mem::size_of::<MsgState>() == 64);
+const _: () = assert!(std::mem::align_of::<MsgState>() == 64);
 
 /// An unset [`MsgState::started`] or [`MsgState::finish`] (events lie below
 /// [`Time::HORIZON`]).
 const NOT_YET: Time = Time::MAX;
-/// An unset [`MsgState::reverse_delay`].
+/// A return latency not computed yet ([`Sim::reverse`]).
 const NO_DELAY_YET: Dur = Dur::from_ps(u64::MAX);
 
 impl MsgState {
@@ -239,7 +227,23 @@ impl MsgState {
     fn finished(&self) -> Option<Time> {
         (self.finish != NOT_YET).then_some(self.finish)
     }
+    /// How its packets are cut.
+    #[inline]
+    fn wire(&self, params: &NetParams) -> Wire {
+        if self.nvlink {
+            params.nvlink_wire
+        } else {
+            params.nic_wire
+        }
+    }
 }
+
+/// The packet level's event queue slots: 2^10 ps, about 1 ns ([`EventQueue::calendar`]).
+const QUEUE_SLOT_LOG2: u32 = 10;
+
+/// More events than any one time needs once the first moment of a large run is past
+/// ([`Sim::run_until`]).
+const BIG_BATCH: usize = 1 << 16;
 
 /// The packet level as a [`Simulator`].
 pub struct PacketLevel;
@@ -317,11 +321,11 @@ fn build<'a>(
             to_switch: topo.kind(l.to) == NodeKind::Switch,
             tx_cache: (0, Dur::ZERO),
             busy: false,
-            on_wire: NONE,
             paused: false,
             paused_since: Time::ZERO,
             fifo: VecDeque::new(),
             fifo_bytes: 0,
+            flight: VecDeque::new(),
             groups: Vec::new(),
             group_cursor: 0,
             msg_cursor: Vec::new(),
@@ -371,12 +375,16 @@ fn build<'a>(
         workload,
         tracker: Tracker::new(workload, topo.gpus()),
         computes: ComputeResult::unstarted(workload),
-        queue: EventQueue::new(),
-        pool: PacketPool::default(),
+        // Packet events fall a serialization time and a latency ahead: 1 ns slots.
+        queue: EventQueue::calendar(QUEUE_SLOT_LOG2),
         links,
         groups: Vec::new(),
         group_index: HashMap::new(),
         msgs: Vec::with_capacity(messages.len()),
+        reverse: Vec::new(),
+        initial: Initial::InOrder { next: usize::MAX },
+        initial_done: 0,
+        initial_slicing: None,
         cc: Vec::new(),
         spray: vec![0; topo.nodes()],
         stripe: vec![0; stripe_rows * stripe_width],
@@ -430,6 +438,7 @@ fn build<'a>(
     for (i, m) in messages.iter().enumerate() {
         assert!(m.src != m.dst && m.bytes > 0, "validated by config");
         let nvlink = fabric.same_domain(m.src, m.dst);
+        let relay = fabric.relay(m.src, m.dst);
         let line = (!nvlink)
             .then(|| fabric.spec.nic.as_ref().map(|n| n.rate))
             .flatten();
@@ -442,29 +451,54 @@ fn build<'a>(
             unsent_bytes: m.bytes,
             undelivered_bytes: m.bytes,
             finish: NOT_YET,
-            wire: if nvlink {
-                params.nvlink_wire
-            } else {
-                params.nic_wire
-            },
-            hash: message_hash(params.seed, i as u32),
-            reverse_delay: NO_DELAY_YET,
+            nvlink,
             dropped: false,
             group: NONE,
-            via: fabric.relay(m.src, m.dst).unwrap_or(m.dst),
+            via: relay.unwrap_or(m.dst),
+            relayed: relay.is_some(),
             snd_next: 0,
             snd_max: 0,
             limiter: workload.limiter_of(i as u32).unwrap_or(NONE),
         });
     }
-    for t in sim.tracker.initially_ready() {
-        let owner = sim.task_region(t);
-        if layout.part[owner as usize] == part {
-            sim.cur = owner;
-            sim.make_ready(Time::ZERO, t);
-        }
-    }
+    sim.initial = Initial::new(&sim);
     sim
+}
+
+/// The tasks ready from the start (no prerequisites) that this partition runs, handed to
+/// the run in (time, task) order as they come due rather than queued at the start: a
+/// million messages starting together would hold 25-40 MB of queue and batch at once.
+/// [`Sim::next_batch`] gives them the place the queue would (before any event scheduled
+/// during the run at the same time) and, when nothing else is due then, hands them over a
+/// slice at a time ([`INITIAL_SLICE`]).
+enum Initial {
+    /// Their ready times never decrease in task order: a cursor over the tasks.
+    InOrder { next: usize },
+    /// Otherwise sorted by ready time, stably.
+    Sorted { tasks: Vec<TaskRef>, next: usize },
+}
+
+/// How many initial tasks [`Sim::next_batch`] hands over at a time when nothing else is
+/// due with them.
+const INITIAL_SLICE: usize = 4096;
+
+impl Initial {
+    fn new(sim: &Sim) -> Initial {
+        let mut last = Time::ZERO;
+        let mut in_order = true;
+        let w = sim.workload;
+        for t in w.tasks().filter(|&t| sim.initial_here(t)) {
+            let at = sim.tracker.ready_at(t, Time::ZERO);
+            in_order &= at >= last;
+            last = at;
+        }
+        if in_order {
+            return Initial::InOrder { next: 0 };
+        }
+        let mut tasks: Vec<TaskRef> = w.tasks().filter(|&t| sim.initial_here(t)).collect();
+        tasks.sort_by_key(|&t| sim.tracker.ready_at(t, Time::ZERO));
+        Initial::Sorted { tasks, next: 0 }
+    }
 }
 
 /// Active messages that may leave a GPU on the same set of first-hop links.
@@ -481,11 +515,19 @@ struct Sim<'a> {
     tracker: Tracker<'a>,
     computes: Vec<ComputeResult>,
     queue: EventQueue<Stamped>,
-    pool: PacketPool,
     links: Vec<LinkState>,
     groups: Vec<Group>,
     group_index: HashMap<Vec<LinkId>, u32>,
     msgs: Vec<MsgState>,
+    /// Tasks ready from the start not handed over yet, how many were, and the time whose
+    /// initial tasks are being handed over a slice at a time.
+    initial: Initial,
+    initial_done: u64,
+    initial_slicing: Option<Time>,
+    /// Per message, the latency of a control frame (CNP, NAK, ACK) from its destination
+    /// back to its source, computed on first use ([`NO_DELAY_YET`] until then); empty
+    /// until a run sends its first control frame.
+    reverse: Vec<Dur>,
     /// Per message its congestion controller, where congestion control is on; empty when
     /// it is off (no message has one).
     cc: Vec<AnyController<'a>>,
@@ -563,7 +605,7 @@ impl Sim<'_> {
             Event::TxDone(l) | Event::Wake(l) | Event::Pause { link: l, .. } => {
                 self.links[l.0 as usize].from_region
             }
-            Event::Arrive { link, .. } => self.links[link.0 as usize].to_region,
+            Event::Arrive(link) => self.links[link.0 as usize].to_region,
             Event::MessageStart(m)
             | Event::CcFeedback(m)
             | Event::CcTimer(m)
@@ -573,6 +615,94 @@ impl Sim<'_> {
                 self.layout.region[self.workload.computes[c as usize].gpu.0 as usize]
             }
         }
+    }
+
+    /// Whether task `t` is ready from the start and this partition's.
+    fn initial_here(&self, t: TaskRef) -> bool {
+        self.workload.after(t).is_empty()
+            && self.layout.part[self.task_region(t) as usize] == self.part
+    }
+
+    /// The next initial task not handed over yet ([`Initial`]), and when it is ready.
+    fn initial_peek(&mut self) -> Option<(Time, TaskRef)> {
+        let t = match self.initial {
+            Initial::InOrder { mut next } => {
+                let n = self.workload.messages.len() + self.workload.computes.len();
+                while next < n && !self.initial_here(self.workload.task_at(next)) {
+                    next += 1;
+                }
+                self.initial = Initial::InOrder { next };
+                (next < n).then(|| self.workload.task_at(next))?
+            }
+            Initial::Sorted { ref tasks, next } => *tasks.get(next)?,
+        };
+        Some((self.tracker.ready_at(t, Time::ZERO), t))
+    }
+
+    fn initial_advance(&mut self) {
+        match &mut self.initial {
+            Initial::InOrder { next } | Initial::Sorted { next, .. } => *next += 1,
+        }
+    }
+
+    /// The time of the next event or initial task, if any.
+    fn next_time(&mut self) -> Option<Time> {
+        let q = self.queue.peek_time();
+        match (self.initial_peek(), q) {
+            (Some((t, _)), Some(q)) => Some(t.min(q)),
+            (Some((t, _)), None) => Some(t),
+            (None, q) => q,
+        }
+    }
+
+    /// Events handled and initial tasks handed over.
+    fn events_processed(&self) -> u64 {
+        self.queue.stats().processed + self.initial_done
+    }
+
+    /// Fills `batch` with the events of the earliest time before `limit` and returns that
+    /// time. Initial tasks ready then come first, as if queued before the run began. When
+    /// no queued event shares their time, they come a slice at a time: events of one
+    /// region each (a task's own), so no slice needs the order of another, and what they
+    /// schedule for the same time waits, as in the queue, until the last slice is done.
+    fn next_batch(&mut self, limit: Time, batch: &mut Vec<Stamped>) -> Option<Time> {
+        debug_assert!(batch.is_empty());
+        if let Some((t0, _)) = self.initial_peek().filter(|&(t, _)| t < limit) {
+            let q = self.queue.peek_time();
+            if q.is_none_or(|q| t0 <= q) {
+                // Queued events at `t0` join this batch, after the initial tasks; then the
+                // initial tasks come whole (the order of a time's events is decided over
+                // all of them, [`Sim::order`]), and they must not be split from them.
+                let queued_too = q == Some(t0) && self.initial_slicing != Some(t0);
+                let mut n = 0;
+                while let Some((t, task)) = self.initial_peek() {
+                    if t != t0 || (!queued_too && n == INITIAL_SLICE) {
+                        break;
+                    }
+                    self.initial_advance();
+                    let region = self.task_region(task);
+                    batch.push(Stamped {
+                        region,
+                        ev: match task {
+                            TaskRef::Message(m) => Event::MessageStart(m),
+                            TaskRef::Compute(c) => Event::ComputeReady(c),
+                        },
+                    });
+                    n += 1;
+                }
+                self.initial_done += n as u64;
+                if queued_too {
+                    self.queue.pop_ties(limit, batch);
+                    self.initial_slicing = None;
+                } else {
+                    // Further slices at `t0` come before what these schedule for `t0`.
+                    self.initial_slicing = Some(t0);
+                }
+                return Some(t0);
+            }
+        }
+        self.initial_slicing = None;
+        self.queue.pop_ties(limit, batch)
     }
 
     /// The region a task runs in: a message's source GPU, a compute task's GPU.
@@ -601,11 +731,15 @@ impl Sim<'_> {
             self.queue.schedule_at(at, stamp);
             return;
         }
-        // The packet as it will arrive: its slot stays here until the link's `TxDone`
-        // (which frees it), and leaving a PXN relay's NIC releases its relay room then.
+        // The packet as it will arrive: it stays in the link's flight here until its
+        // `TxDone` (which drops it), and leaving a PXN relay's NIC releases its relay room
+        // then.
         let packet = match ev {
-            Event::Arrive { pkt, .. } => {
-                let mut p = self.pool.slots[pkt as usize];
+            Event::Arrive(link) => {
+                let mut p = *self.links[link.0 as usize]
+                    .flight
+                    .back()
+                    .expect("an arrival is posted for the packet just put on the wire");
                 if p.holds_relay_until_sent() {
                     p.relay_hold = NONE;
                 }
@@ -618,14 +752,12 @@ impl Sim<'_> {
 
     /// Takes in an event another partition scheduled for one of this one's regions.
     fn receive(&mut self, r: Remote) {
-        let mut stamp = r.stamp;
-        if let (Event::Arrive { link, .. }, Some(p)) = (stamp.ev, r.packet) {
-            stamp.ev = Event::Arrive {
-                link,
-                pkt: self.pool.alloc(p),
-            };
+        // A link's arrivals come in the order sent, and so do their events: the flight
+        // here stays in step with them.
+        if let (Event::Arrive(link), Some(p)) = (r.stamp.ev, r.packet) {
+            self.links[link.0 as usize].flight.push_back(p);
         }
-        self.queue.schedule_at(r.at, stamp);
+        self.queue.schedule_at(r.at, r.stamp);
     }
 
     /// Runs every event before `limit`, a time's events in stamp order. Calls `progress`
@@ -636,16 +768,22 @@ impl Sim<'_> {
         progress: &mut dyn FnMut(&Self, Time),
     ) -> Result<(), PastHorizon> {
         let mut batch = std::mem::take(&mut self.batch);
-        while let Some(now) = self.queue.pop_ties(limit, &mut batch) {
+        while let Some(now) = self.next_batch(limit, &mut batch) {
             // Times saturate rather than wrap (engine/time.rs): anything at or past the
             // horizon is a run that cannot fit, never a result.
             PastHorizon::check(now)?;
-            let before = self.queue.stats().processed - batch.len() as u64;
+            let before = self.events_processed() - batch.len() as u64;
             self.order(now, &mut batch);
             for s in batch.drain(..) {
                 self.dispatch(now, s);
             }
-            if (before >> 20) != (self.queue.stats().processed >> 20) {
+            // A time with a great many events (a million messages starting together) leaves
+            // allocations that no later time needs: give them back.
+            if batch.capacity() > BIG_BATCH {
+                batch = Vec::new();
+                self.scratch = Vec::new();
+            }
+            if (before >> 20) != (self.events_processed() >> 20) {
                 progress(self, now);
             }
         }
@@ -735,7 +873,7 @@ impl Sim<'_> {
         match s.ev {
             Event::MessageStart(m) => self.on_message_start(now, m),
             Event::TxDone(l) => self.on_tx_done(now, l),
-            Event::Arrive { link, pkt } => self.on_arrive(now, link, pkt),
+            Event::Arrive(link) => self.on_arrive(now, link),
             Event::Pause { link, on } => self.on_pause(now, link, on),
             Event::Wake(l) => self.on_wake(now, l),
             Event::CcFeedback(m) => self.on_cc_feedback(now, m),
@@ -809,7 +947,8 @@ impl Sim<'_> {
         let set: Vec<LinkId> = if spread {
             hops.to_vec()
         } else {
-            vec![hops[ecmp_pick(self.msgs[m as usize].hash, spec.src, hops.len())]]
+            let hash = message_hash(self.params.seed, m);
+            vec![hops[ecmp_pick(hash, spec.src, hops.len())]]
         };
         let g = match self.group_index.get(&set) {
             Some(&g) => g,
@@ -842,66 +981,75 @@ impl Sim<'_> {
     fn on_tx_done(&mut self, now: Time, l: LinkId) {
         let ls = &mut self.links[l.0 as usize];
         ls.busy = false;
-        let pkt = std::mem::replace(&mut ls.on_wire, NONE);
-        let p = self.pool.slots[pkt as usize];
+        // A packet that arrives in another partition went there as a copy.
+        let remote = self.layout.part[ls.to_region as usize] != self.part;
+        let on_wire = ls
+            .flight
+            .back_mut()
+            .expect("a busy link has a packet on the wire");
+        let p = *on_wire;
         if p.holds_relay_until_sent() {
             // It has left the relay's NIC: its room there is free again.
-            self.pool.slots[pkt as usize].relay_hold = NONE;
+            on_wire.relay_hold = NONE;
+        }
+        if remote {
+            ls.flight.pop_back();
+        }
+        if p.holds_relay_until_sent() {
             self.release_relay(now, p.relay_hold, p.wire_bytes as u64);
         }
         if p.in_link != NONE {
             self.release_held(now, LinkId(p.in_link), p.wire_bytes as u64);
         }
-        // A packet that arrives in another partition went there as a copy.
-        if self.layout.part[self.links[l.0 as usize].to_region as usize] != self.part {
-            self.pool.release(pkt);
-        }
         self.start_next(now, l);
     }
 
-    fn on_arrive(&mut self, now: Time, l: LinkId, pkt: u32) {
-        let at = self.links[l.0 as usize].to;
-        let p = self.pool.slots[pkt as usize];
+    fn on_arrive(&mut self, now: Time, l: LinkId) {
+        let ls = &mut self.links[l.0 as usize];
+        let at = ls.to;
+        let to_switch = ls.to_switch;
+        let mut p = ls
+            .flight
+            .pop_front()
+            .expect("every arrival has its packet in flight");
         let dst = p.dst;
         if at == dst {
             if p.relayed {
-                self.relay(now, at, pkt);
+                self.relay(now, at, p);
             } else {
-                self.deliver(now, pkt);
+                self.deliver(now, p);
             }
             return;
         }
         // Hold it here, accounted against the link it came on.
-        self.pool.slots[pkt as usize].in_link = l.0;
+        p.in_link = l.0;
         self.hold(now, l, p.wire_bytes as u64);
-        let next = self.choose(at, dst, pkt, p.msg);
-        if self.links[l.0 as usize].to_switch {
+        let next = self.choose(at, dst, &mut p);
+        if to_switch {
             let q = self.links[next.0 as usize].fifo_bytes;
             if let Buffers::Lossy { egress_bytes } = self.params.switch.buffers
                 && q + p.wire_bytes as u64 > egress_bytes
             {
-                self.drop_packet(now, next, pkt);
+                self.drop_packet(now, next, p);
                 return;
             }
             if let Some(ecn) = &self.params.switch.ecn {
                 let prob = ecn.mark_probability(q);
                 if prob > 0.0 && (prob >= 1.0 || self.ecn_rng[self.cur as usize].unit_f64() < prob)
                 {
-                    self.pool.slots[pkt as usize].ecn = true;
+                    p.ecn = true;
                     self.links[next.0 as usize].stats.ecn_marks += 1;
                 }
             }
         }
         let ls = &mut self.links[next.0 as usize];
-        ls.fifo.push_back(pkt);
+        ls.fifo.push_back(p);
         ls.fifo_bytes += p.wire_bytes as u64;
         ls.stats.peak_queue_bytes = ls.stats.peak_queue_bytes.max(ls.fifo_bytes);
         self.start_next(now, next);
     }
 
-    fn deliver(&mut self, now: Time, pkt: u32) {
-        let p = self.pool.slots[pkt as usize];
-        self.pool.release(pkt);
+    fn deliver(&mut self, now: Time, p: Packet) {
         let m = p.msg as usize;
         self.cc_receive(now, m, p.ecn);
         if !self.accept_in_sequence(now, m, p.psn) {
@@ -920,12 +1068,15 @@ impl Sim<'_> {
     /// Latency of a 64 B control frame (CNP, NAK, ACK) from message `m`'s destination back
     /// to its source, computed once per message.
     fn reverse_delay(&mut self, m: usize) -> Dur {
-        let d = self.msgs[m].reverse_delay;
+        if self.reverse.is_empty() {
+            self.reverse = vec![NO_DELAY_YET; self.msgs.len()];
+        }
+        let d = self.reverse[m];
         if d != NO_DELAY_YET {
             return d;
         }
         let d = self.route_delay(m);
-        self.msgs[m].reverse_delay = d;
+        self.reverse[m] = d;
         d
     }
 
@@ -957,16 +1108,16 @@ impl Sim<'_> {
         if ls.busy || ls.paused {
             return;
         }
-        let pkt = if let Some(pkt) = ls.fifo.pop_front() {
-            ls.fifo_bytes -= self.pool.slots[pkt as usize].wire_bytes as u64;
-            pkt
+        let p = if let Some(p) = ls.fifo.pop_front() {
+            ls.fifo_bytes -= p.wire_bytes as u64;
+            p
         } else {
             match self.pull_source(now, l) {
-                Some(pkt) => pkt,
+                Some(p) => p,
                 None => return,
             }
         };
-        let wire = self.pool.slots[pkt as usize].wire_bytes as u64;
+        let wire = p.wire_bytes as u64;
         let ls = &mut self.links[l.0 as usize];
         let tx = if ls.tx_cache.0 == wire {
             ls.tx_cache.1
@@ -976,7 +1127,7 @@ impl Sim<'_> {
             tx
         };
         ls.busy = true;
-        ls.on_wire = pkt;
+        ls.flight.push_back(p);
         ls.stats.wire_bytes += wire;
         ls.stats.packets += 1;
         ls.stats.busy += tx;
@@ -986,14 +1137,14 @@ impl Sim<'_> {
             arrive += self.params.switch.latency;
         }
         self.post(now + tx, Event::TxDone(l));
-        self.post(arrive, Event::Arrive { link: l, pkt });
+        self.post(arrive, Event::Arrive(l));
     }
 
     /// Cuts the next packet of the first eligible message: round-robin over the groups link
     /// `l` serves, and within a group from this link's own cursor (an RDMA NIC's single link
     /// serves its queue pairs strictly round-robin). Paced messages not yet eligible are
     /// skipped, and a wake-up is scheduled for the earliest of them.
-    fn pull_source(&mut self, now: Time, l: LinkId) -> Option<u32> {
+    fn pull_source(&mut self, now: Time, l: LinkId) -> Option<Packet> {
         let li = l.0 as usize;
         let ngroups = self.links[li].groups.len();
         let mut earliest: Option<Time> = None;
@@ -1017,14 +1168,13 @@ impl Sim<'_> {
                     earliest = Some(earliest.map_or(send_at, |e| e.min(send_at)));
                     continue;
                 }
-                let payload = ms.unsent_bytes.min(ms.wire.mtu_bytes as u64);
+                let wire = ms.wire(self.params);
+                let payload = ms.unsent_bytes.min(wire.mtu_bytes as u64);
                 // PXN: a relayed packet needs room in its relay's buffer; without it the
                 // link tries the next message and waits to be woken by the relay.
-                let via = ms.via;
-                let relayed = via != self.specs[m as usize].dst;
+                let (via, relayed) = (ms.via, ms.relayed);
                 let relay_hold = if relayed {
-                    let wire = payload + ms.wire.header_bytes as u64;
-                    if !self.reserve_relay(l, via, wire) {
+                    if !self.reserve_relay(l, via, payload + wire.header_bytes as u64) {
                         continue;
                     }
                     via.0
@@ -1040,7 +1190,7 @@ impl Sim<'_> {
                 } else {
                     ms.snd_max = psn + 1;
                 }
-                let wire_bytes = payload + ms.wire.header_bytes as u64;
+                let wire_bytes = payload + wire.header_bytes as u64;
                 if let Some(c) = self.cc.get_mut(m as usize) {
                     c.on_send(now, payload, wire_bytes);
                 }
@@ -1063,7 +1213,7 @@ impl Sim<'_> {
                 self.links[li].group_cursor = (gi + 1) % ngroups;
                 self.packets += 1;
                 self.bytes_injected += payload;
-                return Some(self.pool.alloc(Packet {
+                return Some(Packet {
                     msg: m,
                     dst: via,
                     payload_bytes: payload as u32,
@@ -1074,7 +1224,7 @@ impl Sim<'_> {
                     ecn: false,
                     relayed,
                     relay_hold,
-                }));
+                });
             }
         }
         if let Some(t) = earliest {
@@ -1091,14 +1241,17 @@ impl Sim<'_> {
 /// The run's result from its partitions' states: a message's sender state from its source's
 /// partition and its receiver state from its destination's, a link's from both ends' (its
 /// statistics: counters summed, peaks the largest), totals summed.
-fn finish(parts: Vec<Sim<'_>>) -> Result<NetRun, Deadlock> {
+fn finish(mut parts: Vec<Sim<'_>>) -> Result<NetRun, Deadlock> {
     let end = parts.iter().map(|p| p.end).max().unwrap_or(Time::ZERO);
     let layout = parts[0].layout;
     let specs = parts[0].specs;
     let part_of = |n: NodeId| layout.part[layout.region[n.0 as usize] as usize] as usize;
-    let stuck: usize = parts.iter().map(|p| p.pool.in_use()).sum();
+    let stuck: usize = parts
+        .iter()
+        .flat_map(|p| &p.links)
+        .map(|l| l.fifo.len() + l.flight.len())
+        .sum();
     let sender = |i: usize| &parts[part_of(specs[i].src)].msgs[i];
-    let receiver = |i: usize| &parts[part_of(specs[i].dst)].msgs[i];
     // A message never started waited for a lost one (lossy mode): not a deadlock.
     let unsent =
         (0..specs.len()).any(|i| sender(i).started().is_some() && sender(i).unsent_bytes > 0);
@@ -1147,28 +1300,16 @@ fn finish(parts: Vec<Sim<'_>>) -> Result<NetRun, Deadlock> {
             .all(|l| l.fifo.is_empty() && l.held_bytes == 0)),
         "queues left non-empty"
     );
-    let messages = (0..specs.len())
-        .map(|i| {
-            let (s, snd, rcv) = (&specs[i], sender(i), receiver(i));
-            // A drop is recorded where it happens: at a switch, or at the sender (a QP out
-            // of retries).
-            let dropped = parts.iter().any(|p| p.msgs[i].dropped);
-            assert!(
-                dropped || rcv.finished().is_some() || snd.started().is_none(),
-                "a started message neither completed nor lost"
-            );
-            MessageResult {
-                src: s.src,
-                dst: s.dst,
-                bytes: s.bytes,
-                start: snd.started().unwrap_or(s.start),
-                finish: if dropped { None } else { rcv.finished() },
-            }
-        })
-        .collect();
-    let computes = (0..parts[0].computes.len())
-        .map(|c| parts[part_of(parts[0].computes[c].gpu)].computes[c].clone())
-        .collect();
+    // Events scheduled and processed add up; the peaks are each queue's own, so their sum
+    // is the peak only on one thread (reports leave it out).
+    let mut queue = crate::engine::QueueStats::default();
+    for p in &parts {
+        let q = p.queue.stats();
+        // Initial tasks count as the events they were before they bypassed the queue.
+        queue.scheduled += q.scheduled + p.initial_done;
+        queue.processed += q.processed + p.initial_done;
+        queue.peak_pending += q.peak_pending;
+    }
     let mut links: Vec<LinkStats> = Vec::with_capacity(parts[0].links.len());
     for i in 0..parts[0].links.len() {
         let mut st = LinkStats::default();
@@ -1181,15 +1322,47 @@ fn finish(parts: Vec<Sim<'_>>) -> Result<NetRun, Deadlock> {
         }
         links.push(st);
     }
-    // Events scheduled and processed add up; the peaks are each queue's own, so their sum
-    // is the peak only on one thread (reports leave it out).
-    let mut queue = crate::engine::QueueStats::default();
-    for p in &parts {
-        let q = p.queue.stats();
-        queue.scheduled += q.scheduled;
-        queue.processed += q.processed;
-        queue.peak_pending += q.peak_pending;
+    // Each message's start and finish (`NOT_YET`: none), taken out so that its state
+    // (64 bytes a message) is given back before the results (40) are built.
+    let sender = |i: usize| &parts[part_of(specs[i].src)].msgs[i];
+    let receiver = |i: usize| &parts[part_of(specs[i].dst)].msgs[i];
+    let times: Vec<(Time, Time)> = (0..specs.len())
+        .map(|i| {
+            let (snd, rcv) = (sender(i), receiver(i));
+            // A drop is recorded where it happens: at a switch, or at the sender (a QP out
+            // of retries).
+            let dropped = parts.iter().any(|p| p.msgs[i].dropped);
+            assert!(
+                dropped || rcv.finished().is_some() || snd.started().is_none(),
+                "a started message neither completed nor lost"
+            );
+            let start = snd.started().unwrap_or(specs[i].start);
+            (start, if dropped { NOT_YET } else { rcv.finish })
+        })
+        .collect();
+    // Give back what only the run needed (at a million messages: 67 MB of message state,
+    // 13 MB of links) before the results take 42 MB.
+    for p in &mut parts {
+        p.queue = EventQueue::new();
+        p.groups = Vec::new();
+        p.links = Vec::new();
+        p.msgs = Vec::new();
     }
+    let sum = |f: &dyn Fn(&Sim) -> u64| parts.iter().map(f).sum::<u64>();
+    let messages = specs
+        .iter()
+        .zip(times)
+        .map(|(s, (start, finish))| MessageResult {
+            src: s.src,
+            dst: s.dst,
+            bytes: s.bytes,
+            start,
+            finish: (finish != NOT_YET).then_some(finish),
+        })
+        .collect();
+    let computes = (0..parts[0].computes.len())
+        .map(|c| parts[part_of(parts[0].computes[c].gpu)].computes[c].clone())
+        .collect();
     let run = NetRun {
         messages,
         computes,

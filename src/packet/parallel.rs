@@ -317,13 +317,13 @@ pub fn simulate_threads(
         let mut sim = build(fabric, params, workload, &layout, 0);
         sim.run_until(Time::MAX, &mut |s, now| {
             progress(Progress {
-                events: s.queue.stats().processed,
+                events: s.events_processed(),
                 now,
                 bytes_done: s.bytes_delivered,
                 bytes_total,
             })
         })?;
-        if !sim.queue.is_empty() {
+        if sim.next_time().is_some() {
             return Err(PastHorizon.into());
         }
         return finish(vec![sim]).map_err(NetError::Deadlock);
@@ -372,9 +372,9 @@ pub fn simulate_threads(
         all
     });
     let mut sims = Vec::with_capacity(parts);
-    for (sim, r) in results {
+    for (mut sim, r) in results {
         r?;
-        if !sim.queue.is_empty() {
+        if sim.next_time().is_some() {
             return Err(PastHorizon.into());
         }
         sims.push(sim);
@@ -407,7 +407,7 @@ fn drive<'a>(
             panicked = Some(e);
             shared.failed.store(true, Ordering::Relaxed);
         }
-        let next = sim.queue.peek_time().map_or(u64::MAX, |t| t.as_ps());
+        let next = sim.next_time().map_or(u64::MAX, |t| t.as_ps());
         shared.next[p].store(next, Ordering::Relaxed);
         shared.barrier.wait();
         let t = shared
@@ -420,7 +420,7 @@ fn drive<'a>(
             break;
         }
         let limit = Time::from_ps(t.saturating_add(lookahead));
-        let (events, delivered) = (sim.queue.stats().processed, sim.bytes_delivered);
+        let (events, delivered) = (sim.events_processed(), sim.bytes_delivered);
         match catch_unwind(AssertUnwindSafe(|| sim.run_until(limit, &mut |_, _| {}))) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -434,7 +434,7 @@ fn drive<'a>(
         }
         shared
             .events
-            .fetch_add(sim.queue.stats().processed - events, Ordering::Relaxed);
+            .fetch_add(sim.events_processed() - events, Ordering::Relaxed);
         shared
             .delivered
             .fetch_add(sim.bytes_delivered - delivered, Ordering::Relaxed);

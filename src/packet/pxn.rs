@@ -59,16 +59,15 @@ impl super::Sim<'_> {
     /// sits in GPU memory) and goes ahead of `at`'s own messages' next packets, as a queued
     /// packet does. Its room in the relay's buffer (`NetParams::pxn_fifo_bytes`) was taken
     /// when its source sent it and is freed when the relay's NIC has sent it on.
-    pub(super) fn relay(&mut self, now: Time, at: NodeId, pkt: u32) {
-        let slot = &mut self.pool.slots[pkt as usize];
-        let dst = self.specs[slot.msg as usize].dst;
-        slot.dst = dst;
-        slot.relayed = false;
-        slot.in_link = NONE;
-        let (wire, msg) = (slot.wire_bytes as u64, slot.msg);
-        let next = self.choose(at, dst, pkt, msg);
+    pub(super) fn relay(&mut self, now: Time, at: NodeId, mut p: super::Packet) {
+        let dst = self.specs[p.msg as usize].dst;
+        p.dst = dst;
+        p.relayed = false;
+        p.in_link = NONE;
+        let wire = p.wire_bytes as u64;
+        let next = self.choose(at, dst, &mut p);
         let ls = &mut self.links[next.0 as usize];
-        ls.fifo.push_back(pkt);
+        ls.fifo.push_back(p);
         ls.fifo_bytes += wire;
         ls.stats.peak_queue_bytes = ls.stats.peak_queue_bytes.max(ls.fifo_bytes);
         self.start_next(now, next);

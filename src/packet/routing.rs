@@ -2,20 +2,20 @@
 //! and adaptive routing in the scale-out network; exact striping over NVLink. Invariant:
 //! spraying draws from the per-node counters only when a packet has several next hops.
 
-use crate::net::{Routing, ecmp_pick, mix};
+use crate::net::{Routing, ecmp_pick, message_hash, mix};
 use crate::topology::{LinkClass, LinkId, NodeId};
 
 impl super::Sim<'_> {
-    /// The next link from `at` for packet `pkt` bound for `dst`. Most hops have one next
+    /// The next link from `at` for packet `p` bound for `dst`. Most hops have one next
     /// link: that test stays inline in the hot path, the choice among several does not.
     #[inline(always)]
-    pub(super) fn choose(&mut self, at: NodeId, dst: NodeId, pkt: u32, msg: u32) -> LinkId {
+    pub(super) fn choose(&mut self, at: NodeId, dst: NodeId, p: &mut super::Packet) -> LinkId {
         let topo = self.topo;
         let hops = topo.next_hops(at, dst);
         if hops.len() == 1 {
             return hops[0];
         }
-        self.choose_among(hops, at, dst, pkt, msg)
+        self.choose_among(hops, at, dst, p)
     }
 
     /// [`Self::choose`] among several equal-cost next links `hops` to `dst`.
@@ -24,8 +24,7 @@ impl super::Sim<'_> {
         hops: &[LinkId],
         at: NodeId,
         dst: NodeId,
-        pkt: u32,
-        msg: u32,
+        p: &mut super::Packet,
     ) -> LinkId {
         let n = hops.len() as u64;
         if self.topo.link(hops[0]).class == LinkClass::NvLink {
@@ -39,7 +38,7 @@ impl super::Sim<'_> {
             self.stripe[i] = next.wrapping_add(1);
             return hops[(next as u64 % n) as usize];
         }
-        let h = ecmp_pick(self.msgs[msg as usize].hash, at, hops.len()) as u64;
+        let h = ecmp_pick(message_hash(self.params.seed, p.msg), at, hops.len()) as u64;
         let draw = |spray: &mut Vec<u32>| {
             let turn = &mut spray[at.0 as usize];
             *turn = turn.wrapping_add(1);
@@ -49,7 +48,6 @@ impl super::Sim<'_> {
             Routing::Ecmp => hops[h as usize],
             Routing::Spray => hops[(draw(&mut self.spray) % n) as usize],
             Routing::SprayRoundRobin => {
-                let p = &mut self.pool.slots[pkt as usize];
                 let turn = (p.psn / p.spread as u32) as u64;
                 p.spread = p.spread.saturating_mul(n as u16);
                 hops[((h + turn) % n) as usize]
