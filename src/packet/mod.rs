@@ -1473,6 +1473,86 @@ mod tests {
         assert!(d.to_string().contains("deadlock"));
     }
 
+    /// The initial tasks reach the run in (ready time, task) order, whether or not the
+    /// ready times run in task order; a slice at a time while nothing queued shares their
+    /// time, and in one batch ahead of the queued events that do; never one that waits.
+    #[test]
+    fn initial_tasks_come_in_time_then_task_order() {
+        let n = 5u32;
+        let rate = Bandwidth::from_gbps(100).unwrap();
+        let mut kinds = vec![NodeKind::Gpu; n as usize];
+        kinds.push(NodeKind::Switch);
+        let mut links = Vec::new();
+        for i in 0..n {
+            for (from, to) in [(i, n), (n, i)] {
+                links.push(Link {
+                    from: NodeId(from),
+                    to: NodeId(to),
+                    rate,
+                    latency: Dur::from_ns(100),
+                    class: LinkClass::Access,
+                });
+            }
+        }
+        let fabric = Fabric::from_topology(Topology::new(kinds, links).unwrap());
+        let layout = parallel::Layout::new(&fabric.topology, 1);
+        let params = params(Buffers::Unbounded);
+        let two_ns = Time::from_ps(2000);
+        for in_order in [true, false] {
+            let mut w = Workload::default();
+            let count = 3 * INITIAL_SLICE as u32;
+            for i in 0..count {
+                let start = if in_order || i % 3 == 0 {
+                    Time::ZERO
+                } else {
+                    Time::from_ps((i as u64 * 7919) % 5 * 1000)
+                };
+                let spec = MessageSpec {
+                    src: NodeId(i % n),
+                    dst: NodeId((i + 1) % n),
+                    bytes: 1,
+                    start,
+                };
+                // Message 1 waits for message 0: not an initial task.
+                let after = if i == 1 { vec![TaskRef::Message(0)] } else { vec![] };
+                w.message(spec, &after);
+            }
+            let mut sim = build(&fabric, &params, &w, &layout, 0);
+            // A queued event at 2 ns: the initial tasks of 2 ns come whole, ahead of it.
+            let queued = Stamped {
+                region: 0,
+                ev: Event::Wake(LinkId(0)),
+            };
+            sim.queue.schedule_at(two_ns, queued);
+            let mut want: Vec<(Time, u32)> = (0..count)
+                .filter(|&i| i != 1)
+                .map(|i| (w.messages[i as usize].start, i))
+                .collect();
+            want.sort_by_key(|&(t, _)| t);
+            let (mut got, mut batch) = (Vec::new(), Vec::new());
+            while let Some(t) = sim.next_batch(Time::MAX, &mut batch) {
+                let wake = batch.iter().position(|s| matches!(s.ev, Event::Wake(_)));
+                let starts = wake.unwrap_or(batch.len());
+                if t == two_ns && !in_order {
+                    assert_eq!(wake, Some(batch.len() - 1), "initial tasks first, whole");
+                } else {
+                    assert!(starts <= INITIAL_SLICE, "a slice at a time");
+                }
+                for s in &batch[..starts] {
+                    let Event::MessageStart(m) = s.ev else {
+                        panic!("an initial task is a message start here")
+                    };
+                    assert_eq!(s.region, sim.task_region(TaskRef::Message(m)));
+                    got.push((t, m));
+                }
+                batch.clear();
+            }
+            assert_eq!(got, want, "in order: {in_order}");
+            assert_eq!(sim.initial_done, want.len() as u64);
+            assert_eq!(matches!(sim.initial, Initial::InOrder { .. }), in_order);
+        }
+    }
+
     #[test]
     fn the_same_ring_without_pfc_completes() {
         let r = ring(Buffers::Unbounded).expect("no pauses, no deadlock");
