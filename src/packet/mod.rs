@@ -245,6 +245,24 @@ const QUEUE_SLOT_LOG2: u32 = 10;
 /// ([`Sim::run_until`]).
 const BIG_BATCH: usize = 1 << 16;
 
+/// Hints that the `len` bytes at `p` will be read soon (a no-op off x86-64).
+#[inline(always)]
+fn prefetch_lines(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let mut off = 0;
+        while off < len {
+            // SAFETY: a prefetch is a hint: it never faults and changes no state, whatever
+            // the address (`wrapping_add` keeps the pointer arithmetic defined).
+            unsafe { _mm_prefetch(p.wrapping_add(off) as *const i8, _MM_HINT_T0) };
+            off += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, len);
+}
+
 /// The packet level as a [`Simulator`].
 pub struct PacketLevel;
 
@@ -774,6 +792,7 @@ impl Sim<'_> {
             PastHorizon::check(now)?;
             let before = self.events_processed() - batch.len() as u64;
             self.order(now, &mut batch);
+            self.prefetch(&batch);
             for s in batch.drain(..) {
                 self.dispatch(now, s);
             }
@@ -789,6 +808,39 @@ impl Sim<'_> {
         }
         self.batch = batch;
         Ok(())
+    }
+
+    /// Asks the memory system for the state `batch`'s events will touch, all at once, before
+    /// handling them one by one: at 1,024 GPUs a hop's link state and packets are rarely in
+    /// the nearer caches (tens of thousands of links are served between two packets of
+    /// one), and loads that wait one after another cost more than loads overlapped. First
+    /// the links, then (their headers come in meanwhile) the packets they will read.
+    /// Measured: 10-18 % less wall time on `hgx128-a2a` at 32 KiB per pair (three
+    /// interleaved pairs of runs), outputs identical.
+    #[inline]
+    fn prefetch(&self, batch: &[Stamped]) {
+        if batch.len() < 2 {
+            return;
+        }
+        for s in batch {
+            if let Event::TxDone(l) | Event::Arrive(l) = s.ev {
+                let p = &self.links[l.0 as usize] as *const LinkState as *const u8;
+                prefetch_lines(p, std::mem::size_of::<LinkState>());
+            }
+        }
+        for s in batch {
+            let packet = match s.ev {
+                Event::TxDone(l) => self.links[l.0 as usize].flight.back(),
+                Event::Arrive(l) => self.links[l.0 as usize].flight.front(),
+                _ => None,
+            };
+            if let Some(p) = packet {
+                prefetch_lines(
+                    p as *const Packet as *const u8,
+                    std::mem::size_of::<Packet>(),
+                );
+            }
+        }
     }
 
     /// Puts the events of time `now` in their order: by creating region, the regions in an
@@ -1514,7 +1566,11 @@ mod tests {
                     start,
                 };
                 // Message 1 waits for message 0: not an initial task.
-                let after = if i == 1 { vec![TaskRef::Message(0)] } else { vec![] };
+                let after = if i == 1 {
+                    vec![TaskRef::Message(0)]
+                } else {
+                    vec![]
+                };
                 w.message(spec, &after);
             }
             let mut sim = build(&fabric, &params, &w, &layout, 0);
