@@ -58,7 +58,11 @@ const ANALYTICAL_BYTES_PER_MESSAGE: u64 = 320;
 /// Since 2026-12-03 the next-hop table is run-length encoded (its constants above replace a
 /// nodes x GPUs one) and a packet-level message holds 120 bytes less: the estimate now errs
 /// further on the safe side (`hgx128-a2a`: 597 MB estimated, 317 MB peak measured before the
-/// table changed; the 8,192-GPU permutation of `docs/performance.md`: 241 MB peak).
+/// table changed; the 8,192-GPU permutation of `docs/performance.md`: 241 MB peak). Since
+/// session 13 (packets by value, 64-byte message state, the scenario's message list shared,
+/// initial tasks outside the queue) it errs further still: `hgx128-a2a` 173 MB peak on one
+/// thread and 252 MB on two (75 B per message per extra thread), 163 MB at 4 KiB per pair.
+/// Not refitted: the fit needs the 1 B runs above measured again.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct MemoryEstimate {
     pub base_bytes: u64,
