@@ -178,8 +178,8 @@ struct LinkState {
 }
 
 /// A message's sender and receiver state, one per message (1,047,552 in `hgx128-a2a`): kept
-/// to 80 bytes, the congestion controller in [`Sim::cc`] (empty without one) and times that
-/// may be unset as sentinels rather than `Option`s.
+/// to one 64-byte cache line, the congestion controller in [`Sim::cc`] (empty without one)
+/// and times that may be unset as sentinels rather than `Option`s.
 #[repr(align(64))]
 struct MsgState {
     /// When it became ready; [`NOT_YET`] until then (see [`MsgState::started`]).
