@@ -1528,6 +1528,7 @@ mod tests {
     /// The initial tasks reach the run in (ready time, task) order, whether or not the
     /// ready times run in task order; a slice at a time while nothing queued shares their
     /// time, and in one batch ahead of the queued events that do; never one that waits.
+    /// What the slices schedule for their own time comes after the last of them.
     #[test]
     fn initial_tasks_come_in_time_then_task_order() {
         let n = 5u32;
@@ -1585,9 +1586,30 @@ mod tests {
                 .map(|i| (w.messages[i as usize].start, i))
                 .collect();
             want.sort_by_key(|&(t, _)| t);
+            // What a slice schedules for its own time (here one event, as if the first
+            // slice had) waits for the last slice, then comes in a batch of its own.
+            let late = Stamped {
+                region: 0,
+                ev: Event::Wake(LinkId(1)),
+            };
+            let at_zero = want.iter().filter(|&&(t, _)| t == Time::ZERO).count();
             let (mut got, mut batch) = (Vec::new(), Vec::new());
+            let mut late_seen = false;
             while let Some(t) = sim.next_batch(Time::MAX, &mut batch) {
-                let wake = batch.iter().position(|s| matches!(s.ev, Event::Wake(_)));
+                if got.is_empty() {
+                    sim.queue.schedule_at(Time::ZERO, late);
+                }
+                if batch.iter().any(|s| matches!(s.ev, Event::Wake(LinkId(1)))) {
+                    assert_eq!((t, batch.len()), (Time::ZERO, 1), "the late event alone");
+                    let done = got.iter().filter(|&&(t, _)| t == Time::ZERO).count();
+                    assert_eq!(done, at_zero, "after every initial task of its time");
+                    late_seen = true;
+                    batch.clear();
+                    continue;
+                }
+                let wake = batch
+                    .iter()
+                    .position(|s| matches!(s.ev, Event::Wake(LinkId(0))));
                 let starts = wake.unwrap_or(batch.len());
                 if t == two_ns && !in_order {
                     assert_eq!(wake, Some(batch.len() - 1), "initial tasks first, whole");
@@ -1604,6 +1626,7 @@ mod tests {
                 batch.clear();
             }
             assert_eq!(got, want, "in order: {in_order}");
+            assert!(late_seen);
             assert_eq!(sim.initial_done, want.len() as u64);
             assert_eq!(matches!(sim.initial, Initial::InOrder { .. }), in_order);
         }
