@@ -28,7 +28,7 @@
 //! allocator that reads every list, with weights whose sums round).
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Relative slack on `theta`: flows within this of the threshold are refilled too, so a
 /// rounding difference never keeps a flow that should move.
@@ -49,16 +49,23 @@ pub struct Allocator {
     /// fastest flows on a link finish first, level after level, and those reads took
     /// 60-75 % of the run at 1,024 GPUs.)
     rates: Vec<BTreeMap<u64, u32>>,
-    /// Entries of every flow ever added, as registered (CSR): flow f owns
-    /// `all_off[f]..all_off[f + 1]`. [`Allocator::entries`] reports these.
-    all_off: Vec<u32>,
-    all_link: Vec<u32>,
-    all_w: Vec<f64>,
-    /// The entries the allocation works on (CSR, same layout): the registered ones less
-    /// those on dominated links (see [`Allocator::prepare`]). Valid while `prepared`.
+    /// Every flow's entries (CSR): flow f owns `off[f]..off[f + 1]`, its links in
+    /// `e_link`, their weights as indices into `weights` in `e_wi`. Until the first start,
+    /// as registered; from then on (`prepared`), the entries the allocation works on: the
+    /// registered ones less those on dominated links and twins (see
+    /// [`Allocator::prepare`]), compacted in place. A flow's registered entries are not
+    /// kept: at a million flows of eight links they were 100 bytes a flow, beside 60 for
+    /// the working ones.
     off: Vec<u32>,
     e_link: Vec<u32>,
-    e_w: Vec<f64>,
+    e_wi: Vec<u32>,
+    /// The distinct weights, in first-seen order (an ECMP route's are all 1.0): an entry
+    /// holds a 4-byte index rather than an 8-byte weight, and its slot in a link's list 12
+    /// bytes rather than 16.
+    weights: Vec<f64>,
+    /// While flows are registered: each weight's index (by its bits), and the last one.
+    weight_ids: HashMap<u64, u32>,
+    last_weight: Option<(u64, u32)>,
     /// Where the entry sits in its link's `on_link` list while the flow is active.
     e_pos: Vec<u32>,
     prepared: bool,
@@ -89,12 +96,12 @@ pub struct Allocator {
     pub updates: u64,
 }
 
-/// A flow's entry in its link's list: the flow, the entry, its weight.
+/// A flow's entry in its link's list: the flow, the entry, its weight (`weights` index).
 #[derive(Clone, Copy)]
 struct Slot {
     f: u32,
     e: u32,
-    w: f64,
+    wi: u32,
 }
 
 /// A link's state, read and written together by every update (one cache line).
@@ -111,6 +118,10 @@ struct LinkState {
     list_sum: f64,
     /// Active entries on the link whose weight is not an [`exact_weight`].
     inexact: u32,
+    /// Whether the link is in `pending_links` (a flow on it started or stopped since the
+    /// last update): each link is listed once, not once per flow (a million flows starting
+    /// together listed 6 million links).
+    pending: bool,
     /// During a filling: capacity left, weight and number of the unfrozen flows.
     rem: f64,
     n: f64,
@@ -318,6 +329,7 @@ impl Allocator {
                 weight_sum: 0.0,
                 list_sum: 0.0,
                 inexact: 0,
+                pending: false,
                 rem: 0.0,
                 n: 0.0,
                 unfrozen: 0,
@@ -332,12 +344,12 @@ impl Allocator {
             links,
             on_link: vec![Vec::new(); n],
             rates: vec![BTreeMap::new(); n],
-            all_off: vec![0],
-            all_link: Vec::new(),
-            all_w: Vec::new(),
             off: vec![0],
             e_link: Vec::new(),
-            e_w: Vec::new(),
+            e_wi: Vec::new(),
+            weights: Vec::new(),
+            weight_ids: HashMap::new(),
+            last_weight: None,
             e_pos: Vec::new(),
             prepared: true,
             prune: true,
@@ -361,23 +373,42 @@ impl Allocator {
     }
 
     /// Registers a flow (inactive) over `(link, weight)` entries, each link at most once;
-    /// returns its id. Flows are registered while none is active (typically all before the
-    /// first start).
+    /// returns its id. Every flow is registered before the first start.
     pub fn register(&mut self, links: impl IntoIterator<Item = (u32, f64)>) -> u32 {
-        assert_eq!(self.n_active, 0, "register flows while none is active");
+        assert!(
+            self.fl.is_empty() || !self.prepared,
+            "register every flow before the first start"
+        );
         let f = self.fl.len() as u32;
-        let first = self.all_link.len();
+        let first = self.e_link.len();
         for (l, w) in links {
             assert!((l as usize) < self.links.len() && w > 0.0 && w.is_finite());
             assert!(
-                !self.all_link[first..].contains(&l),
+                !self.e_link[first..].contains(&l),
                 "a link appears once in a route"
             );
-            self.all_link.push(l);
-            self.all_w.push(w);
+            self.e_link.push(l);
+            let bits = w.to_bits();
+            let wi = match self.last_weight {
+                Some((b, wi)) if b == bits => wi,
+                _ => {
+                    let weights = &mut self.weights;
+                    let wi = *self.weight_ids.entry(bits).or_insert_with(|| {
+                        weights.push(w);
+                        (weights.len() - 1) as u32
+                    });
+                    self.last_weight = Some((bits, wi));
+                    wi
+                }
+            };
+            self.e_wi.push(wi);
         }
-        assert!(self.all_link.len() > first);
-        self.all_off.push(self.all_link.len() as u32);
+        assert!(self.e_link.len() > first);
+        u32::try_from(self.e_link.len())
+            .ok()
+            .filter(|&n| n < u32::MAX)
+            .expect("fewer than 2^32 - 1 entries over all flows");
+        self.off.push(self.e_link.len() as u32);
         self.fl.push(FlowState::default());
         self.active.push(false);
         self.prepared = false;
@@ -392,12 +423,6 @@ impl Allocator {
         self.active[f as usize]
     }
 
-    /// The flow's `(link, weight)` entries, as registered.
-    pub fn entries(&self, f: u32) -> impl Iterator<Item = (u32, f64)> + '_ {
-        let r = self.all_off[f as usize] as usize..self.all_off[f as usize + 1] as usize;
-        r.map(|e| (self.all_link[e], self.all_w[e]))
-    }
-
     /// Flow `f`'s entries the allocation works on (its registered ones less those on
     /// dominated links and twins).
     #[cfg(test)]
@@ -409,12 +434,16 @@ impl Allocator {
     /// Links the allocation leaves out (dominated ones).
     #[cfg(test)]
     fn dominated_links(&mut self) -> Vec<u32> {
-        self.prepare();
+        assert!(
+            !self.prepared,
+            "before the first start: the registered entries"
+        );
         let nl = self.links.len();
+        let mut used = vec![false; nl];
+        self.e_link.iter().for_each(|&l| used[l as usize] = true);
+        self.prepare();
         let mut kept = vec![false; nl];
         self.e_link.iter().for_each(|&l| kept[l as usize] = true);
-        let mut used = vec![false; nl];
-        self.all_link.iter().for_each(|&l| used[l as usize] = true);
         (0..nl as u32)
             .filter(|&l| used[l as usize] && !kept[l as usize])
             .collect()
@@ -447,38 +476,39 @@ impl Allocator {
         let nl = self.links.len();
         let nf = self.fl.len();
         // Flow of each registered entry, and the registered entries on each link (CSR).
-        let mut flow_of = vec![0u32; self.all_link.len()];
+        let mut flow_of = vec![0u32; self.e_link.len()];
         for f in 0..nf {
-            for e in self.all_off[f]..self.all_off[f + 1] {
+            for e in self.off[f]..self.off[f + 1] {
                 flow_of[e as usize] = f as u32;
             }
         }
         let mut link_off = vec![0u32; nl + 1];
-        for &l in &self.all_link {
+        for &l in &self.e_link {
             link_off[l as usize + 1] += 1;
         }
         for l in 0..nl {
             link_off[l + 1] += link_off[l];
         }
         let mut fill = link_off.clone();
-        let mut link_entries = vec![0u32; self.all_link.len()];
-        for (e, &l) in self.all_link.iter().enumerate() {
+        let mut link_entries = vec![0u32; self.e_link.len()];
+        for (e, &l) in self.e_link.iter().enumerate() {
             link_entries[fill[l as usize] as usize] = e as u32;
             fill[l as usize] += 1;
         }
-        let weight_on = |f: u32, b: u32| -> Option<f64> {
-            let r = self.all_off[f as usize] as usize..self.all_off[f as usize + 1] as usize;
+        drop(fill);
+        let weight_on = |f: u32, b: u32| -> Option<u32> {
+            let r = self.off[f as usize] as usize..self.off[f as usize + 1] as usize;
             r.into_iter()
-                .find(|&e| self.all_link[e] == b)
-                .map(|e| self.all_w[e])
+                .find(|&e| self.e_link[e] == b)
+                .map(|e| self.e_wi[e])
         };
         let mut dominated = vec![false; nl];
         for a in (0..nl).filter(|_| self.prune) {
             let on_a = &link_entries[link_off[a] as usize..link_off[a + 1] as usize];
             let Some(&e0) = on_a.first() else { continue };
             let f0 = flow_of[e0 as usize] as usize;
-            for eb in self.all_off[f0] as usize..self.all_off[f0 + 1] as usize {
-                let b = self.all_link[eb];
+            for eb in self.off[f0] as usize..self.off[f0 + 1] as usize {
+                let b = self.e_link[eb];
                 if b as usize == a
                     || self.links[a].cap <= self.links[b as usize].cap * (1.0 + DOMINANCE_MARGIN)
                 {
@@ -486,7 +516,7 @@ impl Allocator {
                 }
                 if on_a
                     .iter()
-                    .all(|&ea| weight_on(flow_of[ea as usize], b) == Some(self.all_w[ea as usize]))
+                    .all(|&ea| weight_on(flow_of[ea as usize], b) == Some(self.e_wi[ea as usize]))
                 {
                     dominated[a] = true;
                     break;
@@ -494,25 +524,33 @@ impl Allocator {
             }
         }
         if self.prune {
-            for l in twins(&self.links, &link_off, &link_entries, &flow_of, &self.all_w) {
+            for l in twins(&self.links, &link_off, &link_entries, &flow_of, &self.e_wi) {
                 dominated[l as usize] = true;
             }
         }
-        self.off.clear();
-        self.off.push(0);
-        self.e_link.clear();
-        self.e_w.clear();
+        drop((flow_of, link_off, link_entries));
+        // Keep the working entries, in place and in order.
+        let mut k = 0usize;
+        let mut from = 0usize;
         for f in 0..nf {
-            for e in self.all_off[f] as usize..self.all_off[f + 1] as usize {
-                let l = self.all_link[e];
+            let to = self.off[f + 1] as usize;
+            for e in from..to {
+                let l = self.e_link[e];
                 if !dominated[l as usize] {
-                    self.e_link.push(l);
-                    self.e_w.push(self.all_w[e]);
+                    self.e_link[k] = l;
+                    self.e_wi[k] = self.e_wi[e];
+                    k += 1;
                 }
             }
-            debug_assert!(self.e_link.len() > *self.off.last().expect("non-empty") as usize);
-            self.off.push(self.e_link.len() as u32);
+            debug_assert!(k > self.off[f] as usize, "every flow keeps a link");
+            from = to;
+            self.off[f + 1] = k as u32;
         }
+        self.e_link.truncate(k);
+        self.e_link.shrink_to_fit();
+        self.e_wi.truncate(k);
+        self.e_wi.shrink_to_fit();
+        self.weight_ids = HashMap::new();
         self.e_pos = vec![u32::MAX; self.e_link.len()];
         self.prepared = true;
     }
@@ -530,17 +568,17 @@ impl Allocator {
         for e in self.off[fi]..self.off[fi + 1] {
             let l = self.e_link[e as usize] as usize;
             self.e_pos[e as usize] = self.on_link[l].len() as u32;
-            self.on_link[l].push(Slot {
-                f,
-                e,
-                w: self.e_w[e as usize],
-            });
+            let wi = self.e_wi[e as usize];
+            self.on_link[l].push(Slot { f, e, wi });
             let ls = &mut self.links[l];
-            let w = self.e_w[e as usize];
+            let w = self.weights[wi as usize];
             ls.weight_sum += w;
             ls.list_sum += w;
             ls.inexact += u32::from(!exact_weight(w));
-            self.pending_links.push(l as u32);
+            if !ls.pending {
+                ls.pending = true;
+                self.pending_links.push(l as u32);
+            }
         }
         // The arrival bound needs the weight sums after the whole batch: see `update`.
         self.pending_new.push(f);
@@ -563,20 +601,26 @@ impl Allocator {
             }
             self.e_pos[e as usize] = u32::MAX;
             let ls = &mut self.links[l];
-            let w = self.e_w[e as usize];
+            let w = self.weights[self.e_wi[e as usize] as usize];
             ls.weight_sum -= w;
             if exact_weight(w) && ls.inexact == 0 {
                 // Integers before and after: exact in any order (see `list_sum`).
                 ls.list_sum -= w;
             } else {
                 ls.inexact -= u32::from(!exact_weight(w));
-                ls.list_sum = self.on_link[l].iter().fold(0.0, |a, s| a + s.w);
+                let weights = &self.weights;
+                ls.list_sum = self.on_link[l]
+                    .iter()
+                    .fold(0.0, |a, s| a + weights[s.wi as usize]);
             }
             let r = self.fl[fi].rate;
             if r > 0.0 {
                 remove_rate(&mut self.rates[l], r);
             }
-            self.pending_links.push(l as u32);
+            if !ls.pending {
+                ls.pending = true;
+                self.pending_links.push(l as u32);
+            }
         }
     }
 
@@ -641,12 +685,14 @@ impl Allocator {
             pending_links,
             pending_new,
             skip_enrolled,
+            weights,
             ..
         } = self;
         let skip = *skip_enrolled;
         let (off, e_link) = (&off[..], &e_link[..]);
         for &l in pending_links.iter() {
             let ls = &mut links[l as usize];
+            ls.pending = false;
             if ls.scan_stamp != epoch {
                 ls.scan_stamp = epoch;
                 reg.scan.push(l);
@@ -681,10 +727,10 @@ impl Allocator {
                     if fs.stamp != epoch {
                         enroll(s.f, epoch, fl, off, e_link, links, &mut reg);
                     }
-                    n += s.w;
+                    n += weights[s.wi as usize];
                     cnt += 1;
                 } else {
-                    rem -= fs.rate * s.w;
+                    rem -= fs.rate * weights[s.wi as usize];
                 }
             }
             fill_from(&mut links[l], rem, n, cnt);
@@ -704,10 +750,10 @@ impl Allocator {
             for s in &on_link[l] {
                 let fs = &fl[s.f as usize];
                 if fs.stamp == epoch {
-                    n += s.w;
+                    n += weights[s.wi as usize];
                     cnt += 1;
                 } else {
-                    rem -= fs.rate * s.w;
+                    rem -= fs.rate * weights[s.wi as usize];
                 }
             }
             fill_from(&mut links[l], rem, n, cnt);
@@ -725,13 +771,14 @@ impl Allocator {
             fl,
             off,
             e_link,
-            e_w,
+            e_wi,
+            weights,
             heap,
             region,
             touched,
             ..
         } = self;
-        let (off, e_link, e_w) = (&off[..], &e_link[..], &e_w[..]);
+        let (off, e_link, e_wi, weights) = (&off[..], &e_link[..], &e_wi[..], &weights[..]);
         heap.set_linear(region.links.len() <= self.linear_max);
         for &l in &region.links {
             let ls = &links[l as usize];
@@ -774,7 +821,7 @@ impl Allocator {
                 fs.rate = r;
                 for e2 in off[f] as usize..off[f + 1] as usize {
                     let l2 = e_link[e2] as usize;
-                    let w = e_w[e2];
+                    let w = weights[e_wi[e2] as usize];
                     let ls = &mut links[l2];
                     ls.rem = (ls.rem - r * w).max(0.0);
                     ls.n -= w;
@@ -897,7 +944,8 @@ fn enroll(
 }
 
 /// The links that are twins of a lower-numbered link: the same capacity, and the same
-/// registered entries (flow and weight, to the bit) in the CSR lists `link_off` /
+/// registered entries (flow and weight index `wi`: weights are interned by their bits, so
+/// the same index is the same weight to the bit) in the CSR lists `link_off` /
 /// `link_entries` (each list in flow order). Links are grouped by a hash of their list and
 /// compared in full within a group, so the work is linear in the entries.
 fn twins(
@@ -905,7 +953,7 @@ fn twins(
     link_off: &[u32],
     link_entries: &[u32],
     flow_of: &[u32],
-    w: &[f64],
+    wi: &[u32],
 ) -> Vec<u32> {
     let list =
         |l: u32| &link_entries[link_off[l as usize] as usize..link_off[l as usize + 1] as usize];
@@ -914,7 +962,7 @@ fn twins(
         .map(|l| {
             let hash = list(l).iter().fold(list(l).len() as u64, |h, &e| {
                 let h = (h.rotate_left(5) ^ flow_of[e as usize] as u64).wrapping_mul(HASH_MUL);
-                (h.rotate_left(5) ^ w[e as usize].to_bits()).wrapping_mul(HASH_MUL)
+                (h.rotate_left(5) ^ wi[e as usize] as u64).wrapping_mul(HASH_MUL)
             });
             (links[l as usize].cap.to_bits(), hash, l)
         })
@@ -924,8 +972,7 @@ fn twins(
         let (la, lb) = (list(a), list(b));
         la.len() == lb.len()
             && la.iter().zip(lb).all(|(&ea, &eb)| {
-                flow_of[ea as usize] == flow_of[eb as usize]
-                    && w[ea as usize].to_bits() == w[eb as usize].to_bits()
+                flow_of[ea as usize] == flow_of[eb as usize] && wi[ea as usize] == wi[eb as usize]
             })
     };
     let mut out = Vec::new();

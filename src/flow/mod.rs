@@ -168,7 +168,7 @@ pub fn simulate_workload_with_stats(
         run.process(&inputs, progress)?;
     }
     let all = (workload.messages.len(), workload.computes.len());
-    run.finish(fabric, &inputs, all)
+    run.finish(fabric, params, &inputs, all)
 }
 
 /// Runs `long` and `short` at the flow level in one pass where `short` is a prefix of
@@ -222,24 +222,29 @@ pub fn simulate_with_prefix(
     let total = (long.messages.len(), long.computes.len());
     let Some(mut p) = prefix else {
         // Nothing lies past the prefix: the two are the same workload.
-        let r = run.finish(fabric, &inputs, total)?.0;
+        let r = run.finish(fabric, params, &inputs, total)?.0;
         return Ok((r.clone(), r));
     };
-    let long_run = run.finish(fabric, &inputs, total)?.0;
+    let long_run = run.finish(fabric, params, &inputs, total)?.0;
     // The clone holds the batch it was taken before.
     p.process(&inputs, &mut |_| {})?;
     while p.next_batch() {
         p.process(&inputs, &mut |_| {})?;
     }
-    let short_run = p.finish(fabric, &inputs, (pm as usize, pc as usize))?.0;
+    let short_run = p
+        .finish(fabric, params, &inputs, (pm as usize, pc as usize))?
+        .0;
     Ok((short_run, long_run))
 }
 
 /// What a run reads and never changes: the workload's messages and their routes.
 struct Inputs<'w> {
     messages: &'w [MessageSpec],
-    /// Per message: wire bytes, packets, the route's fixed tail.
-    routes: Vec<(u64, u64, Dur)>,
+    /// Per message: its route's fixed tail.
+    tails: Vec<Dur>,
+    /// Wire bytes every message puts on each fabric link, summed in message order (the
+    /// links' statistics of a run of all the messages).
+    link_bytes: Vec<f64>,
     bytes_total: u64,
 }
 
@@ -252,9 +257,19 @@ struct Run<'w> {
     tracker: Tracker<'w>,
     computes: Vec<ComputeResult>,
     started: Vec<Time>,
-    finished: Vec<Option<Time>>,
+    /// When each message's last byte arrived (`Time::MAX`: not yet).
+    finished: Vec<Time>,
     fluid: Vec<Fluid>,
-    drained: Vec<Option<Time>>,
+    /// The tasks ready from the start, in (ready time, task) order: they are taken from
+    /// here as they come due rather than queued (a million starts at time 0 held 60 bytes
+    /// each in the queue), ahead of the queued events of their time, which were all
+    /// scheduled after them. `initial_at` is the next one; the list is freed when done.
+    initial: Vec<TaskRef>,
+    initial_at: usize,
+    /// This batch's initial tasks (`initial[batch_initial]`), handled before `batch`.
+    batch_initial: std::ops::Range<usize>,
+    /// Initial tasks handled (events that never went through the queue).
+    initial_done: u64,
     stats: FlowStats,
     bytes_done: u64,
     /// The events of the time `now`, about to be processed.
@@ -282,38 +297,46 @@ impl<'w> Run<'w> {
             .collect();
         let limiter_base = topo.links().len() as u32;
         let mut alloc = Allocator::new(caps);
-        let mut routes: Vec<(u64, u64, Dur)> = Vec::with_capacity(messages.len());
+        let mut tails: Vec<Dur> = Vec::with_capacity(messages.len());
+        let mut fluid = Vec::with_capacity(messages.len());
+        let mut link_bytes = vec![0.0f64; topo.links().len()];
         let mut stats = FlowStats::default();
         for (i, m) in messages.iter().enumerate() {
             assert!(m.src != m.dst && m.bytes > 0, "validated by config");
             let r = route(fabric, params, i as u32, m);
             stats.route_entries += r.links.len() as u64;
+            add_link_bytes(&mut link_bytes, &r);
             let limiter = workload
                 .limiter_of(i as u32)
                 .map(|k| (limiter_base + k, m.bytes as f64 / r.wire_bytes as f64));
             let id = alloc.register(r.links.iter().map(|&(l, w)| (l.0, w)).chain(limiter));
             debug_assert_eq!(id, i as u32);
-            routes.push((r.wire_bytes, r.packets, r.tail));
-        }
-        let fluid = routes
-            .iter()
-            .zip(messages)
-            .map(|(r, m)| Fluid {
-                left: r.0 as f64,
+            tails.push(r.tail);
+            fluid.push(Fluid {
+                left: r.wire_bytes as f64,
                 since: m.start,
                 pending_at: Time::MAX,
                 version: 0,
-            })
-            .collect();
-        let mut run = Run {
+            });
+        }
+        let tracker = Tracker::new(workload, topo.gpus());
+        let mut initial = tracker.initially_ready();
+        let ready = |t: &TaskRef| tracker.ready_at(*t, Time::ZERO);
+        if !initial.is_sorted_by_key(ready) {
+            initial.sort_by_key(ready); // stable: task order within a time
+        }
+        let run = Run {
             alloc,
             queue: EventQueue::new(),
-            tracker: Tracker::new(workload, topo.gpus()),
+            tracker,
             computes: ComputeResult::unstarted(workload),
             started: messages.iter().map(|m| m.start).collect(),
-            finished: vec![None; messages.len()],
+            finished: vec![Time::MAX; messages.len()],
             fluid,
-            drained: vec![None; messages.len()],
+            initial,
+            initial_at: 0,
+            batch_initial: 0..0,
+            initial_done: 0,
             stats,
             bytes_done: 0,
             now: Time::ZERO,
@@ -321,12 +344,10 @@ impl<'w> Run<'w> {
             changed: Vec::new(),
             bound: None,
         };
-        for t in run.tracker.initially_ready() {
-            run.schedule(t, Time::ZERO);
-        }
         let inputs = Inputs {
             messages,
-            routes,
+            tails,
+            link_bytes,
             bytes_total,
         };
         (inputs, run)
@@ -345,16 +366,30 @@ impl<'w> Run<'w> {
         }
     }
 
-    /// Takes every event of the earliest pending time into `batch`; false when none is left.
+    /// Takes every event of the earliest pending time: the initial tasks due then
+    /// (`batch_initial`), then the queued events into `batch`; false when none is left.
     /// (Peeking, not popping ahead: processing may schedule drains before the next pending
     /// event.)
     fn next_batch(&mut self) -> bool {
         self.batch.clear();
-        let Some((now, first)) = self.queue.pop() else {
-            return false;
+        let ready = |t: TaskRef| self.tracker.ready_at(t, Time::ZERO);
+        let initial_next = self.initial.get(self.initial_at).map(|&t| ready(t));
+        let now = match (initial_next, self.queue.peek_time()) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => return false,
         };
         self.now = now;
-        self.batch.push(first);
+        let first = self.initial_at;
+        while self
+            .initial
+            .get(self.initial_at)
+            .is_some_and(|&t| ready(t) == now)
+        {
+            self.initial_at += 1;
+        }
+        self.batch_initial = first..self.initial_at;
         while self.queue.peek_time() == Some(now) {
             self.batch.push(self.queue.pop().expect("peeked").1);
         }
@@ -368,84 +403,26 @@ impl<'w> Run<'w> {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(), PastHorizon> {
         let now = self.now;
+        let initial = self.batch_initial.clone();
+        for i in initial.clone() {
+            let t = self.initial[i];
+            if self.bound.is_some_and(|b| Workload::past(t, b)) {
+                continue;
+            }
+            match t {
+                TaskRef::Message(m) => self.handle(Event::Start(m), inputs)?,
+                TaskRef::Compute(c) => self.handle(Event::ComputeReady(c), inputs)?,
+            }
+        }
+        self.initial_done += initial.len() as u64;
+        if self.initial_at == self.initial.len() && !self.initial.is_empty() {
+            self.initial = Vec::new();
+            self.initial_at = 0;
+        }
         let batch = std::mem::take(&mut self.batch);
-        let batch_len = batch.len();
+        let batch_len = batch.len() + initial.len();
         for &ev in &batch {
-            // A drain superseded by a later rate change is skipped below before the check,
-            // since one clamped to the horizon may be stale; every other event is real.
-            if !matches!(ev, Event::Drain { .. }) {
-                PastHorizon::check(now)?;
-            }
-            match ev {
-                Event::Start(m) => {
-                    self.started[m as usize] = now;
-                    self.fluid[m as usize].since = now;
-                    self.alloc.start(m);
-                }
-                Event::Finish(m) => {
-                    self.finished[m as usize] = Some(now);
-                    for d in self.tracker.complete(TaskRef::Message(m)) {
-                        self.schedule(d, now);
-                    }
-                }
-                Event::ComputeReady(c) => {
-                    if let Some(c) = self.tracker.compute_ready(c) {
-                        self.computes[c as usize].start = Some(now);
-                        for (c, at, version) in self.tracker.started(c, now) {
-                            self.queue
-                                .schedule_at(at, Event::ComputeDone { c, version });
-                        }
-                    }
-                }
-                Event::ComputeDone { c, version } => {
-                    if !self.tracker.is_current(c, version) {
-                        continue;
-                    }
-                    self.computes[c as usize].finish = Some(now);
-                    for (c, at, version) in self.tracker.finished(c, now) {
-                        self.queue
-                            .schedule_at(at, Event::ComputeDone { c, version });
-                    }
-                    if let Some(next) = self.tracker.compute_done(c) {
-                        self.computes[next as usize].start = Some(now);
-                        for (c, at, version) in self.tracker.started(next, now) {
-                            self.queue
-                                .schedule_at(at, Event::ComputeDone { c, version });
-                        }
-                    }
-                    for d in self.tracker.complete(TaskRef::Compute(c)) {
-                        self.schedule(d, now);
-                    }
-                }
-                Event::Drain { flow, version: v } => {
-                    let fi = flow as usize;
-                    let fd = &mut self.fluid[fi];
-                    if v != fd.version || !self.alloc.is_active(flow) {
-                        self.stats.stale_events += 1;
-                        continue;
-                    }
-                    PastHorizon::check(now)?;
-                    // Drain events are scheduled lazily (see below): this one may be early.
-                    let rate = self.alloc.rate(flow);
-                    fd.left = (fd.left - rate * now.since(fd.since).as_ps() as f64).max(0.0);
-                    fd.since = now;
-                    let ps = ceil_ps(fd.left / rate);
-                    if ps > 0 {
-                        self.stats.early_events += 1;
-                        fd.pending_at = (now + Dur::from_ps(ps)).min(Time::HORIZON);
-                        let at = fd.pending_at;
-                        self.queue
-                            .schedule_at(at, Event::Drain { flow, version: v });
-                        continue;
-                    }
-                    self.drained[fi] = Some(now);
-                    self.bytes_done += inputs.messages[fi].bytes;
-                    fd.left = 0.0;
-                    self.alloc.stop(flow);
-                    self.queue
-                        .schedule_at(now + inputs.routes[fi].2, Event::Finish(flow));
-                }
-            }
+            self.handle(ev, inputs)?;
         }
         self.batch = batch;
         self.batch.clear();
@@ -476,7 +453,7 @@ impl<'w> Run<'w> {
                 );
             }
         }
-        let processed = self.queue.stats().processed;
+        let processed = self.queue.stats().processed + self.initial_done;
         if processed & 0xFFFF < batch_len as u64 {
             progress(Progress {
                 events: processed,
@@ -488,52 +465,148 @@ impl<'w> Run<'w> {
         Ok(())
     }
 
+    /// Handles one event of the time `now`.
+    fn handle(&mut self, ev: Event, inputs: &Inputs) -> Result<(), PastHorizon> {
+        let now = self.now;
+        // A drain superseded by a later rate change is skipped below before the check,
+        // since one clamped to the horizon may be stale; every other event is real.
+        if !matches!(ev, Event::Drain { .. }) {
+            PastHorizon::check(now)?;
+        }
+        match ev {
+            Event::Start(m) => {
+                self.started[m as usize] = now;
+                self.fluid[m as usize].since = now;
+                self.alloc.start(m);
+            }
+            Event::Finish(m) => {
+                self.finished[m as usize] = now;
+                for d in self.tracker.complete(TaskRef::Message(m)) {
+                    self.schedule(d, now);
+                }
+            }
+            Event::ComputeReady(c) => {
+                if let Some(c) = self.tracker.compute_ready(c) {
+                    self.computes[c as usize].start = Some(now);
+                    for (c, at, version) in self.tracker.started(c, now) {
+                        self.queue
+                            .schedule_at(at, Event::ComputeDone { c, version });
+                    }
+                }
+            }
+            Event::ComputeDone { c, version } => {
+                if !self.tracker.is_current(c, version) {
+                    return Ok(());
+                }
+                self.computes[c as usize].finish = Some(now);
+                for (c, at, version) in self.tracker.finished(c, now) {
+                    self.queue
+                        .schedule_at(at, Event::ComputeDone { c, version });
+                }
+                if let Some(next) = self.tracker.compute_done(c) {
+                    self.computes[next as usize].start = Some(now);
+                    for (c, at, version) in self.tracker.started(next, now) {
+                        self.queue
+                            .schedule_at(at, Event::ComputeDone { c, version });
+                    }
+                }
+                for d in self.tracker.complete(TaskRef::Compute(c)) {
+                    self.schedule(d, now);
+                }
+            }
+            Event::Drain { flow, version: v } => {
+                let fi = flow as usize;
+                let fd = &mut self.fluid[fi];
+                if v != fd.version || !self.alloc.is_active(flow) {
+                    self.stats.stale_events += 1;
+                    return Ok(());
+                }
+                PastHorizon::check(now)?;
+                // Drain events are scheduled lazily (see below): this one may be early.
+                let rate = self.alloc.rate(flow);
+                fd.left = (fd.left - rate * now.since(fd.since).as_ps() as f64).max(0.0);
+                fd.since = now;
+                let ps = ceil_ps(fd.left / rate);
+                if ps > 0 {
+                    self.stats.early_events += 1;
+                    fd.pending_at = (now + Dur::from_ps(ps)).min(Time::HORIZON);
+                    let at = fd.pending_at;
+                    self.queue
+                        .schedule_at(at, Event::Drain { flow, version: v });
+                    return Ok(());
+                }
+                self.bytes_done += inputs.messages[fi].bytes;
+                fd.left = 0.0;
+                self.alloc.stop(flow);
+                self.queue
+                    .schedule_at(now + inputs.tails[fi], Event::Finish(flow));
+            }
+        }
+        Ok(())
+    }
+
     /// The result of the first `upto` (messages, compute tasks), once no event is left.
     fn finish(
-        mut self,
+        self,
         fabric: &Fabric,
+        params: &NetParams,
         inputs: &Inputs,
         (nm, nc): (usize, usize),
     ) -> Result<(NetRun, FlowStats), PastHorizon> {
-        self.stats.updates = self.alloc.updates;
-        self.stats.flows_refilled = self.alloc.refilled;
-        self.stats.links_visited = self.alloc.links_visited;
+        let Run {
+            alloc,
+            queue,
+            tracker,
+            mut computes,
+            started,
+            mut finished,
+            mut stats,
+            initial_done,
+            ..
+        } = self;
+        stats.updates = alloc.updates;
+        stats.flows_refilled = alloc.refilled;
+        stats.links_visited = alloc.links_visited;
+        finished.truncate(nm);
         assert!(
-            self.drained[..nm].iter().all(Option::is_some) && self.tracker.streams_idle(),
+            finished.iter().all(|&t| t != Time::MAX) && tracker.streams_idle(),
             "every flow drains (rates are positive) and every task runs (the workload is acyclic)"
         );
-        let finish: Vec<Time> = self.finished[..nm]
-            .iter()
-            .map(|f| f.expect("a drained flow finishes after its tail"))
-            .collect();
-        let links = link_stats(fabric, &self.alloc, &inputs.routes[..nm]);
+        let mut queue_stats = queue.stats();
+        queue_stats.scheduled += initial_done;
+        queue_stats.processed += initial_done;
+        // The allocation's state goes before the results are built.
+        drop((alloc, queue));
+        let links = if nm == inputs.messages.len() {
+            links_of(fabric, &inputs.link_bytes)
+        } else {
+            // A prefix's run: its messages' bytes alone, summed in the same order.
+            let mut bytes = vec![0.0f64; fabric.topology.links().len()];
+            for (i, m) in inputs.messages[..nm].iter().enumerate() {
+                add_link_bytes(&mut bytes, &route(fabric, params, i as u32, m));
+            }
+            links_of(fabric, &bytes)
+        };
         let mut run = assemble(
             &inputs.messages[..nm],
-            &self.started[..nm],
-            finish,
+            &started[..nm],
+            finished,
             links,
-            self.queue.stats(),
+            queue_stats,
         );
-        self.computes.truncate(nc);
-        run.computes = self.computes;
+        computes.truncate(nc);
+        run.computes = computes;
         PastHorizon::check(run.end)?;
-        Ok((run, self.stats))
+        Ok((run, stats))
     }
 }
 
-/// Link statistics of a fluid run: the wire bytes each flow put on each link.
-fn link_stats(fabric: &Fabric, alloc: &Allocator, routes: &[(u64, u64, Dur)]) -> Vec<LinkStats> {
-    let topo = &fabric.topology;
-    let mut bytes = vec![0.0f64; topo.links().len()];
-    for (f, &(wire, _, _)) in routes.iter().enumerate() {
-        // Rate limiters (links past the fabric's) carry nothing on a wire.
-        for (l, w) in alloc.entries(f as u32) {
-            if let Some(b) = bytes.get_mut(l as usize) {
-                *b += wire as f64 * w;
-            }
-        }
+/// Adds the wire bytes a route puts on each fabric link to `bytes` (rate limiters are not
+/// in a route: they carry nothing on a wire).
+fn add_link_bytes(bytes: &mut [f64], r: &Route) {
+    for &(l, w) in &r.links {
+        bytes[l.0 as usize] += r.wire_bytes as f64 * w;
     }
-    links_of(fabric, &bytes)
 }
 
 /// Per-link statistics from the wire bytes each link carried (busy: their serialization).
