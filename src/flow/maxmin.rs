@@ -60,7 +60,7 @@ pub struct Allocator {
     e_link: Vec<u32>,
     e_wi: Vec<u32>,
     /// The distinct weights, in first-seen order (an ECMP route's are all 1.0): an entry
-    /// holds a 4-byte index rather than an 8-byte weight, and its slot in a link's list 12
+    /// holds a 4-byte index rather than an 8-byte weight, and its slot in a link's list 8
     /// bytes rather than 16.
     weights: Vec<f64>,
     /// While flows are registered: each weight's index (by its bits), and the last one.
@@ -96,11 +96,11 @@ pub struct Allocator {
     pub updates: u64,
 }
 
-/// A flow's entry in its link's list: the flow, the entry, its weight (`weights` index).
+/// A flow's entry in its link's list: the flow and its weight (`weights` index). (The
+/// entry itself, needed only when a stop moves a slot, is found among the flow's.)
 #[derive(Clone, Copy)]
 struct Slot {
     f: u32,
-    e: u32,
     wi: u32,
 }
 
@@ -569,7 +569,7 @@ impl Allocator {
             let l = self.e_link[e as usize] as usize;
             self.e_pos[e as usize] = self.on_link[l].len() as u32;
             let wi = self.e_wi[e as usize];
-            self.on_link[l].push(Slot { f, e, wi });
+            self.on_link[l].push(Slot { f, wi });
             let ls = &mut self.links[l];
             let w = self.weights[wi as usize];
             ls.weight_sum += w;
@@ -597,7 +597,15 @@ impl Allocator {
             let list = &mut self.on_link[l];
             list.swap_remove(pos);
             if pos < list.len() {
-                self.e_pos[list[pos].e as usize] = pos as u32;
+                // The slot moved into `pos`: find its entry among its flow's few.
+                let g = list[pos].f as usize;
+                let (from, to) = (self.off[g] as usize, self.off[g + 1] as usize);
+                let moved = from
+                    + self.e_link[from..to]
+                        .iter()
+                        .position(|&x| x as usize == l)
+                        .expect("a listed flow crosses the link");
+                self.e_pos[moved] = pos as u32;
             }
             self.e_pos[e as usize] = u32::MAX;
             let ls = &mut self.links[l];
@@ -628,6 +636,13 @@ impl Allocator {
     /// appends `(flow, old_rate)` to `changed` for each active flow whose rate changed (new
     /// flows have old rate 0), in a deterministic order.
     pub fn update(&mut self, changed: &mut Vec<(u32, f64)>) {
+        self.update_each(|f, old, _| changed.push((f, old)));
+    }
+
+    /// [`Allocator::update`], calling `each(flow, old_rate, new_rate)` for each active flow
+    /// whose rate changed as its new rate is set (final for this update), in the same order,
+    /// rather than listing them (16 bytes a flow when every flow starts at once).
+    pub fn update_each(&mut self, mut each: impl FnMut(u32, f64, f64)) {
         if self.pending_links.is_empty() {
             return;
         }
@@ -660,7 +675,7 @@ impl Allocator {
         self.find_region(keep_below);
         self.refilled += self.region.flows.len() as u64;
         self.links_visited += self.region.links.len() as u64;
-        self.fill_region(changed);
+        self.fill_region(&mut each);
     }
 
     /// Finds the flows to refill: new ones and those at or above theta (`keep_below` with
@@ -762,7 +777,7 @@ impl Allocator {
     }
 
     /// Progressive filling over the region [`Allocator::find_region`] set up.
-    fn fill_region(&mut self, changed: &mut Vec<(u32, f64)>) {
+    fn fill_region(&mut self, each: &mut impl FnMut(u32, f64, f64)) {
         let epoch = self.epoch;
         let Allocator {
             links,
@@ -839,7 +854,7 @@ impl Allocator {
                     }
                 }
                 if old != r {
-                    changed.push((f as u32, old));
+                    each(f as u32, old, r);
                 }
             }
             // One key update per link whose level moved (not one per flow frozen on it).

@@ -275,7 +275,6 @@ struct Run<'w> {
     /// The events of the time `now`, about to be processed.
     now: Time,
     batch: Vec<Event>,
-    changed: Vec<(u32, f64)>,
     /// (messages, compute tasks): tasks at or past these never start (the run of a
     /// prefix of the workload).
     bound: Option<(u32, u32)>,
@@ -341,7 +340,6 @@ impl<'w> Run<'w> {
             bytes_done: 0,
             now: Time::ZERO,
             batch: Vec::new(),
-            changed: Vec::new(),
             bound: None,
         };
         let inputs = Inputs {
@@ -426,25 +424,23 @@ impl<'w> Run<'w> {
         }
         self.batch = batch;
         self.batch.clear();
-        let changed = &mut self.changed;
-        changed.clear();
-        self.alloc.update(changed);
-        for &(f, old_rate) in changed.iter() {
+        let (fluid, queue) = (&mut self.fluid, &mut self.queue);
+        self.alloc.update_each(|f, old_rate, rate| {
             // Settle the bytes sent at the old rate, then schedule the drain at the new.
-            let fd = &mut self.fluid[f as usize];
+            let fd = &mut fluid[f as usize];
             let elapsed = now.since(fd.since).as_ps() as f64;
             fd.left = (fd.left - old_rate * elapsed).max(0.0);
             fd.since = now;
             // A drain past the horizon waits at the horizon (where it stops the run unless a
             // rate change brings it earlier first); the sentinel `Time::MAX` stays above it.
-            let at = (now + Dur::from_ps(ceil_ps(fd.left / self.alloc.rate(f)))).min(Time::HORIZON);
+            let at = (now + Dur::from_ps(ceil_ps(fd.left / rate))).min(Time::HORIZON);
             // Lazy: a drain already pending at or before `at` stays; when it fires early it
             // reschedules itself. Only a drain that moves earlier needs a new event, so a
             // slowed flow costs no event, and stale events stay few.
             if at < fd.pending_at {
                 fd.version = fd.version.wrapping_add(1);
                 fd.pending_at = at;
-                self.queue.schedule_at(
+                queue.schedule_at(
                     at,
                     Event::Drain {
                         flow: f,
@@ -452,7 +448,7 @@ impl<'w> Run<'w> {
                     },
                 );
             }
-        }
+        });
         let processed = self.queue.stats().processed + self.initial_done;
         if processed & 0xFFFF < batch_len as u64 {
             progress(Progress {
