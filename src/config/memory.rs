@@ -2,12 +2,13 @@
 //! refuses a run that cannot fit with an [`InputError`] rather than an allocation abort.
 //!
 //! The state that grows with a scenario: per-message state at every level (the message
-//! list, its copy in the `Workload`, the level's own records: a few hundred bytes per
-//! message, 67 M messages for an all-to-all on 8,192 GPUs) and the next-hop table
-//! (`topology::Topology`: runs of destinations with the same next hops, under 1 KB per GPU
-//! on every fabric kind; it was 4 bytes per fabric node and GPU, 44 GB for 8,192 HGX nodes,
-//! before it was run-length encoded). Everything else (links, queues, packets in flight
-//! under PFC or credits) was small beside these on every run measured.
+//! list, the level's own records, the results: a few hundred bytes per message, 67 M
+//! messages for an all-to-all on 8,192 GPUs), the links' state (about 450 bytes a link at
+//! the packet level) and the next-hop table (`topology::Topology`: runs of destinations
+//! with the same next hops, under 1 KB per GPU on every fabric kind; it was 4 bytes per
+//! fabric node and GPU, 44 GB for 8,192 HGX nodes, before it was run-length encoded).
+//! Everything else (queues, packets in flight under PFC or credits) was small beside these
+//! on every run measured.
 
 use super::TrafficFile;
 use crate::error::InputError;
@@ -29,45 +30,45 @@ const ROUTING_BYTES_PER_GPU: u64 = 1_536;
 /// Per fabric node: its links' lists, its runs' offset and, while the table is built, its
 /// growing run list and distance.
 const ROUTING_BYTES_PER_NODE: u64 = 128;
-/// Per message, by level (config's list, the workload's copy and dependency lists, the
-/// level's own records).
-const PACKET_BYTES_PER_MESSAGE: u64 = 560;
+/// Per fabric link: the packet level's link state (queues, counters, credits: 312 bytes)
+/// and the flow level's (capacity, sums, its list and rate multiset), with their vectors.
+/// Measured as the slope of peak RSS over links of the one-message runs below: 464 B.
+const BYTES_PER_LINK: u64 = 480;
+/// Per message, by level: the scenario's list (24 B), the level's own state (the packet
+/// level's 64-byte message state, one packet each in flight at 1 B per pair; the flow
+/// level's per-flow and per-route-link entries, 20 bytes a link; the analytical level's
+/// flows) and the results (40 B), at the peak.
+const PACKET_BYTES_PER_MESSAGE: u64 = 400;
 /// Per message and packet-level thread beyond the first: each thread holds its own copy of
-/// the message state and task counters. Measured 98 B (`hgx128-a2a`, 1,047,552 messages:
-/// 298 MB peak on one thread, 396 MB on two, 2026-12-03).
+/// the message state and task counters. Measured 75 B (`hgx128-a2a`, 1,047,552 messages:
+/// 173 MB peak on one thread, 252 MB on two, 2026-12-03).
 const PACKET_BYTES_PER_MESSAGE_PER_THREAD: u64 = 128;
-const FLOW_BYTES_PER_MESSAGE: u64 = 840;
-const ANALYTICAL_BYTES_PER_MESSAGE: u64 = 320;
+const FLOW_BYTES_PER_MESSAGE: u64 = 360;
+const ANALYTICAL_BYTES_PER_MESSAGE: u64 = 300;
 
 /// The bytes a run will hold at its peak, by part. Conservative: it over-estimates the peak
-/// resident set by at most about 1.5x on the runs it was fitted on.
+/// resident set by at most about 1.35x on the runs it was fitted on.
 ///
-/// Fitted on 2026-12-02 on peak RSS (`/usr/bin/time -v`, release build) of all-to-alls on
-/// the `hgx-h100` fabric (rail-optimized leaf/spine): 8, 16, 32, 64 and 128 nodes of 8
-/// GPUs and 256 and 1,024 nodes of 1 GPU, 1 B per pair, each at the packet, flow and
-/// analytical levels, and the same fabrics with one message for the routing alone.
-/// Measured: routing 6.5 / 7.7 / 10.7 / 19.5 / 46.7 MB for 64 to 1,024 GPUs (before the
-/// distance and hop-count tables went, about 13.5 bytes per node and GPU beyond the base);
-/// per message 475-505 B (packet), 700-764 B (flow), 255-264 B (analytical). Message size
-/// matters little: 1 MiB per pair on 128 GPUs (`hgx16-a2a-dcqcn.toml`) held 21 MB against
-/// 16 MB at 1 B, and 256 KiB on 1,024 GPUs 413 MB against 532 MB at 1 B: PFC and credit
-/// windows bound the packets in flight by links, not messages. Estimate over measured peak:
-/// 1.08-1.23x on the 1 B runs (all three levels), 1.16x on the 1,024-GPU routing alone,
-/// 1.54x on the 256 KiB 1,024-GPU run (its 413 MB is docs/performance.md's, an older build).
-///
-/// Since 2026-12-03 the next-hop table is run-length encoded (its constants above replace a
-/// nodes x GPUs one) and a packet-level message holds 120 bytes less: the estimate now errs
-/// further on the safe side (`hgx128-a2a`: 597 MB estimated, 317 MB peak measured before the
-/// table changed; the 8,192-GPU permutation of `docs/performance.md`: 241 MB peak). Since
-/// session 13 (packets by value, 64-byte message state, the scenario's message list shared,
-/// initial tasks outside the queue) it errs further still: `hgx128-a2a` 173 MB peak on one
-/// thread and 252 MB on two (75 B per message per extra thread), 163 MB at 4 KiB per pair.
-/// Not refitted: the fit needs the 1 B runs above measured again.
+/// Fitted on 2026-12-04 on peak RSS (`/usr/bin/time`, release build) of all-to-alls of 1 B
+/// per pair on the `hgx-h100` fabric (rail-optimized leaf/spine) with 8, 16, 32, 64 and 128
+/// nodes of 8 GPUs, at the packet, flow and analytical levels, and the same fabrics with
+/// one message for the fabric alone (8.3 / 9.8 / 12.1 / 17.0 / 27.0 MB; 2,688 to 43,008
+/// links). Per message, beyond the one-message run: packet 523 / 421 / 356 / 341 / 292 B
+/// (64 to 1,024 GPUs; the small runs carry fixed costs), flow 271 / 216 / 267 / 284 / 272 B,
+/// analytical 210 / 202 / 239 / 255 / 263 B. Estimate over measured peak: packet 1.01-1.35,
+/// flow 1.11-1.30, analytical 1.11-1.18, one message 1.06-1.08. Out of the fit: the
+/// 8,192-GPU all-to-all of 4 KiB per pair at the flow level (HGX with a fat tree, 67.1 M
+/// flows, 360,448 links) peaked at 20.6 GB against 24.4 GB estimated (1.18x); 2,048 GPUs
+/// of the same, 1.30 GB. The packet level holds less at larger messages, where PFC and
+/// credits bound the packets in flight (`hgx128-a2a` at 256 KiB per pair: 173 MB against
+/// 326 MB at 1 B), so the 1 B runs are its worst case.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct MemoryEstimate {
     pub base_bytes: u64,
     /// The next-hop table (run-length encoded: linear in GPUs and nodes).
     pub routing_bytes: u64,
+    /// The links' state.
+    pub links_bytes: u64,
     /// Per-message state at the run's level.
     pub messages_bytes: u64,
 }
@@ -76,6 +77,7 @@ impl MemoryEstimate {
     pub fn total_bytes(&self) -> u64 {
         self.base_bytes
             .saturating_add(self.routing_bytes)
+            .saturating_add(self.links_bytes)
             .saturating_add(self.messages_bytes)
     }
 }
@@ -98,6 +100,7 @@ pub fn estimate(size: &GraphSize, messages: u64, level: Level, threads: u64) -> 
             .gpus
             .saturating_mul(ROUTING_BYTES_PER_GPU)
             .saturating_add(size.nodes.saturating_mul(ROUTING_BYTES_PER_NODE)),
+        links_bytes: size.links.saturating_mul(BYTES_PER_LINK),
         messages_bytes: messages.saturating_mul(per_message),
     }
 }
@@ -209,7 +212,11 @@ pub fn check(
         .max_by_key(|&(i, &m)| (m, std::cmp::Reverse(i)))
         .map(|(i, &m)| (i, m));
     let key = match biggest {
-        Some((i, _)) if need.messages_bytes >= need.routing_bytes => format!("traffic[{i}]"),
+        Some((i, _))
+            if need.messages_bytes >= need.routing_bytes.saturating_add(need.links_bytes) =>
+        {
+            format!("traffic[{i}]")
+        }
         _ => "fabric.nodes".to_string(),
     };
     let other_levels: Vec<&str> = Level::ALL
@@ -237,12 +244,12 @@ pub fn check(
         origin,
         key,
         format!(
-            "this run needs about {} of memory ({} of routing for {} GPUs x {} fabric nodes \
-             (fabric.nodes = {}), {} for {} messages at the {} level{}) but this machine has {} \
-             available ({source}): {level_hint}use fewer nodes (routing grows as GPUs x fabric \
-             nodes) or fewer messages (a pattern over fewer GPUs; message size adds little)",
+            "this run needs about {} of memory ({} of routes and links for {} GPUs and {} fabric \
+             nodes (fabric.nodes = {}), {} for {} messages at the {} level{}) but this machine has {} \
+             available ({source}): {level_hint}use fewer nodes (routing grows with GPUs and \
+             fabric nodes) or fewer messages (a pattern over fewer GPUs; message size adds little)",
             gb(need.total_bytes()),
-            gb(need.routing_bytes),
+            gb(need.routing_bytes.saturating_add(need.links_bytes)),
             size.gpus,
             size.nodes,
             spec.nodes,

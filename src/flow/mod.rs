@@ -370,6 +370,20 @@ impl<'w> Run<'w> {
     /// event.)
     fn next_batch(&mut self) -> bool {
         self.batch.clear();
+        if self.initial_at == self.initial.len() {
+            // Popping before peeking: a radix heap's peek scans its lowest bucket, a pop
+            // moves it into the bucket of ties, where the peeks that follow are cheap.
+            self.batch_initial = 0..0;
+            let Some((now, first)) = self.queue.pop() else {
+                return false;
+            };
+            self.now = now;
+            self.batch.push(first);
+            while self.queue.peek_time() == Some(now) {
+                self.batch.push(self.queue.pop().expect("peeked").1);
+            }
+            return true;
+        }
         let ready = |t: TaskRef| self.tracker.ready_at(t, Time::ZERO);
         let initial_next = self.initial.get(self.initial_at).map(|&t| ready(t));
         let now = match (initial_next, self.queue.peek_time()) {
