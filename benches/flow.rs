@@ -2,9 +2,10 @@
 //! speed-up, and how the flow level's wall time grows with GPU count.
 //!
 //! Run: `cargo bench --bench flow` (all of it; the packet runs of 256 GPUs take a while),
-//! or `cargo bench --bench flow -- speedup` / `-- scaling` / `-- jitter` for one part. A plain timing
-//! harness rather than criterion: one packet-level run of a 256-GPU all-to-all takes
-//! tens of seconds, and the ratio must come from runs in one process on one machine.
+//! or `cargo bench --bench flow -- speedup` / `-- scaling` / `-- scale` / `-- jitter` for
+//! one part. A plain timing harness rather than criterion: one packet-level run of a
+//! 256-GPU all-to-all takes tens of seconds, and the ratio must come from runs in one
+//! process on one machine.
 //!
 //! Scenario: HGX H100 servers (`fabrics/hgx-h100.toml`: 8 GPUs on NVLink, one 400 Gb/s
 //! NIC per GPU, rail-optimized leaf/spine, ECMP), a uniform all-to-all of `bytes` per
@@ -138,6 +139,29 @@ fn main() {
             (a + (x.ln() - mx) * (y.ln() - my), b + (x.ln() - mx).powi(2))
         });
         println!("  wall time ~ GPUs^{:.2} (flows grow as GPUs^2)", num / den);
+    }
+    if want("scale") {
+        // docs/flow.md, "At cluster scale": 1,024 GPUs on a fat tree, 4 KiB per pair (the
+        // 8,192-GPU run of the same takes 13 minutes and 20 GB: `afdsim run`).
+        println!(
+            "scale: 1,024 GPUs (128 HGX nodes, fat tree), all-to-all of 4 KiB, 1,047,552 flows"
+        );
+        let text = "name = \"bench-scale\"\n[fabric]\nfile = \"hgx-h100\"\nnodes = 128\n\
+                    [fabric.scale_out]\ntopology = \"fat-tree\"\n\
+                    [[traffic]]\npattern = \"all-to-all\"\nbytes = 4096\n";
+        let s = Scenario::parse(text, "<bench>", Some(1)).expect("valid bench scenario");
+        flow_row(&s, 1);
+        // The process's peak so far (this part runs first when asked for alone).
+        let peak = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            });
+        if let Some(kb) = peak {
+            println!("  process peak RSS {:.0} MB", kb as f64 / 1024.0);
+        }
     }
     if want("jitter") {
         // Staggered starts: every arrival re-rates the flows it shares links with, and in

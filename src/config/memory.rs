@@ -58,7 +58,7 @@ const ANALYTICAL_BYTES_PER_MESSAGE: u64 = 300;
 /// analytical 210 / 202 / 239 / 255 / 263 B. Estimate over measured peak: packet 1.01-1.35,
 /// flow 1.11-1.30, analytical 1.11-1.18, one message 1.06-1.08. Out of the fit: the
 /// 8,192-GPU all-to-all of 4 KiB per pair at the flow level (HGX with a fat tree, 67.1 M
-/// flows, 360,448 links) peaked at 20.6 GB against 24.4 GB estimated (1.18x); 2,048 GPUs
+/// flows, 360,448 links) peaked at 19.9 GB against 24.4 GB estimated (1.22x); 2,048 GPUs
 /// of the same, 1.30 GB. The packet level holds less at larger messages, where PFC and
 /// credits bound the packets in flight (`hgx128-a2a` at 256 KiB per pair: 173 MB against
 /// 326 MB at 1 B), so the 1 B runs are its worst case.
