@@ -47,19 +47,19 @@ const FLOW_BYTES_PER_MESSAGE: u64 = 360;
 const ANALYTICAL_BYTES_PER_MESSAGE: u64 = 300;
 
 /// The bytes a run will hold at its peak, by part. Conservative: it over-estimates the peak
-/// resident set by at most about 1.35x on the runs it was fitted on.
+/// resident set by at most about 1.4x on the runs it was fitted on.
 ///
 /// Fitted on 2026-12-04 on peak RSS (`/usr/bin/time`, release build) of all-to-alls of 1 B
 /// per pair on the `hgx-h100` fabric (rail-optimized leaf/spine) with 8, 16, 32, 64 and 128
 /// nodes of 8 GPUs, at the packet, flow and analytical levels, and the same fabrics with
-/// one message for the fabric alone (8.3 / 9.8 / 12.1 / 17.0 / 27.0 MB; 2,688 to 43,008
-/// links). Per message, beyond the one-message run: packet 523 / 421 / 356 / 341 / 292 B
-/// (64 to 1,024 GPUs; the small runs carry fixed costs), flow 271 / 216 / 267 / 284 / 272 B,
-/// analytical 210 / 202 / 239 / 255 / 263 B. Estimate over measured peak: packet 1.01-1.35,
-/// flow 1.11-1.30, analytical 1.11-1.18, one message 1.06-1.08. Out of the fit: the
+/// one message for the fabric alone (8.4 / 9.7 / 12.3 / 17.1 / 26.9 MB; 2,688 to 43,008
+/// links). Per message, beyond the one-message run: packet 496 / 428 / 356 / 341 / 292 B
+/// (64 to 1,024 GPUs; the small runs carry fixed costs), flow 176 / 234 / 221 / 300 / 300 B,
+/// analytical 121 / 200 / 234 / 254 / 263 B. Estimate over measured peak: packet 1.01-1.34,
+/// flow 1.14-1.36, analytical 1.13-1.18, one message 1.06-1.08. Out of the fit: the
 /// 8,192-GPU all-to-all of 4 KiB per pair at the flow level (HGX with a fat tree, 67.1 M
 /// flows, 360,448 links) peaked at 19.9 GB against 24.4 GB estimated (1.22x); 2,048 GPUs
-/// of the same, 1.30 GB. The packet level holds less at larger messages, where PFC and
+/// of the same, 1.29 GB. The packet level holds less at larger messages, where PFC and
 /// credits bound the packets in flight (`hgx128-a2a` at 256 KiB per pair: 173 MB against
 /// 326 MB at 1 B), so the 1 B runs are its worst case.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
