@@ -6,6 +6,7 @@
 //! short, all are kept, in link order, for ECMP, spraying and adaptive routing to choose.
 
 use crate::engine::{Bandwidth, Dur};
+use rayon::prelude::*;
 use std::collections::VecDeque;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -149,10 +150,104 @@ struct Run {
 /// it again (a leaf alternates between a port toward one GPU and its uplinks).
 const REUSE_LISTS: usize = 4;
 
+/// Destinations per chunk of the next-hop search (fixed, so that the table does not depend
+/// on the thread count).
+const BFS_CHUNK: usize = 64;
+
+/// What a chunk of destinations found: for each destination in order and each node in
+/// order, the node's next hops where they differ from its next hops to the previous
+/// destination (every node at the chunk's first), as (destination, node, offset, length)
+/// into `lists`; and the first pair of GPUs found unconnected, after which it stopped.
+struct ChunkHops {
+    changes: Vec<(u32, u32, u32, u32)>,
+    lists: Vec<LinkId>,
+    unreachable: Option<TopologyError>,
+}
+
+/// The next hops of every node toward each destination GPU of `dsts`: a reverse BFS from
+/// the destination gives every node's distance to it (GPUs are end hosts: the search does
+/// not expand through them), and a node's next hops are its out-links that decrease the
+/// distance.
+fn bfs_chunk(
+    kinds: &[NodeKind],
+    links: &[Link],
+    in_links: &[Vec<LinkId>],
+    out_links: &[Vec<LinkId>],
+    dsts: std::ops::Range<usize>,
+) -> ChunkHops {
+    let n = kinds.len();
+    let gpus = kinds.iter().take_while(|k| **k == NodeKind::Gpu).count();
+    let mut out = ChunkHops {
+        changes: Vec::new(),
+        lists: Vec::new(),
+        unreachable: None,
+    };
+    // Each node's latest list in `out.lists` (offset, length).
+    let mut latest: Vec<Option<(u32, u32)>> = vec![None; n];
+    let mut hops: Vec<LinkId> = Vec::new();
+    let mut dist = vec![u32::MAX; n];
+    let mut frontier = VecDeque::new();
+    for dst in dsts {
+        dist.iter_mut().for_each(|d| *d = u32::MAX);
+        dist[dst] = 0;
+        frontier.clear();
+        frontier.push_back(dst);
+        while let Some(v) = frontier.pop_front() {
+            if v != dst && kinds[v] == NodeKind::Gpu {
+                continue;
+            }
+            for &LinkId(li) in &in_links[v] {
+                let u = links[li as usize].from.0 as usize;
+                if dist[u] == u32::MAX {
+                    dist[u] = dist[v] + 1;
+                    frontier.push_back(u);
+                }
+            }
+        }
+        if let Some(src) = (0..gpus).find(|&s| s != dst && dist[s] == u32::MAX) {
+            out.unreachable = Some(TopologyError::Unreachable {
+                from_gpu: src as u32,
+                to_gpu: dst as u32,
+            });
+            return out;
+        }
+        for (u, last) in latest.iter_mut().enumerate() {
+            hops.clear();
+            let du = dist[u];
+            if u != dst && du != u32::MAX {
+                hops.extend(
+                    out_links[u]
+                        .iter()
+                        .copied()
+                        .filter(|&LinkId(li)| dist[links[li as usize].to.0 as usize] == du - 1),
+                );
+            }
+            if last.is_some_and(|(o, l)| out.lists[o as usize..(o + l) as usize] == hops[..]) {
+                continue;
+            }
+            let entry = (out.lists.len() as u32, hops.len() as u32);
+            out.lists.extend_from_slice(&hops);
+            out.changes.push((dst as u32, u as u32, entry.0, entry.1));
+            *last = Some(entry);
+        }
+    }
+    out
+}
+
 impl Topology {
     /// Builds a topology from node kinds (GPUs first) and links, and computes all
     /// shortest-path next hops between GPUs.
     pub fn new(kinds: Vec<NodeKind>, links: Vec<Link>) -> Result<Topology, TopologyError> {
+        Topology::with_chunks(kinds, links, BFS_CHUNK)
+    }
+
+    /// [`Topology::new`], searching `chunk` destinations per parallel task (any chunk size
+    /// gives the same table).
+    fn with_chunks(
+        kinds: Vec<NodeKind>,
+        links: Vec<Link>,
+        chunk: usize,
+    ) -> Result<Topology, TopologyError> {
         let n = kinds.len();
         let gpus = kinds.iter().take_while(|k| **k == NodeKind::Gpu).count();
         if kinds[gpus..].contains(&NodeKind::Gpu) {
@@ -172,68 +267,50 @@ impl Topology {
         }
 
         // A reverse BFS per destination GPU gives every node's distance to it; a node's next
-        // hops are the out-links that decrease the distance. GPUs are end hosts: BFS does not
-        // expand through them. Destinations go in order, so each node's runs grow at the end.
+        // hops are the out-links that decrease the distance (`bfs_chunk`). Chunks of
+        // destinations run in parallel; their changes are taken here in destination order,
+        // so each node's runs grow at the end, the same table whatever the thread count.
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(); n];
         let mut hop_links: Vec<LinkId> = Vec::new();
-        let mut hops: Vec<LinkId> = Vec::new();
-        let mut dist = vec![u32::MAX; n];
-        let mut frontier = VecDeque::new();
-        for dst in 0..gpus {
-            dist.iter_mut().for_each(|d| *d = u32::MAX);
-            dist[dst] = 0;
-            frontier.clear();
-            frontier.push_back(dst);
-            while let Some(v) = frontier.pop_front() {
-                if v != dst && kinds[v] == NodeKind::Gpu {
-                    continue;
-                }
-                for &LinkId(li) in &in_links[v] {
-                    let u = links[li as usize].from.0 as usize;
-                    if dist[u] == u32::MAX {
-                        dist[u] = dist[v] + 1;
-                        frontier.push_back(u);
+        let chunks: Vec<std::ops::Range<usize>> = (0..gpus)
+            .step_by(chunk.max(1))
+            .map(|d| d..(d + chunk.max(1)).min(gpus))
+            .collect();
+        let window = 4 * rayon::current_num_threads().max(1);
+        for group in chunks.chunks(window) {
+            let done: Vec<ChunkHops> = group
+                .par_iter()
+                .map(|r| bfs_chunk(&kinds, &links, &in_links, &out_links, r.clone()))
+                .collect();
+            for chunk in done {
+                for &(dst, u, off, len) in &chunk.changes {
+                    let hops = &chunk.lists[off as usize..(off + len) as usize];
+                    let node_runs = &mut runs[u as usize];
+                    let list = |r: &Run| &hop_links[r.off as usize..(r.off + r.len) as usize];
+                    if node_runs.last().is_some_and(|r| list(r) == hops) {
+                        continue;
                     }
+                    let (off, len) = match node_runs
+                        .iter()
+                        .rev()
+                        .take(REUSE_LISTS)
+                        .find(|r| list(r) == hops)
+                    {
+                        Some(r) => (r.off, r.len),
+                        None => {
+                            hop_links.extend_from_slice(hops);
+                            ((hop_links.len() - hops.len()) as u32, hops.len() as u32)
+                        }
+                    };
+                    node_runs.push(Run {
+                        first: dst,
+                        off,
+                        len,
+                    });
                 }
-            }
-            if let Some(src) = (0..gpus).find(|&s| s != dst && dist[s] == u32::MAX) {
-                return Err(TopologyError::Unreachable {
-                    from_gpu: src as u32,
-                    to_gpu: dst as u32,
-                });
-            }
-            for (u, node_runs) in runs.iter_mut().enumerate() {
-                hops.clear();
-                let du = dist[u];
-                if u != dst && du != u32::MAX {
-                    hops.extend(
-                        out_links[u]
-                            .iter()
-                            .copied()
-                            .filter(|&LinkId(li)| dist[links[li as usize].to.0 as usize] == du - 1),
-                    );
+                if let Some(e) = chunk.unreachable {
+                    return Err(e);
                 }
-                let list = |r: &Run| &hop_links[r.off as usize..(r.off + r.len) as usize];
-                if node_runs.last().is_some_and(|r| list(r) == hops.as_slice()) {
-                    continue;
-                }
-                let (off, len) = match node_runs
-                    .iter()
-                    .rev()
-                    .take(REUSE_LISTS)
-                    .find(|r| list(r) == hops.as_slice())
-                {
-                    Some(r) => (r.off, r.len),
-                    None => {
-                        hop_links.extend_from_slice(&hops);
-                        ((hop_links.len() - hops.len()) as u32, hops.len() as u32)
-                    }
-                };
-                node_runs.push(Run {
-                    first: dst as u32,
-                    off,
-                    len,
-                });
             }
         }
         let total: usize = runs.iter().map(Vec::len).sum();
@@ -476,6 +553,40 @@ mod tests {
                 assert!(!t.dense.is_empty(), "{f}: no node indexed per GPU");
             }
         }
+    }
+
+    /// Chunks of destinations are searched in parallel: the table is the same, to the
+    /// offset, as one search over all destinations in order, on one thread and on three
+    /// (40 HGX nodes: 320 GPUs, 5 chunks, more than one thread's window of 4).
+    #[test]
+    fn the_table_is_the_same_on_any_number_of_threads() {
+        let text = "name = \"t\"\n[fabric]\nfile = \"hgx-h100\"\nnodes = 40\n[[traffic]]\n\
+                    pattern = \"message\"\nsrc = 0\ndst = 1\nbytes = 1\n";
+        let s = crate::config::Scenario::parse(text, "t.toml", None).unwrap();
+        let t = &s.fabric().topology;
+        assert!(t.gpus() as usize > 4 * BFS_CHUNK);
+        let build = |threads, chunk| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| Topology::with_chunks(t.kinds.clone(), t.links.clone(), chunk))
+                .unwrap()
+        };
+        let (a, b) = (build(1, BFS_CHUNK), build(3, BFS_CHUNK));
+        let whole = build(1, t.gpus() as usize);
+        let table = |t: &Topology| {
+            (
+                t.run_off.clone(),
+                t.run_first.clone(),
+                t.run_list.clone(),
+                t.hop_links.clone(),
+                t.dense.clone(),
+                t.dense_run.clone(),
+            )
+        };
+        assert!(table(&a) == table(&whole), "chunked against one search");
+        assert!(table(&b) == table(&whole), "on three threads");
     }
 
     #[test]
