@@ -49,8 +49,8 @@ pub struct Allocator {
     /// as registered; from then on (`prepared`), the entries the allocation works on: the
     /// registered ones less those on dominated links and twins (see
     /// [`Allocator::prepare`]), compacted in place. A flow's registered entries are not
-    /// kept: at a million flows of eight links they were 100 bytes a flow, beside 60 for
-    /// the working ones.
+    /// kept: at 8 links of 12 bytes they were 96 bytes a flow, beside about 70 for the
+    /// working ones (5.9 entries of 12 bytes, with their list positions).
     off: Vec<u32>,
     e_link: Vec<u32>,
     e_wi: Vec<u32>,
@@ -118,9 +118,8 @@ struct LinkState {
     /// recount it, and when the last flow at the top stops, the new top is found by reading
     /// the link's list, or, once that has happened [`RATE_SET_AFTER`] times on the link
     /// and its list is long, from a [`RateSet`] of its flows' rates kept from then on
-    /// (`rate_set`). In an
-    /// all-to-all the fastest flows on a link finish first, level after level: reading the
-    /// list at each level took 60-75 % of the run at 1,024 GPUs. Keeping a rate set for
+    /// (`rate_set`). In an all-to-all the fastest flows on a link finish first, level
+    /// after level: reading the list at each level took 60-75 % of the run at 1,024 GPUs. Keeping a rate set for
     /// every link instead made the AFD decode step 20-45 % slower (an update of the set for
     /// every link of every refilled flow, where the list is read rarely).
     max_rate: f64,
