@@ -5,19 +5,19 @@
 use super::Event;
 use crate::engine::Time;
 use crate::net::Buffers;
-use crate::topology::{LinkId, NodeKind};
+use crate::topology::LinkId;
 
 impl super::Sim<'_> {
     #[inline]
     pub(super) fn hold(&mut self, now: Time, l: LinkId, bytes: u64) {
-        let ls = &mut self.links[l.0 as usize];
+        let ls = &mut self.ingress[l.0 as usize];
         ls.held_bytes += bytes;
-        ls.stats.peak_held_bytes = ls.stats.peak_held_bytes.max(ls.held_bytes);
+        ls.peak_held_bytes = ls.peak_held_bytes.max(ls.held_bytes);
         if let Buffers::Lossless {
             ingress_bytes: Some(limit),
             ..
         } = self.params.switch.buffers
-            && self.topo.kind(self.topo.link(l).to) == NodeKind::Switch
+            && ls.to_switch
             && ls.held_bytes > limit
         {
             self.lossless_overflow_bytes = self.lossless_overflow_bytes.max(ls.held_bytes - limit);
@@ -27,7 +27,7 @@ impl super::Sim<'_> {
             && ls.held_bytes >= xoff
         {
             ls.pause_sent = true;
-            ls.stats.pause_frames += 1;
+            self.cold[l.0 as usize].stats.pause_frames += 1;
             let d = self.topo.link(l).latency;
             self.post(now + d, Event::Pause { link: l, on: true });
         }
@@ -35,7 +35,7 @@ impl super::Sim<'_> {
 
     #[inline]
     pub(super) fn release_held(&mut self, now: Time, l: LinkId, bytes: u64) {
-        let ls = &mut self.links[l.0 as usize];
+        let ls = &mut self.ingress[l.0 as usize];
         ls.held_bytes -= bytes;
         if let Some((_, xon)) = ls.pause
             && ls.pause_sent
@@ -48,15 +48,15 @@ impl super::Sim<'_> {
     }
 
     pub(super) fn on_pause(&mut self, now: Time, l: LinkId, on: bool) {
-        let ls = &mut self.links[l.0 as usize];
+        let (e, c) = (&mut self.egress[l.0 as usize], &mut self.cold[l.0 as usize]);
         if on {
-            if !ls.paused {
-                ls.paused = true;
-                ls.paused_since = now;
+            if !e.paused {
+                e.paused = true;
+                c.paused_since = now;
             }
-        } else if ls.paused {
-            ls.paused = false;
-            ls.stats.paused += now.since(ls.paused_since);
+        } else if e.paused {
+            e.paused = false;
+            c.stats.paused += now.since(c.paused_since);
             self.start_next(now, l);
         }
     }

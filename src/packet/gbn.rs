@@ -181,7 +181,7 @@ impl super::Sim<'_> {
 
     pub(super) fn drop_packet(&mut self, now: Time, at_link: LinkId, p: super::Packet) {
         self.release_held(now, LinkId(p.in_link), p.wire_bytes as u64);
-        let st = &mut self.links[at_link.0 as usize].stats;
+        let st = &mut self.cold[at_link.0 as usize].stats;
         st.drops += 1;
         st.dropped_bytes += p.payload_bytes as u64;
         self.bytes_dropped += p.payload_bytes as u64;

@@ -35,6 +35,7 @@
 mod cc;
 mod flow_control;
 mod gbn;
+mod link;
 mod parallel;
 mod pxn;
 mod routing;
@@ -51,18 +52,27 @@ use crate::net::{
 use crate::topology::{Fabric, LinkClass, LinkId, NodeId, NodeKind, Topology};
 use cc::{AnyController, Controller};
 use gbn::GbnState;
-use std::collections::{HashMap, VecDeque};
+use link::{Egress, Ingress, LinkCold};
+use std::collections::HashMap;
 
 /// Every thing that can happen at the packet level.
 #[derive(Clone, Copy, Debug)]
 enum Event {
     /// A message becomes ready at its source GPU.
     MessageStart(u32),
-    /// A link finished serializing its current packet.
-    TxDone(LinkId),
-    /// The first packet in flight on `link` ([`LinkState::flight`]) is fully received at
-    /// its far end (past a switch's latency).
-    Arrive(LinkId),
+    /// `link` finished serializing its current packet, of `wire` bytes, which came in on
+    /// `in_link` (NONE at its source) and, leaving a PXN relay's NIC, frees room in relay
+    /// GPU `relay`'s buffer (NONE otherwise).
+    TxDone {
+        link: LinkId,
+        in_link: u32,
+        wire: u32,
+        relay: u32,
+    },
+    /// Packet `p` sent on `link` is fully received at its far end (past a switch's
+    /// latency). The packet rides in its event, not in per-link state: the queue's slots
+    /// are read in order, a link's state at random.
+    Arrive { link: LinkId, p: Packet },
     /// A pause (`on`) or resume frame from the receiver of `link` reaches its sender.
     Pause { link: LinkId, on: bool },
     /// A paced source on `link` may have become eligible.
@@ -92,16 +102,15 @@ struct Stamped {
     ev: Event,
 }
 
-// As small as the event itself with its key in the queue (24 bytes a queue entry).
-const _: () = assert!(std::mem::size_of::<Stamped>() == 16);
+// The event with its arriving packet (28 bytes), its tag and its stamp: 48 bytes a queue
+// entry with its key.
+const _: () = assert!(std::mem::size_of::<Stamped>() == 40);
 
-/// An event bound for a region another thread runs, with its packet when it is an
-/// [`Event::Arrive`] (each thread holds its own links' packets).
+/// An event bound for a region another thread runs.
 #[derive(Clone, Copy, Debug)]
 struct Remote {
     at: Time,
     stamp: Stamped,
-    packet: Option<Packet>,
 }
 
 const NONE: u32 = u32::MAX;
@@ -131,50 +140,26 @@ struct Packet {
 }
 
 impl Packet {
+    /// A placeholder for unused slots of a link's FIFO.
+    const EMPTY: Packet = Packet {
+        msg: NONE,
+        dst: NodeId(NONE),
+        payload_bytes: 0,
+        wire_bytes: 0,
+        psn: 0,
+        spread: 1,
+        in_link: NONE,
+        ecn: false,
+        relayed: false,
+        relay_hold: NONE,
+    };
+
     /// Whether it holds room in a PXN relay's buffer until the link it is on has sent it:
     /// it is on its way from the relay's NIC (`TxDone` frees the room).
     #[inline]
     fn holds_relay_until_sent(&self) -> bool {
         self.relay_hold != NONE && !self.relayed
     }
-}
-
-struct LinkState {
-    /// Static data of the link, kept here so one cache line serves a hop.
-    to: NodeId,
-    /// The regions of its sender and receiver ([`parallel::Layout`]).
-    from_region: u32,
-    to_region: u32,
-    rate: crate::engine::Bandwidth,
-    latency: Dur,
-    /// Whether the far end is a scale-out switch (its latency applies).
-    to_switch: bool,
-    /// Serialization time of the last packet size sent (nearly always a full packet).
-    tx_cache: (u64, Dur),
-    busy: bool,
-    /// The receiver has paused this link's sender.
-    paused: bool,
-    paused_since: Time,
-    /// Packets waiting to be sent, by value: a hop reads the packet where the link's queue
-    /// keeps it, in order, rather than from a pool slot written long before (at 1,024 GPUs
-    /// the slot loads were half the hot loop's time, each a cache miss).
-    fifo: VecDeque<Packet>,
-    fifo_bytes: u64,
-    /// Packets sent on this link and not yet arrived, oldest first: the one on the wire
-    /// (while `busy`) is the last; [`Event::Arrive`] takes the first. A link's packets
-    /// arrive in the order sent (one latency per link), so no index is needed.
-    flight: VecDeque<Packet>,
-    /// Source groups this link serves (GPU egress only), where round-robin over them
-    /// resumes, and this link's own round-robin position in each group's messages.
-    groups: Vec<u32>,
-    group_cursor: usize,
-    msg_cursor: Vec<usize>,
-    wake_at: Option<Time>,
-    /// Bytes received on this link still held by its receiver, and its thresholds.
-    held_bytes: u64,
-    pause: Option<(u64, u64)>,
-    pause_sent: bool,
-    stats: LinkStats,
 }
 
 /// A message's sender and receiver state, one per message (1,047,552 in `hgx128-a2a`): kept
@@ -327,28 +312,23 @@ fn build<'a>(
 ) -> Sim<'a> {
     let messages = &workload.messages[..];
     let topo = &fabric.topology;
-    let links = topo
-        .links()
+    let links = topo.links();
+    let to_switch = |l: &crate::topology::Link| topo.kind(l.to) == NodeKind::Switch;
+    let delay = |l: &crate::topology::Link| {
+        if to_switch(l) {
+            l.latency + params.switch.latency
+        } else {
+            l.latency
+        }
+    };
+    let egress = links.iter().map(|l| Egress::new(delay(l))).collect();
+    let ingress = links
         .iter()
-        .map(|l| LinkState {
+        .map(|l| Ingress {
             to: l.to,
-            from_region: layout.region[l.from.0 as usize],
-            to_region: layout.region[l.to.0 as usize],
-            rate: l.rate,
-            latency: l.latency,
-            to_switch: topo.kind(l.to) == NodeKind::Switch,
-            tx_cache: (0, Dur::ZERO),
-            busy: false,
-            paused: false,
-            paused_since: Time::ZERO,
-            fifo: VecDeque::new(),
-            fifo_bytes: 0,
-            flight: VecDeque::new(),
-            groups: Vec::new(),
-            group_cursor: 0,
-            msg_cursor: Vec::new(),
-            wake_at: None,
+            to_switch: to_switch(l),
             held_bytes: 0,
+            peak_held_bytes: 0,
             pause: match topo.kind(l.to) {
                 NodeKind::Gpu => None,
                 NodeKind::Nic | NodeKind::NvSwitch => {
@@ -366,7 +346,28 @@ fn build<'a>(
                 },
             },
             pause_sent: false,
+        })
+        .collect();
+    let cold = links
+        .iter()
+        .map(|l| LinkCold {
+            rate: l.rate,
+            delay: delay(l),
+            paused_since: Time::ZERO,
+            groups: Vec::new(),
+            group_cursor: 0,
+            msg_cursor: Vec::new(),
+            wake_at: None,
             stats: LinkStats::default(),
+        })
+        .collect();
+    let link_regions = links
+        .iter()
+        .map(|l| {
+            (
+                layout.region[l.from.0 as usize],
+                layout.region[l.to.0 as usize],
+            )
         })
         .collect();
     // NVLink striping counters: a row per node with NVLink out-links (see `Sim::stripe`).
@@ -395,7 +396,10 @@ fn build<'a>(
         computes: ComputeResult::unstarted(workload),
         // Packet events fall a serialization time and a latency ahead: 1 ns slots.
         queue: EventQueue::calendar(QUEUE_SLOT_LOG2),
-        links,
+        egress,
+        ingress,
+        cold,
+        link_regions,
         groups: Vec::new(),
         group_index: HashMap::new(),
         msgs: Vec::with_capacity(messages.len()),
@@ -533,7 +537,12 @@ struct Sim<'a> {
     tracker: Tracker<'a>,
     computes: Vec<ComputeResult>,
     queue: EventQueue<Stamped>,
-    links: Vec<LinkState>,
+    /// Per link, its state by what touches it ([`link`]), and the regions
+    /// ([`parallel::Layout`]) of its sender and receiver.
+    egress: Vec<Egress>,
+    ingress: Vec<Ingress>,
+    cold: Vec<LinkCold>,
+    link_regions: Vec<(u32, u32)>,
     groups: Vec<Group>,
     group_index: HashMap<Vec<LinkId>, u32>,
     msgs: Vec<MsgState>,
@@ -620,10 +629,10 @@ impl Sim<'_> {
     #[inline(always)]
     fn owner(&self, ev: &Event) -> u32 {
         match *ev {
-            Event::TxDone(l) | Event::Wake(l) | Event::Pause { link: l, .. } => {
-                self.links[l.0 as usize].from_region
+            Event::TxDone { link: l, .. } | Event::Wake(l) | Event::Pause { link: l, .. } => {
+                self.link_regions[l.0 as usize].0
             }
-            Event::Arrive(link) => self.links[link.0 as usize].to_region,
+            Event::Arrive { link, .. } => self.link_regions[link.0 as usize].1,
             Event::MessageStart(m)
             | Event::CcFeedback(m)
             | Event::CcTimer(m)
@@ -733,7 +742,7 @@ impl Sim<'_> {
     }
 
     /// Schedules `ev` at `at`, stamped by the current region; an event for a region of
-    /// another partition goes to its outbox (with a copy of its packet).
+    /// another partition goes to its outbox.
     #[inline(always)]
     fn post(&mut self, at: Time, ev: Event) {
         let stamp = Stamped {
@@ -749,32 +758,11 @@ impl Sim<'_> {
             self.queue.schedule_at(at, stamp);
             return;
         }
-        // The packet as it will arrive: it stays in the link's flight here until its
-        // `TxDone` (which drops it), and leaving a PXN relay's NIC releases its relay room
-        // then.
-        let packet = match ev {
-            Event::Arrive(link) => {
-                let mut p = *self.links[link.0 as usize]
-                    .flight
-                    .back()
-                    .expect("an arrival is posted for the packet just put on the wire");
-                if p.holds_relay_until_sent() {
-                    p.relay_hold = NONE;
-                }
-                Some(p)
-            }
-            _ => None,
-        };
-        self.outbox[to as usize].push(Remote { at, stamp, packet });
+        self.outbox[to as usize].push(Remote { at, stamp });
     }
 
     /// Takes in an event another partition scheduled for one of this one's regions.
     fn receive(&mut self, r: Remote) {
-        // A link's arrivals come in the order sent, and so do their events: the flight
-        // here stays in step with them.
-        if let (Event::Arrive(link), Some(p)) = (r.stamp.ev, r.packet) {
-            self.links[link.0 as usize].flight.push_back(p);
-        }
         self.queue.schedule_at(r.at, r.stamp);
     }
 
@@ -810,35 +798,31 @@ impl Sim<'_> {
         Ok(())
     }
 
-    /// Asks the memory system for the state `batch`'s events will touch, all at once, before
-    /// handling them one by one: at 1,024 GPUs a hop's link state and packets are rarely in
-    /// the nearer caches (tens of thousands of links are served between two packets of
-    /// one), and loads that wait one after another cost more than loads overlapped. First
-    /// the links, then (their headers come in meanwhile) the packets they will read.
-    /// Measured: 10-18 % less wall time on `hgx128-a2a` at 32 KiB per pair (three
-    /// interleaved pairs of runs), outputs identical.
+    /// Asks the memory system for the link state `batch`'s events will touch, all at once,
+    /// before handling them one by one: at 1,024 GPUs a hop's link state is rarely in the
+    /// nearer caches (tens of thousands of links are served between two packets of one),
+    /// and loads that wait one after another cost more than loads overlapped. A departure
+    /// touches its link's sender side and the receiver side of the link its packet came
+    /// on; an arrival the receiver side of its link (the link it leaves on next is known
+    /// only once routed).
     #[inline]
     fn prefetch(&self, batch: &[Stamped]) {
         if batch.len() < 2 {
             return;
         }
+        let line = |p: *const u8| prefetch_lines(p, 64);
         for s in batch {
-            if let Event::TxDone(l) | Event::Arrive(l) = s.ev {
-                let p = &self.links[l.0 as usize] as *const LinkState as *const u8;
-                prefetch_lines(p, std::mem::size_of::<LinkState>());
-            }
-        }
-        for s in batch {
-            let packet = match s.ev {
-                Event::TxDone(l) => self.links[l.0 as usize].flight.back(),
-                Event::Arrive(l) => self.links[l.0 as usize].flight.front(),
-                _ => None,
-            };
-            if let Some(p) = packet {
-                prefetch_lines(
-                    p as *const Packet as *const u8,
-                    std::mem::size_of::<Packet>(),
-                );
+            match s.ev {
+                Event::TxDone { link, in_link, .. } => {
+                    line(&self.egress[link.0 as usize] as *const Egress as *const u8);
+                    if let Some(i) = self.ingress.get(in_link as usize) {
+                        line(i as *const Ingress as *const u8);
+                    }
+                }
+                Event::Arrive { link, .. } => {
+                    line(&self.ingress[link.0 as usize] as *const Ingress as *const u8);
+                }
+                _ => {}
             }
         }
     }
@@ -924,8 +908,13 @@ impl Sim<'_> {
         let mut acted = true;
         match s.ev {
             Event::MessageStart(m) => self.on_message_start(now, m),
-            Event::TxDone(l) => self.on_tx_done(now, l),
-            Event::Arrive(link) => self.on_arrive(now, link),
+            Event::TxDone {
+                link,
+                in_link,
+                wire,
+                relay,
+            } => self.on_tx_done(now, link, in_link, wire, relay),
+            Event::Arrive { link, p } => self.on_arrive(now, link, p),
             Event::Pause { link, on } => self.on_pause(now, link, on),
             Event::Wake(l) => self.on_wake(now, l),
             Event::CcFeedback(m) => self.on_cc_feedback(now, m),
@@ -1014,9 +1003,9 @@ impl Sim<'_> {
                 // own position, so the links pull different messages and every message is
                 // spread over all of them, as NVLink stripes a transfer by address.
                 for (k, &l) in set.iter().enumerate() {
-                    let ls = &mut self.links[l.0 as usize];
-                    ls.groups.push(g);
-                    ls.msg_cursor.push(k);
+                    let c = &mut self.cold[l.0 as usize];
+                    c.groups.push(g);
+                    c.msg_cursor.push(k);
                 }
                 self.group_index.insert(set.clone(), g);
                 g
@@ -1030,40 +1019,24 @@ impl Sim<'_> {
         }
     }
 
-    fn on_tx_done(&mut self, now: Time, l: LinkId) {
-        let ls = &mut self.links[l.0 as usize];
-        ls.busy = false;
-        // A packet that arrives in another partition went there as a copy.
-        let remote = self.layout.part[ls.to_region as usize] != self.part;
-        let on_wire = ls
-            .flight
-            .back_mut()
-            .expect("a busy link has a packet on the wire");
-        let p = *on_wire;
-        if p.holds_relay_until_sent() {
+    /// Link `l` has sent its packet of `wire` bytes: the node it left frees its room
+    /// (the ingress buffer of `in_link`, or a PXN relay's), and the link sends its next.
+    fn on_tx_done(&mut self, now: Time, l: LinkId, in_link: u32, wire: u32, relay: u32) {
+        self.egress[l.0 as usize].busy = false;
+        if relay != NONE {
             // It has left the relay's NIC: its room there is free again.
-            on_wire.relay_hold = NONE;
+            self.release_relay(now, relay, wire as u64);
         }
-        if remote {
-            ls.flight.pop_back();
-        }
-        if p.holds_relay_until_sent() {
-            self.release_relay(now, p.relay_hold, p.wire_bytes as u64);
-        }
-        if p.in_link != NONE {
-            self.release_held(now, LinkId(p.in_link), p.wire_bytes as u64);
+        if in_link != NONE {
+            self.release_held(now, LinkId(in_link), wire as u64);
         }
         self.start_next(now, l);
     }
 
-    fn on_arrive(&mut self, now: Time, l: LinkId) {
-        let ls = &mut self.links[l.0 as usize];
-        let at = ls.to;
-        let to_switch = ls.to_switch;
-        let mut p = ls
-            .flight
-            .pop_front()
-            .expect("every arrival has its packet in flight");
+    fn on_arrive(&mut self, now: Time, l: LinkId, mut p: Packet) {
+        let ing = &self.ingress[l.0 as usize];
+        let at = ing.to;
+        let to_switch = ing.to_switch;
         let dst = p.dst;
         if at == dst {
             if p.relayed {
@@ -1078,7 +1051,7 @@ impl Sim<'_> {
         self.hold(now, l, p.wire_bytes as u64);
         let next = self.choose(at, dst, &mut p);
         if to_switch {
-            let q = self.links[next.0 as usize].fifo_bytes;
+            let q = self.egress[next.0 as usize].fifo_bytes;
             if let Buffers::Lossy { egress_bytes } = self.params.switch.buffers
                 && q + p.wire_bytes as u64 > egress_bytes
             {
@@ -1090,15 +1063,21 @@ impl Sim<'_> {
                 if prob > 0.0 && (prob >= 1.0 || self.ecn_rng[self.cur as usize].unit_f64() < prob)
                 {
                     p.ecn = true;
-                    self.links[next.0 as usize].stats.ecn_marks += 1;
+                    self.cold[next.0 as usize].stats.ecn_marks += 1;
                 }
             }
         }
-        let ls = &mut self.links[next.0 as usize];
-        ls.fifo.push_back(p);
-        ls.fifo_bytes += p.wire_bytes as u64;
-        ls.stats.peak_queue_bytes = ls.stats.peak_queue_bytes.max(ls.fifo_bytes);
+        self.enqueue(next, p);
         self.start_next(now, next);
+    }
+
+    /// Puts `p` at the back of link `l`'s FIFO.
+    #[inline]
+    fn enqueue(&mut self, l: LinkId, p: Packet) {
+        let e = &mut self.egress[l.0 as usize];
+        e.fifo.push_back(p);
+        e.fifo_bytes += p.wire_bytes as u64;
+        e.peak_queue_bytes = e.peak_queue_bytes.max(e.fifo_bytes);
     }
 
     fn deliver(&mut self, now: Time, p: Packet) {
@@ -1146,9 +1125,9 @@ impl Sim<'_> {
     }
 
     fn on_wake(&mut self, now: Time, l: LinkId) {
-        let ls = &mut self.links[l.0 as usize];
-        if ls.wake_at == Some(now) {
-            ls.wake_at = None;
+        let c = &mut self.cold[l.0 as usize];
+        if c.wake_at == Some(now) {
+            c.wake_at = None;
             self.start_next(now, l);
         }
     }
@@ -1156,12 +1135,13 @@ impl Sim<'_> {
     /// Starts the next packet on link `l` if it is idle and not paused: a queued packet
     /// first, else a new packet from the source groups the link serves.
     fn start_next(&mut self, now: Time, l: LinkId) {
-        let ls = &mut self.links[l.0 as usize];
-        if ls.busy || ls.paused {
+        let li = l.0 as usize;
+        let e = &mut self.egress[li];
+        if e.busy || e.paused {
             return;
         }
-        let p = if let Some(p) = ls.fifo.pop_front() {
-            ls.fifo_bytes -= p.wire_bytes as u64;
+        let p = if let Some(p) = e.fifo.pop_front() {
+            e.fifo_bytes -= p.wire_bytes as u64;
             p
         } else {
             match self.pull_source(now, l) {
@@ -1169,27 +1149,32 @@ impl Sim<'_> {
                 None => return,
             }
         };
-        let wire = p.wire_bytes as u64;
-        let ls = &mut self.links[l.0 as usize];
-        let tx = if ls.tx_cache.0 == wire {
-            ls.tx_cache.1
-        } else {
-            let tx = ls.rate.serialize(wire);
-            ls.tx_cache = (wire, tx);
-            tx
-        };
-        ls.busy = true;
-        ls.flight.push_back(p);
-        ls.stats.wire_bytes += wire;
-        ls.stats.packets += 1;
-        ls.stats.busy += tx;
+        let e = &mut self.egress[li];
+        let tx = e.send(p.wire_bytes, &mut self.cold[li]);
+        e.busy = true;
+        let arrive = now + tx + e.arrival_delay(&self.cold[li]);
         self.packet_hops += 1;
-        let mut arrive = now + tx + ls.latency;
-        if ls.to_switch {
-            arrive += self.params.switch.latency;
+        // Leaving a PXN relay's NIC frees its room in the relay when sent: it arrives
+        // holding none.
+        let relay = if p.holds_relay_until_sent() {
+            p.relay_hold
+        } else {
+            NONE
+        };
+        self.post(
+            now + tx,
+            Event::TxDone {
+                link: l,
+                in_link: p.in_link,
+                wire: p.wire_bytes,
+                relay,
+            },
+        );
+        let mut p = p;
+        if relay != NONE {
+            p.relay_hold = NONE;
         }
-        self.post(now + tx, Event::TxDone(l));
-        self.post(arrive, Event::Arrive(l));
+        self.post(arrive, Event::Arrive { link: l, p });
     }
 
     /// Cuts the next packet of the first eligible message: round-robin over the groups link
@@ -1198,16 +1183,16 @@ impl Sim<'_> {
     /// skipped, and a wake-up is scheduled for the earliest of them.
     fn pull_source(&mut self, now: Time, l: LinkId) -> Option<Packet> {
         let li = l.0 as usize;
-        let ngroups = self.links[li].groups.len();
+        let ngroups = self.cold[li].groups.len();
         let mut earliest: Option<Time> = None;
         for i in 0..ngroups {
-            let gi = (self.links[li].group_cursor + i) % ngroups;
-            let g = self.links[li].groups[gi] as usize;
+            let gi = (self.cold[li].group_cursor + i) % ngroups;
+            let g = self.cold[li].groups[gi] as usize;
             let n = self.groups[g].msgs.len();
             if n == 0 {
                 continue;
             }
-            let start = self.links[li].msg_cursor[gi] % n;
+            let start = self.cold[li].msg_cursor[gi] % n;
             for j in 0..n {
                 let idx = (start + j) % n;
                 let m = self.groups[g].msgs[idx];
@@ -1261,8 +1246,8 @@ impl Sim<'_> {
                 } else {
                     idx + 1
                 };
-                self.links[li].msg_cursor[gi] = next;
-                self.links[li].group_cursor = (gi + 1) % ngroups;
+                self.cold[li].msg_cursor[gi] = next;
+                self.cold[li].group_cursor = (gi + 1) % ngroups;
                 self.packets += 1;
                 self.bytes_injected += payload;
                 return Some(Packet {
@@ -1280,9 +1265,9 @@ impl Sim<'_> {
             }
         }
         if let Some(t) = earliest {
-            let ls = &mut self.links[li];
-            if ls.wake_at.is_none_or(|w| t < w) {
-                ls.wake_at = Some(t);
+            let c = &mut self.cold[li];
+            if c.wake_at.is_none_or(|w| t < w) {
+                c.wake_at = Some(t);
                 self.post(t, Event::Wake(l));
             }
         }
@@ -1295,25 +1280,41 @@ impl Sim<'_> {
 /// statistics: counters summed, peaks the largest), totals summed.
 fn finish(mut parts: Vec<Sim<'_>>) -> Result<NetRun, Deadlock> {
     let end = parts.iter().map(|p| p.end).max().unwrap_or(Time::ZERO);
+    // Each partition's counts of a link: its cold statistics with the sends and peaks
+    // its hot state kept.
+    for p in &mut parts {
+        let Sim {
+            egress,
+            ingress,
+            cold,
+            ..
+        } = p;
+        for ((e, i), c) in egress.iter_mut().zip(ingress.iter()).zip(cold.iter_mut()) {
+            e.flush(&mut c.stats);
+            c.stats.peak_queue_bytes = e.peak_queue_bytes;
+            c.stats.peak_held_bytes = i.peak_held_bytes;
+        }
+    }
     let layout = parts[0].layout;
     let specs = parts[0].specs;
     let part_of = |n: NodeId| layout.part[layout.region[n.0 as usize] as usize] as usize;
+    // Packets in flight are in events: none is left when the queue ran dry.
     let stuck: usize = parts
         .iter()
-        .flat_map(|p| &p.links)
-        .map(|l| l.fifo.len() + l.flight.len())
+        .flat_map(|p| &p.egress)
+        .map(|e| e.fifo.len())
         .sum();
     let sender = |i: usize| &parts[part_of(specs[i].src)].msgs[i];
     // A message never started waited for a lost one (lossy mode): not a deadlock.
     let unsent =
         (0..specs.len()).any(|i| sender(i).started().is_some() && sender(i).unsent_bytes > 0);
     let stream_stuck = parts.iter().any(|p| !p.tracker.streams_idle());
-    let link_owner = |i: usize| layout.part[parts[0].links[i].from_region as usize] as usize;
+    let link_owner = |i: usize| layout.part[parts[0].link_regions[i].0 as usize] as usize;
     if stuck > 0 || unsent || stream_stuck {
         return Err(Deadlock {
             time: end,
-            paused_links: (0..parts[0].links.len())
-                .filter(|&i| parts[link_owner(i)].links[i].paused)
+            paused_links: (0..parts[0].egress.len())
+                .filter(|&i| parts[link_owner(i)].egress[i].paused)
                 .map(|i| LinkId(i as u32))
                 .collect(),
             packets_stuck: stuck,
@@ -1346,10 +1347,10 @@ fn finish(mut parts: Vec<Sim<'_>>) -> Result<NetRun, Deadlock> {
         "bytes sent other than once plus retransmissions"
     );
     assert!(
-        parts.iter().all(|p| p
-            .links
+        parts
             .iter()
-            .all(|l| l.fifo.is_empty() && l.held_bytes == 0)),
+            .all(|p| p.egress.iter().all(|e| e.fifo.is_empty())
+                && p.ingress.iter().all(|i| i.held_bytes == 0)),
         "queues left non-empty"
     );
     // Events scheduled and processed add up; the peaks are each queue's own, so their sum
@@ -1362,15 +1363,15 @@ fn finish(mut parts: Vec<Sim<'_>>) -> Result<NetRun, Deadlock> {
         queue.processed += q.processed + p.initial_done;
         queue.peak_pending += q.peak_pending;
     }
-    let mut links: Vec<LinkStats> = Vec::with_capacity(parts[0].links.len());
-    for i in 0..parts[0].links.len() {
+    let mut links: Vec<LinkStats> = Vec::with_capacity(parts[0].cold.len());
+    for i in 0..parts[0].cold.len() {
         let mut st = LinkStats::default();
         for p in &parts {
-            st.merge(&p.links[i].stats);
+            st.merge(&p.cold[i].stats);
         }
-        let sender = &parts[link_owner(i)].links[i];
-        if sender.paused {
-            st.paused += end.since(sender.paused_since);
+        let owner = &parts[link_owner(i)];
+        if owner.egress[i].paused {
+            st.paused += end.since(owner.cold[i].paused_since);
         }
         links.push(st);
     }
@@ -1397,7 +1398,9 @@ fn finish(mut parts: Vec<Sim<'_>>) -> Result<NetRun, Deadlock> {
     for p in &mut parts {
         p.queue = EventQueue::new();
         p.groups = Vec::new();
-        p.links = Vec::new();
+        p.egress = Vec::new();
+        p.ingress = Vec::new();
+        p.cold = Vec::new();
         p.msgs = Vec::new();
     }
     let sum = |f: &dyn Fn(&Sim) -> u64| parts.iter().map(f).sum::<u64>();

@@ -64,12 +64,8 @@ impl super::Sim<'_> {
         p.dst = dst;
         p.relayed = false;
         p.in_link = NONE;
-        let wire = p.wire_bytes as u64;
         let next = self.choose(at, dst, &mut p);
-        let ls = &mut self.links[next.0 as usize];
-        ls.fifo.push_back(p);
-        ls.fifo_bytes += wire;
-        ls.stats.peak_queue_bytes = ls.stats.peak_queue_bytes.max(ls.fifo_bytes);
+        self.enqueue(next, p);
         self.start_next(now, next);
     }
 }

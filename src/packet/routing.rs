@@ -57,8 +57,8 @@ impl super::Sim<'_> {
                 (0..n)
                     .map(|i| hops[((first + i) % n) as usize])
                     .min_by_key(|l| {
-                        let ls = &self.links[l.0 as usize];
-                        ls.fifo_bytes + if ls.busy { 1 } else { 0 }
+                        let e = &self.egress[l.0 as usize];
+                        e.fifo_bytes + if e.busy { 1 } else { 0 }
                     })
                     .expect("n > 1")
             }
