@@ -52,6 +52,12 @@ impl Ring {
         self.len += 1;
     }
 
+    /// Where the first packet lies (for a prefetch).
+    #[inline]
+    pub(super) fn front(&self) -> Option<&Packet> {
+        (self.len > 0).then(|| &self.buf[self.head as usize])
+    }
+
     #[inline]
     pub(super) fn pop_front(&mut self) -> Option<Packet> {
         if self.len == 0 {

@@ -236,11 +236,14 @@ fn prefetch_lines(p: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // Every line the bytes touch: from the start of `p`'s line to past the last byte.
+        let start = p.wrapping_sub(p as usize % 64);
+        let span = p as usize % 64 + len;
         let mut off = 0;
-        while off < len {
+        while off < span {
             // SAFETY: a prefetch is a hint: it never faults and changes no state, whatever
             // the address (`wrapping_add` keeps the pointer arithmetic defined).
-            unsafe { _mm_prefetch(p.wrapping_add(off) as *const i8, _MM_HINT_T0) };
+            unsafe { _mm_prefetch(start.wrapping_add(off) as *const i8, _MM_HINT_T0) };
             off += 64;
         }
     }
@@ -825,6 +828,17 @@ impl Sim<'_> {
                 _ => {}
             }
         }
+        // Then (the lines above come in meanwhile) the packet a departure sends next.
+        for s in batch {
+            if let Event::TxDone { link, .. } = s.ev
+                && let Some(p) = self.egress[link.0 as usize].fifo.front()
+            {
+                prefetch_lines(
+                    p as *const Packet as *const u8,
+                    std::mem::size_of::<Packet>(),
+                );
+            }
+        }
     }
 
     /// Puts the events of time `now` in their order: by creating region, the regions in an
@@ -1067,17 +1081,27 @@ impl Sim<'_> {
                 }
             }
         }
-        self.enqueue(next, p);
-        self.start_next(now, next);
+        self.forward(now, next, p);
     }
 
-    /// Puts `p` at the back of link `l`'s FIFO.
+    /// Puts `p` at the back of link `l`'s FIFO and starts the link if it is idle. A packet
+    /// that would be queued and taken out at once (an idle link with nothing queued: most
+    /// hops of an uncongested fabric) goes straight on: a write to the FIFO's memory,
+    /// rarely in the nearer caches at 1,024 GPUs, was an eighth of the hot loop's time.
     #[inline]
-    fn enqueue(&mut self, l: LinkId, p: Packet) {
+    fn forward(&mut self, now: Time, l: LinkId, p: Packet) {
         let e = &mut self.egress[l.0 as usize];
+        let wire = p.wire_bytes as u64;
+        if e.fifo.is_empty() && !e.busy && !e.paused {
+            // As if queued: the peak counts it.
+            e.peak_queue_bytes = e.peak_queue_bytes.max(wire);
+            self.send(now, l, p);
+            return;
+        }
         e.fifo.push_back(p);
-        e.fifo_bytes += p.wire_bytes as u64;
+        e.fifo_bytes += wire;
         e.peak_queue_bytes = e.peak_queue_bytes.max(e.fifo_bytes);
+        self.start_next(now, l);
     }
 
     fn deliver(&mut self, now: Time, p: Packet) {
@@ -1149,7 +1173,15 @@ impl Sim<'_> {
                 None => return,
             }
         };
+        self.send(now, l, p);
+    }
+
+    /// Puts packet `p` on idle link `l`: its departure and its arrival are scheduled.
+    #[inline]
+    fn send(&mut self, now: Time, l: LinkId, p: Packet) {
+        let li = l.0 as usize;
         let e = &mut self.egress[li];
+        debug_assert!(!e.busy && !e.paused);
         let tx = e.send(p.wire_bytes, &mut self.cold[li]);
         e.busy = true;
         let arrive = now + tx + e.arrival_delay(&self.cold[li]);

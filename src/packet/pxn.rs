@@ -65,7 +65,6 @@ impl super::Sim<'_> {
         p.relayed = false;
         p.in_link = NONE;
         let next = self.choose(at, dst, &mut p);
-        self.enqueue(next, p);
-        self.start_next(now, next);
+        self.forward(now, next, p);
     }
 }
