@@ -112,12 +112,12 @@ pub struct Topology {
     /// toward its own server, its NIC toward every other; a leaf's uplinks toward every GPU
     /// it does not serve), so node `n` keeps runs `run_off[n]..run_off[n + 1]`: run `r`
     /// covers destinations `run_first[r]` up to the next run's first, with next hops
-    /// `hop_links[run_list[r].0..][..run_list[r].1]`. A node's first run starts at GPU 0.
+    /// `run_list[r]` ([`RunHops`]). A node's first run starts at GPU 0.
     /// A dense (node, GPU) table was 4 bytes per pair plus its lists (1.9 GB at 8,192 GPUs)
     /// and missed the caches on every hop.
     run_off: Vec<u32>,
     run_first: Vec<u32>,
-    run_list: Vec<(u32, u32)>,
+    run_list: Vec<RunHops>,
     hop_links: Vec<LinkId>,
     /// Nodes with more than [`DENSE_RUNS`] runs (a spine of a rail-optimized fabric changes
     /// next hop with every GPU; an NVL72 switch chip has a link per GPU of its rack) look
@@ -128,6 +128,15 @@ pub struct Topology {
     dense_row: Vec<u32>,
     dense: Vec<(u32, u32, u32)>,
     dense_run: Vec<u32>,
+}
+
+/// A run's next hops: `hop_links[off..][..len]`, and the first of them beside, so that a
+/// hop with one next link (most hops) reads it here, one dependent load fewer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct RunHops {
+    link: LinkId,
+    off: u32,
+    len: u32,
 }
 
 /// Runs above which a node's run is indexed per GPU rather than searched for. Chosen, not
@@ -320,7 +329,15 @@ impl Topology {
         run_off.push(0);
         for node_runs in runs {
             run_first.extend(node_runs.iter().map(|r| r.first));
-            run_list.extend(node_runs.iter().map(|r| (r.off, r.len)));
+            run_list.extend(node_runs.iter().map(|r| RunHops {
+                link: if r.len > 0 {
+                    hop_links[r.off as usize]
+                } else {
+                    LinkId(u32::MAX)
+                },
+                off: r.off,
+                len: r.len,
+            }));
             run_off.push(run_first.len() as u32);
         }
         hop_links.shrink_to_fit();
@@ -392,8 +409,12 @@ impl Topology {
             // The last run starting at or before `dst` (the first starts at GPU 0).
             lo + self.run_first[lo..hi].partition_point(|&f| f <= dst.0) - 1
         };
-        let (off, len) = self.run_list[r];
-        &self.hop_links[off as usize..(off + len) as usize]
+        let h = &self.run_list[r];
+        if h.len == 1 {
+            std::slice::from_ref(&h.link)
+        } else {
+            &self.hop_links[h.off as usize..(h.off + h.len) as usize]
+        }
     }
 
     /// Runs of destinations with the same next hops, over all nodes (the next-hop table's
@@ -405,7 +426,7 @@ impl Topology {
     /// Bytes the next-hop table holds (runs, their lists, the per-node offsets).
     pub fn next_hop_table_bytes(&self) -> u64 {
         (self.run_off.len() * 8
-            + self.run_first.len() * 12
+            + self.run_first.len() * (4 + std::mem::size_of::<RunHops>())
             + self.hop_links.len() * 4
             + self.dense.len() * 12
             + self.dense_run.len() * 4) as u64
