@@ -1569,6 +1569,57 @@ mod tests {
         simulate(&fabric, &params(buffers), &messages, &mut |_| {})
     }
 
+    /// One packet from GPU 0 through a switch to GPU 1. A link's counts (packets, bytes,
+    /// busy time: kept in its sender line until the run ends) are the packet's; the
+    /// switch's egress counts the packet as queued for an instant, as every forwarded
+    /// packet is, though it goes straight on (`Sim::forward`); the source's does not.
+    #[test]
+    fn a_forwarded_packet_is_counted_as_queued_and_sent() {
+        let rate = Bandwidth::from_gbps(400).unwrap();
+        let kinds = vec![NodeKind::Gpu, NodeKind::Gpu, NodeKind::Switch];
+        let mut links = Vec::new();
+        for (a, b) in [(0, 2), (2, 1)] {
+            for (from, to) in [(a, b), (b, a)] {
+                links.push(Link {
+                    from: NodeId(from),
+                    to: NodeId(to),
+                    rate,
+                    latency: Dur::from_ns(500),
+                    class: LinkClass::Access,
+                });
+            }
+        }
+        let topo = Topology::new(kinds, links).unwrap();
+        let link = |from: u32, to: u32| {
+            topo.links()
+                .iter()
+                .position(|l| l.from == NodeId(from) && l.to == NodeId(to))
+                .unwrap()
+        };
+        let (up, down) = (link(0, 2), link(2, 1));
+        let fabric = Fabric::from_topology(topo);
+        let m = MessageSpec {
+            src: NodeId(0),
+            dst: NodeId(1),
+            bytes: 4096,
+            start: Time::ZERO,
+        };
+        let run = simulate(&fabric, &params(Buffers::Unbounded), &[m], &mut |_| {}).unwrap();
+        for l in [up, down] {
+            let st = &run.links[l];
+            assert_eq!((st.packets, st.wire_bytes), (1, 4160), "link {l}");
+            assert_eq!(st.busy, rate.serialize(4160), "link {l}");
+        }
+        assert_eq!(run.links[up].peak_queue_bytes, 0);
+        assert_eq!(run.links[down].peak_queue_bytes, 4160);
+        let tx = rate.serialize(4160);
+        let hop = tx + Dur::from_ns(500);
+        assert_eq!(
+            run.messages[0].finish,
+            Some(Time::ZERO + hop + Dur::from_ns(100) + hop)
+        );
+    }
+
     #[test]
     fn pfc_cycle_is_reported_as_a_deadlock() {
         let pfc = PfcParams {
