@@ -220,6 +220,21 @@ pub(super) struct LinkCold {
     pub(super) stats: LinkStats,
 }
 
+impl LinkCold {
+    pub(super) fn new(rate: Bandwidth, delay: Dur) -> LinkCold {
+        LinkCold {
+            rate,
+            delay,
+            paused_since: crate::engine::Time::ZERO,
+            groups: Vec::new(),
+            group_cursor: 0,
+            msg_cursor: Vec::new(),
+            wake_at: None,
+            stats: LinkStats::default(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,16 +284,7 @@ mod tests {
             bps in prop_oneof![Just(400_000_000_000u64), Just(1_000_000)],
         ) {
             let rate = Bandwidth::from_bps(bps).unwrap();
-            let mut cold = LinkCold {
-                rate,
-                delay: Dur::ZERO,
-                paused_since: crate::engine::Time::ZERO,
-                groups: Vec::new(),
-                group_cursor: 0,
-                msg_cursor: Vec::new(),
-                wake_at: None,
-                stats: LinkStats::default(),
-            };
+            let mut cold = LinkCold::new(rate, Dur::ZERO);
             let mut e = Egress::new(Dur::from_ps(500_000));
             let mut want = LinkStats::default();
             for &w in &sizes {
@@ -300,16 +306,7 @@ mod tests {
     fn a_long_delay_is_kept_in_the_cold_state() {
         let long = Dur::from_ps(u32::MAX as u64 + 7);
         let e = Egress::new(long);
-        let cold = LinkCold {
-            rate: Bandwidth::from_bps(1_000_000_000).unwrap(),
-            delay: long,
-            paused_since: crate::engine::Time::ZERO,
-            groups: Vec::new(),
-            group_cursor: 0,
-            msg_cursor: Vec::new(),
-            wake_at: None,
-            stats: LinkStats::default(),
-        };
+        let cold = LinkCold::new(Bandwidth::from_bps(1_000_000_000).unwrap(), long);
         assert_eq!(e.arrival_delay(&cold), long);
         let short = Egress::new(Dur::from_ps(123));
         assert_eq!(short.arrival_delay(&cold), Dur::from_ps(123));

@@ -361,16 +361,7 @@ fn build<'a>(
         .collect();
     let cold = links
         .iter()
-        .map(|l| LinkCold {
-            rate: l.rate,
-            delay: delay(l),
-            paused_since: Time::ZERO,
-            groups: Vec::new(),
-            group_cursor: 0,
-            msg_cursor: Vec::new(),
-            wake_at: None,
-            stats: LinkStats::default(),
-        })
+        .map(|l| LinkCold::new(l.rate, delay(l)))
         .collect();
     let link_regions = links
         .iter()
