@@ -787,9 +787,13 @@ impl Sim<'_> {
             let before = self.events_processed() - batch.len() as u64;
             self.order(now, &mut batch);
             self.prefetch(&batch);
-            for s in batch.drain(..) {
+            // By reference: a copy of each event onto the stack, read back at once in
+            // pieces of other widths, stalled on store forwarding (perf: a tenth of the
+            // samples at 1,024 GPUs).
+            for s in &batch {
                 self.dispatch(now, s);
             }
+            batch.clear();
             // A time with a great many events (a million messages starting together) leaves
             // allocations that no later time needs: give them back.
             if batch.capacity() > BIG_BATCH {
@@ -936,7 +940,7 @@ impl Sim<'_> {
     /// Handles one event; the run ends at its last event, not counting retransmission
     /// timers that find their message complete or stale compute finishes.
     #[inline]
-    fn dispatch(&mut self, now: Time, s: Stamped) {
+    fn dispatch(&mut self, now: Time, s: &Stamped) {
         self.cur = self.owner(&s.ev);
         let mut acted = true;
         match s.ev {
@@ -947,7 +951,7 @@ impl Sim<'_> {
                 wire,
                 relay,
             } => self.on_tx_done(now, link, in_link, wire, relay),
-            Event::Arrive { link, p } => self.on_arrive(now, link, p),
+            Event::Arrive { link, ref p } => self.on_arrive(now, link, p),
             Event::Pause { link, on } => self.on_pause(now, link, on),
             Event::Wake(l) => self.on_wake(now, l),
             Event::CcFeedback(m) => self.on_cc_feedback(now, m),
@@ -1066,7 +1070,8 @@ impl Sim<'_> {
         self.start_next(now, l);
     }
 
-    fn on_arrive(&mut self, now: Time, l: LinkId, mut p: Packet) {
+    fn on_arrive(&mut self, now: Time, l: LinkId, p: &Packet) {
+        let mut p = *p;
         let ing = &self.ingress[l.0 as usize];
         let at = ing.to;
         let to_switch = ing.to_switch;
