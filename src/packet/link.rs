@@ -139,7 +139,8 @@ impl Egress {
     /// `cold` (this link's), which only this path touches.
     #[inline]
     pub(super) fn send(&mut self, wire: u32, cold: &mut LinkCold) -> Dur {
-        if self.tx_wire == wire && self.tx_count < u32::MAX {
+        // A count of 0 means nothing is cached (whatever `tx_wire` holds).
+        if self.tx_wire == wire && (1..u32::MAX).contains(&self.tx_count) {
             self.tx_count += 1;
             return Dur::from_ps(self.tx_ps as u64);
         }
