@@ -124,10 +124,8 @@ impl Egress {
             tx_wire: NO_SIZE,
             tx_ps: 0,
             tx_count: 0,
-            delay_ps: u32::try_from(delay.as_ps())
-                .ok()
-                .filter(|&d| d != NO_DELAY)
-                .unwrap_or(NO_DELAY),
+            // u32::MAX itself reads as `NO_DELAY`: the cold state holds the same value.
+            delay_ps: u32::try_from(delay.as_ps()).unwrap_or(NO_DELAY),
             busy: false,
             paused: false,
         }

@@ -231,7 +231,7 @@ const QUEUE_SLOT_LOG2: u32 = 10;
 /// level on the machines this runs on. Measured (user time, interleaved runs, 2-core
 /// build machine): on `hgx128-a2a` at 16 and 32 KiB per pair (73 MB of it) the
 /// lookups ahead cut 6-8 % and 3-5 %; on `hgx16-a2a-dcqcn` (1.7 MB, all in cache) they
-/// cost 4-7 %, so below this they are not made.
+/// cost 4-8 %, so below this they are not made.
 const LOOKAHEAD_BYTES: u64 = 8 << 20;
 
 /// More events than any one time needs once the first moment of a large run is past
@@ -813,8 +813,8 @@ impl Sim<'_> {
     /// nearer caches (tens of thousands of links are served between two packets of one),
     /// and loads that wait one after another cost more than loads overlapped. A departure
     /// touches its link's sender side and the receiver side of the link its packet came
-    /// on; an arrival the receiver side of its link (the link it leaves on next is known
-    /// only once routed).
+    /// on; an arrival the receiver side of its link, and on large fabrics (a second pass,
+    /// [`Sim::lookahead`]) the sender side of the link it leaves on.
     #[inline]
     fn prefetch(&self, batch: &[Stamped]) {
         if batch.len() < 2 {
