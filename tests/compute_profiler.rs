@@ -167,9 +167,35 @@ fn profiler_smoke_layers_are_checked_against_assembled_layers() {
             "PyTorch is not installed (`import torch` failed)",
         );
     }
-    let dir = profile(&["--smoke", "--cpu", "--layers"], "layers");
+    let dir = profile(
+        &["--smoke", "--cpu", "--layers", "--layer-kernels"],
+        "layers",
+    );
     let file = dir.join("layers.csv");
     let rows = layer_check::load_measurements(&file).unwrap();
+    // --layer-kernels: every layer row has its kernels (on the CPU, ops with their own times).
+    let mut kernels = csv::Reader::from_path(dir.join("layers-kernels.csv")).unwrap();
+    let mut points = BTreeSet::new();
+    for rec in kernels.records() {
+        let rec = rec.unwrap();
+        let calls: u64 = rec[9].parse().unwrap();
+        let us: f64 = rec[10].parse().unwrap();
+        assert!(calls >= 1 && us >= 0.0 && !rec[8].is_empty(), "{rec:?}");
+        points.insert((
+            rec[1].to_string(),
+            rec[2].to_string(),
+            rec[3].to_string(),
+            rec[4].to_string(),
+            rec[5].to_string(),
+            rec[6].to_string(),
+            rec[7].to_string(),
+        ));
+    }
+    assert_eq!(
+        points.len(),
+        6,
+        "one set of kernels per layer row: {points:?}"
+    );
     // Two models (GQA; MLA with the DSA indexer past top-k) x (two attention points, one FFN).
     assert_eq!(rows.len(), 6, "{rows:?}");
     let models: BTreeSet<&str> = rows.iter().map(|r| r.model.as_str()).collect();

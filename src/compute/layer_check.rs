@@ -95,10 +95,18 @@ const COLUMNS: [&str; 10] = [
 /// the file, the line and the column.
 pub fn load_measurements(path: &Path) -> Result<Vec<LayerMeasurement>, InputError> {
     let file = path.display().to_string();
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_path(path)
+    let f = std::fs::File::open(path)
         .map_err(|e| InputError::new(&file, "", format!("cannot read layer timings: {e}")))?;
+    parse_measurements(&file, f)
+}
+
+/// Reads a `layers.csv` from `reader`; `file` names it in errors ([`load_measurements`]).
+pub fn parse_measurements(
+    file: &str,
+    reader: impl std::io::Read,
+) -> Result<Vec<LayerMeasurement>, InputError> {
+    let file = file.to_string();
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
     let headers = rdr
         .headers()
         .map_err(|e| InputError::new(&file, "line 1", format!("bad CSV header: {e}")))?

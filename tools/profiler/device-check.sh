@@ -2,13 +2,16 @@
 # The prepared GPU run for issue 5, sized for one device call (10 minutes at most; the whole
 # session has 15 minutes of device time, the machine's start included):
 #   1. whole MoE layers (attention side, FFN side) of DeepSeek-V3, DeepSeek-V3.2 and
-#      Qwen3-235B-A22B, eager and compiled glue -> layers.csv (the glue model's check);
+#      Qwen3-235B-A22B, eager and compiled glue -> layers.csv (the glue model's check), and
+#      each layer's kernels with their times -> layers-kernels.csv (which lines miss);
 #   2. the dense grid (3·2^i sizes between the powers of two) of gemm and grouped_gemm for the
 #      same models -> compute.csv (leave-one-out on a 2x-gap grid: the p90 goal), with each
 #      row's kernel names (the tile rules of issue 16);
 #   3. the Zipf-skewed grouped GEMMs with their per-expert loads -> skew/compute.csv, merged
 #      with 2 into all.csv (the grouped kernel's tile model on uneven loads, issue 16).
 # Each part stops starting points at its budget; a failed point is logged and skipped.
+# First run on 2026-12-04 (H200; before --layer-kernels existed): parts 1-3 took 154 s in all;
+# what came of it is in validation/h200-*-2026-12-04.csv and docs/compute.md.
 #
 #   run (device tool): bash tools/profiler/device-check.sh        (writes under $OUT)
 #   here:              bash tools/profiler/device-check.sh DIR    (any CUDA machine)
@@ -34,7 +37,7 @@ models=deepseek-v3,deepseek-v3.2,qwen3-235b-a22b
 cat "$out/device.txt"
 
 echo "== 1. whole layers (budget ${LAYERS_BUDGET_S:-180} s)"
-python3 tools/profiler/profile.py --layers --layer-models "$models" \
+python3 tools/profiler/profile.py --layers --layer-kernels --layer-models "$models" \
     --budget-s "${LAYERS_BUDGET_S:-180}" --out "$out"
 echo "== 2. dense grid: gemm, grouped_gemm (budget ${GRID_BUDGET_S:-270} s)"
 python3 tools/profiler/profile.py --grid dense --ops gemm,grouped_gemm --models "$models" \

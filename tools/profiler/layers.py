@@ -24,6 +24,11 @@ forward pass through all layers). The KV cache is BF16, as in the table's decode
 """
 LAYER_COLS = ["device", "model", "side", "layer", "gemm_dtype", "tokens", "ctx", "experts",
               "tokens_per_expert", "mode", "time_us", "reps", "impl"]
+# --layer-kernels: one row per (layer row, kernel name) of one eager call, in launch order.
+# The kernels' sum against the layer's graph time is what runs between them; the kernels
+# themselves, against the assembly's lines, say which lines miss (docs/compute.md).
+KERNEL_COLS = ["device", "model", "side", "tokens", "ctx", "experts", "tokens_per_expert",
+               "mode", "kernel", "calls", "time_us"]
 
 # (tokens, ctx) for the attention side, (experts, tokens per expert) for the FFN side.
 GRID = {
@@ -51,6 +56,7 @@ class Glue:
         self.combine = wrap(self._combine)
         self.add = wrap(self._add)
         self.scale_rows = wrap(self._scale_rows)
+        self.dequant = wrap(self._dequant)
 
     def _rmsnorm(self, x, w):
         xf = x.float()
@@ -86,6 +92,10 @@ class Glue:
 
     def _scale_rows(self, y, w):
         return (y.float() * w).to(y.dtype)
+
+    def _dequant(self, x8, scale):
+        """FP8 rows with their fp32 scales back to BF16 (FP8 dispatch into BF16 experts)."""
+        return (x8.float() * scale).to(self.t.bfloat16)
 
 
 class Layer:
@@ -293,7 +303,7 @@ class Layer:
             y = t._scaled_grouped_mm(a8, W["dn"], as_.view(-1), W["sdn"], offs=S["offs"],
                                      out_dtype=t.bfloat16)
         else:
-            x = (S["x8"].float() * S["xs"]).to(t.bfloat16) if "x8" in S else S["x"]  # dequant
+            x = g.dequant(S["x8"], S["xs"]) if "x8" in S else S["x"]
             gu = self.grouped(x, W["ug"], S["offs"], E)
             y = self.grouped(g.silu_mul(gu), W["dn"], S["offs"], E)
         return g.scale_rows(y, S["gate"])
@@ -318,6 +328,11 @@ def run(prof, models, smoke, modes):
     fh = open(path, "w", newline="")
     w = csv.DictWriter(fh, fieldnames=LAYER_COLS)
     w.writeheader()
+    kw = kfh = None
+    if getattr(prof.args, "layer_kernels", False):
+        kfh = open(os.path.join(prof.args.out, "layers-kernels.csv"), "w", newline="")
+        kw = csv.DictWriter(kfh, fieldnames=KERNEL_COLS)
+        kw.writeheader()
     written = 0
     for mode in modes:
         try:
@@ -364,6 +379,13 @@ def run(prof, models, smoke, modes):
                         w.writerow(row)
                         fh.flush()
                         written += 1
+                        if kw is not None:
+                            point = {k: row[k] for k in ("device", "model", "side", "tokens", "ctx",
+                                                         "experts", "tokens_per_expert", "mode")}
+                            for kname, calls, kus in prof.kernel_times(fn):
+                                kw.writerow(dict(point, kernel=kname, calls=calls,
+                                                 time_us=f"{kus:.3f}"))
+                            kfh.flush()
                         prof.log(f"{label}: {us:.1f} us")
                     except Exception as e:
                         prof.failed += 1
@@ -373,5 +395,7 @@ def run(prof, models, smoke, modes):
                         if prof.cuda:
                             t.cuda.empty_cache()
     fh.close()
+    if kfh is not None:
+        kfh.close()
     prof.log(f"layers: {written} rows -> {path}")
     return written

@@ -249,6 +249,30 @@ class Profiler:
             self.log(f"kernel names not recorded: {type(e).__name__}: {str(e)[:200]}")
             return ""
 
+    def kernel_times(self, fn):
+        """What one eager call of `fn` spends, per kernel name in launch order: (name, calls,
+        total us). On the GPU each kernel's device time; on the CPU each op's own (self)
+        time, so that nested ops are not counted twice. Empty where torch's profiler fails
+        (logged)."""
+        try:
+            from torch.autograd import DeviceType
+            from torch.profiler import ProfilerActivity, profile
+            act = ProfilerActivity.CUDA if self.cuda else ProfilerActivity.CPU
+            with profile(activities=[act]) as prof:
+                fn(); self.sync()
+            want = DeviceType.CUDA if self.cuda else DeviceType.CPU
+            out = {}
+            for e in prof.events():
+                if e.device_type != want:
+                    continue
+                us = e.time_range.elapsed_us() if self.cuda else e.self_cpu_time_total
+                calls, total = out.get(e.name, (0, 0.0))
+                out[e.name] = (calls + 1, total + us)
+            return [(name, calls, total) for name, (calls, total) in out.items()]
+        except Exception as e:
+            self.log(f"kernel times not recorded: {type(e).__name__}: {str(e)[:200]}")
+            return []
+
     def point(self, label, build):
         """build() -> (fn, row fields, flops, bytes, impl). Failures are logged, not fatal."""
         if self.time_left() < 0:
@@ -511,6 +535,9 @@ def main(argv=None):
     p.add_argument("--layer-modes", default="",
                    help="glue implementations for --layers: eager, compiled (default: both on CUDA, "
                         "eager on the CPU)")
+    p.add_argument("--layer-kernels", action="store_true",
+                   help="with --layers: also each layer's kernels (one eager call: name, calls, "
+                        "device time; on the CPU the ops' own times) into DIR/layers-kernels.csv")
     p.add_argument("--list", action="store_true",
                    help="print the shapes and grid that would be measured, and exit (no torch needed)")
     args = p.parse_args(argv)
