@@ -129,15 +129,15 @@ fn a_bad_limit_is_an_input_error() {
     assert!(err.contains("AFDSIM_MEMORY_LIMIT_BYTES"), "{err}");
 }
 
-/// Every packet-level thread holds its own copy of the message state: a run that fits on
-/// one thread can be refused on four, and the error says to use fewer threads.
+/// Every packet-level thread holds its own receiver state of every message: a run that fits
+/// on one thread can be refused on four, and the error says to use fewer threads.
 #[test]
 fn more_packet_threads_need_more_memory() {
-    // 256 GPUs: 65,281 messages, about 45 MB on one thread and 70 MB on four
-    // (`config::memory`'s per-message and per-thread figures); 55 MB available.
+    // 256 GPUs: 65,280 messages, about 35 MB on one thread and 48 MB on four
+    // (`config::memory`'s per-message and per-thread figures); 42 MB available.
     let p = temp_file("memory", "threads.toml", &all_to_all(256));
     let path = p.to_str().unwrap();
-    let limit = 55_000_000;
+    let limit = 42_000_000;
     let o = afdsim_with_limit(limit, &["run", path, "--threads", "4"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");

@@ -36,14 +36,16 @@ const ROUTING_BYTES_PER_NODE: u64 = 128;
 /// Measured as the slope of peak RSS over links of the one-message runs below: 464 B.
 const BYTES_PER_LINK: u64 = 480;
 /// Per message, by level: the scenario's list (24 B), the level's own state (the packet
-/// level's 64-byte message state, one packet each in flight at 1 B per pair; the flow
+/// level's 48-byte message state, one packet each in flight at 1 B per pair; the flow
 /// level's per-flow and per-route-link entries, 20 bytes a link; the analytical level's
 /// flows) and the results (40 B), at the peak.
 const PACKET_BYTES_PER_MESSAGE: u64 = 400;
-/// Per message and packet-level thread beyond the first: each thread holds its own copy of
-/// the message state and task counters. Measured 75 B (`hgx128-a2a`, 1,047,552 messages:
-/// 173 MB peak on one thread, 252 MB on two, 2026-12-03).
-const PACKET_BYTES_PER_MESSAGE_PER_THREAD: u64 = 128;
+/// Per message and packet-level thread beyond the first: each thread holds every message's
+/// receiver state (16 B), the sender state (32 B) of the range of messages its sources send
+/// (only its share where messages are listed by source; all of them at worst) and task
+/// counters. Measured 32 B (`hgx128-a2a`, 1,047,552 messages: 155 MB peak on one thread,
+/// 188 MB on two, 2026-12-04; 75 B before the sender and receiver were split).
+const PACKET_BYTES_PER_MESSAGE_PER_THREAD: u64 = 64;
 const FLOW_BYTES_PER_MESSAGE: u64 = 360;
 const ANALYTICAL_BYTES_PER_MESSAGE: u64 = 300;
 
@@ -228,9 +230,9 @@ pub fn check(
     let packet_threads = level == Level::Packet && threads > 1;
     let level_hint = if packet_threads && estimate(&size, messages, level, 1).total_bytes() <= have
     {
-        // Each thread holds its own copy of the message state.
+        // Each thread holds every message's receiver state.
         format!(
-            "run it on fewer threads (--threads 1 fits; {threads} hold {threads} copies of the message state); or "
+            "run it on fewer threads (--threads 1 fits; each of {threads} holds the receiver state of every message); or "
         )
     } else if other_levels.is_empty() {
         String::new()

@@ -98,7 +98,7 @@ impl super::Sim<'_> {
 
     pub(super) fn sender_knows_complete(&mut self, now: Time, m: usize) -> bool {
         let d = self.reverse_delay(m);
-        self.msgs[m].finished().is_some_and(|f| f + d <= now)
+        self.recv[m].finished().is_some_and(|f| f + d <= now)
     }
 
     /// The retransmission timer of message `m`: resend from the last acknowledged PSN when
@@ -107,7 +107,7 @@ impl super::Sim<'_> {
     /// timer stops; the event did nothing).
     pub(super) fn on_rto(&mut self, now: Time, m: u32) -> bool {
         let mi = m as usize;
-        if self.msgs[mi].finished().is_some() {
+        if self.recv[mi].finished().is_some() {
             return false;
         }
         let d = self.reverse_delay(mi);
@@ -145,14 +145,14 @@ impl super::Sim<'_> {
         self.recovery.qp_errors += 1;
         self.gbn[m as usize].as_mut().expect("go-back-N").failed = true;
         let bytes = self.specs[m as usize].bytes;
-        let ms = &mut self.msgs[m as usize];
-        ms.dropped = true;
+        self.mark_dropped(m);
+        let ms = self.snd(m);
         // What it never sent: past its highest PSN sent. Not its unsent bytes, which after
         // a go-back also count PSNs sent once already.
         let mtu = ms.wire(self.params).mtu_bytes as u64;
-        self.bytes_abandoned += bytes.saturating_sub(ms.snd_max as u64 * mtu);
-        ms.unsent_bytes = 0;
-        let g = ms.group as usize;
+        let (sent, g) = (ms.snd_max as u64 * mtu, ms.group());
+        self.bytes_abandoned += bytes.saturating_sub(sent);
+        self.snd_mut(m).unsent_bytes = 0;
         if let Some(i) = self.groups[g].msgs.iter().position(|&x| x == m) {
             self.groups[g].msgs.remove(i);
         }
@@ -162,15 +162,16 @@ impl super::Sim<'_> {
     /// its source group.
     pub(super) fn go_back(&mut self, now: Time, m: u32, psn: u32) {
         let bytes = self.specs[m as usize].bytes;
-        let ms = &mut self.msgs[m as usize];
+        let params = self.params;
+        let ms = self.snd_mut(m);
         if psn >= ms.snd_next {
             return;
         }
         let idle = ms.unsent_bytes == 0;
         ms.snd_next = psn;
-        ms.unsent_bytes = bytes - psn as u64 * ms.wire(self.params).mtu_bytes as u64;
+        ms.unsent_bytes = bytes - psn as u64 * ms.wire(params).mtu_bytes as u64;
         if idle {
-            let g = ms.group as usize;
+            let g = ms.group();
             self.groups[g].msgs.push(m);
             for i in 0..self.groups[g].links.len() {
                 let l = self.groups[g].links[i];
@@ -185,11 +186,10 @@ impl super::Sim<'_> {
         st.drops += 1;
         st.dropped_bytes += p.payload_bytes as u64;
         self.bytes_dropped += p.payload_bytes as u64;
-        let ms = &mut self.msgs[p.msg as usize];
-        // Go-back-N resends it; without recovery the message is lost.
+        // Go-back-N resends it; without recovery the message is lost (its destination
+        // never receives all its bytes).
         if self.gbn.get(p.msg as usize).is_none_or(|g| g.is_none()) {
-            ms.dropped = true;
-            ms.undelivered_bytes -= p.payload_bytes as u64;
+            self.mark_dropped(p.msg);
         }
     }
 }

@@ -162,64 +162,87 @@ impl Packet {
     }
 }
 
-/// A message's sender and receiver state, one per message (1,047,552 in `hgx128-a2a`): kept
-/// to one 64-byte cache line, the congestion controller in [`Sim::cc`] (empty without one)
-/// and times that may be unset as sentinels rather than `Option`s.
-#[repr(align(64))]
-struct MsgState {
-    /// When it became ready; [`NOT_YET`] until then (see [`MsgState::started`]).
+/// A message's sender state (1,047,552 messages in `hgx128-a2a`): kept by the partition
+/// of its source GPU ([`Sim::send`]), in half a cache line; the receiver's part is
+/// [`RecvState`], the congestion controller in [`Sim::cc`] and the rate limiter in
+/// [`Sim::limiters`] (both empty where the run has none), a drop in [`Sim::dropped`]; times
+/// that may be unset are sentinels rather than `Option`s.
+#[repr(C, align(32))]
+struct SendState {
+    /// When it became ready; [`NOT_YET`] until then (see [`SendState::started`]).
     started: Time,
     unsent_bytes: u64,
-    undelivered_bytes: u64,
-    /// When its last byte arrived; [`NOT_YET`] until then (see [`MsgState::finished`]).
-    finish: Time,
-    /// The source group it sends from.
-    group: u32,
+    /// The source group it sends from (bits 0-29; [`GROUP_UNSET`] until it starts), whether
+    /// `via` is a relay (bit 31: [`RELAYED`]) and whether it stays in its NVLink domain
+    /// (bit 30: [`NVLINK`], its packets cut with [`NetParams::nvlink_wire`], else
+    /// [`NetParams::nic_wire`]): kept here so that sending a packet reads no more than this.
+    group_flags: u32,
     /// Where its packets go first: the PXN relay GPU ([`Fabric::relay`]), else `dst`.
     via: NodeId,
-    /// `via` is a relay, not `dst` (kept here so that sending a packet reads no more than
-    /// this line).
-    relayed: bool,
-    /// Sender: the next PSN to send, and one past the highest PSN ever sent.
+    /// The next PSN to send, and one past the highest PSN ever sent.
     snd_next: u32,
     snd_max: u32,
-    /// The workload's rate limiter it shares ([`Workload::limit`]), or `NONE`.
-    limiter: u32,
-    /// A packet was dropped (only recorded where nothing retransmits it: the message is lost).
-    dropped: bool,
-    /// It stays in its NVLink domain (its packets are cut with [`NetParams::nvlink_wire`],
-    /// else [`NetParams::nic_wire`]).
-    nvlink: bool,
 }
 
-// The layout the doc comment above promises: one cache line a message (a regression here
-// costs 16 MB and a second cache miss per packet at 1M messages). Its ECMP hash is
-// recomputed where needed ([`message_hash`], two multiplications) and a control frame's
-// return latency lives in [`Sim::reverse`], only for runs that send control frames.
-const _: () = assert!(std::mem::size_of::<MsgState>() == 64);
-const _: () = assert!(std::mem::align_of::<MsgState>() == 64);
+/// A message's receiver state: kept by the partition of its destination GPU
+/// ([`Sim::recv`]).
+struct RecvState {
+    undelivered_bytes: u64,
+    /// When its last byte arrived; [`NOT_YET`] until then (see [`RecvState::finished`]).
+    finish: Time,
+}
 
-/// An unset [`MsgState::started`] or [`MsgState::finish`] (events lie below
+// The layout the doc comments above promise: two messages' senders a cache line, four
+// receivers (at 1M messages a partition holds 16 MB of receivers and its own sources'
+// senders, 32 MB for all of them on one thread). The ECMP hash is recomputed where needed
+// ([`message_hash`], two multiplications) and a control frame's return latency lives in
+// [`Sim::reverse`], only for runs that send control frames.
+const _: () = assert!(std::mem::size_of::<SendState>() == 32);
+const _: () = assert!(std::mem::align_of::<SendState>() == 32);
+const _: () = assert!(std::mem::size_of::<RecvState>() == 16);
+
+/// [`SendState::group_flags`]: a message not started has no group yet.
+const GROUP_UNSET: u32 = (1 << 30) - 1;
+const NVLINK: u32 = 1 << 30;
+const RELAYED: u32 = 1 << 31;
+
+/// An unset [`SendState::started`] or [`RecvState::finish`] (events lie below
 /// [`Time::HORIZON`]).
 const NOT_YET: Time = Time::MAX;
 /// A return latency not computed yet ([`Sim::reverse`]).
 const NO_DELAY_YET: Dur = Dur::from_ps(u64::MAX);
 
-impl MsgState {
+impl SendState {
     fn started(&self) -> Option<Time> {
         (self.started != NOT_YET).then_some(self.started)
     }
-    fn finished(&self) -> Option<Time> {
-        (self.finish != NOT_YET).then_some(self.finish)
+    fn group(&self) -> usize {
+        (self.group_flags & GROUP_UNSET) as usize
+    }
+    fn set_group(&mut self, g: u32) {
+        assert!(
+            g < GROUP_UNSET,
+            "more source groups than a message can name"
+        );
+        self.group_flags = self.group_flags & !GROUP_UNSET | g;
+    }
+    fn relayed(&self) -> bool {
+        self.group_flags & RELAYED != 0
     }
     /// How its packets are cut.
     #[inline]
     fn wire(&self, params: &NetParams) -> Wire {
-        if self.nvlink {
+        if self.group_flags & NVLINK != 0 {
             params.nvlink_wire
         } else {
             params.nic_wire
         }
+    }
+}
+
+impl RecvState {
+    fn finished(&self) -> Option<Time> {
+        (self.finish != NOT_YET).then_some(self.finish)
     }
 }
 
@@ -404,7 +427,17 @@ fn build<'a>(
         link_regions,
         groups: Vec::new(),
         group_index: HashMap::new(),
-        msgs: Vec::with_capacity(messages.len()),
+        send: Vec::new(),
+        send_base: 0,
+        recv: Vec::with_capacity(messages.len()),
+        limiters: if workload.limiters().is_empty() {
+            Vec::new()
+        } else {
+            (0..messages.len() as u32)
+                .map(|m| workload.limiter_of(m).unwrap_or(NONE))
+                .collect()
+        },
+        dropped: Vec::new(),
         reverse: Vec::new(),
         initial: Initial::InOrder { next: usize::MAX },
         initial_done: 0,
@@ -460,31 +493,44 @@ fn build<'a>(
             .map(|m| (!fabric.same_domain(m.src, m.dst)).then(GbnState::new))
             .collect();
     }
+    // The messages this partition sends lie in one range of message numbers.
+    let mine = |m: &MessageSpec| layout.part[layout.region[m.src.0 as usize] as usize] == part;
+    let first = messages.iter().position(mine).unwrap_or(0);
+    let end = messages.iter().rposition(mine).map_or(first, |i| i + 1);
+    sim.send_base = first as u32;
+    sim.send.reserve_exact(end - first);
     for (i, m) in messages.iter().enumerate() {
         assert!(m.src != m.dst && m.bytes > 0, "validated by config");
         let nvlink = fabric.same_domain(m.src, m.dst);
-        let relay = fabric.relay(m.src, m.dst);
-        let line = (!nvlink)
-            .then(|| fabric.spec.nic.as_ref().map(|n| n.rate))
-            .flatten();
         if !matches!(params.congestion_control, CongestionControl::None) {
+            let line = (!nvlink)
+                .then(|| fabric.spec.nic.as_ref().map(|n| n.rate))
+                .flatten();
             sim.cc
                 .push(AnyController::new(&params.congestion_control, line));
         }
-        sim.msgs.push(MsgState {
-            started: NOT_YET,
-            unsent_bytes: m.bytes,
+        sim.recv.push(RecvState {
             undelivered_bytes: m.bytes,
             finish: NOT_YET,
-            nvlink,
-            dropped: false,
-            group: NONE,
-            via: relay.unwrap_or(m.dst),
-            relayed: relay.is_some(),
-            snd_next: 0,
-            snd_max: 0,
-            limiter: workload.limiter_of(i as u32).unwrap_or(NONE),
         });
+        if (first..end).contains(&i) {
+            let relay = fabric.relay(m.src, m.dst);
+            let mut group_flags = GROUP_UNSET;
+            if nvlink {
+                group_flags |= NVLINK;
+            }
+            if relay.is_some() {
+                group_flags |= RELAYED;
+            }
+            sim.send.push(SendState {
+                started: NOT_YET,
+                unsent_bytes: m.bytes,
+                group_flags,
+                via: relay.unwrap_or(m.dst),
+                snd_next: 0,
+                snd_max: 0,
+            });
+        }
     }
     sim.initial = Initial::new(&sim);
     sim
@@ -548,7 +594,19 @@ struct Sim<'a> {
     link_regions: Vec<(u32, u32)>,
     groups: Vec<Group>,
     group_index: HashMap<Vec<LinkId>, u32>,
-    msgs: Vec<MsgState>,
+    /// The sender state of the messages from `send_base` on, over the range of those whose
+    /// source is in this partition (all of them on one thread; a partition's share where
+    /// messages are listed by source, as the traffic patterns list them).
+    send: Vec<SendState>,
+    send_base: u32,
+    /// Every message's receiver state (read only where its destination is).
+    recv: Vec<RecvState>,
+    /// Per message, the workload's rate limiter it shares ([`Workload::limit`]) or `NONE`;
+    /// empty where the workload has none.
+    limiters: Vec<u32>,
+    /// Messages this partition saw lose a packet (a switch dropped it where nothing resends
+    /// it, or the sender's QP ran out of retries), one bit each; empty until the first.
+    dropped: Vec<u64>,
     /// Tasks ready from the start not handed over yet, how many were, and the time whose
     /// initial tasks are being handed over a slice at a time.
     initial: Initial,
@@ -629,6 +687,36 @@ struct Sim<'a> {
 }
 
 impl Sim<'_> {
+    /// Message `m`'s sender state: only where its source is.
+    #[inline(always)]
+    fn snd(&self, m: u32) -> &SendState {
+        &self.send[(m - self.send_base) as usize]
+    }
+
+    #[inline(always)]
+    fn snd_mut(&mut self, m: u32) -> &mut SendState {
+        &mut self.send[(m - self.send_base) as usize]
+    }
+
+    /// The rate limiter message `m` shares, or `NONE`.
+    #[inline(always)]
+    fn limiter(&self, m: u32) -> u32 {
+        self.limiters.get(m as usize).copied().unwrap_or(NONE)
+    }
+
+    fn mark_dropped(&mut self, m: u32) {
+        if self.dropped.is_empty() {
+            self.dropped = vec![0; self.specs.len().div_ceil(64)];
+        }
+        self.dropped[m as usize / 64] |= 1 << (m % 64);
+    }
+
+    fn is_dropped(&self, m: u32) -> bool {
+        self.dropped
+            .get(m as usize / 64)
+            .is_some_and(|w| w & 1 << (m % 64) != 0)
+    }
+
     /// The region that handles `ev`: a link's sender for what happens at its sender, its
     /// receiver for an arrival, a message's source GPU for its sender's events, a compute
     /// task's GPU.
@@ -852,8 +940,8 @@ impl Sim<'_> {
                 Event::Arrive { link, p } if self.lookahead => {
                     let at = self.ingress[link.0 as usize].to;
                     if at == p.dst {
-                        if let Some(m) = self.msgs.get(p.msg as usize) {
-                            line(m as *const MsgState as *const u8);
+                        if let Some(m) = self.recv.get(p.msg as usize) {
+                            line(m as *const RecvState as *const u8);
                         }
                     } else if let &[next] = self.topo.next_hops(at, p.dst) {
                         line(&self.egress[next.0 as usize] as *const Egress as *const u8);
@@ -1016,9 +1104,9 @@ impl Sim<'_> {
     }
 
     fn on_message_start(&mut self, now: Time, m: u32) {
-        self.msgs[m as usize].started = now;
+        self.snd_mut(m).started = now;
         let spec = &self.specs[m as usize];
-        let hops = self.topo.next_hops(spec.src, self.msgs[m as usize].via);
+        let hops = self.topo.next_hops(spec.src, self.snd(m).via);
         debug_assert!(!hops.is_empty(), "routes exist between all GPU pairs");
         let spread = self.topo.link(hops[0]).class == LinkClass::NvLink
             || self.params.routing != Routing::Ecmp;
@@ -1049,7 +1137,7 @@ impl Sim<'_> {
             }
         };
         self.groups[g as usize].msgs.push(m);
-        self.msgs[m as usize].group = g;
+        self.snd_mut(m).set_group(g);
         self.gbn_start(now, m);
         for &l in &set {
             self.start_next(now, l);
@@ -1136,10 +1224,10 @@ impl Sim<'_> {
             return;
         }
         self.bytes_delivered += p.payload_bytes as u64;
-        let ms = &mut self.msgs[m];
-        ms.undelivered_bytes -= p.payload_bytes as u64;
-        if ms.undelivered_bytes == 0 && !ms.dropped {
-            ms.finish = now;
+        let rs = &mut self.recv[m];
+        rs.undelivered_bytes -= p.payload_bytes as u64;
+        if rs.undelivered_bytes == 0 && !self.is_dropped(m as u32) {
+            self.recv[m].finish = now;
             self.complete(now, TaskRef::Message(m as u32));
         }
     }
@@ -1148,7 +1236,7 @@ impl Sim<'_> {
     /// to its source, computed once per message.
     fn reverse_delay(&mut self, m: usize) -> Dur {
         if self.reverse.is_empty() {
-            self.reverse = vec![NO_DELAY_YET; self.msgs.len()];
+            self.reverse = vec![NO_DELAY_YET; self.specs.len()];
         }
         let d = self.reverse[m];
         if d != NO_DELAY_YET {
@@ -1253,10 +1341,11 @@ impl Sim<'_> {
                 let idx = (start + j) % n;
                 let m = self.groups[g].msgs[idx];
                 let mut send_at = self.cc.get(m as usize).map_or(Time::ZERO, |c| c.send_at());
-                let ms = &mut self.msgs[m as usize];
-                if ms.limiter != NONE {
-                    send_at = send_at.max(self.limiter_next[ms.limiter as usize]);
+                let limiter = self.limiter(m);
+                if limiter != NONE {
+                    send_at = send_at.max(self.limiter_next[limiter as usize]);
                 }
+                let ms = self.snd(m);
                 if send_at > now {
                     earliest = Some(earliest.map_or(send_at, |e| e.min(send_at)));
                     continue;
@@ -1265,7 +1354,7 @@ impl Sim<'_> {
                 let payload = ms.unsent_bytes.min(wire.mtu_bytes as u64);
                 // PXN: a relayed packet needs room in its relay's buffer; without it the
                 // link tries the next message and waits to be woken by the relay.
-                let (via, relayed) = (ms.via, ms.relayed);
+                let (via, relayed) = (ms.via, ms.relayed());
                 let relay_hold = if relayed {
                     if !self.reserve_relay(l, via, payload + wire.header_bytes as u64) {
                         continue;
@@ -1274,7 +1363,7 @@ impl Sim<'_> {
                 } else {
                     NONE
                 };
-                let ms = &mut self.msgs[m as usize];
+                let ms = self.snd_mut(m);
                 ms.unsent_bytes -= payload;
                 let psn = ms.snd_next;
                 ms.snd_next += 1;
@@ -1287,16 +1376,15 @@ impl Sim<'_> {
                 if let Some(c) = self.cc.get_mut(m as usize) {
                     c.on_send(now, payload, wire_bytes);
                 }
-                let ms = &mut self.msgs[m as usize];
-                if ms.limiter != NONE {
-                    let lim = ms.limiter as usize;
+                if limiter != NONE {
+                    let lim = limiter as usize;
                     let rate = self.workload.limiters()[lim];
                     let next = &mut self.limiter_next[lim];
                     *next = (*next).max(now) + rate.serialize(payload);
                 }
                 // The next message in turn is the one after this, or the one that slides
                 // into this slot when this message has nothing left to send.
-                let next = if ms.unsent_bytes == 0 {
+                let next = if self.snd(m).unsent_bytes == 0 {
                     self.groups[g].msgs.remove(idx);
                     idx
                 } else {
@@ -1360,7 +1448,7 @@ fn finish(mut parts: Vec<Sim<'_>>) -> Result<NetRun, Deadlock> {
         .flat_map(|p| &p.egress)
         .map(|e| e.fifo.len())
         .sum();
-    let sender = |i: usize| &parts[part_of(specs[i].src)].msgs[i];
+    let sender = |i: usize| parts[part_of(specs[i].src)].snd(i as u32);
     // A message never started waited for a lost one (lossy mode): not a deadlock.
     let unsent =
         (0..specs.len()).any(|i| sender(i).started().is_some() && sender(i).unsent_bytes > 0);
@@ -1432,15 +1520,15 @@ fn finish(mut parts: Vec<Sim<'_>>) -> Result<NetRun, Deadlock> {
         links.push(st);
     }
     // Each message's start and finish (`NOT_YET`: none), taken out so that its state
-    // (64 bytes a message) is given back before the results (40) are built.
-    let sender = |i: usize| &parts[part_of(specs[i].src)].msgs[i];
-    let receiver = |i: usize| &parts[part_of(specs[i].dst)].msgs[i];
+    // (48 bytes a message on one thread) is given back before the results (40) are built.
+    let sender = |i: usize| parts[part_of(specs[i].src)].snd(i as u32);
+    let receiver = |i: usize| &parts[part_of(specs[i].dst)].recv[i];
     let times: Vec<(Time, Time)> = (0..specs.len())
         .map(|i| {
             let (snd, rcv) = (sender(i), receiver(i));
             // A drop is recorded where it happens: at a switch, or at the sender (a QP out
             // of retries).
-            let dropped = parts.iter().any(|p| p.msgs[i].dropped);
+            let dropped = parts.iter().any(|p| p.is_dropped(i as u32));
             assert!(
                 dropped || rcv.finished().is_some() || snd.started().is_none(),
                 "a started message neither completed nor lost"
@@ -1449,15 +1537,16 @@ fn finish(mut parts: Vec<Sim<'_>>) -> Result<NetRun, Deadlock> {
             (start, if dropped { NOT_YET } else { rcv.finish })
         })
         .collect();
-    // Give back what only the run needed (at a million messages: 67 MB of message state,
-    // 13 MB of links) before the results take 42 MB.
+    // Give back what only the run needed (at a million messages: 50 MB of message state
+    // on one thread, 13 MB of links) before the results take 42 MB.
     for p in &mut parts {
         p.queue = EventQueue::new();
         p.groups = Vec::new();
         p.egress = Vec::new();
         p.ingress = Vec::new();
         p.cold = Vec::new();
-        p.msgs = Vec::new();
+        p.send = Vec::new();
+        p.recv = Vec::new();
     }
     let sum = |f: &dyn Fn(&Sim) -> u64| parts.iter().map(f).sum::<u64>();
     let messages = specs

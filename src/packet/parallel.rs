@@ -456,18 +456,22 @@ fn drive<'a>(
 mod tests {
     use super::*;
 
-    /// Regions are NVLink domains (with their NICs) and switches; with two threads the
-    /// domains split in half and only scale-out cables cross between threads.
-    #[test]
-    fn regions_are_domains_and_switches() {
-        let s = crate::config::Scenario::load(
+    fn hgx16_a2a() -> crate::config::Scenario {
+        crate::config::Scenario::load(
             std::path::Path::new(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/workloads/scenarios/hgx16-a2a-dcqcn.toml"
             )),
             None,
         )
-        .expect("shipped scenario");
+        .expect("shipped scenario")
+    }
+
+    /// Regions are NVLink domains (with their NICs) and switches; with two threads the
+    /// domains split in half and only scale-out cables cross between threads.
+    #[test]
+    fn regions_are_domains_and_switches() {
+        let s = hgx16_a2a();
         let topo = &s.fabric().topology;
         let l = Layout::new(topo, 2);
         let switches = (0..topo.nodes())
@@ -501,5 +505,49 @@ mod tests {
             16,
             "one thread per domain at most"
         );
+    }
+
+    /// A partition keeps the sender state of the range of messages it sends from (half of
+    /// an all-to-all listed by source, on two threads), every message's receiver state,
+    /// and reads a message's sender where its source is.
+    #[test]
+    fn a_partition_holds_the_senders_of_its_sources() {
+        let s = hgx16_a2a();
+        let (fabric, workload) = (s.fabric(), s.traffic_workload());
+        let n = workload.messages.len();
+        let layout = Layout::new(&fabric.topology, 2);
+        let mut covered = 0;
+        for p in 0..2 {
+            let sim = build(fabric, s.net(), &workload, &layout, p);
+            assert_eq!(sim.recv.len(), n);
+            assert_eq!(sim.send.len(), n / 2, "partition {p}");
+            for (i, m) in workload.messages.iter().enumerate() {
+                let here = layout.part[layout.region[m.src.0 as usize] as usize] == p;
+                let kept =
+                    (sim.send_base as usize..sim.send_base as usize + sim.send.len()).contains(&i);
+                assert_eq!(here, kept, "message {i} in partition {p}");
+                if here {
+                    assert_eq!(sim.snd(i as u32).unsent_bytes, m.bytes);
+                    covered += 1;
+                }
+            }
+        }
+        assert_eq!(covered, n);
+        // A drop is one bit a message, seen only for that message.
+        let single = Layout::new(&fabric.topology, 1);
+        let mut sim = build(fabric, s.net(), &workload, &single, 0);
+        assert!(
+            sim.dropped.is_empty(),
+            "nothing allocated before the first drop"
+        );
+        let lost = [0, 63, 64, 127, n as u32 - 1];
+        for &m in &lost {
+            sim.mark_dropped(m);
+        }
+        for m in 0..n as u32 {
+            assert_eq!(sim.is_dropped(m), lost.contains(&m), "message {m}");
+        }
+        let one = build(fabric, s.net(), &workload, &single, 0);
+        assert_eq!((one.send_base, one.send.len()), (0, n));
     }
 }

@@ -133,7 +133,7 @@ impl super::Sim<'_> {
     /// Feedback reached message `m`'s sender. A message with nothing left to send ignores
     /// it (go-back-N may give it bytes to send again; later feedback then counts).
     pub(super) fn on_cc_feedback(&mut self, now: Time, m: u32) {
-        if self.msgs[m as usize].unsent_bytes == 0 {
+        if self.snd(m).unsent_bytes == 0 {
             return;
         }
         let Some(c) = self.cc.get_mut(m as usize) else {
@@ -146,7 +146,7 @@ impl super::Sim<'_> {
 
     /// The timer of message `m`'s controller fired.
     pub(super) fn on_cc_timer(&mut self, now: Time, m: u32) {
-        let sending = self.msgs[m as usize].unsent_bytes > 0;
+        let sending = self.snd(m).unsent_bytes > 0;
         let Some(c) = self.cc.get_mut(m as usize) else {
             return;
         };
