@@ -292,6 +292,20 @@ fn serving(traffic: &str, extra: &str) -> String {
     )
 }
 
+/// Requests that would arrive past the simulator's clock are an error naming the count,
+/// not arrival times clipped to the clock's end.
+#[test]
+fn requests_arriving_past_the_clock_are_the_scenarios_key() {
+    // 10 requests at one a million seconds: the last after about 100 days.
+    expect_error(
+        "late.toml",
+        &serving("chat", "rate = 0.000001"),
+        None,
+        "serving.requests",
+        &["10 requests", "at most 40 days", "serving.rate"],
+    );
+}
+
 #[test]
 fn an_unknown_traffic_name_is_the_scenarios_key() {
     expect_error(

@@ -24,9 +24,10 @@
 use super::Ctx;
 use super::afd::{AfdFile, check_weights, known_hbm_gib};
 use crate::compute::WeightPlacement;
+use crate::engine::{PS_PER_S, Time};
 use crate::error::InputError;
 use crate::serving::sim::{Admission, Layout, Mode};
-use crate::serving::traffic::{Request, Traffic};
+use crate::serving::traffic::{LAST_ARRIVAL, Request, Traffic};
 use crate::serving::{Deployment, ServingSpec, Slo};
 use crate::topology::NodeId;
 use serde::Deserialize;
@@ -611,13 +612,36 @@ fn distinct_gpus(spec: &crate::afd::Deployment) -> u32 {
     }
 }
 
-/// Checks that every request fits an empty decode GPU's KV cache; names the request (and
-/// for a trace, its line).
+/// Checks that the last request arrives by [`LAST_ARRIVAL`] (a later arrival would be
+/// clipped by the clock, not simulated) and that every request fits an empty decode GPU's
+/// KV cache; names the request (and for a trace, its line).
 pub fn check_fits(
     origin: &str,
     spec: &ServingSpec,
     requests: &[Request],
 ) -> Result<(), InputError> {
+    if let Some(last) = requests.last()
+        && last.arrival > LAST_ARRIVAL
+    {
+        let days = |t: Time| t.as_ps() as f64 / (86_400.0 * PS_PER_S as f64);
+        let rate = spec
+            .traffic
+            .rate()
+            .map_or(String::new(), |r| format!(" at {r} requests/s"));
+        return Err(InputError::new(
+            origin,
+            "serving.requests",
+            format!(
+                "the last of {} requests{rate} arrives after {:.0} days of simulated time; at \
+                 most {:.0} days are allowed (the simulator's clock ends at {:.0} days): lower \
+                 serving.requests or raise serving.rate",
+                requests.len(),
+                days(last.arrival).floor(),
+                days(LAST_ARRIVAL),
+                days(Time::HORIZON).floor()
+            ),
+        ));
+    }
     let cap = spec.layout.kv_capacity_tokens;
     for r in requests {
         let need = (r.input + r.output) as u64;

@@ -568,6 +568,17 @@ pub fn simulate_until<C: StepCost>(
                 now
             }
         };
+        if now >= Time::HORIZON {
+            // Arrivals end well before it (`traffic::LAST_ARRIVAL`); serving them took the
+            // rest of the clock.
+            return Err(QueryError::Invalid(format!(
+                "the serving run passed the simulator's horizon ({}) with {} of {} requests \
+                 unfinished",
+                Time::HORIZON,
+                requests.len() as u64 - sim.finished,
+                requests.len()
+            )));
+        }
         if sim.start_decode(now)? && disagg {
             // Preempted sequences went back to the prefill pool, which may be idle.
             sim.start_prefill(now)?;
@@ -1305,6 +1316,40 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    /// Iterations so slow (a day each) that a long output outlasts the simulated clock: the
+    /// run is an error, not a result with clipped times.
+    struct Glacial;
+
+    impl StepCost for Glacial {
+        fn decode(&mut self, _gpus: u32, _batch: u32, _ctx: u64) -> Result<Dur, QueryError> {
+            Ok(Dur::from_ps(86_400 * crate::engine::PS_PER_S))
+        }
+        fn prefill(&mut self, g: u32, _tokens: u32, _prefix: u64) -> Result<Dur, QueryError> {
+            self.decode(g, 1, 0)
+        }
+        fn mixed(&mut self, g: u32, b: u32, ctx: u64, _t: u32, _p: u64) -> Result<Dur, QueryError> {
+            self.decode(g, b, ctx)
+        }
+    }
+
+    #[test]
+    fn a_run_past_the_horizon_is_an_error() {
+        let s = star();
+        let l = layout(Mode::Aggregated);
+        // 100 output tokens at a day an iteration: past the clock's 53 days.
+        let Err(err) = simulate(s.fabric(), s.net(), &l, &one(10, 100, 0), &mut Glacial) else {
+            panic!("a run past the horizon gave a result");
+        };
+        assert!(err.to_string().contains("horizon"), "{err}");
+        assert!(
+            err.to_string().contains("1 of 1 requests unfinished"),
+            "{err}"
+        );
+        // 20 tokens end inside it.
+        let run = simulate(s.fabric(), s.net(), &l, &one(10, 20, 0), &mut Glacial).expect("runs");
+        assert!(run.end < Time::HORIZON);
     }
 
     fn run(mode: Mode, reqs: &[Request]) -> ServingRun {

@@ -40,6 +40,11 @@ const MAX_RATE_PER_S: f64 = 1e9;
 /// seconds as `f64` still resolve well under a nanosecond there.
 const MAX_ARRIVAL_S: f64 = 1e7;
 
+/// The latest arrival a run accepts (40 days), well inside [`Time::HORIZON`] (about 53
+/// days) so that the requests can be served before the simulated clock runs out: a later
+/// one would be clipped, not simulated.
+pub const LAST_ARRIVAL: Time = Time::from_ps(40 * 86_400 * PS_PER_S);
+
 const PRESETS: [(&str, &str); 3] = [
     ("chat", include_str!("../../workloads/traffic/chat.toml")),
     (
@@ -273,6 +278,7 @@ impl Traffic {
 
     /// Draws `n` requests with `seed`, deterministically (ids `0..n`). A trace gives its
     /// first `n` requests (the seed is not used) and is an error when it holds fewer.
+    /// `config::check_fits` checks that the last arrives by [`LAST_ARRIVAL`].
     pub fn requests(&self, n: u32, seed: u64) -> Result<Vec<Request>, InputError> {
         match &self.arrivals {
             Arrivals::Poisson {
