@@ -110,25 +110,13 @@ fn loo(case: &str, name: &str) -> Result<Vec<Check>, InputError> {
         .into_iter()
         .filter(|p| p.method == Method::Interpolated)
         .map(|p| p.abs_err_pct());
-    let s = ErrorSummary::of(errors)
-        .ok_or_else(|| InputError::new(name, "", "no in-between grid points to leave out"))?;
-    let source = "issue 5 accuracy goal (median ≤ 3 %, p90 ≤ 10 %) on the measured table";
-    Ok(vec![
-        Check::at_most(
-            case,
-            "median |error| %, in-between points",
-            3.0,
-            s.median_pct,
-            source,
-        ),
-        Check::at_most(
-            case,
-            "p90 |error| %, in-between points",
-            10.0,
-            s.p90_pct,
-            source,
-        ),
-    ])
+    goal_checks(
+        case,
+        "in-between points",
+        name,
+        errors,
+        "issue 5 accuracy goal (median ≤ 3 %, p90 ≤ 10 %) on the measured table",
+    )
 }
 
 /// An H200 measured with the profiler's dense grid (3·2^i sizes between the powers of two)
