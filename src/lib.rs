@@ -114,6 +114,10 @@ pub enum RunError {
     /// A kernel time the compute tables cannot give (an AFD scenario).
     #[error("afd: a kernel time cannot be computed: {0}")]
     Compute(compute::QueryError),
+    /// A serving run that cannot go on: an iteration time the tables cannot give, an
+    /// iteration that did not finish, or a run past the simulated clock's horizon.
+    #[error("serving: {0}")]
+    Serving(compute::QueryError),
     /// The requests of a serving scenario are bad (a trace's line, a request that can
     /// never fit).
     #[error("{0}")]
@@ -254,7 +258,7 @@ fn run_serving(scenario: &Scenario, spec: &serving::ServingSpec) -> Result<Outco
     config::check_fits(scenario.origin(), spec, &requests).map_err(RunError::Input)?;
     let mut server =
         serving::Server::new(spec, scenario.fabric(), scenario.net(), scenario.level());
-    let out = server.serve(&requests).map_err(RunError::Compute)?;
+    let out = server.serve(&requests).map_err(RunError::Serving)?;
     let metrics = report::PacketMetrics::of(scenario, &out.run.kv);
     Ok(Outcome {
         run: out.run.kv,

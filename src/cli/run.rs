@@ -105,6 +105,7 @@ pub fn run(
             return Ok(ExitCode::from(match e {
                 afdsim::RunError::Deadlock(_) => 3,
                 afdsim::RunError::Compute(_)
+                | afdsim::RunError::Serving(_)
                 | afdsim::RunError::Input(_)
                 | afdsim::RunError::PastHorizon(_)
                 | afdsim::RunError::Unsupported(_) => 2,

@@ -10,7 +10,7 @@
 #   3. the Zipf-skewed grouped GEMMs with their per-expert loads -> skew/compute.csv, merged
 #      with 2 into all.csv (the grouped kernel's tile model on uneven loads, issue 16).
 # Each part stops starting points at its budget; a failed point is logged and skipped.
-# First run on 2026-12-04 (H200; before --layer-kernels existed): parts 1-3 took 154 s in all;
+# First run on 2026-12-04 (H200; before --layer-kernels existed): parts 1-3 took 153 s in all;
 # what came of it is in validation/h200-*-2026-12-04.csv and docs/compute.md.
 #
 #   run (device tool): bash tools/profiler/device-check.sh        (writes under $OUT)
